@@ -1,0 +1,73 @@
+"""Domain errors. They know nothing about HTTP; the API maps them to status codes."""
+
+from __future__ import annotations
+
+
+class FacetraceError(Exception):
+    """Base class of every error facetrace raises on purpose."""
+
+
+class ImageError(FacetraceError):
+    """A file could not be used as a photo. Carries the file name and the reason."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__(f"{source}: {reason}")
+        self.source = source
+        self.reason = reason
+
+
+class ImageTooLarge(ImageError):
+    """The file or its pixel count exceeds the configured limit (decompression bombs)."""
+
+
+class NoFaceFound(FacetraceError):
+    """No face was detected where one was required."""
+
+
+class FaceIndexError(FacetraceError):
+    """A face number (``--face N``) that the photo does not have."""
+
+
+class LowQualityFace(FacetraceError):
+    """A probe face scored below the minimum quality and ``force`` was not given."""
+
+    def __init__(self, quality: float, minimum: float, reasons: list[str]) -> None:
+        why = ", ".join(reasons) or "low overall quality"
+        super().__init__(
+            f"probe face quality {quality:.2f} is below the minimum {minimum:.2f} ({why}); "
+            "use force to search anyway"
+        )
+        self.quality = quality
+        self.minimum = minimum
+        self.reasons = reasons
+
+
+class ModelUnavailable(FacetraceError):
+    """A model file is missing, corrupt or of the wrong shape."""
+
+
+class ModelMismatch(FacetraceError):
+    """Vectors of one model offered to a gallery built with another."""
+
+
+class IndexUnavailable(FacetraceError):
+    """The vector index cannot be opened or does not support an operation."""
+
+
+class NotFound(FacetraceError):
+    """A subject, photo, collection or face id that does not exist."""
+
+
+class DeletedPhoto(FacetraceError):
+    """The photo was deleted earlier; its tombstone blocks re-ingestion."""
+
+
+class ManifestError(FacetraceError):
+    """A manifest row or file is malformed. Carries the line number where known."""
+
+    def __init__(self, source: str, line: int | None, reason: str) -> None:
+        where = f"{source}:{line}" if line is not None else source
+        super().__init__(f"{where}: {reason}")
+        self.source = source
+        self.line = line
+        self.reason = reason

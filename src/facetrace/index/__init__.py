@@ -1,0 +1,1 @@
+"""Vector indexes behind one protocol (:class:`facetrace.index.base.VectorIndex`)."""

@@ -1,0 +1,132 @@
+"""Typed values that flow between pipeline stages.
+
+Coordinates are pixels in the decoded, EXIF-rotated image, x to the right and y down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import numpy as np
+import numpy.typing as npt
+
+Vector = npt.NDArray[np.float32]
+"""An L2-normalised float32 embedding, shape (dim,)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BoundingBox:
+    """An axis-aligned box (x1, y1) top-left inclusive, (x2, y2) bottom-right exclusive.
+
+    >>> BoundingBox(10, 20, 50, 80).width
+    40
+    >>> BoundingBox(10, 20, 50, 80).area
+    2400
+    """
+
+    x1: int
+    y1: int
+    x2: int
+    y2: int
+
+    def __post_init__(self) -> None:
+        if self.x2 <= self.x1 or self.y2 <= self.y1:
+            raise ValueError(f"empty box {self.x1, self.y1, self.x2, self.y2}")
+
+    @property
+    def width(self) -> int:
+        return self.x2 - self.x1
+
+    @property
+    def height(self) -> int:
+        return self.y2 - self.y1
+
+    @property
+    def area(self) -> int:
+        return self.width * self.height
+
+    @property
+    def center(self) -> tuple[float, float]:
+        return ((self.x1 + self.x2) / 2.0, (self.y1 + self.y2) / 2.0)
+
+    def as_list(self) -> list[int]:
+        """``[x1, y1, x2, y2]`` for JSON."""
+        return [self.x1, self.y1, self.x2, self.y2]
+
+
+@dataclass(frozen=True, slots=True)
+class Landmarks:
+    """dlib's five points, float pixels, each (x, y).
+
+    dlib's 5-point model marks the outer and inner corner of each eye and the
+    base of the nose; ``right_eye`` is the subject's right (image left).
+    """
+
+    right_eye_outer: tuple[float, float]
+    right_eye_inner: tuple[float, float]
+    left_eye_outer: tuple[float, float]
+    left_eye_inner: tuple[float, float]
+    nose: tuple[float, float]
+
+    @property
+    def right_eye(self) -> tuple[float, float]:
+        a, b = self.right_eye_outer, self.right_eye_inner
+        return ((a[0] + b[0]) / 2.0, (a[1] + b[1]) / 2.0)
+
+    @property
+    def left_eye(self) -> tuple[float, float]:
+        a, b = self.left_eye_outer, self.left_eye_inner
+        return ((a[0] + b[0]) / 2.0, (a[1] + b[1]) / 2.0)
+
+    def as_array(self) -> npt.NDArray[np.float64]:
+        """Shape (5, 2) in dlib's part order."""
+        return np.array(
+            [
+                self.right_eye_outer,
+                self.right_eye_inner,
+                self.left_eye_outer,
+                self.left_eye_inner,
+                self.nose,
+            ],
+            dtype=np.float64,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """One detected face: box, landmarks and the detector's confidence (higher is surer)."""
+
+    box: BoundingBox
+    landmarks: Landmarks
+    score: float
+
+
+class QualityReason(StrEnum):
+    """Why a face scored low on quality."""
+
+    TOO_SMALL = "too_small"
+    BLURRED = "blurred"
+    STRONG_POSE = "strong_pose"
+    TOO_DARK = "too_dark"
+    TOO_BRIGHT = "too_bright"
+    LOW_CONTRAST = "low_contrast"
+
+
+@dataclass(frozen=True, slots=True)
+class Quality:
+    """Quality score in [0, 1] (1 is best) and the reasons it fell short."""
+
+    score: float
+    reasons: tuple[QualityReason, ...] = ()
+    details: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Face:
+    """A face ready for the gallery or a search: detection, quality and its vector."""
+
+    detection: Detection
+    quality: Quality
+    vector: Vector
+    model_id: str
