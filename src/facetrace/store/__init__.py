@@ -1,0 +1,1 @@
+"""Metadata in SQL (SQLite by default, PostgreSQL by URL), the source of truth."""
