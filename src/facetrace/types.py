@@ -57,36 +57,44 @@ class BoundingBox:
 
 @dataclass(frozen=True, slots=True)
 class Landmarks:
-    """dlib's five points, float pixels, each (x, y).
+    """dlib's five points, float pixels, each (x, y), in dlib's part order.
 
     dlib's 5-point model marks the outer and inner corner of each eye and the
-    base of the nose; ``right_eye`` is the subject's right (image left).
+    base of the nose. Left and right are the subject's: ``left_eye`` appears on
+    the image's right in a frontal photo.
     """
 
-    right_eye_outer: tuple[float, float]
-    right_eye_inner: tuple[float, float]
     left_eye_outer: tuple[float, float]
     left_eye_inner: tuple[float, float]
+    right_eye_outer: tuple[float, float]
+    right_eye_inner: tuple[float, float]
     nose: tuple[float, float]
 
-    @property
-    def right_eye(self) -> tuple[float, float]:
-        a, b = self.right_eye_outer, self.right_eye_inner
-        return ((a[0] + b[0]) / 2.0, (a[1] + b[1]) / 2.0)
+    @classmethod
+    def from_array(cls, points: npt.ArrayLike) -> Landmarks:
+        """Build from a (5, 2) array in dlib's part order."""
+        arr = np.asarray(points, dtype=np.float64).reshape(5, 2)
+        pts = [(float(x), float(y)) for x, y in arr]
+        return cls(pts[0], pts[1], pts[2], pts[3], pts[4])
 
     @property
     def left_eye(self) -> tuple[float, float]:
         a, b = self.left_eye_outer, self.left_eye_inner
         return ((a[0] + b[0]) / 2.0, (a[1] + b[1]) / 2.0)
 
+    @property
+    def right_eye(self) -> tuple[float, float]:
+        a, b = self.right_eye_outer, self.right_eye_inner
+        return ((a[0] + b[0]) / 2.0, (a[1] + b[1]) / 2.0)
+
     def as_array(self) -> npt.NDArray[np.float64]:
         """Shape (5, 2) in dlib's part order."""
         return np.array(
             [
-                self.right_eye_outer,
-                self.right_eye_inner,
                 self.left_eye_outer,
                 self.left_eye_inner,
+                self.right_eye_outer,
+                self.right_eye_inner,
                 self.nose,
             ],
             dtype=np.float64,

@@ -1,0 +1,133 @@
+"""Gallery tables: collections, subjects, photos, faces, tombstones and gallery settings.
+
+Vectors are kept in SQL too (``face.vector``, float32 bytes), so SQL alone can
+rebuild or repair any vector index.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from facetrace.store.base import Base
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now, for defaults."""
+    return datetime.now(UTC)
+
+
+class Collection(Base):
+    """A set of reference photos held under one legal basis and retention rule."""
+
+    __tablename__ = "collection"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    legal_basis: Mapped[str] = mapped_column(Text, default="")
+    retention: Mapped[str] = mapped_column(Text, default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    department_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Subject(Base):
+    """A person the gallery holds reference photos of (a profile or record)."""
+
+    __tablename__ = "subject"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(300), unique=True)
+    name: Mapped[str] = mapped_column(String(300), default="")
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collection.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    collection: Mapped[Collection] = relationship()
+
+
+class Photo(Base):
+    """A reference photo with its provenance; identified by the SHA-256 of its bytes."""
+
+    __tablename__ = "photo"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    subject_id: Mapped[int | None] = mapped_column(ForeignKey("subject.id"), index=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collection.id"), index=True)
+    path: Mapped[str] = mapped_column(Text, default="")
+    source_url: Mapped[str] = mapped_column(Text, default="")
+    source_title: Mapped[str] = mapped_column(Text, default="")
+    captured_date: Mapped[str] = mapped_column(String(40), default="")
+    legal_basis: Mapped[str] = mapped_column(Text, default="")
+    extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    width: Mapped[int] = mapped_column(Integer, default=0)
+    height: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    subject: Mapped[Subject | None] = relationship()
+    collection: Mapped[Collection] = relationship()
+
+
+class FaceRow(Base):
+    """One face found in a photo; ``is_subject`` marks the one that is the photo's subject."""
+
+    __tablename__ = "face"
+    __table_args__ = (
+        UniqueConstraint("photo_id", "face_index", name="uq_face_photo_index"),
+        Index("ix_face_searchable", "is_subject", "collection_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    photo_id: Mapped[int] = mapped_column(ForeignKey("photo.id", ondelete="CASCADE"))
+    subject_id: Mapped[int | None] = mapped_column(ForeignKey("subject.id"), index=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collection.id"))
+    face_index: Mapped[int] = mapped_column(Integer)
+    is_subject: Mapped[bool] = mapped_column(Boolean, default=False)
+    x1: Mapped[int] = mapped_column(Integer)
+    y1: Mapped[int] = mapped_column(Integer)
+    x2: Mapped[int] = mapped_column(Integer)
+    y2: Mapped[int] = mapped_column(Integer)
+    landmarks: Mapped[list[list[float]]] = mapped_column(JSON)
+    detector_score: Mapped[float] = mapped_column(Float)
+    quality: Mapped[float] = mapped_column(Float)
+    quality_reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+    model_id: Mapped[str] = mapped_column(String(200))
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    photo: Mapped[Photo] = relationship()
+    subject: Mapped[Subject | None] = relationship()
+
+
+class Tombstone(Base):
+    """The hash of a deleted photo, so that the same photo is not ingested again by accident."""
+
+    __tablename__ = "tombstone"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    deleted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class GalleryMeta(Base):
+    """Gallery-wide settings: the model id and dimension, the calibration table."""
+
+    __tablename__ = "gallery_meta"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)

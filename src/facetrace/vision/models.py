@@ -1,0 +1,108 @@
+"""The registry of embedding models: each a named descriptor, looked up explicitly.
+
+A descriptor records everything that must match between a gallery and a
+probe: the model id stored with every vector, the vector size, the chip
+geometry, and the default decision threshold. An unknown model name raises.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from facetrace.errors import ModelUnavailable
+from facetrace.vision.embed import DlibEmbedder, Embedder
+
+
+class Alignment(StrEnum):
+    """How chips are cut for a model."""
+
+    DLIB_150 = "dlib-150"
+    ARCFACE_112 = "arcface-112"
+
+
+class Backend(StrEnum):
+    """Which runtime computes the dlib descriptor."""
+
+    DLIB = "dlib"
+    ONNX = "onnx"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelDescriptor:
+    """Identity and geometry of one embedding model.
+
+    ``verify_threshold`` is the cosine similarity at which 1:1 verification
+    says "same"; it is chosen on LFW (10-fold) for the dlib model.
+    """
+
+    model_id: str
+    dim: int
+    chip_size: int
+    alignment: Alignment
+    verify_threshold: float
+    calibration_name: str | None
+
+
+DLIB_RESNET_V1 = ModelDescriptor(
+    model_id="dlib-resnet-v1",
+    dim=128,
+    chip_size=150,
+    alignment=Alignment.DLIB_150,
+    verify_threshold=0.925,
+    calibration_name="dlib-resnet-v1",
+)
+
+
+def arcface_descriptor(path: Path) -> ModelDescriptor:
+    """Descriptor of an ArcFace-style ONNX model; its id names the file (models never mix)."""
+    return ModelDescriptor(
+        model_id=f"arcface:{path.stem}",
+        dim=512,
+        chip_size=112,
+        alignment=Alignment.ARCFACE_112,
+        verify_threshold=0.35,
+        calibration_name=None,
+    )
+
+
+def make_embedder(
+    model: str = "dlib-resnet-v1",
+    *,
+    backend: Backend = Backend.DLIB,
+    cache_dir: Path | None = None,
+    batch_size: int = 32,
+) -> tuple[ModelDescriptor, Embedder]:
+    """The descriptor and an (unloaded) embedder for ``model``.
+
+    Args:
+        model: ``"dlib-resnet-v1"`` or a path to an ArcFace-style ``.onnx`` file.
+        backend: runtime for the dlib model.
+        cache_dir: where derived model files (the converted ONNX graph) are kept.
+        batch_size: chips per inference call.
+
+    Raises:
+        ModelUnavailable: unknown model name or backend.
+    """
+    if model == DLIB_RESNET_V1.model_id:
+        if backend == Backend.DLIB:
+            return DLIB_RESNET_V1, DlibEmbedder(batch_size=batch_size)
+        if backend == Backend.ONNX:
+            try:
+                from facetrace.vision.dlib_onnx import OnnxDlibEmbedder
+            except ImportError as exc:
+                raise ModelUnavailable("the ONNX backend is not available") from exc
+            return DLIB_RESNET_V1, OnnxDlibEmbedder(cache_dir=cache_dir, batch_size=batch_size)
+        raise ModelUnavailable(f"unknown backend {backend!r}")
+    path = Path(model)
+    if path.suffix == ".onnx":
+        try:
+            from facetrace.vision.arcface import ArcFaceEmbedder
+        except ImportError as exc:
+            raise ModelUnavailable("ArcFace models are not available") from exc
+        desc = arcface_descriptor(path)
+        return desc, ArcFaceEmbedder(path, model_id=desc.model_id, batch_size=batch_size)
+    raise ModelUnavailable(
+        f"unknown model {model!r}: use 'dlib-resnet-v1' or a path to an ArcFace .onnx file"
+    )
