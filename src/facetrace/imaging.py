@@ -210,6 +210,12 @@ def decode_image(
                 f"over the limit of {limits.max_pixels}",
             )
         file_format = image.format or "unknown"
+        # Decode fully before anything else reads the file: some plugins (PNG's getexif)
+        # load on demand, and a failure swallowed there leaves a half-decoded image.
+        try:
+            image.load()
+        except Exception as exc:  # decoders raise OSError, ValueError, struct.error, ...
+            raise ImageError(source, f"truncated or corrupt image data ({exc})") from exc
         mode = image.mode
         orientation = _exif_orientation(image, source)
         to_apply = orientation
@@ -219,10 +225,6 @@ def decode_image(
         heif_orientation = image.info.get("original_orientation")
         if file_format == "HEIF" and heif_orientation in _UPRIGHT:
             orientation, to_apply = int(heif_orientation), 1
-        try:
-            image.load()
-        except Exception as exc:  # decoders raise OSError, ValueError, struct.error, ...
-            raise ImageError(source, f"truncated or corrupt image data ({exc})") from exc
         try:
             pixels = _to_rgb_array(image)
         except ImageError:
