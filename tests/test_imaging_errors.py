@@ -139,6 +139,7 @@ def test_decompression_bomb_over_pillow_limit(tmp_path: Path) -> None:
 def test_pixel_limit_checked_from_header_before_decoding(tmp_path: Path) -> None:
     # 81 megapixels: over our default limit but under Pillow's own bomb threshold, so
     # only our header check can refuse it; decoding would have failed as truncated.
+    assert Image.MAX_IMAGE_PIXELS is not None
     assert Image.MAX_IMAGE_PIXELS > 9000 * 9000
     path = tmp_path / "big.png"
     path.write_bytes(_png_header_only(9000, 9000))
