@@ -151,7 +151,7 @@ class VideoFrame:
             container's display rotation applied.
         index: 0-based position of the frame among all decoded frames of the stream
             (not the count of frames yielded).
-        timestamp_s: presentation time in seconds from the start of the stream.
+        timestamp_s: presentation time in seconds, counted from the first decoded frame.
     """
 
     pixels: RGBArray
