@@ -227,9 +227,7 @@ def decode_image(
             orientation, to_apply = int(heif_orientation), 1
         try:
             pixels = _to_rgb_array(image)
-        except ImageError:
-            raise
-        except Exception as exc:
+        except Exception as exc:  # e.g. a TIFF colour space Pillow cannot convert
             raise ImageError(source, f"cannot convert mode {mode} to RGB ({exc})") from exc
 
     if to_apply in _UPRIGHT:
