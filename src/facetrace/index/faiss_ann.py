@@ -381,6 +381,7 @@ class IvfIndex:
         nlist: int | None = None,
         nprobe: int = 64,
         exact_below: int = 20_000,
+        train_per_list: int = 64,
         _ivf: faiss.IndexIVFScalarQuantizer | None = None,
     ) -> None:
         if dim < 1 or nprobe < 1 or (nlist is not None and nlist < 1) or exact_below < 0:
@@ -389,6 +390,7 @@ class IvfIndex:
         self.nlist = nlist
         self.nprobe = nprobe
         self.exact_below = exact_below
+        self.train_per_list = max(39, train_per_list)
         self._ivf = _ivf
         if _ivf is not None and _ivf.d != dim:
             raise IndexUnavailable(f"index has dimension {_ivf.d}, expected {dim}")
@@ -401,8 +403,15 @@ class IvfIndex:
         )
         ivf.own_fields = True
         quantizer.this.disown()  # owned by the IVF index from now on
-        ivf.train(vectors)
-        log.info("trained IVF-SQ8 with %d lists on %d vectors", nlist, vectors.shape[0])
+        sample = vectors
+        if vectors.shape[0] > self.train_per_list * nlist:
+            # k-means cost grows with points x lists; 64 points per list place centroids
+            # as well as all of them (FAISS itself caps at 256 per list)
+            rng = np.random.default_rng(0)
+            pick = rng.choice(vectors.shape[0], self.train_per_list * nlist, replace=False)
+            sample = vectors[np.sort(pick)]
+        ivf.train(sample)
+        log.info("trained IVF-SQ8 with %d lists on %d vectors", nlist, sample.shape[0])
         return ivf
 
     def add(self, ids: Ids, vectors: Vectors) -> None:
@@ -480,6 +489,7 @@ class IvfIndex:
             "nlist": self._ivf.nlist if self._ivf is not None else self.nlist,
             "nprobe": self.nprobe,
             "exact_below": self.exact_below,
+            "train_per_list": self.train_per_list,
         }
 
     def save(self, path: Path) -> None:
