@@ -34,6 +34,7 @@ BACKENDS: dict[str, tuple[str, dict[str, object]]] = {
     ),
     "hnsw-exact-filter": ("hnsw", {"ef_search": 128, "ef_construction": 40}),
     "ivf-sq8": ("ivf-sq8", {"nlist": 8, "nprobe": 8, "exact_below": 0}),
+    "ivf-sq8-raw": ("ivf-sq8-raw", {"nlist": 8, "nprobe": 8, "exact_below": 0}),
     "milvus-lite": ("milvus", {}),
 }
 

@@ -4,7 +4,8 @@ Recipes (the ``index.kind`` setting, and ``facetrace index rebuild --kind``):
 
 ``flat``      exact scan (:class:`~facetrace.index.flat.FlatIndex`)
 ``hnsw``      HNSW graph, M=32 (``hnsw16``, ``hnsw48``... set M)
-``ivf-sq8``   inverted lists of 8-bit codes, the memory-bounded choice
+``ivf-sq8``   inverted lists of 8-bit codes re-ranked from float16 copies: memory-bounded
+``ivf-sq8-raw`` the same without the float16 copies (smallest, lower recall)
 ``milvus``    a Milvus collection (``uri=`` Milvus Lite file or server URL)
 ``auto``      :func:`choose_kind` from the gallery size
 
@@ -60,6 +61,8 @@ def canonical_kind(kind: str) -> tuple[str, dict[str, Any]]:
         return "hnsw", ({"m": int(match.group(1))} if match.group(1) else {})
     if name in ("ivf", "ivf-sq8", "ivfsq8"):
         return "ivf-sq8", {}
+    if name == "ivf-sq8-raw":
+        return "ivf-sq8", {"refine": "none"}
     if name in ("flat", "milvus"):
         return name, {}
     raise IndexUnavailable(f"unknown index kind {kind!r}; expected one of {', '.join(KINDS)}")

@@ -130,6 +130,76 @@ class _LabelLookup:
         pos = self._order[starts + offsets]
         return pos[labels[pos] == self._sorted[starts + offsets]]
 
+    def aligned(self, labels: Ids, wanted: Ids) -> Ids:
+        """For each id in ``wanted``, a position holding it now, or -1 (live ids are unique)."""
+        out = np.full(wanted.shape, -1, dtype=np.int64)
+        if wanted.size == 0 or labels.size == 0:
+            return out
+        if self._order is None or self._sorted is None or self._order.size != labels.size:
+            self._order = np.argsort(labels, kind="stable").astype(np.int64)
+            self._sorted = labels[self._order]
+        # the last copy of an id in the sorted snapshot is its newest position
+        at = np.searchsorted(self._sorted, wanted, side="right") - 1
+        at = np.clip(at, 0, labels.size - 1)
+        pos = self._order[at]
+        hit = (self._sorted[at] == wanted) & (labels[pos] == wanted) & (wanted >= 0)
+        out[hit] = pos[hit]
+        return out
+
+
+class _Fp16Store:
+    """Our ids -> float16 copies of the vectors, for re-ranking IVF candidates exactly.
+
+    256 bytes per 128-d face (half of float32) keep cosine scores to ~1e-3, far finer
+    than the 8-bit codes the lists scan. Removal tombstones the label (-1); the codes
+    are compacted when tombstones pass a quarter of the store.
+    """
+
+    def __init__(
+        self, dim: int, codes: faiss.IndexScalarQuantizer | None = None, labels: Ids | None = None
+    ) -> None:
+        self.codes = codes or faiss.IndexScalarQuantizer(
+            dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
+        )
+        self.labels: Ids = labels if labels is not None else np.empty(0, dtype=np.int64)
+        if self.labels.shape != (int(self.codes.ntotal),):
+            raise IndexUnavailable("refine store labels do not match its vectors")
+        self._lookup = _LabelLookup()
+
+    def add(self, ids: Ids, vectors: Vectors) -> None:
+        self.codes.add(vectors)
+        self.labels = np.concatenate([self.labels, ids])
+        self._lookup.invalidate()
+
+    def remove(self, ids: Ids) -> None:
+        pos = self._lookup.positions(self.labels, ids)
+        if pos.size == 0:
+            return
+        labels = self.labels.copy()
+        labels[pos] = MISSING_ID
+        self.labels = labels
+        dead = int(np.count_nonzero(labels < 0))
+        if dead * 4 > labels.size:
+            self.codes.remove_ids(faiss.IDSelectorBatch(np.flatnonzero(labels < 0)))
+            self.labels = labels[labels >= 0].copy()
+            self._lookup.invalidate()
+
+    def rerank(self, q: Vectors, cand: Ids, k: int) -> tuple[Scores, Ids]:
+        """Exact (fp16) scores of candidate ids (nq, k') -> the best ``k`` per query."""
+        flat = cand.reshape(-1)
+        pos = self._lookup.aligned(self.labels, flat)
+        ok = pos >= 0
+        vecs = np.zeros((flat.size, q.shape[1]), dtype=np.float32)
+        if ok.any():
+            vecs[ok] = self.codes.reconstruct_batch(pos[ok])
+        sims = np.einsum("qkd,qd->qk", vecs.reshape(*cand.shape, -1), q)
+        sims[~ok.reshape(cand.shape)] = -np.inf
+        order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+        scores = np.take_along_axis(sims, order, axis=1).astype(np.float32)
+        ids = np.take_along_axis(cand, order, axis=1)
+        ids[np.isneginf(scores)] = MISSING_ID
+        return scores, ids
+
 
 class HnswIndex:
     """HNSW graph over full float32 vectors (``IndexHNSWFlat``), tombstones for deletes.
@@ -367,6 +437,12 @@ class IvfIndex:
     trained on the first batch added (``nlist`` chosen from its size unless given), so
     build it from the whole gallery (``facetrace index rebuild``), and rebuild after the
     gallery grows tenfold. ``nprobe`` (lists scanned per query) is overridable per call.
+
+    ``refine="fp16"`` (the default) keeps a float16 copy of every vector (+256 bytes per
+    128-d face) and re-scores the best ``refine_factor * k`` candidates of the 8-bit
+    scan with it: on face embeddings, whose impostor scores crowd together, the 8-bit
+    scores alone cost several points of recall (BENCHMARKS.md). ``refine="none"``
+    is the smallest index.
     """
 
     kind = "ivf-sq8"
@@ -382,10 +458,20 @@ class IvfIndex:
         nprobe: int = 64,
         exact_below: int = 20_000,
         train_per_list: int = 64,
+        refine: str = "fp16",
+        refine_factor: int = 4,
         _ivf: faiss.IndexIVFScalarQuantizer | None = None,
+        _store: _Fp16Store | None = None,
     ) -> None:
         if dim < 1 or nprobe < 1 or (nlist is not None and nlist < 1) or exact_below < 0:
             raise IndexUnavailable("invalid IVF parameters")
+        if refine not in ("fp16", "none") or refine_factor < 1:
+            raise IndexUnavailable(f"invalid IVF refinement {refine!r} x{refine_factor}")
+        self.refine = refine
+        self.refine_factor = refine_factor
+        self._store = _store
+        if refine == "fp16" and _store is None:
+            self._store = _Fp16Store(dim)
         self.dim = dim
         self.nlist = nlist
         self.nprobe = nprobe
@@ -422,12 +508,17 @@ class IvfIndex:
         if self._ivf is None:
             self._ivf = self._train(vecs)
         self._ivf.add_with_ids(vecs, labels)
+        if self._store is not None:
+            self._store.add(labels, vecs)
 
     def remove(self, ids: Iterable[int]) -> int:
         arr = _as_id_array(ids)
         if arr.size == 0 or self._ivf is None:
             return 0
-        return int(self._ivf.remove_ids(faiss.IDSelectorBatch(arr)))
+        removed = int(self._ivf.remove_ids(faiss.IDSelectorBatch(arr)))
+        if self._store is not None:
+            self._store.remove(arr)
+        return removed
 
     def search(
         self,
@@ -454,18 +545,26 @@ class IvfIndex:
         sel = faiss_selector(selector)
         if sel is not None:
             params.sel = sel
-        scores, ids = self._ivf.search(q, k, params=params)
+        return self._scan(q, k, params)
+
+    def _scan(self, q: Vectors, k: int, params: Any) -> tuple[Scores, Ids]:
+        """Search the lists for ``k`` (or ``refine_factor * k`` candidates to re-rank)."""
+        if self._ivf is None:
+            raise IndexUnavailable("IVF index is not trained")
+        if self._store is None:
+            scores, ids = self._ivf.search(q, k, params=params)
+            return pad_results(scores, ids)
+        _, cand = self._ivf.search(q, k * self.refine_factor, params=params)
+        scores, ids = self._store.rerank(q, cand, k)
         return pad_results(scores, ids)
 
-    @staticmethod
     def _exhaustive_subset(
-        ivf: faiss.IndexIVFScalarQuantizer, q: Vectors, wanted: Ids, k: int
+        self, ivf: faiss.IndexIVFScalarQuantizer, q: Vectors, wanted: Ids, k: int
     ) -> tuple[Scores, Ids]:
         """Score a small allowed set in every list: the selector rejects the rest cheaply."""
         params = faiss.SearchParametersIVF(nprobe=ivf.nlist)
         params.sel = faiss.IDSelectorBatch(wanted)
-        scores, ids = ivf.search(q, k, params=params)
-        return pad_results(scores, ids)
+        return self._scan(q, k, params)
 
     @property
     def count(self) -> int:
@@ -490,13 +589,19 @@ class IvfIndex:
             "nprobe": self.nprobe,
             "exact_below": self.exact_below,
             "train_per_list": self.train_per_list,
+            "refine": self.refine,
+            "refine_factor": self.refine_factor,
         }
 
     def save(self, path: Path) -> None:
         """The trained IVF index written atomically behind a manifest at ``path``."""
         meta = {"kind": self.kind, "dim": self.dim, "params": self.params(), "count": self.count}
-        indexes = {"ivf": self._ivf} if self._ivf is not None else {}
-        save_bundle(path, meta, indexes=indexes, arrays={})
+        indexes: dict[str, Any] = {"ivf": self._ivf} if self._ivf is not None else {}
+        arrays: dict[str, Any] = {}
+        if self._store is not None:
+            indexes["refine"] = self._store.codes
+            arrays["refine_labels"] = self._store.labels
+        save_bundle(path, meta, indexes=indexes, arrays=arrays)
 
     @classmethod
     def load(cls, path: Path, dim: int) -> IvfIndex:
@@ -510,7 +615,12 @@ class IvfIndex:
             ivf = load_part_index(path, meta, "ivf")
             if not isinstance(ivf, faiss.IndexIVFScalarQuantizer):
                 raise IndexUnavailable(f"{path}: ivf part is {type(ivf).__name__}")
-        return cls(dim, **params, _ivf=ivf)
+        store = None
+        if params.get("refine", "fp16") == "fp16":
+            codes = load_part_index(path, meta, "refine")
+            labels = np.asarray(load_part_array(path, meta, "refine_labels"), dtype=np.int64)
+            store = _Fp16Store(dim, codes, labels)
+        return cls(dim, **params, _ivf=ivf, _store=store)
 
     def settings(self) -> dict[str, Any]:
         return {
