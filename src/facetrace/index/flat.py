@@ -50,9 +50,7 @@ def faiss_selector(selector: Selector | None) -> faiss.IDSelector | None:
     return sel
 
 
-def pad_results(
-    scores: npt.NDArray[np.float32], ids: Ids
-) -> tuple[npt.NDArray[np.float32], Ids]:
+def pad_results(scores: npt.NDArray[np.float32], ids: Ids) -> tuple[npt.NDArray[np.float32], Ids]:
     """Replace FAISS's missing-result markers with our sentinel (id -1, score -inf)."""
     missing = ids < 0
     if missing.any():
@@ -81,7 +79,9 @@ def write_atomically(index: faiss.Index, path: Path) -> None:
 class FlatIndex:
     """Exact search; scans every vector, so its time grows linearly with the gallery."""
 
-    capabilities = Capabilities(exact=True, native_remove=True, filtered_search=True, persistent=True)
+    capabilities = Capabilities(
+        exact=True, native_remove=True, filtered_search=True, persistent=True
+    )
 
     def __init__(self, dim: int, index: faiss.Index | None = None) -> None:
         self.dim = dim
@@ -115,7 +115,10 @@ class FlatIndex:
         if k < 1:
             raise IndexUnavailable(f"k must be at least 1, got {k}")
         sel = faiss_selector(selector)
-        params = faiss.SearchParameters(sel=sel) if sel is not None else None
+        params = None
+        if sel is not None:
+            params = faiss.SearchParameters()
+            params.sel = sel
         scores, ids = self._index.search(q, k, params=params)
         return pad_results(scores, ids)
 
@@ -124,7 +127,8 @@ class FlatIndex:
         return int(self._index.ntotal)
 
     def ids(self) -> Ids:
-        return faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        id_map = self._index.id_map  # type: ignore[attr-defined]
+        return faiss.vector_to_array(id_map).astype(np.int64)
 
     def save(self, path: Path) -> None:
         write_atomically(self._index, path)
