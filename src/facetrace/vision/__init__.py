@@ -1,0 +1,1 @@
+"""Vision stages: detect, align, quality, embed. Importing this package loads no model."""
