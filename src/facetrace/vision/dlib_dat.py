@@ -57,11 +57,17 @@ class DlibFormatError(ValueError):
 
 @dataclass(frozen=True)
 class InputRGB:
-    """``input_rgb_image_sized<NR,NC>``: pixel -> (pixel - mean) / 256, RGB planes."""
+    """``input_rgb_image_sized<NR,NC>``: pixel -> (pixel - mean) / 256, RGB planes.
+
+    ``input_rgb_image_pyramid`` (the CNN face detector's input) has the same pixel
+    transform on a tiled image pyramid of any size; it has ``pyramid=True`` and
+    rows = cols = 0.
+    """
 
     mean_rgb: tuple[float, float, float]
     rows: int
     cols: int
+    pyramid: bool = False
 
 
 @dataclass(frozen=True)
@@ -139,6 +145,21 @@ class LossMetric:
     distance_threshold: float
 
 
+@dataclass(frozen=True)
+class LossMmod:
+    """``loss_mmod_`` (version-1 options): one sliding detector window plus NMS rule.
+
+    At inference every output cell scoring above the threshold is a detection of a
+    ``window`` (width, height) box centred on the cell's input position; detections are
+    then suppressed greedily when they overlap a better one by more than
+    ``nms_iou`` (intersection over union) or cover more than ``nms_covered`` of either box.
+    """
+
+    window: tuple[int, int]
+    nms_iou: float
+    nms_covered: float
+
+
 Layer = Conv | Affine | Relu | Pool | AddPrev | Tag | Skip | FullyConnected
 
 
@@ -148,7 +169,7 @@ class DlibNetwork:
 
     input: InputRGB
     layers: tuple[Layer, ...]
-    loss: LossMetric
+    loss: LossMetric | LossMmod
 
 
 # ----------------------------------------------------------------------------------------
@@ -221,6 +242,24 @@ def _face_recognition_resnet_v1() -> tuple[_Spec, ...]:
 
 FACE_RECOGNITION_RESNET_V1: tuple[_Spec, ...] = _face_recognition_resnet_v1()
 """Architecture of dlib_face_recognition_resnet_model_v1.dat, forward order."""
+
+
+def _mmod_human_face_detector() -> tuple[_Spec, ...]:
+    """mmod_human_face_detector (examples/dnn_mmod_face_detection_ex.cpp).
+
+    Forward order, any size RGB pyramid in, score map out (stride 8):
+      input_rgb_image_pyramid<pyramid_down<6>>   (x - mean_rgb) / 256
+      downsampler: 3 x (con 5x5/2 pad 0 -> affine -> relu), 16, 32, 32 filters
+      3 x rcon5:   con 5x5/1 pad 2 -> affine -> relu, 45 filters
+      con 1 filter 9x9/1 pad 4                    the detection score map
+      loss_mmod                                  (peaks above threshold, then NMS)
+    """
+    unit = [_con(), _Spec("affine"), _Spec("relu")]
+    return tuple(unit * 6 + [_con()])
+
+
+MMOD_HUMAN_FACE_DETECTOR: tuple[_Spec, ...] = _mmod_human_face_detector()
+"""Architecture of mmod_human_face_detector.dat, forward order."""
 
 
 # ----------------------------------------------------------------------------------------
@@ -337,8 +376,11 @@ class _Stream:
 
 
 def _read_input(s: _Stream) -> InputRGB:
-    s.expect_string("input_rgb_image_sized", "input layer")
+    kind = s.expect_string(("input_rgb_image_sized", "input_rgb_image_pyramid"), "input layer")
     mean = (s.read_float(), s.read_float(), s.read_float())
+    if kind == "input_rgb_image_pyramid":
+        # The original (unsuffixed) version: tile padding fixed at dlib's defaults.
+        return InputRGB(mean_rgb=mean, rows=0, cols=0, pyramid=True)
     rows, cols = s.read_uint(), s.read_uint()
     return InputRGB(mean_rgb=mean, rows=rows, cols=cols)
 
@@ -364,7 +406,9 @@ def _read_con(s: _Stream) -> Conv:
 
 
 def _read_affine(s: _Stream) -> Affine:
-    s.expect_string("affine_", "affine layer")
+    version = s.expect_string(("affine_", "bn_con2", "bn_fc2"), "affine layer")
+    if version != "affine_":
+        return _read_batch_norm(s, conv_mode=version == "bn_con2")
     params = s.read_tensor().reshape(-1)
     gamma_shape = s.read_alias_tensor()
     s.read_alias_tensor()  # beta has gamma's shape
@@ -374,6 +418,31 @@ def _read_affine(s: _Stream) -> Affine:
         raise DlibFormatError(f"affine layer has {params.size} params, expected {2 * size}")
     conv_mode = mode == 0  # dlib's CONV_MODE: one gamma/beta per channel
     return Affine(gamma=params[:size], beta=params[size:], conv_mode=conv_mode)
+
+
+def _read_batch_norm(s: _Stream, *, conv_mode: bool) -> Affine:
+    """A saved ``bn_`` layer, frozen to an affine one as dlib does when loading it.
+
+    gamma' = gamma / sqrt(running_variance + eps), beta' = beta - gamma' * running_mean.
+    """
+    params = s.read_tensor().reshape(-1).astype(np.float64)
+    gamma_shape = s.read_alias_tensor()
+    s.read_alias_tensor()  # beta
+    s.read_tensor()  # means of the last training batch
+    s.read_tensor()  # invstds of the last training batch
+    running_means = s.read_tensor().reshape(-1).astype(np.float64)
+    running_variances = s.read_tensor().reshape(-1).astype(np.float64)
+    s.read_uint()  # num_updates
+    s.read_uint()  # running_stats_window_size
+    for _ in range(4):  # learning-rate and weight-decay multipliers
+        s.read_float()
+    eps = s.read_float()
+    size = int(np.prod(gamma_shape))
+    if params.size != 2 * size or running_means.size != size or running_variances.size != size:
+        raise DlibFormatError(f"batch-norm layer shapes disagree at {s.pos}")
+    gamma = params[:size] / np.sqrt(running_variances + eps)
+    beta = params[size:] - gamma * running_means
+    return Affine(gamma=gamma.astype(np.float32), beta=beta.astype(np.float32), conv_mode=conv_mode)
 
 
 def _read_relu(s: _Stream) -> Relu:
@@ -407,11 +476,20 @@ def _read_fc(s: _Stream) -> FullyConnected:
     return FullyConnected(weights=weights, bias=bias)
 
 
-def _read_loss_metric(s: _Stream) -> LossMetric:
-    version = s.expect_string(("loss_metric_2", "loss_metric_"), "loss layer")
+def _read_loss(s: _Stream) -> LossMetric | LossMmod:
+    version = s.expect_string(("loss_metric_2", "loss_metric_", "loss_mmod_"), "loss layer")
     if version == "loss_metric_":  # dlib's older format had these hard-coded
         return LossMetric(margin=0.1, distance_threshold=0.75)
-    return LossMetric(margin=s.read_float(), distance_threshold=s.read_float())
+    if version == "loss_metric_2":
+        return LossMetric(margin=s.read_float(), distance_threshold=s.read_float())
+    s.expect_int(1, "mmod_options version")  # later versions hold several windows
+    window = (s.read_uint(), s.read_uint())
+    s.read_float()  # loss_per_false_alarm: training only
+    s.read_float()  # loss_per_missed_target: training only
+    s.read_float()  # truth_match_iou_threshold: training only
+    nms_iou, nms_covered = s.read_float(), s.read_float()
+    s.read_float(), s.read_float()  # overlaps_ignore: training only
+    return LossMmod(window=window, nms_iou=nms_iou, nms_covered=nms_covered)
 
 
 def _read_layer_bookkeeping(s: _Stream, add_layer_version: int) -> None:
@@ -444,7 +522,7 @@ def _read_details(s: _Stream, spec: _Spec) -> Layer:
 def _parse(data: bytes, architecture: Sequence[_Spec]) -> DlibNetwork:
     s = _Stream(data)
     s.expect_int(1, "add_loss_layer version")
-    loss = _read_loss_metric(s)
+    loss = _read_loss(s)
 
     # One version integer per layer object, top-down: 1 for tags/skips, 1-2 for add_layer,
     # 2-3 for the bottom add_layer that holds the input layer.
@@ -515,4 +593,19 @@ def read_face_recognition_model(path: Path) -> DlibNetwork:
     Raises:
         ModelUnavailable: see :func:`read_network`.
     """
-    return read_network(path, FACE_RECOGNITION_RESNET_V1)
+    network = read_network(path, FACE_RECOGNITION_RESNET_V1)
+    if network.input.pyramid or not isinstance(network.loss, LossMetric):
+        raise ModelUnavailable(f"{path}: not dlib's face recognition (metric) network")
+    return network
+
+
+def read_mmod_face_detector(path: Path) -> DlibNetwork:
+    """Read ``mmod_human_face_detector.dat`` (dlib's CNN face detector).
+
+    Raises:
+        ModelUnavailable: see :func:`read_network`.
+    """
+    network = read_network(path, MMOD_HUMAN_FACE_DETECTOR)
+    if not network.input.pyramid or not isinstance(network.loss, LossMmod):
+        raise ModelUnavailable(f"{path}: not dlib's MMOD face detector network")
+    return network

@@ -113,7 +113,12 @@ def _conv_out(size: int, window: int, stride: int, pad: int) -> int:
     return 1 + (size + 2 * pad - window) // stride
 
 
-def build_graph(network: DlibNetwork, *, fuse_affine: bool = True) -> Any:
+def build_graph(
+    network: DlibNetwork,
+    *,
+    fuse_affine: bool = True,
+    graph_name: str = "dlib_face_recognition_resnet_model_v1",
+) -> Any:
     """Build the ONNX model (``onnx.ModelProto``) equivalent to a parsed dlib network.
 
     The graph takes ``chips``: uint8 RGB (N, 150, 150, 3), the same pixels dlib's
@@ -228,22 +233,23 @@ def build_graph(network: DlibNetwork, *, fuse_affine: bool = True) -> Any:
         i += 1
 
     g.nodes.append(helper.make_node("Identity", [x], [OUTPUT_NAME], name="output"))
+    # A pyramid input (the CNN detector) takes any image size and gives a score map.
+    in_dims: list[int | str] = ["N", inp.rows or "H", inp.cols or "W", 3]
+    out_dims: list[int | str] = (
+        ["N", shape[0]] if isinstance(layers[-1], FullyConnected) else ["N", shape[0], "h", "w"]
+    )
     graph = helper.make_graph(
         g.nodes,
-        "dlib_face_recognition_resnet_model_v1",
-        [
-            helper.make_tensor_value_info(
-                INPUT_NAME, TensorProto.UINT8, ["N", inp.rows, inp.cols, 3]
-            )
-        ],
-        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["N", shape[0]])],
+        graph_name,
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.UINT8, in_dims)],
+        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, out_dims)],
         g.initializers,
     )
     model = helper.make_model(
         graph,
         opset_imports=[helper.make_opsetid("", _OPSET)],
         producer_name="facetrace",
-        doc_string="dlib_face_recognition_resnet_model_v1 converted by facetrace",
+        doc_string=f"{graph_name} converted from dlib by facetrace",
     )
     model.ir_version = 8  # readable by every onnxruntime >= 1.14
     return model
@@ -265,7 +271,7 @@ def _zero_pad_to(
 
 
 def convert(dat_path: Path, out_path: Path, *, fuse_affine: bool = True) -> Path:
-    """Convert dlib's ``.dat`` to an ONNX file, written atomically.
+    """Convert dlib's face descriptor ``.dat`` to an ONNX file, written atomically.
 
     The model's ``metadata_props`` record the SHA-256 of the source file and the
     converter version, so a cache can tell when it must rebuild.
@@ -282,18 +288,28 @@ def convert(dat_path: Path, out_path: Path, *, fuse_affine: bool = True) -> Path
         ModelUnavailable: the source is unreadable or not the expected network, or the
             output cannot be written.
     """
+    network = read_face_recognition_model(dat_path)
+    return write_graph(
+        build_graph(network, fuse_affine=fuse_affine), dat_path, out_path, model_id=MODEL_ID
+    )
+
+
+def write_graph(model: Any, dat_path: Path, out_path: Path, *, model_id: str) -> Path:
+    """Stamp ``model`` with its source's SHA-256 and write it to ``out_path`` atomically.
+
+    Written to a temporary file in the same folder, then renamed, so a reader never sees
+    a half-written graph and concurrent converters cannot interleave.
+    """
     import onnx
 
     dat_path, out_path = Path(dat_path), Path(out_path)
-    digest = file_sha256(dat_path) if dat_path.is_file() else ""
-    network = read_face_recognition_model(dat_path)
-    model = build_graph(network, fuse_affine=fuse_affine)
+    digest = file_sha256(dat_path)
     onnx.helper.set_model_props(
         model,
         {
             _META_SOURCE_SHA256: digest,
             _META_CONVERTER: CONVERTER_VERSION,
-            "model_id": MODEL_ID,
+            "model_id": model_id,
             "source_file": dat_path.name,
         },
     )
@@ -314,6 +330,44 @@ def convert(dat_path: Path, out_path: Path, *, fuse_affine: bool = True) -> Path
         raise ModelUnavailable(f"{out_path}: cannot write converted model: {exc}") from exc
     logger.info("converted %s -> %s (source sha256 %s)", dat_path, out_path, digest[:12])
     return out_path
+
+
+def open_cached(
+    runtime: OrtRuntime,
+    dat_path: Path,
+    onnx_path: Path,
+    build: Callable[[Path, Path], Path],
+) -> InferenceSession:
+    """Open the graph cached at ``onnx_path``, (re)building it from ``dat_path`` when needed.
+
+    Rebuilds when the file is missing, was built from a different source (SHA-256) or by
+    another converter version, or cannot be loaded (then it is deleted and rebuilt once).
+
+    Raises:
+        ModelUnavailable: the source is missing or bad, or the rebuilt graph won't load.
+    """
+    if not dat_path.is_file():
+        raise ModelUnavailable(f"{dat_path}: dlib model file is missing")
+    digest = file_sha256(dat_path)
+    if not onnx_path.exists():
+        logger.info("no cached ONNX graph at %s; converting %s", onnx_path, dat_path)
+        build(dat_path, onnx_path)
+    try:
+        session = runtime.open(onnx_path)
+    except ModelUnavailable as exc:
+        logger.warning("cached ONNX graph %s is unusable (%s); rebuilding once", onnx_path, exc)
+        onnx_path.unlink(missing_ok=True)
+        build(dat_path, onnx_path)
+        return runtime.open(onnx_path)
+    meta = session.metadata
+    stale = meta.get(_META_SOURCE_SHA256) != digest or meta.get(_META_CONVERTER) != (
+        CONVERTER_VERSION
+    )
+    if stale:
+        logger.info("cached ONNX graph %s is stale (source or converter changed)", onnx_path)
+        build(dat_path, onnx_path)
+        session = runtime.open(onnx_path)
+    return session
 
 
 # ----------------------------------------------------------------------------------------
@@ -385,28 +439,8 @@ class OnnxDlibEmbedder:
 
     def _open_cached(self) -> InferenceSession:
         dat = self._dat_path if self._dat_path is not None else default_dat_path()
-        if not dat.is_file():
-            raise ModelUnavailable(f"{dat}: dlib face recognition model is missing")
-        digest = file_sha256(dat)
-        path = self.onnx_path
-        if not path.exists():
-            logger.info("no cached ONNX graph at %s; converting %s", path, dat)
-            convert(dat, path)
-        try:
-            session = self._runtime.open(path)
-        except ModelUnavailable as exc:
-            logger.warning("cached ONNX graph %s is unusable (%s); rebuilding once", path, exc)
-            path.unlink(missing_ok=True)
-            convert(dat, path)
-            return self._runtime.open(path)
-        meta = session.metadata
-        if meta.get(_META_SOURCE_SHA256) != digest or meta.get(_META_CONVERTER) != (
-            CONVERTER_VERSION
-        ):
-            logger.info("cached ONNX graph %s is stale (source or converter changed)", path)
-            convert(dat, path)
-            session = self._runtime.open(path)
-        return session
+        # Look convert up at call time so tests can count conversions.
+        return open_cached(self._runtime, dat, self.onnx_path, lambda d, o: convert(d, o))
 
     def embed(self, chips: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
         """Embed aligned chips.
