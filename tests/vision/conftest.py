@@ -115,3 +115,9 @@ def lfw_chips(faces: Path, chip_extractor: ChipExtractor) -> npt.NDArray[np.uint
     chips = chip_extractor.chips_from(lfw_images(faces), limit=500, largest_only=True)
     assert len(chips) == 500
     return chips
+
+
+@pytest.fixture(scope="session")
+def web_photo_paths(faces: Path) -> list[Path]:
+    """webphotos13 photo paths, smallest first."""
+    return webphotos(faces)
