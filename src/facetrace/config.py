@@ -21,16 +21,16 @@ def default_data_dir() -> Path:
 class SearchSettings(BaseModel):
     """Defaults for searches; each can be overridden per request."""
 
-    k: int = Field(default=10, ge=1, le=1000)
-    fpir: float = Field(default=0.01, gt=0, lt=1)
-    min_quality: float = Field(default=0.3, ge=0, le=1)
+    k: int = Field(10, ge=1, le=1000)
+    fpir: float = Field(0.01, gt=0, lt=1)
+    min_quality: float = Field(0.3, ge=0, le=1)
 
 
 class DetectSettings(BaseModel):
     """Face detection defaults."""
 
-    min_face_px: int = Field(default=40, ge=20, le=400)
-    max_detect_pixels: int = Field(default=16_000_000, ge=100_000)
+    min_face_px: int = Field(40, ge=20, le=400)
+    max_detect_pixels: int = Field(16_000_000, ge=100_000)
 
 
 class Settings(BaseSettings):

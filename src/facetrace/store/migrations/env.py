@@ -7,7 +7,7 @@ import contextlib
 from alembic import context
 from sqlalchemy import create_engine
 
-import facetrace.store.models  # registers the gallery tables
+import facetrace.store.models
 from facetrace.store.base import Base
 
 with contextlib.suppress(ImportError):  # the service tables, when present

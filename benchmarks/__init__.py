@@ -1,0 +1,1 @@
+"""Speed and accuracy benchmarks; results are recorded in BENCHMARKS.md."""
