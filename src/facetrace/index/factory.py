@@ -3,7 +3,7 @@
 Recipes (the ``index.kind`` setting, and ``facetrace index rebuild --kind``):
 
 ``flat``      exact scan (:class:`~facetrace.index.flat.FlatIndex`)
-``hnsw``      HNSW graph, M=32 (``hnsw16``, ``hnsw48``... set M)
+``hnsw``      HNSW graph, M=48 (``hnsw32``, ``hnsw64``... set M)
 ``ivf-sq8``   inverted lists of 8-bit codes re-ranked from float16 copies: memory-bounded
 ``ivf-sq8-raw`` the same without the float16 copies (smallest, lower recall)
 ``milvus``    a Milvus collection (``uri=`` Milvus Lite file or server URL)
@@ -30,7 +30,7 @@ KINDS = ("flat", "hnsw", "ivf-sq8", "milvus")
 #: a top-10 query in ~5 ms on one core, needs no build, no tuning and is exact; the
 #: HNSW graph would cost minutes of build and 256 more bytes per face for little gain.
 FLAT_MAX = 200_000
-#: Above this many faces HNSW's ~800 bytes per face (~8 GB at 10M) stops fitting next to
+#: Above this many faces HNSW's ~920 bytes per face (~9 GB at 10M) stops fitting next to
 #: everything else on a 24 GiB machine, and its single-threaded build time passes an
 #: hour; IVF-SQ8 keeps ~140 bytes per face and builds in minutes.
 HNSW_MAX = 5_000_000

@@ -55,6 +55,10 @@ from facetrace.index.persist import (
 
 log = logging.getLogger(__name__)
 
+# faiss's bundled stubs are partial (no SearchParametersHNSW, no nprobe/sel keywords,
+# no SWIG ownership attributes): reach those parts of its API through an untyped alias
+_faiss: Any = faiss
+
 Scores = npt.NDArray[np.float32]
 
 
@@ -220,9 +224,9 @@ class HnswIndex:
         self,
         dim: int,
         *,
-        m: int = 32,
-        ef_construction: int = 80,
-        ef_search: int = 64,
+        m: int = 48,
+        ef_construction: int = 128,
+        ef_search: int = 128,
         compact_fraction: float = 0.25,
         exact_below: int = 20_000,
         _graph: faiss.IndexHNSWFlat | None = None,
@@ -310,7 +314,7 @@ class HnswIndex:
         n = int(self._graph.ntotal)
         if n == 0:
             return np.empty((0, self.dim), dtype=np.float32)
-        storage = faiss.downcast_index(self._graph.storage)
+        storage: Any = faiss.downcast_index(self._graph.storage)
         return faiss.rev_swig_ptr(storage.get_xb(), n * self.dim).reshape(n, self.dim)
 
     def _tombstone_selector(self) -> faiss.IDSelector | None:
@@ -359,7 +363,7 @@ class HnswIndex:
             bits = np.packbits(mask, bitorder="little")
             keep.append(bits)
             sel = faiss.IDSelectorBitmap(labels.size, faiss.swig_ptr(bits))
-        params = faiss.SearchParametersHNSW(efSearch=ef)
+        params = _faiss.SearchParametersHNSW(efSearch=ef)
         if sel is not None:
             params.sel = sel
         scores, pos = self._graph.search(q, k, params=params)
@@ -483,7 +487,7 @@ class IvfIndex:
 
     def _train(self, vectors: Vectors) -> faiss.IndexIVFScalarQuantizer:
         nlist = min(self.nlist or auto_nlist(vectors.shape[0]), vectors.shape[0])
-        quantizer = faiss.IndexFlatIP(self.dim)
+        quantizer: Any = faiss.IndexFlatIP(self.dim)
         ivf = faiss.IndexIVFScalarQuantizer(
             quantizer, self.dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
         )
@@ -541,7 +545,7 @@ class IvfIndex:
                 return self._exhaustive_subset(self._ivf, q, wanted, k)
             share = min(1.0, allowed / max(self.count, 1))
             probe = min(self._ivf.nlist, math.ceil(probe / share))
-        params = faiss.SearchParametersIVF(nprobe=probe)
+        params = _faiss.SearchParametersIVF(nprobe=probe)
         sel = faiss_selector(selector)
         if sel is not None:
             params.sel = sel
@@ -562,7 +566,7 @@ class IvfIndex:
         self, ivf: faiss.IndexIVFScalarQuantizer, q: Vectors, wanted: Ids, k: int
     ) -> tuple[Scores, Ids]:
         """Score a small allowed set in every list: the selector rejects the rest cheaply."""
-        params = faiss.SearchParametersIVF(nprobe=ivf.nlist)
+        params = _faiss.SearchParametersIVF(nprobe=ivf.nlist)
         params.sel = faiss.IDSelectorBatch(wanted)
         return self._scan(q, k, params)
 
@@ -573,7 +577,7 @@ class IvfIndex:
     def ids(self) -> Ids:
         if self._ivf is None:
             return np.empty(0, dtype=np.int64)
-        invlists = self._ivf.invlists
+        invlists: Any = self._ivf.invlists
         parts = []
         for list_no in range(self._ivf.nlist):
             size = invlists.list_size(list_no)
@@ -610,14 +614,14 @@ class IvfIndex:
         if meta.get("kind") != cls.kind:
             raise IndexUnavailable(f"{path} holds a {meta.get('kind')!r} index, not {cls.kind!r}")
         params = _checked_params(meta, path)
-        ivf = None
+        ivf: Any = None
         if "ivf" in meta.get("files", {}):
             ivf = load_part_index(path, meta, "ivf")
             if not isinstance(ivf, faiss.IndexIVFScalarQuantizer):
                 raise IndexUnavailable(f"{path}: ivf part is {type(ivf).__name__}")
         store = None
         if params.get("refine", "fp16") == "fp16":
-            codes = load_part_index(path, meta, "refine")
+            codes: Any = load_part_index(path, meta, "refine")
             labels = np.asarray(load_part_array(path, meta, "refine_labels"), dtype=np.int64)
             store = _Fp16Store(dim, codes, labels)
         return cls(dim, **params, _ivf=ivf, _store=store)
