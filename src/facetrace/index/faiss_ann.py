@@ -488,8 +488,27 @@ class IvfIndex:
         if _ivf is not None and _ivf.d != dim:
             raise IndexUnavailable(f"index has dimension {_ivf.d}, expected {dim}")
 
-    def _train(self, vectors: Vectors) -> faiss.IndexIVFScalarQuantizer:
-        nlist = min(self.nlist or auto_nlist(vectors.shape[0]), vectors.shape[0])
+    @property
+    def trained(self) -> bool:
+        return self._ivf is not None
+
+    def train(self, vectors: Vectors, *, n_total: int | None = None) -> None:
+        """Learn the lists from a random sample of the gallery before adding to it.
+
+        ``n_total`` is the gallery size the lists are for (``nlist`` ~ 4*sqrt of it);
+        without ``train`` the first batch added is the sample.
+        """
+        if self._ivf is not None:
+            raise IndexUnavailable("the IVF index is already trained; rebuild it to retrain")
+        self._ivf = self._train(check_vectors(vectors, self.dim), n_total=n_total)
+
+    def _train(
+        self, vectors: Vectors, *, n_total: int | None = None
+    ) -> faiss.IndexIVFScalarQuantizer:
+        if vectors.shape[0] == 0:
+            raise IndexUnavailable("cannot train an IVF index on no vectors")
+        nlist = self.nlist or auto_nlist(max(n_total or 0, vectors.shape[0]))
+        nlist = max(1, min(nlist, vectors.shape[0] // 39 or 1))
         quantizer: Any = faiss.IndexFlatIP(self.dim)
         ivf = faiss.IndexIVFScalarQuantizer(
             quantizer, self.dim, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
