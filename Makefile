@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 FACETRACE_FACES ?= $(abspath ../shared/faces)
 export FACETRACE_FACES
 
-.PHONY: install run test test-all lint bench clean
+.PHONY: install run test test-all lint bench clean calibration-default
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -35,3 +35,10 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# Regenerate the default score -> false-match-rate table shipped with the package,
+# from every photo of the LFW half in $(FACETRACE_FACES).
+calibration-default: $(STAMP)
+	$(BIN)/facetrace --data .bench/calibration-data calibrate \
+	  --images $(FACETRACE_FACES)/lfw/images \
+	  --output "src/facetrace/data/calibration-dlib-resnet-v1+flip.json"

@@ -41,7 +41,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 eval_app = typer.Typer(no_args_is_help=True, help="Measure accuracy on labelled data.")
 app.add_typer(eval_app, name="eval")
 
-out = Console(soft_wrap=True)
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True)
 log = logging.getLogger("facetrace")
 
@@ -82,7 +82,7 @@ def main(
     ] = "dlib-resnet-v1",
     backend: Annotated[
         BackendChoice, typer.Option(help="Runtime for the dlib descriptor.")
-    ] = BackendChoice.dlib,
+    ] = BackendChoice.onnx,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """facetrace: face search for identifying the dead and tracing the missing."""
