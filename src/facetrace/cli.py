@@ -40,6 +40,8 @@ from facetrace.vision.models import Backend
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 eval_app = typer.Typer(no_args_is_help=True, help="Measure accuracy on labelled data.")
 app.add_typer(eval_app, name="eval")
+index_app = typer.Typer(no_args_is_help=True, help="Inspect or rebuild the vector index.")
+app.add_typer(index_app, name="index")
 
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True)
@@ -57,7 +59,10 @@ class Context:
         from facetrace.gallery import Gallery
 
         return Gallery.open(
-            self.settings.data, database_url=self.settings.database_url, pipeline=self.options
+            self.settings.data,
+            database_url=self.settings.database_url,
+            pipeline=self.options,
+            index_kind=self.settings.index_kind,
         )
 
 
@@ -481,6 +486,39 @@ def _eval_progress(bar: Progress, label: str) -> Any:
         bar.update(task, completed=done, total=total)
 
     return update
+
+
+@index_app.command("status")
+def index_status(ctx: typer.Context) -> None:
+    """The index's kind, parameters and size, and the kind recommended for that size (JSON)."""
+    from facetrace.index.factory import choose_kind
+
+    c: Context = ctx.obj
+    try:
+        with c.gallery() as g:
+            settings = g.index.settings()
+            info = {"index": settings, "recommended_kind": choose_kind(g.index.count)}
+    except FacetraceError as exc:
+        raise _fail(exc) from exc
+    _dump(_clean(info))
+
+
+@index_app.command("rebuild")
+def index_rebuild(
+    ctx: typer.Context,
+    kind: Annotated[
+        str, typer.Option(help="flat, hnsw (hnsw32, hnsw64...), ivf-sq8, ivf-sq8-raw or auto.")
+    ] = "auto",
+) -> None:
+    """Rebuild the index from the SQL store as KIND; the old one stays until the new is saved."""
+    c: Context = ctx.obj
+    try:
+        with c.gallery() as g:
+            err.print(f"rebuilding the index of {g.index.count} faces as {kind}...")
+            settings = g.rebuild_index(kind)
+    except FacetraceError as exc:
+        raise _fail(exc) from exc
+    _dump(_clean({"index": settings}))
 
 
 @eval_app.command("lfw")

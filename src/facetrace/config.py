@@ -42,7 +42,8 @@ class Settings(BaseSettings):
 
     data: Path = Field(default_factory=default_data_dir)
     database_url: str | None = None
-    index_kind: str = "flat"
+    # a recipe of facetrace.index.factory; "auto" picks flat / hnsw / ivf-sq8 by size
+    index_kind: str = "auto"
     workers: int = 0
     search: SearchSettings = SearchSettings()
     detect: DetectSettings = DetectSettings()

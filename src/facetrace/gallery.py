@@ -31,7 +31,8 @@ from facetrace.errors import (
     NoFaceFound,
 )
 from facetrace.index.base import Selector, VectorIndex
-from facetrace.index.flat import FlatIndex
+from facetrace.index.factory import choose_kind, load_index, make_index
+from facetrace.index.faiss_ann import auto_nlist
 from facetrace.store import repo
 from facetrace.store.db import make_engine, migrate, session_factory, sqlite_url, transaction
 from facetrace.types import Face
@@ -40,8 +41,9 @@ from facetrace.vision.models import ModelDescriptor
 
 log = logging.getLogger(__name__)
 
-INDEX_FILE = "index.faiss"
+INDEX_FILE = "index.faiss"  # a FAISS file (flat) or the manifest of another kind
 SAVE_EVERY_S = 30.0
+REBUILD_CHUNK = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,8 +154,10 @@ class Gallery:
         *,
         database_url: str | None = None,
         pipeline: PipelineOptions | None = None,
+        index_kind: str = "auto",
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.index_kind = index_kind
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.database_url = database_url or sqlite_url(self.data_dir)
         self.engine = make_engine(self.database_url)
@@ -178,9 +182,14 @@ class Gallery:
         *,
         database_url: str | None = None,
         pipeline: PipelineOptions | None = None,
+        index_kind: str = "auto",
     ) -> Gallery:
-        """Open (creating if needed) the gallery in ``data_dir``."""
-        return cls(data_dir, database_url=database_url, pipeline=pipeline)
+        """Open (creating if needed) the gallery in ``data_dir``.
+
+        ``index_kind`` (a recipe of :mod:`facetrace.index.factory`) applies when the
+        index is created; an existing index keeps its kind until ``rebuild_index``.
+        """
+        return cls(data_dir, database_url=database_url, pipeline=pipeline, index_kind=index_kind)
 
     def __enter__(self) -> Gallery:
         return self
@@ -217,18 +226,66 @@ class Gallery:
     def _open_index(self) -> VectorIndex:
         if self.index_path.exists():
             try:
-                return FlatIndex.load(self.index_path, self.descriptor.dim)
+                return load_index(self.index_path, self.descriptor.dim)
             except IndexUnavailable:
                 log.warning("index %s unreadable; rebuilding it from SQL", self.index_path)
-        return FlatIndex(self.descriptor.dim)
+        with self.sessions() as s:
+            n_faces = int(repo.searchable_ids(s).size)
+        return self._build_index(self.index_kind, n_faces=n_faces)
+
+    def _build_index(self, kind: str, *, n_faces: int, **params: Any) -> VectorIndex:
+        """A new index of recipe ``kind`` filled with every searchable face in SQL."""
+        resolved = choose_kind(n_faces) if kind == "auto" else kind
+        index = make_index(resolved, self.descriptor.dim, **params)
+        with self.sessions() as s:
+            truth = repo.searchable_ids(s)
+            train = getattr(index, "train", None)
+            if train is not None and truth.size:
+                # an IVF index learns its lists from a random sample, not the first chunk
+                rng = np.random.default_rng(0)
+                size = min(truth.size, 64 * auto_nlist(truth.size))
+                sample = rng.choice(truth, size=size, replace=False)
+                vecs = repo.vectors_for(s, np.sort(sample), self.descriptor.dim)[1]
+                train(vecs, n_total=int(truth.size))
+            for start in range(0, truth.size, REBUILD_CHUNK):
+                ids, vecs = repo.vectors_for(
+                    s, truth[start : start + REBUILD_CHUNK], self.descriptor.dim
+                )
+                index.add(ids, vecs)
+        return index
+
+    def rebuild_index(self, kind: str = "auto", **params: Any) -> dict[str, Any]:
+        """Replace the index by a new one of recipe ``kind`` built from SQL; returns its settings.
+
+        The new index is saved atomically over the old one only once complete, so an
+        interrupted rebuild leaves the previous index in place.
+        """
+        with self.sessions() as s:
+            n_faces = int(repo.searchable_ids(s).size)
+        index = self._build_index(kind, n_faces=n_faces, **params)
+        index.save(self.index_path)
+        self.index = index
+        self._unsaved = 0
+        self._last_save = time.monotonic()
+        log.info("index rebuilt as %s with %d faces", index.settings().get("kind"), index.count)
+        return index.settings()
 
     def reconcile(self) -> dict[str, int]:
-        """Make the index hold exactly the searchable faces in SQL; returns what changed."""
+        """Make the index hold exactly the searchable faces in SQL; returns what changed.
+
+        Handles an index behind SQL (faces added), ahead of it (faces removed) and, should
+        one ever appear, a face indexed twice (all copies removed, then added once).
+        """
         with self.sessions() as s:
             truth = repo.searchable_ids(s)
             have = self.index.ids()
-            missing = np.setdiff1d(truth, have, assume_unique=True)
-            extra = np.setdiff1d(have, truth, assume_unique=True)
+            uniq, counts = np.unique(have, return_counts=True)
+            doubled = uniq[counts > 1]
+            if doubled.size:
+                self.index.remove(int(i) for i in doubled)
+                uniq = np.setdiff1d(uniq, doubled, assume_unique=True)
+            missing = np.setdiff1d(truth, uniq, assume_unique=True)
+            extra = np.setdiff1d(uniq, truth, assume_unique=True)
             if missing.size:
                 ids, vecs = repo.vectors_for(s, missing, self.descriptor.dim)
                 self.index.add(ids, vecs)
@@ -236,7 +293,10 @@ class Gallery:
             self.index.remove(int(i) for i in extra)
         if missing.size or extra.size:
             log.warning(
-                "index repaired from SQL: %d faces added, %d removed", missing.size, extra.size
+                "index repaired from SQL: %d faces added, %d removed (%d were doubled)",
+                missing.size,
+                extra.size,
+                doubled.size,
             )
             self.save_index()
         return {"added": int(missing.size), "removed": int(extra.size)}

@@ -1,0 +1,322 @@
+"""Vector index benchmark: build time, memory, latency, throughput and recall@10.
+
+    python -m benchmarks.bench_index [--sizes 100000,1000000] [--kinds flat,hnsw,ivf-sq8]
+
+For each gallery size, the gallery is the enrolled part of LFW (real dlib embeddings,
+see :mod:`benchmarks.lfw_embeddings`) filled up with synthetic faces drawn to match
+them (:mod:`benchmarks.gallery_data`). Two query sets: *enrolled* (a held-out photo of
+someone with other photos in the gallery) and *strangers* (people not in the gallery:
+their true neighbours are only near-ties among impostors, the hard case for graphs).
+Ground truth is an exact scan (``faiss.knn``), timed as the physical reference.
+
+Prints Markdown and returns (and saves in ``.bench/index-<size>.json``) a dict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import resource
+import time
+from collections.abc import Callable
+from typing import Any
+
+import faiss
+import numpy as np
+import numpy.typing as npt
+
+from benchmarks import gallery_data, lfw_embeddings
+from facetrace.index.base import MISSING_ID, Selector
+from facetrace.index.factory import make_index
+from facetrace.index.faiss_ann import HnswIndex, IvfIndex
+
+log = logging.getLogger(__name__)
+
+K = 10
+F32 = npt.NDArray[np.float32]
+I64 = npt.NDArray[np.int64]
+OUT = lfw_embeddings.REPO_ROOT / ".bench"
+
+HNSW_EF = (32, 64, 96, 128, 192, 256)
+IVF_NPROBE = (16, 32, 64, 128, 256, 512)
+BUILD_PARAMS: dict[str, dict[str, Any]] = {"hnsw": {"m": 48}}
+
+
+def peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def recall_at_k(found: I64, truth: I64) -> float:
+    """Mean share of the true top-k found, over queries."""
+    hits = [len(set(f.tolist()) & set(t.tolist())) / K for f, t in zip(found, truth, strict=True)]
+    return float(np.mean(hits))
+
+
+def latencies_ms(search: Callable[[F32], object], queries: F32) -> tuple[float, float]:
+    """p50 and p99 of one-query-at-a-time latency, in milliseconds."""
+    times = []
+    for row in range(len(queries)):
+        q = queries[row : row + 1]
+        start = time.perf_counter()
+        search(q)
+        times.append(time.perf_counter() - start)
+    arr = np.asarray(times) * 1000
+    return float(np.percentile(arr, 50)), float(np.percentile(arr, 99))
+
+
+def build_gallery(n: int, seed: int = 1) -> tuple[F32, F32, F32, dict[str, float]]:
+    """(gallery (n, 128), enrolled queries, stranger queries, similarity stats)."""
+    vectors, labels = lfw_embeddings.load()
+    split = gallery_data.split_lfw(vectors, labels, seed=seed)
+    model = gallery_data.fit(vectors, labels)
+    fill = n - len(split.gallery)
+    synth, synth_labels = gallery_data.synthesize(model, max(fill, 0), seed=seed)
+    gallery = np.empty((n, vectors.shape[1]), dtype=np.float32)
+    gallery[: len(split.gallery)] = split.gallery[:n]
+    gallery[len(split.gallery) :] = synth
+    stats = {
+        **{f"real_{k}": v for k, v in gallery_data.similarity_stats(vectors, labels).items()},
+        **{
+            f"synthetic_{k}": v
+            for k, v in gallery_data.similarity_stats(
+                synth[:200_000], synth_labels[:200_000]
+            ).items()
+        },
+    }
+    del synth
+    return gallery, split.enrolled_queries, split.stranger_queries, stats
+
+
+def sweep(
+    name: str,
+    search: Callable[[F32, int], tuple[F32, I64]],
+    settings: tuple[int, ...],
+    queries: dict[str, F32],
+    truth: dict[str, I64],
+    threads: int,
+) -> list[dict[str, Any]]:
+    """Latency (one thread, one query at a time), batch throughput (``threads``) and
+    recall of one index over its search-time parameter."""
+    faiss.omp_set_num_threads(1)
+    rows = []
+    both = np.vstack(list(queries.values()))
+    for value in settings:
+        row: dict[str, Any] = {"kind": name, "param": value}
+        for qname, q in queries.items():
+            _, found = search(q, value)
+            row[f"recall_{qname}"] = recall_at_k(found, truth[qname])
+        row["p50_ms"], row["p99_ms"] = latencies_ms(lambda q, v=value: search(q, v), both)
+        faiss.omp_set_num_threads(threads)
+        start = time.perf_counter()
+        search(both, value)
+        row["batch_qps"] = len(both) / (time.perf_counter() - start)
+        faiss.omp_set_num_threads(1)
+        log.info("%s", row)
+        rows.append(row)
+    return rows
+
+
+def hnsw_bytes(index: HnswIndex) -> int:
+    graph = index._graph
+    hnsw = graph.hnsw
+    return int(
+        graph.ntotal * graph.d * 4
+        + hnsw.neighbors.size() * 4
+        + hnsw.offsets.size() * 8
+        + hnsw.levels.size() * 4
+        + index._labels.nbytes
+    )
+
+
+def ivf_bytes(index: IvfIndex) -> int:
+    ivf = index._ivf
+    total = ivf.ntotal * (ivf.code_size + 8) + ivf.nlist * ivf.d * 4
+    if index._store is not None:
+        store = index._store
+        # fp16 codes, labels, and the sorted lookup built at the first search
+        total += store.codes.ntotal * store.codes.code_size + store.labels.nbytes * 3
+    return int(total)
+
+
+def run(
+    sizes: list[int],
+    kinds: list[str],
+    *,
+    n_queries: int = 400,
+    ef_construction: int = 128,
+    delete_share: float = 0.1,
+    threads: int = 2,
+) -> dict[str, Any]:
+    """Benchmark every kind at every size; returns {size: {...}} and writes JSON."""
+    results: dict[str, Any] = {}
+    for n in sizes:
+        t0 = time.perf_counter()
+        gallery, enrolled, strangers, stats = build_gallery(n)
+        queries = {"enrolled": enrolled[:n_queries], "strangers": strangers[:n_queries]}
+        both = np.vstack(list(queries.values()))
+        ids = np.arange(n, dtype=np.int64)
+        log.info("gallery of %d built in %.0f s", n, time.perf_counter() - t0)
+        res: dict[str, Any] = {"n": n, "similarity": stats, "rows": [], "builds": []}
+        # exact reference: faiss's brute-force kNN straight over the array
+        faiss.omp_set_num_threads(threads)
+        start = time.perf_counter()
+        _, exact_both = faiss.knn(both, gallery, 100, metric=faiss.METRIC_INNER_PRODUCT)
+        exact_batch_s = time.perf_counter() - start
+        split = len(queries["enrolled"])
+        truth100 = {"enrolled": exact_both[:split], "strangers": exact_both[split:]}
+        truth = {k: v[:, :K] for k, v in truth100.items()}
+        faiss.omp_set_num_threads(1)
+        p50, p99 = latencies_ms(
+            lambda q, g=gallery: faiss.knn(q, g, K, metric=faiss.METRIC_INNER_PRODUCT),
+            both[: min(len(both), max(20, int(2e8 // n)))],
+        )
+        res["rows"].append(
+            {
+                "kind": "exact scan",
+                "param": "-",
+                "recall_enrolled": 1.0,
+                "recall_strangers": 1.0,
+                "p50_ms": p50,
+                "p99_ms": p99,
+                "batch_qps": len(both) / exact_batch_s,
+            }
+        )
+        res["builds"].append({"kind": "exact scan", "build_s": 0.0, "bytes": gallery.nbytes})
+        # a "collection" to delete and a filter of the same size
+        rng = np.random.default_rng(5)
+        victims = rng.choice(ids, size=int(delete_share * n), replace=False)
+        victim_set = set(victims.tolist())
+        truth_after = {
+            k: np.array([[i for i in row if i not in victim_set][:K] for row in v])
+            for k, v in truth100.items()
+        }
+        for kind in kinds:
+            if kind == "flat" and n > 2_000_000:
+                continue  # the exact scan above is the same computation
+            log.info("building %s at %d", kind, n)
+            faiss.omp_set_num_threads(threads)
+            start = time.perf_counter()
+            build_params = dict(BUILD_PARAMS.get(kind, {}))
+            if kind == "hnsw":
+                build_params["ef_construction"] = ef_construction
+            index: Any = make_index(kind, gallery.shape[1], **build_params)
+            index.add(ids, gallery)
+            build_s = time.perf_counter() - start
+            if kind == "flat":
+                nbytes = n * (gallery.shape[1] * 4 + 8)
+                search = lambda q, v, ix=index: ix.search(q, K)  # noqa: E731
+                params: tuple[int, ...] = (0,)
+            elif kind.startswith("hnsw"):
+                nbytes = hnsw_bytes(index)
+                search = lambda q, v, ix=index: ix.search(q, K, ef_search=v)  # noqa: E731
+                params = HNSW_EF
+            else:
+                nbytes = ivf_bytes(index)
+                search = lambda q, v, ix=index: ix.search(q, K, nprobe=v)  # noqa: E731
+                params = IVF_NPROBE
+            res["builds"].append(
+                {"kind": kind, "build_s": build_s, "bytes": nbytes, "settings": index.settings()}
+            )
+            log.info("built %s in %.0f s, %.0f bytes/face", kind, build_s, nbytes / n)
+            res["rows"].extend(sweep(kind, search, params, queries, truth, threads))
+            faiss.omp_set_num_threads(1)
+            # filter: a 10% collection, answered inside the search
+            allow = Selector(allow=frozenset(victims.tolist()))
+            vict_vecs = gallery[np.sort(victims)]
+            _, fil_truth = faiss.knn(both, vict_vecs, K, metric=faiss.METRIC_INNER_PRODUCT)
+            fil_truth = np.sort(victims)[fil_truth]
+            start = time.perf_counter()
+            _, fil_found = index.search(both, K, allow)
+            filter_s = time.perf_counter() - start
+            fil_p50, _ = latencies_ms(lambda q, ix=index, a=allow: ix.search(q, K, a), both[:100])
+            # delete that collection
+            start = time.perf_counter()
+            removed = index.remove(victims)
+            delete_s = time.perf_counter() - start
+            default = params[len(params) // 2] if kind != "flat" else 0
+            _, after = search(both, default)
+            leaked = int(np.isin(after[after != MISSING_ID], victims).sum())
+            res["builds"][-1].update(
+                {
+                    "filter10_recall": recall_at_k(fil_found, fil_truth),
+                    "filter10_p50_ms": fil_p50,
+                    "filter10_batch_qps": len(both) / filter_s,
+                    "delete_s": delete_s,
+                    "deleted": removed,
+                    "leaked_after_delete": leaked,
+                    "recall_after_delete": recall_at_k(
+                        after, np.vstack([truth_after["enrolled"], truth_after["strangers"]])
+                    ),
+                    "after_delete_param": default,
+                }
+            )
+            log.info("%s", res["builds"][-1])
+            del index
+        res["peak_rss_gib"] = peak_rss_gib()
+        results[str(n)] = res
+        OUT.mkdir(exist_ok=True)
+        (OUT / f"index-{n}.json").write_text(json.dumps(res, indent=1, default=str))
+        del gallery
+    return results
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The results as Markdown tables (one per size)."""
+    lines: list[str] = []
+    for n, res in results.items():
+        lines.append(f"#### {int(n):,} faces\n")
+        lines.append(
+            "| index | search param | recall@10 enrolled | recall@10 strangers "
+            "| p50 ms | p99 ms | batch q/s |"
+        )
+        lines.append("|---|---|---|---|---|---|---|")
+        for r in res["rows"]:
+            lines.append(
+                f"| {r['kind']} | {r['param']} | {r['recall_enrolled']:.3f} "
+                f"| {r['recall_strangers']:.3f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} "
+                f"| {r['batch_qps']:.0f} |"
+            )
+        lines.append("")
+        lines.append(
+            "| index | build s | bytes/face | 10% filter: recall, p50 ms "
+            "| delete 10%: s, leaked, recall after |"
+        )
+        lines.append("|---|---|---|---|---|")
+        for b in res["builds"]:
+            filt = dele = "-"
+            if "delete_s" in b:
+                filt = f"{b['filter10_recall']:.3f}, {b['filter10_p50_ms']:.2f}"
+                dele = (
+                    f"{b['delete_s']:.2f}, {b['leaked_after_delete']}, "
+                    f"{b['recall_after_delete']:.3f} (param {b['after_delete_param']})"
+                )
+            lines.append(
+                f"| {b['kind']} | {b['build_s']:.1f} | {b['bytes'] / int(n):.0f} "
+                f"| {filt} | {dele} |"
+            )
+        lines.append(f"\nPeak RSS of the run so far: {res['peak_rss_gib']:.1f} GiB\n")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="100000,1000000")
+    parser.add_argument("--kinds", default="flat,hnsw,ivf-sq8,ivf-sq8-raw")
+    parser.add_argument("--queries", type=int, default=400)
+    parser.add_argument("--ef-construction", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=2, help="for builds and batches")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    results = run(
+        [int(s) for s in args.sizes.split(",")],
+        args.kinds.split(","),
+        n_queries=args.queries,
+        ef_construction=args.ef_construction,
+        threads=args.threads,
+    )
+    print(markdown(results))  # the command's report
+
+
+if __name__ == "__main__":
+    main()
