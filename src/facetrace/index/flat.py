@@ -50,9 +50,7 @@ def faiss_selector(selector: Selector | None) -> faiss.IDSelector | None:
     return sel
 
 
-def pad_results(
-    scores: npt.NDArray[np.float32], ids: Ids
-) -> tuple[npt.NDArray[np.float32], Ids]:
+def pad_results(scores: npt.NDArray[np.float32], ids: Ids) -> tuple[npt.NDArray[np.float32], Ids]:
     """Replace FAISS's missing-result markers with our sentinel (id -1, score -inf)."""
     missing = ids < 0
     if missing.any():
@@ -81,7 +79,9 @@ def write_atomically(index: faiss.Index, path: Path) -> None:
 class FlatIndex:
     """Exact search; scans every vector, so its time grows linearly with the gallery."""
 
-    capabilities = Capabilities(exact=True, native_remove=True, filtered_search=True, persistent=True)
+    capabilities = Capabilities(
+        exact=True, native_remove=True, filtered_search=True, persistent=True
+    )
 
     def __init__(self, dim: int, index: faiss.Index | None = None) -> None:
         self.dim = dim
