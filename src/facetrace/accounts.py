@@ -345,7 +345,7 @@ def change_password(session: Session, *, actor: Actor, old: str, new: str) -> No
     """Change the actor's own password after checking the old one."""
     user = session.get(User, actor.id)
     if user is None or not _verify(user.password_hash, old):
-        raise AuthenticationFailed("the current password is wrong")
+        raise InvalidRequest("the current password is wrong")
     user.password_hash = hash_password(new)
     session.execute(delete(LoginSession).where(LoginSession.user_id == user.id))
     audit.append(

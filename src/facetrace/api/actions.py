@@ -1,0 +1,105 @@
+"""Steps shared by the API and the web pages that involve more than the database:
+uploads to the gallery engine, imports, deletions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import UploadFile
+from sqlalchemy.orm import Session
+
+from facetrace import cases, gallery_admin
+from facetrace.accounts import Actor, Perm, require
+from facetrace.api.deps import read_upload
+from facetrace.api.problems import TooManyRequests
+from facetrace.api.state import ServiceState
+from facetrace.errors import InvalidRequest
+from facetrace.store.service_models import Probe, Search
+
+MANIFEST_SUFFIXES = (".csv", ".jsonl", ".json")
+
+
+async def start_import(
+    state: ServiceState, db: Session, *, actor: Actor, collection_id: int, upload: UploadFile
+) -> gallery_admin.ImportJob:
+    """Accept a zip (photos in per-subject folders, or with a manifest inside) or a
+    manifest naming files on the server, and queue its import."""
+    require(actor, Perm.COLLECTIONS_MANAGE)
+    collection = gallery_admin.get_collection(db, actor=actor, collection_id=collection_id)
+    name = Path(upload.filename or "upload").name
+    data = await read_upload(upload, limit=state.max_import, what="import file")
+    job_id, folder = state.imports.new_dir()
+    try:
+        target = folder / name
+        target.write_bytes(data)
+        if name.lower().endswith(".zip"):
+            source = gallery_admin.safe_extract(
+                target,
+                folder / "files",
+                max_files=state.settings.service.max_import_files,
+                max_bytes=state.max_import,
+            )
+            target.unlink()
+        elif name.lower().endswith(MANIFEST_SUFFIXES):
+            source = target
+        else:
+            raise InvalidRequest("upload a .zip of photos or a manifest (.csv, .jsonl)")
+    except Exception:
+        state.imports.discard(folder)
+        raise
+    return state.imports.submit(
+        job_id=job_id,
+        collection=collection,
+        user=actor.username,
+        source=source,
+        run=lambda path, coll, basis, progress: state.gallery.ingest(
+            path, collection=coll, legal_basis=basis, progress=progress
+        ),
+        sessions=state.sessions,
+    )
+
+
+def delete_target(state: ServiceState, db: Session, *, actor: Actor, kind: str, ident: int) -> int:
+    """Delete a collection, subject or photo from the gallery (tombstoned) and audit it.
+    Returns the number of faces removed."""
+    require(actor, Perm.COLLECTIONS_MANAGE)
+    if kind == "collection":
+        coll = gallery_admin.get_collection(db, actor=actor, collection_id=ident)
+        faces = state.gallery.delete_collection(coll.name)
+    elif kind == "subject":
+        subject, _ = gallery_admin.get_subject(db, actor=actor, subject_id=ident)
+        faces = state.gallery.delete_subject(subject.external_id)
+    else:
+        photo = gallery_admin.get_photo(db, actor=actor, photo_id=ident)
+        faces = state.gallery.delete_photo(photo.id)
+    gallery_admin.audit_deletion(db, actor=actor, target=f"{kind}:{ident}", faces=faces)
+    return faces
+
+
+async def submit_probe(
+    state: ServiceState, db: Session, *, actor: Actor, case_id: int, upload: UploadFile
+) -> Probe:
+    """Store a probe photo with its case after finding its faces."""
+    require(actor, Perm.SEARCH)
+    data = await read_upload(upload, limit=state.max_upload, what="photo")
+    return cases.add_probe(
+        db,
+        actor=actor,
+        case_id=case_id,
+        data=data,
+        filename=Path(upload.filename or "probe").name,
+        searcher=state.gallery,
+    )
+
+
+def search_probe(
+    state: ServiceState, db: Session, *, actor: Actor, probe_id: int, face: int, force: bool
+) -> Search:
+    """Search one face of a stored probe, rate limited per user."""
+    require(actor, Perm.SEARCH)
+    wait = state.search_limiter.hit(actor.username)
+    if wait is not None:
+        raise TooManyRequests(wait)
+    return cases.run_search(
+        db, actor=actor, probe_id=probe_id, face=face, force=force, searcher=state.gallery
+    )
