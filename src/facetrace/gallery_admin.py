@@ -82,15 +82,15 @@ class CollectionView:
 def list_collections(session: Session, *, actor: Actor) -> list[CollectionView]:
     """Every collection with subject and photo counts."""
     require(actor, Perm.GALLERY_BROWSE)
-    subjects = dict(
+    subjects: dict[int, int] = dict(
         session.execute(
             select(Subject.collection_id, func.count(Subject.id)).group_by(Subject.collection_id)
-        ).tuples()
+        ).all()
     )
-    photos = dict(
+    photos: dict[int, int] = dict(
         session.execute(
             select(Photo.collection_id, func.count(Photo.id)).group_by(Photo.collection_id)
-        ).tuples()
+        ).all()
     )
     rows = session.execute(select(Collection).order_by(Collection.name)).scalars()
     return [CollectionView(c, subjects.get(c.id, 0), photos.get(c.id, 0)) for c in rows]
@@ -122,7 +122,7 @@ def list_subjects(
         .order_by(Subject.name, Subject.external_id)
         .limit(limit)
         .offset(offset)
-    ).tuples()
+    ).all()
     return [(s, int(n)) for s, n in rows]
 
 

@@ -180,6 +180,7 @@ def subject(request: Request, subject_id: int, actor: CurrentActor, db: Db) -> H
 @router.post("/subjects/{subject_id}/delete")
 def delete_subject(subject_id: int, actor: CurrentActor, db: Db, state: State) -> Response:
     """Delete a subject (tombstoned)."""
+    require(actor, Perm.COLLECTIONS_MANAGE)
     subj, _ = gallery_admin.get_subject(db, actor=actor, subject_id=subject_id)
     coll = subj.collection_id
     n = actions.delete_target(state, db, actor=actor, kind="subject", ident=subject_id)
@@ -189,6 +190,7 @@ def delete_subject(subject_id: int, actor: CurrentActor, db: Db, state: State) -
 @router.post("/photos/{photo_id}/delete")
 def delete_photo(photo_id: int, actor: CurrentActor, db: Db, state: State) -> Response:
     """Delete one photo (tombstoned)."""
+    require(actor, Perm.COLLECTIONS_MANAGE)
     photo = gallery_admin.get_photo(db, actor=actor, photo_id=photo_id)
     subject_id = photo.subject_id
     n = actions.delete_target(state, db, actor=actor, kind="photo", ident=photo_id)
