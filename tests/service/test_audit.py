@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -34,7 +36,7 @@ def test_chain_links_and_verifies(sessions: sessionmaker[Session]) -> None:
         rows = s.execute(select(AuditEntry).order_by(AuditEntry.seq)).scalars().all()
         assert [r.seq for r in rows] == [1, 2, 3, 4, 5]
         assert rows[0].prev_hash == audit.GENESIS
-        assert all(b.prev_hash == a.hash for a, b in zip(rows, rows[1:], strict=False))
+        assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(rows))
         assert report.head_hash == rows[-1].hash
 
 
