@@ -115,7 +115,10 @@ class FlatIndex:
         if k < 1:
             raise IndexUnavailable(f"k must be at least 1, got {k}")
         sel = faiss_selector(selector)
-        params = faiss.SearchParameters(sel=sel) if sel is not None else None
+        params = None
+        if sel is not None:
+            params = faiss.SearchParameters()
+            params.sel = sel
         scores, ids = self._index.search(q, k, params=params)
         return pad_results(scores, ids)
 
@@ -124,7 +127,8 @@ class FlatIndex:
         return int(self._index.ntotal)
 
     def ids(self) -> Ids:
-        return faiss.vector_to_array(self._index.id_map).astype(np.int64)
+        id_map = self._index.id_map  # type: ignore[attr-defined]
+        return faiss.vector_to_array(id_map).astype(np.int64)
 
     def save(self, path: Path) -> None:
         write_atomically(self._index, path)

@@ -17,7 +17,7 @@ RGBImage = npt.NDArray[np.uint8]
 
 # (bad, good) ramps
 SIZE_PX = (32.0, 80.0)  # face box width in the photo
-SHARPNESS = (15.0, 80.0)  # variance of the Laplacian on the grey chip centre
+SHARPNESS = (2.5, 12.0)  # variance of the Laplacian on the grey chip centre, 90 px
 YAW = (0.45, 0.2)  # |nose offset from eye midpoint| / eye distance
 BRIGHT_LOW = (35.0, 70.0)  # mean grey level of the chip centre
 BRIGHT_HIGH = (230.0, 195.0)

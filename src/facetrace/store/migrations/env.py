@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from alembic import context
 from sqlalchemy import create_engine
 
-import facetrace.store.models  # noqa: F401  (registers the gallery tables)
+import facetrace.store.models
 from facetrace.store.base import Base
 
-try:  # the service tables, when present
+with contextlib.suppress(ImportError):  # the service tables, when present
     import facetrace.store.service_models  # noqa: F401
-except ImportError:  # pragma: no cover
-    pass
 
 config = context.config
 target_metadata = Base.metadata

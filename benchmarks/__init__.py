@@ -1,0 +1,1 @@
+"""Speed and accuracy benchmarks; `make bench` runs them and records BENCHMARKS.md."""

@@ -1,0 +1,24 @@
+"""`make bench`: every benchmark in turn; each writes its own section of BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+BENCHES = ["benchmarks.bench_engine", "benchmarks.bench_embed", "benchmarks.bench_index"]
+
+
+def main() -> None:
+    for name in BENCHES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError:
+            print(f"skipping {name}: not present", file=sys.stderr)
+            continue
+        print(f"== {name}", file=sys.stderr)
+        sys.argv = [name]
+        module.main()
+
+
+if __name__ == "__main__":
+    main()

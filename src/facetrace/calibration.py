@@ -1,0 +1,190 @@
+"""Turn raw similarity scores into numbers an investigator can read.
+
+A calibration table records, for a model, the false-match rate (FMR): the
+fraction of impostor pairs (two different people) whose cosine similarity is
+at least a given score. It is measured on a labelled folder-per-subject set.
+Above the highest impostor scores seen, the tail is extrapolated with an
+exponential fitted to the top impostor scores, so that small rates are
+estimates, not zeros.
+
+For a search against a gallery of ``n`` subjects, the chance that at least
+one impostor scores above a threshold (the false-positive identification
+rate, FPIR) is ``1 - (1 - FMR)^n``; the "no candidate" threshold is the score
+whose FPIR equals the target.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+GRID_STEP = 0.002
+TAIL_PAIRS = 2000  # impostor pairs used to fit the exponential tail
+MIN_FMR = 1e-12
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """An FMR table for one model.
+
+    Attributes:
+        model_id: the model the scores come from.
+        grid: ascending scores, shape (g,).
+        fmr: FMR at each grid score (non-increasing), shape (g,).
+        tail_start: the score above which the exponential tail is used.
+        tail_fmr: FMR at ``tail_start``.
+        tail_slope: d ln(FMR) / d score above ``tail_start`` (negative).
+        impostor_pairs: how many impostor pairs were measured.
+        source: a description of the labelled set.
+    """
+
+    model_id: str
+    grid: npt.NDArray[np.float64]
+    fmr: npt.NDArray[np.float64]
+    tail_start: float
+    tail_fmr: float
+    tail_slope: float
+    impostor_pairs: int
+    source: str
+
+    def false_match_rate(self, score: float) -> float:
+        """Estimated fraction of impostor pairs scoring at least ``score``."""
+        if score >= self.tail_start:
+            return max(
+                MIN_FMR, self.tail_fmr * math.exp(self.tail_slope * (score - self.tail_start))
+            )
+        return float(np.interp(score, self.grid, self.fmr, left=1.0, right=self.fmr[-1]))
+
+    def threshold_for_fmr(self, fmr: float) -> float:
+        """The lowest score whose estimated FMR is at most ``fmr``."""
+        if fmr <= 0:
+            raise ValueError("fmr must be positive")
+        if fmr < self.tail_fmr:
+            return self.tail_start + math.log(fmr / self.tail_fmr) / self.tail_slope
+        # fmr is non-increasing along the grid: find the first grid point at or below
+        idx = int(np.argmax(self.fmr <= fmr))
+        return float(self.grid[idx])
+
+    def threshold_for_fpir(self, fpir: float, gallery_size: int) -> float:
+        """Score threshold so that a search of ``gallery_size`` subjects has FPIR ``fpir``."""
+        if not 0 < fpir < 1:
+            raise ValueError("fpir must be in (0, 1)")
+        n = max(1, gallery_size)
+        per_pair = -math.expm1(math.log1p(-fpir) / n)
+        return self.threshold_for_fmr(per_pair)
+
+    def gallery_fpir(self, score: float, gallery_size: int) -> float:
+        """Chance that a gallery of this size holds an impostor scoring at least ``score``."""
+        fmr = self.false_match_rate(score)
+        return float(-math.expm1(max(1, gallery_size) * math.log1p(-min(fmr, 1 - 1e-15))))
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain numbers, for the package data file and the gallery's settings table."""
+        return {
+            "model_id": self.model_id,
+            "grid_start": float(self.grid[0]),
+            "grid_step": float(self.grid[1] - self.grid[0]) if len(self.grid) > 1 else GRID_STEP,
+            "fmr": [float(f"{v:.6g}") for v in self.fmr],
+            "tail_start": self.tail_start,
+            "tail_fmr": self.tail_fmr,
+            "tail_slope": self.tail_slope,
+            "impostor_pairs": self.impostor_pairs,
+            "source": self.source,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Calibration:
+        """Inverse of :meth:`to_json`; raises ``ValueError`` on a malformed table."""
+        try:
+            fmr = np.asarray(data["fmr"], dtype=np.float64)
+            grid = data["grid_start"] + data["grid_step"] * np.arange(fmr.size)
+            return cls(
+                model_id=str(data["model_id"]),
+                grid=grid,
+                fmr=fmr,
+                tail_start=float(data["tail_start"]),
+                tail_fmr=float(data["tail_fmr"]),
+                tail_slope=float(data["tail_slope"]),
+                impostor_pairs=int(data["impostor_pairs"]),
+                source=str(data.get("source", "")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"malformed calibration table: {exc}") from exc
+
+
+def impostor_scores(
+    vectors: npt.NDArray[np.float32], labels: npt.ArrayLike, *, chunk: int = 2048
+) -> npt.NDArray[np.float32]:
+    """Cosine scores of every pair of vectors with different labels.
+
+    ``vectors`` are L2-normalised, shape (n, d); ``labels`` shape (n,). Memory is
+    O(n^2) float32 in the result (19M pairs for 6,000 faces is 76 MB).
+    """
+    labels_arr = np.asarray(labels)
+    out: list[npt.NDArray[np.float32]] = []
+    n = vectors.shape[0]
+    for start in range(0, n, chunk):
+        block = vectors[start : start + chunk] @ vectors.T
+        for i in range(block.shape[0]):
+            row = start + i
+            mask = labels_arr[row + 1 :] != labels_arr[row]
+            out.append(block[i, row + 1 :][mask])
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+
+def fit_calibration(scores: npt.NDArray[np.float32], *, model_id: str, source: str) -> Calibration:
+    """Build a table from impostor scores (any order).
+
+    Raises ``ValueError`` with fewer than 1,000 impostor pairs: too few to say anything.
+    """
+    if scores.size < 1000:
+        raise ValueError(f"need at least 1000 impostor pairs, got {scores.size}")
+    s = np.sort(scores.astype(np.float64))
+    n = s.size
+    lo = math.floor(s[0] / GRID_STEP) * GRID_STEP
+    hi = math.ceil(s[-1] / GRID_STEP) * GRID_STEP
+    grid = np.arange(lo, hi + GRID_STEP / 2, GRID_STEP)
+    # FMR(t) = #(s >= t) / n
+    fmr = (n - np.searchsorted(s, grid, side="left")) / n
+    top = s[-min(TAIL_PAIRS, n // 10) :]
+    tail_start = float(top[0])
+    tail_fmr = top.size / n
+    # ln FMR(x) for the top scores, a straight line in x: least squares through the start point
+    ranks = np.arange(top.size, 0, -1) / n
+    dx = top - tail_start
+    denom = float((dx * dx).sum())
+    slope = float((dx * np.log(ranks / tail_fmr)).sum() / denom) if denom > 0 else -200.0
+    slope = min(slope, -1.0)
+    # the grid is only used below the tail start
+    keep = grid <= tail_start
+    return Calibration(
+        model_id=model_id,
+        grid=grid[keep],
+        fmr=fmr[keep].astype(np.float64),
+        tail_start=tail_start,
+        tail_fmr=tail_fmr,
+        tail_slope=slope,
+        impostor_pairs=int(n),
+        source=source,
+    )
+
+
+def packaged_calibration(name: str) -> Calibration | None:
+    """The default table shipped with the package for a model, if there is one."""
+    try:
+        text = resources.files("facetrace").joinpath(f"data/calibration-{name}.json").read_text()
+    except FileNotFoundError:
+        return None
+    return Calibration.from_json(json.loads(text))
+
+
+def save_calibration(calibration: Calibration, path: Path) -> None:
+    """Write a table as JSON (used to regenerate the packaged default)."""
+    path.write_text(json.dumps(calibration.to_json(), indent=None, separators=(",", ":")) + "\n")

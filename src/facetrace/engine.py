@@ -1,0 +1,99 @@
+"""The face pipeline: pixels -> detections -> chips -> quality -> vectors.
+
+:class:`FacePipeline` is pure computation (no SQL, no index); the gallery
+(:mod:`facetrace.gallery`) stores and searches what it produces.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from facetrace.types import BoundingBox, Detection, Face
+from facetrace.vision.align import arcface_chip, dlib_chip
+from facetrace.vision.detect import HogDetector, central_box
+from facetrace.vision.embed import Embedder
+from facetrace.vision.models import Alignment, Backend, ModelDescriptor, make_embedder
+from facetrace.vision.quality import assess
+
+log = logging.getLogger(__name__)
+
+RGBImage = npt.NDArray[np.uint8]
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineOptions:
+    """Plain values the entry point reads from settings and hands down."""
+
+    model: str = "dlib-resnet-v1"
+    backend: Backend = Backend.DLIB
+    min_face_px: int = 40
+    max_detect_pixels: int = 16_000_000
+    batch_size: int = 32
+    cache_dir: Path | None = None
+
+
+class FacePipeline:
+    """Detect, align, assess and embed every face of a photo. Models load on first use."""
+
+    def __init__(self, options: PipelineOptions = PipelineOptions()) -> None:
+        self.options = options
+        self.descriptor: ModelDescriptor
+        self.embedder: Embedder
+        self.descriptor, self.embedder = make_embedder(
+            options.model,
+            backend=options.backend,
+            cache_dir=options.cache_dir,
+            batch_size=options.batch_size,
+        )
+        self.detector = HogDetector(
+            min_face_px=options.min_face_px, max_pixels=options.max_detect_pixels
+        )
+
+    @property
+    def model_id(self) -> str:
+        return self.descriptor.model_id
+
+    def detect(self, pixels: RGBImage) -> list[Detection]:
+        """All faces in an RGB image, largest first."""
+        return self.detector.detect(pixels)
+
+    def chip(self, pixels: RGBImage, detection: Detection) -> RGBImage:
+        """The aligned chip in the geometry of the configured model."""
+        if self.descriptor.alignment == Alignment.DLIB_150:
+            return dlib_chip(pixels, detection, size=self.descriptor.chip_size)
+        return arcface_chip(pixels, detection, size=self.descriptor.chip_size)
+
+    def embed_detections(self, pixels: RGBImage, detections: list[Detection]) -> list[Face]:
+        """Align every detection, assess it, and embed all chips in batches."""
+        if not detections:
+            return []
+        chips = np.stack([self.chip(pixels, d) for d in detections])
+        vectors = self.embedder.embed(chips)
+        return [
+            Face(
+                detection=d,
+                quality=assess(d, chip),
+                vector=vectors[i],
+                model_id=self.descriptor.model_id,
+            )
+            for i, (d, chip) in enumerate(zip(detections, chips, strict=True))
+        ]
+
+    def analyse(self, pixels: RGBImage) -> list[Face]:
+        """Every face in the photo with quality and vector, largest first."""
+        return self.embed_detections(pixels, self.detect(pixels))
+
+    def analyse_box(self, pixels: RGBImage, box: BoundingBox) -> Face:
+        """The face inside a box given from outside (a manifest's box, or a fallback)."""
+        detection = self.detector.detect_in_box(pixels, box)
+        return self.embed_detections(pixels, [detection])[0]
+
+    def analyse_centred(self, pixels: RGBImage) -> Face:
+        """The face assumed centred in a pre-cropped photo (LFW-style) when none is detected."""
+        h, w = pixels.shape[:2]
+        return self.analyse_box(pixels, central_box(w, h))

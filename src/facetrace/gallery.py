@@ -1,0 +1,544 @@
+"""A gallery: one data directory holding the SQL store and the vector index, kept consistent.
+
+SQL is the source of truth. Every write commits to SQL first and then touches
+the index; the index is saved from time to time and on close. On open the
+index is compared with SQL and repaired (faces added or removed), so a crash
+at any moment loses nothing and duplicates nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy.orm import Session
+
+from facetrace.calibration import Calibration, packaged_calibration
+from facetrace.engine import FacePipeline, PipelineOptions
+from facetrace.errors import (
+    DeletedPhoto,
+    FaceIndexError,
+    IndexUnavailable,
+    LowQualityFace,
+    ModelMismatch,
+    NoFaceFound,
+)
+from facetrace.index.base import Selector, VectorIndex
+from facetrace.index.flat import FlatIndex
+from facetrace.store import repo
+from facetrace.store.db import make_engine, migrate, session_factory, sqlite_url, transaction
+from facetrace.types import Face
+from facetrace.vision.detect import main_face
+from facetrace.vision.models import ModelDescriptor
+
+log = logging.getLogger(__name__)
+
+INDEX_FILE = "index.faiss"
+SAVE_EVERY_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One gallery subject proposed for a probe face, best face first.
+
+    ``false_match_rate`` is the estimated chance that a random different person
+    scores at least this high against one reference face; ``gallery_fpir`` is
+    the chance that a gallery of this size holds such a person at all.
+    """
+
+    rank: int
+    score: float
+    false_match_rate: float
+    gallery_fpir: float
+    above_threshold: bool
+    info: repo.FaceInfo
+
+    def as_dict(self) -> dict[str, Any]:
+        i = self.info
+        return {
+            "rank": self.rank,
+            "score": round(self.score, 4),
+            "false_match_rate": self.false_match_rate,
+            "gallery_fpir": self.gallery_fpir,
+            "above_threshold": self.above_threshold,
+            "subject": {"id": i.subject_external_id, "name": i.subject_name},
+            "face_id": i.face_id,
+            "photo": {"id": i.photo_id, "sha256": i.photo_sha256, "path": i.photo_path},
+            "box": list(i.box),
+            "provenance": {
+                "collection": i.collection,
+                "legal_basis": i.legal_basis,
+                "source_url": i.source_url,
+                "source_title": i.source_title,
+                "captured_date": i.captured_date,
+            },
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """The search result for one face of the probe photo."""
+
+    face_index: int
+    face: Face
+    threshold: float
+    candidates: tuple[Candidate, ...]
+    below_threshold: tuple[Candidate, ...] = ()
+
+    @property
+    def no_candidate(self) -> bool:
+        """True when no gallery subject scores above the threshold."""
+        return not self.candidates
+
+    def as_dict(self) -> dict[str, Any]:
+        q = self.face.quality
+        return {
+            "face_index": self.face_index,
+            "box": self.face.detection.box.as_list(),
+            "detector_score": round(self.face.detection.score, 4),
+            "quality": q.score,
+            "quality_reasons": [str(r) for r in q.reasons],
+            "threshold": round(self.threshold, 4),
+            "no_candidate": self.no_candidate,
+            "candidates": [c.as_dict() for c in self.candidates],
+            "below_threshold": [c.as_dict() for c in self.below_threshold],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    """A 1:1 comparison: score, decision at the model's threshold, estimated FMR."""
+
+    score: float
+    threshold: float
+    same: bool
+    false_match_rate: float
+    quality_a: float
+    quality_b: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "score": round(self.score, 4),
+            "threshold": self.threshold,
+            "decision": "same" if self.same else "different",
+            "false_match_rate": self.false_match_rate,
+            "quality_a": self.quality_a,
+            "quality_b": self.quality_b,
+        }
+
+
+@dataclass(slots=True)
+class AddResult:
+    """What :meth:`Gallery.add_photo` did."""
+
+    photo_id: int | None
+    face_ids: list[int] = field(default_factory=list)
+    duplicate: bool = False
+
+
+class Gallery:
+    """The data directory: SQL metadata + vector index + the face pipeline."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        database_url: str | None = None,
+        pipeline: PipelineOptions | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.database_url = database_url or sqlite_url(self.data_dir)
+        self.engine = make_engine(self.database_url)
+        migrate(self.engine)
+        self.sessions = session_factory(self.engine)
+        options = pipeline or PipelineOptions()
+        if options.cache_dir is None:
+            options = PipelineOptions(
+                model=options.model,
+                backend=options.backend,
+                min_face_px=options.min_face_px,
+                max_detect_pixels=options.max_detect_pixels,
+                batch_size=options.batch_size,
+                cache_dir=self.data_dir / "models",
+            )
+        self.pipeline = FacePipeline(options)
+        self.descriptor: ModelDescriptor = self.pipeline.descriptor
+        self._check_model()
+        self.index_path = self.data_dir / INDEX_FILE
+        self.index: VectorIndex = self._open_index()
+        self._unsaved = 0
+        self._last_save = time.monotonic()
+        self.reconcile()
+
+    @classmethod
+    def open(
+        cls,
+        data_dir: Path,
+        *,
+        database_url: str | None = None,
+        pipeline: PipelineOptions | None = None,
+    ) -> Gallery:
+        """Open (creating if needed) the gallery in ``data_dir``."""
+        return cls(data_dir, database_url=database_url, pipeline=pipeline)
+
+    def __enter__(self) -> Gallery:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Save the index if it changed and release the database."""
+        if self._unsaved:
+            self.save_index()
+        self.engine.dispose()
+
+    # -- consistency -------------------------------------------------------
+
+    def _check_model(self) -> None:
+        with transaction(self.sessions) as s:
+            stored = repo.get_meta(s, "model_id")
+            if stored is None:
+                repo.set_meta(s, key="model_id", value=self.descriptor.model_id)
+                repo.set_meta(s, key="dim", value=self.descriptor.dim)
+            elif stored != self.descriptor.model_id:
+                raise ModelMismatch(
+                    f"the gallery in {self.data_dir} holds vectors of model {stored!r}; "
+                    f"the configured model is {self.descriptor.model_id!r}. A gallery never "
+                    "mixes models: use another data directory or re-ingest."
+                )
+
+    def _open_index(self) -> VectorIndex:
+        if self.index_path.exists():
+            try:
+                return FlatIndex.load(self.index_path, self.descriptor.dim)
+            except IndexUnavailable:
+                log.warning("index %s unreadable; rebuilding it from SQL", self.index_path)
+        return FlatIndex(self.descriptor.dim)
+
+    def reconcile(self) -> dict[str, int]:
+        """Make the index hold exactly the searchable faces in SQL; returns what changed."""
+        with self.sessions() as s:
+            truth = repo.searchable_ids(s)
+            have = self.index.ids()
+            missing = np.setdiff1d(truth, have, assume_unique=True)
+            extra = np.setdiff1d(have, truth, assume_unique=True)
+            if missing.size:
+                ids, vecs = repo.vectors_for(s, missing, self.descriptor.dim)
+                self.index.add(ids, vecs)
+        if extra.size:
+            self.index.remove(int(i) for i in extra)
+        if missing.size or extra.size:
+            log.warning(
+                "index repaired from SQL: %d faces added, %d removed", missing.size, extra.size
+            )
+            self.save_index()
+        return {"added": int(missing.size), "removed": int(extra.size)}
+
+    def save_index(self) -> None:
+        """Persist the index atomically."""
+        self.index.save(self.index_path)
+        self._unsaved = 0
+        self._last_save = time.monotonic()
+
+    def _maybe_save(self) -> None:
+        if self._unsaved and time.monotonic() - self._last_save > SAVE_EVERY_S:
+            self.save_index()
+
+    # -- writes ------------------------------------------------------------
+
+    def add_photo(
+        self,
+        *,
+        sha256: str,
+        width: int,
+        height: int,
+        faces: Sequence[Face],
+        subject_face: int | None,
+        provenance: repo.Provenance,
+        allow_deleted: bool = False,
+    ) -> AddResult:
+        """Store a photo with all its faces; the subject face goes into the index.
+
+        A photo already stored (same SHA-256) is left alone (``duplicate``); a
+        deleted one raises :class:`DeletedPhoto` unless ``allow_deleted``.
+        """
+        for face in faces:
+            if face.model_id != self.descriptor.model_id:
+                raise ModelMismatch(
+                    f"face of model {face.model_id!r} offered to a gallery of "
+                    f"{self.descriptor.model_id!r}"
+                )
+        if subject_face is not None and not 0 <= subject_face < len(faces):
+            raise FaceIndexError(f"subject face {subject_face} of {len(faces)} faces")
+        with transaction(self.sessions) as s:
+            if repo.photo_by_sha(s, sha256) is not None:
+                return AddResult(photo_id=None, duplicate=True)
+            if repo.is_tombstoned(s, sha256):
+                if not allow_deleted:
+                    raise DeletedPhoto(
+                        f"{provenance.path or sha256}: this photo was deleted from the gallery; "
+                        "use allow_deleted to ingest it again"
+                    )
+                repo.clear_tombstone(s, sha256=sha256)
+            photo, rows = repo.insert_photo(
+                s,
+                sha256=sha256,
+                width=width,
+                height=height,
+                provenance=provenance,
+                faces=faces,
+                subject_face=subject_face,
+            )
+            indexed = [(r.id, faces[r.face_index].vector) for r in rows if r.is_subject]
+            result = AddResult(photo_id=photo.id, face_ids=[r.id for r in rows])
+        if indexed:
+            self.index.add(
+                np.array([i for i, _ in indexed], dtype=np.int64),
+                np.stack([v for _, v in indexed]).astype(np.float32),
+            )
+            self._unsaved += len(indexed)
+            self._maybe_save()
+        return result
+
+    def _remove(self, face_ids: list[int]) -> int:
+        self.index.remove(face_ids)
+        self.save_index()
+        return len(face_ids)
+
+    def delete_subject(self, external_id: str) -> int:
+        """Delete a subject's photos and faces (tombstoned); returns faces removed."""
+        with transaction(self.sessions) as s:
+            ids = repo.delete_subject(s, external_id=external_id)
+        return self._remove(ids)
+
+    def delete_photo(self, photo: str) -> int:
+        """Delete a photo by id or SHA-256 (tombstoned); returns faces removed."""
+        with transaction(self.sessions) as s:
+            ids = repo.delete_photo(s, photo=photo)
+        return self._remove(ids)
+
+    def delete_collection(self, name: str) -> int:
+        """Delete a whole collection (tombstoned); returns faces removed."""
+        with transaction(self.sessions) as s:
+            ids = repo.delete_collection(s, name=name)
+        return self._remove(ids)
+
+    # -- calibration -------------------------------------------------------
+
+    def calibration(self) -> Calibration | None:
+        """The gallery's own table if calibrated, else the packaged default for the model."""
+        with self.sessions() as s:
+            data = repo.get_meta(s, "calibration")
+        if data is not None:
+            return Calibration.from_json(data)
+        name = self.descriptor.calibration_name
+        return packaged_calibration(name) if name else None
+
+    def set_calibration(self, calibration: Calibration) -> None:
+        """Store a table measured on the operator's own labelled data."""
+        if calibration.model_id != self.descriptor.model_id:
+            raise ModelMismatch(
+                f"calibration of {calibration.model_id!r} for a gallery of "
+                f"{self.descriptor.model_id!r}"
+            )
+        with transaction(self.sessions) as s:
+            repo.set_meta(s, key="calibration", value=calibration.to_json())
+
+    # -- reads -------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """Counts, model, index settings and calibration source, for ``facetrace status``."""
+        with self.sessions() as s:
+            counts = repo.counts(s)
+        cal = self.calibration()
+        return {
+            "data_dir": str(self.data_dir),
+            "database": self.engine.url.render_as_string(hide_password=True),
+            "model": self.descriptor.model_id,
+            "dim": self.descriptor.dim,
+            **counts,
+            "index": self.index.settings(),
+            "calibration": None
+            if cal is None
+            else {"source": cal.source, "impostor_pairs": cal.impostor_pairs},
+        }
+
+    def subject_count(self) -> int:
+        """Subjects with at least one indexed face (the gallery size for FPIR)."""
+        with self.sessions() as s:
+            return repo.counts(s)["subjects"]
+
+    def selector_for(self, collections: Iterable[str] | None) -> Selector | None:
+        """An id selector restricting a search to some collections (``None``: all)."""
+        if collections is None:
+            return None
+        with self.sessions() as s:
+            ids = repo.searchable_ids(s, collections)
+        return Selector(allow=frozenset(int(i) for i in ids))
+
+    def threshold(self, fpir: float) -> float:
+        """The "no candidate" score threshold for a target FPIR at the current size."""
+        cal = self.calibration()
+        if cal is None:
+            return self.descriptor.verify_threshold
+        return cal.threshold_for_fpir(fpir, self.subject_count())
+
+    def search_vectors(
+        self,
+        vectors: npt.NDArray[np.float32],
+        *,
+        k: int = 10,
+        fpir: float = 0.01,
+        selector: Selector | None = None,
+        include_below: bool = False,
+    ) -> list[tuple[float, list[Candidate], list[Candidate]]]:
+        """Top-``k`` subjects per vector: (threshold, above, below) per query.
+
+        Faces are fetched generously and collapsed to the best face per subject.
+        """
+        cal = self.calibration()
+        n_subjects = self.subject_count()
+        threshold = (
+            cal.threshold_for_fpir(fpir, n_subjects) if cal else self.descriptor.verify_threshold
+        )
+        fetch = max(k * 4, 40)
+        scores, ids = self.index.search(vectors.astype(np.float32), fetch, selector)
+        with self.sessions() as s:
+            info = repo.face_info(s, {int(i) for i in ids.reshape(-1) if i >= 0})
+        out: list[tuple[float, list[Candidate], list[Candidate]]] = []
+        for row_scores, row_ids in zip(scores, ids, strict=True):
+            seen: set[int] = set()
+            above: list[Candidate] = []
+            below: list[Candidate] = []
+            for score, fid in zip(row_scores, row_ids, strict=True):
+                fi = info.get(int(fid))
+                if fid < 0 or fi is None or fi.subject_id in seen:
+                    continue
+                seen.add(fi.subject_id)
+                fmr = cal.false_match_rate(float(score)) if cal else float("nan")
+                cand = Candidate(
+                    rank=len(seen),
+                    score=float(score),
+                    false_match_rate=fmr,
+                    gallery_fpir=cal.gallery_fpir(float(score), n_subjects) if cal else fmr,
+                    above_threshold=bool(score >= threshold),
+                    info=fi,
+                )
+                (above if cand.above_threshold else below).append(cand)
+                if len(seen) >= k:
+                    break
+            out.append((threshold, above, below if include_below else []))
+        return out
+
+    def search(
+        self,
+        pixels: npt.NDArray[np.uint8],
+        *,
+        k: int = 10,
+        face: int | None = None,
+        force: bool = False,
+        min_quality: float = 0.3,
+        fpir: float = 0.01,
+        collections: Iterable[str] | None = None,
+        include_below: bool = False,
+    ) -> list[ProbeResult]:
+        """Search every face of a probe photo (or only face number ``face``).
+
+        Raises :class:`NoFaceFound` if the photo has no face, :class:`FaceIndexError`
+        for a face number it does not have, and :class:`LowQualityFace` when a
+        requested face is below ``min_quality`` and ``force`` is false. When all
+        faces are searched, low-quality ones are skipped unless ``force``.
+        """
+        faces = self.pipeline.analyse(pixels)
+        if not faces:
+            raise NoFaceFound("no face was found in the probe photo")
+        chosen = list(range(len(faces)))
+        if face is not None:
+            if not 0 <= face < len(faces):
+                raise FaceIndexError(f"face {face} requested; the photo has {len(faces)} faces")
+            chosen = [face]
+        if not force:
+            good = [i for i in chosen if faces[i].quality.score >= min_quality]
+            if not good:
+                worst = faces[chosen[0]].quality
+                raise LowQualityFace(worst.score, min_quality, [str(r) for r in worst.reasons])
+            chosen = good
+        vectors = np.stack([faces[i].vector for i in chosen])
+        rows = self.search_vectors(
+            vectors,
+            k=k,
+            fpir=fpir,
+            selector=self.selector_for(collections),
+            include_below=include_below,
+        )
+        return [
+            ProbeResult(
+                face_index=i,
+                face=faces[i],
+                threshold=thr,
+                candidates=tuple(above),
+                below_threshold=tuple(below),
+            )
+            for i, (thr, above, below) in zip(chosen, rows, strict=True)
+        ]
+
+    def _probe_face(self, pixels: npt.NDArray[np.uint8]) -> Face:
+        faces = self.pipeline.analyse(pixels)
+        if not faces:
+            raise NoFaceFound("no face was found in the photo")
+        h, w = pixels.shape[:2]
+        return faces[main_face([f.detection for f in faces], w, h)]
+
+    def verify(self, a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8] | str) -> VerifyResult:
+        """Compare the main face of photo ``a`` with photo ``b`` or gallery subject ``b``.
+
+        Against a subject the best score over its reference faces counts. The
+        decision uses the model's verification threshold; the false-match rate
+        comes from the calibration table.
+        """
+        face_a = self._probe_face(a)
+        if isinstance(b, str):
+            vecs = self.subject_vectors(b)
+            if vecs.shape[0] == 0:
+                raise NoFaceFound(f"subject {b!r} has no indexed face")
+            quality_b = float("nan")
+        else:
+            face_b = self._probe_face(b)
+            vecs = face_b.vector[None, :]
+            quality_b = face_b.quality.score
+        score = float(np.max(vecs @ face_a.vector))
+        cal = self.calibration()
+        threshold = self.descriptor.verify_threshold
+        return VerifyResult(
+            score=score,
+            threshold=threshold,
+            same=score >= threshold,
+            false_match_rate=cal.false_match_rate(score) if cal else float("nan"),
+            quality_a=face_a.quality.score,
+            quality_b=quality_b,
+        )
+
+    def subject_vectors(self, external_id: str) -> npt.NDArray[np.float32]:
+        """The indexed vectors of one subject (raises ``NotFound``)."""
+        with self.sessions() as s:
+            ids = np.array(repo.subject_face_ids(s, external_id), dtype=np.int64)
+            _, vecs = repo.vectors_for(s, ids, self.descriptor.dim)
+        return vecs
+
+    def session(self) -> Session:
+        """A plain session for read-only callers (the service layer)."""
+        return self.sessions()

@@ -1,0 +1,323 @@
+"""Repository functions: every gallery read and write that touches SQL.
+
+Writes take keyword-only arguments; none commits (the caller owns the transaction).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from facetrace.errors import NotFound
+from facetrace.store.models import Collection, FaceRow, GalleryMeta, Photo, Subject, Tombstone
+from facetrace.types import Face
+
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    """Where a reference photo came from and under what authority."""
+
+    subject_id: str
+    subject_name: str = ""
+    collection: str = "default"
+    source_url: str = ""
+    source_title: str = ""
+    captured_date: str = ""
+    legal_basis: str = ""
+    path: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def get_meta(session: Session, key: str) -> Any:
+    """A gallery setting, or ``None``."""
+    row = session.get(GalleryMeta, key)
+    return None if row is None else row.value
+
+
+def set_meta(session: Session, *, key: str, value: Any) -> None:
+    """Create or replace a gallery setting."""
+    row = session.get(GalleryMeta, key)
+    if row is None:
+        session.add(GalleryMeta(key=key, value=value))
+    else:
+        row.value = value
+
+
+def get_or_create_collection(
+    session: Session, *, name: str, legal_basis: str = "", retention: str = ""
+) -> Collection:
+    """The collection called ``name``, created if new (its legal basis set once)."""
+    row = session.scalars(select(Collection).where(Collection.name == name)).first()
+    if row is None:
+        row = Collection(name=name, legal_basis=legal_basis, retention=retention)
+        session.add(row)
+        session.flush()
+    return row
+
+
+def get_or_create_subject(
+    session: Session, *, external_id: str, name: str, collection: Collection
+) -> Subject:
+    """The subject with this external id, created in ``collection`` if new."""
+    row = session.scalars(select(Subject).where(Subject.external_id == external_id)).first()
+    if row is None:
+        row = Subject(external_id=external_id, name=name or external_id, collection=collection)
+        session.add(row)
+        session.flush()
+    elif name and not row.name:
+        row.name = name
+    return row
+
+
+def photo_by_sha(session: Session, sha256: str) -> Photo | None:
+    """The stored photo with these bytes, if any."""
+    return session.scalars(select(Photo).where(Photo.sha256 == sha256)).first()
+
+
+def is_tombstoned(session: Session, sha256: str) -> bool:
+    """True if a photo with these bytes was deleted."""
+    return session.get(Tombstone, sha256) is not None
+
+
+def clear_tombstone(session: Session, *, sha256: str) -> None:
+    """Forget that a photo was deleted (re-ingestion the operator asked for)."""
+    session.execute(delete(Tombstone).where(Tombstone.sha256 == sha256))
+
+
+def known_hashes(session: Session) -> set[str]:
+    """SHA-256 of every stored photo, to skip work on a resumed ingest."""
+    return set(session.scalars(select(Photo.sha256)))
+
+
+def insert_photo(
+    session: Session,
+    *,
+    sha256: str,
+    width: int,
+    height: int,
+    provenance: Provenance,
+    faces: Sequence[Face],
+    subject_face: int | None,
+) -> tuple[Photo, list[FaceRow]]:
+    """Store a photo, its subject and all its faces; returns the new rows (ids assigned)."""
+    collection = get_or_create_collection(
+        session, name=provenance.collection, legal_basis=provenance.legal_basis
+    )
+    subject = get_or_create_subject(
+        session,
+        external_id=provenance.subject_id,
+        name=provenance.subject_name,
+        collection=collection,
+    )
+    photo = Photo(
+        sha256=sha256,
+        subject=subject,
+        collection=collection,
+        path=provenance.path,
+        source_url=provenance.source_url,
+        source_title=provenance.source_title,
+        captured_date=provenance.captured_date,
+        legal_basis=provenance.legal_basis or collection.legal_basis,
+        extra=provenance.extra,
+        width=width,
+        height=height,
+    )
+    session.add(photo)
+    session.flush()
+    rows: list[FaceRow] = []
+    for i, face in enumerate(faces):
+        box = face.detection.box
+        mine = i == subject_face
+        row = FaceRow(
+            photo_id=photo.id,
+            subject_id=subject.id if mine else None,
+            collection_id=collection.id,
+            face_index=i,
+            is_subject=mine,
+            x1=box.x1,
+            y1=box.y1,
+            x2=box.x2,
+            y2=box.y2,
+            landmarks=face.detection.landmarks.as_array().round(2).tolist(),
+            detector_score=face.detection.score,
+            quality=face.quality.score,
+            quality_reasons=[str(r) for r in face.quality.reasons],
+            model_id=face.model_id,
+            vector=np.asarray(face.vector, dtype=np.float32).tobytes(),
+        )
+        session.add(row)
+        rows.append(row)
+    session.flush()
+    return photo, rows
+
+
+def searchable_ids(
+    session: Session, collections: Iterable[str] | None = None
+) -> npt.NDArray[np.int64]:
+    """Ids of the faces that belong in the index (subject faces), optionally by collection."""
+    stmt = select(FaceRow.id).where(FaceRow.is_subject.is_(True))
+    if collections is not None:
+        names = list(collections)
+        stmt = stmt.join(Collection, Collection.id == FaceRow.collection_id).where(
+            Collection.name.in_(names)
+        )
+    return np.fromiter(session.scalars(stmt), dtype=np.int64)
+
+
+def vectors_for(
+    session: Session, ids: npt.NDArray[np.int64], dim: int, *, chunk: int = 5000
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """The stored vectors of ``ids`` (in the order found), for rebuilding an index."""
+    out_ids: list[int] = []
+    out_vecs: list[bytes] = []
+    for start in range(0, len(ids), chunk):
+        part = [int(i) for i in ids[start : start + chunk]]
+        for fid, vec in session.execute(
+            select(FaceRow.id, FaceRow.vector).where(FaceRow.id.in_(part))
+        ):
+            out_ids.append(fid)
+            out_vecs.append(vec)
+    vecs = np.frombuffer(b"".join(out_vecs), dtype=np.float32).reshape(-1, dim)
+    return np.asarray(out_ids, dtype=np.int64), vecs
+
+
+@dataclass(frozen=True, slots=True)
+class FaceInfo:
+    """What a candidate list shows about a gallery face."""
+
+    face_id: int
+    subject_id: int
+    subject_external_id: str
+    subject_name: str
+    photo_id: int
+    photo_sha256: str
+    photo_path: str
+    collection: str
+    legal_basis: str
+    source_url: str
+    source_title: str
+    captured_date: str
+    box: tuple[int, int, int, int]
+    quality: float
+
+
+def face_info(session: Session, ids: Iterable[int]) -> dict[int, FaceInfo]:
+    """Provenance of each face id (faces without a subject are left out)."""
+    wanted = [int(i) for i in ids]
+    if not wanted:
+        return {}
+    stmt = (
+        select(FaceRow, Photo, Subject, Collection)
+        .join(Photo, Photo.id == FaceRow.photo_id)
+        .join(Subject, Subject.id == FaceRow.subject_id)
+        .join(Collection, Collection.id == FaceRow.collection_id)
+        .where(FaceRow.id.in_(wanted))
+    )
+    out: dict[int, FaceInfo] = {}
+    for face, photo, subject, coll in session.execute(stmt):
+        out[face.id] = FaceInfo(
+            face_id=face.id,
+            subject_id=subject.id,
+            subject_external_id=subject.external_id,
+            subject_name=subject.name,
+            photo_id=photo.id,
+            photo_sha256=photo.sha256,
+            photo_path=photo.path,
+            collection=coll.name,
+            legal_basis=photo.legal_basis or coll.legal_basis,
+            source_url=photo.source_url,
+            source_title=photo.source_title,
+            captured_date=photo.captured_date,
+            box=(face.x1, face.y1, face.x2, face.y2),
+            quality=face.quality,
+        )
+    return out
+
+
+def subject_face_ids(session: Session, external_id: str) -> list[int]:
+    """Indexed face ids of a subject; raises :class:`NotFound` for an unknown subject."""
+    subject = session.scalars(select(Subject).where(Subject.external_id == external_id)).first()
+    if subject is None:
+        raise NotFound(f"no subject with id {external_id!r}")
+    return list(
+        session.scalars(
+            select(FaceRow.id).where(FaceRow.subject_id == subject.id, FaceRow.is_subject.is_(True))
+        )
+    )
+
+
+def counts(session: Session) -> dict[str, int]:
+    """How many collections, subjects, photos, faces and tombstones the gallery holds."""
+    return {
+        "collections": session.scalar(select(func.count()).select_from(Collection)) or 0,
+        "subjects": session.scalar(select(func.count()).select_from(Subject)) or 0,
+        "photos": session.scalar(select(func.count()).select_from(Photo)) or 0,
+        "faces": session.scalar(select(func.count()).select_from(FaceRow)) or 0,
+        "indexed_faces": session.scalar(
+            select(func.count()).select_from(FaceRow).where(FaceRow.is_subject.is_(True))
+        )
+        or 0,
+        "tombstones": session.scalar(select(func.count()).select_from(Tombstone)) or 0,
+    }
+
+
+def _delete_photos(session: Session, photos: Sequence[Photo], reason: str) -> list[int]:
+    """Delete photos and their faces, leaving tombstones; returns the removed face ids."""
+    photo_ids = [p.id for p in photos]
+    if not photo_ids:
+        return []
+    face_ids = list(session.scalars(select(FaceRow.id).where(FaceRow.photo_id.in_(photo_ids))))
+    for p in photos:
+        if session.get(Tombstone, p.sha256) is None:
+            session.add(Tombstone(sha256=p.sha256, reason=reason))
+    session.execute(delete(FaceRow).where(FaceRow.photo_id.in_(photo_ids)))
+    session.execute(delete(Photo).where(Photo.id.in_(photo_ids)))
+    return face_ids
+
+
+def delete_photo(session: Session, *, photo: str) -> list[int]:
+    """Delete one photo by id or SHA-256; returns the removed face ids."""
+    stmt = select(Photo).where(
+        Photo.id == int(photo) if photo.isdigit() else Photo.sha256 == photo.lower()
+    )
+    row = session.scalars(stmt).first()
+    if row is None:
+        raise NotFound(f"no photo {photo!r}")
+    return _delete_photos(session, [row], f"photo {row.id} deleted")
+
+
+def delete_subject(session: Session, *, external_id: str) -> list[int]:
+    """Delete a subject and all its photos; returns the removed face ids."""
+    subject = session.scalars(select(Subject).where(Subject.external_id == external_id)).first()
+    if subject is None:
+        raise NotFound(f"no subject with id {external_id!r}")
+    photos = list(session.scalars(select(Photo).where(Photo.subject_id == subject.id)))
+    ids = _delete_photos(session, photos, f"subject {external_id} deleted")
+    session.execute(delete(FaceRow).where(FaceRow.subject_id == subject.id))
+    session.delete(subject)
+    return ids
+
+
+def delete_collection(session: Session, *, name: str) -> list[int]:
+    """Delete a collection with its subjects and photos; returns the removed face ids."""
+    coll = session.scalars(select(Collection).where(Collection.name == name)).first()
+    if coll is None:
+        raise NotFound(f"no collection {name!r}")
+    members = select(Subject.id).where(Subject.collection_id == coll.id)
+    photos = list(
+        session.scalars(
+            select(Photo).where((Photo.collection_id == coll.id) | (Photo.subject_id.in_(members)))
+        )
+    )
+    ids = _delete_photos(session, photos, f"collection {name} deleted")
+    session.execute(delete(FaceRow).where(FaceRow.subject_id.in_(members)))
+    session.execute(delete(FaceRow).where(FaceRow.collection_id == coll.id))
+    session.execute(delete(Subject).where(Subject.collection_id == coll.id))
+    session.delete(coll)
+    return ids

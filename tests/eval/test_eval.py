@@ -1,0 +1,120 @@
+"""Evaluation protocols: the LFW pairs protocol and open-set 1:N, on small real sets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from facetrace.cli import app
+from facetrace.engine import PipelineOptions
+from facetrace.errors import ManifestError
+from facetrace.eval.identify import evaluate_identify, fnir_at_fpir, split
+from facetrace.eval.lfw import best_threshold, fold_accuracies, read_pairs
+
+runner = CliRunner()
+
+
+def test_best_threshold_separates_clean_data() -> None:
+    scores = np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9])
+    same = np.array([False, False, False, True, True, True])
+    t = best_threshold(scores, same)
+    assert 0.3 < t < 0.7
+
+
+def test_fold_threshold_comes_from_other_folds() -> None:
+    # fold 0 alone would want a threshold near 0.5; the others force 0.85
+    scores = np.array([0.9, 0.95, 0.8, 0.7, 0.9, 0.95, 0.8, 0.7, 0.6, 0.4])
+    same = np.array([True, True, False, False, True, True, False, False, True, False])
+    folds = np.array([1, 1, 1, 1, 2, 2, 2, 2, 0, 0])
+    accs, thresholds = fold_accuracies(scores, same, folds)
+    assert thresholds[0] == pytest.approx(0.85)
+    assert accs[0] == 0.5
+
+
+def test_fnir_at_fpir() -> None:
+    nonmated = np.linspace(0.0, 0.99, 100)
+    mated = np.array([0.995, 0.999, 0.5, -np.inf])
+    fnir, t = fnir_at_fpir(mated, nonmated, 0.01)
+    assert t is not None and 0.98 < t <= 0.99
+    assert fnir == 0.5
+    assert fnir_at_fpir(mated, nonmated, 0.001) == (None, None)
+
+
+def _write_pairs(path: Path, folds: list[tuple[list[str], list[str]]]) -> None:
+    n = len(folds[0][0])
+    path.write_text(f"{len(folds)}\t{n}\n" + "".join("".join(s + d) for s, d in folds))
+
+
+def test_pairs_file_errors_name_the_line(tmp_path: Path) -> None:
+    p = tmp_path / "pairs.txt"
+    p.write_text("1\t1\nA\t1\t2\nB\t1\n")
+    with pytest.raises(ManifestError, match="pairs.txt:3"):
+        read_pairs(p, tmp_path)
+    p.write_text("two folds\n")
+    with pytest.raises(ManifestError, match="header"):
+        read_pairs(p, tmp_path)
+    p.write_text("1\t2\nA\t1\t2\n")
+    with pytest.raises(ManifestError, match="expected 4"):
+        read_pairs(p, tmp_path)
+
+
+def test_eval_lfw_cli_on_a_small_real_pairs_file(faces_dir: Path, tmp_path: Path) -> None:
+    lfw = faces_dir / "lfw"
+    _, pairs = read_pairs(lfw / "pairs.txt", lfw / "images")
+    same = [p for p in pairs if p.same and p.fold == 0][:4]
+    diff = [p for p in pairs if not p.same and p.fold == 0][:4]
+
+    def line(p: object) -> str:
+        a, b = Path(p.a), Path(p.b)  # type: ignore[attr-defined]
+        na, ia = a.parent.name, int(a.stem.rsplit("_", 1)[1])
+        nb, ib = b.parent.name, int(b.stem.rsplit("_", 1)[1])
+        return f"{na}\t{ia}\t{ib}\n" if na == nb else f"{na}\t{ia}\t{nb}\t{ib}\n"
+
+    folds = [([line(p) for p in same[:2]], [line(p) for p in diff[:2]]),
+             ([line(p) for p in same[2:]], [line(p) for p in diff[2:]])]  # fmt: skip
+    small = tmp_path / "pairs.txt"
+    _write_pairs(small, folds)
+    res = runner.invoke(
+        app,
+        ["--data", str(tmp_path / "d"), "eval", "lfw", "--pairs", str(small),
+         "--images", str(lfw / "images"), "--json", "--workers", "1"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["folds"] == 2 and out["pairs"] == 8
+    assert 0.5 <= out["accuracy"] <= 1.0
+    assert len(out["fold_accuracies"]) == 2
+    assert out["no_face_detected"] >= 0
+
+
+def test_identify_split_rules(tmp_path: Path) -> None:
+    for name, n in [("solo", 1), *[(f"multi{i}", 3) for i in range(8)]]:
+        (tmp_path / name).mkdir()
+        for j in range(n):
+            (tmp_path / name / f"{j}.jpg").write_bytes(b"x")
+    gallery, probes = split(tmp_path, seed=0)
+    names = {g for g, _ in gallery}
+    assert "solo" in names  # single-photo subjects are distractors
+    held_out = {n for n, _, mated in probes if not mated}
+    enrolled = {n for n, _, mated in probes if mated}
+    assert held_out and enrolled and not held_out & names
+    assert enrolled <= names
+    assert all(p.name != "0.jpg" for _, p, _ in probes)  # first photo is the enrolled one
+    assert split(tmp_path, seed=0) == (gallery, probes)
+    assert split(tmp_path, seed=1) != (gallery, probes)
+
+
+def test_identify_on_att_subset(faces_dir: Path, tmp_path: Path) -> None:
+    root = tmp_path / "att"
+    for s in sorted((faces_dir / "att_orl").iterdir())[:6]:
+        (root / s.name).mkdir(parents=True)
+        for p in sorted(s.glob("*.pgm"))[:3]:
+            (root / s.name / p.name).symlink_to(p)
+    res = evaluate_identify(root, options=PipelineOptions(), workers=1)
+    assert res["mated_probes"] + res["nonmated_probes"] == 12
+    assert res["rank1"] is not None and 0 <= res["rank1"] <= res["rank10"] <= 1
+    assert "fnir_at_fpir_0.01" in res
