@@ -131,7 +131,7 @@ class FoundCandidate:
 
     rank: int
     score: float
-    false_match_rate: float
+    false_match_rate: float | None  # None when the gallery has no calibration
     above_threshold: bool
     subject_external_id: str
     subject_name: str
@@ -289,12 +289,13 @@ def add_probe(
     case_id: int,
     data: bytes,
     filename: str,
-    searcher: FaceSearcher,
+    found: tuple[int, int, list[ProbeFace]],
 ) -> Probe:
-    """Keep a probe photo with its case (never in the gallery) and record its faces.
-    Raises the engine's ImageError or NoFaceFound for unusable photos, storing nothing."""
+    """Keep a probe photo with its case (never in the gallery) with the faces the engine
+    found in it (``found`` = width, height, faces from :meth:`FaceSearcher.find_faces`,
+    called before so no database lock is held while the models run)."""
     case = _scoped_case(session, actor=actor, case_id=case_id, perm=Perm.SEARCH)
-    width, height, faces = searcher.find_faces(data, source=filename)
+    width, height, faces = found
     probe = Probe(
         case_id=case.id,
         sha256=hashlib.sha256(data).hexdigest(),
@@ -319,29 +320,35 @@ def get_probe(session: Session, *, actor: Actor, probe_id: int) -> Probe:
     return probe
 
 
-def run_search(
+def search_input(session: Session, *, actor: Actor, probe_id: int, face: int) -> tuple[bytes, str]:
+    """The photo bytes and file name to search face ``face`` of a probe, after checking
+    the actor may search this case and the photo still exists."""
+    probe = session.get(Probe, probe_id)
+    if probe is None:
+        raise NotFound(f"no probe {probe_id}")
+    _scoped_case(session, actor=actor, case_id=probe.case_id, perm=Perm.SEARCH)
+    if probe.data is None:
+        raise RuleViolation("this probe photo was deleted at the end of its retention period")
+    if not 0 <= face < len(probe.faces):
+        raise InvalidRequest(f"face {face} requested; the photo has {len(probe.faces)} faces")
+    return probe.data, probe.filename
+
+
+def record_search(
     session: Session,
     *,
     actor: Actor,
     probe_id: int,
     face: int,
     force: bool,
-    searcher: FaceSearcher,
-    collections: Sequence[str] | None = None,
+    result: FaceResult,
 ) -> Search:
-    """Search face number ``face`` of a stored probe and keep the candidate list as a
-    snapshot with the case. Audits the search with the case's purpose and legal basis."""
+    """Keep the engine's candidate list for a probe face as a snapshot with the case and
+    audit the search with the case's purpose and legal basis."""
     probe = session.get(Probe, probe_id)
     if probe is None:
         raise NotFound(f"no probe {probe_id}")
     case = _scoped_case(session, actor=actor, case_id=probe.case_id, perm=Perm.SEARCH)
-    if probe.data is None:
-        raise RuleViolation("this probe photo was deleted at the end of its retention period")
-    if not 0 <= face < len(probe.faces):
-        raise InvalidRequest(f"face {face} requested; the photo has {len(probe.faces)} faces")
-    result = searcher.search_face(
-        probe.data, source=probe.filename, face=face, force=force, collections=collections
-    )
     search = Search(
         case_id=case.id,
         probe_id=probe.id,
@@ -397,6 +404,26 @@ def run_search(
         },
     )
     return search
+
+
+def run_search(
+    session: Session,
+    *,
+    actor: Actor,
+    probe_id: int,
+    face: int,
+    force: bool,
+    searcher: FaceSearcher,
+    collections: Sequence[str] | None = None,
+) -> Search:
+    """:func:`search_input`, the engine, then :func:`record_search`, in one session."""
+    data, filename = search_input(session, actor=actor, probe_id=probe_id, face=face)
+    result = searcher.search_face(
+        data, source=filename, face=face, force=force, collections=collections
+    )
+    return record_search(
+        session, actor=actor, probe_id=probe_id, face=face, force=force, result=result
+    )
 
 
 def get_search(session: Session, *, actor: Actor, search_id: int) -> tuple[Case, Search]:

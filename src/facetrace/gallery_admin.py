@@ -224,6 +224,12 @@ def safe_extract(archive: Path, dest: Path, *, max_files: int, max_bytes: int) -
         for name in MANIFEST_NAMES:
             if (base / name).is_file():
                 return base / name
+    # A zip of one folder that holds the per-person folders: scan inside it.
+    entries = [p for p in dest.iterdir() if not p.name.startswith((".", "__MACOSX"))]
+    if len(entries) == 1 and entries[0].is_dir():
+        inner = entries[0]
+        if any(p.is_dir() for p in inner.iterdir()):
+            return inner
     return dest
 
 

@@ -9,6 +9,7 @@ engine's own errors (ImageError, NoFaceFound, LowQualityFace, ...) pass through.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,6 +28,12 @@ def _box(values: Any) -> tuple[int, int, int, int]:
     return x1, y1, x2, y2
 
 
+def _rate(value: Any) -> float | None:
+    """The engine's estimated false-match rate, None where it has none (NaN)."""
+    rate = float(value)
+    return None if math.isnan(rate) else rate
+
+
 def _probe_face(index: int, face: Any) -> ProbeFace:
     return ProbeFace(
         index=index,
@@ -41,7 +48,7 @@ def _candidate(c: Any) -> FoundCandidate:
     return FoundCandidate(
         rank=int(c.rank),
         score=float(c.score),
-        false_match_rate=float(c.false_match_rate),
+        false_match_rate=_rate(c.false_match_rate),
         above_threshold=bool(c.above_threshold),
         subject_external_id=str(i.subject_external_id),
         subject_name=str(i.subject_name),

@@ -176,7 +176,12 @@ def ids(running: Running) -> dict[str, Any]:
             retention_days=30,
         )
         probe = cases.add_probe(
-            s, actor=inv, case_id=case.id, data=b"x", filename="p.jpg", searcher=FixedSearcher()
+            s,
+            actor=inv,
+            case_id=case.id,
+            data=b"x",
+            filename="p.jpg",
+            found=FixedSearcher().find_faces(b"", source="p.jpg"),
         )
         search = cases.run_search(
             s, actor=inv, probe_id=probe.id, face=0, force=False, searcher=FixedSearcher()

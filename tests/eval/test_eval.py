@@ -52,7 +52,7 @@ def _write_pairs(path: Path, folds: list[tuple[list[str], list[str]]]) -> None:
 def test_pairs_file_errors_name_the_line(tmp_path: Path) -> None:
     p = tmp_path / "pairs.txt"
     p.write_text("1\t1\nA\t1\t2\nB\t1\n")
-    with pytest.raises(ManifestError, match="pairs.txt:3"):
+    with pytest.raises(ManifestError, match=r"pairs\.txt:3"):
         read_pairs(p, tmp_path)
     p.write_text("two folds\n")
     with pytest.raises(ManifestError, match="header"):

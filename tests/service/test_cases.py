@@ -35,7 +35,12 @@ def _case(factory: sessionmaker[Session], inv: Actor, number: str = "C-1") -> in
 def _search(factory: sessionmaker[Session], inv: Actor, case_id: int) -> tuple[int, list[int]]:
     with factory.begin() as s:
         probe = cases.add_probe(
-            s, actor=inv, case_id=case_id, data=b"jpeg", filename="p.jpg", searcher=FixedSearcher()
+            s,
+            actor=inv,
+            case_id=case_id,
+            data=b"jpeg",
+            filename="p.jpg",
+            found=FixedSearcher().find_faces(b"", source="p.jpg"),
         )
         search = cases.run_search(
             s, actor=inv, probe_id=probe.id, face=0, force=False, searcher=FixedSearcher()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import UploadFile
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from facetrace import cases, gallery_admin
@@ -63,15 +64,22 @@ def delete_target(state: ServiceState, db: Session, *, actor: Actor, kind: str, 
     """Delete a collection, subject or photo from the gallery (tombstoned) and audit it.
     Returns the number of faces removed."""
     require(actor, Perm.COLLECTIONS_MANAGE)
+    name = ""
     if kind == "collection":
-        coll = gallery_admin.get_collection(db, actor=actor, collection_id=ident)
-        faces = state.gallery.delete_collection(coll.name)
+        name = gallery_admin.get_collection(db, actor=actor, collection_id=ident).name
     elif kind == "subject":
-        subject, _ = gallery_admin.get_subject(db, actor=actor, subject_id=ident)
-        faces = state.gallery.delete_subject(subject.external_id)
+        name = gallery_admin.get_subject(db, actor=actor, subject_id=ident)[0].external_id
     else:
-        photo = gallery_admin.get_photo(db, actor=actor, photo_id=ident)
-        faces = state.gallery.delete_photo(photo.id)
+        gallery_admin.get_photo(db, actor=actor, photo_id=ident)
+    # The gallery writes through its own connection: end this transaction first so
+    # SQLite's single writer lock is free for it.
+    db.commit()
+    if kind == "collection":
+        faces = state.gallery.delete_collection(name)
+    elif kind == "subject":
+        faces = state.gallery.delete_subject(name)
+    else:
+        faces = state.gallery.delete_photo(ident)
     gallery_admin.audit_deletion(db, actor=actor, target=f"{kind}:{ident}", faces=faces)
     return faces
 
@@ -79,27 +87,33 @@ def delete_target(state: ServiceState, db: Session, *, actor: Actor, kind: str, 
 async def submit_probe(
     state: ServiceState, db: Session, *, actor: Actor, case_id: int, upload: UploadFile
 ) -> Probe:
-    """Store a probe photo with its case after finding its faces."""
+    """Find the faces of a probe photo, then keep it with its case. The engine runs
+    before the first database statement of the request, so no lock is held meanwhile."""
     require(actor, Perm.SEARCH)
     data = await read_upload(upload, limit=state.max_upload, what="photo")
+    filename = Path(upload.filename or "probe").name
+    found = await run_in_threadpool(state.gallery.find_faces, data, source=filename)
     return cases.add_probe(
-        db,
-        actor=actor,
-        case_id=case_id,
-        data=data,
-        filename=Path(upload.filename or "probe").name,
-        searcher=state.gallery,
+        db, actor=actor, case_id=case_id, data=data, filename=filename, found=found
     )
 
 
 def search_probe(
     state: ServiceState, db: Session, *, actor: Actor, probe_id: int, face: int, force: bool
 ) -> Search:
-    """Search one face of a stored probe, rate limited per user."""
+    """Search one face of a stored probe (rate limited per user). Commits the request's
+    work so far, reads the probe in a short transaction, runs the engine holding no
+    database lock, then records the result in ``db``."""
     require(actor, Perm.SEARCH)
     wait = state.search_limiter.hit(actor.username)
     if wait is not None:
         raise TooManyRequests(wait)
-    return cases.run_search(
-        db, actor=actor, probe_id=probe_id, face=face, force=force, searcher=state.gallery
+    db.commit()
+    with state.sessions.begin() as s:
+        data, filename = cases.search_input(s, actor=actor, probe_id=probe_id, face=face)
+    result = state.gallery.search_face(
+        data, source=filename, face=face, force=force, collections=None
+    )
+    return cases.record_search(
+        db, actor=actor, probe_id=probe_id, face=face, force=force, result=result
     )

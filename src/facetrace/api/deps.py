@@ -32,10 +32,19 @@ State = Annotated[ServiceState, Depends(get_state)]
 
 
 def get_db(state: State) -> Iterator[Session]:
-    """A session in a transaction: committed when the request succeeds, rolled back when
-    it raises (so a refused action leaves neither data nor audit entry behind)."""
-    with state.sessions.begin() as session:
+    """A session for the request: committed when the request succeeds, rolled back when
+    it raises (so a refused action leaves neither data nor audit entry behind). Its
+    transaction starts at the first statement; on SQLite that takes the write lock, so
+    slow engine work is done before it or after a ``commit`` (see ``api.actions``)."""
+    session = state.sessions()
+    try:
         yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
 
 
 Db = Annotated[Session, Depends(get_db)]
@@ -48,17 +57,19 @@ def _bearer(request: Request) -> str | None:
     return request.headers.get("x-api-key")
 
 
-async def get_actor(request: Request, state: State, db: Db) -> Actor:
+async def get_actor(request: Request, state: State) -> Actor:
     """The user behind an API key or a session cookie. Cookie-authenticated writes must
     carry the session's CSRF token (form field ``csrf_token`` or header ``X-CSRF-Token``);
     API keys are not sent by browsers on their own, so they need none."""
     key = _bearer(request)
-    if key:
-        return actor_of(api_key_user(db, key=key))
     token = request.cookies.get(SESSION_COOKIE)
-    if not token:
-        raise AuthenticationFailed("please log in")
-    user = session_user(db, secret=state.secret, token=token)
+    # A short transaction of its own, so the request's session starts fresh.
+    with state.sessions.begin() as db:
+        if key:
+            return actor_of(api_key_user(db, key=key))
+        if not token:
+            raise AuthenticationFailed("please log in")
+        actor = actor_of(session_user(db, secret=state.secret, token=token))
     if request.method in UNSAFE:
         presented = request.headers.get("x-csrf-token")
         if presented is None and request.headers.get("content-type", "").startswith(
@@ -69,7 +80,7 @@ async def get_actor(request: Request, state: State, db: Db) -> Actor:
             presented = value if isinstance(value, str) else None
         check_csrf(state.secret, token, presented)
     request.state.session_token = token
-    return actor_of(user)
+    return actor
 
 
 CurrentActor = Annotated[Actor, Depends(get_actor)]

@@ -166,7 +166,7 @@ class SearchCandidate(Base):
     search_id: Mapped[int] = mapped_column(ForeignKey("search.id"), index=True)
     rank: Mapped[int] = mapped_column(Integer)
     score: Mapped[float] = mapped_column(Float)
-    false_match_rate: Mapped[float] = mapped_column(Float)
+    false_match_rate: Mapped[float | None] = mapped_column(Float, nullable=True)
     above_threshold: Mapped[bool] = mapped_column(Boolean)
     subject_external_id: Mapped[str] = mapped_column(String(300))
     subject_name: Mapped[str] = mapped_column(String(300), default="")

@@ -92,6 +92,7 @@ async def upload_probe(
     """Keep the probe with the case; search at once when it has one face."""
     probe = await actions.submit_probe(state, db, actor=actor, case_id=case_id, upload=image)
     if len(probe.faces) == 1:
+        db.commit()
         search = actions.search_probe(
             state, db, actor=actor, probe_id=probe.id, face=0, force=False
         )

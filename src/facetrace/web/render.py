@@ -13,8 +13,10 @@ from facetrace import cases
 from facetrace.accounts import Actor, Perm, Role, csrf_token
 
 
-def _fmt_rate(value: float) -> str:
+def _fmt_rate(value: float | None) -> str:
     """An estimated false-match rate as "1 in N" (readable for investigators)."""
+    if value is None:
+        return "not estimated (the gallery has no calibration)"
     if value <= 0:
         return "below measurable"
     if value >= 0.5:

@@ -183,6 +183,7 @@ async def search(
                 + ", ".join(f"{f['index']}: box {f['box']}" for f in probe.faces)
             )
         face = 0
+    db.commit()
     result = actions.search_probe(state, db, actor=actor, probe_id=probe.id, face=face, force=force)
     return search_json(result)
 

@@ -230,7 +230,7 @@ def upgrade() -> None:
         sa.Column("search_id", sa.Integer(), nullable=False),
         sa.Column("rank", sa.Integer(), nullable=False),
         sa.Column("score", sa.Float(), nullable=False),
-        sa.Column("false_match_rate", sa.Float(), nullable=False),
+        sa.Column("false_match_rate", sa.Float(), nullable=True),
         sa.Column("above_threshold", sa.Boolean(), nullable=False),
         sa.Column("subject_external_id", sa.String(length=300), nullable=False),
         sa.Column("subject_name", sa.String(length=300), nullable=False),
