@@ -26,9 +26,15 @@ async def start_import(
     """Accept a zip (photos in per-subject folders, or with a manifest inside) or a
     manifest naming files on the server, and queue its import."""
     require(actor, Perm.COLLECTIONS_MANAGE)
-    collection = gallery_admin.get_collection(db, actor=actor, collection_id=collection_id)
     name = Path(upload.filename or "upload").name
     data = await read_upload(upload, limit=state.max_import, what="import file")
+    return await run_in_threadpool(_queue_import, state, db, actor, collection_id, name, data)
+
+
+def _queue_import(
+    state: ServiceState, db: Session, actor: Actor, collection_id: int, name: str, data: bytes
+) -> gallery_admin.ImportJob:
+    collection = gallery_admin.get_collection(db, actor=actor, collection_id=collection_id)
     job_id, folder = state.imports.new_dir()
     try:
         target = folder / name
@@ -48,6 +54,7 @@ async def start_import(
     except Exception:
         state.imports.discard(folder)
         raise
+    db.commit()  # the import thread writes through the gallery's own connection
     return state.imports.submit(
         job_id=job_id,
         collection=collection,
@@ -87,15 +94,24 @@ def delete_target(state: ServiceState, db: Session, *, actor: Actor, kind: str, 
 async def submit_probe(
     state: ServiceState, db: Session, *, actor: Actor, case_id: int, upload: UploadFile
 ) -> Probe:
-    """Find the faces of a probe photo, then keep it with its case. The engine runs
-    before the first database statement of the request, so no lock is held meanwhile."""
+    """Find the faces of a probe photo, then keep it with its case (committed, so a
+    search that follows can read it). The engine runs before the first database
+    statement of the request, so no lock is held meanwhile."""
     require(actor, Perm.SEARCH)
     data = await read_upload(upload, limit=state.max_upload, what="photo")
     filename = Path(upload.filename or "probe").name
-    found = await run_in_threadpool(state.gallery.find_faces, data, source=filename)
-    return cases.add_probe(
+    return await run_in_threadpool(_store_probe, state, db, actor, case_id, data, filename)
+
+
+def _store_probe(
+    state: ServiceState, db: Session, actor: Actor, case_id: int, data: bytes, filename: str
+) -> Probe:
+    found = state.gallery.find_faces(data, source=filename)
+    probe = cases.add_probe(
         db, actor=actor, case_id=case_id, data=data, filename=filename, found=found
     )
+    db.commit()
+    return probe
 
 
 def search_probe(

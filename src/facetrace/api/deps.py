@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from facetrace.accounts import (
@@ -57,19 +58,26 @@ def _bearer(request: Request) -> str | None:
     return request.headers.get("x-api-key")
 
 
+def _resolve(state: ServiceState, key: str | None, token: str | None) -> Actor:
+    """The actor behind an API key or a session token, in a short transaction of its own."""
+    with state.sessions.begin() as db:
+        if key:
+            return actor_of(api_key_user(db, key=key))
+        assert token is not None
+        return actor_of(session_user(db, secret=state.secret, token=token))
+
+
 async def get_actor(request: Request, state: State) -> Actor:
     """The user behind an API key or a session cookie. Cookie-authenticated writes must
     carry the session's CSRF token (form field ``csrf_token`` or header ``X-CSRF-Token``);
     API keys are not sent by browsers on their own, so they need none."""
     key = _bearer(request)
     token = request.cookies.get(SESSION_COOKIE)
-    # A short transaction of its own, so the request's session starts fresh.
-    with state.sessions.begin() as db:
-        if key:
-            return actor_of(api_key_user(db, key=key))
-        if not token:
-            raise AuthenticationFailed("please log in")
-        actor = actor_of(session_user(db, secret=state.secret, token=token))
+    if not key and not token:
+        raise AuthenticationFailed("please log in")
+    # Blocking database work goes to a worker thread: on the event loop a wait for
+    # SQLite's write lock would stall every other request, including the lock holder.
+    actor = await run_in_threadpool(_resolve, state, key, token)
     if request.method in UNSAFE:
         presented = request.headers.get("x-csrf-token")
         if presented is None and request.headers.get("content-type", "").startswith(
@@ -78,7 +86,8 @@ async def get_actor(request: Request, state: State) -> Actor:
             form = await request.form()
             value = form.get("csrf_token")
             presented = value if isinstance(value, str) else None
-        check_csrf(state.secret, token, presented)
+        if key is None and token is not None:
+            check_csrf(state.secret, token, presented)
     request.state.session_token = token
     return actor
 

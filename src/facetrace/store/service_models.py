@@ -154,6 +154,7 @@ class Search(Base):
     candidates: Mapped[list[SearchCandidate]] = relationship(
         order_by="SearchCandidate.rank", lazy="selectin"
     )
+    user: Mapped[User] = relationship(lazy="joined")
 
 
 class SearchCandidate(Base):

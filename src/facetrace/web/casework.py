@@ -6,6 +6,7 @@ from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 
 from facetrace import cases
@@ -92,9 +93,8 @@ async def upload_probe(
     """Keep the probe with the case; search at once when it has one face."""
     probe = await actions.submit_probe(state, db, actor=actor, case_id=case_id, upload=image)
     if len(probe.faces) == 1:
-        db.commit()
-        search = actions.search_probe(
-            state, db, actor=actor, probe_id=probe.id, face=0, force=False
+        search = await run_in_threadpool(
+            actions.search_probe, state, db, actor=actor, probe_id=probe.id, face=0, force=False
         )
         return back(f"/searches/{search.id}")
     return back(

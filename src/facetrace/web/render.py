@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -55,7 +56,7 @@ def page(request: Request, name: str, actor: Actor | None, **context: Any) -> HT
 def back(url: str, message: str = "") -> RedirectResponse:
     """Redirect after a successful POST (303, so a reload does not repeat it)."""
     if message:
-        from urllib.parse import quote
-
-        url += ("&" if "?" in url else "?") + "msg=" + quote(message)
+        path, hash_, fragment = url.partition("#")
+        path += ("&" if "?" in path else "?") + "msg=" + quote(message)
+        url = path + hash_ + fragment
     return RedirectResponse(url, status_code=303)

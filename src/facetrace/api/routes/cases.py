@@ -6,6 +6,7 @@ from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 
@@ -183,8 +184,9 @@ async def search(
                 + ", ".join(f"{f['index']}: box {f['box']}" for f in probe.faces)
             )
         face = 0
-    db.commit()
-    result = actions.search_probe(state, db, actor=actor, probe_id=probe.id, face=face, force=force)
+    result = await run_in_threadpool(
+        actions.search_probe, state, db, actor=actor, probe_id=probe.id, face=face, force=force
+    )
     return search_json(result)
 
 
