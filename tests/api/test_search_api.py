@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from facetrace.accounts import Role
-from tests.api.conftest import add_user, make_client
+from tests.api.conftest import add_user, login, make_client
 
 PEOPLE = ["Hugo_Chavez", "Jacques_Chirac", "Laura_Bush", "Lleyton_Hewitt"]
 
@@ -155,3 +155,46 @@ def test_delete_subject_and_audit(gallery: dict[str, Any]) -> None:
     actions = {e["action"] for e in log}
     assert {"import", "search", "view_results", "delete", "case_create"} <= actions
     assert client.get("/api/v1/audit/verify", headers=gallery["aud"]).json()["ok"]
+
+
+def test_web_group_photo_lets_the_investigator_pick(gallery: dict[str, Any]) -> None:
+    client: TestClient = gallery["client"]
+    state: Any = client.app.state.service  # type: ignore[attr-defined]
+    from facetrace import accounts
+
+    with state.sessions.begin() as s:
+        user = accounts.get_user(s, username="inv")
+        user.password_hash = accounts.hash_password("password-123")
+    csrf = login(client, "inv")
+    group = (gallery["faces"] / "webphotos13" / "multi_face" / "couple.jpg").read_bytes()
+    resp = client.post(
+        f"/cases/{gallery['case']}/probes",
+        data={"csrf_token": csrf},
+        files={"image": ("couple.jpg", group, "image/jpeg")},
+    )
+    assert resp.status_code == 303 and "pick" in resp.headers["location"]
+    page = client.get(resp.headers["location"]).text
+    assert page.count('class="face-pick"') >= 2
+    probe_id = int(page.split('action="/probes/')[-1].split("/")[0])  # the newest probe
+    face = client.get(f"/probes/{probe_id}/faces/1.jpg")
+    assert face.status_code == 200 and face.headers["content-type"] == "image/jpeg"
+    resp = client.post(
+        f"/probes/{probe_id}/search", data={"csrf_token": csrf, "face": "1", "force": "true"}
+    )
+    assert resp.status_code == 303 and "/searches/" in resp.headers["location"]
+    results = client.get(resp.headers["location"]).text
+    assert "candidate" in results.lower() and "match" not in results.lower()
+
+
+def test_web_bad_file_shows_a_clear_error(gallery: dict[str, Any]) -> None:
+    client: TestClient = gallery["client"]
+    csrf = login(client, "inv")
+    resp = client.post(
+        f"/cases/{gallery['case']}/probes",
+        data={"csrf_token": csrf},
+        files={"image": ("scan.pdf", b"%PDF-1.4 not an image", "image/jpeg")},
+    )
+    assert resp.status_code == 422
+    assert "Unusable photo" in resp.text and "scan.pdf" in resp.text
+    assert "Traceback" not in resp.text
+    client.cookies.clear()

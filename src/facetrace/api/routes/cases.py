@@ -245,13 +245,4 @@ def notification_record(
 ) -> HTMLResponse:
     """The printable notification record (HTML; print to PDF from the browser)."""
     record = cases.notification_record(db, actor=actor, case_id=case_id)
-    return state.templates.TemplateResponse(request, "record.html", {"r": record, **labels()})
-
-
-def labels() -> dict[str, Any]:
-    """Human labels for enum values, for templates."""
-    return {
-        "purposes": cases.PURPOSE_LABELS,
-        "conclusions": cases.CONCLUSION_LABELS,
-        "identifiers": cases.IDENTIFIER_LABELS,
-    }
+    return state.templates.TemplateResponse(request, "record.html", {"r": record})
