@@ -69,6 +69,7 @@ class ServiceSettings(BaseModel):
     max_import_mb: float = Field(default=500.0, gt=0)
     max_import_files: int = Field(default=20_000, ge=1)
     probe_retention_days: int = Field(default=365, ge=1)
+    import_root: Path | None = None  # where uploaded manifests may name photos
 
     @model_validator(mode="after")
     def _safe_outside_development(self) -> ServiceSettings:

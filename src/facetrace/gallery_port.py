@@ -12,6 +12,7 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -159,11 +160,23 @@ class GalleryPort:
         collection: str,
         legal_basis: str,
         progress: ImportProgress,
+        allowed_root: Path,
     ) -> dict[str, Any]:
-        """Import a folder or manifest into ``collection``; returns the engine's summary."""
+        """Import a folder or manifest into ``collection``; returns the engine's summary.
+
+        Every photo must lie under ``allowed_root`` (an uploaded zip's folder, or the
+        configured import root), so a manifest cannot pull in other files of the server;
+        rows naming another collection are imported into ``collection`` all the same.
+        """
+        from facetrace.errors import ManifestError
         from facetrace.ingest import collect_items, ingest
 
-        items = collect_items(path, collection=collection, legal_basis=legal_basis)
+        root = allowed_root.resolve()
+        items = []
+        for item in collect_items(path, collection=collection, legal_basis=legal_basis):
+            if not item.path.resolve().is_relative_to(root):
+                raise ManifestError(str(path.name), None, f"{item.path} is outside {root}")
+            items.append(replace(item, provenance=replace(item.provenance, collection=collection)))
         progress(0, len(items))
         with self._lock:
             summary = ingest(

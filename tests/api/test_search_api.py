@@ -198,3 +198,49 @@ def test_web_bad_file_shows_a_clear_error(gallery: dict[str, Any]) -> None:
     assert "Unusable photo" in resp.text and "scan.pdf" in resp.text
     assert "Traceback" not in resp.text
     client.cookies.clear()
+
+
+def _import(client: TestClient, headers: dict[str, str], coll: int, zip_bytes: bytes) -> dict:
+    job = client.post(
+        f"/api/v1/collections/{coll}/imports",
+        headers=headers,
+        files={"file": ("m.zip", zip_bytes, "application/zip")},
+    )
+    assert job.status_code == 202, job.text
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        state = client.get(f"/api/v1/imports/{job.json()['id']}", headers=headers).json()
+        if state["state"] in ("done", "failed"):
+            return dict(state)
+        time.sleep(0.3)
+    raise AssertionError("import did not finish")
+
+
+def test_manifest_import_keeps_provenance_and_stays_in_its_folder(
+    gallery: dict[str, Any],
+) -> None:
+    client: TestClient = gallery["client"]
+    photo = gallery["faces"] / "lfw" / "images" / "Tony_Blair" / "Tony_Blair_0001.jpg"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.write(photo, "photos/blair.jpg")
+        zf.writestr(
+            "manifest.csv",
+            "subject_id,subject_name,path,source_url,collection\n"
+            "rec-77,Tony Blair,photos/blair.jpg,https://records.example/77,other\n",
+        )
+    state = _import(client, gallery["admin"], gallery["coll"], buf.getvalue())
+    assert state["state"] == "done" and state["summary"]["photos_added"] == 1
+    subjects = client.get(
+        f"/api/v1/collections/{gallery['coll']}/subjects", headers=gallery["admin"]
+    ).json()
+    rec = next(s for s in subjects if s["external_id"] == "rec-77")
+    photos = client.get(f"/api/v1/subjects/{rec['id']}", headers=gallery["admin"]).json()
+    assert photos["photos"][0]["source_url"] == "https://records.example/77"
+    assert photos["photos"][0]["collection"] == "register"  # not "other"
+
+    evil = io.BytesIO()
+    with zipfile.ZipFile(evil, "w") as zf:
+        zf.writestr("manifest.csv", f"subject_id,path\nx,{photo}\n")
+    state = _import(client, gallery["admin"], gallery["coll"], evil.getvalue())
+    assert state["state"] == "failed" and "outside" in state["error"]

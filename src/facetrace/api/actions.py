@@ -48,12 +48,19 @@ def _queue_import(
             )
             target.unlink()
         elif name.lower().endswith(MANIFEST_SUFFIXES):
+            if state.settings.service.import_root is None:
+                raise InvalidRequest(
+                    "a manifest alone can only name files under the server's import folder, "
+                    "and none is configured (FACETRACE_SERVICE__IMPORT_ROOT); upload a zip "
+                    "holding the manifest and its photos instead"
+                )
             source = target
         else:
             raise InvalidRequest("upload a .zip of photos or a manifest (.csv, .jsonl)")
     except Exception:
         state.imports.discard(folder)
         raise
+    root = folder if source != target else Path(str(state.settings.service.import_root))
     db.commit()  # the import thread writes through the gallery's own connection
     return state.imports.submit(
         job_id=job_id,
@@ -61,7 +68,7 @@ def _queue_import(
         user=actor.username,
         source=source,
         run=lambda path, coll, basis, progress: state.gallery.ingest(
-            path, collection=coll, legal_basis=basis, progress=progress
+            path, collection=coll, legal_basis=basis, progress=progress, allowed_root=root
         ),
         sessions=state.sessions,
     )
