@@ -1,1 +1,1 @@
-"""Speed and accuracy benchmarks; `make bench` runs them and records BENCHMARKS.md."""
+"""Speed and accuracy benchmarks; results are recorded in BENCHMARKS.md."""

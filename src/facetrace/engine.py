@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,11 @@ class PipelineOptions:
     max_detect_pixels: int = 16_000_000
     batch_size: int = 32
     cache_dir: Path | None = None
+    threads: int = 0
+
+    def for_worker(self) -> PipelineOptions:
+        """The same options for one process of a pool: one inference thread each."""
+        return replace(self, threads=1)
 
 
 class FacePipeline:
@@ -49,6 +54,7 @@ class FacePipeline:
             backend=options.backend,
             cache_dir=options.cache_dir,
             batch_size=options.batch_size,
+            threads=options.threads,
         )
         self.detector = HogDetector(
             min_face_px=options.min_face_px, max_pixels=options.max_detect_pixels

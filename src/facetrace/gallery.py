@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -161,14 +161,7 @@ class Gallery:
         self.sessions = session_factory(self.engine)
         options = pipeline or PipelineOptions()
         if options.cache_dir is None:
-            options = PipelineOptions(
-                model=options.model,
-                backend=options.backend,
-                min_face_px=options.min_face_px,
-                max_detect_pixels=options.max_detect_pixels,
-                batch_size=options.batch_size,
-                cache_dir=self.data_dir / "models",
-            )
+            options = replace(options, cache_dir=self.data_dir / "models")
         self.pipeline = FacePipeline(options)
         self.descriptor: ModelDescriptor = self.pipeline.descriptor
         self._check_model()

@@ -252,7 +252,7 @@ _WORKER: dict[str, Any] = {}
 def _init_worker(options: PipelineOptions, limits: ImageLimits) -> None:
     """Per-process pipeline; dlib and ONNX Runtime use one thread each in a worker."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    _WORKER["pipeline"] = FacePipeline(options)
+    _WORKER["pipeline"] = FacePipeline(options.for_worker())
     _WORKER["limits"] = limits
 
 

@@ -48,7 +48,7 @@ def embed_main_face(path: Path, pipeline: FacePipeline, limits: ImageLimits) -> 
 
 
 def _init(options: PipelineOptions, limits: ImageLimits) -> None:
-    _WORKER["pipeline"] = FacePipeline(options)
+    _WORKER["pipeline"] = FacePipeline(options.for_worker())
     _WORKER["limits"] = limits
 
 

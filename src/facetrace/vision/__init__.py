@@ -1,1 +1,1 @@
-"""The vision stages: detect, align, quality, embed. No HTTP, no SQL."""
+"""Vision stages: detect, align, quality, embed. Importing this package loads no model."""

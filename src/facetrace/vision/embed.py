@@ -1,81 +1,50 @@
-"""Embedding: aligned chips in, L2-normalised float32 vectors out."""
+"""The embedding stage: aligned face chips -> L2-normalised vectors."""
 
 from __future__ import annotations
 
-import threading
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from facetrace.errors import ModelUnavailable
-
-Chips = npt.NDArray[np.uint8]
-Vectors = npt.NDArray[np.float32]
-
 
 class Embedder(Protocol):
-    """Turns aligned chips of one model's geometry into that model's vectors."""
+    """A face descriptor model.
+
+    Attributes:
+        model_id: stored with every vector; a gallery never mixes model ids.
+        dim: length of each vector.
+        chip_size: side in pixels of the square aligned chip the model expects.
+    """
 
     model_id: str
     dim: int
     chip_size: int
 
-    def embed(self, chips: Chips) -> Vectors:
-        """``chips`` (n, s, s, 3) uint8 RGB -> (n, dim) float32, each row L2-normalised."""
+    def embed(self, chips: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        """Embed aligned chips.
+
+        Args:
+            chips: uint8 RGB, shape (n, chip_size, chip_size, 3); n may be 0.
+
+        Returns:
+            float32 array of shape (n, dim), each row L2-normalised.
+        """
         ...
 
 
-def l2_normalise(vectors: npt.ArrayLike) -> Vectors:
-    """Rows scaled to unit length; an all-zero row stays zero."""
-    arr = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(arr, axis=1, keepdims=True)
-    norms[norms == 0] = 1.0
-    return (arr / norms).astype(np.float32)
+def l2_normalise(vectors: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
+    """Scale each row of ``vectors`` (n, d) to unit length; all-zero rows stay zero."""
+    v = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    return (v / np.maximum(norms, np.float32(1e-12))).astype(np.float32, copy=False)
 
 
-def check_chips(chips: Chips, size: int) -> Chips:
-    """Validate chip batch shape and dtype with a clear error."""
-    arr = np.asarray(chips)
-    if arr.ndim != 4 or arr.shape[1:] != (size, size, 3) or arr.dtype != np.uint8:
+def check_chips(chips: npt.NDArray[np.uint8], chip_size: int) -> None:
+    """Raise ``ValueError`` unless ``chips`` is uint8 of shape (n, chip_size, chip_size, 3)."""
+    if not isinstance(chips, np.ndarray) or chips.dtype != np.uint8:
+        raise ValueError(f"chips must be a uint8 numpy array, got {getattr(chips, 'dtype', chips)}")
+    if chips.ndim != 4 or chips.shape[1:] != (chip_size, chip_size, 3):
         raise ValueError(
-            f"expected uint8 chips of shape (n, {size}, {size}, 3), got {arr.dtype} {arr.shape}"
+            f"chips must have shape (n, {chip_size}, {chip_size}, 3), got {chips.shape}"
         )
-    return arr
-
-
-class DlibEmbedder:
-    """dlib's own ResNet face descriptor (no BLAS in dlib-bin: the slow reference)."""
-
-    model_id = "dlib-resnet-v1"
-    dim = 128
-    chip_size = 150
-
-    def __init__(self, *, batch_size: int = 32) -> None:
-        self.batch_size = batch_size
-        self._model: Any = None
-        self._lock = threading.Lock()
-
-    def _load(self) -> Any:
-        with self._lock:
-            if self._model is None:
-                import dlib
-                import face_recognition_models
-
-                path = face_recognition_models.face_recognition_model_location()
-                try:
-                    self._model = dlib.face_recognition_model_v1(path)
-                except RuntimeError as exc:
-                    raise ModelUnavailable(f"cannot load dlib face descriptor: {exc}") from exc
-            return self._model
-
-    def embed(self, chips: Chips) -> Vectors:
-        arr = check_chips(chips, self.chip_size)
-        if arr.shape[0] == 0:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        model = self._model or self._load()
-        out: list[Any] = []
-        for start in range(0, arr.shape[0], self.batch_size):
-            batch = [np.ascontiguousarray(c) for c in arr[start : start + self.batch_size]]
-            out.extend(model.compute_face_descriptor(batch))
-        return l2_normalise(np.array([np.asarray(v) for v in out]))

@@ -12,7 +12,8 @@ from enum import StrEnum
 from pathlib import Path
 
 from facetrace.errors import ModelUnavailable
-from facetrace.vision.embed import DlibEmbedder, Embedder
+from facetrace.vision.embed import Embedder
+from facetrace.vision.ort import OrtRuntime
 
 
 class Alignment(StrEnum):
@@ -73,6 +74,7 @@ def make_embedder(
     backend: Backend = Backend.DLIB,
     cache_dir: Path | None = None,
     batch_size: int = 32,
+    threads: int = 0,
 ) -> tuple[ModelDescriptor, Embedder]:
     """The descriptor and an (unloaded) embedder for ``model``.
 
@@ -81,19 +83,23 @@ def make_embedder(
         backend: runtime for the dlib model.
         cache_dir: where derived model files (the converted ONNX graph) are kept.
         batch_size: chips per inference call.
+        threads: ONNX Runtime intra-op threads (0: every core; 1 in worker processes).
 
     Raises:
         ModelUnavailable: unknown model name or backend.
     """
     if model == DLIB_RESNET_V1.model_id:
+        from facetrace.vision.dlib_onnx import DlibEmbedder, OnnxDlibEmbedder
+
         if backend == Backend.DLIB:
             return DLIB_RESNET_V1, DlibEmbedder(batch_size=batch_size)
         if backend == Backend.ONNX:
-            try:
-                from facetrace.vision.dlib_onnx import OnnxDlibEmbedder
-            except ImportError as exc:
-                raise ModelUnavailable("the ONNX backend is not available") from exc
-            return DLIB_RESNET_V1, OnnxDlibEmbedder(cache_dir=cache_dir, batch_size=batch_size)
+            if cache_dir is None:
+                raise ModelUnavailable("the ONNX backend needs a cache directory for its graph")
+            runtime = OrtRuntime(intra_op_threads=threads)
+            return DLIB_RESNET_V1, OnnxDlibEmbedder(
+                cache_dir, batch_size=batch_size, runtime=runtime
+            )
         raise ModelUnavailable(f"unknown backend {backend!r}")
     path = Path(model)
     if path.suffix == ".onnx":
@@ -102,7 +108,12 @@ def make_embedder(
         except ImportError as exc:
             raise ModelUnavailable("ArcFace models are not available") from exc
         desc = arcface_descriptor(path)
-        return desc, ArcFaceEmbedder(path, model_id=desc.model_id, batch_size=batch_size)
+        return desc, ArcFaceEmbedder(
+            path,
+            model_id=desc.model_id,
+            batch_size=batch_size,
+            runtime=OrtRuntime(intra_op_threads=threads),
+        )
     raise ModelUnavailable(
         f"unknown model {model!r}: use 'dlib-resnet-v1' or a path to an ArcFace .onnx file"
     )
