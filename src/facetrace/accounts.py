@@ -370,18 +370,13 @@ _DUMMY_HASH = PasswordHasher().hash(secrets.token_urlsafe(16))
 
 
 def authenticate(session: Session, *, username: str, password: str) -> User:
-    """The active user with these credentials; raises AuthenticationFailed and audits
-    the failure otherwise (the message never says which part was wrong)."""
+    """The active user with these credentials; raises AuthenticationFailed otherwise (the
+    message never says which part was wrong; the caller audits the failure in a
+    transaction of its own, since this one is rolled back)."""
     name = username.strip().lower()
     user = session.execute(select(User).where(User.username == name)).scalar_one_or_none()
     ok = _verify(user.password_hash if user else _DUMMY_HASH, password)
     if user is None or not ok or not user.active:
-        audit.append(
-            session,
-            actor=name[:100] or "-",
-            action=audit.Action.LOGIN_FAILED,
-            target=f"user:{name[:80]}",
-        )
         raise AuthenticationFailed("unknown user name or wrong password")
     if _hasher().check_needs_rehash(user.password_hash):
         user.password_hash = _hasher().hash(password)
@@ -426,6 +421,7 @@ def open_session(session: Session, *, secret: bytes, user: User, hours: float) -
     """Start a login session for ``user``; returns the cookie token. Audits the login."""
     token = secrets.token_urlsafe(32)
     now = datetime.now(UTC)
+    session.execute(delete(LoginSession).where(LoginSession.expires_at < now))
     session.add(
         LoginSession(
             token_hash=_keyed(secret, token, "session"),

@@ -96,6 +96,15 @@ def list_collections(session: Session, *, actor: Actor) -> list[CollectionView]:
     return [CollectionView(c, subjects.get(c.id, 0), photos.get(c.id, 0)) for c in rows]
 
 
+def searchable_collections(session: Session, *, actor: Actor) -> list[str]:
+    """Names of the collections the actor's searches cover: those shared with every
+    department (no department set) and those of the actor's own department."""
+    stmt = select(Collection.name).where(
+        (Collection.department_id.is_(None)) | (Collection.department_id == actor.department_id)
+    )
+    return list(session.execute(stmt).scalars())
+
+
 def get_collection(session: Session, *, actor: Actor, collection_id: int) -> Collection:
     """One collection; raises NotFound."""
     require(actor, Perm.GALLERY_BROWSE)

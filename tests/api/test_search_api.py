@@ -244,3 +244,28 @@ def test_manifest_import_keeps_provenance_and_stays_in_its_folder(
         zf.writestr("manifest.csv", f"subject_id,path\nx,{photo}\n")
     state = _import(client, gallery["admin"], gallery["coll"], evil.getvalue())
     assert state["state"] == "failed" and "outside" in state["error"]
+
+
+def test_department_collections_are_searched_only_by_that_department(
+    gallery: dict[str, Any],
+) -> None:
+    client: TestClient = gallery["client"]
+    state: Any = client.app.state.service  # type: ignore[attr-defined]
+    from facetrace import accounts
+    from facetrace.store.models import Collection
+
+    with state.sessions.begin() as s:
+        other = accounts.find_department(s, name="Dept B")
+        s.get(Collection, gallery["coll"]).department_id = other.id
+    try:
+        resp = client.post(
+            "/api/v1/search",
+            headers=gallery["inv"],
+            data={"case_id": str(gallery["case"])},
+            files={"image": ("p.jpg", _photo(gallery["faces"], "Laura_Bush", 3), "image/jpeg")},
+        )
+        assert resp.status_code == 201, resp.text
+        assert resp.json()["no_candidate"] and not resp.json()["candidates"]
+    finally:
+        with state.sessions.begin() as s:
+            s.get(Collection, gallery["coll"]).department_id = None

@@ -134,8 +134,9 @@ def search_probe(
     db.commit()
     with state.sessions.begin() as s:
         data, filename = cases.search_input(s, actor=actor, probe_id=probe_id, face=face)
+        scope = gallery_admin.searchable_collections(s, actor=actor)
     result = state.gallery.search_face(
-        data, source=filename, face=face, force=force, collections=None
+        data, source=filename, face=face, force=force, collections=scope
     )
     return cases.record_search(
         db, actor=actor, probe_id=probe_id, face=face, force=force, result=result

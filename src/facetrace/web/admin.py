@@ -92,13 +92,15 @@ def toggle_user(username: str, op: str, actor: CurrentActor, db: Db) -> Response
 
 @router.get("/collections", response_class=HTMLResponse)
 def collections(request: Request, actor: CurrentActor, db: Db) -> HTMLResponse:
-    """Collections with legal basis, retention and counts."""
+    """Collections with legal basis, retention, scope and counts."""
+    departments = accounts.list_departments(db)
     return page(
         request,
         "collections.html",
         actor,
         collections=gallery_admin.list_collections(db, actor=actor),
-        departments=accounts.list_departments(db),
+        departments=departments,
+        dept_names={d.id: d.name for d in departments},
     )
 
 
@@ -110,8 +112,11 @@ def create_collection(
     legal_basis: Annotated[str, Form()] = "",
     retention: Annotated[str, Form()] = "",
     description: Annotated[str, Form()] = "",
+    department: Annotated[str, Form()] = "",
 ) -> Response:
-    """Create a collection."""
+    """Create a collection, searchable by one department or (none given) by all."""
+    require(actor, Perm.COLLECTIONS_MANAGE)
+    dept = accounts.find_department(db, name=department, create=False) if department else None
     row = gallery_admin.create_collection(
         db,
         actor=actor,
@@ -119,6 +124,7 @@ def create_collection(
         legal_basis=legal_basis,
         retention=retention,
         description=description,
+        department_id=dept.id if dept else None,
     )
     return back(f"/collections/{row.id}", "Collection created. Import photos into it below.")
 
