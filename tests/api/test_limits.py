@@ -58,3 +58,13 @@ def test_production_refuses_insecure_cookies() -> None:
     with pytest.raises(ValidationError, match="SECURE_COOKIES"):
         ServiceSettings(environment="production")
     assert ServiceSettings(environment="production", secure_cookies=True).secure_cookies
+
+
+def test_pages_carry_security_headers(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    with TestClient(create_app(ServiceConfig(data=tmp_path))) as client:
+        resp = client.get("/login")
+        assert "script-src 'self'" in resp.headers["content-security-policy"]
+        assert resp.headers["x-frame-options"] == "DENY"
+        assert "onclick" not in resp.text and "onsubmit" not in resp.text
