@@ -66,10 +66,21 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
         yield Running(client, keys, client.app.state.service)  # type: ignore[attr-defined]
 
 
+def login_token(client: TestClient) -> str:
+    """Open the login page (which sets the login cookie) and return the form's token."""
+    text = client.get("/login").text
+    marker = 'name="login_token" value="'
+    start = text.index(marker) + len(marker)
+    return text[start : text.index('"', start)]
+
+
 def login(client: TestClient, username: str, password: str = PASSWORD) -> str:
     """Log in through the form; returns the CSRF token of the new session."""
     client.cookies.clear()
-    resp = client.post("/login", data={"username": username, "password": password})
+    resp = client.post(
+        "/login",
+        data={"username": username, "password": password, "login_token": login_token(client)},
+    )
     assert resp.status_code == 303, resp.text
     page = client.get("/account")
     marker = 'name="csrf_token" value="'

@@ -7,7 +7,7 @@ from pathlib import Path
 from facetrace.accounts import Role
 from facetrace.api import create_app
 from facetrace.config import ServiceConfig
-from tests.api.conftest import add_user
+from tests.api.conftest import add_user, login_token
 
 
 def test_login_is_rate_limited(tmp_path: Path) -> None:
@@ -16,12 +16,12 @@ def test_login_is_rate_limited(tmp_path: Path) -> None:
     cfg = ServiceConfig(data=tmp_path)
     cfg.service.login_per_minute = 3
     with TestClient(create_app(cfg), follow_redirects=False) as client:
-        codes = [
-            client.post(
-                "/login", data={"username": "nobody", "password": "wrong-password"}
-            ).status_code
-            for _ in range(4)
-        ]
+        form = {
+            "username": "nobody",
+            "password": "wrong-password",
+            "login_token": login_token(client),
+        }
+        codes = [client.post("/login", data=form).status_code for _ in range(4)]
         assert codes == [401, 401, 401, 429]
         resp = client.post("/login", data={"username": "nobody", "password": "x"})
         assert resp.status_code == 429 and int(resp.headers["retry-after"]) > 0
@@ -68,3 +68,11 @@ def test_pages_carry_security_headers(tmp_path: Path) -> None:
         assert "script-src 'self'" in resp.headers["content-security-policy"]
         assert resp.headers["x-frame-options"] == "DENY"
         assert "onclick" not in resp.text and "onsubmit" not in resp.text
+
+
+def test_login_needs_the_form_token(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    with TestClient(create_app(ServiceConfig(data=tmp_path))) as client:
+        resp = client.post("/login", data={"username": "a", "password": "b", "login_token": "x"})
+        assert resp.status_code == 400 and "expired" in resp.text

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import hmac
+import secrets
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -21,10 +23,21 @@ def _safe_next(value: str) -> str:
     return value if value.startswith("/") and not value.startswith("//") else "/"
 
 
+LOGIN_COOKIE = "ft_login"
+
+
+def _login_page(request: Request, next: str, **extra: Any) -> HTMLResponse:
+    # Double-submit token against login CSRF (another site logging a user in as someone else).
+    token = secrets.token_urlsafe(24)
+    resp = page(request, "login.html", None, next=_safe_next(next), login_token=token, **extra)
+    resp.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="strict", max_age=3600)
+    return resp
+
+
 @router.get("/login", response_class=HTMLResponse)
 def login_form(request: Request, next: str = "/") -> HTMLResponse:
     """The login page."""
-    return page(request, "login.html", None, next=_safe_next(next))
+    return _login_page(request, next)
 
 
 @router.post("/login")
@@ -34,6 +47,7 @@ def login(
     username: Annotated[str, Form()],
     password: Annotated[str, Form()],
     next: Annotated[str, Form()] = "/",
+    login_token: Annotated[str, Form()] = "",
 ) -> Response:
     """Check the password (rate limited per address and per user name) and start a session."""
     client = request.client.host if request.client else "-"
@@ -41,6 +55,11 @@ def login(
         wait = state.login_limiter.hit(key)
         if wait is not None:
             raise TooManyRequests(wait)
+    cookie = request.cookies.get(LOGIN_COOKIE, "")
+    if not cookie or not hmac.compare_digest(cookie, login_token):
+        return _login_page(
+            request, next, error="The login form expired; please try again.", status_code=400
+        )
     try:
         with state.sessions.begin() as db:
             user = accounts.authenticate(db, username=username, password=password)
@@ -55,10 +74,9 @@ def login(
                 action=audit.Action.LOGIN_FAILED,
                 target=f"ip:{client}",
             )
-        return page(
-            request, "login.html", None, next=_safe_next(next), error=str(exc), status_code=401
-        )
+        return _login_page(request, next, error=str(exc), status_code=401)
     resp = RedirectResponse(_safe_next(next), status_code=303)
+    resp.delete_cookie(LOGIN_COOKIE)
     resp.set_cookie(
         SESSION_COOKIE,
         token,
