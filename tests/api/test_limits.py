@@ -16,12 +16,14 @@ def test_login_is_rate_limited(tmp_path: Path) -> None:
     cfg = ServiceConfig(data=tmp_path)
     cfg.service.login_per_minute = 3
     with TestClient(create_app(cfg), follow_redirects=False) as client:
-        form = {
-            "username": "nobody",
-            "password": "wrong-password",
-            "login_token": login_token(client),
-        }
-        codes = [client.post("/login", data=form).status_code for _ in range(4)]
+        codes = []
+        for _ in range(4):
+            form = {
+                "username": "nobody",
+                "password": "wrong-password",
+                "login_token": login_token(client),
+            }  # a failed login renews the token
+            codes.append(client.post("/login", data=form).status_code)
         assert codes == [401, 401, 401, 429]
         resp = client.post("/login", data={"username": "nobody", "password": "x"})
         assert resp.status_code == 429 and int(resp.headers["retry-after"]) > 0
