@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 FACETRACE_FACES ?= $(abspath ../shared/faces)
 export FACETRACE_FACES
 
-.PHONY: install run test test-all lint bench clean calibration-default
+.PHONY: install run test test-all lint bench clean browser calibration-default
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -17,17 +17,22 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/facetrace status
+	$(BIN)/facetrace serve
+
+# Debian's Chromium for the browser tests (Playwright's own browser download is not used).
+browser:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update && apt-get install -y chromium) \
+		|| echo "warning: could not install chromium; browser tests will skip" >&2
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
-test: $(STAMP) lint
+test: $(STAMP) lint browser
 	$(BIN)/pytest
 
-test-all: $(STAMP) lint
+test-all: $(STAMP) lint browser
 	$(BIN)/pytest -m ''
 
 bench: $(STAMP)

@@ -596,5 +596,11 @@ def eval_identify(
         out.print(f"FNIR at FPIR {f}: {pct(res[f'fnir_at_fpir_{f}'])}")
 
 
+# --- service commands (issue 4): serve, users, audit verify, cases purge ---------------
+from facetrace.cli_service import register  # noqa: E402
+
+register(app)
+
+
 if __name__ == "__main__":
     app()
