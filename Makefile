@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 FACETRACE_FACES ?= $(abspath ../shared/faces)
 export FACETRACE_FACES
 
-.PHONY: install run test test-all lint bench clean
+.PHONY: install run test test-all lint bench clean browser calibration-default
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -17,17 +17,22 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/facetrace status
+	$(BIN)/facetrace serve
+
+# Debian's Chromium for the browser tests (Playwright's own browser download is not used).
+browser:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update && apt-get install -y chromium) \
+		|| echo "warning: could not install chromium; browser tests will skip" >&2
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
-test: $(STAMP) lint
+test: $(STAMP) lint browser
 	$(BIN)/pytest
 
-test-all: $(STAMP) lint
+test-all: $(STAMP) lint browser
 	$(BIN)/pytest -m ''
 
 bench: $(STAMP)
@@ -35,3 +40,10 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# Regenerate the default score -> false-match-rate table shipped with the package,
+# from every photo of the LFW half in $(FACETRACE_FACES).
+calibration-default: $(STAMP)
+	$(BIN)/facetrace --data .bench/calibration-data calibrate \
+	  --images $(FACETRACE_FACES)/lfw/images \
+	  --output "src/facetrace/data/calibration-dlib-resnet-v1+flip.json"

@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from benchmarks.common import write_section
 from facetrace.vision.dlib_onnx import DlibEmbedder, OnnxDlibEmbedder
 from facetrace.vision.ort import OrtRuntime
 
@@ -124,7 +125,14 @@ def main() -> None:
     parser.add_argument("--faces", type=Path, default=None)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    print(markdown(run(args.faces, repeats=args.repeats)))
+    body = markdown(run(args.faces, repeats=args.repeats))
+    write_section(
+        "embed",
+        "Face descriptor: dlib-bin against ONNX Runtime, side by side on the same chips",
+        "python -m benchmarks.bench_embed",
+        body,
+    )
+    print(body)
 
 
 if __name__ == "__main__":

@@ -160,7 +160,7 @@ def bench_search(
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--limit", type=int, default=1000, help="photos for the ingest benchmark")
-    ap.add_argument("--backend", default="dlib")
+    ap.add_argument("--backend", default="onnx")
     ap.add_argument("--sizes", default="1000,10000,100000")
     ap.add_argument("--skip-eval", action="store_true")
     args = ap.parse_args()

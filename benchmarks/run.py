@@ -5,7 +5,12 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHES = ["benchmarks.bench_engine", "benchmarks.bench_embed", "benchmarks.bench_index"]
+BENCHES = [
+    "benchmarks.bench_engine",
+    "benchmarks.profile_pipeline",
+    "benchmarks.bench_embed",
+    "benchmarks.bench_index",
+]
 
 
 def main() -> None:

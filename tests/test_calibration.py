@@ -37,7 +37,8 @@ def test_fmr_is_monotone_and_extrapolated(table: Calibration) -> None:
 
 
 def test_threshold_inverts_fmr(table: Calibration) -> None:
-    for fmr in (0.1, 1e-3, 1e-6):
+    just_above_tail = table.tail_fmr * 1.2  # between the last grid point and the tail
+    for fmr in (0.1, 1e-3, just_above_tail, 1e-6):
         t = table.threshold_for_fmr(fmr)
         assert table.false_match_rate(t) <= fmr * 1.05
         assert table.false_match_rate(t - 0.005) > fmr * 0.95
@@ -77,7 +78,7 @@ def test_impostor_scores_skip_same_label_pairs() -> None:
 
 
 def test_packaged_default_exists_for_dlib() -> None:
-    cal = packaged_calibration("dlib-resnet-v1")
-    assert cal is not None and cal.model_id == "dlib-resnet-v1"
+    cal = packaged_calibration("dlib-resnet-v1+flip")
+    assert cal is not None and cal.model_id == "dlib-resnet-v1+flip"
     assert cal.impostor_pairs > 1_000_000
     assert math.isfinite(cal.threshold_for_fpir(0.01, 10_000))

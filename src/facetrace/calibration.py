@@ -68,9 +68,11 @@ class Calibration:
             raise ValueError("fmr must be positive")
         if fmr < self.tail_fmr:
             return self.tail_start + math.log(fmr / self.tail_fmr) / self.tail_slope
-        # fmr is non-increasing along the grid: find the first grid point at or below
-        idx = int(np.argmax(self.fmr <= fmr))
-        return float(self.grid[idx])
+        # FMR is non-increasing along the grid, which ends where the tail starts
+        xs = np.append(self.grid, self.tail_start)
+        fs = np.append(self.fmr, self.tail_fmr)
+        idx = int(np.argmax(fs <= fmr))
+        return float(xs[idx])
 
     def threshold_for_fpir(self, fpir: float, gallery_size: int) -> float:
         """Score threshold so that a search of ``gallery_size`` subjects has FPIR ``fpir``."""

@@ -43,7 +43,7 @@ app.add_typer(eval_app, name="eval")
 index_app = typer.Typer(no_args_is_help=True, help="Inspect or rebuild the vector index.")
 app.add_typer(index_app, name="index")
 
-out = Console(soft_wrap=True)
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True)
 log = logging.getLogger("facetrace")
 
@@ -87,7 +87,7 @@ def main(
     ] = "dlib-resnet-v1",
     backend: Annotated[
         BackendChoice, typer.Option(help="Runtime for the dlib descriptor.")
-    ] = BackendChoice.dlib,
+    ] = BackendChoice.onnx,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """facetrace: face search for identifying the dead and tracing the missing."""
@@ -594,6 +594,12 @@ def eval_identify(
     out.print(f"rank-1 {pct(res['rank1'])}, rank-10 {pct(res['rank10'])}")
     for f in ("0.01", "0.001"):
         out.print(f"FNIR at FPIR {f}: {pct(res[f'fnir_at_fpir_{f}'])}")
+
+
+# --- service commands (issue 4): serve, users, audit verify, cases purge ---------------
+from facetrace.cli_service import register  # noqa: E402
+
+register(app)
 
 
 if __name__ == "__main__":

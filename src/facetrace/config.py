@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import platformdirs
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -47,3 +47,42 @@ class Settings(BaseSettings):
     workers: int = 0
     search: SearchSettings = SearchSettings()
     detect: DetectSettings = DetectSettings()
+
+
+# --- investigator service (issue 4) ---------------------------------------------------
+
+
+class ServiceSettings(BaseModel):
+    """The web service: where it listens, how it limits abuse, how long probes are kept.
+
+    The session secret is not configured here: it is generated on first start and kept
+    in ``<data>/service-secret`` (see :mod:`facetrace.accounts`).
+    """
+
+    environment: str = Field(default="development", pattern="^(development|production)$")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    secure_cookies: bool = False
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    login_per_minute: int = Field(default=10, ge=1)
+    search_per_minute: int = Field(default=30, ge=1)
+    max_upload_mb: float = Field(default=20.0, gt=0)
+    max_import_mb: float = Field(default=500.0, gt=0)
+    max_import_files: int = Field(default=20_000, ge=1)
+    probe_retention_days: int = Field(default=365, ge=1)
+    import_root: Path | None = None  # where uploaded manifests may name photos
+
+    @model_validator(mode="after")
+    def _safe_outside_development(self) -> ServiceSettings:
+        # Plain-HTTP cookies or a public bind without TLS leak sessions; refuse them in production.
+        if self.environment == "production" and not self.secure_cookies:
+            raise ValueError(
+                "FACETRACE_SERVICE__SECURE_COOKIES must be true in production (serve behind HTTPS)"
+            )
+        return self
+
+
+class ServiceConfig(Settings):
+    """:class:`Settings` plus the service block (``FACETRACE_SERVICE__...``)."""
+
+    service: ServiceSettings = Field(default_factory=ServiceSettings)

@@ -16,7 +16,7 @@ import numpy.typing as npt
 from facetrace.types import BoundingBox, Detection, Face
 from facetrace.vision.align import arcface_chip, dlib_chip
 from facetrace.vision.detect import HogDetector, central_box
-from facetrace.vision.embed import Embedder
+from facetrace.vision.embed import Embedder, l2_normalise
 from facetrace.vision.models import Alignment, Backend, ModelDescriptor, make_embedder
 from facetrace.vision.quality import assess
 
@@ -30,7 +30,7 @@ class PipelineOptions:
     """Plain values the entry point reads from settings and hands down."""
 
     model: str = "dlib-resnet-v1"
-    backend: Backend = Backend.DLIB
+    backend: Backend = Backend.ONNX
     min_face_px: int = 40
     max_detect_pixels: int = 16_000_000
     batch_size: int = 32
@@ -74,12 +74,20 @@ class FacePipeline:
             return dlib_chip(pixels, detection, size=self.descriptor.chip_size)
         return arcface_chip(pixels, detection, size=self.descriptor.chip_size)
 
+    def embed_chips(self, chips: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        """Vectors of aligned chips (n, s, s, 3), mirrored and averaged if the model says so."""
+        if not self.descriptor.flip:
+            return self.embedder.embed(chips)
+        n = chips.shape[0]
+        both = self.embedder.embed(np.concatenate([chips, chips[:, :, ::-1]]))
+        return l2_normalise(both[:n] + both[n:])
+
     def embed_detections(self, pixels: RGBImage, detections: list[Detection]) -> list[Face]:
         """Align every detection, assess it, and embed all chips in batches."""
         if not detections:
             return []
         chips = np.stack([self.chip(pixels, d) for d in detections])
-        vectors = self.embedder.embed(chips)
+        vectors = self.embed_chips(chips)
         return [
             Face(
                 detection=d,

@@ -71,3 +71,27 @@ class ManifestError(FacetraceError):
         self.source = source
         self.line = line
         self.reason = reason
+
+
+# --- service errors (accounts, cases, audit) -------------------------------------------
+
+
+class AuthenticationFailed(FacetraceError):
+    """Unknown user, wrong password, disabled account, or a bad/expired key or session."""
+
+
+class PermissionDenied(FacetraceError):
+    """The user's roles do not allow the action (or the record is another department's)."""
+
+
+class InvalidRequest(FacetraceError):
+    """A request that breaks a rule: a missing case, purpose or legal basis, a bad value."""
+
+
+class RuleViolation(FacetraceError):
+    """An action that the case's state does not allow yet (e.g. identification before
+    two reviewers agree)."""
+
+
+class Conflict(FacetraceError):
+    """A record that already exists (a user name, a case number, a collection name)."""

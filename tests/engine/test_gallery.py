@@ -24,7 +24,7 @@ def test_status_counts(gallery: Gallery) -> None:
     assert st["faces"] >= st["photos"]
     assert st["indexed_faces"] == st["photos"]
     assert st["index"]["count"] == st["indexed_faces"]
-    assert st["model"] == "dlib-resnet-v1"
+    assert st["model"] == "dlib-resnet-v1+flip"
 
 
 def test_reingest_adds_nothing(gallery: Gallery, mini_lfw: Path) -> None:

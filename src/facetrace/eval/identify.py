@@ -130,7 +130,7 @@ def evaluate_identify(
         "nonmated_probes": len(nonmated_top),
         "unreadable": [v.path for v in vecs if v.vector is None],
         "no_face_detected": sum(1 for v in vecs if v.how == "centre"),
-        "no_face_policy": "embedded a centred box covering half the image",
+        "no_face_policy": "detector retried at threshold -0.5, then a centred box (half the image)",
         "rank1": float((ranks == 0).mean()) if ranks.size else None,
         "rank10": float((ranks < 10).mean()) if ranks.size else None,
         "seed": seed,

@@ -141,7 +141,8 @@ def evaluate_lfw(
         "fold_accuracies": accs,
         "fold_thresholds": thresholds,
         "no_face_detected": sum(1 for v in vecs if v.how == "centre"),
-        "no_face_policy": "embedded a centred box covering half the image (LFW crops are centred)",
+        "no_face_policy": "detector retried at threshold -0.5 first (counted as detected); "
+        "then a centred box covering half the image (LFW crops are centred)",
         "unreadable_images": [v.path for v in failed],
         "model": options.model,
         "backend": str(options.backend),

@@ -1,0 +1,248 @@
+"""Cases, searches, reviews, identification, next of kin and notifications."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel
+
+from facetrace import cases
+from facetrace.api import actions
+from facetrace.api.deps import CurrentActor, Db, State
+from facetrace.errors import InvalidRequest
+from facetrace.store.service_models import Case, Search
+
+router = APIRouter(tags=["cases"])
+
+
+class CaseIn(BaseModel):
+    """A new case: number, purpose (see the enum) and legal basis are required."""
+
+    number: str
+    purpose: cases.Purpose
+    legal_basis: str
+    title: str = ""
+
+
+class ReviewIn(BaseModel):
+    """A reviewer's conclusion."""
+
+    conclusion: cases.Conclusion
+    note: str = ""
+    candidate_id: int | None = None
+
+
+class IdentificationIn(BaseModel):
+    """The candidate two reviewers agreed on and the primary identifier confirming it."""
+
+    candidate_id: int
+    primary_identifier: cases.PrimaryIdentifier
+    evidence: str
+
+
+class ContactIn(BaseModel):
+    """A next-of-kin contact."""
+
+    name: str
+    relationship: str = ""
+    details: str = ""
+
+
+class NotificationIn(BaseModel):
+    """A notification made through an official channel."""
+
+    channel: str
+    notified_on: date
+    outcome: str
+    contact_id: int | None = None
+
+
+def case_json(c: Case) -> dict[str, Any]:
+    """A case's fields."""
+    return {
+        "id": c.id,
+        "number": c.number,
+        "title": c.title,
+        "purpose": c.purpose,
+        "legal_basis": c.legal_basis,
+        "status": c.status,
+        "department": c.department.name,
+        "retention_until": c.retention_until.isoformat(),
+    }
+
+
+def search_json(s: Search) -> dict[str, Any]:
+    """A search with its candidates. Scores are cosine similarities; the false-match rate
+    is the estimated chance that a different person scores this high."""
+    return {
+        "id": s.id,
+        "case_id": s.case_id,
+        "probe_id": s.probe_id,
+        "face_index": s.face_index,
+        "box": s.box,
+        "quality": s.quality,
+        "quality_reasons": s.quality_reasons,
+        "threshold": s.threshold,
+        "no_candidate": s.no_candidate,
+        "forced": s.forced,
+        "notice": "Candidates are leads for human review, not identifications; confirm "
+        "any candidate by other means (fingerprints, DNA, dental records, "
+        "documents).",
+        "candidates": [
+            {
+                "id": c.id,
+                "rank": c.rank,
+                "score": c.score,
+                "false_match_rate": c.false_match_rate,
+                "above_threshold": c.above_threshold,
+                "subject": {"id": c.subject_external_id, "name": c.subject_name},
+                "photo_id": c.photo_id,
+                "face_id": c.face_id,
+                "quality": c.quality,
+                "provenance": {
+                    "collection": c.collection,
+                    "legal_basis": c.legal_basis,
+                    "source_url": c.source_url,
+                    "source_title": c.source_title,
+                    "captured_date": c.captured_date,
+                },
+            }
+            for c in s.candidates
+        ],
+    }
+
+
+@router.get("/cases")
+def list_cases(actor: CurrentActor, db: Db) -> list[dict[str, Any]]:
+    """The cases of the caller's department."""
+    return [case_json(c) for c in cases.list_cases(db, actor=actor)]
+
+
+@router.post("/cases", status_code=201)
+def create_case(body: CaseIn, actor: CurrentActor, db: Db, state: State) -> dict[str, Any]:
+    """Open a case."""
+    case = cases.create_case(
+        db,
+        actor=actor,
+        number=body.number,
+        purpose=body.purpose.value,
+        legal_basis=body.legal_basis,
+        title=body.title,
+        retention_days=state.settings.service.probe_retention_days,
+    )
+    return case_json(case)
+
+
+@router.get("/cases/{case_id}")
+def get_case(case_id: int, actor: CurrentActor, db: Db) -> dict[str, Any]:
+    """A case with its searches and reviews."""
+    case = cases.get_case(db, actor=actor, case_id=case_id)
+    out = case_json(case)
+    out["searches"] = [
+        {"id": s.id, "face_index": s.face_index, "no_candidate": s.no_candidate}
+        for s in cases.case_searches(db, case=case)
+    ]
+    out["reviews"] = [
+        {
+            "search_id": r.search_id,
+            "reviewer": r.reviewer.username,
+            "conclusion": r.conclusion,
+            "candidate_id": r.candidate_id,
+            "note": r.note,
+        }
+        for r in cases.case_reviews(db, case=case)
+    ]
+    return out
+
+
+@router.post("/search", status_code=201)
+async def search(
+    actor: CurrentActor,
+    db: Db,
+    state: State,
+    image: Annotated[UploadFile, File(description="the probe photo")],
+    case_id: Annotated[int | None, Form()] = None,
+    face: Annotated[int | None, Form(ge=0)] = None,
+    force: Annotated[bool, Form()] = False,
+) -> dict[str, Any]:
+    """Search a probe photo for a case. A search without a case is refused; a photo with
+    several faces needs ``face`` (the answer lists them)."""
+    if case_id is None:
+        raise InvalidRequest(
+            "every search belongs to a case: create one (POST /api/v1/cases with number, "
+            "purpose and legal basis) and pass its case_id"
+        )
+    probe = await actions.submit_probe(state, db, actor=actor, case_id=case_id, upload=image)
+    if face is None:
+        if len(probe.faces) > 1:
+            raise InvalidRequest(
+                f"the photo has {len(probe.faces)} faces; pass face=N (0 = largest): "
+                + ", ".join(f"{f['index']}: box {f['box']}" for f in probe.faces)
+            )
+        face = 0
+    result = await run_in_threadpool(
+        actions.search_probe, state, db, actor=actor, probe_id=probe.id, face=face, force=force
+    )
+    return search_json(result)
+
+
+@router.get("/searches/{search_id}")
+def get_search(search_id: int, actor: CurrentActor, db: Db) -> dict[str, Any]:
+    """A search's candidate list (audited as a view of results)."""
+    _, result = cases.get_search(db, actor=actor, search_id=search_id)
+    return search_json(result)
+
+
+@router.post("/searches/{search_id}/reviews", status_code=201)
+def review(search_id: int, body: ReviewIn, actor: CurrentActor, db: Db) -> dict[str, Any]:
+    """Record a review of a search."""
+    r = cases.record_review(
+        db,
+        actor=actor,
+        search_id=search_id,
+        conclusion=body.conclusion.value,
+        note=body.note,
+        candidate_id=body.candidate_id,
+    )
+    return {"id": r.id, "conclusion": r.conclusion}
+
+
+@router.post("/cases/{case_id}/identification", status_code=201)
+def identify(case_id: int, body: IdentificationIn, actor: CurrentActor, db: Db) -> dict[str, Any]:
+    """Record the primary identifier that confirms the agreed candidate."""
+    ident = cases.record_identification(
+        db,
+        actor=actor,
+        case_id=case_id,
+        candidate_id=body.candidate_id,
+        primary_identifier=body.primary_identifier.value,
+        evidence=body.evidence,
+    )
+    return {"id": ident.id, "status": "identified"}
+
+
+@router.post("/cases/{case_id}/contacts", status_code=201)
+def add_contact(case_id: int, body: ContactIn, actor: CurrentActor, db: Db) -> dict[str, Any]:
+    """Record a next-of-kin contact."""
+    c = cases.add_contact(db, actor=actor, case_id=case_id, **body.model_dump())
+    return {"id": c.id}
+
+
+@router.post("/cases/{case_id}/notifications", status_code=201)
+def notify(case_id: int, body: NotificationIn, actor: CurrentActor, db: Db) -> dict[str, Any]:
+    """Record a notification made through an official channel."""
+    n = cases.record_notification(db, actor=actor, case_id=case_id, **body.model_dump())
+    return {"id": n.id}
+
+
+@router.get("/cases/{case_id}/notification-record", response_class=HTMLResponse)
+def notification_record(
+    case_id: int, request: Request, actor: CurrentActor, db: Db, state: State
+) -> HTMLResponse:
+    """The printable notification record (HTML; print to PDF from the browser)."""
+    record = cases.notification_record(db, actor=actor, case_id=case_id)
+    return state.templates.TemplateResponse(request, "record.html", {"r": record})

@@ -1,0 +1,139 @@
+"""Collections, imports and browsing the gallery."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, UploadFile
+from pydantic import BaseModel
+
+from facetrace import gallery_admin
+from facetrace.api import actions
+from facetrace.api.deps import CurrentActor, Db, State
+
+router = APIRouter(tags=["gallery"])
+
+
+class CollectionIn(BaseModel):
+    """A new collection."""
+
+    name: str
+    legal_basis: str
+    retention: str
+    description: str = ""
+    department_id: int | None = None
+
+
+def collection_json(view: gallery_admin.CollectionView) -> dict[str, Any]:
+    """A collection with counts."""
+    c = view.collection
+    return {
+        "id": c.id,
+        "name": c.name,
+        "legal_basis": c.legal_basis,
+        "retention": c.retention,
+        "description": c.description,
+        "department_id": c.department_id,
+        "subjects": view.subjects,
+        "photos": view.photos,
+    }
+
+
+@router.get("/collections")
+def list_collections(actor: CurrentActor, db: Db) -> list[dict[str, Any]]:
+    """Every collection with its legal basis, retention rule and counts."""
+    return [collection_json(v) for v in gallery_admin.list_collections(db, actor=actor)]
+
+
+@router.post("/collections", status_code=201)
+def create_collection(body: CollectionIn, actor: CurrentActor, db: Db) -> dict[str, Any]:
+    """Create a collection."""
+    row = gallery_admin.create_collection(db, actor=actor, **body.model_dump())
+    return collection_json(gallery_admin.CollectionView(row, 0, 0))
+
+
+@router.delete("/collections/{collection_id}")
+def delete_collection(
+    collection_id: int, actor: CurrentActor, db: Db, state: State
+) -> dict[str, Any]:
+    """Delete a collection's photos and faces (tombstoned)."""
+    n = actions.delete_target(state, db, actor=actor, kind="collection", ident=collection_id)
+    return {"faces_removed": n}
+
+
+@router.post("/collections/{collection_id}/imports", status_code=202)
+async def import_into(
+    collection_id: int,
+    file: Annotated[UploadFile, File()],
+    actor: CurrentActor,
+    db: Db,
+    state: State,
+) -> dict[str, Any]:
+    """Start importing a zip or manifest; poll ``/imports/{id}`` for progress."""
+    job = await actions.start_import(
+        state, db, actor=actor, collection_id=collection_id, upload=file
+    )
+    return job.as_dict()
+
+
+@router.get("/imports/{job_id}")
+def import_progress(job_id: str, actor: CurrentActor, state: State) -> dict[str, Any]:
+    """Progress of an import."""
+    from facetrace.accounts import Perm, require
+
+    require(actor, Perm.COLLECTIONS_MANAGE)
+    return state.imports.get(job_id).as_dict()
+
+
+@router.get("/collections/{collection_id}/subjects")
+def list_subjects(
+    collection_id: int, actor: CurrentActor, db: Db, limit: int = 100, offset: int = 0
+) -> list[dict[str, Any]]:
+    """Subjects of a collection."""
+    rows = gallery_admin.list_subjects(
+        db, actor=actor, collection_id=collection_id, limit=min(limit, 1000), offset=offset
+    )
+    return [
+        {"id": s.id, "external_id": s.external_id, "name": s.name, "photos": n} for s, n in rows
+    ]
+
+
+@router.get("/subjects/{subject_id}")
+def get_subject(subject_id: int, actor: CurrentActor, db: Db) -> dict[str, Any]:
+    """A subject with its photos and their provenance."""
+    subject, photos = gallery_admin.get_subject(db, actor=actor, subject_id=subject_id)
+    return {
+        "id": subject.id,
+        "external_id": subject.external_id,
+        "name": subject.name,
+        "photos": [
+            {
+                "id": p.id,
+                "sha256": p.sha256,
+                "source_url": p.source_url,
+                "source_title": p.source_title,
+                "captured_date": p.captured_date,
+                "legal_basis": p.legal_basis,
+                "collection": p.collection.name,
+            }
+            for p in photos
+        ],
+    }
+
+
+@router.delete("/subjects/{subject_id}")
+def delete_subject(subject_id: int, actor: CurrentActor, db: Db, state: State) -> dict[str, Any]:
+    """Delete a subject's photos (tombstoned)."""
+    return {
+        "faces_removed": actions.delete_target(
+            state, db, actor=actor, kind="subject", ident=subject_id
+        )
+    }
+
+
+@router.delete("/photos/{photo_id}")
+def delete_photo(photo_id: int, actor: CurrentActor, db: Db, state: State) -> dict[str, Any]:
+    """Delete one photo (tombstoned)."""
+    return {
+        "faces_removed": actions.delete_target(state, db, actor=actor, kind="photo", ident=photo_id)
+    }

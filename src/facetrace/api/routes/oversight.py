@@ -1,0 +1,59 @@
+"""Supervisor reports and the audit log."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter
+
+from facetrace import audit, cases
+from facetrace.accounts import Perm, require
+from facetrace.api.deps import CurrentActor, Db
+
+router = APIRouter(tags=["oversight"])
+
+
+@router.get("/reports")
+def report(actor: CurrentActor, db: Db) -> dict[str, Any]:
+    """Searches per user and purpose, outcomes, identifications, notifications."""
+    return asdict(cases.report(db, actor=actor))
+
+
+@router.get("/audit")
+def audit_log(
+    actor: CurrentActor,
+    db: Db,
+    limit: int = 200,
+    action: str | None = None,
+    user: str | None = None,
+) -> list[dict[str, Any]]:
+    """The newest audit entries."""
+    require(actor, Perm.AUDIT_READ)
+    rows = audit.recent(db, limit=min(limit, 5000), action=action, actor=user)
+    audit.append(db, actor=actor.username, action=audit.Action.AUDIT_VIEW, target="audit")
+    return [
+        {
+            "seq": e.seq,
+            "at": e.at,
+            "actor": e.actor,
+            "action": e.action,
+            "target": e.target,
+            "detail": e.detail,
+            "hash": e.hash,
+        }
+        for e in rows
+    ]
+
+
+@router.get("/audit/verify")
+def audit_verify(actor: CurrentActor, db: Db) -> dict[str, Any]:
+    """Check the hash chain."""
+    require(actor, Perm.AUDIT_READ)
+    r = audit.verify(db)
+    return {
+        "ok": r.ok,
+        "entries": r.entries,
+        "head_hash": r.head_hash,
+        "problem": asdict(r.problem) if r.problem else None,
+    }

@@ -1,0 +1,41 @@
+"""What the app holds while it runs, built once in the lifespan and kept on ``app.state``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from facetrace.api.ratelimit import RateLimiter
+from facetrace.config import ServiceConfig
+from facetrace.gallery_admin import ImportJobs
+from facetrace.gallery_port import GalleryPort
+
+
+@dataclass
+class ServiceState:
+    """Everything a request needs besides itself."""
+
+    settings: ServiceConfig
+    engine: Engine
+    sessions: sessionmaker[Session]
+    secret: bytes
+    gallery: GalleryPort
+    imports: ImportJobs
+    login_limiter: RateLimiter
+    search_limiter: RateLimiter
+    templates: Jinja2Templates
+    data_dir: Path
+
+    @property
+    def max_upload(self) -> int:
+        """Largest probe photo, in bytes."""
+        return int(self.settings.service.max_upload_mb * 1024 * 1024)
+
+    @property
+    def max_import(self) -> int:
+        """Largest import upload (and unpacked size), in bytes."""
+        return int(self.settings.service.max_import_mb * 1024 * 1024)

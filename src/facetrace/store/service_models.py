@@ -1,0 +1,285 @@
+"""Service tables: departments, users, keys, sessions, cases, searches, reviews,
+identifications, contacts, notifications and the audit log.
+
+Timestamps are stored in UTC. SQLite hands them back without a zone, so code that
+compares them goes through :func:`as_utc`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from facetrace.store.base import Base
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now, for defaults."""
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """``value`` with its zone set to UTC when the database dropped it (SQLite)."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+class Department(Base):
+    """An agency or department; cases and reports are scoped to one."""
+
+    __tablename__ = "department"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class User(Base):
+    """An official who logs in. ``roles`` is a comma-separated subset of the role names."""
+
+    __tablename__ = "app_user"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    full_name: Mapped[str] = mapped_column(String(200), default="")
+    password_hash: Mapped[str] = mapped_column(Text)
+    roles: Mapped[str] = mapped_column(String(200))
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("department.id"), nullable=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    department: Mapped[Department | None] = relationship(lazy="joined")
+
+
+class ApiKey(Base):
+    """A key for a machine client; only its SHA-256 is stored, the prefix finds it."""
+
+    __tablename__ = "api_key"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    prefix: Mapped[str] = mapped_column(String(16), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class LoginSession(Base):
+    """A browser session; the cookie holds a random token, the table its keyed hash."""
+
+    __tablename__ = "login_session"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Case(Base):
+    """An investigation; every search belongs to one."""
+
+    __tablename__ = "case_file"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    number: Mapped[str] = mapped_column(String(100), unique=True)
+    title: Mapped[str] = mapped_column(String(300), default="")
+    purpose: Mapped[str] = mapped_column(String(50))
+    legal_basis: Mapped[str] = mapped_column(Text)
+    department_id: Mapped[int] = mapped_column(ForeignKey("department.id"), index=True)
+    created_by: Mapped[int] = mapped_column(ForeignKey("app_user.id"))
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    retention_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    identified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    department: Mapped[Department] = relationship(lazy="joined")
+    creator: Mapped[User] = relationship(lazy="joined")
+
+
+class Probe(Base):
+    """A probe photo kept with its case (never in the gallery); ``data`` is emptied by
+    the retention purge, the row stays as a record that it existed."""
+
+    __tablename__ = "probe"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("case_file.id"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    filename: Mapped[str] = mapped_column(String(300), default="")
+    data: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    width: Mapped[int] = mapped_column(Integer, default=0)
+    height: Mapped[int] = mapped_column(Integer, default=0)
+    faces: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    uploaded_by: Mapped[int] = mapped_column(ForeignKey("app_user.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Search(Base):
+    """One search of one probe face; its candidates are a snapshot of the result."""
+
+    __tablename__ = "search"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("case_file.id"), index=True)
+    probe_id: Mapped[int] = mapped_column(ForeignKey("probe.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"), index=True)
+    face_index: Mapped[int] = mapped_column(Integer)
+    box: Mapped[list[int]] = mapped_column(JSON)
+    quality: Mapped[float] = mapped_column(Float)
+    quality_reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+    threshold: Mapped[float] = mapped_column(Float)
+    no_candidate: Mapped[bool] = mapped_column(Boolean)
+    forced: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    candidates: Mapped[list[SearchCandidate]] = relationship(
+        order_by="SearchCandidate.rank", lazy="selectin"
+    )
+    user: Mapped[User] = relationship(lazy="joined")
+
+
+class SearchCandidate(Base):
+    """A candidate as shown at search time, with provenance copied so later gallery
+    deletions do not rewrite the case record."""
+
+    __tablename__ = "search_candidate"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    search_id: Mapped[int] = mapped_column(ForeignKey("search.id"), index=True)
+    rank: Mapped[int] = mapped_column(Integer)
+    score: Mapped[float] = mapped_column(Float)
+    false_match_rate: Mapped[float | None] = mapped_column(Float, nullable=True)
+    above_threshold: Mapped[bool] = mapped_column(Boolean)
+    subject_external_id: Mapped[str] = mapped_column(String(300))
+    subject_name: Mapped[str] = mapped_column(String(300), default="")
+    face_id: Mapped[int] = mapped_column(Integer)
+    photo_id: Mapped[int] = mapped_column(Integer)
+    box: Mapped[list[int]] = mapped_column(JSON)
+    quality: Mapped[float] = mapped_column(Float)
+    collection: Mapped[str] = mapped_column(String(200))
+    legal_basis: Mapped[str] = mapped_column(Text, default="")
+    source_url: Mapped[str] = mapped_column(Text, default="")
+    source_title: Mapped[str] = mapped_column(Text, default="")
+    captured_date: Mapped[str] = mapped_column(String(40), default="")
+
+
+class Review(Base):
+    """A reviewer's conclusion on a search (and, for a potential candidate, which one)."""
+
+    __tablename__ = "review"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("case_file.id"), index=True)
+    search_id: Mapped[int] = mapped_column(ForeignKey("search.id"), index=True)
+    candidate_id: Mapped[int | None] = mapped_column(
+        ForeignKey("search_candidate.id"), nullable=True
+    )
+    reviewer_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"))
+    conclusion: Mapped[str] = mapped_column(String(30))
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    reviewer: Mapped[User] = relationship(lazy="joined")
+    candidate: Mapped[SearchCandidate | None] = relationship(lazy="joined")
+
+
+class Identification(Base):
+    """The confirmation that makes a case "identified": a candidate two reviewers agreed
+    on, confirmed by a primary identifier."""
+
+    __tablename__ = "identification"
+    __table_args__ = (UniqueConstraint("case_id", name="uq_identification_case"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("case_file.id"))
+    candidate_id: Mapped[int] = mapped_column(ForeignKey("search_candidate.id"))
+    primary_identifier: Mapped[str] = mapped_column(String(40))
+    evidence: Mapped[str] = mapped_column(Text)
+    recorded_by: Mapped[int] = mapped_column(ForeignKey("app_user.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    candidate: Mapped[SearchCandidate] = relationship(lazy="joined")
+    recorder: Mapped[User] = relationship(lazy="joined")
+
+
+class Contact(Base):
+    """A next-of-kin contact for an identified case."""
+
+    __tablename__ = "contact"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("case_file.id"), index=True)
+    name: Mapped[str] = mapped_column(String(300))
+    relationship_: Mapped[str] = mapped_column("relationship", String(100), default="")
+    details: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[int] = mapped_column(ForeignKey("app_user.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Notification(Base):
+    """A notification made through an official channel; facetrace only records it."""
+
+    __tablename__ = "notification"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("case_file.id"), index=True)
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contact.id"), nullable=True)
+    channel: Mapped[str] = mapped_column(String(200))
+    notified_on: Mapped[date] = mapped_column(Date)
+    by_user: Mapped[int] = mapped_column(ForeignKey("app_user.id"))
+    outcome: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    contact: Mapped[Contact | None] = relationship(lazy="joined")
+    user: Mapped[User] = relationship(lazy="joined")
+
+
+class AuditEntry(Base):
+    """One line of the append-only audit log.
+
+    ``hash`` is SHA-256 over ``prev_hash`` and the canonical JSON of the other fields;
+    ``at`` and ``detail`` are stored as the exact text that was hashed.
+    """
+
+    __tablename__ = "audit_entry"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, unique=True)
+    at: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(60), index=True)
+    target: Mapped[str] = mapped_column(String(300), default="")
+    detail: Mapped[str] = mapped_column(Text, default="{}")
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """A single row holding the newest sequence number and hash. Appends lock it, which
+    serialises them, and ``verify`` compares it with the last entry to catch a deleted
+    or appended tail."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, default=0)
+    hash: Mapped[str] = mapped_column(String(64))

@@ -1,0 +1,1 @@
+"""The investigator web UI: server-rendered pages over the same service functions."""

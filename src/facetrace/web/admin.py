@@ -1,0 +1,206 @@
+"""Users, collections, imports and gallery browsing."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import HTMLResponse, Response
+
+from facetrace import accounts, gallery_admin
+from facetrace.accounts import Perm, require
+from facetrace.api import actions
+from facetrace.api.deps import CurrentActor, Db, State
+from facetrace.errors import NotFound
+from facetrace.web.render import back, page
+
+router = APIRouter()
+
+
+@router.get("/admin/users", response_class=HTMLResponse)
+def users(request: Request, actor: CurrentActor, db: Db) -> HTMLResponse:
+    """Accounts and the form to add one."""
+    return page(
+        request,
+        "users.html",
+        actor,
+        users=accounts.list_users(db, actor=actor),
+        departments=accounts.list_departments(db),
+        roles=list(accounts.Role),
+    )
+
+
+@router.post("/admin/users", response_class=HTMLResponse)
+def add_user(
+    request: Request,
+    actor: CurrentActor,
+    db: Db,
+    username: Annotated[str, Form()] = "",
+    full_name: Annotated[str, Form()] = "",
+    department: Annotated[str, Form()] = "",
+    roles: Annotated[list[str] | None, Form()] = None,
+) -> HTMLResponse:
+    """Create an account and show its one-time password."""
+    password = accounts.generate_password()
+    user = accounts.create_user(
+        db,
+        actor=actor,
+        username=username,
+        password=password,
+        roles=accounts.parse_roles(roles or []),
+        department=department.strip() or None,
+        full_name=full_name,
+    )
+    return page(
+        request,
+        "users.html",
+        actor,
+        users=accounts.list_users(db, actor=actor),
+        departments=accounts.list_departments(db),
+        roles=list(accounts.Role),
+        created=(user.username, password),
+    )
+
+
+@router.post("/admin/users/{username}/roles")
+def set_roles(
+    username: str,
+    actor: CurrentActor,
+    db: Db,
+    department: Annotated[str, Form()] = "",
+    roles: Annotated[list[str] | None, Form()] = None,
+) -> Response:
+    """Change roles and department."""
+    accounts.set_roles(
+        db,
+        actor=actor,
+        username=username,
+        roles=accounts.parse_roles(roles or []),
+        department=department.strip() or None,
+    )
+    return back("/admin/users", f"Roles of {username} changed.")
+
+
+@router.post("/admin/users/{username}/{op}")
+def toggle_user(username: str, op: str, actor: CurrentActor, db: Db) -> Response:
+    """Disable or enable an account."""
+    if op not in ("enable", "disable"):
+        raise NotFound(f"no such action {op!r}")
+    accounts.set_active(db, actor=actor, username=username, active=op == "enable")
+    return back("/admin/users", f"{username}: {'enabled' if op == 'enable' else 'disabled'}.")
+
+
+@router.get("/collections", response_class=HTMLResponse)
+def collections(request: Request, actor: CurrentActor, db: Db) -> HTMLResponse:
+    """Collections with legal basis, retention, scope and counts."""
+    departments = accounts.list_departments(db)
+    return page(
+        request,
+        "collections.html",
+        actor,
+        collections=gallery_admin.list_collections(db, actor=actor),
+        departments=departments,
+        dept_names={d.id: d.name for d in departments},
+    )
+
+
+@router.post("/collections")
+def create_collection(
+    actor: CurrentActor,
+    db: Db,
+    name: Annotated[str, Form()] = "",
+    legal_basis: Annotated[str, Form()] = "",
+    retention: Annotated[str, Form()] = "",
+    description: Annotated[str, Form()] = "",
+    department: Annotated[str, Form()] = "",
+) -> Response:
+    """Create a collection, searchable by one department or (none given) by all."""
+    require(actor, Perm.COLLECTIONS_MANAGE)
+    dept = accounts.find_department(db, name=department, create=False) if department else None
+    row = gallery_admin.create_collection(
+        db,
+        actor=actor,
+        name=name,
+        legal_basis=legal_basis,
+        retention=retention,
+        description=description,
+        department_id=dept.id if dept else None,
+    )
+    return back(f"/collections/{row.id}", "Collection created. Import photos into it below.")
+
+
+@router.get("/collections/{collection_id}", response_class=HTMLResponse)
+def collection(
+    request: Request, collection_id: int, actor: CurrentActor, db: Db, offset: int = 0
+) -> HTMLResponse:
+    """A collection's subjects and its import form."""
+    coll = gallery_admin.get_collection(db, actor=actor, collection_id=collection_id)
+    subjects = gallery_admin.list_subjects(
+        db, actor=actor, collection_id=collection_id, limit=200, offset=max(offset, 0)
+    )
+    return page(
+        request, "collection.html", actor, collection=coll, subjects=subjects, offset=offset
+    )
+
+
+@router.post("/collections/{collection_id}/import")
+async def start_import(
+    collection_id: int,
+    actor: CurrentActor,
+    db: Db,
+    state: State,
+    file: Annotated[UploadFile, File()],
+) -> Response:
+    """Queue an import and show its progress page."""
+    job = await actions.start_import(
+        state, db, actor=actor, collection_id=collection_id, upload=file
+    )
+    return back(f"/imports/{job.id}?collection={collection_id}")
+
+
+@router.get("/imports/{job_id}", response_class=HTMLResponse)
+def import_page(
+    request: Request, job_id: str, actor: CurrentActor, state: State, collection: int = 0
+) -> HTMLResponse:
+    """Live progress of an import (polled by a few lines of JavaScript)."""
+    require(actor, Perm.COLLECTIONS_MANAGE)
+    return page(
+        request, "import.html", actor, job=state.imports.get(job_id), collection_id=collection
+    )
+
+
+@router.post("/collections/{collection_id}/delete")
+def delete_collection(collection_id: int, actor: CurrentActor, db: Db, state: State) -> Response:
+    """Delete a collection's photos (tombstoned)."""
+    n = actions.delete_target(state, db, actor=actor, kind="collection", ident=collection_id)
+    return back("/collections", f"Deleted; {n} faces removed from the index.")
+
+
+@router.get("/subjects/{subject_id}", response_class=HTMLResponse)
+def subject(request: Request, subject_id: int, actor: CurrentActor, db: Db) -> HTMLResponse:
+    """A subject's photos with provenance."""
+    subj, photos = gallery_admin.get_subject(db, actor=actor, subject_id=subject_id)
+    return page(request, "subject.html", actor, subject=subj, photos=photos)
+
+
+@router.post("/subjects/{subject_id}/delete")
+def delete_subject(subject_id: int, actor: CurrentActor, db: Db, state: State) -> Response:
+    """Delete a subject (tombstoned)."""
+    require(actor, Perm.COLLECTIONS_MANAGE)
+    subj, _ = gallery_admin.get_subject(db, actor=actor, subject_id=subject_id)
+    coll = subj.collection_id
+    n = actions.delete_target(state, db, actor=actor, kind="subject", ident=subject_id)
+    return back(f"/collections/{coll}", f"Subject deleted; {n} faces removed.")
+
+
+@router.post("/photos/{photo_id}/delete")
+def delete_photo(photo_id: int, actor: CurrentActor, db: Db, state: State) -> Response:
+    """Delete one photo (tombstoned)."""
+    require(actor, Perm.COLLECTIONS_MANAGE)
+    photo = gallery_admin.get_photo(db, actor=actor, photo_id=photo_id)
+    subject_id = photo.subject_id
+    n = actions.delete_target(state, db, actor=actor, kind="photo", ident=photo_id)
+    return back(
+        f"/subjects/{subject_id}" if subject_id else "/collections",
+        f"Photo deleted; {n} faces removed.",
+    )

@@ -1,0 +1,139 @@
+"""Log in, log out, home page, own account (password and API keys)."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from facetrace import accounts, audit
+from facetrace.api.deps import SESSION_COOKIE, CurrentActor, Db, State
+from facetrace.api.problems import TooManyRequests
+from facetrace.errors import AuthenticationFailed
+from facetrace.web.render import back, page
+
+router = APIRouter()
+
+
+def _safe_next(value: str) -> str:
+    # Only local paths, so the login form cannot bounce users to another site.
+    return value if value.startswith("/") and not value.startswith("//") else "/"
+
+
+LOGIN_COOKIE = "ft_login"
+
+
+def _login_page(request: Request, next: str, **extra: Any) -> HTMLResponse:
+    # Double-submit token against login CSRF (another site logging a user in as someone else).
+    token = secrets.token_urlsafe(24)
+    resp = page(request, "login.html", None, next=_safe_next(next), login_token=token, **extra)
+    resp.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="strict", max_age=3600)
+    return resp
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request, next: str = "/") -> HTMLResponse:
+    """The login page."""
+    return _login_page(request, next)
+
+
+@router.post("/login")
+def login(
+    request: Request,
+    state: State,
+    username: Annotated[str, Form()],
+    password: Annotated[str, Form()],
+    next: Annotated[str, Form()] = "/",
+    login_token: Annotated[str, Form()] = "",
+) -> Response:
+    """Check the password (rate limited per address and per user name) and start a session."""
+    client = request.client.host if request.client else "-"
+    for key in (f"ip:{client}", f"user:{username.strip().lower()}"):
+        wait = state.login_limiter.hit(key)
+        if wait is not None:
+            raise TooManyRequests(wait)
+    cookie = request.cookies.get(LOGIN_COOKIE, "")
+    if not cookie or not hmac.compare_digest(cookie, login_token):
+        return _login_page(
+            request, next, error="The login form expired; please try again.", status_code=400
+        )
+    try:
+        with state.sessions.begin() as db:
+            user = accounts.authenticate(db, username=username, password=password)
+            token = accounts.open_session(
+                db, secret=state.secret, user=user, hours=state.settings.service.session_hours
+            )
+    except AuthenticationFailed as exc:
+        with state.sessions.begin() as db:  # the failure is audited even though login fails
+            audit.append(
+                db,
+                actor=username.strip().lower()[:100] or "-",
+                action=audit.Action.LOGIN_FAILED,
+                target=f"ip:{client}",
+            )
+        return _login_page(request, next, error=str(exc), status_code=401)
+    resp = RedirectResponse(_safe_next(next), status_code=303)
+    resp.delete_cookie(LOGIN_COOKIE)
+    resp.set_cookie(
+        SESSION_COOKIE,
+        token,
+        httponly=True,
+        samesite="lax",
+        secure=state.settings.service.secure_cookies,
+        max_age=int(state.settings.service.session_hours * 3600),
+    )
+    return resp
+
+
+@router.post("/logout")
+def logout(request: Request, actor: CurrentActor, db: Db, state: State) -> Response:
+    """End the session."""
+    accounts.close_session(db, secret=state.secret, token=request.state.session_token, actor=actor)
+    resp = RedirectResponse("/login", status_code=303)
+    resp.delete_cookie(SESSION_COOKIE)
+    return resp
+
+
+@router.get("/", response_class=HTMLResponse)
+def home(request: Request, actor: CurrentActor) -> HTMLResponse:
+    """What the actor can do, by role."""
+    return page(request, "home.html", actor)
+
+
+@router.get("/account", response_class=HTMLResponse)
+def account(request: Request, actor: CurrentActor, db: Db) -> HTMLResponse:
+    """Own account: password change and API keys."""
+    keys = accounts.list_api_keys(db, actor=actor)
+    return page(request, "account.html", actor, keys=keys)
+
+
+@router.post("/account/keys", response_class=HTMLResponse)
+def new_key(
+    request: Request, actor: CurrentActor, db: Db, name: Annotated[str, Form()]
+) -> HTMLResponse:
+    """Create an API key and show it once."""
+    _, key = accounts.create_api_key(db, actor=actor, name=name)
+    keys = accounts.list_api_keys(db, actor=actor)
+    return page(request, "account.html", actor, keys=keys, new_key=key)
+
+
+@router.post("/account/keys/{key_id}/revoke")
+def revoke_key(key_id: int, actor: CurrentActor, db: Db) -> Response:
+    """Revoke an API key."""
+    accounts.revoke_api_key(db, actor=actor, key_id=key_id)
+    return back("/account", "Key revoked.")
+
+
+@router.post("/account/password")
+def change_password(
+    actor: CurrentActor,
+    db: Db,
+    current: Annotated[str, Form()],
+    new: Annotated[str, Form()],
+) -> Response:
+    """Change the own password (ends all sessions)."""
+    accounts.change_password(db, actor=actor, old=current, new=new)
+    return back("/login", "Password changed; please log in again.")

@@ -1,0 +1,221 @@
+"""Cases, probes, searches, results, reviews, identification and notifications."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, Response
+
+from facetrace import cases
+from facetrace.accounts import Perm
+from facetrace.api import actions
+from facetrace.api.deps import CurrentActor, Db, State
+from facetrace.errors import InvalidRequest
+from facetrace.web.render import back, page
+
+router = APIRouter()
+
+
+@router.get("/cases", response_class=HTMLResponse)
+def case_list(request: Request, actor: CurrentActor, db: Db) -> HTMLResponse:
+    """The department's cases and the form to open one."""
+    return page(request, "cases.html", actor, cases=cases.list_cases(db, actor=actor))
+
+
+@router.post("/cases")
+def open_case(
+    actor: CurrentActor,
+    db: Db,
+    state: State,
+    number: Annotated[str, Form()] = "",
+    purpose: Annotated[str, Form()] = "",
+    legal_basis: Annotated[str, Form()] = "",
+    title: Annotated[str, Form()] = "",
+) -> Response:
+    """Open a case; number, purpose and legal basis are required."""
+    case = cases.create_case(
+        db,
+        actor=actor,
+        number=number,
+        purpose=purpose,
+        legal_basis=legal_basis,
+        title=title,
+        retention_days=state.settings.service.probe_retention_days,
+    )
+    return back(f"/cases/{case.id}", "Case opened. Upload a probe photo to search.")
+
+
+@router.get("/cases/{case_id}", response_class=HTMLResponse)
+def case_page(request: Request, case_id: int, actor: CurrentActor, db: Db) -> HTMLResponse:
+    """Everything about a case, with the forms its state allows."""
+    case = cases.get_case(db, actor=actor, case_id=case_id)
+    searches = cases.case_searches(db, case=case)
+    agreed = cases.agreed_subjects(db, case=case)
+    agreed_candidates = [
+        c for s in searches for c in s.candidates if len(agreed.get(c.subject_external_id, ())) >= 2
+    ]
+    # One candidate row per agreed subject is enough for the identification form.
+    seen: set[str] = set()
+    unique = []
+    for c in agreed_candidates:
+        if c.subject_external_id not in seen:
+            seen.add(c.subject_external_id)
+            unique.append(c)
+    return page(
+        request,
+        "case.html",
+        actor,
+        case=case,
+        probes=cases.case_probes(db, case=case),
+        searches=searches,
+        reviews=cases.case_reviews(db, case=case),
+        agreed=agreed,
+        agreed_candidates=unique,
+        identification=cases.identification(db, case=case),
+        contacts=cases.case_contacts(db, case=case),
+        notifications=cases.case_notifications(db, case=case),
+        retention_ended=cases.retention_ended(case),
+        today=date.today().isoformat(),
+    )
+
+
+@router.post("/cases/{case_id}/probes")
+async def upload_probe(
+    case_id: int,
+    actor: CurrentActor,
+    db: Db,
+    state: State,
+    image: Annotated[UploadFile, File()],
+) -> Response:
+    """Keep the probe with the case; search at once when it has one face."""
+    probe = await actions.submit_probe(state, db, actor=actor, case_id=case_id, upload=image)
+    if len(probe.faces) == 1:
+        search = await run_in_threadpool(
+            actions.search_probe, state, db, actor=actor, probe_id=probe.id, face=0, force=False
+        )
+        return back(f"/searches/{search.id}")
+    return back(
+        f"/cases/{case_id}#probe-{probe.id}",
+        f"The photo shows {len(probe.faces)} faces: pick the one to search.",
+    )
+
+
+@router.post("/probes/{probe_id}/search")
+def search_face(
+    probe_id: int,
+    actor: CurrentActor,
+    db: Db,
+    state: State,
+    face: Annotated[int, Form()],
+    force: Annotated[bool, Form()] = False,
+) -> Response:
+    """Search one face of a stored probe."""
+    search = actions.search_probe(state, db, actor=actor, probe_id=probe_id, face=face, force=force)
+    return back(f"/searches/{search.id}")
+
+
+@router.get("/searches/{search_id}", response_class=HTMLResponse)
+def results(request: Request, search_id: int, actor: CurrentActor, db: Db) -> HTMLResponse:
+    """The probe face beside each candidate, with score, warnings and provenance."""
+    case, search = cases.get_search(db, actor=actor, search_id=search_id)
+    reviews = [r for r in cases.case_reviews(db, case=case) if r.search_id == search.id]
+    return page(
+        request,
+        "search.html",
+        actor,
+        case=case,
+        search=search,
+        reviews=reviews,
+        can_review=actor.can(Perm.REVIEW) and case.status != "identified",
+    )
+
+
+@router.post("/searches/{search_id}/reviews")
+def review(
+    search_id: int,
+    actor: CurrentActor,
+    db: Db,
+    conclusion: Annotated[str, Form()],
+    note: Annotated[str, Form()] = "",
+    candidate_id: Annotated[str, Form()] = "",
+) -> Response:
+    """Record a review."""
+    cand = int(candidate_id) if candidate_id.strip() else None
+    cases.record_review(
+        db, actor=actor, search_id=search_id, conclusion=conclusion, note=note, candidate_id=cand
+    )
+    return back(f"/searches/{search_id}", "Review recorded.")
+
+
+@router.post("/cases/{case_id}/identification")
+def identify(
+    case_id: int,
+    actor: CurrentActor,
+    db: Db,
+    candidate_id: Annotated[int, Form()],
+    primary_identifier: Annotated[str, Form()],
+    evidence: Annotated[str, Form()] = "",
+) -> Response:
+    """Record the primary identifier; the case becomes identified."""
+    cases.record_identification(
+        db,
+        actor=actor,
+        case_id=case_id,
+        candidate_id=candidate_id,
+        primary_identifier=primary_identifier,
+        evidence=evidence,
+    )
+    return back(f"/cases/{case_id}", "Identification recorded.")
+
+
+@router.post("/cases/{case_id}/contacts")
+def add_contact(
+    case_id: int,
+    actor: CurrentActor,
+    db: Db,
+    name: Annotated[str, Form()] = "",
+    relationship: Annotated[str, Form()] = "",
+    details: Annotated[str, Form()] = "",
+) -> Response:
+    """Record a next-of-kin contact."""
+    cases.add_contact(
+        db, actor=actor, case_id=case_id, name=name, relationship=relationship, details=details
+    )
+    return back(f"/cases/{case_id}#notifications", "Contact recorded.")
+
+
+@router.post("/cases/{case_id}/notifications")
+def notify(
+    case_id: int,
+    actor: CurrentActor,
+    db: Db,
+    channel: Annotated[str, Form()] = "",
+    notified_on: Annotated[str, Form()] = "",
+    outcome: Annotated[str, Form()] = "",
+    contact_id: Annotated[str, Form()] = "",
+) -> Response:
+    """Record a notification made through an official channel."""
+    try:
+        when = date.fromisoformat(notified_on)
+    except ValueError as exc:
+        raise InvalidRequest("give the notification date as YYYY-MM-DD") from exc
+    cases.record_notification(
+        db,
+        actor=actor,
+        case_id=case_id,
+        channel=channel,
+        notified_on=when,
+        outcome=outcome,
+        contact_id=int(contact_id) if contact_id.strip() else None,
+    )
+    return back(f"/cases/{case_id}#notifications", "Notification recorded.")
+
+
+@router.get("/cases/{case_id}/record", response_class=HTMLResponse)
+def record(request: Request, case_id: int, actor: CurrentActor, db: Db) -> HTMLResponse:
+    """The printable notification record (use the browser's print to save a PDF)."""
+    r = cases.notification_record(db, actor=actor, case_id=case_id)
+    return page(request, "record.html", actor, r=r)

@@ -1,0 +1,88 @@
+"""A running app (SQLite in a temporary data directory) with one user per role."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from facetrace import accounts
+from facetrace.accounts import Role
+from facetrace.api import create_app
+from facetrace.config import ServiceConfig
+
+PASSWORD = "password-123"
+
+
+@dataclass
+class Running:
+    """The client and what the fixture created."""
+
+    client: TestClient
+    keys: dict[str, str]
+    app_state: object
+
+
+def make_client(data: Path, database_url: str | None = None) -> TestClient:
+    """A TestClient for a fresh app; use it as a context manager to run the lifespan."""
+    cfg = ServiceConfig(data=data, database_url=database_url)
+    cfg.service.login_per_minute = 1000
+    return TestClient(create_app(cfg), follow_redirects=False)
+
+
+def add_user(client: TestClient, name: str, roles: set[Role], dept: str | None) -> str:
+    """Create a user directly through the service layer; return an API key for it."""
+    state = client.app.state.service  # type: ignore[attr-defined]
+    with state.sessions.begin() as s:
+        user = accounts.create_user(
+            s,
+            actor=accounts.SYSTEM,
+            username=name,
+            password=PASSWORD,
+            roles=frozenset(roles),
+            department=dept,
+        )
+        _, key = accounts.create_api_key(s, actor=accounts.actor_of(user), name="test")
+    return key
+
+
+ROLE_USERS = {
+    "admin": ({Role.ADMIN}, None),
+    "supervisor": ({Role.SUPERVISOR}, "Dept A"),
+    "investigator": ({Role.INVESTIGATOR}, "Dept A"),
+    "reviewer": ({Role.REVIEWER}, "Dept A"),
+    "auditor": ({Role.AUDITOR}, None),
+}
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    """One app for a test module, with a user (and API key) per role."""
+    with make_client(tmp_path_factory.mktemp("data")) as client:
+        keys = {n: add_user(client, n, roles, dept) for n, (roles, dept) in ROLE_USERS.items()}
+        yield Running(client, keys, client.app.state.service)  # type: ignore[attr-defined]
+
+
+def login_token(client: TestClient) -> str:
+    """Open the login page (which sets the login cookie) and return the form's token."""
+    text = client.get("/login").text
+    marker = 'name="login_token" value="'
+    start = text.index(marker) + len(marker)
+    return text[start : text.index('"', start)]
+
+
+def login(client: TestClient, username: str, password: str = PASSWORD) -> str:
+    """Log in through the form; returns the CSRF token of the new session."""
+    client.cookies.clear()
+    resp = client.post(
+        "/login",
+        data={"username": username, "password": password, "login_token": login_token(client)},
+    )
+    assert resp.status_code == 303, resp.text
+    page = client.get("/account")
+    marker = 'name="csrf_token" value="'
+    start = page.text.index(marker) + len(marker)
+    return page.text[start : page.text.index('"', start)]

@@ -1,0 +1,271 @@
+"""The API with the real engine on real faces: import a small gallery, search with a
+case, and the clear errors for searches without a case, bad files and group photos."""
+
+from __future__ import annotations
+
+import io
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from facetrace.accounts import Role
+from tests.api.conftest import add_user, login, make_client
+
+PEOPLE = ["Hugo_Chavez", "Jacques_Chirac", "Laura_Bush", "Lleyton_Hewitt"]
+
+
+@pytest.fixture(scope="module")
+def gallery(faces_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """An app with a four-person gallery imported through the API."""
+    with make_client(tmp_path_factory.mktemp("data")) as client:
+        admin = add_user(client, "admin", {Role.ADMIN}, None)
+        inv = add_user(client, "inv", {Role.INVESTIGATOR}, "Dept A")
+        aud = add_user(client, "aud", {Role.AUDITOR}, None)
+        h_admin = {"Authorization": f"Bearer {admin}"}
+        coll = client.post(
+            "/api/v1/collections",
+            headers=h_admin,
+            json={"name": "register", "legal_basis": "Act 12", "retention": "10 years"},
+        ).json()
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            for name in PEOPLE:
+                for i in (1, 2):
+                    src = faces_dir / "lfw" / "images" / name / f"{name}_{i:04d}.jpg"
+                    zf.write(src, f"export/{name}/{src.name}")
+        job = client.post(
+            f"/api/v1/collections/{coll['id']}/imports",
+            headers=h_admin,
+            files={"file": ("g.zip", buf.getvalue(), "application/zip")},
+        )
+        assert job.status_code == 202, job.text
+        deadline = time.monotonic() + 300
+        while True:
+            state = client.get(f"/api/v1/imports/{job.json()['id']}", headers=h_admin).json()
+            if state["state"] in ("done", "failed") or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert state["state"] == "done", state
+        assert state["summary"]["photos_added"] == 8
+        h_inv = {"Authorization": f"Bearer {inv}"}
+        case = client.post(
+            "/api/v1/cases",
+            headers=h_inv,
+            json={"number": "A-1", "purpose": "trace_missing", "legal_basis": "Order 3"},
+        ).json()
+        yield {
+            "client": client,
+            "admin": h_admin,
+            "inv": h_inv,
+            "aud": {"Authorization": f"Bearer {aud}"},
+            "case": case["id"],
+            "coll": coll["id"],
+            "faces": faces_dir,
+        }
+
+
+def _photo(faces: Path, name: str, i: int) -> bytes:
+    return (faces / "lfw" / "images" / name / f"{name}_{i:04d}.jpg").read_bytes()
+
+
+def test_search_returns_candidates_with_provenance(gallery: dict[str, Any]) -> None:
+    client: TestClient = gallery["client"]
+    resp = client.post(
+        "/api/v1/search",
+        headers=gallery["inv"],
+        data={"case_id": str(gallery["case"])},
+        files={"image": ("p.jpg", _photo(gallery["faces"], "Laura_Bush", 3), "image/jpeg")},
+    )
+    assert resp.status_code == 201, resp.text
+    body = resp.json()
+    assert not body["no_candidate"]
+    top = body["candidates"][0]
+    assert top["subject"]["id"] == "Laura_Bush" and top["above_threshold"]
+    assert top["provenance"]["legal_basis"] == "Act 12"
+    assert top["provenance"]["collection"] == "register"
+    assert "not identifications" in body["notice"]
+    again = client.get(f"/api/v1/searches/{body['id']}", headers=gallery["inv"])
+    assert again.json()["candidates"][0]["id"] == top["id"]
+
+
+def test_search_without_a_case_is_refused(gallery: dict[str, Any]) -> None:
+    client: TestClient = gallery["client"]
+    resp = client.post(
+        "/api/v1/search",
+        headers=gallery["inv"],
+        files={"image": ("p.jpg", _photo(gallery["faces"], "Laura_Bush", 3), "image/jpeg")},
+    )
+    assert resp.status_code == 422
+    assert resp.headers["content-type"] == "application/problem+json"
+    assert "belongs to a case" in resp.json()["detail"]
+
+
+def test_bad_file_gets_a_clear_problem(gallery: dict[str, Any]) -> None:
+    client: TestClient = gallery["client"]
+    resp = client.post(
+        "/api/v1/search",
+        headers=gallery["inv"],
+        data={"case_id": str(gallery["case"])},
+        files={"image": ("notes.jpg", b"this is not a photo", "image/jpeg")},
+    )
+    assert resp.status_code == 422
+    problem = resp.json()
+    assert problem["title"] == "Unusable photo" and "notes.jpg" in problem["detail"]
+    assert "Traceback" not in resp.text
+
+
+def test_group_photo_needs_a_face_number(gallery: dict[str, Any]) -> None:
+    client: TestClient = gallery["client"]
+    group = (gallery["faces"] / "webphotos13" / "multi_face" / "couple.jpg").read_bytes()
+    files = {"image": ("couple.jpg", group, "image/jpeg")}
+    resp = client.post(
+        "/api/v1/search",
+        headers=gallery["inv"],
+        data={"case_id": str(gallery["case"])},
+        files=files,
+    )
+    assert resp.status_code == 422 and "pass face=N" in resp.json()["detail"]
+    resp = client.post(
+        "/api/v1/search",
+        headers=gallery["inv"],
+        data={"case_id": str(gallery["case"]), "face": "1", "force": "true"},
+        files=files,
+    )
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["face_index"] == 1
+
+
+def test_delete_subject_and_audit(gallery: dict[str, Any]) -> None:
+    client: TestClient = gallery["client"]
+    subjects = client.get(
+        f"/api/v1/collections/{gallery['coll']}/subjects", headers=gallery["admin"]
+    ).json()
+    hewitt = next(s for s in subjects if s["external_id"] == "Lleyton_Hewitt")
+    detail = client.get(f"/api/v1/subjects/{hewitt['id']}", headers=gallery["admin"]).json()
+    assert len(detail["photos"]) == 2
+    assert detail["photos"][0]["legal_basis"] == "Act 12"
+    resp = client.delete(f"/api/v1/subjects/{hewitt['id']}", headers=gallery["admin"])
+    assert resp.status_code == 200 and resp.json()["faces_removed"] >= 2
+    log = client.get("/api/v1/audit", headers=gallery["aud"]).json()
+    actions = {e["action"] for e in log}
+    assert {"import", "search", "view_results", "delete", "case_create"} <= actions
+    assert client.get("/api/v1/audit/verify", headers=gallery["aud"]).json()["ok"]
+
+
+def test_web_group_photo_lets_the_investigator_pick(gallery: dict[str, Any]) -> None:
+    client: TestClient = gallery["client"]
+    state: Any = client.app.state.service  # type: ignore[attr-defined]
+    from facetrace import accounts
+
+    with state.sessions.begin() as s:
+        user = accounts.get_user(s, username="inv")
+        user.password_hash = accounts.hash_password("password-123")
+    csrf = login(client, "inv")
+    group = (gallery["faces"] / "webphotos13" / "multi_face" / "couple.jpg").read_bytes()
+    resp = client.post(
+        f"/cases/{gallery['case']}/probes",
+        data={"csrf_token": csrf},
+        files={"image": ("couple.jpg", group, "image/jpeg")},
+    )
+    assert resp.status_code == 303 and "pick" in resp.headers["location"]
+    page = client.get(resp.headers["location"]).text
+    assert page.count('class="face-pick"') >= 2
+    probe_id = int(page.split('action="/probes/')[-1].split("/")[0])  # the newest probe
+    face = client.get(f"/probes/{probe_id}/faces/1.jpg")
+    assert face.status_code == 200 and face.headers["content-type"] == "image/jpeg"
+    resp = client.post(
+        f"/probes/{probe_id}/search", data={"csrf_token": csrf, "face": "1", "force": "true"}
+    )
+    assert resp.status_code == 303 and "/searches/" in resp.headers["location"]
+    results = client.get(resp.headers["location"]).text
+    assert "candidate" in results.lower() and "match" not in results.lower()
+
+
+def test_web_bad_file_shows_a_clear_error(gallery: dict[str, Any]) -> None:
+    client: TestClient = gallery["client"]
+    csrf = login(client, "inv")
+    resp = client.post(
+        f"/cases/{gallery['case']}/probes",
+        data={"csrf_token": csrf},
+        files={"image": ("scan.pdf", b"%PDF-1.4 not an image", "image/jpeg")},
+    )
+    assert resp.status_code == 422
+    assert "Unusable photo" in resp.text and "scan.pdf" in resp.text
+    assert "Traceback" not in resp.text
+    client.cookies.clear()
+
+
+def _import(client: TestClient, headers: dict[str, str], coll: int, zip_bytes: bytes) -> dict:
+    job = client.post(
+        f"/api/v1/collections/{coll}/imports",
+        headers=headers,
+        files={"file": ("m.zip", zip_bytes, "application/zip")},
+    )
+    assert job.status_code == 202, job.text
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        state = client.get(f"/api/v1/imports/{job.json()['id']}", headers=headers).json()
+        if state["state"] in ("done", "failed"):
+            return dict(state)
+        time.sleep(0.3)
+    raise AssertionError("import did not finish")
+
+
+def test_manifest_import_keeps_provenance_and_stays_in_its_folder(
+    gallery: dict[str, Any],
+) -> None:
+    client: TestClient = gallery["client"]
+    photo = gallery["faces"] / "lfw" / "images" / "Tony_Blair" / "Tony_Blair_0001.jpg"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.write(photo, "photos/blair.jpg")
+        zf.writestr(
+            "manifest.csv",
+            "subject_id,subject_name,path,source_url,collection\n"
+            "rec-77,Tony Blair,photos/blair.jpg,https://records.example/77,other\n",
+        )
+    state = _import(client, gallery["admin"], gallery["coll"], buf.getvalue())
+    assert state["state"] == "done" and state["summary"]["photos_added"] == 1
+    subjects = client.get(
+        f"/api/v1/collections/{gallery['coll']}/subjects", headers=gallery["admin"]
+    ).json()
+    rec = next(s for s in subjects if s["external_id"] == "rec-77")
+    photos = client.get(f"/api/v1/subjects/{rec['id']}", headers=gallery["admin"]).json()
+    assert photos["photos"][0]["source_url"] == "https://records.example/77"
+    assert photos["photos"][0]["collection"] == "register"  # not "other"
+
+    evil = io.BytesIO()
+    with zipfile.ZipFile(evil, "w") as zf:
+        zf.writestr("manifest.csv", f"subject_id,path\nx,{photo}\n")
+    state = _import(client, gallery["admin"], gallery["coll"], evil.getvalue())
+    assert state["state"] == "failed" and "outside" in state["error"]
+
+
+def test_department_collections_are_searched_only_by_that_department(
+    gallery: dict[str, Any],
+) -> None:
+    client: TestClient = gallery["client"]
+    state: Any = client.app.state.service  # type: ignore[attr-defined]
+    from facetrace import accounts
+    from facetrace.store.models import Collection
+
+    with state.sessions.begin() as s:
+        other = accounts.find_department(s, name="Dept B")
+        s.get(Collection, gallery["coll"]).department_id = other.id
+    try:
+        resp = client.post(
+            "/api/v1/search",
+            headers=gallery["inv"],
+            data={"case_id": str(gallery["case"])},
+            files={"image": ("p.jpg", _photo(gallery["faces"], "Laura_Bush", 3), "image/jpeg")},
+        )
+        assert resp.status_code == 201, resp.text
+        assert resp.json()["no_candidate"] and not resp.json()["candidates"]
+    finally:
+        with state.sessions.begin() as s:
+            s.get(Collection, gallery["coll"]).department_id = None
