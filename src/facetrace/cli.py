@@ -35,6 +35,7 @@ from rich.text import Text
 from facetrace.config import Settings
 from facetrace.engine import FacePipeline, PipelineOptions
 from facetrace.errors import FacetraceError
+from facetrace.index import set_search_threads
 from facetrace.vision.models import Backend
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -102,6 +103,7 @@ def main(
     if database_url is not None:
         overrides["database_url"] = database_url
     settings = Settings(**overrides)
+    set_search_threads(settings.search_threads)
     options = PipelineOptions(
         model=model,
         backend=Backend(backend.value),

@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     database_url: str | None = None
     # a recipe of facetrace.index.factory; "auto" picks flat / hnsw / ivf-sq8 by size
     index_kind: str = "auto"
+    search_threads: int = Field(1, ge=1, le=256)
     workers: int = 0
     search: SearchSettings = SearchSettings()
     detect: DetectSettings = DetectSettings()

@@ -20,6 +20,7 @@ from facetrace.api.state import ServiceState
 from facetrace.config import ServiceConfig
 from facetrace.gallery_admin import ImportJobs
 from facetrace.gallery_port import GalleryPort
+from facetrace.index import set_search_threads
 from facetrace.store.db import migrate, session_factory, sqlite_url
 from facetrace.store.service_db import service_engine
 
@@ -68,6 +69,7 @@ def create_app(settings: ServiceConfig) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        set_search_threads(settings.search_threads)
         state = build_state(settings)
         app.state.service = state
         log.info("facetrace service ready (data %s)", state.data_dir)
