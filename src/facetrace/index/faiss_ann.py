@@ -229,7 +229,7 @@ class HnswIndex:
         *,
         m: int = 48,
         ef_construction: int = 128,
-        ef_search: int = 128,
+        ef_search: int = 256,
         compact_fraction: float = 0.25,
         exact_below: int = 20_000,
         _graph: faiss.IndexHNSWFlat | None = None,
