@@ -11,6 +11,8 @@ from facetrace.gallery import Gallery
 from facetrace.ingest import ingest, scan_folder
 from facetrace.store import repo
 
+from ..dbutil import database_url
+
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")
 
 
@@ -58,15 +60,27 @@ def test_ray_ingest_matches_local_and_resumes(
 
 
 @pytest.mark.slow
-def test_ray_ingest_into_milvus_lite(local_ray: None, mini_lfw: Path, tmp_path: Path) -> None:
+@pytest.mark.pg
+def test_ray_ingest_into_postgresql_and_milvus_lite(
+    local_ray: None, mini_lfw: Path, tmp_path: Path
+) -> None:
+    """The cluster path in miniature: metadata to PostgreSQL, vectors to Milvus (Lite)."""
     from facetrace.ingest_ray import ingest_ray
 
     items = scan_folder(mini_lfw, collection="lfw", legal_basis="test")[:4]
     params = {"uri": str(tmp_path / "vectors.db"), "collection": "faces"}
-    with Gallery.open(tmp_path / "data", index_kind="milvus", index_params=params) as g:
-        summary = ingest_ray(g, items, concurrency=2)
-        assert summary.photos_added == 4
-        assert g.index.settings()["kind"] == "milvus" and g.index.count == 4
-        close = getattr(g.index, "close", None)
-        if close is not None:
-            close()
+    with database_url("pg", tmp_path) as url:
+        g = Gallery.open(
+            tmp_path / "data", database_url=url, index_kind="milvus", index_params=params
+        )
+        try:
+            summary = ingest_ray(g, items, concurrency=2)
+            assert summary.photos_added == 4
+            assert g.index.settings()["kind"] == "milvus" and g.index.count == 4
+            with g.sessions() as s:
+                assert sorted(g.index.ids().tolist()) == sorted(repo.searchable_ids(s).tolist())
+        finally:
+            g.close()
+            close = getattr(g.index, "close", None)
+            if close is not None:
+                close()
