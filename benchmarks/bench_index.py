@@ -318,6 +318,8 @@ def capacity_table(results: dict[str, Any]) -> str:
         "|---|---|" + "---|" * (len(CAPACITY_RAM) + 1),
     ]
     for kind, (bpf, n) in per_face.items():
+        if kind == "exact scan":
+            continue  # the same payload as flat
         fits = [f"{USABLE * ram / bpf / 1e6:,.0f}M" for ram in CAPACITY_RAM.values()]
         # Milvus keeps its own copy per replica and ~30% overhead (segments, growing data)
         cluster = f"{USABLE * CLUSTER[1] / (bpf * 1.3) / 1e9:,.1f}B"
