@@ -165,8 +165,12 @@ class _Fp16Store:
     def __init__(
         self, dim: int, codes: faiss.IndexScalarQuantizer | None = None, labels: Ids | None = None
     ) -> None:
-        self.codes = codes or faiss.IndexScalarQuantizer(
-            dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
+        self.codes = (
+            codes
+            if codes is not None
+            else faiss.IndexScalarQuantizer(
+                dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
+            )
         )
         self.labels: Ids = labels if labels is not None else np.empty(0, dtype=np.int64)
         if self.labels.shape != (int(self.codes.ntotal),):
