@@ -11,7 +11,7 @@ export FACETRACE_FACES
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip >/dev/null
-	$(BIN)/pip install -e '.[dev,milvus]'
+	$(BIN)/pip install -e '.[dev,milvus,ray]'
 	touch $(STAMP)
 
 install: $(STAMP)

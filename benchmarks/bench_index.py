@@ -18,8 +18,10 @@ import argparse
 import json
 import logging
 import resource
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import faiss
@@ -71,10 +73,11 @@ def build_gallery(n: int, seed: int = 1) -> tuple[F32, F32, F32, dict[str, float
     split = gallery_data.split_lfw(vectors, labels, seed=seed)
     model = gallery_data.fit(vectors, labels)
     fill = n - len(split.gallery)
-    synth, synth_labels = gallery_data.synthesize(model, max(fill, 0), seed=seed)
     gallery = np.empty((n, vectors.shape[1]), dtype=np.float32)
     gallery[: len(split.gallery)] = split.gallery[:n]
-    gallery[len(split.gallery) :] = synth
+    synth, synth_labels = gallery_data.synthesize(
+        model, max(fill, 0), seed=seed, out=gallery[len(split.gallery) :]
+    )
     stats = {
         **{f"real_{k}": v for k, v in gallery_data.similarity_stats(vectors, labels).items()},
         **{
@@ -299,6 +302,70 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+CAPACITY_RAM = {"24 GiB machine": 24 * 2**30, "256 GiB machine": 256 * 2**30}
+CLUSTER = ("10 nodes x 256 GiB (Milvus)", 10 * 256 * 2**30)
+USABLE = 0.75  # the rest: OS, SQL, the process itself, headroom for builds
+
+
+def capacity_table(results: dict[str, Any]) -> str:
+    """Bytes per face per index kind (largest measured size) and faces that fit."""
+    per_face: dict[str, tuple[float, int]] = {}
+    for n, res in results.items():
+        for b in res["builds"]:
+            per_face[b["kind"]] = (b["bytes"] / int(n), int(n))
+    lines = [
+        "| index | bytes/face (measured at) | " + " | ".join(CAPACITY_RAM) + f" | {CLUSTER[0]} |",
+        "|---|---|" + "---|" * (len(CAPACITY_RAM) + 1),
+    ]
+    for kind, (bpf, n) in per_face.items():
+        if kind == "exact scan":
+            continue  # the same payload as flat
+        fits = [f"{USABLE * ram / bpf / 1e6:,.0f}M" for ram in CAPACITY_RAM.values()]
+        # Milvus keeps its own copy per replica and ~30% overhead (segments, growing data)
+        cluster = f"{USABLE * CLUSTER[1] / (bpf * 1.3) / 1e9:,.1f}B"
+        lines.append(f"| {kind} | {bpf:.0f} ({n:,}) | " + " | ".join(fits) + f" | {cluster} |")
+    return "\n".join(lines)
+
+
+def similarity_table(results: dict[str, Any]) -> str:
+    """Real vs synthetic genuine/impostor cosine statistics (from the first size)."""
+    stats = next(iter(results.values()))["similarity"]
+    keys = ["genuine_p1", "genuine_p50", "impostor_p50", "impostor_p99", "impostor_p99.99"]
+    lines = ["| cosine | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+    for src in ("real", "synthetic"):
+        lines.append(f"| {src} | " + " | ".join(f"{stats[f'{src}_{k}']:.3f}" for k in keys) + " |")
+    return "\n".join(lines)
+
+
+def saved_results() -> dict[str, Any]:
+    """Every size measured so far (``.bench/index-*.json``), smallest first."""
+    found = {}
+    for path in OUT.glob("index-*.json"):
+        res = json.loads(path.read_text())
+        found[str(res["n"])] = res
+    return dict(sorted(found.items(), key=lambda kv: int(kv[0])))
+
+
+def write_benchmarks_md(notes: str, command: str) -> None:
+    """Replace the "Vector index" section of BENCHMARKS.md with every saved result."""
+    from benchmarks.common import write_section
+
+    results = saved_results()
+    body = "\n\n".join(
+        [
+            notes.strip(),
+            "### Synthetic faces against real ones\n\n" + similarity_table(results),
+            "### Results\n\n" + markdown(results),
+            "### Capacity\n\n"
+            f"Index payload only, {USABLE:.0%} of memory usable.\n\n" + capacity_table(results),
+        ]
+    )
+    write_section("index", "Vector index", command, body)
+
+
+NOTES_FILE = Path(__file__).with_name("bench_index_notes.md")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="100000,1000000")
@@ -306,8 +373,13 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=400)
     parser.add_argument("--ef-construction", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2, help="for builds and batches")
+    parser.add_argument("--nlist", type=int, default=None, help="IVF lists (default 4*sqrt(n))")
+    parser.add_argument("--no-write", action="store_true", help="leave BENCHMARKS.md alone")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.nlist:
+        for kind in ("ivf-sq8", "ivf-sq8-raw"):
+            BUILD_PARAMS[kind] = {"nlist": args.nlist}
     results = run(
         [int(s) for s in args.sizes.split(",")],
         args.kinds.split(","),
@@ -316,6 +388,9 @@ def main() -> None:
         threads=args.threads,
     )
     print(markdown(results))  # the command's report
+    if not args.no_write:
+        command = "python -m benchmarks.bench_index " + " ".join(sys.argv[1:])
+        write_benchmarks_md(NOTES_FILE.read_text(encoding="utf-8"), command.strip())
 
 
 if __name__ == "__main__":

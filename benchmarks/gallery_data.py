@@ -62,8 +62,11 @@ def fit(vectors: F32, labels: I64) -> FaceModel:
     )
 
 
-def synthesize(model: FaceModel, n: int, seed: int) -> tuple[F32, I64]:
-    """``n`` synthetic unit vectors (n, d) float32 and their identity labels (n,)."""
+def synthesize(model: FaceModel, n: int, seed: int, out: F32 | None = None) -> tuple[F32, I64]:
+    """``n`` synthetic unit vectors (n, d) float32 and their identity labels (n,).
+
+    Written into ``out`` (shape (n, d)) when given, so 10M faces need one 5 GB array.
+    """
     rng = np.random.default_rng(seed)
     d = model.mean.size
     counts: list[int] = []
@@ -74,8 +77,12 @@ def synthesize(model: FaceModel, n: int, seed: int) -> tuple[F32, I64]:
         counts.append(c)
         total += c
     labels = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
-    centres = model.mean + rng.standard_normal((len(counts), d)) @ model.between.T
-    out = np.empty((n, d), dtype=np.float32)
+    centres = np.empty((len(counts), d), dtype=np.float32)
+    for start in range(0, len(counts), 250_000):
+        stop = min(len(counts), start + 250_000)
+        centres[start:stop] = model.mean + rng.standard_normal((stop - start, d)) @ model.between.T
+    if out is None:
+        out = np.empty((n, d), dtype=np.float32)
     step = 250_000
     for start in range(0, n, step):
         stop = min(n, start + step)

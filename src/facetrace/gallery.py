@@ -155,9 +155,11 @@ class Gallery:
         database_url: str | None = None,
         pipeline: PipelineOptions | None = None,
         index_kind: str = "auto",
+        index_params: dict[str, Any] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.index_kind = index_kind
+        self.index_params = dict(index_params or {})
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.database_url = database_url or sqlite_url(self.data_dir)
         self.engine = make_engine(self.database_url)
@@ -183,13 +185,21 @@ class Gallery:
         database_url: str | None = None,
         pipeline: PipelineOptions | None = None,
         index_kind: str = "auto",
+        index_params: dict[str, Any] | None = None,
     ) -> Gallery:
         """Open (creating if needed) the gallery in ``data_dir``.
 
         ``index_kind`` (a recipe of :mod:`facetrace.index.factory`) applies when the
-        index is created; an existing index keeps its kind until ``rebuild_index``.
+        index is created, with ``index_params`` (e.g. a Milvus ``uri``); an existing
+        index keeps its kind until ``rebuild_index``.
         """
-        return cls(data_dir, database_url=database_url, pipeline=pipeline, index_kind=index_kind)
+        return cls(
+            data_dir,
+            database_url=database_url,
+            pipeline=pipeline,
+            index_kind=index_kind,
+            index_params=index_params,
+        )
 
     def __enter__(self) -> Gallery:
         return self
@@ -226,12 +236,14 @@ class Gallery:
     def _open_index(self) -> VectorIndex:
         if self.index_path.exists():
             try:
-                return load_index(self.index_path, self.descriptor.dim)
+                token = self.index_params.get("token")
+                extra = {"token": token} if token else {}
+                return load_index(self.index_path, self.descriptor.dim, **extra)
             except IndexUnavailable:
                 log.warning("index %s unreadable; rebuilding it from SQL", self.index_path)
         with self.sessions() as s:
             n_faces = int(repo.searchable_ids(s).size)
-        return self._build_index(self.index_kind, n_faces=n_faces)
+        return self._build_index(self.index_kind, n_faces=n_faces, **self.index_params)
 
     def _build_index(self, kind: str, *, n_faces: int, **params: Any) -> VectorIndex:
         """A new index of recipe ``kind`` filled with every searchable face in SQL."""
@@ -260,6 +272,11 @@ class Gallery:
         The new index is saved atomically over the old one only once complete, so an
         interrupted rebuild leaves the previous index in place.
         """
+        if kind.strip().lower() == "milvus":
+            raise IndexUnavailable(
+                "a Milvus collection is not rebuilt in place: drop it with Milvus's tools and "
+                "reopen the gallery, which refills it from SQL"
+            )
         with self.sessions() as s:
             n_faces = int(repo.searchable_ids(s).size)
         index = self._build_index(kind, n_faces=n_faces, **params)

@@ -165,8 +165,12 @@ class _Fp16Store:
     def __init__(
         self, dim: int, codes: faiss.IndexScalarQuantizer | None = None, labels: Ids | None = None
     ) -> None:
-        self.codes = codes or faiss.IndexScalarQuantizer(
-            dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
+        self.codes = (
+            codes
+            if codes is not None
+            else faiss.IndexScalarQuantizer(
+                dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
+            )
         )
         self.labels: Ids = labels if labels is not None else np.empty(0, dtype=np.int64)
         if self.labels.shape != (int(self.codes.ntotal),):
@@ -229,7 +233,7 @@ class HnswIndex:
         *,
         m: int = 48,
         ef_construction: int = 128,
-        ef_search: int = 128,
+        ef_search: int = 256,
         compact_fraction: float = 0.25,
         exact_below: int = 20_000,
         _graph: faiss.IndexHNSWFlat | None = None,
