@@ -21,14 +21,17 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from facetrace.engine import FacePipeline, PipelineOptions
 from facetrace.errors import DeletedPhoto, FacetraceError, ManifestError
 from facetrace.imaging import ImageLimits, load_image
-from facetrace.store.repo import Provenance
+from facetrace.store.repo import Provenance, known_hashes
 from facetrace.types import BoundingBox, Face
 from facetrace.vision.detect import main_face
+
+if TYPE_CHECKING:
+    from facetrace.gallery import Gallery
 
 log = logging.getLogger(__name__)
 
@@ -336,7 +339,7 @@ def run_prepared(
 
 
 def ingest(
-    gallery: Any,
+    gallery: Gallery,
     items: Sequence[IngestItem],
     *,
     workers: int = 1,
@@ -355,8 +358,6 @@ def ingest(
     summary = IngestSummary(total=len(items))
     start = time.monotonic()
     with gallery.session() as s:
-        from facetrace.store.repo import known_hashes
-
         known = known_hashes(s)
     todo: list[IngestItem] = []
     done = 0
