@@ -1,8 +1,9 @@
 """Child process for the crash test: writes to a gallery until it is killed.
 
-Usage: ``python crash_worker.py DATA_DIR SEED``. Prints ``ready`` once the gallery is
-open, then adds photos (random unit vectors), deletes some and saves the index, as
-fast as it can, printing nothing more. The parent kills it with SIGKILL.
+Usage: ``python crash_worker.py DATA_DIR SEED MODE``. Prints ``ready`` once the gallery
+is open, then writes as fast as it can until the parent kills it with SIGKILL. MODE
+``mixed`` adds photos (random unit vectors), deletes some (each delete saves the
+index) and saves the index; ``adds`` only adds, so the saved index is always behind.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def add_random_photo(g: Gallery, rng: np.random.Generator, tag: str) -> str:
 
 
 def main() -> None:
-    data, seed = Path(sys.argv[1]), int(sys.argv[2])
+    data, seed, mode = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
     rng = np.random.default_rng(seed)
     pick = random.Random(seed)
     g = Gallery.open(data)
@@ -57,7 +58,7 @@ def main() -> None:
     n = 0
     while True:
         op = pick.random()
-        if op < 0.5 or not added:
+        if mode == "adds" or op < 0.5 or not added:
             added.append(add_random_photo(g, rng, f"{seed}-{n}"))
             n += 1
         elif op < 0.7:
