@@ -196,3 +196,24 @@ def test_deleted_photo_refused_by_add_photo(gallery: Gallery) -> None:
             subject_face=None,
             provenance=Provenance(subject_id="x"),
         )
+
+
+def test_delete_survives_a_crash_before_the_index_is_saved(gallery_dir: Path) -> None:
+    g = Gallery.open(gallery_dir)
+    before = set(g.index.ids().tolist())
+    assert g.delete_subject(ENROLLED[4]) == 2
+    doomed = before - set(g.index.ids().tolist())
+    assert len(doomed) == 2
+    # no close(): the process "dies" with the index file still holding the faces
+    with Gallery.open(gallery_dir) as again:
+        ids = set(again.index.ids().tolist())
+        assert again.index.count == again.status()["indexed_faces"]
+        with again.session() as s:
+            from sqlalchemy import select
+
+            from facetrace.store.models import FaceRow
+
+            live = set(s.scalars(select(FaceRow.id).where(FaceRow.is_subject.is_(True))))
+        assert ids == live
+    assert not doomed & ids
+    g.engine.dispose()
