@@ -15,6 +15,7 @@ whose FPIR equals the target.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -178,6 +179,7 @@ def fit_calibration(scores: npt.NDArray[np.float32], *, model_id: str, source: s
     )
 
 
+@functools.lru_cache(maxsize=8)
 def packaged_calibration(name: str) -> Calibration | None:
     """The default table shipped with the package for a model, if there is one."""
     try:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -263,20 +263,23 @@ def get_case(session: Session, *, actor: Actor, case_id: int) -> Case:
     return _scoped_case(session, actor=actor, case_id=case_id, perm=Perm.CASE_READ)
 
 
+_CaseRow = TypeVar("_CaseRow", Search, Probe, Review, Contact, Notification)
+
+
+def _rows_of_case(session: Session, model: type[_CaseRow], case: Case) -> list[_CaseRow]:
+    """Every row of ``model`` belonging to ``case``, oldest first."""
+    stmt = select(model).where(model.case_id == case.id).order_by(model.id)
+    return list(session.execute(stmt).scalars())
+
+
 def case_searches(session: Session, *, case: Case) -> list[Search]:
     """The searches of a case, oldest first."""
-    return list(
-        session.execute(
-            select(Search).where(Search.case_id == case.id).order_by(Search.id)
-        ).scalars()
-    )
+    return _rows_of_case(session, Search, case)
 
 
 def case_probes(session: Session, *, case: Case) -> list[Probe]:
     """The probes of a case, oldest first."""
-    return list(
-        session.execute(select(Probe).where(Probe.case_id == case.id).order_by(Probe.id)).scalars()
-    )
+    return _rows_of_case(session, Probe, case)
 
 
 # --- probes and searches ----------------------------------------------------------------
@@ -502,11 +505,7 @@ def record_review(
 
 def case_reviews(session: Session, *, case: Case) -> list[Review]:
     """All reviews of a case, oldest first."""
-    return list(
-        session.execute(
-            select(Review).where(Review.case_id == case.id).order_by(Review.id)
-        ).scalars()
-    )
+    return _rows_of_case(session, Review, case)
 
 
 def agreed_subjects(session: Session, *, case: Case) -> dict[str, set[str]]:
@@ -669,20 +668,12 @@ def record_notification(
 
 def case_contacts(session: Session, *, case: Case) -> list[Contact]:
     """Contacts of a case, oldest first."""
-    return list(
-        session.execute(
-            select(Contact).where(Contact.case_id == case.id).order_by(Contact.id)
-        ).scalars()
-    )
+    return _rows_of_case(session, Contact, case)
 
 
 def case_notifications(session: Session, *, case: Case) -> list[Notification]:
     """Notifications of a case, oldest first."""
-    return list(
-        session.execute(
-            select(Notification).where(Notification.case_id == case.id).order_by(Notification.id)
-        ).scalars()
-    )
+    return _rows_of_case(session, Notification, case)
 
 
 @dataclass(frozen=True, slots=True)

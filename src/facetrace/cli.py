@@ -146,12 +146,8 @@ def _progress() -> Progress:
 
 
 def _dump(obj: Any) -> None:
-    def default(o: Any) -> Any:
-        if isinstance(o, float) and not math.isfinite(o):
-            return None
-        return str(o)
-
-    sys.stdout.write(json.dumps(obj, indent=2, default=default, allow_nan=False) + "\n")
+    """Strict JSON on stdout: NaN and infinities become null, other objects strings."""
+    sys.stdout.write(json.dumps(_clean(obj), indent=2, default=str, allow_nan=False) + "\n")
 
 
 def _clean(obj: Any) -> Any:
@@ -175,7 +171,7 @@ def status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] 
     except FacetraceError as exc:
         raise _fail(exc) from exc
     if as_json:
-        _dump(_clean(info))
+        _dump(info)
         return
     table = Table(title=f"facetrace gallery in {info['data_dir']}", show_header=False)
     for key in ("database", "model", "collections", "subjects", "photos", "faces",
@@ -291,7 +287,7 @@ def search(
     except FacetraceError as exc:
         raise _fail(exc) from exc
     if as_json:
-        _dump(_clean({"photo": str(photo), "faces": [r.as_dict() for r in results]}))
+        _dump({"photo": str(photo), "faces": [r.as_dict() for r in results]})
         return
     for r in results:
         q = r.face.quality
@@ -347,7 +343,7 @@ def verify(
     except FacetraceError as exc:
         raise _fail(exc) from exc
     if as_json:
-        _dump(_clean(result.as_dict()))
+        _dump(result.as_dict())
         return
     d = result.as_dict()
     out.print(
@@ -502,7 +498,7 @@ def index_status(ctx: typer.Context) -> None:
             info = {"index": settings, "recommended_kind": choose_kind(g.index.count)}
     except FacetraceError as exc:
         raise _fail(exc) from exc
-    _dump(_clean(info))
+    _dump(info)
 
 
 @index_app.command("rebuild")
@@ -521,7 +517,7 @@ def index_rebuild(
             settings = g.rebuild_index(kind)
     except FacetraceError as exc:
         raise _fail(exc) from exc
-    _dump(_clean({"index": settings}))
+    _dump({"index": settings})
 
 
 @eval_app.command("lfw")
@@ -548,7 +544,7 @@ def eval_lfw(
     except FacetraceError as exc:
         raise _fail(exc) from exc
     if as_json:
-        _dump(_clean(res))
+        _dump(res)
         return
     out.print(
         f"LFW {res['folds']} folds, {res['pairs']} pairs: accuracy {100 * res['accuracy']:.2f}% "
@@ -584,7 +580,7 @@ def eval_identify(
     except FacetraceError as exc:
         raise _fail(exc) from exc
     if as_json:
-        _dump(_clean(res))
+        _dump(res)
         return
 
     def pct(v: float | None) -> str:

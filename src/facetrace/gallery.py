@@ -170,6 +170,7 @@ class Gallery:
             options = replace(options, cache_dir=self.data_dir / "models")
         self.pipeline = FacePipeline(options)
         self.descriptor: ModelDescriptor = self.pipeline.descriptor
+        self._calibration_cache: tuple[Any, Calibration] | None = None
         self._check_model()
         self.index_path = self.data_dir / INDEX_FILE
         self.index: VectorIndex = self._open_index()
@@ -417,11 +418,17 @@ class Gallery:
     # -- calibration -------------------------------------------------------
 
     def calibration(self) -> Calibration | None:
-        """The gallery's own table if calibrated, else the packaged default for the model."""
+        """The gallery's own table if calibrated, else the packaged default for the model.
+
+        The stored table is re-read on every call (another process may have
+        recalibrated) but parsed only when it changed: searches call this.
+        """
         with self.sessions() as s:
             data = repo.get_meta(s, "calibration")
         if data is not None:
-            return Calibration.from_json(data)
+            if self._calibration_cache is None or self._calibration_cache[0] != data:
+                self._calibration_cache = (data, Calibration.from_json(data))
+            return self._calibration_cache[1]
         name = self.descriptor.calibration_name
         return packaged_calibration(name) if name else None
 
@@ -455,9 +462,9 @@ class Gallery:
         }
 
     def subject_count(self) -> int:
-        """Subjects with at least one indexed face (the gallery size for FPIR)."""
+        """Subjects in the gallery (the gallery size for FPIR)."""
         with self.sessions() as s:
-            return repo.counts(s)["subjects"]
+            return repo.count_subjects(s)
 
     def selector_for(self, collections: Iterable[str] | None) -> Selector | None:
         """An id selector restricting a search to some collections (``None``: all)."""
@@ -469,10 +476,12 @@ class Gallery:
 
     def threshold(self, fpir: float) -> float:
         """The "no candidate" score threshold for a target FPIR at the current size."""
-        cal = self.calibration()
+        return self._threshold(self.calibration(), fpir, self.subject_count())
+
+    def _threshold(self, cal: Calibration | None, fpir: float, n_subjects: int) -> float:
         if cal is None:
             return self.descriptor.verify_threshold
-        return cal.threshold_for_fpir(fpir, self.subject_count())
+        return cal.threshold_for_fpir(fpir, n_subjects)
 
     def search_vectors(
         self,
@@ -489,9 +498,7 @@ class Gallery:
         """
         cal = self.calibration()
         n_subjects = self.subject_count()
-        threshold = (
-            cal.threshold_for_fpir(fpir, n_subjects) if cal else self.descriptor.verify_threshold
-        )
+        threshold = self._threshold(cal, fpir, n_subjects)
         fetch = max(k * 4, 40)
         scores, ids = self.index.search(vectors.astype(np.float32), fetch, selector)
         with self.sessions() as s:

@@ -13,19 +13,17 @@ import csv
 import hashlib
 import json
 import logging
-import multiprocessing
-import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from facetrace.engine import FacePipeline, PipelineOptions
+from facetrace.engine import FacePipeline
 from facetrace.errors import DeletedPhoto, FacetraceError, ManifestError
 from facetrace.imaging import ImageLimits, load_image
+from facetrace.pool import map_photos
 from facetrace.store.repo import Provenance, known_hashes
 from facetrace.types import BoundingBox, Face
 from facetrace.vision.detect import main_face
@@ -249,15 +247,6 @@ def collect_items(
 
 # -- the pipeline, in workers -----------------------------------------------
 
-_WORKER: dict[str, Any] = {}
-
-
-def _init_worker(options: PipelineOptions, limits: ImageLimits) -> None:
-    """Per-process pipeline; dlib and ONNX Runtime use one thread each in a worker."""
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    _WORKER["pipeline"] = FacePipeline(options.for_worker())
-    _WORKER["limits"] = limits
-
 
 def _iou(a: BoundingBox, b: BoundingBox) -> float:
     ix = max(0, min(a.x2, b.x2) - max(a.x1, b.x1))
@@ -299,10 +288,6 @@ def prepare(item: IngestItem, pipeline: FacePipeline, limits: ImageLimits) -> Pr
         return Skipped(item, f"error: {exc}")
 
 
-def _prepare_in_worker(item: IngestItem) -> Prepared | Skipped:
-    return prepare(item, _WORKER["pipeline"], _WORKER["limits"])
-
-
 def _sha256_file(path: Path) -> str | None:
     try:
         h = hashlib.sha256()
@@ -315,27 +300,6 @@ def _sha256_file(path: Path) -> str | None:
 
 
 ProgressFn = Callable[[int, int, IngestSummary], None]
-
-
-def run_prepared(
-    items: Sequence[IngestItem],
-    *,
-    options: PipelineOptions,
-    limits: ImageLimits,
-    workers: int,
-    inline: FacePipeline | None = None,
-) -> Iterator[Prepared | Skipped]:
-    """Results in input order, from a process pool (``workers`` > 1) or in this process."""
-    if workers <= 1 or len(items) < 4:
-        pipeline = inline or FacePipeline(options)
-        for item in items:
-            yield prepare(item, pipeline, limits)
-        return
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(options, limits)
-    ) as pool:
-        yield from pool.map(_prepare_in_worker, items, chunksize=4)
 
 
 def ingest(
@@ -370,7 +334,8 @@ def ingest(
             todo.append(item)
     if progress:
         progress(done, summary.total, summary)
-    for result in run_prepared(
+    for result in map_photos(
+        prepare,
         todo,
         options=gallery.pipeline.options,
         limits=limits,

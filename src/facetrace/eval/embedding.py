@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import logging
-import multiprocessing
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -16,11 +13,10 @@ import numpy.typing as npt
 from facetrace.engine import FacePipeline, PipelineOptions
 from facetrace.errors import FacetraceError
 from facetrace.imaging import ImageLimits, load_image
+from facetrace.pool import map_photos
 from facetrace.vision.detect import main_face
 
 log = logging.getLogger(__name__)
-
-_WORKER: dict[str, Any] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,15 +43,6 @@ def embed_main_face(path: Path, pipeline: FacePipeline, limits: ImageLimits) -> 
         return PhotoVector(str(path), None, "failed", str(exc))
 
 
-def _init(options: PipelineOptions, limits: ImageLimits) -> None:
-    _WORKER["pipeline"] = FacePipeline(options.for_worker())
-    _WORKER["limits"] = limits
-
-
-def _work(path: Path) -> PhotoVector:
-    return embed_main_face(path, _WORKER["pipeline"], _WORKER["limits"])
-
-
 def embed_photos(
     paths: Sequence[Path],
     *,
@@ -67,19 +54,8 @@ def embed_photos(
     """One :class:`PhotoVector` per path, in order."""
     limits = limits or ImageLimits()
     out: list[PhotoVector] = []
-    if workers <= 1 or len(paths) < 8:
-        pipeline = FacePipeline(options)
-        for p in paths:
-            out.append(embed_main_face(p, pipeline, limits))
-            if progress:
-                progress(len(out), len(paths))
-        return out
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        workers, mp_context=ctx, initializer=_init, initargs=(options, limits)
-    ) as pool:
-        for pv in pool.map(_work, paths, chunksize=8):
-            out.append(pv)
-            if progress:
-                progress(len(out), len(paths))
+    for pv in map_photos(embed_main_face, paths, options=options, limits=limits, workers=workers):
+        out.append(pv)
+        if progress:
+            progress(len(out), len(paths))
     return out

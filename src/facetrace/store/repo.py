@@ -252,11 +252,16 @@ def subject_face_ids(session: Session, external_id: str) -> list[int]:
     )
 
 
+def count_subjects(session: Session) -> int:
+    """How many subjects the gallery holds (the gallery size for FPIR)."""
+    return session.scalar(select(func.count()).select_from(Subject)) or 0
+
+
 def counts(session: Session) -> dict[str, int]:
     """How many collections, subjects, photos, faces and tombstones the gallery holds."""
     return {
         "collections": session.scalar(select(func.count()).select_from(Collection)) or 0,
-        "subjects": session.scalar(select(func.count()).select_from(Subject)) or 0,
+        "subjects": count_subjects(session),
         "photos": session.scalar(select(func.count()).select_from(Photo)) or 0,
         "faces": session.scalar(select(func.count()).select_from(FaceRow)) or 0,
         "indexed_faces": session.scalar(

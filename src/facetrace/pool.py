@@ -1,0 +1,70 @@
+"""Run a per-photo function over many items, in this process or in a process pool.
+
+Ingest, evaluation and calibration all do the same thing: build one face
+pipeline per process (one inference thread each) and map a function over
+photos, results in input order. Only the parent writes anywhere.
+"""
+
+from __future__ import annotations
+
+import functools
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, TypeVar
+
+from facetrace.engine import FacePipeline, PipelineOptions
+from facetrace.imaging import ImageLimits
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+PhotoFn = Callable[[T, FacePipeline, ImageLimits], R]
+
+# the worker process's pipeline, built once by the pool initializer
+_WORKER: dict[str, Any] = {}
+
+MIN_ITEMS_FOR_POOL = 4  # below this, starting processes costs more than it saves
+CHUNKSIZE = 4
+
+
+def _init_worker(options: PipelineOptions, limits: ImageLimits) -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _WORKER["pipeline"] = FacePipeline(options.for_worker())
+    _WORKER["limits"] = limits
+
+
+def _call_in_worker(fn: PhotoFn[T, R], item: T) -> R:
+    return fn(item, _WORKER["pipeline"], _WORKER["limits"])
+
+
+def map_photos(
+    fn: PhotoFn[T, R],
+    items: Sequence[T],
+    *,
+    options: PipelineOptions,
+    limits: ImageLimits,
+    workers: int,
+    inline: FacePipeline | None = None,
+) -> Iterator[R]:
+    """``fn(item, pipeline, limits)`` for each item, in input order.
+
+    Args:
+        fn: a module-level function (it is pickled to the workers).
+        items: picklable inputs.
+        options: pipeline settings; workers get one inference thread each.
+        limits: image limits passed to ``fn``.
+        workers: processes; 1 (or a short list) runs here, with ``inline`` if given.
+        inline: an already-built pipeline to reuse when running in this process.
+    """
+    if workers <= 1 or len(items) < MIN_ITEMS_FOR_POOL:
+        pipeline = inline or FacePipeline(options)
+        for item in items:
+            yield fn(item, pipeline, limits)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(options, limits)
+    ) as pool:
+        yield from pool.map(functools.partial(_call_in_worker, fn), items, chunksize=CHUNKSIZE)
