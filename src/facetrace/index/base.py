@@ -3,6 +3,11 @@
 IDs are always ours (the SQL face id, int64). Scores are inner products of
 L2-normalised vectors, i.e. cosine similarity in [-1, 1], higher is closer.
 Missing results come back as id ``-1`` with score ``-inf``.
+
+Every vector also carries a *group* (int64, >= 0): the gallery stores the SQL id of
+the face's collection there, so that a search restricted to some collections is a
+test on a small per-vector tag inside the backend, not an id set of millions of
+faces rebuilt per query. Vectors added without groups are in group 0 (untagged).
 """
 
 from __future__ import annotations
@@ -18,29 +23,46 @@ import numpy.typing as npt
 from facetrace.errors import IndexUnavailable
 
 Ids = npt.NDArray[np.int64]
+Groups = npt.NDArray[np.int64]
 Vectors = npt.NDArray[np.float32]
 MISSING_ID = -1
+#: The group of a vector loaded from an index saved before vectors carried groups.
+#: A group filter refuses to run over such vectors (it could only misfilter); the
+#: gallery retags them from SQL when it opens the index (:meth:`VectorIndex.set_groups`).
+UNKNOWN_GROUP = -1
 
 
 @dataclass(frozen=True, slots=True)
 class Selector:
-    """Restricts a search to a set of ids (``allow``) or away from one (``deny``).
+    """Restricts a search to some groups (``groups``) and ids (``allow``), minus ``deny``.
 
-    Filters on collection or department are turned into id sets by the caller
-    (which owns the SQL), so every backend filters the same way inside its search.
-    ``None`` for both means no filter.
+    The parts combine with "and": a vector is admitted when its group is in
+    ``groups`` (if given), its id is in ``allow`` (if given) and not in ``deny``.
+    Collection and department filters are group sets (the caller, which owns the
+    SQL, maps names to collection ids); ``allow``/``deny`` stay for small id lists.
+    Every backend applies the selector inside its search, never by over-fetching.
     """
 
     allow: frozenset[int] | None = None
     deny: frozenset[int] = field(default_factory=frozenset)
+    groups: frozenset[int] | None = None
 
-    def admits(self, face_id: int) -> bool:
-        """True if ``face_id`` may be returned.
+    @property
+    def unrestricted(self) -> bool:
+        """True when the selector admits everything (the same as no selector)."""
+        return self.allow is None and not self.deny and self.groups is None
+
+    def admits(self, face_id: int, group: int = 0) -> bool:
+        """True if ``face_id``, a vector of group ``group``, may be returned.
 
         >>> Selector(allow=frozenset({1, 2}), deny=frozenset({2})).admits(2)
         False
+        >>> Selector(groups=frozenset({7})).admits(1, group=7)
+        True
         """
         if face_id in self.deny:
+            return False
+        if self.groups is not None and group not in self.groups:
             return False
         return self.allow is None or face_id in self.allow
 
@@ -62,8 +84,12 @@ class VectorIndex(Protocol):
     dim: int
     capabilities: Capabilities
 
-    def add(self, ids: Ids, vectors: Vectors) -> None:
-        """Add ``vectors`` (float32, shape (n, dim), L2-normalised) under ``ids`` (int64, (n,))."""
+    def add(self, ids: Ids, vectors: Vectors, groups: Groups | None = None) -> None:
+        """Add ``vectors`` (float32, shape (n, dim), L2-normalised) under ``ids`` (int64, (n,)).
+
+        ``groups`` (int64, (n,), >= 0) tags each vector for group filters; ``None``
+        puts them all in group 0.
+        """
         ...
 
     def remove(self, ids: Iterable[int]) -> int:
@@ -88,6 +114,15 @@ class VectorIndex(Protocol):
         """All ids currently in the index (for reconciliation against SQL)."""
         ...
 
+    def id_groups(self) -> tuple[Ids, Groups]:
+        """Every id in the index with its group, aligned (:data:`UNKNOWN_GROUP` if untold)."""
+        ...
+
+    def set_groups(self, ids: Ids, groups: Groups) -> int:
+        """Retag ``ids`` (int64, (n,)) with ``groups`` (int64, (n,), >= 0); unknown ids are
+        ignored. Returns how many were retagged."""
+        ...
+
     def save(self, path: Path) -> None:
         """Persist atomically to ``path`` (temporary file, then rename)."""
         ...
@@ -105,6 +140,23 @@ def check_vectors(vectors: Vectors, dim: int) -> Vectors:
     if not np.all(np.isfinite(arr)):
         raise IndexUnavailable("vectors contain NaN or infinity")
     return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def check_groups(groups: Groups | None, n: int) -> Groups:
+    """One non-negative int64 group per vector; ``None`` means group 0 for all."""
+    if groups is None:
+        return np.zeros(n, dtype=np.int64)
+    arr = np.asarray(groups, dtype=np.int64).reshape(-1)
+    if arr.shape[0] != n:
+        raise IndexUnavailable(f"got {arr.shape[0]} groups for {n} vectors")
+    if arr.size and arr.min() < 0:
+        raise IndexUnavailable("groups must be non-negative")
+    return np.ascontiguousarray(arr)
+
+
+def group_array(groups: frozenset[int]) -> Groups:
+    """The group set of a selector as a sorted int64 array."""
+    return np.sort(np.fromiter(groups, dtype=np.int64, count=len(groups)))
 
 
 def check_ids(ids: Ids, n: int) -> Ids:

@@ -97,15 +97,18 @@ def make_index(kind: str, dim: int, *, n_faces: int = 0, **params: Any) -> Vecto
 def load_index(path: Path, dim: int, **overrides: Any) -> VectorIndex:
     """Reopen an index saved at ``path``, whatever its kind.
 
-    A bare FAISS file is the exact ``flat`` index; anything else is a JSON manifest
-    naming its kind (see :mod:`facetrace.index.persist`). ``overrides`` are passed to
-    the backend's loader (e.g. a Milvus ``token``, which is never written to disk).
+    Every kind is a JSON manifest naming it (see :mod:`facetrace.index.persist`); a
+    bare FAISS file is a ``flat`` index saved before vectors carried groups.
+    ``overrides`` go to the Milvus loader (connection settings such as the ``token``,
+    which is never written to disk); the FAISS kinds take none.
     """
     if not path.exists():
         raise IndexUnavailable(f"no index at {path}")
     if not is_manifest(path):
         return FlatIndex.load(path, dim)
     kind = read_manifest(path).get("kind")
+    if kind == "flat":
+        return FlatIndex.load(path, dim)
     if kind == "hnsw":
         return HnswIndex.load(path, dim)
     if kind == "ivf-sq8":

@@ -17,6 +17,11 @@ Deletes:
 * IVF lists do support removal (:meth:`faiss.IndexIVF.remove_ids`), so
   :class:`IvfIndex` removes for real and needs neither tombstones nor compaction.
 
+Groups (:mod:`facetrace.index.groups`): HNSW keeps a group array aligned with its
+labels and filters with a bitmap over graph positions; IVF lists hold our ids, so
+:class:`IvfIndex` keeps a :class:`~facetrace.index.groups.GroupTable` and filters with
+a bitmap over ids. Either bitmap is cached per group set until the next write.
+
 Restrictive filters: a graph or list search that may only return a few allowed
 ids finds too few of them. When the allowed set is small, both backends score the
 allowed vectors exactly instead; for larger ones they widen ``efSearch`` /
@@ -38,14 +43,28 @@ import numpy.typing as npt
 from facetrace.errors import IndexUnavailable
 from facetrace.index.base import (
     MISSING_ID,
+    UNKNOWN_GROUP,
     Capabilities,
+    Groups,
     Ids,
     Selector,
     Vectors,
+    check_groups,
     check_ids,
     check_vectors,
+    group_array,
 )
 from facetrace.index.flat import faiss_selector, pad_results
+from facetrace.index.groups import (
+    FilterCache,
+    GroupFilter,
+    GroupTable,
+    LabelLookup,
+    all_of,
+    positions_filter,
+    retag,
+    unknown_groups_error,
+)
 from facetrace.index.persist import (
     load_part_array,
     load_part_index,
@@ -100,60 +119,6 @@ def exact_topk(queries: Vectors, vectors: Vectors, labels: Ids, k: int) -> tuple
     return scores, ids
 
 
-class _LabelLookup:
-    """Finds the internal positions of our ids in a label array without a per-id dict.
-
-    A dict of 10M Python ints costs over 1 GB; a sorted copy of the labels costs 16 bytes
-    per face and answers a batch lookup with one ``searchsorted``. The snapshot stays
-    valid across removals (a position whose current label no longer matches is dropped),
-    and is rebuilt lazily after an add.
-    """
-
-    def __init__(self) -> None:
-        self._order: Ids | None = None
-        self._sorted: Ids | None = None
-
-    def invalidate(self) -> None:
-        self._order = None
-        self._sorted = None
-
-    def positions(self, labels: Ids, wanted: Ids) -> Ids:
-        """Internal positions whose current label is in ``wanted`` (all copies of each id)."""
-        if wanted.size == 0 or labels.size == 0:
-            return np.empty(0, dtype=np.int64)
-        if self._order is None or self._sorted is None or self._order.size != labels.size:
-            self._order = np.argsort(labels, kind="stable").astype(np.int64)
-            self._sorted = labels[self._order]
-        wanted = np.sort(wanted)  # np.unique's hashing is ~8x slower than sort + mask
-        if wanted.size > 1:
-            wanted = wanted[np.concatenate(([True], wanted[1:] != wanted[:-1]))]
-        lo = np.searchsorted(self._sorted, wanted, side="left")
-        hi = np.searchsorted(self._sorted, wanted, side="right")
-        counts = hi - lo
-        if counts.sum() == 0:
-            return np.empty(0, dtype=np.int64)
-        starts = np.repeat(lo, counts)
-        offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-        pos = self._order[starts + offsets]
-        return pos[labels[pos] == self._sorted[starts + offsets]]
-
-    def aligned(self, labels: Ids, wanted: Ids) -> Ids:
-        """For each id in ``wanted``, a position holding it now, or -1 (live ids are unique)."""
-        out = np.full(wanted.shape, -1, dtype=np.int64)
-        if wanted.size == 0 or labels.size == 0:
-            return out
-        if self._order is None or self._sorted is None or self._order.size != labels.size:
-            self._order = np.argsort(labels, kind="stable").astype(np.int64)
-            self._sorted = labels[self._order]
-        # the last copy of an id in the sorted snapshot is its newest position
-        at = np.searchsorted(self._sorted, wanted, side="right") - 1
-        at = np.clip(at, 0, labels.size - 1)
-        pos = self._order[at]
-        hit = (self._sorted[at] == wanted) & (labels[pos] == wanted) & (wanted >= 0)
-        out[hit] = pos[hit]
-        return out
-
-
 class _Fp16Store:
     """Our ids -> float16 copies of the vectors, for re-ranking IVF candidates exactly.
 
@@ -175,7 +140,7 @@ class _Fp16Store:
         self.labels: Ids = labels if labels is not None else np.empty(0, dtype=np.int64)
         if self.labels.shape != (int(self.codes.ntotal),):
             raise IndexUnavailable("refine store labels do not match its vectors")
-        self._lookup = _LabelLookup()
+        self._lookup = LabelLookup()
 
     def add(self, ids: Ids, vectors: Vectors) -> None:
         self.codes.add(vectors)
@@ -238,6 +203,7 @@ class HnswIndex:
         exact_below: int = 20_000,
         _graph: faiss.IndexHNSWFlat | None = None,
         _labels: Ids | None = None,
+        _groups: Groups | None = None,
     ) -> None:
         if dim < 1 or m < 2 or ef_construction < 1 or ef_search < 1 or exact_below < 0:
             raise IndexUnavailable("invalid HNSW parameters")
@@ -256,9 +222,16 @@ class HnswIndex:
         self._labels: Ids = _labels if _labels is not None else np.empty(0, dtype=np.int64)
         if self._labels.shape != (n,):
             raise IndexUnavailable(f"label array has {self._labels.size} entries for {n} vectors")
-        self._lookup = _LabelLookup()
+        # no group array: saved before vectors carried groups, so every group is unknown
+        self._groups: Groups = (
+            _groups if _groups is not None else np.full(n, UNKNOWN_GROUP, dtype=np.int64)
+        )
+        if self._groups.shape != (n,):
+            raise IndexUnavailable(f"group array has {self._groups.size} entries for {n} vectors")
+        self._lookup = LabelLookup()
         self._live_count = int(np.count_nonzero(self._labels >= 0))
         self._tomb_sel: tuple[faiss.IDSelector, npt.NDArray[np.uint8]] | None = None
+        self._filters = FilterCache()
 
     def _new_graph(self) -> faiss.IndexHNSWFlat:
         graph = faiss.IndexHNSWFlat(self.dim, self.m, faiss.METRIC_INNER_PRODUCT)
@@ -266,16 +239,19 @@ class HnswIndex:
         return graph
 
     # ------------------------------------------------------------------ writes
-    def add(self, ids: Ids, vectors: Vectors) -> None:
+    def add(self, ids: Ids, vectors: Vectors, groups: Groups | None = None) -> None:
         vecs = check_vectors(vectors, self.dim)
         labels = check_ids(ids, vecs.shape[0])
+        tags = check_groups(groups, vecs.shape[0])
         if labels.size == 0:
             return
         self._graph.add(vecs)
         self._labels = np.concatenate([self._labels, labels])
+        self._groups = np.concatenate([self._groups, tags])
         self._live_count += labels.size
         self._lookup.invalidate()
         self._tomb_sel = None
+        self._filters.clear()
 
     def remove(self, ids: Iterable[int]) -> int:
         """Tombstone ``ids``; compacts the graph when tombstones pass ``compact_fraction``."""
@@ -288,6 +264,7 @@ class HnswIndex:
         self._labels = labels
         self._live_count -= pos.size
         self._tomb_sel = None
+        self._filters.clear()
         if self.compact_fraction and self.tombstone_fraction > self.compact_fraction:
             log.info(
                 "HNSW tombstones at %.0f%% of %d: compacting",
@@ -306,8 +283,17 @@ class HnswIndex:
             graph.add(vectors)
         self._graph = graph
         self._labels = self._labels[live].copy()
+        self._groups = self._groups[live].copy()
         self._lookup.invalidate()
         self._tomb_sel = None
+        self._filters.clear()
+
+    def set_groups(self, ids: Ids, groups: Groups) -> int:
+        wanted = np.asarray(ids, dtype=np.int64).reshape(-1)
+        tags = check_groups(groups, wanted.size)
+        self._groups, found = retag(self._labels, self._groups, self._lookup, wanted, tags)
+        self._filters.clear()
+        return found
 
     @property
     def tombstone_fraction(self) -> float:
@@ -348,28 +334,29 @@ class HnswIndex:
         if self._live_count == 0:
             return exact_topk(q, self._vectors()[:0], labels[:0], k)
         keep: list[Any] = []  # FAISS holds raw pointers: keep bitmaps alive for the call
-        if selector is None or (selector.allow is None and not selector.deny):
+        if selector is None or selector.unrestricted:
             sel = self._tombstone_selector()
             keep.append(self._tomb_sel)
         else:
-            live = labels >= 0
-            if selector.allow is not None:
-                mask = np.zeros(labels.size, dtype=bool)
-                mask[self._lookup.positions(labels, _set_array(selector.allow))] = True
-                mask &= live
+            by_group = None if selector.groups is None else self._group_filter(selector.groups)
+            if by_group is not None and selector.allow is None and not selector.deny:
+                chosen = by_group  # a collection or department filter: cached, no work per search
             else:
-                mask = live.copy()
-            if selector.deny:
-                mask[self._lookup.positions(labels, _set_array(selector.deny))] = False
-            allowed = int(np.count_nonzero(mask))
-            if allowed <= self.exact_below or allowed <= k:
-                pos = np.flatnonzero(mask)
+                mask = self._filter_mask(by_group)
+                if selector.allow is not None:
+                    admitted = np.zeros(labels.size, dtype=bool)
+                    admitted[self._lookup.positions(labels, _set_array(selector.allow))] = True
+                    mask &= admitted
+                if selector.deny:
+                    mask[self._lookup.positions(labels, _set_array(selector.deny))] = False
+                chosen = positions_filter(mask)
+            if chosen.count <= self.exact_below or chosen.count <= k:
+                pos = np.flatnonzero(self._filter_mask(chosen))
                 return exact_topk(q, self._vectors()[pos], labels[pos], k)
-            share = allowed / max(self._live_count, 1)
+            share = chosen.count / max(self._live_count, 1)
             ef = min(max(ef, math.ceil(ef / share)), max(16 * ef, 1024))
-            bits = np.packbits(mask, bitorder="little")
-            keep.append(bits)
-            sel = faiss.IDSelectorBitmap(labels.size, faiss.swig_ptr(bits))
+            keep.append(chosen)
+            sel = chosen.selector
         params = _faiss.SearchParametersHNSW(efSearch=ef)
         if sel is not None:
             params.sel = sel
@@ -379,12 +366,35 @@ class HnswIndex:
         ids = np.where(found, labels[np.where(found, pos, 0)], MISSING_ID)
         return pad_results(scores, ids)
 
+    def _group_filter(self, groups: frozenset[int]) -> GroupFilter:
+        """The cached bitmap of live positions whose group is in ``groups``."""
+        found = self._filters.get(groups)
+        if found is not None:
+            return found
+        live = self._labels >= 0
+        unknown = int(np.count_nonzero(live & (self._groups == UNKNOWN_GROUP)))
+        if unknown:
+            raise unknown_groups_error(unknown)
+        mask = live & np.isin(self._groups, group_array(groups))
+        return self._filters.put(groups, positions_filter(mask))
+
+    def _filter_mask(self, found: GroupFilter | None) -> npt.NDArray[np.bool_]:
+        """A writable mask of the positions ``found`` admits (every live one for None)."""
+        if found is None or found.bits is None:
+            return self._labels >= 0
+        bits = np.unpackbits(found.bits, count=self._labels.size, bitorder="little")
+        return bits.astype(bool)
+
     @property
     def count(self) -> int:
         return self._live_count
 
     def ids(self) -> Ids:
         return self._labels[self._labels >= 0].copy()
+
+    def id_groups(self) -> tuple[Ids, Groups]:
+        live = self._labels >= 0
+        return self._labels[live].copy(), self._groups[live].copy()
 
     # ------------------------------------------------------------------ persistence
     def params(self) -> dict[str, Any]:
@@ -399,7 +409,12 @@ class HnswIndex:
     def save(self, path: Path) -> None:
         """Graph and labels (with tombstones) written atomically behind a manifest at ``path``."""
         meta = {"kind": self.kind, "dim": self.dim, "params": self.params(), "count": self.count}
-        save_bundle(path, meta, indexes={"graph": self._graph}, arrays={"labels": self._labels})
+        save_bundle(
+            path,
+            meta,
+            indexes={"graph": self._graph},
+            arrays={"labels": self._labels, "groups": self._groups},
+        )
 
     @classmethod
     def load(cls, path: Path, dim: int) -> HnswIndex:
@@ -411,7 +426,10 @@ class HnswIndex:
         if not isinstance(graph, faiss.IndexHNSWFlat):
             raise IndexUnavailable(f"{path}: graph part is {type(graph).__name__}")
         labels = np.asarray(load_part_array(path, meta, "labels"), dtype=np.int64)
-        return cls(dim, **_checked_params(meta, path), _graph=graph, _labels=labels)
+        groups = None  # absent from bundles saved before vectors carried groups
+        if "groups" in meta.get("files", {}):
+            groups = np.asarray(load_part_array(path, meta, "groups"), dtype=np.int64)
+        return cls(dim, **_checked_params(meta, path), _graph=graph, _labels=labels, _groups=groups)
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -473,6 +491,7 @@ class IvfIndex:
         refine_factor: int = 4,
         _ivf: faiss.IndexIVFScalarQuantizer | None = None,
         _store: _Fp16Store | None = None,
+        _table: GroupTable | None = None,
     ) -> None:
         if dim < 1 or nprobe < 1 or (nlist is not None and nlist < 1) or exact_below < 0:
             raise IndexUnavailable("invalid IVF parameters")
@@ -491,6 +510,12 @@ class IvfIndex:
         self._ivf = _ivf
         if _ivf is not None and _ivf.d != dim:
             raise IndexUnavailable(f"index has dimension {_ivf.d}, expected {dim}")
+        # no table: saved before vectors carried groups, so every group is unknown
+        self._table = _table if _table is not None else GroupTable(self.ids())
+        if self._table.count != self.count:
+            raise IndexUnavailable(
+                f"group table holds {self._table.count} ids for {self.count} vectors"
+            )
 
     @property
     def trained(self) -> bool:
@@ -530,14 +555,16 @@ class IvfIndex:
         log.info("trained IVF-SQ8 with %d lists on %d vectors", nlist, sample.shape[0])
         return ivf
 
-    def add(self, ids: Ids, vectors: Vectors) -> None:
+    def add(self, ids: Ids, vectors: Vectors, groups: Groups | None = None) -> None:
         vecs = check_vectors(vectors, self.dim)
         labels = check_ids(ids, vecs.shape[0])
+        tags = check_groups(groups, vecs.shape[0])
         if labels.size == 0:
             return
         if self._ivf is None:
             self._ivf = self._train(vecs)
         self._ivf.add_with_ids(vecs, labels)
+        self._table.add(labels, tags)
         if self._store is not None:
             self._store.add(labels, vecs)
 
@@ -546,9 +573,17 @@ class IvfIndex:
         if arr.size == 0 or self._ivf is None:
             return 0
         removed = int(self._ivf.remove_ids(faiss.IDSelectorBatch(arr)))
+        self._table.remove(arr)
         if self._store is not None:
             self._store.remove(arr)
         return removed
+
+    def set_groups(self, ids: Ids, groups: Groups) -> int:
+        wanted = np.asarray(ids, dtype=np.int64).reshape(-1)
+        return self._table.set_groups(wanted, check_groups(groups, wanted.size))
+
+    def id_groups(self) -> tuple[Ids, Groups]:
+        return self._table.entries()
 
     def search(
         self,
@@ -564,18 +599,38 @@ class IvfIndex:
         if self._ivf is None or self._ivf.ntotal == 0:
             return exact_topk(q, np.empty((0, self.dim), np.float32), np.empty(0, np.int64), k)
         probe = min(nprobe or self.nprobe, self._ivf.nlist)
-        if selector is not None and selector.allow is not None:
-            allowed = len(selector.allow - selector.deny)
+        if selector is None or selector.unrestricted:
+            return self._scan(q, k, _faiss.SearchParametersIVF(nprobe=probe))
+        keep: list[Any] = []  # FAISS holds raw pointers: keep every part alive for the call
+        parts: list[faiss.IDSelector] = []
+        allowed: int | None = None  # how many the filter admits, where cheaply known
+        if selector.groups is not None:
+            found = self._table.filter(selector.groups)
+            keep.append(found)
+            parts.append(found.selector)
+            allowed = found.count
+        if selector.allow is not None:
+            wanted = _set_array(selector.allow - selector.deny)
+            if selector.groups is not None:
+                in_groups = np.isin(self._table.groups_of(wanted), group_array(selector.groups))
+                wanted = wanted[in_groups]
+            allowed = wanted.size
+        by_id = faiss_selector(selector)
+        if by_id is not None:
+            keep.append(by_id)
+            parts.append(by_id)
+        if allowed is not None:
             if allowed <= self.exact_below:
-                wanted = _set_array(selector.allow - selector.deny)
-                return self._exhaustive_subset(self._ivf, q, wanted, k)
-            share = min(1.0, allowed / max(self.count, 1))
-            probe = min(self._ivf.nlist, math.ceil(probe / share))
+                # a small allowed set: score it in every list; the selector rejects the rest
+                probe = self._ivf.nlist
+            else:
+                share = min(1.0, allowed / max(self.count, 1))
+                probe = min(self._ivf.nlist, math.ceil(probe / share))
         params = _faiss.SearchParametersIVF(nprobe=probe)
-        sel = faiss_selector(selector)
-        if sel is not None:
-            params.sel = sel
-        return self._scan(q, k, params)
+        params.sel = all_of(parts, keep)
+        found_scores, found_ids = self._scan(q, k, params)
+        del keep
+        return found_scores, found_ids
 
     def _scan(self, q: Vectors, k: int, params: Any) -> tuple[Scores, Ids]:
         """Search the lists for ``k`` (or ``refine_factor * k`` candidates to re-rank)."""
@@ -587,14 +642,6 @@ class IvfIndex:
         _, cand = self._ivf.search(q, k * self.refine_factor, params=params)
         scores, ids = self._store.rerank(q, cand, k)
         return pad_results(scores, ids)
-
-    def _exhaustive_subset(
-        self, ivf: faiss.IndexIVFScalarQuantizer, q: Vectors, wanted: Ids, k: int
-    ) -> tuple[Scores, Ids]:
-        """Score a small allowed set in every list: the selector rejects the rest cheaply."""
-        params = _faiss.SearchParametersIVF(nprobe=ivf.nlist)
-        params.sel = faiss.IDSelectorBatch(wanted)
-        return self._scan(q, k, params)
 
     @property
     def count(self) -> int:
@@ -627,7 +674,8 @@ class IvfIndex:
         """The trained IVF index written atomically behind a manifest at ``path``."""
         meta = {"kind": self.kind, "dim": self.dim, "params": self.params(), "count": self.count}
         indexes: dict[str, Any] = {"ivf": self._ivf} if self._ivf is not None else {}
-        arrays: dict[str, Any] = {}
+        group_ids, groups = self._table.entries()
+        arrays: dict[str, Any] = {"group_ids": group_ids, "groups": groups}
         if self._store is not None:
             indexes["refine"] = self._store.codes
             arrays["refine_labels"] = self._store.labels
@@ -650,7 +698,13 @@ class IvfIndex:
             codes: Any = load_part_index(path, meta, "refine")
             labels = np.asarray(load_part_array(path, meta, "refine_labels"), dtype=np.int64)
             store = _Fp16Store(dim, codes, labels)
-        return cls(dim, **params, _ivf=ivf, _store=store)
+        table = None  # absent from bundles saved before vectors carried groups
+        if "groups" in meta.get("files", {}):
+            table = GroupTable(
+                np.asarray(load_part_array(path, meta, "group_ids"), dtype=np.int64),
+                np.asarray(load_part_array(path, meta, "groups"), dtype=np.int64),
+            )
+        return cls(dim, **params, _ivf=ivf, _store=store, _table=table)
 
     def settings(self) -> dict[str, Any]:
         return {

@@ -1,14 +1,16 @@
 """Exact inner-product search with FAISS: the default for small galleries.
 
 ``IndexIDMap2`` over ``IndexFlatIP`` keeps our own int64 ids and supports
-``remove_ids`` natively, so deletes need no rebuild.
+``remove_ids`` natively, so deletes need no rebuild. Groups live in a
+:class:`~facetrace.index.groups.GroupTable` beside it; the index and the table are
+saved together as one bundle (:mod:`facetrace.index.persist`). A bare FAISS file
+(what this backend wrote before vectors carried groups) still loads, with every
+group unknown until the gallery retags them from SQL.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -21,18 +23,31 @@ from facetrace.errors import IndexUnavailable
 from facetrace.index.base import (
     MISSING_ID,
     Capabilities,
+    Groups,
     Ids,
     Selector,
     Vectors,
+    check_groups,
     check_ids,
     check_vectors,
+)
+from facetrace.index.groups import GroupTable, all_of
+from facetrace.index.persist import (
+    is_manifest,
+    load_part_array,
+    load_part_index,
+    read_manifest,
+    save_bundle,
 )
 
 log = logging.getLogger(__name__)
 
 
 def faiss_selector(selector: Selector | None) -> faiss.IDSelector | None:
-    """Translate our :class:`Selector` into a FAISS ID selector applied inside the scan."""
+    """The id parts of our :class:`Selector` (``allow``, ``deny``) as a FAISS ID selector.
+
+    ``None`` when it has neither; its ``groups`` part is the backend's own business.
+    """
     if selector is None or (selector.allow is None and not selector.deny):
         return None
     keep: list[faiss.IDSelector] = []  # FAISS holds raw pointers: keep every part alive
@@ -61,52 +76,60 @@ def pad_results(scores: npt.NDArray[np.float32], ids: Ids) -> tuple[npt.NDArray[
     return scores, ids
 
 
-def write_atomically(index: faiss.Index, path: Path) -> None:
-    """Serialise with FAISS's own writer to a temporary file, fsync, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        faiss.write_index(index, tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 class FlatIndex:
     """Exact search; scans every vector, so its time grows linearly with the gallery."""
 
+    kind = "flat"
     capabilities = Capabilities(
         exact=True, native_remove=True, filtered_search=True, persistent=True
     )
 
-    def __init__(self, dim: int, index: faiss.Index | None = None) -> None:
+    def __init__(
+        self, dim: int, index: faiss.Index | None = None, *, _table: GroupTable | None = None
+    ) -> None:
         self.dim = dim
         self._index = index if index is not None else faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
         if self._index.d != dim:
             raise IndexUnavailable(f"index has dimension {self._index.d}, expected {dim}")
+        # an index without a table comes from a bare FAISS file: its groups are unknown
+        self._table = _table if _table is not None else GroupTable(self.ids())
+        if self._table.count != self.count:
+            raise IndexUnavailable(
+                f"group table holds {self._table.count} ids for {self.count} vectors"
+            )
 
     @classmethod
     def load(cls, path: Path, dim: int) -> FlatIndex:
-        """Read an index written by :meth:`save`."""
-        try:
-            index = faiss.read_index(str(path))
-        except RuntimeError as exc:
-            raise IndexUnavailable(f"cannot read index {path}: {exc}") from exc
-        return cls(dim, index)
+        """Read an index written by :meth:`save`, or a bare FAISS file of an older version."""
+        if not is_manifest(path):
+            try:
+                index = faiss.read_index(str(path))
+            except RuntimeError as exc:
+                raise IndexUnavailable(f"cannot read index {path}: {exc}") from exc
+            log.info("%s predates group tags: its groups are unknown until retagged", path)
+            return cls(dim, index)
+        meta = read_manifest(path)
+        if meta.get("kind") != cls.kind:
+            raise IndexUnavailable(f"{path} holds a {meta.get('kind')!r} index, not {cls.kind!r}")
+        index = load_part_index(path, meta, "index")
+        ids = np.asarray(load_part_array(path, meta, "group_ids"), dtype=np.int64)
+        groups = np.asarray(load_part_array(path, meta, "groups"), dtype=np.int64)
+        return cls(dim, index, _table=GroupTable(ids, groups))
 
-    def add(self, ids: Ids, vectors: Vectors) -> None:
+    def add(self, ids: Ids, vectors: Vectors, groups: Groups | None = None) -> None:
         vecs = check_vectors(vectors, self.dim)
-        self._index.add_with_ids(vecs, check_ids(ids, vecs.shape[0]))
+        labels = check_ids(ids, vecs.shape[0])
+        tags = check_groups(groups, vecs.shape[0])
+        self._index.add_with_ids(vecs, labels)
+        self._table.add(labels, tags)
 
     def remove(self, ids: Iterable[int]) -> int:
         arr = np.fromiter(ids, dtype=np.int64)
         if arr.size == 0:
             return 0
-        return int(self._index.remove_ids(faiss.IDSelectorBatch(arr)))
+        removed = int(self._index.remove_ids(faiss.IDSelectorBatch(arr)))
+        self._table.remove(arr)
+        return removed
 
     def search(
         self, queries: Vectors, k: int, selector: Selector | None = None
@@ -114,12 +137,22 @@ class FlatIndex:
         q = check_vectors(queries, self.dim)
         if k < 1:
             raise IndexUnavailable(f"k must be at least 1, got {k}")
-        sel = faiss_selector(selector)
         params = None
-        if sel is not None:
+        keep: list[Any] = []  # FAISS holds raw pointers: keep every part alive for the call
+        if selector is not None and not selector.unrestricted:
+            parts = []
+            if selector.groups is not None:
+                found = self._table.filter(selector.groups)
+                keep.append(found)
+                parts.append(found.selector)
+            by_id = faiss_selector(selector)
+            if by_id is not None:
+                keep.append(by_id)
+                parts.append(by_id)
             params = faiss.SearchParameters()
-            params.sel = sel
+            params.sel = all_of(parts, keep)
         scores, ids = self._index.search(q, k, params=params)
+        del keep
         return pad_results(scores, ids)
 
     @property
@@ -130,8 +163,20 @@ class FlatIndex:
         id_map = self._index.id_map  # type: ignore[attr-defined]
         return faiss.vector_to_array(id_map).astype(np.int64)
 
+    def id_groups(self) -> tuple[Ids, Groups]:
+        return self._table.entries()
+
+    def set_groups(self, ids: Ids, groups: Groups) -> int:
+        wanted = np.asarray(ids, dtype=np.int64).reshape(-1)
+        return self._table.set_groups(wanted, check_groups(groups, wanted.size))
+
     def save(self, path: Path) -> None:
-        write_atomically(self._index, path)
+        """The FAISS index and its group table written atomically behind a manifest."""
+        ids, groups = self._table.entries()
+        meta = {"kind": self.kind, "dim": self.dim, "params": {}, "count": self.count}
+        save_bundle(
+            path, meta, indexes={"index": self._index}, arrays={"group_ids": ids, "groups": groups}
+        )
 
     def settings(self) -> dict[str, Any]:
         return {"kind": "flat", "metric": "inner_product", "dim": self.dim, "count": self.count}

@@ -6,13 +6,23 @@
   the path beyond one machine. See ``docs/milvus.md`` for the layout at 10^9 faces.
 
 Ids are ours (INT64 primary key, ``auto_id`` off); the metric is inner product on
-L2-normalised vectors, so scores match the FAISS backends. Selectors become Milvus
-boolean expressions on the primary key (``id in [...]`` / ``id not in [...]``),
-evaluated inside the search. The collection is created with Strong consistency so
-a search sees every earlier insert and delete. Milvus persists by itself;
-:meth:`MilvusIndex.save` flushes and writes a small manifest (URI, collection,
-index parameters, never the token) so :func:`facetrace.index.factory.load_index`
-can reopen it like any other backend.
+L2-normalised vectors, so scores match the FAISS backends. Each row carries its group
+(the facetrace collection id) in an INT64 field ``group_id`` declared as the
+collection's *partition key*: Milvus hashes it to one of ``num_partitions``
+partitions, and a search filtered on ``group_id`` only visits the partitions those
+groups hash to. Milvus Lite (3.2) accepts the partition key (it keeps its own fixed
+16 partitions whatever ``num_partitions`` says), so the tests exercise the same schema
+as a server; no plain-scalar fallback is needed.
+
+Selectors become Milvus boolean expressions evaluated inside the search:
+``group_id in [...]`` for groups, ``id in [...]`` / ``id not in [...]`` for the id
+sets. The collection is created with Strong consistency so a search sees every
+earlier insert and delete. A collection created before the ``group_id`` field
+existed is refused (:class:`IndexUnavailable`): it cannot filter by group, and
+guessing would misfilter. Milvus persists by itself; :meth:`MilvusIndex.save`
+flushes and writes a small manifest (URI, collection, index parameters, never the
+token) so :func:`facetrace.index.factory.load_index` can reopen it like any other
+backend.
 """
 
 from __future__ import annotations
@@ -31,10 +41,13 @@ import numpy.typing as npt
 from facetrace.errors import IndexUnavailable
 from facetrace.index.base import (
     MISSING_ID,
+    UNKNOWN_GROUP,
     Capabilities,
+    Groups,
     Ids,
     Selector,
     Vectors,
+    check_groups,
     check_ids,
     check_vectors,
 )
@@ -43,10 +56,17 @@ from facetrace.index.persist import FORMAT, VERSION, read_manifest
 log = logging.getLogger(__name__)
 
 MAX_TOPK = 16384  # Milvus's limit on k per query
+GROUP_FIELD = "group_id"
 _INSERT_BATCH = 10_000
 
 
-def _client(uri: str, token: str | None) -> Any:
+def _reason(exc: Exception) -> str:
+    """pymilvus's own message, on one line (its ``str`` wraps it in the class name)."""
+    text = str(getattr(exc, "message", "") or exc or type(exc).__name__)
+    return " ".join(text.split())
+
+
+def _client(uri: str, token: str | None, db_name: str, timeout: float) -> Any:
     try:
         from pymilvus import MilvusClient
     except ImportError as exc:  # pragma: no cover - depends on the install
@@ -54,9 +74,9 @@ def _client(uri: str, token: str | None) -> Any:
             "the Milvus backend needs pymilvus (pip install 'facetrace[milvus]')"
         ) from exc
     try:
-        return MilvusClient(uri=uri, token=token or "")
+        return MilvusClient(uri=uri, token=token or "", db_name=db_name, timeout=timeout)
     except Exception as exc:  # pymilvus raises assorted connection errors
-        raise IndexUnavailable(f"cannot connect to Milvus at {uri}: {exc}") from exc
+        raise IndexUnavailable(f"cannot connect to Milvus at {uri}: {_reason(exc)}") from exc
 
 
 def _id_list(ids: frozenset[int]) -> str:
@@ -68,10 +88,14 @@ def selector_expression(selector: Selector | None) -> str:
 
     >>> selector_expression(Selector(allow=frozenset({2, 1}), deny=frozenset({2})))
     'id in [1,2] and id not in [2]'
+    >>> selector_expression(Selector(groups=frozenset({7, 3}), deny=frozenset({5})))
+    'group_id in [3,7] and id not in [5]'
     """
     if selector is None:
         return ""
     parts = []
+    if selector.groups is not None:
+        parts.append(f"{GROUP_FIELD} in {_id_list(selector.groups)}")
     if selector.allow is not None:
         parts.append(f"id in {_id_list(selector.allow)}")
     if selector.deny:
@@ -80,11 +104,16 @@ def selector_expression(selector: Selector | None) -> str:
 
 
 class MilvusIndex:
-    """One Milvus collection of (id, vector) rows.
+    """One Milvus collection of (id, vector, group_id) rows.
 
-    ``index_type`` / ``index_params`` are Milvus's (``FLAT`` exact, ``HNSW`` with
+    ``uri`` is a Milvus Lite file or a server (``http://host:19530``); ``token`` is
+    ``user:password`` or an API key, ``db_name`` a Milvus database ("" for the
+    default), ``timeout`` the seconds allowed for connecting. ``index_type`` /
+    ``index_params`` are Milvus's (``FLAT`` exact, ``HNSW`` with
     ``{"M": 32, "efConstruction": 200}``, ``IVF_SQ8``, ``DISKANN``, ...);
     ``search_params`` are sent with every search (e.g. ``{"ef": 64}``).
+    ``num_partitions`` (fixed at creation) is how many partitions the ``group_id``
+    partition key hashes into.
     """
 
     kind = "milvus"
@@ -96,23 +125,40 @@ class MilvusIndex:
         uri: str,
         collection: str = "faces",
         token: str | None = None,
+        db_name: str = "",
         index_type: str = "FLAT",
         index_params: dict[str, Any] | None = None,
         search_params: dict[str, Any] | None = None,
+        num_partitions: int = 64,
+        timeout: float = 10.0,
     ) -> None:
         if dim < 1 or not collection.replace("_", "").isalnum():
             raise IndexUnavailable(f"invalid Milvus dimension or collection name {collection!r}")
+        if not 1 <= num_partitions <= 1024 or timeout <= 0:
+            raise IndexUnavailable(f"invalid Milvus num_partitions {num_partitions} or timeout")
         self.dim = dim
         self.uri = uri
         self.collection = collection
+        self.db_name = db_name
         self.index_type = index_type
         self.index_params = dict(index_params or {})
         self.search_params = dict(search_params or {})
+        self.num_partitions = num_partitions
+        self.timeout = timeout
         self.capabilities = Capabilities(
             exact=index_type == "FLAT", native_remove=True, filtered_search=True, persistent=True
         )
-        self._client = _client(uri, token)
-        self._open()
+        self._client = _client(uri, token, db_name, timeout)
+        try:
+            self._open()
+        except IndexUnavailable:
+            self._client.close()
+            raise
+        except Exception as exc:  # pymilvus raises its own exception types for everything
+            self._client.close()
+            raise IndexUnavailable(
+                f"Milvus at {uri} refused collection {collection!r}: {_reason(exc)}"
+            ) from exc
 
     def _open(self) -> None:
         from pymilvus import DataType, MilvusClient
@@ -126,10 +172,19 @@ class MilvusIndex:
                     f"Milvus collection {self.collection!r} has vector dimension(s) {dims}, "
                     f"expected {self.dim}"
                 )
+            if GROUP_FIELD not in {f.get("name") for f in fields}:
+                raise IndexUnavailable(
+                    f"Milvus collection {self.collection!r} at {self.uri} has no "
+                    f"{GROUP_FIELD!r} field (it was created before facetrace tagged faces "
+                    "with their collection), so it cannot filter by collection. Drop it "
+                    "(pymilvus: MilvusClient.drop_collection) and open the gallery again: "
+                    "it refills the collection from SQL."
+                )
         else:
             schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
             schema.add_field("id", DataType.INT64, is_primary=True)
             schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
+            schema.add_field(GROUP_FIELD, DataType.INT64, is_partition_key=True)
             index = client.prepare_index_params()
             index.add_index(
                 field_name="vector",
@@ -138,24 +193,30 @@ class MilvusIndex:
                 params=self.index_params,
             )
             client.create_collection(
-                self.collection, schema=schema, index_params=index, consistency_level="Strong"
+                self.collection,
+                schema=schema,
+                index_params=index,
+                consistency_level="Strong",
+                num_partitions=self.num_partitions,
             )
             log.info("created Milvus collection %s (%s)", self.collection, self.index_type)
         client.load_collection(self.collection)
 
-    def add(self, ids: Ids, vectors: Vectors) -> None:
+    def add(self, ids: Ids, vectors: Vectors, groups: Groups | None = None) -> None:
         vecs = check_vectors(vectors, self.dim)
         labels = check_ids(ids, vecs.shape[0])
+        tags = check_groups(groups, vecs.shape[0])
+        self._insert(labels, vecs, tags)
+
+    def _insert(self, labels: Ids, vecs: Vectors, tags: Groups, *, upsert: bool = False) -> None:
+        write = self._client.upsert if upsert else self._client.insert
         for start in range(0, labels.size, _INSERT_BATCH):
+            end = start + _INSERT_BATCH
             rows = [
-                {"id": int(i), "vector": v.tolist()}
-                for i, v in zip(
-                    labels[start : start + _INSERT_BATCH],
-                    vecs[start : start + _INSERT_BATCH],
-                    strict=True,
-                )
+                {"id": int(i), "vector": v.tolist(), GROUP_FIELD: int(g)}
+                for i, v, g in zip(labels[start:end], vecs[start:end], tags[start:end], strict=True)
             ]
-            self._client.insert(self.collection, rows)
+            write(self.collection, rows)
 
     def remove(self, ids: Iterable[int]) -> int:
         """Delete ``ids``; counts only those present (Milvus's own count includes misses)."""
@@ -183,7 +244,10 @@ class MilvusIndex:
         nq = q.shape[0]
         scores = np.full((nq, k), -np.inf, dtype=np.float32)
         ids = np.full((nq, k), MISSING_ID, dtype=np.int64)
-        if nq == 0 or (selector is not None and selector.allow is not None and not selector.allow):
+        if nq == 0 or (
+            selector is not None
+            and any(part is not None and not part for part in (selector.allow, selector.groups))
+        ):
             return scores, ids
         hits = self._client.search(
             self.collection,
@@ -205,24 +269,53 @@ class MilvusIndex:
         return int(rows[0]["count(*)"]) if rows else 0
 
     def ids(self) -> Ids:
+        return self.id_groups()[0]
+
+    def id_groups(self) -> tuple[Ids, Groups]:
         iterator = self._client.query_iterator(
-            self.collection, batch_size=10_000, filter="id >= 0", output_fields=["id"]
+            self.collection, batch_size=10_000, filter="id >= 0", output_fields=["id", GROUP_FIELD]
         )
         found: list[int] = []
+        tags: list[int] = []
         try:
             while batch := iterator.next():
-                found.extend(int(row["id"]) for row in batch)
+                for row in batch:
+                    found.append(int(row["id"]))
+                    tags.append(int(row.get(GROUP_FIELD, UNKNOWN_GROUP)))
         finally:
             iterator.close()
-        return np.asarray(found, dtype=np.int64)
+        return np.asarray(found, dtype=np.int64), np.asarray(tags, dtype=np.int64)
+
+    def set_groups(self, ids: Ids, groups: Groups) -> int:
+        """Rewrite the rows of ``ids`` with new groups (an upsert: Milvus moves each row
+        to its new partition)."""
+        wanted = np.asarray(ids, dtype=np.int64).reshape(-1)
+        tags = check_groups(groups, wanted.size)
+        new = dict(zip(wanted.tolist(), tags.tolist(), strict=True))
+        retagged = 0
+        order = sorted(new)
+        for start in range(0, len(order), _INSERT_BATCH):
+            rows = self._client.get(
+                self.collection, ids=order[start : start + _INSERT_BATCH], output_fields=["vector"]
+            )
+            if not rows:
+                continue
+            labels = np.asarray([int(r["id"]) for r in rows], dtype=np.int64)
+            vecs = np.asarray([r["vector"] for r in rows], dtype=np.float32)
+            self._insert(labels, vecs, np.asarray([new[int(i)] for i in labels]), upsert=True)
+            retagged += labels.size
+        return retagged
 
     def params(self) -> dict[str, Any]:
         return {
             "uri": self.uri,
             "collection": self.collection,
+            "db_name": self.db_name,
             "index_type": self.index_type,
             "index_params": self.index_params,
             "search_params": self.search_params,
+            "num_partitions": self.num_partitions,
+            "timeout": self.timeout,
         }
 
     def save(self, path: Path) -> None:
@@ -245,12 +338,19 @@ class MilvusIndex:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: Path, dim: int, *, token: str | None = None) -> MilvusIndex:
-        """Reconnect to the collection named by the manifest at ``path``."""
+    def load(cls, path: Path, dim: int, **overrides: Any) -> MilvusIndex:
+        """Reconnect to the collection named by the manifest at ``path``.
+
+        ``overrides`` (the ``token``, and whatever else the operator configured now, such
+        as a new ``uri``) take precedence over the manifest's parameters.
+        """
         meta = read_manifest(path)
         if meta.get("kind") != cls.kind or not isinstance(meta.get("params"), dict):
             raise IndexUnavailable(f"{path} is not a Milvus index manifest")
-        return cls(dim, token=token, **meta["params"])
+        try:
+            return cls(dim, **{**meta["params"], **overrides})
+        except TypeError as exc:
+            raise IndexUnavailable(f"{path}: bad Milvus parameters: {exc}") from exc
 
     def close(self) -> None:
         """Release the client connection (Milvus Lite holds a file lock)."""
