@@ -2,8 +2,12 @@
 
 SQL is the source of truth. Every write commits to SQL first and then touches
 the index; the index is saved from time to time and on close. On open the
-index is compared with SQL and repaired (faces added or removed), so a crash
-at any moment loses nothing and duplicates nothing.
+index is compared with SQL and repaired (faces added or removed, group tags
+corrected), so a crash at any moment loses nothing and duplicates nothing.
+
+Each indexed face carries its collection's SQL id as its index *group*, so a search
+restricted to collections (``--collection``, a department's scope) is a group
+filter applied inside the index, whatever the number of faces in those collections.
 """
 
 from __future__ import annotations
@@ -31,8 +35,9 @@ from facetrace.errors import (
     NoFaceFound,
 )
 from facetrace.index.base import Selector, VectorIndex
-from facetrace.index.factory import choose_kind, load_index, make_index
+from facetrace.index.factory import canonical_kind, choose_kind, load_index, make_index
 from facetrace.index.faiss_ann import auto_nlist
+from facetrace.index.persist import is_manifest, read_manifest
 from facetrace.store import repo
 from facetrace.store.db import make_engine, migrate, session_factory, sqlite_url, transaction
 from facetrace.types import Face
@@ -214,9 +219,12 @@ class Gallery:
         self.close()
 
     def close(self) -> None:
-        """Save the index if it changed and release the database."""
+        """Save the index if it changed, release the index's connection and the database."""
         if self._unsaved:
             self.save_index()
+        close = getattr(self.index, "close", None)  # Milvus: its client (Lite: a file lock)
+        if close is not None:
+            close()
         self.engine.dispose()
 
     # -- consistency -------------------------------------------------------
@@ -234,13 +242,39 @@ class Gallery:
                     "mixes models: use another data directory or re-ingest."
                 )
 
+    def _saved_kind(self) -> str | None:
+        """The kind recorded in the index file, None if there is none or it is unreadable."""
+        try:
+            if not self.index_path.exists() or not is_manifest(self.index_path):
+                return None
+            return str(read_manifest(self.index_path).get("kind"))
+        except IndexUnavailable:
+            return None
+
     def _open_index(self) -> VectorIndex:
+        saved = self._saved_kind()
+        try:
+            wanted = None if self.index_kind == "auto" else canonical_kind(self.index_kind)[0]
+        except IndexUnavailable:
+            wanted = None  # an unknown recipe fails where it is used: building a new index
         if self.index_path.exists():
+            if wanted is not None and wanted != (saved or "flat"):
+                log.warning(
+                    "the data directory holds a %s index; index kind %s applies to a new "
+                    "index only (facetrace index rebuild, or remove %s to start afresh)",
+                    saved or "flat",
+                    self.index_kind,
+                    self.index_path,
+                )
+            extra: dict[str, Any] = {}
+            if saved == "milvus":  # reopened with what is configured now (token, URI...)
+                keep = self.index_params if wanted == "milvus" else ("token",)
+                extra = {k: v for k, v in self.index_params.items() if k in keep}
             try:
-                token = self.index_params.get("token")
-                extra = {"token": token} if token else {}
                 return load_index(self.index_path, self.descriptor.dim, **extra)
             except IndexUnavailable:
+                if saved == "milvus":
+                    raise  # the collection lives on a server: say why, never rebuild over it
                 log.warning("index %s unreadable; rebuilding it from SQL", self.index_path)
         with self.sessions() as s:
             n_faces = int(repo.searchable_ids(s).size)
@@ -261,10 +295,10 @@ class Gallery:
                 vecs = repo.vectors_for(s, np.sort(sample), self.descriptor.dim)[1]
                 train(vecs, n_total=int(truth.size))
             for start in range(0, truth.size, REBUILD_CHUNK):
-                ids, vecs = repo.vectors_for(
+                got = repo.index_entries(
                     s, truth[start : start + REBUILD_CHUNK], self.descriptor.dim
                 )
-                index.add(ids, vecs)
+                index.add(got.ids, got.vectors, got.groups)
         return index
 
     def rebuild_index(self, kind: str = "auto", **params: Any) -> dict[str, Any]:
@@ -289,35 +323,47 @@ class Gallery:
         return index.settings()
 
     def reconcile(self) -> dict[str, int]:
-        """Make the index hold exactly the searchable faces in SQL; returns what changed.
+        """Make the index hold exactly the searchable faces in SQL, each tagged with its
+        collection; returns what changed.
 
-        Handles an index behind SQL (faces added), ahead of it (faces removed) and, should
-        one ever appear, a face indexed twice (all copies removed, then added once).
+        Handles an index behind SQL (faces added), ahead of it (faces removed), faces
+        with a wrong or unknown group (retagged: an index saved before faces carried
+        groups has every group unknown) and, should one ever appear, a face indexed
+        twice (all copies removed, then added once).
         """
         with self.sessions() as s:
-            truth = repo.searchable_ids(s)
-            have = self.index.ids()
+            truth, truth_groups = repo.searchable_groups(s)
+            have, have_groups = self.index.id_groups()
             uniq, counts = np.unique(have, return_counts=True)
             doubled = uniq[counts > 1]
+            regroup = _wrong_groups(truth, truth_groups, have, have_groups, doubled)
             if doubled.size:
                 self.index.remove(int(i) for i in doubled)
                 uniq = np.setdiff1d(uniq, doubled, assume_unique=True)
             missing = np.setdiff1d(truth, uniq, assume_unique=True)
             extra = np.setdiff1d(uniq, truth, assume_unique=True)
             if missing.size:
-                ids, vecs = repo.vectors_for(s, missing, self.descriptor.dim)
-                self.index.add(ids, vecs)
+                got = repo.index_entries(s, missing, self.descriptor.dim)
+                self.index.add(got.ids, got.vectors, got.groups)
         if extra.size:
             self.index.remove(int(i) for i in extra)
-        if missing.size or extra.size:
+        if regroup.size:
+            self.index.set_groups(truth[regroup], truth_groups[regroup])
+        if missing.size or extra.size or regroup.size:
             log.warning(
-                "index repaired from SQL: %d faces added, %d removed (%d were doubled)",
+                "index repaired from SQL: %d faces added, %d removed (%d were doubled), "
+                "%d retagged with their collection",
                 missing.size,
                 extra.size,
                 doubled.size,
+                regroup.size,
             )
             self.save_index()
-        return {"added": int(missing.size), "removed": int(extra.size)}
+        return {
+            "added": int(missing.size),
+            "removed": int(extra.size),
+            "regrouped": int(regroup.size),
+        }
 
     def save_index(self) -> None:
         """Persist the index atomically."""
@@ -374,12 +420,15 @@ class Gallery:
                 faces=faces,
                 subject_face=subject_face,
             )
-            indexed = [(r.id, faces[r.face_index].vector) for r in rows if r.is_subject]
+            indexed = [
+                (r.id, faces[r.face_index].vector, r.collection_id) for r in rows if r.is_subject
+            ]
             result = AddResult(photo_id=photo.id, face_ids=[r.id for r in rows])
         if indexed:
             self.index.add(
-                np.array([i for i, _ in indexed], dtype=np.int64),
-                np.stack([v for _, v in indexed]).astype(np.float32),
+                np.array([i for i, _, _ in indexed], dtype=np.int64),
+                np.stack([v for _, v, _ in indexed]).astype(np.float32),
+                np.array([g for _, _, g in indexed], dtype=np.int64),
             )
             self._unsaved += len(indexed)
             self._maybe_save()
@@ -467,12 +516,16 @@ class Gallery:
             return repo.count_subjects(s)
 
     def selector_for(self, collections: Iterable[str] | None) -> Selector | None:
-        """An id selector restricting a search to some collections (``None``: all)."""
+        """A group selector restricting a search to some collections (``None``: all).
+
+        Costs one lookup of the collection names, whatever their size: the index
+        filters on the faces' group tags (unknown names match nothing).
+        """
         if collections is None:
             return None
         with self.sessions() as s:
-            ids = repo.searchable_ids(s, collections)
-        return Selector(allow=frozenset(int(i) for i in ids))
+            groups = repo.collection_ids(s, collections)
+        return Selector(groups=frozenset(groups))
 
     def threshold(self, fpir: float) -> float:
         """The "no candidate" score threshold for a target FPIR at the current size."""
@@ -626,3 +679,25 @@ class Gallery:
     def session(self) -> Session:
         """A plain session for read-only callers (the service layer)."""
         return self.sessions()
+
+
+def _wrong_groups(
+    truth: npt.NDArray[np.int64],
+    truth_groups: npt.NDArray[np.int64],
+    have: npt.NDArray[np.int64],
+    have_groups: npt.NDArray[np.int64],
+    doubled: npt.NDArray[np.int64],
+) -> npt.NDArray[np.int64]:
+    """Positions in ``truth`` (SQL ids, sorted) of faces the index holds with another group.
+
+    Faces indexed twice are left out: they are removed and added again anyway.
+    """
+    if truth.size == 0 or have.size == 0:
+        return np.empty(0, dtype=np.int64)
+    order = np.argsort(have, kind="stable")
+    held, held_groups = have[order], have_groups[order]
+    at = np.clip(np.searchsorted(held, truth), 0, held.size - 1)
+    wrong = (held[at] == truth) & (held_groups[at] != truth_groups)
+    if doubled.size:
+        wrong &= ~np.isin(truth, doubled)
+    return np.flatnonzero(wrong)

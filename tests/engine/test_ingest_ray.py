@@ -29,6 +29,11 @@ def local_ray() -> Iterator[None]:
     ray.shutdown()
 
 
+def repo_collection_id(g: Gallery, name: str) -> int:
+    with g.sessions() as s:
+        return repo.collection_ids(s, [name])[0]
+
+
 def _faces(data: Path) -> tuple[int, list[str]]:
     """Photos stored and the subject of every indexed face."""
     with Gallery.open(data) as g, g.sessions() as s:
@@ -54,9 +59,15 @@ def test_ray_ingest_matches_local_and_resumes(
     with Gallery.open(data) as g:
         again = ingest_ray(g, items, concurrency=2)
         assert again.photos_added == 0 and again.already_present == len(items)
-        # the vectors found their way into the index, searchable
+        # the vectors found their way into the index, searchable, tagged with their collection
         with g.sessions() as s:
             assert sorted(g.index.ids().tolist()) == sorted(repo.searchable_ids(s).tolist())
+            truth = repo.searchable_groups(s)
+        ids, groups = g.index.id_groups()
+        assert sorted(zip(ids.tolist(), groups.tolist(), strict=True)) == sorted(
+            zip(truth[0].tolist(), truth[1].tolist(), strict=True)
+        )
+        assert set(groups.tolist()) == {repo_collection_id(g, "lfw")}
 
 
 @pytest.mark.slow

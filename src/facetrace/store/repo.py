@@ -170,21 +170,66 @@ def searchable_ids(
     return np.fromiter(session.scalars(stmt), dtype=np.int64)
 
 
-def vectors_for(
+def searchable_groups(session: Session) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """(ids, groups) of the faces that belong in the index, by id: a face's group is the
+    SQL id of its collection (``face.collection_id``, the collection its photo was
+    stored in), the tag every index filters collections by."""
+    stmt = (
+        select(FaceRow.id, FaceRow.collection_id)
+        .where(FaceRow.is_subject.is_(True))
+        .order_by(FaceRow.id)
+    )
+    rows = session.execute(stmt).all()
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    groups = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
+    return ids, groups
+
+
+def collection_ids(session: Session, names: Iterable[str]) -> list[int]:
+    """SQL ids of the collections called ``names`` (unknown names are left out)."""
+    wanted = list(names)
+    if not wanted:
+        return []
+    return list(session.scalars(select(Collection.id).where(Collection.name.in_(wanted))))
+
+
+@dataclass(frozen=True, slots=True)
+class IndexEntries:
+    """What the vector index needs of some faces: ids (n,), vectors (n, dim), groups (n,)."""
+
+    ids: npt.NDArray[np.int64]
+    vectors: npt.NDArray[np.float32]
+    groups: npt.NDArray[np.int64]
+
+
+def index_entries(
     session: Session, ids: npt.NDArray[np.int64], dim: int, *, chunk: int = 5000
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-    """The stored vectors of ``ids`` (in the order found), for rebuilding an index."""
+) -> IndexEntries:
+    """The stored vectors and groups of ``ids`` (in the order found), to fill an index."""
     out_ids: list[int] = []
     out_vecs: list[bytes] = []
+    out_groups: list[int] = []
     for start in range(0, len(ids), chunk):
         part = [int(i) for i in ids[start : start + chunk]]
-        for fid, vec in session.execute(
-            select(FaceRow.id, FaceRow.vector).where(FaceRow.id.in_(part))
+        for fid, vec, group in session.execute(
+            select(FaceRow.id, FaceRow.vector, FaceRow.collection_id).where(FaceRow.id.in_(part))
         ):
             out_ids.append(fid)
             out_vecs.append(vec)
-    vecs = np.frombuffer(b"".join(out_vecs), dtype=np.float32).reshape(-1, dim)
-    return np.asarray(out_ids, dtype=np.int64), vecs
+            out_groups.append(group)
+    return IndexEntries(
+        ids=np.asarray(out_ids, dtype=np.int64),
+        vectors=np.frombuffer(b"".join(out_vecs), dtype=np.float32).reshape(-1, dim),
+        groups=np.asarray(out_groups, dtype=np.int64),
+    )
+
+
+def vectors_for(
+    session: Session, ids: npt.NDArray[np.int64], dim: int, *, chunk: int = 5000
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """The stored vectors of ``ids`` (in the order found)."""
+    found = index_entries(session, ids, dim, chunk=chunk)
+    return found.ids, found.vectors
 
 
 @dataclass(frozen=True, slots=True)
