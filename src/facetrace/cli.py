@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -32,7 +34,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from facetrace.config import Settings
+from facetrace.config import Settings, settings_error
 from facetrace.engine import FacePipeline, PipelineOptions
 from facetrace.errors import FacetraceError
 from facetrace.index import set_search_threads
@@ -64,6 +66,7 @@ class Context:
             database_url=self.settings.database_url,
             pipeline=self.options,
             index_kind=self.settings.index_kind,
+            index_params=self.settings.index_params(),
         )
 
 
@@ -102,7 +105,10 @@ def main(
         overrides["data"] = data
     if database_url is not None:
         overrides["database_url"] = database_url
-    settings = Settings(**overrides)
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        raise _fail(FacetraceError(settings_error(exc))) from exc
     set_search_threads(settings.search_threads)
     options = PipelineOptions(
         model=model,
@@ -115,7 +121,8 @@ def main(
 
 
 def _fail(exc: Exception, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/red] {exc}", highlight=False)
+    # escaped: a message may hold brackets ("[.db]"); soft-wrapped: one line, however long
+    err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 

@@ -10,10 +10,11 @@ import sys
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
 from facetrace import accounts, audit, cases
-from facetrace.config import ServiceConfig
+from facetrace.config import ServiceConfig, settings_error
 from facetrace.errors import FacetraceError
 from facetrace.store.db import migrate, session_factory, sqlite_url
 from facetrace.store.service_db import service_engine
@@ -31,7 +32,10 @@ def _config(ctx: typer.Context) -> ServiceConfig:
     overrides: dict[str, Any] = {}
     if base is not None:
         overrides = {"data": base.data, "database_url": base.database_url}
-    return ServiceConfig(**overrides)
+    try:
+        return ServiceConfig(**overrides)
+    except ValidationError as exc:
+        raise _fail(FacetraceError(settings_error(exc))) from exc
 
 
 def _sessions(cfg: ServiceConfig) -> sessionmaker[Session]:
@@ -64,6 +68,14 @@ def serve(
         update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     )
     cfg = cfg.model_copy(update={"service": service})
+    params = cfg.index_params()
+    if params.get("uri"):  # a Milvus index: fail now, not on the first search
+        from facetrace.index.milvus import check_connection
+
+        try:
+            check_connection(params)
+        except FacetraceError as exc:
+            raise _fail(exc) from exc
     with _sessions(cfg).begin() as s:
         password = accounts.bootstrap_admin(s)
     if password:

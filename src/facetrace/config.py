@@ -1,16 +1,29 @@
 """Settings, read once at the entry point (CLI callback or app lifespan) and passed down.
 
 Environment variables use the prefix ``FACETRACE_`` and ``__`` for nesting, e.g.
-``FACETRACE_DATA=/srv/facetrace`` or ``FACETRACE_SEARCH__FPIR=0.001``.
+``FACETRACE_DATA=/srv/facetrace``, ``FACETRACE_SEARCH__FPIR=0.001`` or, for a gallery
+on a Milvus server, ``FACETRACE_INDEX_KIND=milvus FACETRACE_MILVUS__URI=http://host:19530
+FACETRACE_MILVUS__TOKEN=user:password`` (dict settings take JSON:
+``FACETRACE_MILVUS__INDEX_PARAMS='{"nlist": 4096}'``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import platformdirs
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def settings_error(exc: ValidationError) -> str:
+    """A settings validation error as one line naming the environment variables."""
+    parts = []
+    for error in exc.errors():
+        name = "FACETRACE_" + "__".join(str(part).upper() for part in error["loc"])
+        parts.append(f"{name}: {error['msg']}")
+    return "invalid settings: " + "; ".join(parts)
 
 
 def default_data_dir() -> Path:
@@ -33,6 +46,45 @@ class DetectSettings(BaseModel):
     max_detect_pixels: int = Field(16_000_000, ge=100_000)
 
 
+class MilvusSettings(BaseModel):
+    """Where the vectors live when ``index_kind`` is ``milvus`` (``FACETRACE_MILVUS__...``).
+
+    ``uri`` is a Milvus Lite file (``/srv/facetrace/vectors.db``) or a server
+    (``http://host:19530``); ``token`` is ``user:password`` or an API key: it is kept
+    secret in memory (never printed, never written to the index manifest), so supply it
+    at every start. ``index_type``, ``index_params`` and ``num_partitions`` apply when
+    the collection is created; ``search_params`` go with every search. See
+    ``docs/milvus.md`` for values at 10^9 faces.
+    """
+
+    uri: str | None = None
+    token: SecretStr | None = None
+    db_name: str = ""
+    collection: str = Field("faces", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    index_type: str = "FLAT"
+    index_params: dict[str, Any] = Field(default_factory=dict)
+    search_params: dict[str, Any] = Field(default_factory=dict)
+    num_partitions: int = Field(64, ge=1, le=1024)
+    timeout: float = Field(10.0, gt=0, le=600)
+
+    def index_params_for_gallery(self) -> dict[str, Any]:
+        """The :class:`~facetrace.index.milvus.MilvusIndex` parameters (``uri`` only if set)."""
+        params: dict[str, Any] = {
+            "collection": self.collection,
+            "db_name": self.db_name,
+            "index_type": self.index_type,
+            "index_params": dict(self.index_params),
+            "search_params": dict(self.search_params),
+            "num_partitions": self.num_partitions,
+            "timeout": self.timeout,
+        }
+        if self.uri:
+            params["uri"] = self.uri
+        if self.token is not None:
+            params["token"] = self.token.get_secret_value()
+        return params
+
+
 class Settings(BaseSettings):
     """All configuration of one facetrace installation."""
 
@@ -48,6 +100,14 @@ class Settings(BaseSettings):
     workers: int = 0
     search: SearchSettings = SearchSettings()
     detect: DetectSettings = DetectSettings()
+    milvus: MilvusSettings = Field(default_factory=MilvusSettings)
+
+    def index_params(self) -> dict[str, Any]:
+        """Parameters for the configured ``index_kind`` (the Milvus connection for
+        ``milvus``; the FAISS kinds take theirs from the recipe name)."""
+        if self.index_kind.strip().lower() == "milvus":
+            return self.milvus.index_params_for_gallery()
+        return {}
 
 
 # --- investigator service (issue 4) ---------------------------------------------------

@@ -74,6 +74,8 @@ class GalleryPort:
         k: candidates per face; fpir: the false-positive identification rate that sets
         the threshold; min_quality: probe faces below it need ``force``.
         max_upload_bytes: largest probe accepted.
+        index_kind, index_params: the vector index recipe and its parameters (a Milvus
+        connection), as for :meth:`facetrace.gallery.Gallery.open`.
     """
 
     def __init__(
@@ -85,8 +87,12 @@ class GalleryPort:
         fpir: float,
         min_quality: float,
         max_upload_bytes: int,
+        index_kind: str = "auto",
+        index_params: dict[str, Any] | None = None,
     ) -> None:
         self.data_dir = data_dir
+        self.index_kind = index_kind
+        self.index_params = dict(index_params or {})
         self.database_url = database_url
         self.k = k
         self.fpir = fpir
@@ -101,7 +107,12 @@ class GalleryPort:
             if self._gallery is None:
                 from facetrace.gallery import Gallery
 
-                self._gallery = Gallery.open(self.data_dir, database_url=self.database_url)
+                self._gallery = Gallery.open(
+                    self.data_dir,
+                    database_url=self.database_url,
+                    index_kind=self.index_kind,
+                    index_params=self.index_params,
+                )
             return self._gallery
 
     def close(self) -> None:

@@ -55,6 +55,8 @@ def build_state(settings: ServiceConfig) -> ServiceState:
             fpir=settings.search.fpir,
             min_quality=settings.search.min_quality,
             max_upload_bytes=int(svc.max_upload_mb * 1024 * 1024),
+            index_kind=settings.index_kind,
+            index_params=settings.index_params(),
         ),
         imports=ImportJobs(root=data_dir / "imports"),
         login_limiter=RateLimiter(limit=svc.login_per_minute),

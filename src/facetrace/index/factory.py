@@ -89,6 +89,11 @@ def make_index(kind: str, dim: int, *, n_faces: int = 0, **params: Any) -> Vecto
             return IvfIndex(dim, **merged)
         from facetrace.index.milvus import MilvusIndex
 
+        if not merged.get("uri"):
+            raise IndexUnavailable(
+                "the milvus index needs a URI: set FACETRACE_MILVUS__URI to a Milvus Lite "
+                "file (/srv/facetrace/vectors.db) or a server (http://host:19530)"
+            )
         return MilvusIndex(dim, **merged)
     except TypeError as exc:
         raise IndexUnavailable(f"bad parameters for index kind {kind!r}: {exc}") from exc

@@ -79,6 +79,18 @@ def _client(uri: str, token: str | None, db_name: str, timeout: float) -> Any:
         raise IndexUnavailable(f"cannot connect to Milvus at {uri}: {_reason(exc)}") from exc
 
 
+def check_connection(params: dict[str, Any]) -> None:
+    """Connect with the ``uri``, ``token``, ``db_name`` and ``timeout`` of ``params`` (the
+    :class:`MilvusIndex` parameters) and disconnect; raises :class:`IndexUnavailable`."""
+    uri = str(params.get("uri") or "")
+    if not uri:
+        raise IndexUnavailable("no Milvus URI configured (FACETRACE_MILVUS__URI)")
+    client = _client(
+        uri, params.get("token"), str(params.get("db_name", "")), float(params.get("timeout", 10))
+    )
+    client.close()
+
+
 def _id_list(ids: frozenset[int]) -> str:
     return "[" + ",".join(str(int(i)) for i in sorted(ids)) + "]"
 
