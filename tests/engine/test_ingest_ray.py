@@ -18,13 +18,24 @@ ray = pytest.importorskip("ray", reason="the ray extra is not installed")
 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:
-    """A small local Ray instance (2 CPUs, 256 MB object store), shut down afterwards."""
-    ray.init(
-        num_cpus=2,
-        object_store_memory=256 * 2**20,
-        include_dashboard=False,
-        log_to_driver=False,
-    )
+    """A small local Ray instance (2 CPUs, 256 MB object store), shut down afterwards.
+
+    Ray waits a fixed 30 s for its raylet to register; on a 2-core machine busy with
+    other work that start-up has been seen to time out once, so it is tried twice.
+    """
+    for attempt in (1, 2):
+        try:
+            ray.init(
+                num_cpus=2,
+                object_store_memory=256 * 2**20,
+                include_dashboard=False,
+                log_to_driver=False,
+            )
+            break
+        except Exception as exc:  # Ray raises a bare Exception on a start-up timeout
+            ray.shutdown()
+            if attempt == 2 or "timed out during startup" not in str(exc):
+                raise
     yield
     ray.shutdown()
 

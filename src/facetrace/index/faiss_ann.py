@@ -185,6 +185,10 @@ class HnswIndex:
     overridable per call), ``compact_fraction`` (rebuild when this share of the graph is
     tombstones; 0 disables), ``exact_below`` (filters allowing at most this many faces
     are answered by exact scoring of those faces).
+
+    ``ef_construction`` 256: on 200k face-like vectors it lifted recall@10 at efSearch
+    128 from 0.988/0.984 (enrolled/strangers) to 0.993/0.991 over 128, for twice the
+    build time; 512 added almost nothing (0.994/0.991).
     """
 
     kind = "hnsw"
@@ -197,7 +201,7 @@ class HnswIndex:
         dim: int,
         *,
         m: int = 48,
-        ef_construction: int = 128,
+        ef_construction: int = 256,
         ef_search: int = 256,
         compact_fraction: float = 0.25,
         exact_below: int = 20_000,
