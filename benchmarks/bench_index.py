@@ -225,9 +225,10 @@ def run(
                 {"kind": kind, "build_s": build_s, "bytes": nbytes, "settings": index.settings()}
             )
             log.info("built %s in %.0f s, %.0f bytes/face", kind, build_s, nbytes / n)
-            rows = sweep(kind, search, params, queries, truth, threads)
             settings = index.settings()
-            default_param = settings.get("ef_search", settings.get("nprobe", 0))
+            default_param = settings.get("ef_search", settings.get("nprobe_default", 0))
+            params = tuple(sorted({*params, default_param}))
+            rows = sweep(kind, search, params, queries, truth, threads)
             for row in rows:  # the setting a gallery searches with unless told otherwise
                 row["default"] = row["param"] == default_param
             res["rows"].extend(rows)
@@ -270,11 +271,27 @@ def run(
             log.info("%s", res["builds"][-1])
             del index
         res["peak_rss_gib"] = peak_rss_gib()
+        keep_previous(res, OUT / f"index-{n}.json", kinds)
         results[str(n)] = res
         OUT.mkdir(exist_ok=True)
         (OUT / f"index-{n}.json").write_text(json.dumps(res, indent=1, default=str))
         del gallery
     return results
+
+
+def keep_previous(res: dict[str, Any], path: Path, kinds: list[str]) -> None:
+    """Carry over the rows of kinds this run did not measure from an earlier run's file,
+    so ``--kinds ivf-sq8`` re-measures one kind without dropping the others."""
+    if not path.exists():
+        return
+    old = json.loads(path.read_text())
+    rerun = {*kinds, "exact scan"}
+    res["rows"] = [r for r in old["rows"] if r["kind"] not in rerun] + res["rows"]
+    res["builds"] = [b for b in old["builds"] if b["kind"] not in rerun] + res["builds"]
+    res["peak_rss_gib"] = max(res["peak_rss_gib"], old.get("peak_rss_gib", 0.0))
+    order = {k: i for i, k in enumerate(("exact scan", "flat", "hnsw", "ivf-sq8", "ivf-sq8-raw"))}
+    res["rows"].sort(key=lambda r: order.get(r["kind"], len(order)))
+    res["builds"].sort(key=lambda b: order.get(b["kind"], len(order)))
 
 
 def markdown(results: dict[str, Any]) -> str:

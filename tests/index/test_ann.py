@@ -74,6 +74,26 @@ def test_ivf_trains_on_first_batch_and_reports_it() -> None:
     assert index.settings()["nlist"] == auto_nlist(800)
 
 
+def test_ivf_default_nprobe_is_an_eighth_of_the_lists(tmp_path: Path) -> None:
+    ids, x = _data(4000)
+    index = IvfIndex(DIM, nlist=80)
+    index.add(ids, x)
+    assert index.settings()["nprobe_default"] == 10  # 80 / 8
+    # the default scans more lists than nprobe=1 does, so it finds more of the true top-10
+    truth = set(np.argsort(-(x @ x[0]))[:10] + 100)
+    _, wide = index.search(x[:1], 10)
+    _, narrow = index.search(x[:1], 10, nprobe=1)
+    assert len(truth & set(wide[0].tolist())) > len(truth & set(narrow[0].tolist()))
+    # an explicit nprobe is kept, and "unset" survives a save and load
+    assert IvfIndex(DIM, nlist=80, nprobe=3).default_nprobe == 3
+    index.save(tmp_path / "ivf")
+    again = load_index(tmp_path / "ivf", DIM)
+    assert again.settings()["nprobe"] is None
+    assert again.settings()["nprobe_default"] == 10
+    with pytest.raises(IndexUnavailable):
+        IvfIndex(DIM, nprobe=0)
+
+
 def test_auto_nlist_keeps_enough_points_per_list() -> None:
     assert auto_nlist(1_000_000) == 4000
     assert auto_nlist(1000) == 25

@@ -453,6 +453,10 @@ def _checked_params(meta: dict[str, Any], path: Path) -> dict[str, Any]:
     return params
 
 
+#: Share of the IVF lists a search scans by default (see :class:`IvfIndex`).
+PROBE_SHARE = 1 / 8
+
+
 def auto_nlist(n: int) -> int:
     """Number of IVF lists for ``n`` training vectors: ~4*sqrt(n), >= 39 points per list.
 
@@ -469,7 +473,10 @@ class IvfIndex:
     HNSW. Our ids are stored in the lists, so removal is native. The coarse quantiser is
     trained on the first batch added (``nlist`` chosen from its size unless given), so
     build it from the whole gallery (``facetrace index rebuild``), and rebuild after the
-    gallery grows tenfold. ``nprobe`` (lists scanned per query) is overridable per call.
+    gallery grows tenfold. ``nprobe`` (lists scanned per query) is overridable per call;
+    by default it is an eighth of the lists (:data:`PROBE_SHARE`), not a fixed count:
+    on face vectors recall follows the share of lists scanned (1M faces in 4,000 lists
+    and 10M in 2,048 both gave recall@10 ~0.98 at 1/8), and a fixed 64 gave 0.76 at 1M.
 
     ``refine="fp16"`` (the default) keeps a float16 copy of every vector (+256 bytes per
     128-d face) and re-scores the best ``refine_factor * k`` candidates of the 8-bit
@@ -488,7 +495,7 @@ class IvfIndex:
         dim: int,
         *,
         nlist: int | None = None,
-        nprobe: int = 64,
+        nprobe: int | None = None,
         exact_below: int = 20_000,
         train_per_list: int = 64,
         refine: str = "fp16",
@@ -497,7 +504,8 @@ class IvfIndex:
         _store: _Fp16Store | None = None,
         _table: GroupTable | None = None,
     ) -> None:
-        if dim < 1 or nprobe < 1 or (nlist is not None and nlist < 1) or exact_below < 0:
+        bad_probe = nprobe is not None and nprobe < 1
+        if dim < 1 or bad_probe or (nlist is not None and nlist < 1) or exact_below < 0:
             raise IndexUnavailable("invalid IVF parameters")
         if refine not in ("fp16", "none") or refine_factor < 1:
             raise IndexUnavailable(f"invalid IVF refinement {refine!r} x{refine_factor}")
@@ -520,6 +528,14 @@ class IvfIndex:
             raise IndexUnavailable(
                 f"group table holds {self._table.count} ids for {self.count} vectors"
             )
+
+    @property
+    def default_nprobe(self) -> int:
+        """Lists scanned when a search does not say: ``nprobe`` if set, else 1/8 of them."""
+        if self.nprobe is not None:
+            return self.nprobe
+        nlist = self._ivf.nlist if self._ivf is not None else (self.nlist or 1)
+        return max(1, math.ceil(nlist * PROBE_SHARE))
 
     @property
     def trained(self) -> bool:
@@ -602,7 +618,7 @@ class IvfIndex:
         _check_k(k)
         if self._ivf is None or self._ivf.ntotal == 0:
             return exact_topk(q, np.empty((0, self.dim), np.float32), np.empty(0, np.int64), k)
-        probe = min(nprobe or self.nprobe, self._ivf.nlist)
+        probe = min(nprobe or self.default_nprobe, self._ivf.nlist)
         if selector is None or selector.unrestricted:
             return self._scan(q, k, _faiss.SearchParametersIVF(nprobe=probe))
         keep: list[Any] = []  # FAISS holds raw pointers: keep every part alive for the call
@@ -718,4 +734,5 @@ class IvfIndex:
             "count": self.count,
             "trained": self._ivf is not None,
             **self.params(),
+            "nprobe_default": self.default_nprobe,
         }
