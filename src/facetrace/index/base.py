@@ -146,12 +146,7 @@ def check_groups(groups: Groups | None, n: int) -> Groups:
     """One non-negative int64 group per vector; ``None`` means group 0 for all."""
     if groups is None:
         return np.zeros(n, dtype=np.int64)
-    arr = np.asarray(groups, dtype=np.int64).reshape(-1)
-    if arr.shape[0] != n:
-        raise IndexUnavailable(f"got {arr.shape[0]} groups for {n} vectors")
-    if arr.size and arr.min() < 0:
-        raise IndexUnavailable("groups must be non-negative")
-    return np.ascontiguousarray(arr)
+    return _check_column(groups, n, "groups")
 
 
 def group_array(groups: frozenset[int]) -> Groups:
@@ -161,9 +156,14 @@ def group_array(groups: frozenset[int]) -> Groups:
 
 def check_ids(ids: Ids, n: int) -> Ids:
     """Validate that there is one non-negative int64 id per vector."""
-    arr = np.asarray(ids, dtype=np.int64).reshape(-1)
+    return _check_column(ids, n, "ids")
+
+
+def _check_column(values: npt.NDArray[np.int64], n: int, what: str) -> npt.NDArray[np.int64]:
+    """One non-negative int64 per vector, as a contiguous array, or IndexUnavailable."""
+    arr = np.asarray(values, dtype=np.int64).reshape(-1)
     if arr.shape[0] != n:
-        raise IndexUnavailable(f"got {arr.shape[0]} ids for {n} vectors")
+        raise IndexUnavailable(f"got {arr.shape[0]} {what} for {n} vectors")
     if arr.size and arr.min() < 0:
-        raise IndexUnavailable("ids must be non-negative")
+        raise IndexUnavailable(f"{what} must be non-negative")
     return np.ascontiguousarray(arr)
