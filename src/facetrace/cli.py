@@ -517,8 +517,7 @@ def index_rebuild(
 ) -> None:
     """Rebuild the index from the SQL store as KIND; the old one stays until the new is saved."""
     c: Context = ctx.obj
-    set_search_threads(os.cpu_count() or 1)  # a build is batch work: use every core
-    try:
+    try:  # the build itself runs FAISS on every core (Gallery._build_index)
         with c.gallery() as g:
             err.print(f"rebuilding the index of {g.index.count} faces as {kind}...")
             settings = g.rebuild_index(kind)

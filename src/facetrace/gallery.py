@@ -34,6 +34,7 @@ from facetrace.errors import (
     ModelMismatch,
     NoFaceFound,
 )
+from facetrace.index import batch_threads
 from facetrace.index.base import Selector, VectorIndex
 from facetrace.index.factory import canonical_kind, choose_kind, load_index, make_index
 from facetrace.index.faiss_ann import auto_nlist
@@ -284,7 +285,8 @@ class Gallery:
         """A new index of recipe ``kind`` filled with every searchable face in SQL."""
         resolved = choose_kind(n_faces) if kind == "auto" else kind
         index = make_index(resolved, self.descriptor.dim, **params)
-        with self.sessions() as s:
+        log.info("building a %s index of %d faces from SQL", resolved, n_faces)
+        with self.sessions() as s, batch_threads():
             truth = repo.searchable_ids(s)
             train = getattr(index, "train", None)
             if train is not None and truth.size:

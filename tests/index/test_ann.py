@@ -219,3 +219,16 @@ def test_sparse_ids_fall_back_to_a_hashed_selector() -> None:
     keep = _groups(300) == 3
     want = ids[keep][np.argsort(-(x[:10] @ x[keep].T), axis=1, kind="stable")[:, :3]]
     assert np.array_equal(got, want)
+
+
+def test_builds_use_every_core_and_give_the_search_setting_back() -> None:
+    from facetrace.index import batch_threads, set_search_threads
+
+    set_search_threads(1)
+    with batch_threads(2) as n:
+        assert n == 2
+        assert faiss.omp_get_max_threads() == 2
+    assert faiss.omp_get_max_threads() == 1
+    with pytest.raises(RuntimeError), batch_threads(2):
+        raise RuntimeError("a failed build still restores the thread count")
+    assert faiss.omp_get_max_threads() == 1
