@@ -61,9 +61,9 @@ from facetrace.index.groups import (
     GroupTable,
     LabelLookup,
     all_of,
+    group_mask,
     positions_filter,
     retag,
-    unknown_groups_error,
 )
 from facetrace.index.persist import (
     load_part_array,
@@ -375,11 +375,7 @@ class HnswIndex:
         found = self._filters.get(groups)
         if found is not None:
             return found
-        live = self._labels >= 0
-        unknown = int(np.count_nonzero(live & (self._groups == UNKNOWN_GROUP)))
-        if unknown:
-            raise unknown_groups_error(unknown)
-        mask = live & np.isin(self._groups, group_array(groups))
+        mask = group_mask(self._labels >= 0, self._groups, groups)
         return self._filters.put(groups, positions_filter(mask))
 
     def _filter_mask(self, found: GroupFilter | None) -> npt.NDArray[np.bool_]:

@@ -45,6 +45,20 @@ def unknown_groups_error(count: int) -> IndexUnavailable:
     )
 
 
+def group_mask(
+    live: npt.NDArray[np.bool_], tags: Groups, groups: frozenset[int]
+) -> npt.NDArray[np.bool_]:
+    """Which of the ``live`` entries are tagged with one of ``groups``.
+
+    Raises over live entries whose group was never recorded: filtering them could
+    only guess.
+    """
+    unknown = int(np.count_nonzero(live & (tags == UNKNOWN_GROUP)))
+    if unknown:
+        raise unknown_groups_error(unknown)
+    return live & np.isin(tags, group_array(groups))
+
+
 @dataclass(frozen=True, slots=True)
 class GroupFilter:
     """A group set resolved against one state of an index.
@@ -260,9 +274,5 @@ class GroupTable:
         found = self._cache.get(groups)
         if found is not None:
             return found
-        live = self._ids >= 0
-        unknown = int(np.count_nonzero(live & (self._groups == UNKNOWN_GROUP)))
-        if unknown:
-            raise unknown_groups_error(unknown)
-        members = self._ids[live & np.isin(self._groups, group_array(groups))]
+        members = self._ids[group_mask(self._ids >= 0, self._groups, groups)]
         return self._cache.put(groups, ids_filter(members))
