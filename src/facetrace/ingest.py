@@ -288,6 +288,23 @@ def prepare(item: IngestItem, pipeline: FacePipeline, limits: ImageLimits) -> Pr
         return Skipped(item, f"error: {exc}")
 
 
+def skip_known(
+    gallery: Gallery, items: Sequence[IngestItem], summary: IngestSummary
+) -> list[IngestItem]:
+    """The items whose photo (by SHA-256) is not stored yet, counting the others in
+    ``summary.already_present``: a resumed ingest does no model work twice."""
+    with gallery.session() as s:
+        known = known_hashes(s)
+    todo: list[IngestItem] = []
+    for item in items:
+        sha = _sha256_file(item.path)
+        if sha is not None and sha in known:
+            summary.already_present += 1
+        else:
+            todo.append(item)
+    return todo
+
+
 def _sha256_file(path: Path) -> str | None:
     try:
         h = hashlib.sha256()
@@ -321,17 +338,8 @@ def ingest(
     limits = limits or ImageLimits()
     summary = IngestSummary(total=len(items))
     start = time.monotonic()
-    with gallery.session() as s:
-        known = known_hashes(s)
-    todo: list[IngestItem] = []
-    done = 0
-    for item in items:
-        sha = _sha256_file(item.path)
-        if sha is not None and sha in known:
-            summary.already_present += 1
-            done += 1
-        else:
-            todo.append(item)
+    todo = skip_known(gallery, items, summary)
+    done = summary.already_present
     if progress:
         progress(done, summary.total, summary)
     for result in map_photos(

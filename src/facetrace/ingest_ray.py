@@ -27,7 +27,7 @@ import numpy as np
 from facetrace.engine import FacePipeline, PipelineOptions
 from facetrace.errors import DeletedPhoto, FacetraceError
 from facetrace.imaging import ImageLimits
-from facetrace.ingest import IngestItem, IngestSummary, Prepared, _sha256_file, prepare
+from facetrace.ingest import IngestItem, IngestSummary, Prepared, prepare, skip_known
 from facetrace.store.repo import Provenance
 from facetrace.types import BoundingBox, Detection, Face, Landmarks, Quality, QualityReason
 
@@ -134,17 +134,7 @@ def ingest_ray(
     limits = limits or ImageLimits()
     summary = IngestSummary(total=len(items))
     start = time.monotonic()
-    with gallery.session() as s:
-        from facetrace.store.repo import known_hashes
-
-        known = known_hashes(s)
-    todo: list[IngestItem] = []
-    for item in items:
-        sha = _sha256_file(item.path)
-        if sha is not None and sha in known:
-            summary.already_present += 1
-        else:
-            todo.append(item)
+    todo = skip_known(gallery, items, summary)
     if todo:
         if not ray.is_initialized():
             ray.init(include_dashboard=False, log_to_driver=False)

@@ -61,6 +61,7 @@ from facetrace.index.groups import (
     GroupTable,
     LabelLookup,
     all_of,
+    checked_table,
     group_mask,
     positions_filter,
     retag,
@@ -519,11 +520,7 @@ class IvfIndex:
         if _ivf is not None and _ivf.d != dim:
             raise IndexUnavailable(f"index has dimension {_ivf.d}, expected {dim}")
         # no table: saved before vectors carried groups, so every group is unknown
-        self._table = _table if _table is not None else GroupTable(self.ids())
-        if self._table.count != self.count:
-            raise IndexUnavailable(
-                f"group table holds {self._table.count} ids for {self.count} vectors"
-            )
+        self._table = checked_table(_table, self.ids, self.count)
 
     @property
     def default_nprobe(self) -> int:

@@ -31,7 +31,7 @@ from facetrace.index.base import (
     check_ids,
     check_vectors,
 )
-from facetrace.index.groups import GroupTable, all_of
+from facetrace.index.groups import GroupTable, all_of, checked_table
 from facetrace.index.persist import (
     is_manifest,
     load_part_array,
@@ -92,11 +92,7 @@ class FlatIndex:
         if self._index.d != dim:
             raise IndexUnavailable(f"index has dimension {self._index.d}, expected {dim}")
         # an index without a table comes from a bare FAISS file: its groups are unknown
-        self._table = _table if _table is not None else GroupTable(self.ids())
-        if self._table.count != self.count:
-            raise IndexUnavailable(
-                f"group table holds {self._table.count} ids for {self.count} vectors"
-            )
+        self._table = checked_table(_table, self.ids, self.count)
 
     @classmethod
     def load(cls, path: Path, dim: int) -> FlatIndex:

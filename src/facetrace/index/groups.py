@@ -19,6 +19,7 @@ cached per group set until the next add or remove.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +58,15 @@ def group_mask(
     if unknown:
         raise unknown_groups_error(unknown)
     return live & np.isin(tags, group_array(groups))
+
+
+def checked_table(table: GroupTable | None, ids: Callable[[], Ids], count: int) -> GroupTable:
+    """``table``, or one of unknown groups over ``ids()`` for an index saved without
+    one; either way it must hold exactly the index's ``count`` vectors."""
+    found = table if table is not None else GroupTable(ids())
+    if found.count != count:
+        raise IndexUnavailable(f"group table holds {found.count} ids for {count} vectors")
+    return found
 
 
 @dataclass(frozen=True, slots=True)

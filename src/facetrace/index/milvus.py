@@ -27,10 +27,7 @@ backend.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -51,7 +48,7 @@ from facetrace.index.base import (
     check_ids,
     check_vectors,
 )
-from facetrace.index.persist import FORMAT, VERSION, read_manifest
+from facetrace.index.persist import read_manifest, save_bundle
 
 log = logging.getLogger(__name__)
 
@@ -333,21 +330,8 @@ class MilvusIndex:
     def save(self, path: Path) -> None:
         """Flush Milvus's own storage and write the manifest (no secrets) at ``path``."""
         self._client.flush(self.collection)
-        manifest = {
-            "format": FORMAT,
-            "version": VERSION,
-            "kind": self.kind,
-            "dim": self.dim,
-            "params": self.params(),
-            "files": {},
-        }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(manifest, fh, indent=1, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        meta = {"kind": self.kind, "dim": self.dim, "params": self.params()}
+        save_bundle(path, meta, indexes={}, arrays={})  # a manifest with no parts
 
     @classmethod
     def load(cls, path: Path, dim: int, **overrides: Any) -> MilvusIndex:
