@@ -31,7 +31,8 @@ import numpy.typing as npt
 from benchmarks import gallery_data, lfw_embeddings
 from facetrace.index.base import MISSING_ID, Selector
 from facetrace.index.factory import make_index
-from facetrace.index.faiss_ann import HnswIndex, IvfIndex
+from facetrace.index.faiss_ann import IvfIndex
+from facetrace.index.hnsw import HnswIndex
 
 log = logging.getLogger(__name__)
 
@@ -121,20 +122,26 @@ def sweep(
 
 
 def hnsw_bytes(index: HnswIndex) -> int:
-    graph = index._graph
-    hnsw = graph.hnsw
-    return int(
-        graph.ntotal * graph.d * 4
-        + hnsw.neighbors.size() * 4
-        + hnsw.offsets.size() * 8
-        + hnsw.levels.size() * 4
-        + index._labels.nbytes
-    )
+    """Vectors, links, levels, labels and group tags of every shard."""
+    total = 0
+    for shard in index.graphs:
+        graph = shard.graph
+        hnsw = graph.hnsw
+        total += (
+            graph.ntotal * graph.d * 4
+            + hnsw.neighbors.size() * 4
+            + hnsw.offsets.size() * 8
+            + hnsw.levels.size() * 4
+            + shard.labels.nbytes
+            + shard.groups.nbytes
+        )
+    return int(total)
 
 
 def ivf_bytes(index: IvfIndex) -> int:
     ivf = index._ivf
-    total = ivf.ntotal * (ivf.code_size + 8) + ivf.nlist * ivf.d * 4
+    # codes and ids in the lists, centroids, and the id -> group table (16 bytes a face)
+    total = ivf.ntotal * (ivf.code_size + 8 + 16) + ivf.nlist * ivf.d * 4
     if index._store is not None:
         store = index._store
         # fp16 codes, labels, and the sorted lookup built at the first search

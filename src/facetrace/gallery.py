@@ -34,7 +34,7 @@ from facetrace.errors import (
     ModelMismatch,
     NoFaceFound,
 )
-from facetrace.index import batch_threads
+from facetrace.index import batch_threads, use_search_threads
 from facetrace.index.base import Selector, VectorIndex
 from facetrace.index.factory import canonical_kind, choose_kind, load_index, make_index
 from facetrace.index.faiss_ann import auto_nlist
@@ -555,6 +555,7 @@ class Gallery:
         n_subjects = self.subject_count()
         threshold = self._threshold(cal, fpir, n_subjects)
         fetch = max(k * 4, 40)
+        use_search_threads()  # this may be a web server's worker thread, new to OpenMP
         scores, ids = self.index.search(vectors.astype(np.float32), fetch, selector)
         with self.sessions() as s:
             info = repo.face_info(s, {int(i) for i in ids.reshape(-1) if i >= 0})

@@ -55,6 +55,32 @@ def test_search_finds_enrolled_subject_first(
     assert scores == sorted(scores, reverse=True)
 
 
+def test_search_from_a_server_thread_uses_the_search_thread_count(
+    gallery: Gallery, probe_of: dict[str, Path]
+) -> None:
+    """The web server searches from its own worker threads, which OpenMP starts at one
+    thread per core; the gallery gives each the configured count first."""
+    import threading
+
+    import faiss
+
+    from facetrace.index import set_search_threads
+
+    set_search_threads(1)
+    pixels = load_image(probe_of[ENROLLED[0]]).pixels
+    seen: dict[str, object] = {}
+
+    def worker() -> None:
+        seen["results"] = gallery.search(pixels, k=3, force=True)
+        seen["threads"] = faiss.omp_get_max_threads()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert seen["threads"] == 1
+    assert seen["results"]
+
+
 def test_unenrolled_person_gets_no_candidate(gallery: Gallery, faces_dir: Path) -> None:
     photo = sorted((faces_dir / "lfw" / "images" / "Ari_Fleischer").glob("*.jpg"))[0]
     results = gallery.search(load_image(photo).pixels, force=True, include_below=True)

@@ -4,6 +4,7 @@ the group-filter paths and indexes saved before vectors carried groups."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import faiss
@@ -14,8 +15,9 @@ import pytest
 from facetrace.errors import IndexUnavailable
 from facetrace.index.base import UNKNOWN_GROUP, Selector
 from facetrace.index.factory import canonical_kind, choose_kind, load_index, make_index
-from facetrace.index.faiss_ann import HnswIndex, IvfIndex, auto_nlist
+from facetrace.index.faiss_ann import IvfIndex, auto_nlist
 from facetrace.index.flat import FlatIndex
+from facetrace.index.hnsw import HnswIndex, split_rows
 
 DIM = 16
 
@@ -30,7 +32,7 @@ def _data(n: int, seed: int = 0) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.
 
 def test_hnsw_compacts_past_the_tombstone_fraction() -> None:
     ids, x = _data(400)
-    index = HnswIndex(DIM, m=8, compact_fraction=0.3)
+    index = HnswIndex(DIM, m=8, compact_fraction=0.3, shards=1)
     index.add(ids, x)
     index.remove(ids[:100].tolist())
     assert index.settings()["tombstones"] == 100  # 25%: kept as tombstones
@@ -43,17 +45,101 @@ def test_hnsw_compacts_past_the_tombstone_fraction() -> None:
 
 def test_hnsw_tombstones_survive_save_and_load(tmp_path: Path) -> None:
     ids, x = _data(300)
-    index = HnswIndex(DIM, m=8, compact_fraction=0.0)
+    index = HnswIndex(DIM, m=8, compact_fraction=0.0, shards=2)
     index.add(ids, x)
     index.remove(ids[:50].tolist())
     index.save(tmp_path / "hnsw.index")
+    index.save(tmp_path / "hnsw.index")  # a second save replaces the first's parts
     loaded = load_index(tmp_path / "hnsw.index", DIM)
-    assert isinstance(loaded, HnswIndex)
+    assert isinstance(loaded, HnswIndex) and loaded.shards == 2
     assert loaded.settings()["tombstones"] == 50 and loaded.count == 250
+    assert sorted(loaded.ids().tolist()) == sorted(ids[50:].tolist())
     _, got = loaded.search(x[:50], 5)
     assert not set(got.ravel().tolist()) & set(ids[:50].tolist())
-    # only the current bundle's parts remain next to the manifest (graph, labels, groups)
-    assert len(list(tmp_path.iterdir())) == 4
+    # only the current bundle's parts remain next to the manifest (graph, labels, groups
+    # of each shard)
+    assert len(list(tmp_path.iterdir())) == 1 + 3 * 2
+
+
+def test_hnsw_shards_fill_evenly_and_refill_after_deletes() -> None:
+    ids, x = _data(700)
+    index = HnswIndex(DIM, m=8, compact_fraction=0.0, shards=3)
+    index.add(ids[:300], x[:300])
+    assert [g.count for g in index.graphs] == [100, 100, 100]
+    held = [set(g.ids().tolist()) for g in index.graphs]
+    assert set().union(*held) == set(ids[:300].tolist()) and sum(map(len, held)) == 300
+    index.remove(ids[:60].tolist())  # all from the first shard
+    assert [g.count for g in index.graphs] == [40, 100, 100]
+    index.add(ids[300:400], x[300:400])  # the emptied shard is topped up first
+    assert [g.count for g in index.graphs] == [114, 113, 113]
+    index.add(ids[400:401], x[400:401])
+    assert sorted(g.count for g in index.graphs) == [113, 114, 114]
+
+
+@pytest.mark.parametrize(
+    ("sizes", "n", "want"),
+    [
+        ([0, 0], 5, [3, 2]),
+        ([10, 0], 3, [0, 3]),
+        ([10, 0], 12, [1, 11]),
+        ([5, 9, 1], 0, [0, 0, 0]),
+        ([5, 9, 1], 10, [3, 0, 7]),
+    ],
+)
+def test_split_rows_evens_out_shard_sizes(sizes: list[int], n: int, want: list[int]) -> None:
+    got = split_rows(np.array(sizes, dtype=np.int64), n)
+    assert got.tolist() == want and int(got.sum()) == n
+
+
+def test_hnsw_shards_search_like_one_graph() -> None:
+    """Merged shard results are the true top-k when each shard searches exhaustively."""
+    ids, x = _data(900)
+    sharded = HnswIndex(DIM, m=16, ef_search=900, shards=3)
+    sharded.add(ids, x)
+    scores, got = sharded.search(x[:30], 7)
+    assert np.array_equal(got, _brute(x, x[:30], np.ones(900, dtype=bool), k=7))
+    assert np.all(np.diff(scores, axis=1) <= 0)
+    one = HnswIndex(DIM, m=16, ef_search=900, shards=1)
+    one.add(ids, x)
+    _, alone = one.search(x[:30], 7)
+    assert np.array_equal(got, alone)
+
+
+def test_hnsw_default_shards_and_effort() -> None:
+    index = HnswIndex(DIM)
+    assert index.shards == min(os.cpu_count() or 1, 4)
+    assert index.settings()["shards"] == index.shards
+    assert HnswIndex(DIM, shards=1).ef_search == 256  # one core: 0.99 at 1M needs 256
+    assert HnswIndex(DIM, shards=2).ef_search == 160  # per shard, two at once
+    with pytest.raises(IndexUnavailable):
+        HnswIndex(DIM, shards=0)
+
+
+def test_one_graph_hnsw_saved_before_shards_loads(tmp_path: Path) -> None:
+    """A bundle from before shards: no shard count in its parameters, one graph."""
+    ids, x = _data(300)
+    index = HnswIndex(DIM, m=8, ef_search=77, shards=1)
+    index.add(ids, x)
+    index.save(tmp_path / "old.index")
+    meta = json.loads((tmp_path / "old.index").read_text())
+    del meta["params"]["shards"]
+    (tmp_path / "old.index").write_text(json.dumps(meta))
+    loaded = load_index(tmp_path / "old.index", DIM)
+    assert isinstance(loaded, HnswIndex)
+    assert loaded.shards == 1 and loaded.ef_search == 77 and loaded.count == 300
+    _, got = loaded.search(x[:10], 1)
+    assert got[:, 0].tolist() == ids[:10].tolist()
+
+
+def test_hnsw_bundle_missing_a_shard_is_refused(tmp_path: Path) -> None:
+    ids, x = _data(300)
+    index = HnswIndex(DIM, m=8, shards=2)
+    index.add(ids, x)
+    index.save(tmp_path / "h.index")
+    meta = json.loads((tmp_path / "h.index").read_text())
+    (tmp_path / meta["files"]["graph1"]).unlink()
+    with pytest.raises(IndexUnavailable, match="graph1"):
+        load_index(tmp_path / "h.index", DIM)
 
 
 def test_hnsw_wide_filter_goes_through_the_graph() -> None:
@@ -139,15 +225,19 @@ def _groups(n: int) -> npt.NDArray[np.int64]:
 
 
 def _brute(
-    x: npt.NDArray[np.float32], q: npt.NDArray[np.float32], keep: npt.NDArray[np.bool_]
+    x: npt.NDArray[np.float32],
+    q: npt.NDArray[np.float32],
+    keep: npt.NDArray[np.bool_],
+    k: int = 5,
 ) -> npt.NDArray[np.int64]:
     ids = np.arange(100, 100 + len(x), dtype=np.int64)[keep]
-    return ids[np.argsort(-(q @ x[keep].T), axis=1, kind="stable")[:, :5]]
+    return ids[np.argsort(-(q @ x[keep].T), axis=1, kind="stable")[:, :k]]
 
 
 def _strip_groups(path: Path) -> None:
     """Turn a bundle into what the version before group tags wrote: no group parts."""
     meta = json.loads(path.read_text())
+    meta["params"].pop("shards", None)  # nor HNSW shards: one graph
     for part in ("groups", "group_ids"):
         name = meta["files"].pop(part, None)
         if name:
@@ -167,7 +257,7 @@ def test_index_saved_before_groups_loads_and_refuses_group_filters(
         old.add_with_ids(x, ids)
         faiss.write_index(old, str(path))
     else:
-        index = make_index(kind, DIM)
+        index = make_index(kind, DIM, **({"shards": 1} if kind == "hnsw" else {}))
         index.add(ids, x, _groups(600))
         index.save(path)
         _strip_groups(path)
@@ -232,3 +322,27 @@ def test_builds_use_every_core_and_give_the_search_setting_back() -> None:
     with pytest.raises(RuntimeError), batch_threads(2):
         raise RuntimeError("a failed build still restores the thread count")
     assert faiss.omp_get_max_threads() == 1
+
+
+def test_a_new_thread_searches_with_the_configured_thread_count() -> None:
+    """OpenMP keeps its thread count per thread: a web server's worker thread must not
+    search with one thread per core because the main thread was told one."""
+    import threading
+
+    from facetrace.index import set_search_threads, use_search_threads
+
+    set_search_threads(1)
+    seen: dict[str, int] = {}
+
+    def worker() -> None:
+        seen["before"] = faiss.omp_get_max_threads()
+        use_search_threads()
+        seen["after"] = faiss.omp_get_max_threads()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert seen["after"] == 1
+    if (os.cpu_count() or 1) > 1 and "OMP_NUM_THREADS" not in os.environ:
+        # the per-thread default the fix overrides
+        assert seen["before"] > 1

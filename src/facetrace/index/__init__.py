@@ -3,21 +3,44 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+_search_threads = 1
+_applied = threading.local()  # the count this thread last gave OpenMP
+
 
 def set_search_threads(n: int) -> None:
-    """Threads FAISS may use inside one search (process-wide; call at an entry point).
+    """Threads FAISS may use inside one search (call at an entry point).
 
     One probe at a time is scanned fastest by one thread: with OpenMP's threads
     waiting on a busy machine, a 1,000-face flat search took 16 ms on two
     threads and 0.03 ms on one (BENCHMARKS.md). Batch work (index builds,
-    benchmarks) sets its own count.
+    benchmarks) sets its own count. OpenMP keeps the count per thread, so the
+    threads that later search (a web server's pool) apply it with
+    :func:`use_search_threads`.
     """
     import faiss
 
-    faiss.omp_set_num_threads(max(1, n))
+    global _search_threads
+    _search_threads = max(1, n)
+    faiss.omp_set_num_threads(_search_threads)
+    _applied.n = _search_threads
+
+
+def use_search_threads() -> None:
+    """Give the calling thread the search thread count (cheap after its first call).
+
+    A thread OpenMP has not seen starts with one thread per core, whatever the
+    thread that called :func:`set_search_threads` was told.
+    """
+    if getattr(_applied, "n", None) == _search_threads:
+        return
+    import faiss
+
+    faiss.omp_set_num_threads(_search_threads)
+    _applied.n = _search_threads
 
 
 @contextmanager

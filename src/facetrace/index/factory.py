@@ -20,8 +20,9 @@ from typing import Any
 
 from facetrace.errors import IndexUnavailable
 from facetrace.index.base import VectorIndex
-from facetrace.index.faiss_ann import HnswIndex, IvfIndex
+from facetrace.index.faiss_ann import IvfIndex
 from facetrace.index.flat import FlatIndex
+from facetrace.index.hnsw import HnswIndex
 from facetrace.index.persist import is_manifest, read_manifest
 
 KINDS = ("flat", "hnsw", "ivf-sq8", "milvus")

@@ -1,31 +1,21 @@
-"""Approximate FAISS backends for large galleries: HNSW (fast) and IVF-SQ8 (small).
+"""Approximate FAISS backend for very large galleries: IVF-SQ8 (small), and the
+helpers it shares with the HNSW backend (:mod:`facetrace.index.hnsw`).
 
-Both implement :class:`facetrace.index.base.VectorIndex` like ``FlatIndex``, keep our
-own int64 ids, filter *inside* the search through FAISS ID selectors, and take
-their search-time parameters (``efSearch``, ``nprobe``) per call through FAISS
+:class:`IvfIndex` implements :class:`facetrace.index.base.VectorIndex` like
+``FlatIndex``, keeps our own int64 ids, filters *inside* the search through FAISS ID
+selectors, and takes its search-time parameter (``nprobe``) per call through FAISS
 ``SearchParameters`` objects, so concurrent searches never change shared state.
 
-Deletes:
+Deletes: IVF lists support removal (:meth:`faiss.IndexIVF.remove_ids`), so
+:class:`IvfIndex` removes for real and needs neither tombstones nor compaction.
 
-* HNSW cannot remove vectors from its graph. :class:`HnswIndex` keeps a label array
-  (internal position -> our id) and marks a removed face by overwriting its label
-  with -1 (a tombstone). Every search passes a bitmap selector of live positions,
-  so a removed face can never be returned, and removal is O(removed) instead of a
-  rebuild. When tombstones exceed ``compact_fraction`` of the graph, the graph is
-  rebuilt from the live vectors (:meth:`HnswIndex.compact`); the labels, with their
-  tombstones, are saved beside the graph.
-* IVF lists do support removal (:meth:`faiss.IndexIVF.remove_ids`), so
-  :class:`IvfIndex` removes for real and needs neither tombstones nor compaction.
+Groups (:mod:`facetrace.index.groups`): IVF lists hold our ids, so :class:`IvfIndex`
+keeps a :class:`~facetrace.index.groups.GroupTable` and filters with a bitmap over
+ids, cached per group set until the next write.
 
-Groups (:mod:`facetrace.index.groups`): HNSW keeps a group array aligned with its
-labels and filters with a bitmap over graph positions; IVF lists hold our ids, so
-:class:`IvfIndex` keeps a :class:`~facetrace.index.groups.GroupTable` and filters with
-a bitmap over ids. Either bitmap is cached per group set until the next write.
-
-Restrictive filters: a graph or list search that may only return a few allowed
-ids finds too few of them. When the allowed set is small, both backends score the
-allowed vectors exactly instead; for larger ones they widen ``efSearch`` /
-``nprobe`` in proportion to how selective the filter is.
+Restrictive filters: a list search that may only return a few allowed ids finds too
+few of them. When the allowed set is small, every list is scanned; for larger ones
+``nprobe`` widens in proportion to how selective the filter is.
 """
 
 from __future__ import annotations
@@ -43,7 +33,6 @@ import numpy.typing as npt
 from facetrace.errors import IndexUnavailable
 from facetrace.index.base import (
     MISSING_ID,
-    UNKNOWN_GROUP,
     Capabilities,
     Groups,
     Ids,
@@ -56,15 +45,10 @@ from facetrace.index.base import (
 )
 from facetrace.index.flat import faiss_selector, pad_results
 from facetrace.index.groups import (
-    FilterCache,
-    GroupFilter,
     GroupTable,
     LabelLookup,
     all_of,
     checked_table,
-    group_mask,
-    positions_filter,
-    retag,
 )
 from facetrace.index.persist import (
     load_part_array,
@@ -82,18 +66,18 @@ _faiss: Any = faiss
 Scores = npt.NDArray[np.float32]
 
 
-def _check_k(k: int) -> None:
+def check_k(k: int) -> None:
     if k < 1:
         raise IndexUnavailable(f"k must be at least 1, got {k}")
 
 
-def _as_id_array(ids: Iterable[int]) -> Ids:
+def as_id_array(ids: Iterable[int]) -> Ids:
     if isinstance(ids, np.ndarray):
         return np.asarray(ids, dtype=np.int64).reshape(-1)
     return np.fromiter(ids, dtype=np.int64)
 
 
-def _set_array(ids: frozenset[int]) -> Ids:
+def set_array(ids: frozenset[int]) -> Ids:
     return np.fromiter(ids, dtype=np.int64, count=len(ids))
 
 
@@ -178,272 +162,7 @@ class _Fp16Store:
         return scores, ids
 
 
-class HnswIndex:
-    """HNSW graph over full float32 vectors (``IndexHNSWFlat``), tombstones for deletes.
-
-    Parameters: ``m`` neighbours per node (memory ~ 4*2*m bytes per face on top of the
-    4*dim bytes vector), ``ef_construction`` (build effort), ``ef_search`` (query effort,
-    overridable per call), ``compact_fraction`` (rebuild when this share of the graph is
-    tombstones; 0 disables), ``exact_below`` (filters allowing at most this many faces
-    are answered by exact scoring of those faces).
-
-    ``ef_construction`` 256: on 200k face-like vectors it lifted recall@10 at efSearch
-    128 from 0.988/0.984 (enrolled/strangers) to 0.993/0.991 over 128, for twice the
-    build time; 512 added almost nothing (0.994/0.991).
-    """
-
-    kind = "hnsw"
-    capabilities = Capabilities(
-        exact=False, native_remove=False, filtered_search=True, persistent=True
-    )
-
-    def __init__(
-        self,
-        dim: int,
-        *,
-        m: int = 48,
-        ef_construction: int = 256,
-        ef_search: int = 256,
-        compact_fraction: float = 0.25,
-        exact_below: int = 20_000,
-        _graph: faiss.IndexHNSWFlat | None = None,
-        _labels: Ids | None = None,
-        _groups: Groups | None = None,
-    ) -> None:
-        if dim < 1 or m < 2 or ef_construction < 1 or ef_search < 1 or exact_below < 0:
-            raise IndexUnavailable("invalid HNSW parameters")
-        if not 0.0 <= compact_fraction < 1.0:
-            raise IndexUnavailable("compact_fraction must be in [0, 1)")
-        self.dim = dim
-        self.m = m
-        self.ef_construction = ef_construction
-        self.ef_search = ef_search
-        self.compact_fraction = compact_fraction
-        self.exact_below = exact_below
-        self._graph = _graph if _graph is not None else self._new_graph()
-        if self._graph.d != dim:
-            raise IndexUnavailable(f"index has dimension {self._graph.d}, expected {dim}")
-        n = int(self._graph.ntotal)
-        self._labels: Ids = _labels if _labels is not None else np.empty(0, dtype=np.int64)
-        if self._labels.shape != (n,):
-            raise IndexUnavailable(f"label array has {self._labels.size} entries for {n} vectors")
-        # no group array: saved before vectors carried groups, so every group is unknown
-        self._groups: Groups = (
-            _groups if _groups is not None else np.full(n, UNKNOWN_GROUP, dtype=np.int64)
-        )
-        if self._groups.shape != (n,):
-            raise IndexUnavailable(f"group array has {self._groups.size} entries for {n} vectors")
-        self._lookup = LabelLookup()
-        self._live_count = int(np.count_nonzero(self._labels >= 0))
-        self._tomb_sel: tuple[faiss.IDSelector, npt.NDArray[np.uint8]] | None = None
-        self._filters = FilterCache()
-
-    def _new_graph(self) -> faiss.IndexHNSWFlat:
-        graph = faiss.IndexHNSWFlat(self.dim, self.m, faiss.METRIC_INNER_PRODUCT)
-        graph.hnsw.efConstruction = self.ef_construction
-        return graph
-
-    # ------------------------------------------------------------------ writes
-    def add(self, ids: Ids, vectors: Vectors, groups: Groups | None = None) -> None:
-        vecs = check_vectors(vectors, self.dim)
-        labels = check_ids(ids, vecs.shape[0])
-        tags = check_groups(groups, vecs.shape[0])
-        if labels.size == 0:
-            return
-        self._graph.add(vecs)
-        self._labels = np.concatenate([self._labels, labels])
-        self._groups = np.concatenate([self._groups, tags])
-        self._live_count += labels.size
-        self._lookup.invalidate()
-        self._tomb_sel = None
-        self._filters.clear()
-
-    def remove(self, ids: Iterable[int]) -> int:
-        """Tombstone ``ids``; compacts the graph when tombstones pass ``compact_fraction``."""
-        pos = self._lookup.positions(self._labels, _as_id_array(ids))
-        if pos.size == 0:
-            return 0
-        removed = int(np.unique(self._labels[pos]).size)
-        labels = self._labels.copy()  # copy-on-write: searches in flight keep the old array
-        labels[pos] = MISSING_ID
-        self._labels = labels
-        self._live_count -= pos.size
-        self._tomb_sel = None
-        self._filters.clear()
-        if self.compact_fraction and self.tombstone_fraction > self.compact_fraction:
-            log.info(
-                "HNSW tombstones at %.0f%% of %d: compacting",
-                100 * self.tombstone_fraction,
-                self._labels.size,
-            )
-            self.compact()
-        return removed
-
-    def compact(self) -> None:
-        """Rebuild the graph from the live vectors, dropping every tombstone."""
-        live = np.flatnonzero(self._labels >= 0)
-        vectors = self._vectors()[live].copy()
-        graph = self._new_graph()
-        if live.size:
-            graph.add(vectors)
-        self._graph = graph
-        self._labels = self._labels[live].copy()
-        self._groups = self._groups[live].copy()
-        self._lookup.invalidate()
-        self._tomb_sel = None
-        self._filters.clear()
-
-    def set_groups(self, ids: Ids, groups: Groups) -> int:
-        wanted = np.asarray(ids, dtype=np.int64).reshape(-1)
-        tags = check_groups(groups, wanted.size)
-        self._groups, found = retag(self._labels, self._groups, self._lookup, wanted, tags)
-        self._filters.clear()
-        return found
-
-    @property
-    def tombstone_fraction(self) -> float:
-        """Share of graph nodes that are removed faces awaiting compaction."""
-        total = self._labels.size
-        return 0.0 if total == 0 else (total - self._live_count) / total
-
-    # ------------------------------------------------------------------ reads
-    def _vectors(self) -> Vectors:
-        """A view of the stored vectors, (graph size, dim); valid until the next add."""
-        n = int(self._graph.ntotal)
-        if n == 0:
-            return np.empty((0, self.dim), dtype=np.float32)
-        storage: Any = faiss.downcast_index(self._graph.storage)
-        return faiss.rev_swig_ptr(storage.get_xb(), n * self.dim).reshape(n, self.dim)
-
-    def _tombstone_selector(self) -> faiss.IDSelector | None:
-        if self._live_count == self._labels.size:
-            return None
-        if self._tomb_sel is None:
-            bits = np.packbits(self._labels >= 0, bitorder="little")
-            self._tomb_sel = (faiss.IDSelectorBitmap(self._labels.size, faiss.swig_ptr(bits)), bits)
-        return self._tomb_sel[0]
-
-    def search(
-        self,
-        queries: Vectors,
-        k: int,
-        selector: Selector | None = None,
-        *,
-        ef_search: int | None = None,
-    ) -> tuple[Scores, Ids]:
-        """Top-``k`` by inner product; ``ef_search`` overrides the default for this call only."""
-        q = check_vectors(queries, self.dim)
-        _check_k(k)
-        ef = max(ef_search or self.ef_search, k)
-        labels = self._labels
-        if self._live_count == 0:
-            return exact_topk(q, self._vectors()[:0], labels[:0], k)
-        keep: list[Any] = []  # FAISS holds raw pointers: keep bitmaps alive for the call
-        if selector is None or selector.unrestricted:
-            sel = self._tombstone_selector()
-            keep.append(self._tomb_sel)
-        else:
-            by_group = None if selector.groups is None else self._group_filter(selector.groups)
-            if by_group is not None and selector.allow is None and not selector.deny:
-                chosen = by_group  # a collection or department filter: cached, no work per search
-            else:
-                mask = self._filter_mask(by_group)
-                if selector.allow is not None:
-                    admitted = np.zeros(labels.size, dtype=bool)
-                    admitted[self._lookup.positions(labels, _set_array(selector.allow))] = True
-                    mask &= admitted
-                if selector.deny:
-                    mask[self._lookup.positions(labels, _set_array(selector.deny))] = False
-                chosen = positions_filter(mask)
-            if chosen.count <= self.exact_below or chosen.count <= k:
-                pos = np.flatnonzero(self._filter_mask(chosen))
-                return exact_topk(q, self._vectors()[pos], labels[pos], k)
-            share = chosen.count / max(self._live_count, 1)
-            ef = min(max(ef, math.ceil(ef / share)), max(16 * ef, 1024))
-            keep.append(chosen)
-            sel = chosen.selector
-        params = _faiss.SearchParametersHNSW(efSearch=ef)
-        if sel is not None:
-            params.sel = sel
-        scores, pos = self._graph.search(q, k, params=params)
-        del keep
-        found = pos >= 0
-        ids = np.where(found, labels[np.where(found, pos, 0)], MISSING_ID)
-        return pad_results(scores, ids)
-
-    def _group_filter(self, groups: frozenset[int]) -> GroupFilter:
-        """The cached bitmap of live positions whose group is in ``groups``."""
-        found = self._filters.get(groups)
-        if found is not None:
-            return found
-        mask = group_mask(self._labels >= 0, self._groups, groups)
-        return self._filters.put(groups, positions_filter(mask))
-
-    def _filter_mask(self, found: GroupFilter | None) -> npt.NDArray[np.bool_]:
-        """A writable mask of the positions ``found`` admits (every live one for None)."""
-        if found is None or found.bits is None:
-            return self._labels >= 0
-        bits = np.unpackbits(found.bits, count=self._labels.size, bitorder="little")
-        return bits.astype(bool)
-
-    @property
-    def count(self) -> int:
-        return self._live_count
-
-    def ids(self) -> Ids:
-        return self._labels[self._labels >= 0].copy()
-
-    def id_groups(self) -> tuple[Ids, Groups]:
-        live = self._labels >= 0
-        return self._labels[live].copy(), self._groups[live].copy()
-
-    # ------------------------------------------------------------------ persistence
-    def params(self) -> dict[str, Any]:
-        return {
-            "m": self.m,
-            "ef_construction": self.ef_construction,
-            "ef_search": self.ef_search,
-            "compact_fraction": self.compact_fraction,
-            "exact_below": self.exact_below,
-        }
-
-    def save(self, path: Path) -> None:
-        """Graph and labels (with tombstones) written atomically behind a manifest at ``path``."""
-        meta = {"kind": self.kind, "dim": self.dim, "params": self.params(), "count": self.count}
-        save_bundle(
-            path,
-            meta,
-            indexes={"graph": self._graph},
-            arrays={"labels": self._labels, "groups": self._groups},
-        )
-
-    @classmethod
-    def load(cls, path: Path, dim: int) -> HnswIndex:
-        """Read an index written by :meth:`save`."""
-        meta = read_manifest(path)
-        if meta.get("kind") != cls.kind:
-            raise IndexUnavailable(f"{path} holds a {meta.get('kind')!r} index, not {cls.kind!r}")
-        graph = load_part_index(path, meta, "graph")
-        if not isinstance(graph, faiss.IndexHNSWFlat):
-            raise IndexUnavailable(f"{path}: graph part is {type(graph).__name__}")
-        labels = np.asarray(load_part_array(path, meta, "labels"), dtype=np.int64)
-        groups = None  # absent from bundles saved before vectors carried groups
-        if "groups" in meta.get("files", {}):
-            groups = np.asarray(load_part_array(path, meta, "groups"), dtype=np.int64)
-        return cls(dim, **_checked_params(meta, path), _graph=graph, _labels=labels, _groups=groups)
-
-    def settings(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "metric": "inner_product",
-            "dim": self.dim,
-            "count": self.count,
-            "tombstones": int(self._labels.size - self._live_count),
-            **self.params(),
-        }
-
-
-def _checked_params(meta: dict[str, Any], path: Path) -> dict[str, Any]:
+def checked_params(meta: dict[str, Any], path: Path) -> dict[str, Any]:
     params = meta.get("params")
     if not isinstance(params, dict):
         raise IndexUnavailable(f"{path}: manifest has no parameters")
@@ -582,7 +301,7 @@ class IvfIndex:
             self._store.add(labels, vecs)
 
     def remove(self, ids: Iterable[int]) -> int:
-        arr = _as_id_array(ids)
+        arr = as_id_array(ids)
         if arr.size == 0 or self._ivf is None:
             return 0
         removed = int(self._ivf.remove_ids(faiss.IDSelectorBatch(arr)))
@@ -608,7 +327,7 @@ class IvfIndex:
     ) -> tuple[Scores, Ids]:
         """Top-``k`` by (quantised) inner product; ``nprobe`` overrides the default per call."""
         q = check_vectors(queries, self.dim)
-        _check_k(k)
+        check_k(k)
         if self._ivf is None or self._ivf.ntotal == 0:
             return exact_topk(q, np.empty((0, self.dim), np.float32), np.empty(0, np.int64), k)
         probe = min(nprobe or self.default_nprobe, self._ivf.nlist)
@@ -623,7 +342,7 @@ class IvfIndex:
             parts.append(found.selector)
             allowed = found.count
         if selector.allow is not None:
-            wanted = _set_array(selector.allow - selector.deny)
+            wanted = set_array(selector.allow - selector.deny)
             if selector.groups is not None:
                 in_groups = np.isin(self._table.groups_of(wanted), group_array(selector.groups))
                 wanted = wanted[in_groups]
@@ -700,7 +419,7 @@ class IvfIndex:
         meta = read_manifest(path)
         if meta.get("kind") != cls.kind:
             raise IndexUnavailable(f"{path} holds a {meta.get('kind')!r} index, not {cls.kind!r}")
-        params = _checked_params(meta, path)
+        params = checked_params(meta, path)
         ivf: Any = None
         if "ivf" in meta.get("files", {}):
             ivf = load_part_index(path, meta, "ivf")

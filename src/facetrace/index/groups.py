@@ -6,7 +6,7 @@ vector in a numpy array; a group set is resolved with one vectorised ``np.isin``
 a bitmap that FAISS tests inside its scan (``IDSelectorBitmap``), and the result is
 cached per group set until the next add or remove.
 
-* :class:`HnswIndex <facetrace.index.faiss_ann.HnswIndex>` searches graph *positions*,
+* :class:`HnswIndex <facetrace.index.hnsw.HnswIndex>` searches graph *positions*,
   so its groups sit beside its position -> id labels and its bitmaps are over positions.
 * :class:`FlatIndex <facetrace.index.flat.FlatIndex>` and
   :class:`IvfIndex <facetrace.index.faiss_ann.IvfIndex>` hand their selectors *our ids*
