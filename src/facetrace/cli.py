@@ -514,13 +514,23 @@ def index_rebuild(
     kind: Annotated[
         str, typer.Option(help="flat, hnsw (hnsw32, hnsw64...), ivf-sq8, ivf-sq8-raw or auto.")
     ] = "auto",
+    shards: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="hnsw only: graphs searched side by side (default one per core, up to 4); "
+            "1 trades latency for throughput on a busy server.",
+        ),
+    ] = None,
 ) -> None:
     """Rebuild the index from the SQL store as KIND; the old one stays until the new is saved."""
     c: Context = ctx.obj
+    params = {} if shards is None else {"shards": shards}
     try:  # the build itself runs FAISS on every core (Gallery._build_index)
         with c.gallery() as g:
             err.print(f"rebuilding the index of {g.index.count} faces as {kind}...")
-            settings = g.rebuild_index(kind)
+            settings = g.rebuild_index(kind, **params)
     except FacetraceError as exc:
         raise _fail(exc) from exc
     _dump({"index": settings})

@@ -55,6 +55,24 @@ def test_rebuild_refuses_unknown_kind(gallery_dir: Path) -> None:
         assert g.index.settings()["kind"] == "flat"
 
 
+def test_rebuild_sets_the_hnsw_shard_count(gallery_dir: Path, probe_of: dict[str, Path]) -> None:
+    code, out, err = run(gallery_dir, "index", "rebuild", "--kind", "hnsw", "--shards", "3")
+    assert code == 0, err
+    assert json.loads(out)["index"]["shards"] == 3
+    with Gallery.open(gallery_dir) as g:  # the count is saved with the index
+        assert g.index.settings()["shards"] == 3
+        probe = g.pipeline.analyse(load_image(probe_of[ENROLLED[2]]).pixels)[0]
+        _, above, below = g.search_vectors(probe.vector[None, :], k=3, fpir=0.5)[0]
+        assert (above or below)[0].info.subject_external_id == ENROLLED[2]
+
+
+def test_rebuild_refuses_shards_for_other_kinds(gallery_dir: Path) -> None:
+    code, _, err = run(gallery_dir, "index", "rebuild", "--kind", "ivf-sq8", "--shards", "2")
+    assert code == 1 and "shards" in err and "Traceback" not in err
+    with Gallery.open(gallery_dir) as g:
+        assert g.index.settings()["kind"] == "flat"
+
+
 def test_new_gallery_takes_the_configured_kind(gallery_dir: Path) -> None:
     (gallery_dir / "index.faiss").unlink()
     with Gallery.open(gallery_dir, index_kind="hnsw16") as g:
