@@ -346,3 +346,19 @@ def test_a_new_thread_searches_with_the_configured_thread_count() -> None:
     if (os.cpu_count() or 1) > 1 and "OMP_NUM_THREADS" not in os.environ:
         # the per-thread default the fix overrides
         assert seen["before"] > 1
+
+
+def test_shards_run_on_another_thread_with_the_search_thread_count() -> None:
+    import threading
+    from typing import Any
+
+    from facetrace.index import hnsw, set_search_threads
+
+    set_search_threads(1)
+
+    def probe() -> Any:
+        return faiss.omp_get_max_threads(), threading.get_ident()
+
+    here, there = hnsw._runner.run([probe, probe])
+    assert here[0] == there[0] == 1
+    assert here[1] == threading.get_ident() != there[1]

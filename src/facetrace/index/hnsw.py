@@ -29,7 +29,7 @@ import math
 import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from facetrace.errors import IndexUnavailable
+from facetrace.index import use_search_threads
 from facetrace.index.base import (
     MISSING_ID,
     UNKNOWN_GROUP,
@@ -354,7 +355,7 @@ class _ShardRunner:
 
     Shared by every index of the process (a server has one gallery open). FAISS
     releases the GIL while it searches, so the shards run on separate cores; each
-    worker gives OpenMP the search thread count first (OpenMP keeps it per thread).
+    call first gives its worker the search thread count (OpenMP keeps it per thread).
     """
 
     def __init__(self) -> None:
@@ -367,7 +368,7 @@ class _ShardRunner:
         if len(calls) == 1:
             return [calls[0]()]
         pool = self._pool_for(len(calls) - 1)
-        futures: list[Future[tuple[Scores, Ids]]] = [pool.submit(call) for call in calls[1:]]
+        futures = [pool.submit(_in_search_threads, call) for call in calls[1:]]
         try:
             first = calls[0]()
         finally:
@@ -377,18 +378,17 @@ class _ShardRunner:
     def _pool_for(self, workers: int) -> ThreadPoolExecutor:
         with self._lock:
             if self._pool is None or self._workers < workers:
-                from facetrace.index import use_search_threads
-
                 old = self._pool
-                self._pool = ThreadPoolExecutor(
-                    max_workers=workers,
-                    thread_name_prefix="facetrace-shard",
-                    initializer=use_search_threads,
-                )
+                self._pool = ThreadPoolExecutor(workers, thread_name_prefix="facetrace-shard")
                 self._workers = workers
                 if old is not None:
                     old.shutdown(wait=False)
             return self._pool
+
+
+def _in_search_threads(call: Callable[[], tuple[Scores, Ids]]) -> tuple[Scores, Ids]:
+    use_search_threads()
+    return call()
 
 
 _runner = _ShardRunner()
