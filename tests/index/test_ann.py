@@ -110,7 +110,7 @@ def test_hnsw_default_shards_and_effort() -> None:
     assert index.shards == min(os.cpu_count() or 1, 4)
     assert index.settings()["shards"] == index.shards
     assert HnswIndex(DIM, shards=1).ef_search == 256  # one core: 0.99 at 1M needs 256
-    assert HnswIndex(DIM, shards=2).ef_search == 160  # per shard, two at once
+    assert HnswIndex(DIM, shards=2).ef_search == 176  # per shard, two at once
     with pytest.raises(IndexUnavailable):
         HnswIndex(DIM, shards=0)
 

@@ -415,10 +415,12 @@ class HnswIndex:
     ``shards`` (graphs searched side by side; default one per core, up to
     :data:`MAX_SHARDS`; fixed when the index is created and saved with it).
 
-    Defaults, measured on 1M face-like vectors (BENCHMARKS.md): ``ef_construction``
-    256 lifted recall@10 at efSearch 128 by half a point over 128; two shards at
-    ``ef_search`` 160 give recall@10 0.994 / 0.990 (enrolled / strangers) at 0.8 ms.
-    One shard needs efSearch 256 for 0.99 (1.9 ms), so that is its default.
+    Defaults, measured on 1M face-like vectors on 2 cores (BENCHMARKS.md):
+    ``ef_construction`` 256 lifted recall@10 at efSearch 128 by half a point over 128.
+    Two shards gave recall@10 0.994 / 0.990 (enrolled / strangers) at efSearch 160,
+    p50 0.80 ms, and 0.997 / 0.994 at 192, 0.90 ms; the default 176 keeps half a
+    point of recall and a tenth of the millisecond in hand. One graph needs efSearch
+    256 for 0.99, so that is its default.
     """
 
     kind = "hnsw"
@@ -444,7 +446,7 @@ class HnswIndex:
         self.dim = dim
         self.m = m
         self.ef_construction = ef_construction
-        self.ef_search = ef_search if ef_search is not None else (256 if count == 1 else 160)
+        self.ef_search = ef_search if ef_search is not None else (256 if count == 1 else 176)
         self.compact_fraction = compact_fraction
         self.exact_below = exact_below
         self._graphs = _graphs or [
