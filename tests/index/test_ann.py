@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -350,7 +351,6 @@ def test_a_new_thread_searches_with_the_configured_thread_count() -> None:
 
 def test_shards_run_on_another_thread_with_the_search_thread_count() -> None:
     import threading
-    from typing import Any
 
     from facetrace.index import hnsw, set_search_threads
 
@@ -362,3 +362,30 @@ def test_shards_run_on_another_thread_with_the_search_thread_count() -> None:
     here, there = hnsw._runner.run([probe, probe])
     assert here[0] == there[0] == 1
     assert here[1] == threading.get_ident() != there[1]
+
+
+def test_shards_go_to_worker_threads_only_when_openmp_would_not_use_the_cores(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A batch searched with several OpenMP threads already fills the cores (one shard
+    after another); a single search thread hands the other shards to workers."""
+    from facetrace.index import batch_threads, hnsw, set_search_threads
+
+    ids, x = _data(400)
+    index = HnswIndex(DIM, m=8, shards=2)
+    index.add(ids, x)
+    handed: list[int] = []
+    real_run = hnsw._runner.run
+
+    def spy(calls: Any) -> Any:
+        handed.append(len(calls))
+        return real_run(calls)
+
+    monkeypatch.setattr(hnsw._runner, "run", spy)
+    with batch_threads(2):
+        _, batch = index.search(x[:20], 1)
+    assert handed == []
+    set_search_threads(1)
+    _, single = index.search(x[:20], 1)
+    assert handed == [2]
+    assert np.array_equal(batch, single) and batch[:, 0].tolist() == ids[:20].tolist()

@@ -520,7 +520,11 @@ class HnswIndex:
         calls = [
             functools.partial(g.search, q, k, selector, ef_search=ef_search) for g in self._graphs
         ]
-        results = _runner.run(calls)
+        if q.shape[0] > 1 and faiss.omp_get_max_threads() > 1:
+            # a batch on several threads: OpenMP spreads its queries over the cores already
+            results = [call() for call in calls]
+        else:
+            results = _runner.run(calls)
         return results[0] if len(results) == 1 else merge_topk(results, k)
 
     @property
