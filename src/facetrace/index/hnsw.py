@@ -1,12 +1,13 @@
 """HNSW graphs for galleries of about 200k to 5M faces (``hnsw`` index kind).
 
 :class:`HnswIndex` splits the gallery into a few graphs (*shards*, one per core by
-default) and searches them at once, one thread each, merging their top-k. One
-graph answers a query on one core only; a 1M-face graph at the efSearch that gives
-recall@10 0.99 takes ~1.5 ms there, two 500k graphs searched side by side take
-~0.8 ms for the same recall (BENCHMARKS.md, "Vector index"). A query costs about
-the same CPU either way (two half-size graphs at a smaller efSearch), so a busy
-server loses little throughput for the halved latency.
+default) and searches them at once, one thread each, merging their top-k. One graph
+answers a query on one core only: on 1M face-like vectors one graph needs efSearch
+256 and 1.1 ms for recall@10 0.99, while two 500k graphs searched side by side give
+0.996 / 0.992 (enrolled / strangers) in 0.85 ms (BENCHMARKS.md, "Vector index").
+The price is some throughput: two half-size graphs cost a query ~20% more CPU in all
+than one graph at the same recall, which a server only notices when every core is
+busy (``shards=1`` then).
 
 Each shard is a :class:`HnswGraph`. HNSW cannot remove vectors from its graph: a
 shard keeps a label array (graph position -> our id) and marks a removed face by
