@@ -21,12 +21,10 @@ def set_search_threads(n: int) -> None:
     threads that later search (a web server's pool) apply it with
     :func:`use_search_threads`.
     """
-    import faiss
-
     global _search_threads
     _search_threads = max(1, n)
-    faiss.omp_set_num_threads(_search_threads)
-    _applied.n = _search_threads
+    _applied.n = None  # this thread too, even if it had applied an older count
+    use_search_threads()
 
 
 def use_search_threads() -> None:

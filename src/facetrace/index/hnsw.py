@@ -87,28 +87,19 @@ _faiss: Any = faiss
 class HnswGraph:
     """One HNSW graph over full float32 vectors (``IndexHNSWFlat``), tombstones for deletes.
 
-    A shard of :class:`HnswIndex`, which holds one or more of them.
-
-    Parameters: ``m`` neighbours per node (memory ~ 4*2*m bytes per face on top of the
-    4*dim bytes vector), ``ef_construction`` (build effort), ``ef_search`` (query effort,
-    overridable per call), ``compact_fraction`` (rebuild when this share of the graph is
-    tombstones; 0 disables), ``exact_below`` (filters allowing at most this many faces
-    are answered by exact scoring of those faces).
-
-    ``ef_construction`` 256: on 200k face-like vectors it lifted recall@10 at efSearch
-    128 from 0.988/0.984 (enrolled/strangers) to 0.993/0.991 over 128, for twice the
-    build time; 512 added almost nothing (0.994/0.991).
+    A shard of :class:`HnswIndex`, which holds one or more of them, checks the input
+    once and documents the parameters (their defaults live there too).
     """
 
     def __init__(
         self,
         dim: int,
         *,
-        m: int = 48,
-        ef_construction: int = 256,
-        ef_search: int = 256,
-        compact_fraction: float = 0.25,
-        exact_below: int = 20_000,
+        m: int,
+        ef_construction: int,
+        ef_search: int,
+        compact_fraction: float,
+        exact_below: int,
         _graph: faiss.IndexHNSWFlat | None = None,
         _labels: Ids | None = None,
         _groups: Groups | None = None,
@@ -147,10 +138,8 @@ class HnswGraph:
         return graph
 
     # ------------------------------------------------------------------ writes
-    def add(self, ids: Ids, vectors: Vectors, groups: Groups | None = None) -> None:
-        vecs = check_vectors(vectors, self.dim)
-        labels = check_ids(ids, vecs.shape[0])
-        tags = check_groups(groups, vecs.shape[0])
+    def add(self, labels: Ids, vecs: Vectors, tags: Groups) -> None:
+        """Add checked ``vecs`` (n, dim) float32 with their ids and groups."""
         if labels.size == 0:
             return
         self._graph.add(vecs)
@@ -161,9 +150,9 @@ class HnswGraph:
         self._tomb_sel = None
         self._filters.clear()
 
-    def remove(self, ids: Iterable[int]) -> int:
-        """Tombstone ``ids``; compacts the graph when tombstones pass ``compact_fraction``."""
-        pos = self._lookup.positions(self._labels, as_id_array(ids))
+    def remove(self, wanted: Ids) -> int:
+        """Tombstone ids ``wanted``; compacts past ``compact_fraction`` of tombstones."""
+        pos = self._lookup.positions(self._labels, wanted)
         if pos.size == 0:
             return 0
         removed = int(np.unique(self._labels[pos]).size)
@@ -196,9 +185,8 @@ class HnswGraph:
         self._tomb_sel = None
         self._filters.clear()
 
-    def set_groups(self, ids: Ids, groups: Groups) -> int:
-        wanted = np.asarray(ids, dtype=np.int64).reshape(-1)
-        tags = check_groups(groups, wanted.size)
+    def set_groups(self, wanted: Ids, tags: Groups) -> int:
+        """Retag checked ids ``wanted`` with ``tags``; returns how many this graph holds."""
         self._groups, found = retag(self._labels, self._groups, self._lookup, wanted, tags)
         self._filters.clear()
         return found
@@ -228,15 +216,14 @@ class HnswGraph:
 
     def search(
         self,
-        queries: Vectors,
+        q: Vectors,
         k: int,
         selector: Selector | None = None,
         *,
         ef_search: int | None = None,
     ) -> tuple[Scores, Ids]:
-        """Top-``k`` by inner product; ``ef_search`` overrides the default for this call only."""
-        q = check_vectors(queries, self.dim)
-        check_k(k)
+        """Top-``k`` of checked ``q`` by inner product; ``ef_search`` overrides the
+        default for this call only."""
         ef = max(ef_search or self.ef_search, k)
         labels = self._labels
         if self._live_count == 0:
