@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# the small real gallery shared by the gallery and CLI tests
+pytest_plugins = ["tests.galleries"]
+
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -10,9 +10,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from facetrace.cli import app
-
-from .conftest import DISTRACTORS, ENROLLED
+from facetrace.cli.main import app
+from tests.galleries import DISTRACTORS, ENROLLED
 
 runner = CliRunner()
 

@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from facetrace.cli import app
-
-from .conftest import ENROLLED
+from facetrace.cli.main import app
+from tests.galleries import ENROLLED
 
 pymilvus = pytest.importorskip("pymilvus", reason="the milvus extra is not installed")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from facetrace.cli import app
+from facetrace.cli.main import app
 
 
 def _run(data: Path, *args: str) -> tuple[int, str]:

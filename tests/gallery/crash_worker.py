@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facetrace.gallery import Gallery
+from facetrace.gallery.directory import Gallery
 from facetrace.store.repo import Provenance
 from facetrace.types import BoundingBox, Detection, Face, Landmarks, Quality
 

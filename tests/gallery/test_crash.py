@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from facetrace.errors import IndexUnavailable
-from facetrace.gallery import INDEX_FILE, Gallery
+from facetrace.gallery.directory import INDEX_FILE, Gallery
 from facetrace.index.factory import load_index
 from facetrace.store import repo
 from facetrace.store.db import make_engine, session_factory, sqlite_url

@@ -9,12 +9,11 @@ import pytest
 
 from facetrace.engine import PipelineOptions
 from facetrace.errors import DeletedPhoto, LowQualityFace, ModelMismatch, NoFaceFound, NotFound
-from facetrace.gallery import Gallery
+from facetrace.gallery.directory import Gallery
+from facetrace.gallery.ingest import ingest, scan_folder
 from facetrace.imaging import load_image
-from facetrace.ingest import ingest, scan_folder
 from facetrace.store.repo import Provenance
-
-from .conftest import DISTRACTORS, ENROLLED
+from tests.galleries import DISTRACTORS, ENROLLED
 
 
 def test_status_counts(gallery: Gallery) -> None:

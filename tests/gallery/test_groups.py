@@ -13,9 +13,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from facetrace.gallery import INDEX_FILE, Gallery
+from facetrace.gallery.directory import INDEX_FILE, Gallery
+from facetrace.gallery.ingest import ingest, scan_folder
 from facetrace.imaging import load_image
-from facetrace.ingest import ingest, scan_folder
 from facetrace.store import repo
 
 PRESS = "Ari_Fleischer"  # not in the built gallery: enrolled here into a second collection
@@ -114,7 +114,7 @@ def test_index_saved_before_groups_is_repaired_not_refused(
                 (path.parent / meta["files"].pop(part)).unlink()
         path.write_text(json.dumps(meta))
     with (
-        caplog.at_level(logging.WARNING, logger="facetrace.gallery"),
+        caplog.at_level(logging.WARNING, logger="facetrace.gallery.directory"),
         Gallery.open(two_collections) as g,
     ):
         assert g.index.settings()["kind"] == kind  # repaired in place, not rebuilt

@@ -8,11 +8,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from facetrace.cli import app
-from facetrace.gallery import Gallery
+from facetrace.cli.main import app
+from facetrace.gallery.directory import Gallery
 from facetrace.imaging import load_image
-
-from .conftest import ENROLLED
+from tests.galleries import ENROLLED
 
 runner = CliRunner()
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from facetrace.errors import ManifestError
-from facetrace.gallery import Gallery
+from facetrace.gallery.directory import Gallery
+from facetrace.gallery.ingest import ingest, read_manifest, scan_folder
 from facetrace.imaging import load_image
-from facetrace.ingest import ingest, read_manifest, scan_folder
 
 
 def _counts(g: Gallery) -> tuple[int, int, int]:
@@ -131,9 +131,9 @@ def test_parallel_ingest_equals_serial(tmp_path: Path, mini_lfw: Path) -> None:
 KILL_SCRIPT = """
 import sys
 from pathlib import Path
-from facetrace.gallery import Gallery
+from facetrace.gallery.directory import Gallery
 from facetrace.imaging import load_image
-from facetrace.ingest import ingest, scan_folder
+from facetrace.gallery.ingest import ingest, scan_folder
 with Gallery.open(Path(sys.argv[1])) as g:
     ingest(g, scan_folder(Path(sys.argv[2])), workers=1,
            progress=lambda d, t, s: print(d, flush=True))

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from facetrace.gallery import Gallery
-from facetrace.ingest import ingest, scan_folder
+from facetrace.gallery.directory import Gallery
+from facetrace.gallery.ingest import ingest, scan_folder
 from facetrace.store import repo
 
 from ..dbutil import database_url
@@ -57,7 +57,7 @@ def _faces(data: Path) -> tuple[int, list[str]]:
 def test_ray_ingest_matches_local_and_resumes(
     local_ray: None, mini_lfw: Path, built_gallery: Path, tmp_path: Path
 ) -> None:
-    from facetrace.ingest_ray import ingest_ray
+    from facetrace.gallery.ingest_ray import ingest_ray
 
     items = scan_folder(mini_lfw, collection="lfw", legal_basis="test")
     data = tmp_path / "ray"
@@ -88,7 +88,7 @@ def test_ray_ingest_into_postgresql_and_milvus_lite(
     local_ray: None, mini_lfw: Path, tmp_path: Path
 ) -> None:
     """The cluster path in miniature: metadata to PostgreSQL, vectors to Milvus (Lite)."""
-    from facetrace.ingest_ray import ingest_ray
+    from facetrace.gallery.ingest_ray import ingest_ray
 
     items = scan_folder(mini_lfw, collection="lfw", legal_basis="test")[:4]
     params = {"uri": str(tmp_path / "vectors.db"), "collection": "faces"}

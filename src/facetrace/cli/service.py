@@ -13,9 +13,10 @@ import typer
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
-from facetrace import accounts, audit, cases
+from facetrace.cli.common import fail
 from facetrace.config import ServiceConfig, settings_error
 from facetrace.errors import FacetraceError
+from facetrace.service import accounts, audit, cases
 from facetrace.store.db import migrate, session_factory, sqlite_url
 from facetrace.store.service_db import service_engine
 
@@ -35,7 +36,7 @@ def _config(ctx: typer.Context) -> ServiceConfig:
     try:
         return ServiceConfig(**overrides)
     except ValidationError as exc:
-        raise _fail(FacetraceError(settings_error(exc))) from exc
+        raise fail(FacetraceError(settings_error(exc))) from exc
 
 
 def _sessions(cfg: ServiceConfig) -> sessionmaker[Session]:
@@ -43,11 +44,6 @@ def _sessions(cfg: ServiceConfig) -> sessionmaker[Session]:
     engine = service_engine(cfg.database_url or sqlite_url(cfg.data))
     migrate(engine)
     return session_factory(engine)
-
-
-def _fail(exc: Exception) -> typer.Exit:
-    sys.stderr.write(f"error: {exc}\n")
-    return typer.Exit(1)
 
 
 def serve(
@@ -61,7 +57,7 @@ def serve(
     one-time password."""
     import uvicorn
 
-    from facetrace.api import create_app
+    from facetrace.server.app import create_app
 
     cfg = _config(ctx)
     service = cfg.service.model_copy(
@@ -75,7 +71,7 @@ def serve(
         try:
             check_connection(params)
         except FacetraceError as exc:
-            raise _fail(exc) from exc
+            raise fail(exc) from exc
     with _sessions(cfg).begin() as s:
         password = accounts.bootstrap_admin(s)
     if password:
@@ -113,7 +109,7 @@ def users_add(
                 full_name=full_name,
             )
     except FacetraceError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     sys.stdout.write(f"{username.lower()}\t{password}\n")
 
 
@@ -149,7 +145,7 @@ def users_disable(ctx: typer.Context, username: str) -> None:
         with _sessions(_config(ctx)).begin() as s:
             accounts.set_active(s, actor=accounts.SYSTEM, username=username, active=False)
     except FacetraceError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     sys.stdout.write(f"{username} disabled\n")
 
 

@@ -29,7 +29,7 @@ from facetrace.types import BoundingBox, Face
 from facetrace.vision.detect import main_face
 
 if TYPE_CHECKING:
-    from facetrace.gallery import Gallery
+    from facetrace.gallery.directory import Gallery
 
 log = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ import numpy as np
 
 from facetrace.engine import FacePipeline, PipelineOptions
 from facetrace.errors import DeletedPhoto, FacetraceError
+from facetrace.gallery.ingest import IngestItem, IngestSummary, Prepared, prepare, skip_known
 from facetrace.imaging import ImageLimits
-from facetrace.ingest import IngestItem, IngestSummary, Prepared, prepare, skip_known
 from facetrace.store.repo import Provenance
 from facetrace.types import BoundingBox, Detection, Face, Landmarks, Quality, QualityReason
 

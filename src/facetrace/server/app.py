@@ -1,4 +1,5 @@
-"""The app factory: REST API under ``/api/v1`` plus the server-rendered web UI."""
+"""The app factory, the composition root: REST API under ``/api/v1`` plus the
+server-rendered web UI, with the state built in the lifespan."""
 
 from __future__ import annotations
 
@@ -8,21 +9,24 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 
+import facetrace.web
 from facetrace import __version__
-from facetrace.accounts import load_secret
-from facetrace.api import problems
-from facetrace.api.ratelimit import RateLimiter
-from facetrace.api.routes import cases, collections, me, oversight, users
-from facetrace.api.state import ServiceState
+from facetrace.api.router import router as api_router
 from facetrace.config import ServiceConfig
-from facetrace.gallery_admin import ImportJobs
-from facetrace.gallery_port import GalleryPort
 from facetrace.index import set_search_threads
+from facetrace.server import problems
+from facetrace.server.ratelimit import RateLimiter
+from facetrace.server.state import ServiceState
+from facetrace.service.accounts import load_secret
+from facetrace.service.gallery_port import GalleryPort
+from facetrace.service.imports import ImportJobs
 from facetrace.store.db import migrate, session_factory, sqlite_url
 from facetrace.store.service_db import service_engine
+from facetrace.web.render import make_templates
+from facetrace.web.routes import router as web_router
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +34,7 @@ CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
 )
-WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+WEB_DIR = Path(facetrace.web.__file__).resolve().parent
 
 
 def build_state(settings: ServiceConfig) -> ServiceState:
@@ -41,12 +45,11 @@ def build_state(settings: ServiceConfig) -> ServiceState:
     engine = service_engine(url)
     migrate(engine)
     svc = settings.service
-    from facetrace.web.render import make_templates
-
+    sessions = session_factory(engine)
     return ServiceState(
         settings=settings,
         engine=engine,
-        sessions=session_factory(engine),
+        sessions=sessions,
         secret=load_secret(data_dir),
         gallery=GalleryPort(
             data_dir,
@@ -58,7 +61,7 @@ def build_state(settings: ServiceConfig) -> ServiceState:
             index_kind=settings.index_kind,
             index_params=settings.index_params(),
         ),
-        imports=ImportJobs(root=data_dir / "imports"),
+        imports=ImportJobs(root=data_dir / "imports", sessions=sessions),
         login_limiter=RateLimiter(limit=svc.login_per_minute),
         search_limiter=RateLimiter(limit=svc.search_per_minute),
         templates=make_templates(WEB_DIR / "templates"),
@@ -92,14 +95,8 @@ def create_app(settings: ServiceConfig) -> FastAPI:
         redoc_url=None,
         lifespan=lifespan,
     )
-    api = APIRouter(prefix="/api/v1")
-    for module in (me, users, collections, cases, oversight):
-        api.include_router(module.router)
-    app.include_router(api)
-
-    from facetrace.web import routes as web_routes
-
-    app.include_router(web_routes.router)
+    app.include_router(api_router)
+    app.include_router(web_router)
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
     problems.install(app)
 

@@ -9,15 +9,19 @@ from fastapi import Depends, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
-from facetrace.accounts import (
+from facetrace.errors import AuthenticationFailed, InvalidRequest
+from facetrace.server.state import ServiceState
+from facetrace.service import imports, searches
+from facetrace.service.accounts import (
     Actor,
+    Perm,
     actor_of,
     api_key_user,
     check_csrf,
+    require,
     session_user,
 )
-from facetrace.api.state import ServiceState
-from facetrace.errors import AuthenticationFailed, InvalidRequest
+from facetrace.store.service_models import Probe
 
 SESSION_COOKIE = "ft_session"
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
@@ -36,7 +40,8 @@ def get_db(state: State) -> Iterator[Session]:
     """A session for the request: committed when the request succeeds, rolled back when
     it raises (so a refused action leaves neither data nor audit entry behind). Its
     transaction starts at the first statement; on SQLite that takes the write lock, so
-    slow engine work is done before it or after a ``commit`` (see ``api.actions``)."""
+    slow engine work is done before it or after a ``commit`` (see
+    :func:`facetrace.service.searches.search_probe`)."""
     session = state.sessions()
     try:
         yield session
@@ -103,3 +108,41 @@ async def read_upload(upload: UploadFile, *, limit: int, what: str = "file") -> 
     if not data:
         raise InvalidRequest(f"the {what} is empty")
     return data
+
+
+async def probe_from_upload(
+    state: ServiceState, db: Session, *, actor: Actor, case_id: int, upload: UploadFile
+) -> Probe:
+    """Read an uploaded probe photo (refused before reading when the actor may not
+    search) and keep it with its case, with the faces found in it, in a worker thread."""
+    require(actor, Perm.SEARCH)
+    data = await read_upload(upload, limit=state.max_upload, what="photo")
+    return await run_in_threadpool(
+        searches.store_probe,
+        db,
+        actor=actor,
+        case_id=case_id,
+        data=data,
+        filename=upload.filename or "",
+        searcher=state.gallery,
+    )
+
+
+async def import_from_upload(
+    state: ServiceState, db: Session, *, actor: Actor, collection_id: int, upload: UploadFile
+) -> imports.ImportJob:
+    """Read an uploaded zip or manifest (refused before reading when the actor may not
+    manage collections) and queue its import, in a worker thread."""
+    require(actor, Perm.COLLECTIONS_MANAGE)
+    data = await read_upload(upload, limit=state.max_import, what="import file")
+    return await run_in_threadpool(
+        imports.queue_import,
+        db,
+        actor=actor,
+        collection_id=collection_id,
+        filename=upload.filename or "",
+        data=data,
+        jobs=state.imports,
+        gallery=state.gallery,
+        limits=state.import_limits,
+    )

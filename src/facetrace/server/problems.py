@@ -32,21 +32,12 @@ STATUS: list[tuple[type[Exception], int, str]] = [
     (errors.ModelMismatch, 409, "Model mismatch"),
     (errors.ModelUnavailable, 503, "Model unavailable"),
     (errors.IndexUnavailable, 503, "Index unavailable"),
+    (errors.RateLimited, 429, "Too many requests"),
 ]
-
-
-class TooManyRequests(errors.FacetraceError):
-    """A rate limit was hit; ``retry_after`` is in seconds."""
-
-    def __init__(self, retry_after: float) -> None:
-        super().__init__(f"too many requests; try again in {int(retry_after) + 1} seconds")
-        self.retry_after = int(retry_after) + 1
 
 
 def classify(exc: Exception) -> tuple[int, str]:
     """HTTP status and title for a domain error."""
-    if isinstance(exc, TooManyRequests):
-        return 429, "Too many requests"
     for cls, status, title in STATUS:
         if isinstance(exc, cls):
             return status, title
@@ -90,7 +81,7 @@ def install(app: FastAPI) -> None:
     async def domain_error(request: Request, exc: errors.FacetraceError) -> Response:
         status, title = classify(exc)
         headers = {}
-        if isinstance(exc, TooManyRequests):
+        if isinstance(exc, errors.RateLimited):
             headers["Retry-After"] = str(exc.retry_after)
         if is_api(request):
             extra: dict[str, Any] = {}

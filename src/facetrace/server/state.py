@@ -9,10 +9,10 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from facetrace.api.ratelimit import RateLimiter
 from facetrace.config import ServiceConfig
-from facetrace.gallery_admin import ImportJobs
-from facetrace.gallery_port import GalleryPort
+from facetrace.server.ratelimit import RateLimiter
+from facetrace.service.gallery_port import GalleryPort
+from facetrace.service.imports import ImportJobs, ImportLimits
 
 
 @dataclass
@@ -39,3 +39,11 @@ class ServiceState:
     def max_import(self) -> int:
         """Largest import upload (and unpacked size), in bytes."""
         return int(self.settings.service.max_import_mb * 1024 * 1024)
+
+    @property
+    def import_limits(self) -> ImportLimits:
+        """What an import upload may hold."""
+        svc = self.settings.service
+        return ImportLimits(
+            max_files=svc.max_import_files, max_bytes=self.max_import, import_root=svc.import_root
+        )

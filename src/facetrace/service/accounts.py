@@ -24,7 +24,6 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from facetrace import audit
 from facetrace.errors import (
     AuthenticationFailed,
     Conflict,
@@ -32,6 +31,7 @@ from facetrace.errors import (
     NotFound,
     PermissionDenied,
 )
+from facetrace.service import audit
 from facetrace.store.service_models import ApiKey, Department, LoginSession, User, as_utc
 
 log = logging.getLogger(__name__)

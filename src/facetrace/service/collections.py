@@ -1,33 +1,27 @@
 """Gallery management for the service: collections with their legal basis and retention
-rule, imports (zip or manifest) run in the background with progress, browsing with
-provenance, and deletions with tombstones. Permission checks and audit entries here;
-the vector work goes through :class:`facetrace.gallery_port.GalleryPort`.
+rule, browsing with provenance, and deletions with tombstones. Permission checks and
+audit entries here; the vector work goes through
+:class:`facetrace.service.gallery_port.GalleryPort` (imports: :mod:`.imports`).
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
-import threading
-import uuid
-import zipfile
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from facetrace import audit
-from facetrace.accounts import Actor, Perm, require
-from facetrace.errors import Conflict, FacetraceError, InvalidRequest, NotFound
+from facetrace.errors import Conflict, InvalidRequest, NotFound
+from facetrace.service import audit
+from facetrace.service.accounts import Actor, Perm, require
 from facetrace.store.models import Collection, FaceRow, Photo, Subject
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from facetrace.service.gallery_port import GalleryPort
 
-MANIFEST_NAMES = ("manifest.csv", "manifest.jsonl", "manifest.json")
+log = logging.getLogger(__name__)
 
 
 def create_collection(
@@ -166,158 +160,36 @@ def subject_face(session: Session, *, photo_id: int) -> FaceRow | None:
     ).scalar_one_or_none()
 
 
-def audit_deletion(session: Session, *, actor: Actor, target: str, faces: int) -> None:
-    """Record a deletion done by the gallery (which tombstones the photos)."""
+DeleteKind = Literal["collection", "subject", "photo"]
+
+
+def delete_target(
+    session: Session, *, actor: Actor, kind: DeleteKind, ident: int, gallery: GalleryPort
+) -> int:
+    """Delete a collection, subject or photo from the gallery (tombstoned) and audit it.
+    Returns the number of faces removed."""
     require(actor, Perm.COLLECTIONS_MANAGE)
+    name = ""
+    if kind == "collection":
+        name = get_collection(session, actor=actor, collection_id=ident).name
+    elif kind == "subject":
+        name = get_subject(session, actor=actor, subject_id=ident)[0].external_id
+    else:
+        get_photo(session, actor=actor, photo_id=ident)
+    # The gallery writes through its own connection: end this transaction first so
+    # SQLite's single writer lock is free for it.
+    session.commit()
+    if kind == "collection":
+        faces = gallery.delete_collection(name)
+    elif kind == "subject":
+        faces = gallery.delete_subject(name)
+    else:
+        faces = gallery.delete_photo(ident)
     audit.append(
         session,
         actor=actor.username,
         action=audit.Action.DELETE,
-        target=target,
+        target=f"{kind}:{ident}",
         detail={"faces_removed": faces},
     )
-
-
-# --- imports ----------------------------------------------------------------------------
-
-
-@dataclass
-class ImportJob:
-    """Progress of one import, polled by the browser."""
-
-    id: str
-    collection: str
-    user: str
-    state: str = "queued"  # queued, running, done, failed
-    done: int = 0
-    total: int = 0
-    summary: dict[str, Any] = field(default_factory=dict)
-    error: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON for the progress endpoint."""
-        return {
-            "id": self.id,
-            "collection": self.collection,
-            "state": self.state,
-            "done": self.done,
-            "total": self.total,
-            "summary": self.summary,
-            "error": self.error,
-        }
-
-
-def safe_extract(archive: Path, dest: Path, *, max_files: int, max_bytes: int) -> Path:
-    """Unpack a zip with limits on member count and unpacked size, refusing absolute or
-    ``..`` paths and links. Returns the manifest if the zip has one at its top (or in a
-    single top folder), else ``dest`` for a folder scan."""
-    try:
-        zf = zipfile.ZipFile(archive)
-    except zipfile.BadZipFile as exc:
-        raise InvalidRequest("the upload is not a valid zip file") from exc
-    with zf:
-        members = [m for m in zf.infolist() if not m.is_dir()]
-        if len(members) > max_files:
-            raise InvalidRequest(f"the zip holds {len(members)} files; the limit is {max_files}")
-        total = sum(m.file_size for m in members)
-        if total > max_bytes:
-            raise InvalidRequest(
-                f"the zip unpacks to {total / 1e6:.0f} MB; the limit is {max_bytes / 1e6:.0f} MB"
-            )
-        for m in members:
-            p = PurePosixPath(m.filename)
-            if p.is_absolute() or ".." in p.parts or (m.external_attr >> 16) & 0o170000 == 0o120000:
-                raise InvalidRequest(f"unsafe path in the zip: {m.filename!r}")
-        zf.extractall(dest)
-    for base in [dest, *[d for d in dest.iterdir() if d.is_dir()]]:
-        for name in MANIFEST_NAMES:
-            if (base / name).is_file():
-                return base / name
-    # A zip of one folder that holds the per-person folders: scan inside it.
-    entries = [p for p in dest.iterdir() if not p.name.startswith((".", "__MACOSX"))]
-    if len(entries) == 1 and entries[0].is_dir():
-        inner = entries[0]
-        if any(p.is_dir() for p in inner.iterdir()):
-            return inner
-    return dest
-
-
-class ImportJobs:
-    """Background imports, one at a time (the engine uses the machine's cores itself)."""
-
-    def __init__(self, *, root: Path) -> None:
-        self.root = root
-        self._jobs: dict[str, ImportJob] = {}
-        self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="import")
-
-    def get(self, job_id: str) -> ImportJob:
-        """A job by id; raises NotFound."""
-        with self._lock:
-            job = self._jobs.get(job_id)
-        if job is None:
-            raise NotFound(f"no import {job_id}")
-        return job
-
-    def new_dir(self) -> tuple[str, Path]:
-        """A fresh job id and its folder under the data directory (kept: the gallery
-        records the photos' paths there)."""
-        job_id = uuid.uuid4().hex[:12]
-        path = self.root / job_id
-        path.mkdir(parents=True)
-        return job_id, path
-
-    def submit(
-        self,
-        *,
-        job_id: str,
-        collection: Collection,
-        user: str,
-        source: Path,
-        run: Callable[[Path, str, str, Callable[[int, int], None]], dict[str, Any]],
-        sessions: sessionmaker[Session],
-    ) -> ImportJob:
-        """Queue an import of ``source`` (folder or manifest) into ``collection``."""
-        job = ImportJob(id=job_id, collection=collection.name, user=user)
-        with self._lock:
-            self._jobs[job_id] = job
-        name, basis = collection.name, collection.legal_basis
-
-        def progress(done: int, total: int) -> None:
-            job.done, job.total = done, total
-
-        def work() -> None:
-            job.state = "running"
-            try:
-                job.summary = run(source, name, basis, progress)
-                job.state = "done"
-            except FacetraceError as exc:
-                job.error, job.state = str(exc), "failed"
-            except Exception:  # a worker thread must record, not vanish
-                log.exception("import %s failed", job_id)
-                job.error, job.state = "the import failed; see the server log", "failed"
-            with sessions.begin() as s:
-                audit.append(
-                    s,
-                    actor=user,
-                    action=audit.Action.IMPORT,
-                    target=f"collection:{name}",
-                    detail={
-                        "job": job_id,
-                        "state": job.state,
-                        "error": job.error,
-                        "photos_added": job.summary.get("photos_added"),
-                    },
-                )
-
-        self._pool.submit(work)
-        return job
-
-    def shutdown(self) -> None:
-        """Wait for the running import and stop."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-    @staticmethod
-    def discard(path: Path) -> None:
-        """Remove a job folder after a refused upload."""
-        shutil.rmtree(path, ignore_errors=True)
+    return faces

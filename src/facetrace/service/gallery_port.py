@@ -1,4 +1,4 @@
-"""The engine as the service uses it: one :class:`facetrace.gallery.Gallery`, opened on
+"""The engine as the service uses it: one :class:`facetrace.gallery.directory.Gallery`, opened on
 first use and shared by request threads under a lock.
 
 The gallery keeps a vector index in memory and saves it after writes; one lock around
@@ -16,8 +16,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from facetrace.cases import FaceResult, FoundCandidate, ProbeFace
 from facetrace.imaging import ImageLimits, decode_image
+from facetrace.service.searches import FaceResult, FoundCandidate, ProbeFace
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def _candidate(c: Any) -> FoundCandidate:
 
 
 class GalleryPort:
-    """Implements :class:`facetrace.cases.FaceSearcher` and the gallery admin calls.
+    """Implements :class:`facetrace.service.searches.FaceSearcher` and the gallery admin calls.
 
     Args:
         data_dir: the data directory (index, models cache, SQLite file).
@@ -105,7 +105,7 @@ class GalleryPort:
         """The opened gallery (models load lazily on its first photo)."""
         with self._lock:
             if self._gallery is None:
-                from facetrace.gallery import Gallery
+                from facetrace.gallery.directory import Gallery
 
                 self._gallery = Gallery.open(
                     self.data_dir,
@@ -180,7 +180,7 @@ class GalleryPort:
         rows naming another collection are imported into ``collection`` all the same.
         """
         from facetrace.errors import ManifestError
-        from facetrace.ingest import collect_items, ingest
+        from facetrace.gallery.ingest import collect_items, ingest
 
         root = allowed_root.resolve()
         items = []

@@ -1,4 +1,5 @@
-"""A small real gallery shared by the engine tests: a few LFW subjects, real models."""
+"""A small real gallery shared by the gallery and CLI tests: a few LFW subjects, real
+models (a plugin of ``tests/conftest.py``)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from facetrace.gallery import Gallery
+from facetrace.gallery.directory import Gallery
+from facetrace.gallery.ingest import ingest, scan_folder
 from facetrace.imaging import load_image
-from facetrace.ingest import ingest, scan_folder
 from facetrace.vision.detect import HogDetector
 
 # subjects with several photos in the LFW half, plus single-photo distractors
