@@ -15,7 +15,7 @@ import typer
 from pydantic import ValidationError
 
 from facetrace.cli import eval as eval_commands
-from facetrace.cli import gallery, index, service
+from facetrace.cli import gallery, grouping, index, service
 from facetrace.cli.common import Context, fail
 from facetrace.config import Settings, settings_error
 from facetrace.engine import PipelineOptions
@@ -77,6 +77,7 @@ def main(
 
 
 gallery.register(app)
+grouping.register(app)
 eval_commands.register(app)
 index.register(app)
 service.register(app)
