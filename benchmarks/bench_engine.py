@@ -73,7 +73,7 @@ def _pad_gallery(data: Path, total: int, backend: str) -> None:
     from sqlalchemy import insert, select
 
     from facetrace.engine import PipelineOptions
-    from facetrace.gallery import Gallery
+    from facetrace.gallery.directory import Gallery
     from facetrace.store import repo
     from facetrace.store.models import Collection, FaceRow, Photo, Subject
     from facetrace.vision.models import Backend
@@ -121,7 +121,7 @@ def bench_search(
 ) -> list[dict[str, Any]]:
     """Latency of a whole search (decode, detect, embed, index, SQL) and of the index alone."""
     from facetrace.engine import PipelineOptions
-    from facetrace.gallery import Gallery
+    from facetrace.gallery.directory import Gallery
     from facetrace.imaging import load_image
     from facetrace.index import set_search_threads
     from facetrace.vision.models import Backend

@@ -14,6 +14,9 @@ import pytest
 if TYPE_CHECKING:
     from tests.milvus_server import CollectionPool
 
+# the small real gallery shared by the gallery and CLI tests
+pytest_plugins = ["tests.galleries"]
+
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -4,27 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from facetrace import cases
+from facetrace.service import searches
 
 
 class FixedSearcher:
     """Two faces; every search returns the same two candidates."""
 
-    def find_faces(self, data: bytes, *, source: str) -> tuple[int, int, list[cases.ProbeFace]]:
+    def find_faces(self, data: bytes, *, source: str) -> tuple[int, int, list[searches.ProbeFace]]:
         return (
             640,
             480,
             [
-                cases.ProbeFace(0, (10, 10, 110, 110), 0.9),
-                cases.ProbeFace(1, (200, 10, 300, 110), 0.4, ("blur",)),
+                searches.ProbeFace(0, (10, 10, 110, 110), 0.9),
+                searches.ProbeFace(1, (200, 10, 300, 110), 0.4, ("blur",)),
             ],
         )
 
     def search_face(
         self, data: bytes, *, source: str, face: int, force: bool, collections: Sequence[str] | None
-    ) -> cases.FaceResult:
-        def cand(rank: int, subject: str, score: float) -> cases.FoundCandidate:
-            return cases.FoundCandidate(
+    ) -> searches.FaceResult:
+        def cand(rank: int, subject: str, score: float) -> searches.FoundCandidate:
+            return searches.FoundCandidate(
                 rank=rank,
                 score=score,
                 false_match_rate=1e-4,
@@ -43,4 +43,4 @@ class FixedSearcher:
             )
 
         probe_face = self.find_faces(data, source=source)[2][face]
-        return cases.FaceResult(probe_face, 0.5, (cand(1, "s-1", 0.8), cand(2, "s-2", 0.6)))
+        return searches.FaceResult(probe_face, 0.5, (cand(1, "s-1", 0.8), cand(2, "s-2", 0.6)))

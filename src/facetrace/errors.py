@@ -95,3 +95,11 @@ class RuleViolation(FacetraceError):
 
 class Conflict(FacetraceError):
     """A record that already exists (a user name, a case number, a collection name)."""
+
+
+class RateLimited(FacetraceError):
+    """A rate limit was hit; ``retry_after`` is the whole seconds to wait (at least 1)."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"too many requests; try again in {int(retry_after) + 1} seconds")
+        self.retry_after = int(retry_after) + 1

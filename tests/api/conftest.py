@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from facetrace import accounts
-from facetrace.accounts import Role
-from facetrace.api import create_app
 from facetrace.config import ServiceConfig
+from facetrace.server.app import create_app
+from facetrace.service import accounts
+from facetrace.service.accounts import Role
 
 PASSWORD = "password-123"
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from fastapi.routing import APIRoute
 
-from facetrace import cases
-from facetrace.accounts import SYSTEM, Role, actor_of, get_user
+from facetrace.service import cases, searches
+from facetrace.service.accounts import SYSTEM, Role, actor_of, get_user
 from facetrace.store.models import Collection
 from tests.api.conftest import ROLE_USERS, Running, login
 from tests.fakes import FixedSearcher
@@ -175,7 +175,7 @@ def ids(running: Running) -> dict[str, Any]:
             legal_basis="lb",
             retention_days=30,
         )
-        probe = cases.add_probe(
+        probe = searches.add_probe(
             s,
             actor=inv,
             case_id=case.id,
@@ -183,13 +183,13 @@ def ids(running: Running) -> dict[str, Any]:
             filename="p.jpg",
             found=FixedSearcher().find_faces(b"", source="p.jpg"),
         )
-        search = cases.run_search(
+        search = searches.run_search(
             s, actor=inv, probe_id=probe.id, face=0, force=False, searcher=FixedSearcher()
         )
         coll = Collection(name="matrix", legal_basis="lb", retention="r")
         s.add(coll)
         s.flush()
-        from facetrace.accounts import create_user
+        from facetrace.service.accounts import create_user
 
         create_user(
             s,

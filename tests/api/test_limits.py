@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from facetrace.accounts import Role
-from facetrace.api import create_app
 from facetrace.config import ServiceConfig
+from facetrace.server.app import create_app
+from facetrace.service.accounts import Role
 from tests.api.conftest import add_user, login_token
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from facetrace.api import create_app
 from facetrace.config import ServiceConfig
+from facetrace.server.app import create_app
 
 pytest.importorskip("pymilvus", reason="the milvus extra is not installed")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from facetrace.accounts import Role
+from facetrace.service.accounts import Role
 from tests.api.conftest import add_user, login, make_client
 from tests.dbutil import database_url
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from facetrace.accounts import Role
+from facetrace.service.accounts import Role
 from tests.api.conftest import add_user, login, make_client
 
 PEOPLE = ["Hugo_Chavez", "Jacques_Chirac", "Laura_Bush", "Lleyton_Hewitt"]
@@ -160,7 +160,7 @@ def test_delete_subject_and_audit(gallery: dict[str, Any]) -> None:
 def test_web_group_photo_lets_the_investigator_pick(gallery: dict[str, Any]) -> None:
     client: TestClient = gallery["client"]
     state: Any = client.app.state.service  # type: ignore[attr-defined]
-    from facetrace import accounts
+    from facetrace.service import accounts
 
     with state.sessions.begin() as s:
         user = accounts.get_user(s, username="inv")
@@ -251,7 +251,7 @@ def test_department_collections_are_searched_only_by_that_department(
 ) -> None:
     client: TestClient = gallery["client"]
     state: Any = client.app.state.service  # type: ignore[attr-defined]
-    from facetrace import accounts
+    from facetrace.service import accounts
     from facetrace.store.models import Collection
 
     with state.sessions.begin() as s:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from facetrace.cli import app
+from facetrace.cli.main import app
 from facetrace.engine import PipelineOptions
 from facetrace.errors import ManifestError
 from facetrace.eval.identify import evaluate_identify, fnir_at_fpir, split

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from facetrace.accounts import SYSTEM, Actor, Role, actor_of, create_user
+from facetrace.service.accounts import SYSTEM, Actor, Role, actor_of, create_user
 from facetrace.store.db import migrate, session_factory
 from facetrace.store.service_db import service_engine
 from tests.dbutil import database_url

@@ -7,7 +7,7 @@ import itertools
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from facetrace import audit
+from facetrace.service import audit
 from facetrace.store.service_models import AuditEntry, AuditHead
 
 

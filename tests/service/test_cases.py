@@ -12,9 +12,9 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from facetrace import audit, cases
-from facetrace.accounts import Actor, Role
 from facetrace.errors import InvalidRequest, NotFound, PermissionDenied, RuleViolation
+from facetrace.service import audit, cases, notifications, reports, reviews, searches
+from facetrace.service.accounts import Actor, Role
 from facetrace.store.service_models import Probe
 from tests.fakes import FixedSearcher
 from tests.service.conftest import make_user
@@ -34,7 +34,7 @@ def _case(factory: sessionmaker[Session], inv: Actor, number: str = "C-1") -> in
 
 def _search(factory: sessionmaker[Session], inv: Actor, case_id: int) -> tuple[int, list[int]]:
     with factory.begin() as s:
-        probe = cases.add_probe(
+        probe = searches.add_probe(
             s,
             actor=inv,
             case_id=case_id,
@@ -42,7 +42,7 @@ def _search(factory: sessionmaker[Session], inv: Actor, case_id: int) -> tuple[i
             filename="p.jpg",
             found=FixedSearcher().find_faces(b"", source="p.jpg"),
         )
-        search = cases.run_search(
+        search = searches.run_search(
             s, actor=inv, probe_id=probe.id, face=0, force=False, searcher=FixedSearcher()
         )
         return search.id, [c.id for c in search.candidates]
@@ -77,7 +77,7 @@ def test_identification_needs_two_reviewers_and_primary_identifier(
     search_id, (first, second) = _search(sessions, inv, case_id)
 
     with sessions.begin() as s:
-        cases.record_review(
+        reviews.record_review(
             s,
             actor=r1,
             search_id=search_id,
@@ -87,7 +87,7 @@ def test_identification_needs_two_reviewers_and_primary_identifier(
         )
         assert cases.get_case(s, actor=inv, case_id=case_id).status == "lead"
     with sessions.begin() as s, pytest.raises(RuleViolation, match="two different reviewers"):
-        cases.record_identification(
+        reviews.record_identification(
             s,
             actor=inv,
             case_id=case_id,
@@ -97,14 +97,14 @@ def test_identification_needs_two_reviewers_and_primary_identifier(
         )
     # The same reviewer again does not count twice; another reviewer on another one neither.
     with sessions.begin() as s:
-        cases.record_review(
+        reviews.record_review(
             s, actor=r1, search_id=search_id, conclusion="potential_candidate", candidate_id=first
         )
-        cases.record_review(
+        reviews.record_review(
             s, actor=r2, search_id=search_id, conclusion="potential_candidate", candidate_id=second
         )
     with sessions.begin() as s, pytest.raises(RuleViolation):
-        cases.record_identification(
+        reviews.record_identification(
             s,
             actor=inv,
             case_id=case_id,
@@ -113,7 +113,7 @@ def test_identification_needs_two_reviewers_and_primary_identifier(
             evidence="lab report 7",
         )
     with sessions.begin() as s:
-        cases.record_review(
+        reviews.record_review(
             s,
             actor=r2,
             search_id=search_id,
@@ -122,7 +122,7 @@ def test_identification_needs_two_reviewers_and_primary_identifier(
             note="agree",
         )
     with sessions.begin() as s, pytest.raises(InvalidRequest):
-        cases.record_identification(
+        reviews.record_identification(
             s,
             actor=inv,
             case_id=case_id,
@@ -131,7 +131,7 @@ def test_identification_needs_two_reviewers_and_primary_identifier(
             evidence="looks alike",
         )
     with sessions.begin() as s:
-        cases.record_identification(
+        reviews.record_identification(
             s,
             actor=inv,
             case_id=case_id,
@@ -142,10 +142,10 @@ def test_identification_needs_two_reviewers_and_primary_identifier(
         assert cases.get_case(s, actor=inv, case_id=case_id).status == "identified"
 
     with sessions.begin() as s:
-        contact = cases.add_contact(
+        contact = notifications.add_contact(
             s, actor=inv, case_id=case_id, name="Next Of Kin", relationship="sister"
         )
-        cases.record_notification(
+        notifications.record_notification(
             s,
             actor=inv,
             case_id=case_id,
@@ -154,7 +154,7 @@ def test_identification_needs_two_reviewers_and_primary_identifier(
             outcome="informed in person",
             contact_id=contact.id,
         )
-        record = cases.notification_record(s, actor=inv, case_id=case_id)
+        record = notifications.notification_record(s, actor=inv, case_id=case_id)
         assert {r.reviewer.username for r in record.reviews} == {"rev1", "rev2"}
         assert len(record.notifications) == 1
         assert audit.verify(s).ok
@@ -164,7 +164,7 @@ def test_notifications_refused_before_identification(sessions: sessionmaker[Sess
     inv = make_user(sessions, "inv", {Role.INVESTIGATOR})
     case_id = _case(sessions, inv)
     with sessions.begin() as s, pytest.raises(RuleViolation):
-        cases.add_contact(s, actor=inv, case_id=case_id, name="X")
+        notifications.add_contact(s, actor=inv, case_id=case_id, name="X")
 
 
 def test_departments_and_roles_scope_cases(sessions: sessionmaker[Session]) -> None:
@@ -192,6 +192,6 @@ def test_retention_purge_deletes_probe_photos(sessions: sessionmaker[Session]) -
     with sessions.begin() as s:
         probe = s.query(Probe).one()
         assert probe.data is None and probe.purged_at is not None
-        rep = cases.report(s, actor=sup)
+        rep = reports.report(s, actor=sup)
         assert rep.searches_by_user == [("inv", 1)]
         assert rep.searches_by_purpose == [("identify_deceased", 1)]

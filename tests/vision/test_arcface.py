@@ -11,7 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from facetrace.engine import FacePipeline, PipelineOptions
 from facetrace.errors import ModelMismatch, ModelUnavailable
-from facetrace.gallery import Gallery
+from facetrace.gallery.directory import Gallery
 from facetrace.imaging import load_image
 from facetrace.vision.arcface import ArcFaceEmbedder
 

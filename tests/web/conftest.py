@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import uvicorn
 
-from facetrace.api import create_app
 from facetrace.config import ServiceConfig
+from facetrace.server.app import create_app
 
 CHROMIUM_ARGS = [
     "--headless",

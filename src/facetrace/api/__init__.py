@@ -1,5 +1,2 @@
-"""The REST API under ``/api/v1`` and the app factory that also mounts the web UI."""
-
-from facetrace.api.app import create_app
-
-__all__ = ["create_app"]
+"""The REST API under ``/api/v1``: one router per resource (:mod:`.routes`), assembled in
+:mod:`.router`; the app that serves it is built by :mod:`facetrace.server.app`."""

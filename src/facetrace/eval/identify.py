@@ -25,8 +25,8 @@ import numpy.typing as npt
 
 from facetrace.engine import PipelineOptions
 from facetrace.eval.embedding import embed_photos
+from facetrace.gallery.ingest import IMAGE_SUFFIXES
 from facetrace.index.flat import FlatIndex
-from facetrace.ingest import IMAGE_SUFFIXES
 
 CANDIDATES = 10
 

@@ -7,11 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 
-from facetrace import accounts, gallery_admin
-from facetrace.accounts import Perm, require
-from facetrace.api import actions
-from facetrace.api.deps import CurrentActor, Db, State
 from facetrace.errors import NotFound
+from facetrace.server.deps import CurrentActor, Db, State, import_from_upload
+from facetrace.service import accounts, collections
+from facetrace.service.accounts import Perm, require
 from facetrace.web.render import back, page
 
 router = APIRouter()
@@ -91,14 +90,14 @@ def toggle_user(username: str, op: str, actor: CurrentActor, db: Db) -> Response
 
 
 @router.get("/collections", response_class=HTMLResponse)
-def collections(request: Request, actor: CurrentActor, db: Db) -> HTMLResponse:
+def collections_page(request: Request, actor: CurrentActor, db: Db) -> HTMLResponse:
     """Collections with legal basis, retention, scope and counts."""
     departments = accounts.list_departments(db)
     return page(
         request,
         "collections.html",
         actor,
-        collections=gallery_admin.list_collections(db, actor=actor),
+        collections=collections.list_collections(db, actor=actor),
         departments=departments,
         dept_names={d.id: d.name for d in departments},
     )
@@ -117,7 +116,7 @@ def create_collection(
     """Create a collection, searchable by one department or (none given) by all."""
     require(actor, Perm.COLLECTIONS_MANAGE)
     dept = accounts.find_department(db, name=department, create=False) if department else None
-    row = gallery_admin.create_collection(
+    row = collections.create_collection(
         db,
         actor=actor,
         name=name,
@@ -134,8 +133,8 @@ def collection(
     request: Request, collection_id: int, actor: CurrentActor, db: Db, offset: int = 0
 ) -> HTMLResponse:
     """A collection's subjects and its import form."""
-    coll = gallery_admin.get_collection(db, actor=actor, collection_id=collection_id)
-    subjects = gallery_admin.list_subjects(
+    coll = collections.get_collection(db, actor=actor, collection_id=collection_id)
+    subjects = collections.list_subjects(
         db, actor=actor, collection_id=collection_id, limit=200, offset=max(offset, 0)
     )
     return page(
@@ -152,9 +151,7 @@ async def start_import(
     file: Annotated[UploadFile, File()],
 ) -> Response:
     """Queue an import and show its progress page."""
-    job = await actions.start_import(
-        state, db, actor=actor, collection_id=collection_id, upload=file
-    )
+    job = await import_from_upload(state, db, actor=actor, collection_id=collection_id, upload=file)
     return back(f"/imports/{job.id}?collection={collection_id}")
 
 
@@ -172,14 +169,16 @@ def import_page(
 @router.post("/collections/{collection_id}/delete")
 def delete_collection(collection_id: int, actor: CurrentActor, db: Db, state: State) -> Response:
     """Delete a collection's photos (tombstoned)."""
-    n = actions.delete_target(state, db, actor=actor, kind="collection", ident=collection_id)
+    n = collections.delete_target(
+        db, actor=actor, kind="collection", ident=collection_id, gallery=state.gallery
+    )
     return back("/collections", f"Deleted; {n} faces removed from the index.")
 
 
 @router.get("/subjects/{subject_id}", response_class=HTMLResponse)
 def subject(request: Request, subject_id: int, actor: CurrentActor, db: Db) -> HTMLResponse:
     """A subject's photos with provenance."""
-    subj, photos = gallery_admin.get_subject(db, actor=actor, subject_id=subject_id)
+    subj, photos = collections.get_subject(db, actor=actor, subject_id=subject_id)
     return page(request, "subject.html", actor, subject=subj, photos=photos)
 
 
@@ -187,9 +186,11 @@ def subject(request: Request, subject_id: int, actor: CurrentActor, db: Db) -> H
 def delete_subject(subject_id: int, actor: CurrentActor, db: Db, state: State) -> Response:
     """Delete a subject (tombstoned)."""
     require(actor, Perm.COLLECTIONS_MANAGE)
-    subj, _ = gallery_admin.get_subject(db, actor=actor, subject_id=subject_id)
+    subj, _ = collections.get_subject(db, actor=actor, subject_id=subject_id)
     coll = subj.collection_id
-    n = actions.delete_target(state, db, actor=actor, kind="subject", ident=subject_id)
+    n = collections.delete_target(
+        db, actor=actor, kind="subject", ident=subject_id, gallery=state.gallery
+    )
     return back(f"/collections/{coll}", f"Subject deleted; {n} faces removed.")
 
 
@@ -197,9 +198,11 @@ def delete_subject(subject_id: int, actor: CurrentActor, db: Db, state: State) -
 def delete_photo(photo_id: int, actor: CurrentActor, db: Db, state: State) -> Response:
     """Delete one photo (tombstoned)."""
     require(actor, Perm.COLLECTIONS_MANAGE)
-    photo = gallery_admin.get_photo(db, actor=actor, photo_id=photo_id)
+    photo = collections.get_photo(db, actor=actor, photo_id=photo_id)
     subject_id = photo.subject_id
-    n = actions.delete_target(state, db, actor=actor, kind="photo", ident=photo_id)
+    n = collections.delete_target(
+        db, actor=actor, kind="photo", ident=photo_id, gallery=state.gallery
+    )
     return back(
         f"/subjects/{subject_id}" if subject_id else "/collections",
         f"Photo deleted; {n} faces removed.",

@@ -9,10 +9,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from facetrace import accounts, audit
-from facetrace.api.deps import SESSION_COOKIE, CurrentActor, Db, State
-from facetrace.api.problems import TooManyRequests
-from facetrace.errors import AuthenticationFailed
+from facetrace.errors import AuthenticationFailed, RateLimited
+from facetrace.server.deps import SESSION_COOKIE, CurrentActor, Db, State
+from facetrace.service import accounts, audit
 from facetrace.web.render import back, page
 
 router = APIRouter()
@@ -54,7 +53,7 @@ def login(
     for key in (f"ip:{client}", f"user:{username.strip().lower()}"):
         wait = state.login_limiter.hit(key)
         if wait is not None:
-            raise TooManyRequests(wait)
+            raise RateLimited(wait)
     cookie = request.cookies.get(LOGIN_COOKIE, "")
     if not cookie or not hmac.compare_digest(cookie, login_token):
         return _login_page(

@@ -9,11 +9,10 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 
-from facetrace import cases
-from facetrace.accounts import Perm
-from facetrace.api import actions
-from facetrace.api.deps import CurrentActor, Db, State
 from facetrace.errors import InvalidRequest
+from facetrace.server.deps import CurrentActor, Db, State, probe_from_upload
+from facetrace.service import cases, notifications, reviews, searches
+from facetrace.service.accounts import Perm
 from facetrace.web.render import back, page
 
 router = APIRouter()
@@ -52,10 +51,13 @@ def open_case(
 def case_page(request: Request, case_id: int, actor: CurrentActor, db: Db) -> HTMLResponse:
     """Everything about a case, with the forms its state allows."""
     case = cases.get_case(db, actor=actor, case_id=case_id)
-    searches = cases.case_searches(db, case=case)
-    agreed = cases.agreed_subjects(db, case=case)
+    case_searches = cases.case_searches(db, case=case)
+    agreed = reviews.agreed_subjects(db, case=case)
     agreed_candidates = [
-        c for s in searches for c in s.candidates if len(agreed.get(c.subject_external_id, ())) >= 2
+        c
+        for s in case_searches
+        for c in s.candidates
+        if len(agreed.get(c.subject_external_id, ())) >= 2
     ]
     # One candidate row per agreed subject is enough for the identification form.
     seen: set[str] = set()
@@ -70,13 +72,13 @@ def case_page(request: Request, case_id: int, actor: CurrentActor, db: Db) -> HT
         actor,
         case=case,
         probes=cases.case_probes(db, case=case),
-        searches=searches,
-        reviews=cases.case_reviews(db, case=case),
+        searches=case_searches,
+        reviews=reviews.case_reviews(db, case=case),
         agreed=agreed,
         agreed_candidates=unique,
-        identification=cases.identification(db, case=case),
-        contacts=cases.case_contacts(db, case=case),
-        notifications=cases.case_notifications(db, case=case),
+        identification=reviews.identification(db, case=case),
+        contacts=notifications.case_contacts(db, case=case),
+        notifications=notifications.case_notifications(db, case=case),
         retention_ended=cases.retention_ended(case),
         today=date.today().isoformat(),
     )
@@ -91,10 +93,18 @@ async def upload_probe(
     image: Annotated[UploadFile, File()],
 ) -> Response:
     """Keep the probe with the case; search at once when it has one face."""
-    probe = await actions.submit_probe(state, db, actor=actor, case_id=case_id, upload=image)
+    probe = await probe_from_upload(state, db, actor=actor, case_id=case_id, upload=image)
     if len(probe.faces) == 1:
         search = await run_in_threadpool(
-            actions.search_probe, state, db, actor=actor, probe_id=probe.id, face=0, force=False
+            searches.search_probe,
+            db,
+            actor=actor,
+            probe_id=probe.id,
+            face=0,
+            force=False,
+            searcher=state.gallery,
+            sessions=state.sessions,
+            limiter=state.search_limiter,
         )
         return back(f"/searches/{search.id}")
     return back(
@@ -113,22 +123,31 @@ def search_face(
     force: Annotated[bool, Form()] = False,
 ) -> Response:
     """Search one face of a stored probe."""
-    search = actions.search_probe(state, db, actor=actor, probe_id=probe_id, face=face, force=force)
+    search = searches.search_probe(
+        db,
+        actor=actor,
+        probe_id=probe_id,
+        face=face,
+        force=force,
+        searcher=state.gallery,
+        sessions=state.sessions,
+        limiter=state.search_limiter,
+    )
     return back(f"/searches/{search.id}")
 
 
 @router.get("/searches/{search_id}", response_class=HTMLResponse)
 def results(request: Request, search_id: int, actor: CurrentActor, db: Db) -> HTMLResponse:
     """The probe face beside each candidate, with score, warnings and provenance."""
-    case, search = cases.get_search(db, actor=actor, search_id=search_id)
-    reviews = [r for r in cases.case_reviews(db, case=case) if r.search_id == search.id]
+    case, search = searches.get_search(db, actor=actor, search_id=search_id)
+    of_search = [r for r in reviews.case_reviews(db, case=case) if r.search_id == search.id]
     return page(
         request,
         "search.html",
         actor,
         case=case,
         search=search,
-        reviews=reviews,
+        reviews=of_search,
         can_review=actor.can(Perm.REVIEW) and case.status != "identified",
     )
 
@@ -144,7 +163,7 @@ def review(
 ) -> Response:
     """Record a review."""
     cand = int(candidate_id) if candidate_id.strip() else None
-    cases.record_review(
+    reviews.record_review(
         db, actor=actor, search_id=search_id, conclusion=conclusion, note=note, candidate_id=cand
     )
     return back(f"/searches/{search_id}", "Review recorded.")
@@ -160,7 +179,7 @@ def identify(
     evidence: Annotated[str, Form()] = "",
 ) -> Response:
     """Record the primary identifier; the case becomes identified."""
-    cases.record_identification(
+    reviews.record_identification(
         db,
         actor=actor,
         case_id=case_id,
@@ -181,7 +200,7 @@ def add_contact(
     details: Annotated[str, Form()] = "",
 ) -> Response:
     """Record a next-of-kin contact."""
-    cases.add_contact(
+    notifications.add_contact(
         db, actor=actor, case_id=case_id, name=name, relationship=relationship, details=details
     )
     return back(f"/cases/{case_id}#notifications", "Contact recorded.")
@@ -202,7 +221,7 @@ def notify(
         when = date.fromisoformat(notified_on)
     except ValueError as exc:
         raise InvalidRequest("give the notification date as YYYY-MM-DD") from exc
-    cases.record_notification(
+    notifications.record_notification(
         db,
         actor=actor,
         case_id=case_id,
@@ -217,5 +236,5 @@ def notify(
 @router.get("/cases/{case_id}/record", response_class=HTMLResponse)
 def record(request: Request, case_id: int, actor: CurrentActor, db: Db) -> HTMLResponse:
     """The printable notification record (use the browser's print to save a PDF)."""
-    r = cases.notification_record(db, actor=actor, case_id=case_id)
+    r = notifications.notification_record(db, actor=actor, case_id=case_id)
     return page(request, "record.html", actor, r=r)

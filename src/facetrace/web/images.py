@@ -10,10 +10,10 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from PIL import Image
 
-from facetrace import cases, gallery_admin
-from facetrace.api.deps import CurrentActor, Db, State
 from facetrace.errors import ImageError, NotFound
 from facetrace.imaging import decode_image
+from facetrace.server.deps import CurrentActor, Db, State
+from facetrace.service import collections, searches
 
 router = APIRouter()
 
@@ -37,7 +37,7 @@ def _crop(pixels: object, box: list[int] | tuple[int, ...] | None, size: int = 2
 @router.get("/probes/{probe_id}/faces/{index}.jpg")
 def probe_face(probe_id: int, index: int, actor: CurrentActor, db: Db) -> Response:
     """The crop of one face of a probe (or the whole photo for index -1)."""
-    probe = cases.get_probe(db, actor=actor, probe_id=probe_id)
+    probe = searches.get_probe(db, actor=actor, probe_id=probe_id)
     if probe.data is None:
         raise NotFound("the probe photo was deleted at the end of its retention period")
     image = decode_image(probe.data, source=probe.filename)
@@ -54,8 +54,8 @@ def probe_face(probe_id: int, index: int, actor: CurrentActor, db: Db) -> Respon
 @router.get("/photos/{photo_id}/face.jpg")
 def reference_face(photo_id: int, actor: CurrentActor, db: Db, state: State) -> Response:
     """The subject face of a gallery photo."""
-    photo = gallery_admin.get_photo(db, actor=actor, photo_id=photo_id)
-    face = gallery_admin.subject_face(db, photo_id=photo.id)
+    photo = collections.get_photo(db, actor=actor, photo_id=photo_id)
+    face = collections.subject_face(db, photo_id=photo.id)
     path = Path(photo.path)
     try:
         image = decode_image(path.read_bytes(), source=path.name)

@@ -5,18 +5,18 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from facetrace import audit, cases
-from facetrace.accounts import Perm, require
-from facetrace.api.deps import CurrentActor, Db
+from facetrace.server.deps import CurrentActor, Db
+from facetrace.service import audit, reports
+from facetrace.service.accounts import Perm, require
 from facetrace.web.render import page
 
 router = APIRouter()
 
 
 @router.get("/reports", response_class=HTMLResponse)
-def reports(request: Request, actor: CurrentActor, db: Db) -> HTMLResponse:
+def reports_page(request: Request, actor: CurrentActor, db: Db) -> HTMLResponse:
     """The department's report."""
-    return page(request, "reports.html", actor, report=cases.report(db, actor=actor))
+    return page(request, "reports.html", actor, report=reports.report(db, actor=actor))
 
 
 @router.get("/audit", response_class=HTMLResponse)

@@ -10,8 +10,8 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
-from facetrace import cases
-from facetrace.accounts import Actor, Perm, Role, csrf_token
+from facetrace.service import cases, reviews
+from facetrace.service.accounts import Actor, Perm, Role, csrf_token
 
 
 def _fmt_rate(value: float | None) -> str:
@@ -33,8 +33,8 @@ def make_templates(directory: Path) -> Jinja2Templates:
         Perm=Perm,
         Role=Role,
         purposes=cases.PURPOSE_LABELS,
-        conclusions=cases.CONCLUSION_LABELS,
-        identifiers=cases.IDENTIFIER_LABELS,
+        conclusions=reviews.CONCLUSION_LABELS,
+        identifiers=reviews.IDENTIFIER_LABELS,
     )
     return templates
 

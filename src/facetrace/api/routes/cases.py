@@ -10,10 +10,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 
-from facetrace import cases
-from facetrace.api import actions
-from facetrace.api.deps import CurrentActor, Db, State
 from facetrace.errors import InvalidRequest
+from facetrace.server.deps import CurrentActor, Db, State, probe_from_upload
+from facetrace.service import cases, notifications, reviews, searches
 from facetrace.store.service_models import Case, Search
 
 router = APIRouter(tags=["cases"])
@@ -31,7 +30,7 @@ class CaseIn(BaseModel):
 class ReviewIn(BaseModel):
     """A reviewer's conclusion."""
 
-    conclusion: cases.Conclusion
+    conclusion: reviews.Conclusion
     note: str = ""
     candidate_id: int | None = None
 
@@ -40,7 +39,7 @@ class IdentificationIn(BaseModel):
     """The candidate two reviewers agreed on and the primary identifier confirming it."""
 
     candidate_id: int
-    primary_identifier: cases.PrimaryIdentifier
+    primary_identifier: reviews.PrimaryIdentifier
     evidence: str
 
 
@@ -154,7 +153,7 @@ def get_case(case_id: int, actor: CurrentActor, db: Db) -> dict[str, Any]:
             "candidate_id": r.candidate_id,
             "note": r.note,
         }
-        for r in cases.case_reviews(db, case=case)
+        for r in reviews.case_reviews(db, case=case)
     ]
     return out
 
@@ -176,7 +175,7 @@ async def search(
             "every search belongs to a case: create one (POST /api/v1/cases with number, "
             "purpose and legal basis) and pass its case_id"
         )
-    probe = await actions.submit_probe(state, db, actor=actor, case_id=case_id, upload=image)
+    probe = await probe_from_upload(state, db, actor=actor, case_id=case_id, upload=image)
     if face is None:
         if len(probe.faces) > 1:
             raise InvalidRequest(
@@ -185,7 +184,15 @@ async def search(
             )
         face = 0
     result = await run_in_threadpool(
-        actions.search_probe, state, db, actor=actor, probe_id=probe.id, face=face, force=force
+        searches.search_probe,
+        db,
+        actor=actor,
+        probe_id=probe.id,
+        face=face,
+        force=force,
+        searcher=state.gallery,
+        sessions=state.sessions,
+        limiter=state.search_limiter,
     )
     return search_json(result)
 
@@ -193,14 +200,14 @@ async def search(
 @router.get("/searches/{search_id}")
 def get_search(search_id: int, actor: CurrentActor, db: Db) -> dict[str, Any]:
     """A search's candidate list (audited as a view of results)."""
-    _, result = cases.get_search(db, actor=actor, search_id=search_id)
+    _, result = searches.get_search(db, actor=actor, search_id=search_id)
     return search_json(result)
 
 
 @router.post("/searches/{search_id}/reviews", status_code=201)
 def review(search_id: int, body: ReviewIn, actor: CurrentActor, db: Db) -> dict[str, Any]:
     """Record a review of a search."""
-    r = cases.record_review(
+    r = reviews.record_review(
         db,
         actor=actor,
         search_id=search_id,
@@ -214,7 +221,7 @@ def review(search_id: int, body: ReviewIn, actor: CurrentActor, db: Db) -> dict[
 @router.post("/cases/{case_id}/identification", status_code=201)
 def identify(case_id: int, body: IdentificationIn, actor: CurrentActor, db: Db) -> dict[str, Any]:
     """Record the primary identifier that confirms the agreed candidate."""
-    ident = cases.record_identification(
+    ident = reviews.record_identification(
         db,
         actor=actor,
         case_id=case_id,
@@ -228,14 +235,14 @@ def identify(case_id: int, body: IdentificationIn, actor: CurrentActor, db: Db) 
 @router.post("/cases/{case_id}/contacts", status_code=201)
 def add_contact(case_id: int, body: ContactIn, actor: CurrentActor, db: Db) -> dict[str, Any]:
     """Record a next-of-kin contact."""
-    c = cases.add_contact(db, actor=actor, case_id=case_id, **body.model_dump())
+    c = notifications.add_contact(db, actor=actor, case_id=case_id, **body.model_dump())
     return {"id": c.id}
 
 
 @router.post("/cases/{case_id}/notifications", status_code=201)
 def notify(case_id: int, body: NotificationIn, actor: CurrentActor, db: Db) -> dict[str, Any]:
     """Record a notification made through an official channel."""
-    n = cases.record_notification(db, actor=actor, case_id=case_id, **body.model_dump())
+    n = notifications.record_notification(db, actor=actor, case_id=case_id, **body.model_dump())
     return {"id": n.id}
 
 
@@ -244,5 +251,5 @@ def notification_record(
     case_id: int, request: Request, actor: CurrentActor, db: Db, state: State
 ) -> HTMLResponse:
     """The printable notification record (HTML; print to PDF from the browser)."""
-    record = cases.notification_record(db, actor=actor, case_id=case_id)
+    record = notifications.notification_record(db, actor=actor, case_id=case_id)
     return state.templates.TemplateResponse(request, "record.html", {"r": record})

@@ -7,9 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, UploadFile
 from pydantic import BaseModel
 
-from facetrace import gallery_admin
-from facetrace.api import actions
-from facetrace.api.deps import CurrentActor, Db, State
+from facetrace.server.deps import CurrentActor, Db, State, import_from_upload
+from facetrace.service import collections
+from facetrace.service.accounts import Perm, require
 
 router = APIRouter(tags=["gallery"])
 
@@ -24,7 +24,7 @@ class CollectionIn(BaseModel):
     department_id: int | None = None
 
 
-def collection_json(view: gallery_admin.CollectionView) -> dict[str, Any]:
+def collection_json(view: collections.CollectionView) -> dict[str, Any]:
     """A collection with counts."""
     c = view.collection
     return {
@@ -42,14 +42,14 @@ def collection_json(view: gallery_admin.CollectionView) -> dict[str, Any]:
 @router.get("/collections")
 def list_collections(actor: CurrentActor, db: Db) -> list[dict[str, Any]]:
     """Every collection with its legal basis, retention rule and counts."""
-    return [collection_json(v) for v in gallery_admin.list_collections(db, actor=actor)]
+    return [collection_json(v) for v in collections.list_collections(db, actor=actor)]
 
 
 @router.post("/collections", status_code=201)
 def create_collection(body: CollectionIn, actor: CurrentActor, db: Db) -> dict[str, Any]:
     """Create a collection."""
-    row = gallery_admin.create_collection(db, actor=actor, **body.model_dump())
-    return collection_json(gallery_admin.CollectionView(row, 0, 0))
+    row = collections.create_collection(db, actor=actor, **body.model_dump())
+    return collection_json(collections.CollectionView(row, 0, 0))
 
 
 @router.delete("/collections/{collection_id}")
@@ -57,7 +57,9 @@ def delete_collection(
     collection_id: int, actor: CurrentActor, db: Db, state: State
 ) -> dict[str, Any]:
     """Delete a collection's photos and faces (tombstoned)."""
-    n = actions.delete_target(state, db, actor=actor, kind="collection", ident=collection_id)
+    n = collections.delete_target(
+        db, actor=actor, kind="collection", ident=collection_id, gallery=state.gallery
+    )
     return {"faces_removed": n}
 
 
@@ -70,17 +72,13 @@ async def import_into(
     state: State,
 ) -> dict[str, Any]:
     """Start importing a zip or manifest; poll ``/imports/{id}`` for progress."""
-    job = await actions.start_import(
-        state, db, actor=actor, collection_id=collection_id, upload=file
-    )
+    job = await import_from_upload(state, db, actor=actor, collection_id=collection_id, upload=file)
     return job.as_dict()
 
 
 @router.get("/imports/{job_id}")
 def import_progress(job_id: str, actor: CurrentActor, state: State) -> dict[str, Any]:
     """Progress of an import."""
-    from facetrace.accounts import Perm, require
-
     require(actor, Perm.COLLECTIONS_MANAGE)
     return state.imports.get(job_id).as_dict()
 
@@ -90,7 +88,7 @@ def list_subjects(
     collection_id: int, actor: CurrentActor, db: Db, limit: int = 100, offset: int = 0
 ) -> list[dict[str, Any]]:
     """Subjects of a collection."""
-    rows = gallery_admin.list_subjects(
+    rows = collections.list_subjects(
         db, actor=actor, collection_id=collection_id, limit=min(limit, 1000), offset=offset
     )
     return [
@@ -101,7 +99,7 @@ def list_subjects(
 @router.get("/subjects/{subject_id}")
 def get_subject(subject_id: int, actor: CurrentActor, db: Db) -> dict[str, Any]:
     """A subject with its photos and their provenance."""
-    subject, photos = gallery_admin.get_subject(db, actor=actor, subject_id=subject_id)
+    subject, photos = collections.get_subject(db, actor=actor, subject_id=subject_id)
     return {
         "id": subject.id,
         "external_id": subject.external_id,
@@ -125,8 +123,8 @@ def get_subject(subject_id: int, actor: CurrentActor, db: Db) -> dict[str, Any]:
 def delete_subject(subject_id: int, actor: CurrentActor, db: Db, state: State) -> dict[str, Any]:
     """Delete a subject's photos (tombstoned)."""
     return {
-        "faces_removed": actions.delete_target(
-            state, db, actor=actor, kind="subject", ident=subject_id
+        "faces_removed": collections.delete_target(
+            db, actor=actor, kind="subject", ident=subject_id, gallery=state.gallery
         )
     }
 
@@ -135,5 +133,7 @@ def delete_subject(subject_id: int, actor: CurrentActor, db: Db, state: State) -
 def delete_photo(photo_id: int, actor: CurrentActor, db: Db, state: State) -> dict[str, Any]:
     """Delete one photo (tombstoned)."""
     return {
-        "faces_removed": actions.delete_target(state, db, actor=actor, kind="photo", ident=photo_id)
+        "faces_removed": collections.delete_target(
+            db, actor=actor, kind="photo", ident=photo_id, gallery=state.gallery
+        )
     }

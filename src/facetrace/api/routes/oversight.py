@@ -7,9 +7,9 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from facetrace import audit, cases
-from facetrace.accounts import Perm, require
-from facetrace.api.deps import CurrentActor, Db
+from facetrace.server.deps import CurrentActor, Db
+from facetrace.service import audit, reports
+from facetrace.service.accounts import Perm, require
 
 router = APIRouter(tags=["oversight"])
 
@@ -17,7 +17,7 @@ router = APIRouter(tags=["oversight"])
 @router.get("/reports")
 def report(actor: CurrentActor, db: Db) -> dict[str, Any]:
     """Searches per user and purpose, outcomes, identifications, notifications."""
-    return asdict(cases.report(db, actor=actor))
+    return asdict(reports.report(db, actor=actor))
 
 
 @router.get("/audit")

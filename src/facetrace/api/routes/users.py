@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from facetrace import accounts
-from facetrace.api.deps import CurrentActor, Db
+from facetrace.server.deps import CurrentActor, Db
+from facetrace.service import accounts
 from facetrace.store.service_models import User
 
 router = APIRouter(tags=["users"])

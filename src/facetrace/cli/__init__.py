@@ -1,0 +1,1 @@
+"""The ``facetrace`` command (:mod:`facetrace.cli.main`), split by command group."""

@@ -1,0 +1,93 @@
+"""``facetrace eval lfw`` and ``eval identify``: accuracy on labelled data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from facetrace.cli.common import Context, counter, dump, fail, out, progress_bar, workers_for
+from facetrace.errors import FacetraceError
+
+eval_app = typer.Typer(no_args_is_help=True, help="Measure accuracy on labelled data.")
+
+
+@eval_app.command("lfw")
+def eval_lfw(
+    ctx: typer.Context,
+    pairs: Annotated[Path, typer.Option(help="LFW pairs.txt")],
+    images: Annotated[Path, typer.Option(help="Folder with Name/Name_0001.jpg")],
+    workers: Annotated[int | None, typer.Option()] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """LFW verification: mean accuracy over folds, each fold's threshold from the others."""
+    from facetrace.eval.lfw import evaluate_lfw
+
+    c: Context = ctx.obj
+    try:
+        with progress_bar() as bar:
+            res = evaluate_lfw(
+                pairs,
+                images,
+                options=c.options,
+                workers=workers_for(workers, c.settings),
+                progress=counter(bar, "embed"),
+            )
+    except FacetraceError as exc:
+        raise fail(exc) from exc
+    if as_json:
+        dump(res)
+        return
+    out.print(
+        f"LFW {res['folds']} folds, {res['pairs']} pairs: accuracy {100 * res['accuracy']:.2f}% "
+        f"± {100 * res['std']:.2f} (std over folds)"
+    )
+    out.print(
+        f"no face detected in {res['no_face_detected']} of {res['images']} images: "
+        f"{res['no_face_policy']}; unreadable: {len(res['unreadable_images'])}"
+    )
+
+
+@eval_app.command("identify")
+def eval_identify(
+    ctx: typer.Context,
+    images: Annotated[Path, typer.Option(help="Folder per subject.")],
+    seed: Annotated[int, typer.Option(help="Seed of the enrolled/held-out split.")] = 0,
+    workers: Annotated[int | None, typer.Option()] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Open-set 1:N: rank-1/rank-10 hit rates and FNIR at FPIR 0.01 and 0.001."""
+    from facetrace.eval.identify import evaluate_identify
+
+    c: Context = ctx.obj
+    try:
+        with progress_bar() as bar:
+            res = evaluate_identify(
+                images,
+                options=c.options,
+                workers=workers_for(workers, c.settings),
+                seed=seed,
+                progress=counter(bar, "embed"),
+            )
+    except FacetraceError as exc:
+        raise fail(exc) from exc
+    if as_json:
+        dump(res)
+        return
+
+    def pct(v: float | None) -> str:
+        return "n/a (too few non-mated probes)" if v is None else f"{100 * v:.2f}%"
+
+    out.print(
+        f"gallery {res['gallery_size']}, mated probes {res['mated_probes']}, "
+        f"non-mated probes {res['nonmated_probes']}"
+    )
+    out.print(f"rank-1 {pct(res['rank1'])}, rank-10 {pct(res['rank10'])}")
+    for f in ("0.01", "0.001"):
+        out.print(f"FNIR at FPIR {f}: {pct(res[f'fnir_at_fpir_{f}'])}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``eval`` to the main ``facetrace`` command."""
+    app.add_typer(eval_app, name="eval")

@@ -1,0 +1,332 @@
+"""Gallery commands: ``status``, ``ingest``, ``search``, ``verify``, ``calibrate``,
+``delete`` and ``embed``, thin wrappers over :mod:`facetrace.gallery`."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from facetrace.cli.common import Context, dump, err, fail, out, progress_bar, workers_for
+from facetrace.engine import FacePipeline
+from facetrace.errors import FacetraceError
+
+
+def status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """What the gallery holds, which model and which index."""
+    c: Context = ctx.obj
+    try:
+        with c.gallery() as g:
+            info = g.status()
+    except FacetraceError as exc:
+        raise fail(exc) from exc
+    if as_json:
+        dump(info)
+        return
+    table = Table(title=f"facetrace gallery in {info['data_dir']}", show_header=False)
+    for key in ("database", "model", "collections", "subjects", "photos", "faces",
+                "indexed_faces", "tombstones"):  # fmt: skip
+        table.add_row(key, str(info[key]))
+    idx = info["index"]
+    table.add_row("index", ", ".join(f"{k}={v}" for k, v in idx.items()))
+    cal = info["calibration"]
+    table.add_row("calibration", cal["source"] if cal else "none (raw thresholds)")
+    out.print(table)
+
+
+def ingest(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="A folder per subject, or a CSV/JSONL manifest.")],
+    collection: Annotated[
+        str, typer.Option(help="Collection for rows that name none.")
+    ] = "default",
+    legal_basis: Annotated[str, typer.Option(help="Legal basis for rows that name none.")] = "",
+    workers: Annotated[int | None, typer.Option(help="Processes (default: core count).")] = None,
+    allow_deleted: Annotated[
+        bool, typer.Option(help="Re-ingest photos that were deleted before.")
+    ] = False,
+    report: Annotated[Path | None, typer.Option(help="CSV of skipped photos.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Add photos to the gallery. Resumable: run it again after an interruption."""
+    from facetrace.gallery.ingest import collect_items
+    from facetrace.gallery.ingest import ingest as run_ingest
+
+    c: Context = ctx.obj
+    try:
+        items = collect_items(path, collection=collection, legal_basis=legal_basis)
+    except FacetraceError as exc:
+        raise fail(exc, 2) from exc
+    if report is None:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        report = c.settings.data / "reports" / f"ingest-{stamp}.csv"
+    try:
+        with c.gallery() as g, progress_bar() as bar:
+            task = bar.add_task("ingest", total=len(items))
+
+            def progress(done: int, total: int, _summary: Any) -> None:
+                bar.update(task, completed=done)
+
+            summary = run_ingest(
+                g,
+                items,
+                workers=workers_for(workers, c.settings),
+                allow_deleted=allow_deleted,
+                report_path=report,
+                progress=progress,
+            )
+    except FacetraceError as exc:
+        raise fail(exc) from exc
+    data = summary.as_dict()
+    if as_json:
+        dump(data)
+        return
+    err.print(
+        f"{data['total']} photos: {data['photos_added']} added with {data['faces_added']} faces, "
+        f"{data['already_present']} already present, {data['skipped']} skipped "
+        f"({data['photos_per_second']} photos/s)"
+    )
+    for reason, n in data["skipped_by_reason"].items():
+        err.print(f"  skipped, {reason}: {n}")
+    if summary.report_path:
+        err.print(f"  skipped photos are listed in {summary.report_path}")
+
+
+def _load_pixels(path: Path) -> Any:
+    from facetrace.imaging import load_image
+
+    return load_image(path).pixels
+
+
+def search(
+    ctx: typer.Context,
+    photo: Annotated[Path, typer.Argument(help="The probe photo.")],
+    k: Annotated[int, typer.Option("-k", help="Candidates per face.", min=1, max=1000)] = 10,
+    face: Annotated[int | None, typer.Option(help="Search only face N (0 = largest).")] = None,
+    fpir: Annotated[
+        float | None, typer.Option(help="Target false-positive identification rate.")
+    ] = None,
+    min_quality: Annotated[float | None, typer.Option(help="Refuse faces below this.")] = None,
+    force: Annotated[bool, typer.Option(help="Search low-quality faces anyway.")] = False,
+    collection: Annotated[
+        list[str] | None, typer.Option(help="Restrict to these collections.")
+    ] = None,
+    show_below: Annotated[
+        bool, typer.Option(help="Also list candidates below the threshold, marked.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Search every face of a photo against the gallery (1:N)."""
+    c: Context = ctx.obj
+    s = c.settings.search
+    try:
+        pixels = _load_pixels(photo)
+        with c.gallery() as g:
+            results = g.search(
+                pixels,
+                k=k,
+                face=face,
+                force=force,
+                min_quality=s.min_quality if min_quality is None else min_quality,
+                fpir=s.fpir if fpir is None else fpir,
+                collections=collection or None,
+                include_below=show_below,
+            )
+    except FacetraceError as exc:
+        raise fail(exc) from exc
+    if as_json:
+        dump({"photo": str(photo), "faces": [r.as_dict() for r in results]})
+        return
+    for r in results:
+        q = r.face.quality
+        reasons = ", ".join(str(x) for x in q.reasons) or "none"
+        err.print(
+            f"\nface {r.face_index} at {r.face.detection.box.as_list()}: quality {q.score:.2f} "
+            f"(warnings: {reasons}); threshold {r.threshold:.3f}"
+        )
+        if r.no_candidate:
+            out.print("  no candidate: nobody in the gallery scores above the threshold")
+        rows = list(r.candidates) + list(r.below_threshold)
+        if not rows:
+            continue
+        t = Table("rank", "score", "est. false-match rate", "subject", "name", "collection",
+                  "legal basis", "source", "photo")  # fmt: skip
+        for cand in rows:
+            i = cand.info
+            mark = "" if cand.above_threshold else " (below threshold)"
+            t.add_row(
+                str(cand.rank),
+                f"{cand.score:.3f}{mark}",
+                f"{cand.false_match_rate:.2g}",
+                i.subject_external_id,
+                i.subject_name,
+                i.collection,
+                i.legal_basis,
+                i.source_url or i.source_title,
+                i.photo_path,
+            )
+        out.print(t)
+    err.print(
+        "\nCandidates are leads for a trained reviewer, not identifications; "
+        "confirm by other means (fingerprints, DNA, dental records, documents)."
+    )
+
+
+def verify(
+    ctx: typer.Context,
+    a: Annotated[Path, typer.Argument(help="First photo.")],
+    b: Annotated[str, typer.Argument(help="Second photo, or a subject id in the gallery.")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Compare two photos, or a photo and a gallery subject (1:1)."""
+    c: Context = ctx.obj
+    try:
+        with c.gallery() as g:
+            pix_a = _load_pixels(a)
+            if Path(b).is_file():
+                result = g.verify(pix_a, _load_pixels(Path(b)))
+            else:
+                result = g.verify(pix_a, b)
+    except FacetraceError as exc:
+        raise fail(exc) from exc
+    if as_json:
+        dump(result.as_dict())
+        return
+    d = result.as_dict()
+    out.print(
+        f"score {d['score']:.3f} (threshold {d['threshold']:.3f}): {d['decision']}; "
+        f"estimated false-match rate {d['false_match_rate']:.2g}"
+    )
+
+
+def calibrate(
+    ctx: typer.Context,
+    images: Annotated[Path, typer.Option(help="Labelled folder-per-subject photos.")],
+    workers: Annotated[int | None, typer.Option()] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="Write the table here instead of the gallery.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Measure score -> false-match rate on impostor pairs of a labelled set."""
+    from facetrace.calibration import fit_calibration, impostor_scores, save_calibration
+    from facetrace.eval.embedding import embed_photos
+    from facetrace.gallery.ingest import scan_folder
+
+    c: Context = ctx.obj
+    try:
+        items = scan_folder(images)
+        if not items:
+            raise FacetraceError(f"{images}: no photos in subject folders")
+        with progress_bar() as bar:
+            task = bar.add_task("embed", total=len(items))
+            vecs = embed_photos(
+                [i.path for i in items],
+                options=c.options,
+                workers=workers_for(workers, c.settings),
+                progress=lambda d, _t: bar.update(task, completed=d),
+            )
+        import numpy as np
+
+        keep = [i for i, v in enumerate(vecs) if v.vector is not None]
+        matrix = np.stack([vecs[i].vector for i in keep]).astype(np.float32)  # type: ignore[misc]
+        labels = np.array([items[i].provenance.subject_id for i in keep])
+        scores = impostor_scores(matrix, labels)
+        cal = fit_calibration(
+            scores,
+            model_id=FacePipeline(c.options).model_id,
+            source=f"{images.name}: {len(keep)} photos, {len(set(labels))} subjects",
+        )
+        if output is not None:
+            save_calibration(cal, output)
+        else:
+            with c.gallery() as g:
+                g.set_calibration(cal)
+    except (FacetraceError, ValueError) as exc:
+        raise fail(exc) from exc
+    summary = {
+        "impostor_pairs": cal.impostor_pairs,
+        "source": cal.source,
+        **{f"threshold_at_fmr_{f:g}": cal.threshold_for_fmr(f) for f in (1e-3, 1e-4, 1e-5, 1e-6)},
+    }
+    if as_json:
+        dump(summary)
+    else:
+        for key, val in summary.items():
+            out.print(f"{key}: {val}")
+
+
+class DeleteWhat(StrEnum):
+    subject = "subject"
+    photo = "photo"
+    collection = "collection"
+
+
+def delete(
+    ctx: typer.Context,
+    what: Annotated[DeleteWhat, typer.Argument(help="subject, photo or collection")],
+    ident: Annotated[str, typer.Argument(help="Subject id, photo id or SHA-256, collection name")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Remove vectors and metadata, leaving tombstones so the photos are not re-ingested."""
+    c: Context = ctx.obj
+    if not yes and sys.stdin.isatty():
+        typer.confirm(f"Delete {what.value} {ident!r}?", abort=True)
+    try:
+        with c.gallery() as g:
+            fn = {
+                DeleteWhat.subject: g.delete_subject,
+                DeleteWhat.photo: g.delete_photo,
+                DeleteWhat.collection: g.delete_collection,
+            }[what]
+            n = fn(ident)
+    except FacetraceError as exc:
+        raise fail(exc) from exc
+    err.print(f"deleted {what.value} {ident!r}: {n} faces removed")
+
+
+def embed(
+    ctx: typer.Context,
+    photo: Annotated[Path, typer.Argument()],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Every face of a photo with box, quality and vector (compare backends with --backend)."""
+
+    c: Context = ctx.obj
+    try:
+        pipeline = FacePipeline(c.options)
+        faces = pipeline.analyse(_load_pixels(photo))
+    except FacetraceError as exc:
+        raise fail(exc) from exc
+    data: dict[str, Any] = {
+        "photo": str(photo),
+        "model": pipeline.model_id,
+        "backend": str(c.options.backend),
+        "faces": [
+            {
+                "box": f.detection.box.as_list(),
+                "detector_score": f.detection.score,
+                "landmarks": f.detection.landmarks.as_array().round(2).tolist(),
+                "quality": f.quality.score,
+                "quality_reasons": [str(r) for r in f.quality.reasons],
+                "vector": [float(x) for x in f.vector],
+            }
+            for f in faces
+        ],
+    }
+    if as_json:
+        dump(data)
+    else:
+        for i, f in enumerate(faces):
+            out.print(f"face {i}: box {f.detection.box.as_list()} quality {f.quality.score:.2f}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the gallery commands to the main ``facetrace`` command."""
+    for command in (status, ingest, search, verify, calibrate, delete, embed):
+        app.command()(command)

@@ -1,0 +1,60 @@
+"""``facetrace index status`` and ``index rebuild``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from facetrace.cli.common import Context, dump, err, fail
+from facetrace.errors import FacetraceError
+
+index_app = typer.Typer(no_args_is_help=True, help="Inspect or rebuild the vector index.")
+
+
+@index_app.command("status")
+def index_status(ctx: typer.Context) -> None:
+    """The index's kind, parameters and size, and the kind recommended for that size (JSON)."""
+    from facetrace.index.factory import choose_kind
+
+    c: Context = ctx.obj
+    try:
+        with c.gallery() as g:
+            settings = g.index.settings()
+            info = {"index": settings, "recommended_kind": choose_kind(g.index.count)}
+    except FacetraceError as exc:
+        raise fail(exc) from exc
+    dump(info)
+
+
+@index_app.command("rebuild")
+def index_rebuild(
+    ctx: typer.Context,
+    kind: Annotated[
+        str, typer.Option(help="flat, hnsw (hnsw32, hnsw64...), ivf-sq8, ivf-sq8-raw or auto.")
+    ] = "auto",
+    shards: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="hnsw only: graphs searched side by side (default one per core, up to 4); "
+            "1 trades latency for throughput on a busy server.",
+        ),
+    ] = None,
+) -> None:
+    """Rebuild the index from the SQL store as KIND; the old one stays until the new is saved."""
+    c: Context = ctx.obj
+    params = {} if shards is None else {"shards": shards}
+    try:  # the build itself runs FAISS on every core (Gallery._build_index)
+        with c.gallery() as g:
+            err.print(f"rebuilding the index of {g.index.count} faces as {kind}...")
+            settings = g.rebuild_index(kind, **params)
+    except FacetraceError as exc:
+        raise fail(exc) from exc
+    dump({"index": settings})
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``index`` to the main ``facetrace`` command."""
+    app.add_typer(index_app, name="index")

@@ -1,0 +1,198 @@
+"""Service commands: ``serve``, ``users add/list/disable``, ``audit verify``,
+``cases purge``. Registered into the main Typer app by :func:`register`; each is a thin
+wrapper over the same service functions the API uses."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from sqlalchemy.orm import Session, sessionmaker
+
+from facetrace.cli.common import fail
+from facetrace.config import ServiceConfig, settings_error
+from facetrace.errors import FacetraceError
+from facetrace.service import accounts, audit, cases
+from facetrace.store.db import migrate, session_factory, sqlite_url
+from facetrace.store.service_db import service_engine
+
+log = logging.getLogger(__name__)
+
+users_app = typer.Typer(no_args_is_help=True, help="Manage accounts from the shell.")
+audit_app = typer.Typer(no_args_is_help=True, help="Check the audit log.")
+cases_app = typer.Typer(no_args_is_help=True, help="Case maintenance.")
+
+
+def _config(ctx: typer.Context) -> ServiceConfig:
+    """The service settings: environment, plus ``--data``/``--database-url`` if given."""
+    base = getattr(ctx.obj, "settings", None)
+    overrides: dict[str, Any] = {}
+    if base is not None:
+        overrides = {"data": base.data, "database_url": base.database_url}
+    try:
+        return ServiceConfig(**overrides)
+    except ValidationError as exc:
+        raise fail(FacetraceError(settings_error(exc))) from exc
+
+
+def _sessions(cfg: ServiceConfig) -> sessionmaker[Session]:
+    cfg.data.mkdir(parents=True, exist_ok=True)
+    engine = service_engine(cfg.database_url or sqlite_url(cfg.data))
+    migrate(engine)
+    return session_factory(engine)
+
+
+def serve(
+    ctx: typer.Context,
+    host: Annotated[
+        str | None, typer.Option(help="Address to bind (env FACETRACE_SERVICE__HOST).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (env FACETRACE_SERVICE__PORT).")] = None,
+) -> None:
+    """Run the web service. On an empty data directory, create ``admin`` and print its
+    one-time password."""
+    import uvicorn
+
+    from facetrace.server.app import create_app
+
+    cfg = _config(ctx)
+    service = cfg.service.model_copy(
+        update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    )
+    cfg = cfg.model_copy(update={"service": service})
+    params = cfg.index_params()
+    if params.get("uri"):  # a Milvus index: fail now, not on the first search
+        from facetrace.index.milvus import check_connection
+
+        try:
+            check_connection(params)
+        except FacetraceError as exc:
+            raise fail(exc) from exc
+    with _sessions(cfg).begin() as s:
+        password = accounts.bootstrap_admin(s)
+    if password:
+        sys.stdout.write(
+            "\nCreated the first administrator account.\n"
+            f"  user name: admin\n  password:  {password}\n"
+            "This password is shown only once; log in and change it on the Account page.\n\n"
+        )
+        sys.stdout.flush()
+    sys.stderr.write(f"facetrace serving on http://{service.host}:{service.port}/\n")
+    uvicorn.run(create_app(cfg), host=service.host, port=service.port, log_level="info")
+
+
+@users_app.command("add")
+def users_add(
+    ctx: typer.Context,
+    username: str,
+    role: Annotated[list[str], typer.Option("--role", "-r", help="Repeat for several roles.")],
+    department: Annotated[
+        str | None, typer.Option(help="Needed for investigators, reviewers, supervisors.")
+    ] = None,
+    full_name: Annotated[str, typer.Option()] = "",
+) -> None:
+    """Add an account and print its one-time password."""
+    password = accounts.generate_password()
+    try:
+        with _sessions(_config(ctx)).begin() as s:
+            accounts.create_user(
+                s,
+                actor=accounts.SYSTEM,
+                username=username,
+                password=password,
+                roles=accounts.parse_roles(role),
+                department=department,
+                full_name=full_name,
+            )
+    except FacetraceError as exc:
+        raise fail(exc) from exc
+    sys.stdout.write(f"{username.lower()}\t{password}\n")
+
+
+@users_app.command("list")
+def users_list(
+    ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False
+) -> None:
+    """List accounts (tab-separated, or JSON)."""
+    with _sessions(_config(ctx)).begin() as s:
+        rows: list[dict[str, Any]] = [
+            {
+                "username": u.username,
+                "roles": u.roles.split(","),
+                "department": u.department.name if u.department else None,
+                "active": u.active,
+            }
+            for u in accounts.list_users(s, actor=accounts.SYSTEM)
+        ]
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    for r in rows:
+        sys.stdout.write(
+            f"{r['username']}\t{','.join(r['roles'])}\t{r['department'] or '-'}\t"
+            f"{'active' if r['active'] else 'disabled'}\n"
+        )
+
+
+@users_app.command("disable")
+def users_disable(ctx: typer.Context, username: str) -> None:
+    """Disable an account (ends its sessions and revokes its API keys)."""
+    try:
+        with _sessions(_config(ctx)).begin() as s:
+            accounts.set_active(s, actor=accounts.SYSTEM, username=username, active=False)
+    except FacetraceError as exc:
+        raise fail(exc) from exc
+    sys.stdout.write(f"{username} disabled\n")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False
+) -> None:
+    """Check the hash chain; exit 1 and name the first altered, inserted or deleted entry."""
+    with _sessions(_config(ctx)).begin() as s:
+        report = audit.verify(s)
+    if as_json:
+        out = {
+            "ok": report.ok,
+            "entries": report.entries,
+            "head_hash": report.head_hash,
+            "problem": None
+            if report.problem is None
+            else {
+                "kind": report.problem.kind,
+                "seq": report.problem.seq,
+                "message": report.problem.message,
+            },
+        }
+        sys.stdout.write(json.dumps(out, indent=2) + "\n")
+    elif report.ok:
+        sys.stdout.write(f"ok: {report.entries} entries, head {report.head_hash}\n")
+    else:
+        assert report.problem is not None
+        sys.stdout.write(
+            f"BROKEN at entry {report.problem.seq} ({report.problem.kind}): "
+            f"{report.problem.message}\n"
+        )
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@cases_app.command("purge")
+def cases_purge(ctx: typer.Context) -> None:
+    """Delete probe photos whose case retention period has ended (run it daily)."""
+    with _sessions(_config(ctx)).begin() as s:
+        n = cases.purge_due(s)
+    sys.stdout.write(f"purged {n} probe photo(s)\n")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the service commands to the main ``facetrace`` command."""
+    app.command("serve")(serve)
+    app.add_typer(users_app, name="users")
+    app.add_typer(audit_app, name="audit")
+    app.add_typer(cases_app, name="cases")

@@ -1,0 +1,386 @@
+"""Gallery ingestion from a folder tree or a CSV/JSONL manifest, resumable.
+
+Each photo is committed in its own transaction, photos are identified by the
+SHA-256 of their bytes, and the index is repaired from SQL on open: so an
+ingest killed at any moment and run again ends with exactly the faces of a
+clean run. Decoding, detection, alignment and embedding run in a process pool;
+only the parent writes to the database.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from facetrace.engine import FacePipeline
+from facetrace.errors import DeletedPhoto, FacetraceError, ManifestError
+from facetrace.imaging import ImageLimits, load_image
+from facetrace.pool import map_photos
+from facetrace.store.repo import Provenance, known_hashes
+from facetrace.types import BoundingBox, Face
+from facetrace.vision.detect import main_face
+
+if TYPE_CHECKING:
+    from facetrace.gallery.directory import Gallery
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {
+    ".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif",
+    ".pgm", ".ppm", ".pnm", ".heic", ".heif",
+}  # fmt: skip
+MANIFEST_FIELDS = (
+    "path", "subject_id", "subject_name", "source_url", "source_title",
+    "collection", "captured_date", "legal_basis", "metadata", "box",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class IngestItem:
+    """One photo to ingest, with its provenance and optionally the subject's face box."""
+
+    path: Path
+    provenance: Provenance
+    box: BoundingBox | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A photo after the pipeline (computed in a worker): what the parent stores."""
+
+    item: IngestItem
+    sha256: str
+    width: int
+    height: int
+    faces: tuple[Face, ...]
+    subject_face: int
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A photo that was not stored, and why."""
+
+    item: IngestItem
+    reason: str
+
+
+@dataclass
+class IngestSummary:
+    """Counts of one ingest run; ``skipped`` lists each photo left out with its reason."""
+
+    total: int = 0
+    photos_added: int = 0
+    faces_added: int = 0
+    already_present: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    report_path: Path | None = None
+
+    @property
+    def skipped_by_reason(self) -> dict[str, int]:
+        return dict(Counter(reason.split(":")[0] for _, reason in self.skipped))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            "photos_added": self.photos_added,
+            "faces_added": self.faces_added,
+            "already_present": self.already_present,
+            "skipped": len(self.skipped),
+            "skipped_by_reason": self.skipped_by_reason,
+            "seconds": round(self.seconds, 2),
+            "photos_per_second": round(self.total / self.seconds, 2) if self.seconds else None,
+            "report": str(self.report_path) if self.report_path else None,
+        }
+
+
+# -- reading sources ---------------------------------------------------------
+
+
+def _subject_name(folder: str) -> str:
+    return folder.replace("_", " ").strip()
+
+
+def scan_folder(
+    root: Path, *, collection: str = "default", legal_basis: str = ""
+) -> list[IngestItem]:
+    """Photos in ``root/<subject>/...``: each first-level folder is one subject.
+
+    Files directly in ``root`` have no subject and are not returned. Order is
+    sorted, so runs are repeatable.
+    """
+    if not root.is_dir():
+        raise ManifestError(str(root), None, "not a directory")
+    items: list[IngestItem] = []
+    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+        for path in sorted(sub.rglob("*")):
+            if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+                items.append(
+                    IngestItem(
+                        path=path,
+                        provenance=Provenance(
+                            subject_id=sub.name,
+                            subject_name=_subject_name(sub.name),
+                            collection=collection,
+                            legal_basis=legal_basis,
+                            path=str(path),
+                        ),
+                    )
+                )
+    return items
+
+
+def _parse_box(value: Any, source: str, line: int) -> BoundingBox | None:
+    if value in (None, "", []):
+        return None
+    try:
+        parts = value if isinstance(value, list) else str(value).replace(";", ",").split(",")
+        x1, y1, x2, y2 = (round(float(v)) for v in parts)
+        return BoundingBox(x1, y1, x2, y2)
+    except (ValueError, TypeError) as exc:
+        raise ManifestError(source, line, f"box must be x1,y1,x2,y2, got {value!r}") from exc
+
+
+def _row_to_item(
+    row: dict[str, Any], *, base: Path, source: str, line: int, collection: str, legal_basis: str
+) -> IngestItem:
+    unknown = set(row) - set(MANIFEST_FIELDS)
+    if unknown:
+        raise ManifestError(source, line, f"unknown columns {sorted(unknown)}")
+    path_s = str(row.get("path") or "").strip()
+    subject = str(row.get("subject_id") or "").strip()
+    if not path_s:
+        raise ManifestError(source, line, "missing 'path'")
+    if not subject:
+        raise ManifestError(source, line, "missing 'subject_id'")
+    meta = row.get("metadata") or {}
+    if isinstance(meta, str):
+        try:
+            meta = json.loads(meta) if meta.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise ManifestError(source, line, f"metadata is not JSON: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise ManifestError(source, line, "metadata must be a JSON object")
+    path = Path(path_s)
+    if not path.is_absolute():
+        path = base / path
+    return IngestItem(
+        path=path,
+        provenance=Provenance(
+            subject_id=subject,
+            subject_name=str(row.get("subject_name") or ""),
+            collection=str(row.get("collection") or collection),
+            source_url=str(row.get("source_url") or ""),
+            source_title=str(row.get("source_title") or ""),
+            captured_date=str(row.get("captured_date") or ""),
+            legal_basis=str(row.get("legal_basis") or legal_basis),
+            path=str(path),
+            extra=meta,
+        ),
+        box=_parse_box(row.get("box"), source, line),
+    )
+
+
+def read_manifest(
+    path: Path, *, collection: str = "default", legal_basis: str = ""
+) -> list[IngestItem]:
+    """Every row of a CSV (with header) or JSONL manifest, validated before anything is stored.
+
+    Relative photo paths are resolved against the manifest's folder.
+    Raises :class:`ManifestError` naming the line of the first bad row.
+    """
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(source, None, f"cannot read manifest: {exc}") from exc
+    rows: list[tuple[int, dict[str, Any]]] = []
+    if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
+        for n, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ManifestError(source, n, f"not valid JSON: {exc.msg}") from exc
+            if not isinstance(obj, dict):
+                raise ManifestError(source, n, "each line must be a JSON object")
+            rows.append((n, obj))
+    elif path.suffix.lower() in (".csv", ".tsv"):
+        delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+        reader = csv.DictReader(text.splitlines(), delimiter=delimiter)
+        if not reader.fieldnames or "path" not in reader.fieldnames:
+            raise ManifestError(source, 1, "the header must name at least 'path' and 'subject_id'")
+        for n, row in enumerate(reader, start=2):
+            if None in row:
+                raise ManifestError(source, n, "more fields than the header has")
+            rows.append((n, {k: v for k, v in row.items() if v is not None}))
+    else:
+        raise ManifestError(source, None, "a manifest must be .csv, .tsv or .jsonl")
+    if not rows:
+        raise ManifestError(source, None, "the manifest has no rows")
+    base = path.parent
+    return [
+        _row_to_item(
+            row, base=base, source=source, line=n, collection=collection, legal_basis=legal_basis
+        )
+        for n, row in rows
+    ]
+
+
+def collect_items(
+    path: Path, *, collection: str = "default", legal_basis: str = ""
+) -> list[IngestItem]:
+    """Items from a folder tree or a manifest file."""
+    if path.is_dir():
+        return scan_folder(path, collection=collection, legal_basis=legal_basis)
+    return read_manifest(path, collection=collection, legal_basis=legal_basis)
+
+
+# -- the pipeline, in workers -----------------------------------------------
+
+
+def _iou(a: BoundingBox, b: BoundingBox) -> float:
+    ix = max(0, min(a.x2, b.x2) - max(a.x1, b.x1))
+    iy = max(0, min(a.y2, b.y2) - max(a.y1, b.y1))
+    inter = ix * iy
+    return inter / float(a.area + b.area - inter)
+
+
+def prepare(item: IngestItem, pipeline: FacePipeline, limits: ImageLimits) -> Prepared | Skipped:
+    """Decode, find every face, choose the subject's face and embed; never raises on bad input."""
+    try:
+        image = load_image(item.path, limits=limits)
+        pixels = image.pixels
+        faces = pipeline.analyse(pixels)
+        h, w = pixels.shape[:2]
+        if item.box is not None:
+            overlaps = [_iou(f.detection.box, item.box) for f in faces]
+            if overlaps and max(overlaps) >= 0.3:
+                subject = overlaps.index(max(overlaps))
+            else:
+                faces.append(pipeline.analyse_box(pixels, item.box))
+                subject = len(faces) - 1
+        elif not faces:
+            return Skipped(item, "no face found")
+        else:
+            subject = main_face([f.detection for f in faces], w, h)
+        return Prepared(
+            item=item,
+            sha256=image.sha256,
+            width=w,
+            height=h,
+            faces=tuple(faces),
+            subject_face=subject,
+        )
+    except FacetraceError as exc:
+        return Skipped(item, f"{type(exc).__name__}: {exc}")
+    except (OSError, ValueError, RuntimeError) as exc:
+        log.exception("unexpected error on %s", item.path)
+        return Skipped(item, f"error: {exc}")
+
+
+def skip_known(
+    gallery: Gallery, items: Sequence[IngestItem], summary: IngestSummary
+) -> list[IngestItem]:
+    """The items whose photo (by SHA-256) is not stored yet, counting the others in
+    ``summary.already_present``: a resumed ingest does no model work twice."""
+    with gallery.session() as s:
+        known = known_hashes(s)
+    todo: list[IngestItem] = []
+    for item in items:
+        sha = _sha256_file(item.path)
+        if sha is not None and sha in known:
+            summary.already_present += 1
+        else:
+            todo.append(item)
+    return todo
+
+
+def _sha256_file(path: Path) -> str | None:
+    try:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest()
+    except OSError:
+        return None
+
+
+ProgressFn = Callable[[int, int, IngestSummary], None]
+
+
+def ingest(
+    gallery: Gallery,
+    items: Sequence[IngestItem],
+    *,
+    workers: int = 1,
+    limits: ImageLimits | None = None,
+    allow_deleted: bool = False,
+    report_path: Path | None = None,
+    progress: ProgressFn | None = None,
+) -> IngestSummary:
+    """Store ``items`` in ``gallery`` (a :class:`facetrace.gallery.Gallery`).
+
+    Photos already present (same SHA-256) are skipped before any model runs.
+    Returns the summary; skipped photos and their reasons also go to
+    ``report_path`` as CSV when given.
+    """
+    limits = limits or ImageLimits()
+    summary = IngestSummary(total=len(items))
+    start = time.monotonic()
+    todo = skip_known(gallery, items, summary)
+    done = summary.already_present
+    if progress:
+        progress(done, summary.total, summary)
+    for result in map_photos(
+        prepare,
+        todo,
+        options=gallery.pipeline.options,
+        limits=limits,
+        workers=workers,
+        inline=gallery.pipeline,
+    ):
+        done += 1
+        if isinstance(result, Skipped):
+            summary.skipped.append((str(result.item.path), result.reason))
+        else:
+            try:
+                added = gallery.add_photo(
+                    sha256=result.sha256,
+                    width=result.width,
+                    height=result.height,
+                    faces=list(result.faces),
+                    subject_face=result.subject_face,
+                    provenance=result.item.provenance,
+                    allow_deleted=allow_deleted,
+                )
+            except DeletedPhoto as exc:
+                summary.skipped.append((str(result.item.path), f"deleted earlier: {exc}"))
+            else:
+                if added.duplicate:
+                    summary.already_present += 1
+                else:
+                    summary.photos_added += 1
+                    summary.faces_added += len(added.face_ids)
+        if progress:
+            progress(done, summary.total, summary)
+    gallery.save_index()
+    summary.seconds = time.monotonic() - start
+    if report_path is not None and summary.skipped:
+        report_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(report_path, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["path", "reason"])
+            writer.writerows(summary.skipped)
+        summary.report_path = report_path
+    return summary

@@ -1,0 +1,197 @@
+"""Bulk ingestion beyond one machine: Ray Data maps the face pipeline over the photo list.
+
+The photo list becomes a Ray dataset; ``map_batches`` runs :func:`facetrace.ingest.prepare`
+in Ray workers (one pipeline per worker, models loaded once), anywhere in the Ray
+cluster. The driver streams the results back and stores each photo through the
+gallery, exactly like the local path: metadata in SQL (PostgreSQL for a team), then
+the vector in the gallery's index (Milvus for a cluster). One writer keeps SQL the
+source of truth, so a run killed at any moment and started again skips the photos
+already stored (same SHA-256) and the index is repaired from SQL on open.
+
+Results cross the Ray object store as plain columns (JSON text and float32 bytes),
+never as pickled facetrace objects. The local process pool stays the default
+(:func:`facetrace.ingest.ingest`); this path needs the ``ray`` extra.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facetrace.engine import FacePipeline, PipelineOptions
+from facetrace.errors import DeletedPhoto, FacetraceError
+from facetrace.gallery.ingest import IngestItem, IngestSummary, Prepared, prepare, skip_known
+from facetrace.imaging import ImageLimits
+from facetrace.store.repo import Provenance
+from facetrace.types import BoundingBox, Detection, Face, Landmarks, Quality, QualityReason
+
+log = logging.getLogger(__name__)
+
+
+def _face_meta(face: Face) -> dict[str, Any]:
+    d, q = face.detection, face.quality
+    return {
+        "box": d.box.as_list(),
+        "landmarks": d.landmarks.as_array().tolist(),
+        "score": d.score,
+        "quality": q.score,
+        "reasons": [str(r) for r in q.reasons],
+        "details": q.details,
+        "model_id": face.model_id,
+    }
+
+
+def _face_from(meta: dict[str, Any], vector: np.ndarray[Any, np.dtype[np.float32]]) -> Face:
+    return Face(
+        detection=Detection(
+            box=BoundingBox(*meta["box"]),
+            landmarks=Landmarks.from_array(meta["landmarks"]),
+            score=float(meta["score"]),
+        ),
+        quality=Quality(
+            score=float(meta["quality"]),
+            reasons=tuple(QualityReason(r) for r in meta["reasons"]),
+            details={k: float(v) for k, v in meta["details"].items()},
+        ),
+        vector=vector,
+        model_id=str(meta["model_id"]),
+    )
+
+
+class _PrepareBatch:
+    """A Ray Data map_batches callable: one pipeline per worker, photos in, columns out."""
+
+    def __init__(self, options: PipelineOptions, limits: ImageLimits) -> None:
+        self.pipeline = FacePipeline(options.for_worker())
+        self.limits = limits
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
+        out: dict[str, list[Any]] = {
+            "row": [],
+            "sha256": [],
+            "width": [],
+            "height": [],
+            "subject_face": [],
+            "faces": [],
+            "vectors": [],
+            "skipped": [],
+        }
+        for row, path, box in zip(batch["row"], batch["path"], batch["box"], strict=True):
+            # workers need the path and the box; provenance stays with the driver
+            item = IngestItem(
+                path=Path(str(path)),
+                provenance=Provenance(subject_id=""),
+                box=BoundingBox(*json.loads(str(box))) if box else None,
+            )
+            result = prepare(item, self.pipeline, self.limits)
+            out["row"].append(int(row))
+            if isinstance(result, Prepared):
+                out["sha256"].append(result.sha256)
+                out["width"].append(result.width)
+                out["height"].append(result.height)
+                out["subject_face"].append(result.subject_face)
+                out["faces"].append(json.dumps([_face_meta(f) for f in result.faces]))
+                vecs = np.stack([f.vector for f in result.faces]).astype(np.float32)
+                out["vectors"].append(vecs.tobytes())
+                out["skipped"].append("")
+            else:
+                for key in ("sha256", "faces"):
+                    out[key].append("")
+                for key in ("width", "height", "subject_face"):
+                    out[key].append(-1)
+                out["vectors"].append(b"")
+                out["skipped"].append(result.reason)
+        return out
+
+
+def ingest_ray(
+    gallery: Any,
+    items: Sequence[IngestItem],
+    *,
+    batch_size: int = 8,
+    concurrency: int | None = None,
+    limits: ImageLimits | None = None,
+    allow_deleted: bool = False,
+) -> IngestSummary:
+    """Store ``items`` in ``gallery``, running the pipeline as a Ray Data batch map.
+
+    Connects to the running Ray cluster, or starts a local one (``ray.init()``) when
+    there is none. ``concurrency`` is the number of pipeline workers (default: one per
+    CPU Ray sees). Photos already stored are skipped before any model runs.
+    """
+    try:
+        import ray
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise FacetraceError(
+            "Ray ingestion needs the ray extra: pip install 'facetrace[ray]'"
+        ) from exc
+    limits = limits or ImageLimits()
+    summary = IngestSummary(total=len(items))
+    start = time.monotonic()
+    todo = skip_known(gallery, items, summary)
+    if todo:
+        if not ray.is_initialized():
+            ray.init(include_dashboard=False, log_to_driver=False)
+        workers = concurrency or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        dataset = ray.data.from_items(
+            [
+                {
+                    "row": i,
+                    "path": str(item.path),
+                    "box": json.dumps(item.box.as_list()) if item.box else "",
+                }
+                for i, item in enumerate(todo)
+            ]
+        ).map_batches(
+            _PrepareBatch,
+            fn_constructor_kwargs={"options": gallery.pipeline.options, "limits": limits},
+            batch_size=batch_size,
+            concurrency=workers,
+            num_cpus=1,
+        )
+        dim = gallery.descriptor.dim
+        for row in dataset.iter_rows():
+            _store(gallery, todo[int(row["row"])], row, dim, summary, allow_deleted)
+    gallery.save_index()
+    summary.seconds = time.monotonic() - start
+    return summary
+
+
+def _store(
+    gallery: Any,
+    item: IngestItem,
+    row: dict[str, Any],
+    dim: int,
+    summary: IngestSummary,
+    allow_deleted: bool,
+) -> None:
+    """Write one prepared photo through the gallery (SQL first, then the index)."""
+    if row["skipped"]:
+        summary.skipped.append((str(item.path), str(row["skipped"])))
+        return
+    vectors = np.frombuffer(row["vectors"], dtype=np.float32).reshape(-1, dim)
+    faces = [_face_from(m, vectors[i].copy()) for i, m in enumerate(json.loads(row["faces"]))]
+    try:
+        added = gallery.add_photo(
+            sha256=str(row["sha256"]),
+            width=int(row["width"]),
+            height=int(row["height"]),
+            faces=faces,
+            subject_face=int(row["subject_face"]),
+            provenance=item.provenance,
+            allow_deleted=allow_deleted,
+        )
+    except DeletedPhoto as exc:
+        summary.skipped.append((str(item.path), f"deleted earlier: {exc}"))
+        return
+    if added.duplicate:
+        summary.already_present += 1
+    else:
+        summary.photos_added += 1
+        summary.faces_added += len(added.face_ids)

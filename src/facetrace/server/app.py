@@ -1,0 +1,115 @@
+"""The app factory, the composition root: REST API under ``/api/v1`` plus the
+server-rendered web UI, with the state built in the lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.staticfiles import StaticFiles
+
+import facetrace.web
+from facetrace import __version__
+from facetrace.api.router import router as api_router
+from facetrace.config import ServiceConfig
+from facetrace.index import set_search_threads
+from facetrace.server import problems
+from facetrace.server.ratelimit import RateLimiter
+from facetrace.server.state import ServiceState
+from facetrace.service.accounts import load_secret
+from facetrace.service.gallery_port import GalleryPort
+from facetrace.service.imports import ImportJobs
+from facetrace.store.db import migrate, session_factory, sqlite_url
+from facetrace.store.service_db import service_engine
+from facetrace.web.render import make_templates
+from facetrace.web.routes import router as web_router
+
+log = logging.getLogger(__name__)
+
+CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+)
+WEB_DIR = Path(facetrace.web.__file__).resolve().parent
+
+
+def build_state(settings: ServiceConfig) -> ServiceState:
+    """Open the database (migrating it), the secret and the gallery port."""
+    data_dir = settings.data
+    data_dir.mkdir(parents=True, exist_ok=True)
+    url = settings.database_url or sqlite_url(data_dir)
+    engine = service_engine(url)
+    migrate(engine)
+    svc = settings.service
+    sessions = session_factory(engine)
+    return ServiceState(
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        secret=load_secret(data_dir),
+        gallery=GalleryPort(
+            data_dir,
+            database_url=settings.database_url,
+            k=settings.search.k,
+            fpir=settings.search.fpir,
+            min_quality=settings.search.min_quality,
+            max_upload_bytes=int(svc.max_upload_mb * 1024 * 1024),
+            index_kind=settings.index_kind,
+            index_params=settings.index_params(),
+        ),
+        imports=ImportJobs(root=data_dir / "imports", sessions=sessions),
+        login_limiter=RateLimiter(limit=svc.login_per_minute),
+        search_limiter=RateLimiter(limit=svc.search_per_minute),
+        templates=make_templates(WEB_DIR / "templates"),
+        data_dir=data_dir,
+    )
+
+
+def create_app(settings: ServiceConfig) -> FastAPI:
+    """The facetrace service for ``settings``; state is built when the app starts."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        set_search_threads(settings.search_threads)
+        state = build_state(settings)
+        app.state.service = state
+        log.info("facetrace service ready (data %s)", state.data_dir)
+        try:
+            yield
+        finally:
+            state.imports.shutdown()
+            state.gallery.close()
+            state.engine.dispose()
+
+    app = FastAPI(
+        title="facetrace",
+        version=__version__,
+        description="Face search for identifying the dead and tracing the missing. "
+        "Results are candidates for human review, never identifications.",
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.include_router(api_router)
+    app.include_router(web_router)
+    app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
+    problems.install(app)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Any) -> Response:
+        # Pages carry no inline script and load nothing from elsewhere; the API docs page
+        # (Swagger UI from a CDN) is left out of the policy.
+        response: Response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        if not request.url.path.startswith("/api/v1/docs"):
+            response.headers.setdefault("Content-Security-Policy", CSP)
+        return response
+
+    return app

@@ -1,0 +1,148 @@
+"""Shared request dependencies as ``Annotated`` aliases: state, database session, actor."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
+
+from facetrace.errors import AuthenticationFailed, InvalidRequest
+from facetrace.server.state import ServiceState
+from facetrace.service import imports, searches
+from facetrace.service.accounts import (
+    Actor,
+    Perm,
+    actor_of,
+    api_key_user,
+    check_csrf,
+    require,
+    session_user,
+)
+from facetrace.store.service_models import Probe
+
+SESSION_COOKIE = "ft_session"
+UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def get_state(request: Request) -> ServiceState:
+    """The app's :class:`ServiceState`."""
+    state: ServiceState = request.app.state.service
+    return state
+
+
+State = Annotated[ServiceState, Depends(get_state)]
+
+
+def get_db(state: State) -> Iterator[Session]:
+    """A session for the request: committed when the request succeeds, rolled back when
+    it raises (so a refused action leaves neither data nor audit entry behind). Its
+    transaction starts at the first statement; on SQLite that takes the write lock, so
+    slow engine work is done before it or after a ``commit`` (see
+    :func:`facetrace.service.searches.search_probe`)."""
+    session = state.sessions()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+Db = Annotated[Session, Depends(get_db)]
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return request.headers.get("x-api-key")
+
+
+def _resolve(state: ServiceState, key: str | None, token: str | None) -> Actor:
+    """The actor behind an API key or a session token, in a short transaction of its own."""
+    with state.sessions.begin() as db:
+        if key:
+            return actor_of(api_key_user(db, key=key))
+        assert token is not None
+        return actor_of(session_user(db, secret=state.secret, token=token))
+
+
+async def get_actor(request: Request, state: State) -> Actor:
+    """The user behind an API key or a session cookie. Cookie-authenticated writes must
+    carry the session's CSRF token (form field ``csrf_token`` or header ``X-CSRF-Token``);
+    API keys are not sent by browsers on their own, so they need none."""
+    key = _bearer(request)
+    token = request.cookies.get(SESSION_COOKIE)
+    if not key and not token:
+        raise AuthenticationFailed("please log in")
+    # Blocking database work goes to a worker thread: on the event loop a wait for
+    # SQLite's write lock would stall every other request, including the lock holder.
+    actor = await run_in_threadpool(_resolve, state, key, token)
+    if request.method in UNSAFE:
+        presented = request.headers.get("x-csrf-token")
+        if presented is None and request.headers.get("content-type", "").startswith(
+            ("multipart/form-data", "application/x-www-form-urlencoded")
+        ):
+            form = await request.form()
+            value = form.get("csrf_token")
+            presented = value if isinstance(value, str) else None
+        if key is None and token is not None:
+            check_csrf(state.secret, token, presented)
+    request.state.session_token = token
+    return actor
+
+
+CurrentActor = Annotated[Actor, Depends(get_actor)]
+
+
+async def read_upload(upload: UploadFile, *, limit: int, what: str = "file") -> bytes:
+    """The upload's bytes, refusing more than ``limit`` bytes without reading them all."""
+    data = await upload.read(limit + 1)
+    if len(data) > limit:
+        raise InvalidRequest(f"the {what} is larger than the limit of {limit / 1e6:.0f} MB")
+    if not data:
+        raise InvalidRequest(f"the {what} is empty")
+    return data
+
+
+async def probe_from_upload(
+    state: ServiceState, db: Session, *, actor: Actor, case_id: int, upload: UploadFile
+) -> Probe:
+    """Read an uploaded probe photo (refused before reading when the actor may not
+    search) and keep it with its case, with the faces found in it, in a worker thread."""
+    require(actor, Perm.SEARCH)
+    data = await read_upload(upload, limit=state.max_upload, what="photo")
+    return await run_in_threadpool(
+        searches.store_probe,
+        db,
+        actor=actor,
+        case_id=case_id,
+        data=data,
+        filename=upload.filename or "",
+        searcher=state.gallery,
+    )
+
+
+async def import_from_upload(
+    state: ServiceState, db: Session, *, actor: Actor, collection_id: int, upload: UploadFile
+) -> imports.ImportJob:
+    """Read an uploaded zip or manifest (refused before reading when the actor may not
+    manage collections) and queue its import, in a worker thread."""
+    require(actor, Perm.COLLECTIONS_MANAGE)
+    data = await read_upload(upload, limit=state.max_import, what="import file")
+    return await run_in_threadpool(
+        imports.queue_import,
+        db,
+        actor=actor,
+        collection_id=collection_id,
+        filename=upload.filename or "",
+        data=data,
+        jobs=state.imports,
+        gallery=state.gallery,
+        limits=state.import_limits,
+    )

@@ -1,0 +1,49 @@
+"""What the app holds while it runs, built once in the lifespan and kept on ``app.state``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from facetrace.config import ServiceConfig
+from facetrace.server.ratelimit import RateLimiter
+from facetrace.service.gallery_port import GalleryPort
+from facetrace.service.imports import ImportJobs, ImportLimits
+
+
+@dataclass
+class ServiceState:
+    """Everything a request needs besides itself."""
+
+    settings: ServiceConfig
+    engine: Engine
+    sessions: sessionmaker[Session]
+    secret: bytes
+    gallery: GalleryPort
+    imports: ImportJobs
+    login_limiter: RateLimiter
+    search_limiter: RateLimiter
+    templates: Jinja2Templates
+    data_dir: Path
+
+    @property
+    def max_upload(self) -> int:
+        """Largest probe photo, in bytes."""
+        return int(self.settings.service.max_upload_mb * 1024 * 1024)
+
+    @property
+    def max_import(self) -> int:
+        """Largest import upload (and unpacked size), in bytes."""
+        return int(self.settings.service.max_import_mb * 1024 * 1024)
+
+    @property
+    def import_limits(self) -> ImportLimits:
+        """What an import upload may hold."""
+        svc = self.settings.service
+        return ImportLimits(
+            max_files=svc.max_import_files, max_bytes=self.max_import, import_root=svc.import_root
+        )

@@ -1,0 +1,530 @@
+"""Users, roles, departments, passwords, API keys and login sessions.
+
+Who may do what is one explicit table, :data:`PERMISSIONS`; every service function
+checks it through :func:`require`. A user may hold several roles; their permissions
+add up. Department scoping (investigators see their department's cases) is applied by
+the service functions on top of this table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from facetrace.errors import (
+    AuthenticationFailed,
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+)
+from facetrace.service import audit
+from facetrace.store.service_models import ApiKey, Department, LoginSession, User, as_utc
+
+log = logging.getLogger(__name__)
+
+
+class Role(StrEnum):
+    """The five roles of the issue."""
+
+    ADMIN = "admin"
+    SUPERVISOR = "supervisor"
+    INVESTIGATOR = "investigator"
+    REVIEWER = "reviewer"
+    AUDITOR = "auditor"
+
+
+class Perm(StrEnum):
+    """Actions a role may be allowed."""
+
+    CASE_READ = "case.read"
+    CASE_CREATE = "case.create"
+    SEARCH = "search.run"
+    RESULTS_VIEW = "results.view"
+    REVIEW = "review.record"
+    IDENTIFY = "identification.record"
+    NOTIFY = "notification.record"
+    EXPORT = "notification.export"
+    REPORTS = "reports.view"
+    AUDIT_READ = "audit.read"
+    USERS_MANAGE = "users.manage"
+    COLLECTIONS_MANAGE = "collections.manage"
+    GALLERY_BROWSE = "gallery.browse"
+
+
+PERMISSIONS: dict[Role, frozenset[Perm]] = {
+    Role.ADMIN: frozenset({Perm.USERS_MANAGE, Perm.COLLECTIONS_MANAGE, Perm.GALLERY_BROWSE}),
+    Role.SUPERVISOR: frozenset({Perm.REPORTS}),
+    Role.INVESTIGATOR: frozenset(
+        {
+            Perm.CASE_READ,
+            Perm.CASE_CREATE,
+            Perm.SEARCH,
+            Perm.RESULTS_VIEW,
+            Perm.IDENTIFY,
+            Perm.NOTIFY,
+            Perm.EXPORT,
+            Perm.GALLERY_BROWSE,
+        }
+    ),
+    Role.REVIEWER: frozenset(
+        {Perm.CASE_READ, Perm.RESULTS_VIEW, Perm.REVIEW, Perm.IDENTIFY, Perm.GALLERY_BROWSE}
+    ),
+    Role.AUDITOR: frozenset({Perm.AUDIT_READ}),
+}
+"""Role -> allowed actions. Department scoping comes on top (see module docstring)."""
+
+#: Roles whose work is scoped to a department, so such a user must belong to one.
+DEPARTMENT_ROLES = frozenset({Role.SUPERVISOR, Role.INVESTIGATOR, Role.REVIEWER})
+
+_USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
+MIN_PASSWORD = 10
+API_KEY_PREFIX = "ft_"
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """The authenticated user a request acts as (plain values, safe to pass around)."""
+
+    id: int
+    username: str
+    roles: frozenset[Role]
+    department_id: int | None
+    department: str
+
+    def can(self, perm: Perm) -> bool:
+        """True when any of the actor's roles allows ``perm``."""
+        return any(perm in PERMISSIONS[r] for r in self.roles)
+
+    def has(self, role: Role) -> bool:
+        """True when the actor holds ``role``."""
+        return role in self.roles
+
+
+SYSTEM = Actor(id=0, username="system", roles=frozenset(), department_id=None, department="")
+"""The actor of shell commands run by the operator (``facetrace users``, ``cases purge``)."""
+
+
+def require(actor: Actor, perm: Perm) -> None:
+    """Raise :class:`PermissionDenied` unless ``actor`` may do ``perm``."""
+    if actor is not SYSTEM and not actor.can(perm):
+        raise PermissionDenied(f"your roles do not allow {perm}")
+
+
+def parse_roles(value: str | list[str] | tuple[str, ...]) -> frozenset[Role]:
+    """Roles from ``"investigator,reviewer"`` or a list; raises InvalidRequest on unknown."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    names = [v.strip().lower() for v in items if v.strip()]
+    try:
+        roles = frozenset(Role(n) for n in names)
+    except ValueError as exc:
+        raise InvalidRequest(
+            f"unknown role in {names!r}; roles are {', '.join(r.value for r in Role)}"
+        ) from exc
+    if not roles:
+        raise InvalidRequest("a user needs at least one role")
+    return roles
+
+
+def _roles_text(roles: frozenset[Role]) -> str:
+    return ",".join(sorted(r.value for r in roles))
+
+
+def actor_of(user: User) -> Actor:
+    """The :class:`Actor` for a user row."""
+    return Actor(
+        id=user.id,
+        username=user.username,
+        roles=parse_roles(user.roles),
+        department_id=user.department_id,
+        department=user.department.name if user.department else "",
+    )
+
+
+# --- passwords ------------------------------------------------------------------------
+
+
+def _hasher() -> PasswordHasher:
+    # argon2-cffi's defaults follow RFC 9106's low-memory recommendation.
+    return PasswordHasher()
+
+
+def hash_password(password: str) -> str:
+    """An argon2id hash of ``password``; refuses passwords shorter than MIN_PASSWORD."""
+    if len(password) < MIN_PASSWORD:
+        raise InvalidRequest(f"a password needs at least {MIN_PASSWORD} characters")
+    return _hasher().hash(password)
+
+
+def generate_password() -> str:
+    """A random password for new accounts, shown once."""
+    return secrets.token_urlsafe(15)
+
+
+# --- departments and users ------------------------------------------------------------
+
+
+def find_department(session: Session, *, name: str, create: bool = True) -> Department:
+    """The department called ``name``, created when missing and ``create`` is true."""
+    name = name.strip()
+    if not name:
+        raise InvalidRequest("a department needs a name")
+    row = session.execute(select(Department).where(Department.name == name)).scalar_one_or_none()
+    if row is None:
+        if not create:
+            raise NotFound(f"no department called {name!r}")
+        row = Department(name=name)
+        session.add(row)
+        session.flush()
+    return row
+
+
+def list_departments(session: Session) -> list[Department]:
+    """All departments by name."""
+    return list(session.execute(select(Department).order_by(Department.name)).scalars())
+
+
+def create_user(
+    session: Session,
+    *,
+    actor: Actor,
+    username: str,
+    password: str,
+    roles: frozenset[Role],
+    department: str | None = None,
+    full_name: str = "",
+) -> User:
+    """Create an account (admin only). Department-scoped roles need a department."""
+    require(actor, Perm.USERS_MANAGE)
+    username = username.strip().lower()
+    if not _USERNAME.match(username):
+        raise InvalidRequest(
+            "a user name is 2-63 lower-case letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    if roles & DEPARTMENT_ROLES and not (department or "").strip():
+        raise InvalidRequest("investigators, reviewers and supervisors need a department")
+    if session.execute(select(User.id).where(User.username == username)).first():
+        raise Conflict(f"user {username!r} exists already")
+    dept = find_department(session, name=department) if department else None
+    user = User(
+        username=username,
+        full_name=full_name.strip(),
+        password_hash=hash_password(password),
+        roles=_roles_text(roles),
+        department_id=dept.id if dept else None,
+        department=dept,
+        active=True,
+    )
+    session.add(user)
+    try:
+        session.flush()
+    except IntegrityError as exc:  # a concurrent create of the same name
+        raise Conflict(f"user {username!r} exists already") from exc
+    audit.append(
+        session,
+        actor=actor.username,
+        action=audit.Action.ADMIN,
+        target=f"user:{username}",
+        detail={
+            "op": "user_add",
+            "roles": sorted(r.value for r in roles),
+            "department": dept.name if dept else None,
+        },
+    )
+    log.info("user %s created by %s", username, actor.username)
+    return user
+
+
+def get_user(session: Session, *, username: str) -> User:
+    """The user called ``username``; raises NotFound."""
+    user = session.execute(
+        select(User).where(User.username == username.strip().lower())
+    ).scalar_one_or_none()
+    if user is None:
+        raise NotFound(f"no user called {username!r}")
+    return user
+
+
+def list_users(session: Session, *, actor: Actor) -> list[User]:
+    """All accounts (admin only)."""
+    require(actor, Perm.USERS_MANAGE)
+    return list(session.execute(select(User).order_by(User.username)).scalars())
+
+
+def set_active(session: Session, *, actor: Actor, username: str, active: bool) -> User:
+    """Disable or re-enable an account; disabling also ends its sessions and keys."""
+    require(actor, Perm.USERS_MANAGE)
+    user = get_user(session, username=username)
+    if not active and user.id == actor.id:
+        raise InvalidRequest("you cannot disable your own account")
+    user.active = active
+    if not active:
+        session.execute(delete(LoginSession).where(LoginSession.user_id == user.id))
+        for key in session.execute(select(ApiKey).where(ApiKey.user_id == user.id)).scalars():
+            key.revoked_at = key.revoked_at or datetime.now(UTC)
+    audit.append(
+        session,
+        actor=actor.username,
+        action=audit.Action.ADMIN,
+        target=f"user:{user.username}",
+        detail={"op": "user_enable" if active else "user_disable"},
+    )
+    return user
+
+
+def set_roles(
+    session: Session,
+    *,
+    actor: Actor,
+    username: str,
+    roles: frozenset[Role],
+    department: str | None,
+) -> User:
+    """Change a user's roles and department (admin only)."""
+    require(actor, Perm.USERS_MANAGE)
+    user = get_user(session, username=username)
+    if roles & DEPARTMENT_ROLES and not (department or "").strip():
+        raise InvalidRequest("investigators, reviewers and supervisors need a department")
+    dept = find_department(session, name=department) if department else None
+    if user.id == actor.id and Role.ADMIN not in roles:
+        raise InvalidRequest("you cannot remove your own admin role")
+    user.roles = _roles_text(roles)
+    user.department_id = dept.id if dept else None
+    user.department = dept
+    audit.append(
+        session,
+        actor=actor.username,
+        action=audit.Action.ADMIN,
+        target=f"user:{user.username}",
+        detail={
+            "op": "user_roles",
+            "roles": sorted(r.value for r in roles),
+            "department": dept.name if dept else None,
+        },
+    )
+    return user
+
+
+def user_count(session: Session) -> int:
+    """Number of accounts (zero on a fresh data directory)."""
+    return int(session.execute(select(func.count(User.id))).scalar_one())
+
+
+def bootstrap_admin(session: Session) -> str | None:
+    """On an empty user table, create ``admin`` and return its one-time password;
+    otherwise return None."""
+    if user_count(session):
+        return None
+    password = generate_password()
+    create_user(
+        session,
+        actor=SYSTEM,
+        username="admin",
+        password=password,
+        roles=frozenset({Role.ADMIN}),
+        full_name="First administrator",
+    )
+    return password
+
+
+def change_password(session: Session, *, actor: Actor, old: str, new: str) -> None:
+    """Change the actor's own password after checking the old one."""
+    user = session.get(User, actor.id)
+    if user is None or not _verify(user.password_hash, old):
+        raise InvalidRequest("the current password is wrong")
+    user.password_hash = hash_password(new)
+    session.execute(delete(LoginSession).where(LoginSession.user_id == user.id))
+    audit.append(
+        session,
+        actor=actor.username,
+        action=audit.Action.ADMIN,
+        target=f"user:{user.username}",
+        detail={"op": "password_change"},
+    )
+
+
+def _verify(stored: str, password: str) -> bool:
+    try:
+        return _hasher().verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+# A hash of a random password, checked when the user does not exist so that a login
+# for an unknown name takes as long as one with a wrong password.
+_DUMMY_HASH = PasswordHasher().hash(secrets.token_urlsafe(16))
+
+
+def authenticate(session: Session, *, username: str, password: str) -> User:
+    """The active user with these credentials; raises AuthenticationFailed otherwise (the
+    message never says which part was wrong; the caller audits the failure in a
+    transaction of its own, since this one is rolled back)."""
+    name = username.strip().lower()
+    user = session.execute(select(User).where(User.username == name)).scalar_one_or_none()
+    ok = _verify(user.password_hash if user else _DUMMY_HASH, password)
+    if user is None or not ok or not user.active:
+        raise AuthenticationFailed("unknown user name or wrong password")
+    if _hasher().check_needs_rehash(user.password_hash):
+        user.password_hash = _hasher().hash(password)
+    user.last_login_at = datetime.now(UTC)
+    return user
+
+
+# --- login sessions -------------------------------------------------------------------
+
+
+def load_secret(data_dir: Path) -> bytes:
+    """The installation's secret key, created (mode 0600) on first start."""
+    path = data_dir / "service-secret"
+    if path.exists():
+        return bytes.fromhex(path.read_text().strip())
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_bytes(32)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(key.hex())
+    tmp.chmod(0o600)
+    tmp.replace(path)
+    log.info("created the service secret at %s", path)
+    return key
+
+
+def _keyed(secret: bytes, token: str, purpose: str) -> str:
+    return hmac.new(secret, f"{purpose}:{token}".encode(), hashlib.sha256).hexdigest()
+
+
+def csrf_token(secret: bytes, session_token: str) -> str:
+    """The CSRF token bound to a session: forms carry it, POSTs must echo it."""
+    return _keyed(secret, session_token, "csrf")
+
+
+def check_csrf(secret: bytes, session_token: str, presented: str | None) -> None:
+    """Raise PermissionDenied unless ``presented`` is the session's CSRF token."""
+    if not presented or not hmac.compare_digest(csrf_token(secret, session_token), presented):
+        raise PermissionDenied("the form is stale or was not sent by facetrace (CSRF check)")
+
+
+def open_session(session: Session, *, secret: bytes, user: User, hours: float) -> str:
+    """Start a login session for ``user``; returns the cookie token. Audits the login."""
+    token = secrets.token_urlsafe(32)
+    now = datetime.now(UTC)
+    session.execute(delete(LoginSession).where(LoginSession.expires_at < now))
+    session.add(
+        LoginSession(
+            token_hash=_keyed(secret, token, "session"),
+            user_id=user.id,
+            created_at=now,
+            expires_at=now + timedelta(hours=hours),
+        )
+    )
+    audit.append(
+        session,
+        actor=user.username,
+        action=audit.Action.LOGIN,
+        target=f"user:{user.username}",
+        detail={"via": "password"},
+    )
+    return token
+
+
+def session_user(session: Session, *, secret: bytes, token: str) -> User:
+    """The active user of a live session token; raises AuthenticationFailed."""
+    row = session.execute(
+        select(LoginSession).where(LoginSession.token_hash == _keyed(secret, token, "session"))
+    ).scalar_one_or_none()
+    if row is None or as_utc(row.expires_at) < datetime.now(UTC):
+        raise AuthenticationFailed("your session has ended; please log in again")
+    user = session.get(User, row.user_id)
+    if user is None or not user.active:
+        raise AuthenticationFailed("this account is disabled")
+    return user
+
+
+def close_session(session: Session, *, secret: bytes, token: str, actor: Actor) -> None:
+    """Log out: delete the session row and audit it."""
+    session.execute(
+        delete(LoginSession).where(LoginSession.token_hash == _keyed(secret, token, "session"))
+    )
+    audit.append(
+        session, actor=actor.username, action=audit.Action.LOGOUT, target=f"user:{actor.username}"
+    )
+
+
+# --- API keys -------------------------------------------------------------------------
+
+
+def create_api_key(session: Session, *, actor: Actor, name: str) -> tuple[ApiKey, str]:
+    """A new key for the actor's own account; returns the row and the key text, which
+    is shown once and never stored."""
+    if actor is SYSTEM:
+        raise InvalidRequest("API keys belong to a user")
+    key = API_KEY_PREFIX + secrets.token_urlsafe(32)
+    row = ApiKey(
+        user_id=actor.id,
+        name=name.strip()[:200],
+        prefix=key[:12],
+        key_hash=hashlib.sha256(key.encode()).hexdigest(),
+    )
+    session.add(row)
+    session.flush()
+    audit.append(
+        session,
+        actor=actor.username,
+        action=audit.Action.ADMIN,
+        target=f"api_key:{row.id}",
+        detail={"op": "api_key_create", "name": row.name},
+    )
+    return row, key
+
+
+def list_api_keys(session: Session, *, actor: Actor) -> list[ApiKey]:
+    """The actor's own keys, newest first."""
+    return list(
+        session.execute(
+            select(ApiKey).where(ApiKey.user_id == actor.id).order_by(ApiKey.id.desc())
+        ).scalars()
+    )
+
+
+def revoke_api_key(session: Session, *, actor: Actor, key_id: int) -> None:
+    """Revoke one of the actor's keys (admins may revoke anyone's)."""
+    row = session.get(ApiKey, key_id)
+    if row is None or (row.user_id != actor.id and not actor.can(Perm.USERS_MANAGE)):
+        raise NotFound(f"no API key {key_id}")
+    row.revoked_at = row.revoked_at or datetime.now(UTC)
+    audit.append(
+        session,
+        actor=actor.username,
+        action=audit.Action.ADMIN,
+        target=f"api_key:{row.id}",
+        detail={"op": "api_key_revoke"},
+    )
+
+
+def api_key_user(session: Session, *, key: str) -> User:
+    """The active user owning an unrevoked key; raises AuthenticationFailed."""
+    if not key.startswith(API_KEY_PREFIX):
+        raise AuthenticationFailed("not a facetrace API key")
+    row = session.execute(
+        select(ApiKey).where(ApiKey.key_hash == hashlib.sha256(key.encode()).hexdigest())
+    ).scalar_one_or_none()
+    if row is None or row.revoked_at is not None:
+        raise AuthenticationFailed("unknown or revoked API key")
+    user = session.get(User, row.user_id)
+    if user is None or not user.active:
+        raise AuthenticationFailed("this account is disabled")
+    row.last_used_at = datetime.now(UTC)
+    return user

@@ -1,0 +1,239 @@
+"""Imports into a collection: a zip (photos in per-subject folders, or with a manifest
+inside) or a manifest naming files under the server's import folder, unpacked with
+limits and run in the background with progress. The vector work goes through
+:class:`facetrace.service.gallery_port.GalleryPort`; permission checks and audit
+entries are here.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import uuid
+import zipfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from facetrace.errors import FacetraceError, InvalidRequest, NotFound
+from facetrace.service import audit
+from facetrace.service.accounts import Actor, Perm, require
+from facetrace.service.collections import get_collection
+from facetrace.store.models import Collection
+
+if TYPE_CHECKING:
+    from facetrace.service.gallery_port import GalleryPort
+
+log = logging.getLogger(__name__)
+
+MANIFEST_NAMES = ("manifest.csv", "manifest.jsonl", "manifest.json")
+MANIFEST_SUFFIXES = (".csv", ".jsonl", ".json")
+
+
+@dataclass
+class ImportJob:
+    """Progress of one import, polled by the browser."""
+
+    id: str
+    collection: str
+    user: str
+    state: str = "queued"  # queued, running, done, failed
+    done: int = 0
+    total: int = 0
+    summary: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON for the progress endpoint."""
+        return {
+            "id": self.id,
+            "collection": self.collection,
+            "state": self.state,
+            "done": self.done,
+            "total": self.total,
+            "summary": self.summary,
+            "error": self.error,
+        }
+
+
+def safe_extract(archive: Path, dest: Path, *, max_files: int, max_bytes: int) -> Path:
+    """Unpack a zip with limits on member count and unpacked size, refusing absolute or
+    ``..`` paths and links. Returns the manifest if the zip has one at its top (or in a
+    single top folder), else ``dest`` for a folder scan."""
+    try:
+        zf = zipfile.ZipFile(archive)
+    except zipfile.BadZipFile as exc:
+        raise InvalidRequest("the upload is not a valid zip file") from exc
+    with zf:
+        members = [m for m in zf.infolist() if not m.is_dir()]
+        if len(members) > max_files:
+            raise InvalidRequest(f"the zip holds {len(members)} files; the limit is {max_files}")
+        total = sum(m.file_size for m in members)
+        if total > max_bytes:
+            raise InvalidRequest(
+                f"the zip unpacks to {total / 1e6:.0f} MB; the limit is {max_bytes / 1e6:.0f} MB"
+            )
+        for m in members:
+            p = PurePosixPath(m.filename)
+            if p.is_absolute() or ".." in p.parts or (m.external_attr >> 16) & 0o170000 == 0o120000:
+                raise InvalidRequest(f"unsafe path in the zip: {m.filename!r}")
+        zf.extractall(dest)
+    for base in [dest, *[d for d in dest.iterdir() if d.is_dir()]]:
+        for name in MANIFEST_NAMES:
+            if (base / name).is_file():
+                return base / name
+    # A zip of one folder that holds the per-person folders: scan inside it.
+    entries = [p for p in dest.iterdir() if not p.name.startswith((".", "__MACOSX"))]
+    if len(entries) == 1 and entries[0].is_dir():
+        inner = entries[0]
+        if any(p.is_dir() for p in inner.iterdir()):
+            return inner
+    return dest
+
+
+class ImportJobs:
+    """Background imports, one at a time (the engine uses the machine's cores itself)."""
+
+    def __init__(self, *, root: Path, sessions: sessionmaker[Session]) -> None:
+        self.root = root
+        self._sessions = sessions
+        self._jobs: dict[str, ImportJob] = {}
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="import")
+
+    def get(self, job_id: str) -> ImportJob:
+        """A job by id; raises NotFound."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is None:
+            raise NotFound(f"no import {job_id}")
+        return job
+
+    def new_dir(self) -> tuple[str, Path]:
+        """A fresh job id and its folder under the data directory (kept: the gallery
+        records the photos' paths there)."""
+        job_id = uuid.uuid4().hex[:12]
+        path = self.root / job_id
+        path.mkdir(parents=True)
+        return job_id, path
+
+    def submit(
+        self,
+        *,
+        job_id: str,
+        collection: Collection,
+        user: str,
+        source: Path,
+        run: Callable[[Path, str, str, Callable[[int, int], None]], dict[str, Any]],
+    ) -> ImportJob:
+        """Queue an import of ``source`` (folder or manifest) into ``collection``."""
+        job = ImportJob(id=job_id, collection=collection.name, user=user)
+        with self._lock:
+            self._jobs[job_id] = job
+        name, basis = collection.name, collection.legal_basis
+
+        def progress(done: int, total: int) -> None:
+            job.done, job.total = done, total
+
+        def work() -> None:
+            job.state = "running"
+            try:
+                job.summary = run(source, name, basis, progress)
+                job.state = "done"
+            except FacetraceError as exc:
+                job.error, job.state = str(exc), "failed"
+            except Exception:  # a worker thread must record, not vanish
+                log.exception("import %s failed", job_id)
+                job.error, job.state = "the import failed; see the server log", "failed"
+            with self._sessions.begin() as s:
+                audit.append(
+                    s,
+                    actor=user,
+                    action=audit.Action.IMPORT,
+                    target=f"collection:{name}",
+                    detail={
+                        "job": job_id,
+                        "state": job.state,
+                        "error": job.error,
+                        "photos_added": job.summary.get("photos_added"),
+                    },
+                )
+
+        self._pool.submit(work)
+        return job
+
+    def shutdown(self) -> None:
+        """Wait for the running import and stop."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    @staticmethod
+    def discard(path: Path) -> None:
+        """Remove a job folder after a refused upload."""
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@dataclass(frozen=True, slots=True)
+class ImportLimits:
+    """What an import upload may hold: files and unpacked bytes of a zip, and the folder
+    a bare manifest may name files under (None: manifests only inside a zip)."""
+
+    max_files: int
+    max_bytes: int
+    import_root: Path | None
+
+
+def queue_import(
+    session: Session,
+    *,
+    actor: Actor,
+    collection_id: int,
+    filename: str,
+    data: bytes,
+    jobs: ImportJobs,
+    gallery: GalleryPort,
+    limits: ImportLimits,
+) -> ImportJob:
+    """Unpack an uploaded zip (or keep a manifest) into a new job folder and queue its
+    import into the collection. Raises InvalidRequest for an unusable upload, leaving
+    no folder behind."""
+    require(actor, Perm.COLLECTIONS_MANAGE)
+    name = Path(filename or "upload").name
+    collection = get_collection(session, actor=actor, collection_id=collection_id)
+    job_id, folder = jobs.new_dir()
+    try:
+        target = folder / name
+        target.write_bytes(data)
+        if name.lower().endswith(".zip"):
+            source = safe_extract(
+                target, folder / "files", max_files=limits.max_files, max_bytes=limits.max_bytes
+            )
+            target.unlink()
+        elif name.lower().endswith(MANIFEST_SUFFIXES):
+            if limits.import_root is None:
+                raise InvalidRequest(
+                    "a manifest alone can only name files under the server's import folder, "
+                    "and none is configured (FACETRACE_SERVICE__IMPORT_ROOT); upload a zip "
+                    "holding the manifest and its photos instead"
+                )
+            source = target
+        else:
+            raise InvalidRequest("upload a .zip of photos or a manifest (.csv, .jsonl)")
+    except Exception:
+        jobs.discard(folder)
+        raise
+    root = folder if source != target else Path(str(limits.import_root))
+    session.commit()  # the import thread writes through the gallery's own connection
+    return jobs.submit(
+        job_id=job_id,
+        collection=collection,
+        user=actor.username,
+        source=source,
+        run=lambda path, coll, basis, progress: gallery.ingest(
+            path, collection=coll, legal_basis=basis, progress=progress, allowed_root=root
+        ),
+    )

@@ -1,0 +1,71 @@
+"""The shell commands: users add/list/disable, audit verify on a tampered log, purge."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from facetrace.cli.main import app
+
+
+def _run(data: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["--data", str(data), *args])
+    return result.exit_code, result.stdout
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    """A data directory with two users (so the log has a few entries)."""
+    code, out = _run(
+        tmp_path,
+        "users",
+        "add",
+        "ines",
+        "-r",
+        "investigator",
+        "-r",
+        "reviewer",
+        "--department",
+        "Forensics",
+    )
+    assert code == 0 and out.startswith("ines\t")
+    assert _run(tmp_path, "users", "add", "aude", "-r", "auditor")[0] == 0
+    assert _run(tmp_path, "users", "disable", "aude")[0] == 0
+    return tmp_path
+
+
+def test_users_commands(data: Path) -> None:
+    code, out = _run(data, "users", "list", "--json")
+    users = {u["username"]: u for u in json.loads(out)}
+    assert users["ines"]["roles"] == ["investigator", "reviewer"]
+    assert users["ines"]["department"] == "Forensics"
+    assert users["aude"]["active"] is False
+    code, _ = _run(data, "users", "add", "bad name", "-r", "auditor")
+    assert code == 1
+    code, _ = _run(data, "users", "add", "rex", "-r", "reviewer")  # no department
+    assert code == 1
+
+
+def test_audit_verify_reports_tampering(data: Path) -> None:
+    code, out = _run(data, "audit", "verify")
+    assert code == 0 and out.startswith("ok: 3 entries")
+    db = sqlite3.connect(data / "facetrace.db")
+    db.execute("UPDATE audit_entry SET actor = 'mallory' WHERE seq = 2")
+    db.commit()
+    code, out = _run(data, "audit", "verify", "--json")
+    report = json.loads(out)
+    assert code == 1 and report["problem"]["kind"] == "altered" and report["problem"]["seq"] == 2
+    db.execute("UPDATE audit_entry SET actor = 'system' WHERE seq = 2")
+    db.execute("DELETE FROM audit_entry WHERE seq = 2")
+    db.commit()
+    code, out = _run(data, "audit", "verify")
+    assert code == 1 and "deleted" in out
+
+
+def test_cases_purge_runs(data: Path) -> None:
+    code, out = _run(data, "cases", "purge")
+    assert code == 0 and "purged 0" in out

@@ -1,0 +1,71 @@
+"""Child process for the crash test: writes to a gallery until it is killed.
+
+Usage: ``python crash_worker.py DATA_DIR SEED MODE``. Prints ``ready`` once the gallery
+is open, then writes as fast as it can until the parent kills it with SIGKILL. MODE
+``mixed`` adds photos (random unit vectors), deletes some (each delete saves the
+index) and saves the index; ``adds`` only adds, so the saved index is always behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from facetrace.gallery.directory import Gallery
+from facetrace.store.repo import Provenance
+from facetrace.types import BoundingBox, Detection, Face, Landmarks, Quality
+
+
+def fake_face(rng: np.random.Generator, model_id: str) -> Face:
+    """A face with a random unit vector: the index only sees vectors."""
+    vec = rng.standard_normal(128).astype(np.float32)
+    return Face(
+        detection=Detection(
+            box=BoundingBox(10, 10, 90, 90),
+            landmarks=Landmarks.from_array(np.full((5, 2), 50.0)),
+            score=1.0,
+        ),
+        quality=Quality(score=1.0),
+        vector=vec / np.linalg.norm(vec),
+        model_id=model_id,
+    )
+
+
+def add_random_photo(g: Gallery, rng: np.random.Generator, tag: str) -> str:
+    sha = hashlib.sha256(tag.encode()).hexdigest()
+    g.add_photo(
+        sha256=sha,
+        width=100,
+        height=100,
+        faces=[fake_face(rng, g.descriptor.model_id)],
+        subject_face=0,
+        provenance=Provenance(subject_id=f"s-{tag}", collection="crash"),
+    )
+    return sha
+
+
+def main() -> None:
+    data, seed, mode = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    rng = np.random.default_rng(seed)
+    pick = random.Random(seed)
+    g = Gallery.open(data)
+    print("ready", flush=True)
+    added: list[str] = []
+    n = 0
+    while True:
+        op = pick.random()
+        if mode == "adds" or op < 0.5 or not added:
+            added.append(add_random_photo(g, rng, f"{seed}-{n}"))
+            n += 1
+        elif op < 0.7:
+            g.delete_photo(added.pop(pick.randrange(len(added))))
+        else:
+            g.save_index()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""Manifests, folders, bad input, and resuming after kill -9."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from facetrace.errors import ManifestError
+from facetrace.gallery.directory import Gallery
+from facetrace.gallery.ingest import ingest, read_manifest, scan_folder
+from facetrace.imaging import load_image
+
+
+def _counts(g: Gallery) -> tuple[int, int, int]:
+    st = g.status()
+    return st["photos"], st["faces"], st["index"]["count"]
+
+
+def test_csv_manifest_records_provenance(tmp_path: Path, faces_dir: Path) -> None:
+    photo = faces_dir / "webphotos13" / "identities" / "id01" / "img1.jpg"
+    manifest = tmp_path / "m.csv"
+    with open(manifest, "w", newline="") as fh:
+        w = csv.writer(fh)
+        header = "path subject_id subject_name source_url source_title collection"
+        w.writerow([*header.split(), "captured_date", "legal_basis", "metadata"])
+        first = [str(photo), "P-1", "Person One", "https://records.example/1", "Record 1"]
+        w.writerow([*first, "missing-2022", "2021-05-01", "Art. 6(1)(e) GDPR", '{"case": "A7"}'])
+    with Gallery.open(tmp_path / "data") as g:
+        summary = ingest(g, read_manifest(manifest))
+        assert summary.photos_added == 1
+        from facetrace.imaging import load_image
+
+        hit = g.search(load_image(photo).pixels, force=True)[0].candidates[0].info
+    assert hit.subject_external_id == "P-1"
+    assert hit.subject_name == "Person One"
+    assert (hit.collection, hit.legal_basis) == ("missing-2022", "Art. 6(1)(e) GDPR")
+    assert (hit.source_url, hit.source_title, hit.captured_date) == (
+        "https://records.example/1",
+        "Record 1",
+        "2021-05-01",
+    )
+
+
+def test_jsonl_manifest_box_picks_the_subject_face(tmp_path: Path, faces_dir: Path) -> None:
+    group = faces_dir / "webphotos13" / "multi_face" / "selfie-many-people.jpg"
+    with Gallery.open(tmp_path / "data") as g:
+        faces = g.pipeline.analyse(load_image(group).pixels)
+        assert len(faces) >= 3
+        target = faces[2].detection.box  # not the largest
+        manifest = tmp_path / "m.jsonl"
+        manifest.write_text(
+            json.dumps({"path": str(group), "subject_id": "S", "box": target.as_list()}) + "\n"
+        )
+        ingest(g, read_manifest(manifest))
+        with g.session() as s:
+            from sqlalchemy import select
+
+            from facetrace.store.models import FaceRow
+
+            rows = s.scalars(select(FaceRow).order_by(FaceRow.face_index)).all()
+        assert len(rows) == len(faces), "every face of the photo is stored"
+        chosen = [r for r in rows if r.is_subject]
+        assert len(chosen) == 1
+        assert [chosen[0].x1, chosen[0].y1, chosen[0].x2, chosen[0].y2] == target.as_list()
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("a.jsonl", '{"path": "x.jpg", "subject_id": "1"}\n{not json\n', "a.jsonl:2"),
+        ("b.jsonl", '{"path": "x.jpg"}\n', "subject_id"),
+        ("c.csv", "path,subject_id\nx.jpg,1,extra\n", "c.csv:2"),
+        ("d.csv", "file,who\nx.jpg,1\n", "header"),
+        ("e.jsonl", '{"path": "x.jpg", "subject_id": "1", "box": "1,2"}\n', "box"),
+        ("f.jsonl", '{"path": "x.jpg", "subject_id": "1", "colour": "red"}\n', "unknown"),
+        ("g.txt", "x.jpg\n", ".csv"),
+        ("h.csv", "", "header"),
+    ],
+)
+def test_malformed_manifest_changes_nothing(
+    tmp_path: Path, name: str, text: str, message: str
+) -> None:
+    manifest = tmp_path / name
+    manifest.write_text(text)
+    with pytest.raises(ManifestError, match=message.replace(".", r"\.")):
+        read_manifest(manifest)
+
+
+def test_bad_files_are_skipped_and_reported(tmp_path: Path, faces_dir: Path) -> None:
+    root = tmp_path / "photos" / "subject"
+    root.mkdir(parents=True)
+    good = faces_dir / "lfw" / "images" / "Abdoulaye_Wade" / "Abdoulaye_Wade_0001.jpg"
+    shutil.copy(good, root / "good.jpg")
+    (root / "empty.jpg").write_bytes(b"")
+    (root / "text.jpg").write_text("not an image")
+    (root / "half.jpg").write_bytes(good.read_bytes()[:2000])
+    from PIL import Image
+
+    Image.new("RGB", (300, 300), (90, 90, 90)).save(root / "noface.png")
+    report = tmp_path / "report.csv"
+    with Gallery.open(tmp_path / "data") as g:
+        summary = ingest(g, scan_folder(tmp_path / "photos"), report_path=report)
+        assert summary.photos_added == 1
+        assert len(summary.skipped) == 4
+        assert _counts(g)[0] == 1
+    rows = list(csv.DictReader(report.open()))
+    reasons = {Path(r["path"]).name: r["reason"] for r in rows}
+    assert set(reasons) == {"empty.jpg", "text.jpg", "half.jpg", "noface.png"}
+    assert reasons["noface.png"] == "no face found"
+    assert all("ImageError" in reasons[n] for n in ("empty.jpg", "text.jpg", "half.jpg"))
+
+
+def test_parallel_ingest_equals_serial(tmp_path: Path, mini_lfw: Path) -> None:
+    with Gallery.open(tmp_path / "a") as a:
+        ingest(a, scan_folder(mini_lfw), workers=1)
+        serial = _counts(a)
+    with Gallery.open(tmp_path / "b") as b:
+        ingest(b, scan_folder(mini_lfw), workers=2)
+        assert _counts(b) == serial
+
+
+KILL_SCRIPT = """
+import sys
+from pathlib import Path
+from facetrace.gallery.directory import Gallery
+from facetrace.imaging import load_image
+from facetrace.gallery.ingest import ingest, scan_folder
+with Gallery.open(Path(sys.argv[1])) as g:
+    ingest(g, scan_folder(Path(sys.argv[2])), workers=1,
+           progress=lambda d, t, s: print(d, flush=True))
+"""
+
+
+@pytest.mark.parametrize("kill_after", [3, 9])
+def test_kill_9_then_resume_matches_a_clean_run(
+    tmp_path: Path, mini_lfw: Path, built_gallery: Path, kill_after: int
+) -> None:
+    data = tmp_path / "data"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILL_SCRIPT, str(data), str(mini_lfw)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 120
+    for line in proc.stdout:
+        if int(line) >= kill_after or time.monotonic() > deadline:
+            break
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with Gallery.open(data) as g:
+        partial = _counts(g)
+        assert partial[0] < 13, "the kill came before the end"
+        ingest(g, scan_folder(mini_lfw))
+        resumed = _counts(g)
+    with Gallery.open(built_gallery) as clean:
+        assert resumed == _counts(clean)
