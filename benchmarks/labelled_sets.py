@@ -95,7 +95,7 @@ def _main_face(
 
 def compute(name: str, workers: int) -> LabelledSet:
     """Embed every photo of set ``name`` (photos that fail to decode are left out)."""
-    from facetrace.engine import PipelineOptions
+    from facetrace.config import PipelineOptions
     from facetrace.imaging import ImageLimits
     from facetrace.pool import map_photos
 

@@ -67,7 +67,7 @@ def test_bad_options_are_refused_before_any_work(
     res = runner.invoke(
         app, ["--data", str(tmp_path / "d"), "group", str(folder), "--out", str(out), *args]
     )
-    assert res.exit_code == 2
+    assert res.exit_code == 1
     assert "error:" in res.stderr
     assert not out.exists()
 
@@ -76,5 +76,5 @@ def test_a_folder_without_photos_is_refused(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     for target in (tmp_path / "empty", tmp_path / "missing"):
         res = runner.invoke(app, ["--data", str(tmp_path / "d"), "group", str(target)])
-        assert res.exit_code == 2
+        assert res.exit_code == 1
         assert "error:" in res.stderr

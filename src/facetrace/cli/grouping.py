@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from facetrace.cli.common import Context, dump, err, fail, out, progress_bar, workers_for
-from facetrace.errors import FacetraceError
+from facetrace.cli.common import Context, dump, err, out, progress_bar, workers_for
 
 
 def group(
@@ -40,25 +39,22 @@ def group(
 
     c: Context = ctx.obj
     target = output or folder.resolve().parent / f"{folder.resolve().name}-groups"
-    try:
-        with progress_bar() as bar:
-            task = bar.add_task("faces", total=None)
+    with progress_bar() as bar:
+        task = bar.add_task("faces", total=None)
 
-            def progress(_stage: str, done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total)
+        def progress(_stage: str, done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
 
-            report = group_folder(
-                folder,
-                options=c.options,
-                workers=workers_for(workers, c.settings),
-                fmr=fmr,
-                method=algorithm,
-                min_quality=min_quality,
-                progress=progress,
-            )
-        written = write_report(report, target, sheets=sheets)
-    except FacetraceError as exc:
-        raise fail(exc, 2) from exc
+        report = group_folder(
+            folder,
+            options=c.options,
+            workers=workers_for(workers, c.settings),
+            fmr=fmr,
+            method=algorithm,
+            min_quality=min_quality,
+            progress=progress,
+        )
+    written = write_report(report, target, sheets=sheets)
     for photo, reason in report.skipped:
         err.print(f"skipped {photo}: {reason}", highlight=False)
     if as_json:

@@ -25,7 +25,8 @@ import numpy as np
 import numpy.typing as npt
 
 from facetrace.calibration import Calibration, packaged_calibration
-from facetrace.engine import FacePipeline, PipelineOptions
+from facetrace.config import PipelineOptions
+from facetrace.engine import FacePipeline
 from facetrace.errors import FacetraceError, InvalidRequest
 from facetrace.gallery.ingest import IMAGE_SUFFIXES
 from facetrace.grouping.cluster import DEFAULT_ALGORITHM, Algorithm, algorithm, cluster

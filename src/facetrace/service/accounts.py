@@ -8,6 +8,7 @@ the service functions on top of this table.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -65,6 +66,23 @@ class Perm(StrEnum):
     GALLERY_BROWSE = "gallery.browse"
 
 
+PERM_TEXT: dict[Perm, str] = {
+    Perm.CASE_READ: "see cases",
+    Perm.CASE_CREATE: "open cases",
+    Perm.SEARCH: "run face searches",
+    Perm.RESULTS_VIEW: "see search results",
+    Perm.REVIEW: "review search results",
+    Perm.IDENTIFY: "record identifications",
+    Perm.NOTIFY: "record next of kin and notifications",
+    Perm.EXPORT: "export case records",
+    Perm.REPORTS: "see supervisors' reports",
+    Perm.AUDIT_READ: "read the audit log",
+    Perm.USERS_MANAGE: "manage user accounts",
+    Perm.COLLECTIONS_MANAGE: "manage collections and imports",
+    Perm.GALLERY_BROWSE: "browse the reference photos",
+}
+"""Each permission as the action it allows, for messages people read."""
+
 PERMISSIONS: dict[Role, frozenset[Perm]] = {
     Role.ADMIN: frozenset({Perm.USERS_MANAGE, Perm.COLLECTIONS_MANAGE, Perm.GALLERY_BROWSE}),
     Role.SUPERVISOR: frozenset({Perm.REPORTS}),
@@ -121,7 +139,11 @@ SYSTEM = Actor(id=0, username="system", roles=frozenset(), department_id=None, d
 def require(actor: Actor, perm: Perm) -> None:
     """Raise :class:`PermissionDenied` unless ``actor`` may do ``perm``."""
     if actor is not SYSTEM and not actor.can(perm):
-        raise PermissionDenied(f"your roles do not allow {perm}")
+        roles = ", ".join(sorted(actor.roles)) or "none"
+        raise PermissionDenied(
+            f"your account's roles ({roles}) do not allow you to {PERM_TEXT[perm]}; "
+            "ask an administrator if you need to"
+        )
 
 
 def parse_roles(value: str | list[str] | tuple[str, ...]) -> frozenset[Role]:
@@ -157,6 +179,7 @@ def actor_of(user: User) -> Actor:
 # --- passwords ------------------------------------------------------------------------
 
 
+@functools.cache
 def _hasher() -> PasswordHasher:
     # argon2-cffi's defaults follow RFC 9106's low-memory recommendation.
     return PasswordHasher()
@@ -364,9 +387,12 @@ def _verify(stored: str, password: str) -> bool:
         return False
 
 
-# A hash of a random password, checked when the user does not exist so that a login
-# for an unknown name takes as long as one with a wrong password.
-_DUMMY_HASH = PasswordHasher().hash(secrets.token_urlsafe(16))
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash of a random password, checked when the user does not exist so that a login
+    for an unknown name takes as long as one with a wrong password. Made on the first
+    login, not at import: an argon2 hash costs a fifth of a second."""
+    return _hasher().hash(secrets.token_urlsafe(16))
 
 
 def authenticate(session: Session, *, username: str, password: str) -> User:
@@ -375,7 +401,7 @@ def authenticate(session: Session, *, username: str, password: str) -> User:
     transaction of its own, since this one is rolled back)."""
     name = username.strip().lower()
     user = session.execute(select(User).where(User.username == name)).scalar_one_or_none()
-    ok = _verify(user.password_hash if user else _DUMMY_HASH, password)
+    ok = _verify(user.password_hash if user else _dummy_hash(), password)
     if user is None or not ok or not user.active:
         raise AuthenticationFailed("unknown user name or wrong password")
     if _hasher().check_needs_rehash(user.password_hash):

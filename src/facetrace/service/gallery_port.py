@@ -16,8 +16,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from facetrace.config import PipelineOptions
 from facetrace.imaging import ImageLimits, decode_image
-from facetrace.service.searches import FaceResult, FoundCandidate, ProbeFace
+from facetrace.service.searches import FaceResult, FoundCandidate, ProbeFace, ScoreEvidence
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ def _probe_face(index: int, face: Any) -> ProbeFace:
         box=_box(face.detection.box.as_list()),
         quality=float(face.quality.score),
         quality_reasons=tuple(str(r) for r in face.quality.reasons),
+        landmarks=tuple((float(x), float(y)) for x, y in face.detection.landmarks.as_array()),
     )
 
 
@@ -75,7 +77,9 @@ class GalleryPort:
         the threshold; min_quality: probe faces below it need ``force``.
         max_upload_bytes: largest probe accepted.
         index_kind, index_params: the vector index recipe and its parameters (a Milvus
-        connection), as for :meth:`facetrace.gallery.Gallery.open`.
+        connection), as for :meth:`facetrace.gallery.directory.Gallery.open`.
+        pipeline: the face pipeline's options (model, backend, detector), from
+        :meth:`facetrace.config.Settings.pipeline_options` as for the CLI.
     """
 
     def __init__(
@@ -89,8 +93,10 @@ class GalleryPort:
         max_upload_bytes: int,
         index_kind: str = "auto",
         index_params: dict[str, Any] | None = None,
+        pipeline: PipelineOptions | None = None,
     ) -> None:
         self.data_dir = data_dir
+        self.pipeline_options = pipeline
         self.index_kind = index_kind
         self.index_params = dict(index_params or {})
         self.database_url = database_url
@@ -112,6 +118,7 @@ class GalleryPort:
                     database_url=self.database_url,
                     index_kind=self.index_kind,
                     index_params=self.index_params,
+                    pipeline=self.pipeline_options,
                 )
             return self._gallery
 
@@ -156,12 +163,29 @@ class GalleryPort:
                 collections=list(collections) if collections is not None else None,
                 include_below=True,
             )
+            evidence = self._evidence()
         r = results[0]
         return FaceResult(
             face=_probe_face(r.face_index, r.face),
             threshold=float(r.threshold),
             candidates=tuple(_candidate(c) for c in r.candidates),
             below_threshold=tuple(_candidate(c) for c in r.below_threshold[:3]),
+            evidence=evidence,
+        )
+
+    def _evidence(self) -> ScoreEvidence:
+        """The calibration's extent and the threshold's inputs (caller holds the lock)."""
+        g = self.gallery()
+        cal = g.calibration()
+        n = int(g.subject_count())
+        sizes = sorted({100, 1_000, 10_000, 100_000, 1_000_000, max(n, 1)})
+        return ScoreEvidence(
+            impostor_pairs=int(cal.impostor_pairs) if cal else None,
+            calibration_source=str(cal.source) if cal else "",
+            gallery_subjects=n,
+            fpir=self.fpir,
+            verify_threshold=float(g.descriptor.verify_threshold),
+            examples=tuple((s, cal.threshold_for_fpir(self.fpir, s)) for s in sizes) if cal else (),
         )
 
     def ingest(
