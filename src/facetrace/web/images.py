@@ -45,7 +45,7 @@ def probe_face(probe_id: int, index: int, actor: CurrentActor, db: Db) -> Respon
     if index >= 0:
         if index >= len(probe.faces):
             raise NotFound(f"no face {index}")
-        box = probe.faces[index]["box"]
+        box = probe.faces[index].box
     return Response(
         _crop(image.pixels, box, 220 if box else 640), media_type="image/jpeg", headers=HEADERS
     )
