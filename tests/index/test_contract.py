@@ -1,6 +1,7 @@
 """One contract for every vector index backend, checked against a numpy brute force.
 
-Each backend (flat, HNSW, IVF-SQ8, Milvus Lite) runs the same tests with every selector
+Each backend (flat, HNSW, IVF-SQ8, Milvus Lite, and a real Milvus standalone server
+started once per session) runs the same tests with every selector
 type: id sets (allow, deny) and group sets (the collection a face belongs to), alone and
 combined. Exact backends must return the reference ids; approximate ones are run with
 parameters that make them near-exact on this small set and must reach a high recall.
@@ -40,6 +41,8 @@ BACKENDS: dict[str, tuple[str, dict[str, object]]] = {
     "ivf-sq8": ("ivf-sq8", {"nlist": 8, "nprobe": 8, "exact_below": 0}),
     "ivf-sq8-raw": ("ivf-sq8-raw", {"nlist": 8, "nprobe": 8, "exact_below": 0}),
     "milvus-lite": ("milvus", {}),
+    # the standalone server of the session (tests/milvus_server.py), one collection per test
+    "milvus-server": ("milvus", {}),
 }
 
 
@@ -67,9 +70,16 @@ def make(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[]
     """A constructor of empty indexes of one backend (closing Milvus clients afterwards)."""
     recipe, params = BACKENDS[request.param]
     opened: list[VectorIndex] = []
+    pool = request.getfixturevalue("milvus_pool") if request.param == "milvus-server" else None
+    taken: list[str] = []
 
     def build() -> VectorIndex:
-        extra = {"uri": str(tmp_path / "milvus.db")} if recipe == "milvus" else {}
+        extra: dict[str, object] = {}
+        if pool is not None:  # each index of a test is an empty collection of its own
+            taken.append(pool.take(DIM))
+            extra = {"uri": pool.uri, "collection": taken[-1]}
+        elif recipe == "milvus":
+            extra = {"uri": str(tmp_path / f"milvus{len(opened)}.db")}
         index = make_index(recipe, DIM, **params, **extra)
         opened.append(index)
         return index
@@ -79,6 +89,9 @@ def make(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[]
         close = getattr(index, "close", None)
         if close is not None:
             close()
+    for name in taken:
+        assert pool is not None
+        pool.give_back(name, DIM)
 
 
 def reference(

@@ -217,15 +217,14 @@ class MilvusIndex:
         tags = check_groups(groups, vecs.shape[0])
         self._insert(labels, vecs, tags)
 
-    def _insert(self, labels: Ids, vecs: Vectors, tags: Groups, *, upsert: bool = False) -> None:
-        write = self._client.upsert if upsert else self._client.insert
+    def _insert(self, labels: Ids, vecs: Vectors, tags: Groups) -> None:
         for start in range(0, labels.size, _INSERT_BATCH):
             end = start + _INSERT_BATCH
             rows = [
                 {"id": int(i), "vector": v.tolist(), GROUP_FIELD: int(g)}
                 for i, v, g in zip(labels[start:end], vecs[start:end], tags[start:end], strict=True)
             ]
-            write(self.collection, rows)
+            self._client.insert(self.collection, rows)
 
     def remove(self, ids: Iterable[int]) -> int:
         """Delete ``ids``; counts only those present (Milvus's own count includes misses)."""
@@ -296,8 +295,14 @@ class MilvusIndex:
         return np.asarray(found, dtype=np.int64), np.asarray(tags, dtype=np.int64)
 
     def set_groups(self, ids: Ids, groups: Groups) -> int:
-        """Rewrite the rows of ``ids`` with new groups (an upsert: Milvus moves each row
-        to its new partition)."""
+        """Rewrite the rows of ``ids`` with new groups: a delete, then an insert into the
+        partition of the new group.
+
+        Not an upsert: Milvus 2.3's upsert on a partition-key collection hides some of
+        the rows it moves from later searches (seen on the standalone server). A crash
+        between the two steps leaves the rows missing, which the gallery's repair on
+        open sees (the per-collection counts differ from SQL) and refills.
+        """
         wanted = np.asarray(ids, dtype=np.int64).reshape(-1)
         tags = check_groups(groups, wanted.size)
         new = dict(zip(wanted.tolist(), tags.tolist(), strict=True))
@@ -311,7 +316,8 @@ class MilvusIndex:
                 continue
             labels = np.asarray([int(r["id"]) for r in rows], dtype=np.int64)
             vecs = np.asarray([r["vector"] for r in rows], dtype=np.float32)
-            self._insert(labels, vecs, np.asarray([new[int(i)] for i in labels]), upsert=True)
+            self._client.delete(self.collection, ids=labels.tolist())
+            self._insert(labels, vecs, np.asarray([new[int(i)] for i in labels]))
             retagged += labels.size
         return retagged
 
