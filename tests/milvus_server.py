@@ -74,6 +74,20 @@ def _loopback_config() -> type:
             super().__init__(**kwargs)
             self.etcd_peer_port = etcd_peer_port
 
+        def try_bind_port(self, port: int) -> socket.socket | None:
+            """The package's free-port check, with SO_REUSEADDR as the Go server binds:
+            without it a restart on the same ports fails while old connections linger
+            in TIME_WAIT."""
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(("127.0.0.1", port))
+                sock.listen()
+                return sock
+            except OSError:
+                sock.close()
+                return None
+
         def write_config(self) -> None:
             super().write_config()
             client = f"http://127.0.0.1:{self.get('etcd_port')}"
@@ -210,6 +224,26 @@ def stop_milvus(running: RunningMilvus, *, grace: float = 3.0) -> None:
         server.server_proc = None
     with suppress(Exception):
         server.stop()  # closes its log files
+
+
+def restart_milvus(running: RunningMilvus, *, start_timeout: float = 180.0) -> None:
+    """Start a server we stopped again, on the same ports and data directory."""
+    server = running.server
+    if server is None:
+        raise RuntimeError("an external server cannot be restarted here")
+    server.start()
+    wait_healthy(running, timeout=start_timeout)
+
+
+def kill_milvus(running: RunningMilvus) -> None:
+    """SIGKILL a server we started (a crash, or an outage), keeping its data directory."""
+    proc = getattr(running.server, "server_proc", None)
+    if proc is not None:
+        proc.kill()
+        proc.wait(timeout=30)
+        running.server.server_proc = None
+    for fd in getattr(running.server, "proc_fds", {}).values():
+        fd.close()
 
 
 @contextmanager

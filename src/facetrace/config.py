@@ -52,8 +52,9 @@ class MilvusSettings(BaseModel):
     ``uri`` is a Milvus Lite file (``/srv/facetrace/vectors.db``) or a server
     (``http://host:19530``); ``token`` is ``user:password`` or an API key: it is kept
     secret in memory (never printed, never written to the index manifest), so supply it
-    at every start. ``index_type``, ``index_params`` and ``num_partitions`` apply when
-    the collection is created; ``search_params`` go with every search. See
+    at every start. ``index_type``, ``index_params``, ``num_partitions`` and
+    ``shards_num`` apply when the collection is created; ``search_params`` and
+    ``consistency_level`` go with every search; ``timeout`` bounds every request. See
     ``docs/milvus.md`` for values at 10^9 faces.
     """
 
@@ -65,7 +66,17 @@ class MilvusSettings(BaseModel):
     index_params: dict[str, Any] = Field(default_factory=dict)
     search_params: dict[str, Any] = Field(default_factory=dict)
     num_partitions: int = Field(64, ge=1, le=1024)
+    shards_num: int = Field(1, ge=1, le=16)
+    consistency_level: str = Field("Strong", pattern="^(Strong|Bounded|Session|Eventually)$")
     timeout: float = Field(10.0, gt=0, le=600)
+    # TLS (pymilvus's names): one-way with secure + server_pem_path or ca_pem_path,
+    # two-way with client_pem_path + client_key_path as well
+    secure: bool = False
+    server_pem_path: str = ""
+    server_name: str = ""
+    ca_pem_path: str = ""
+    client_pem_path: str = ""
+    client_key_path: str = ""
 
     def index_params_for_gallery(self) -> dict[str, Any]:
         """The :class:`~facetrace.index.milvus.MilvusIndex` parameters (``uri`` only if set)."""
@@ -76,8 +87,20 @@ class MilvusSettings(BaseModel):
             "index_params": dict(self.index_params),
             "search_params": dict(self.search_params),
             "num_partitions": self.num_partitions,
+            "shards_num": self.shards_num,
+            "consistency_level": self.consistency_level,
             "timeout": self.timeout,
         }
+        for name in (
+            "secure",
+            "server_pem_path",
+            "server_name",
+            "ca_pem_path",
+            "client_pem_path",
+            "client_key_path",
+        ):
+            if getattr(self, name):
+                params[name] = getattr(self, name)
         if self.uri:
             params["uri"] = self.uri
         if self.token is not None:

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from facetrace.cli.main import app
 from tests.galleries import ENROLLED
+from tests.milvus_server import CollectionPool
 
 pymilvus = pytest.importorskip("pymilvus", reason="the milvus extra is not installed")
 
@@ -144,3 +145,48 @@ def test_collection_of_the_old_schema_is_refused_then_refilled(
     code, out, err = run(data, "status", "--json")
     assert code == 0, err
     assert json.loads(out)["index"]["kind"] == "milvus"
+
+
+def test_index_status_on_a_server_shows_settings_and_health(
+    milvus_env: Path,
+    milvus_uri: str,
+    milvus_pool: CollectionPool,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Against the session's standalone server: every Milvus setting, the server's
+    health, never the token; a bad consistency level is one line naming the variable."""
+    collection = milvus_pool.take(128)
+    monkeypatch.setenv("FACETRACE_MILVUS__URI", milvus_uri)
+    monkeypatch.setenv("FACETRACE_MILVUS__COLLECTION", collection)
+    monkeypatch.setenv("FACETRACE_MILVUS__CONSISTENCY_LEVEL", "Bounded")
+    monkeypatch.setenv("FACETRACE_MILVUS__SHARDS_NUM", "2")
+    monkeypatch.setenv("FACETRACE_MILVUS__INDEX_TYPE", "HNSW")
+    monkeypatch.setenv("FACETRACE_MILVUS__INDEX_PARAMS", '{"M": 16, "efConstruction": 64}')
+    monkeypatch.setenv("FACETRACE_MILVUS__SEARCH_PARAMS", '{"ef": 64}')
+    try:
+        code, out, err = run(tmp_path / "data", "index", "status")
+        assert code == 0, err
+        info = json.loads(out)
+        index = info["index"]
+        assert index["kind"] == "milvus" and index["uri"] == milvus_uri
+        assert index["collection"] == collection and index["consistency_level"] == "Bounded"
+        assert index["shards_num"] == 2 and index["index_type"] == "HNSW"
+        assert index["index_params"] == {"M": 16, "efConstruction": 64}
+        assert index["search_params"] == {"ef": 64}
+        health = info["health"]
+        assert health["ok"] is True and health["load_state"] == "Loaded"
+        assert health["server"].startswith("v2.") and health["latency_ms"] > 0
+        assert TOKEN not in out + err
+        client = pymilvus.MilvusClient(uri=milvus_uri)
+        try:  # the settings reached the server: the collection was created with them
+            described = client.describe_collection(collection)
+            assert described["num_shards"] == 2
+            assert described["consistency_level"] in (2, "Bounded")
+        finally:
+            client.close()
+    finally:
+        pymilvus.MilvusClient(uri=milvus_uri).drop_collection(collection)
+    monkeypatch.setenv("FACETRACE_MILVUS__CONSISTENCY_LEVEL", "Sometimes")
+    code, _, err = run(tmp_path / "other", "index", "status")
+    assert code == 1 and "FACETRACE_MILVUS__CONSISTENCY_LEVEL" in err and "Traceback" not in err

@@ -14,14 +14,19 @@ index_app = typer.Typer(no_args_is_help=True, help="Inspect or rebuild the vecto
 
 @index_app.command("status")
 def index_status(ctx: typer.Context) -> None:
-    """The index's kind, parameters and size, and the kind recommended for that size (JSON)."""
+    """The index's kind, parameters, size and health (for Milvus: the server's version,
+    load state and latency), and the kind recommended for that size (JSON)."""
     from facetrace.index.factory import choose_kind
 
     c: Context = ctx.obj
     try:
         with c.gallery() as g:
             settings = g.index.settings()
-            info = {"index": settings, "recommended_kind": choose_kind(g.index.count)}
+            info = {
+                "index": settings,
+                "health": g.index_health(),
+                "recommended_kind": choose_kind(g.index.count),
+            }
     except FacetraceError as exc:
         raise fail(exc) from exc
     dump(info)

@@ -35,7 +35,7 @@ from facetrace.errors import (
     NoFaceFound,
 )
 from facetrace.index import batch_threads, use_search_threads
-from facetrace.index.base import Selector, VectorIndex
+from facetrace.index.base import Selector, VectorIndex, index_health
 from facetrace.index.factory import canonical_kind, choose_kind, load_index, make_index
 from facetrace.index.faiss_ann import auto_nlist
 from facetrace.index.persist import is_manifest, read_manifest
@@ -494,6 +494,11 @@ class Gallery:
             repo.set_meta(s, key="calibration", value=calibration.to_json())
 
     # -- reads -------------------------------------------------------------
+
+    def index_health(self) -> dict[str, Any]:
+        """Whether searches can be answered now: the index's (or its server's) health,
+        for ``facetrace index status`` and the service's readiness."""
+        return {"kind": self.index.settings().get("kind", "unknown"), **index_health(self.index)}
 
     def status(self) -> dict[str, Any]:
         """Counts, model, index settings and calibration source, for ``facetrace status``."""

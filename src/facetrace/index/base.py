@@ -132,6 +132,23 @@ class VectorIndex(Protocol):
         ...
 
 
+@runtime_checkable
+class RemoteIndex(Protocol):
+    """An index served by another process (Milvus): it can be down while we are up."""
+
+    def health(self) -> dict[str, Any]:
+        """``{"ok": bool, ...}`` with what the server says (version, load state, latency)
+        or ``error``; never raises."""
+        ...
+
+
+def index_health(index: VectorIndex) -> dict[str, Any]:
+    """The health of any index: a remote one asks its server; an embedded one is up."""
+    if isinstance(index, RemoteIndex):
+        return index.health()
+    return {"ok": True, "embedded": True}
+
+
 def check_vectors(vectors: Vectors, dim: int) -> Vectors:
     """Validate shape and dtype with exceptions (asserts vanish under ``-O``)."""
     arr = np.asarray(vectors)

@@ -28,7 +28,9 @@ backend.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -63,29 +65,60 @@ def _reason(exc: Exception) -> str:
     return " ".join(text.split())
 
 
-def _client(uri: str, token: str | None, db_name: str, timeout: float) -> Any:
+#: Milvus's consistency levels: ``Strong`` sees every acknowledged write (each read waits
+#: for the server's next time tick, ~200 ms by default); ``Bounded`` may miss writes of
+#: the last ``common.gracefulTime`` (5 s) and answers at once; ``Session`` sees this
+#: client's own writes; ``Eventually`` promises nothing.
+CONSISTENCY_LEVELS = ("Strong", "Bounded", "Session", "Eventually")
+#: the TLS options of pymilvus's connection (one-way TLS: ``secure`` plus the server's
+#: certificate or a CA; two-way: also the client's certificate and key)
+TLS_OPTIONS = (
+    "secure",
+    "server_pem_path",
+    "server_name",
+    "ca_pem_path",
+    "client_pem_path",
+    "client_key_path",
+)
+
+
+def _client(
+    uri: str, token: str | None, db_name: str, timeout: float, tls: dict[str, Any] | None = None
+) -> Any:
     try:
         from pymilvus import MilvusClient
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise IndexUnavailable(
             "the Milvus backend needs pymilvus (pip install 'facetrace[milvus]')"
         ) from exc
+    extra = {k: v for k, v in (tls or {}).items() if v not in (None, "", False)}
     try:
-        return MilvusClient(uri=uri, token=token or "", db_name=db_name, timeout=timeout)
+        return MilvusClient(uri=uri, token=token or "", db_name=db_name, timeout=timeout, **extra)
     except Exception as exc:  # pymilvus raises assorted connection errors
         raise IndexUnavailable(f"cannot connect to Milvus at {uri}: {_reason(exc)}") from exc
 
 
 def check_connection(params: dict[str, Any]) -> None:
-    """Connect with the ``uri``, ``token``, ``db_name`` and ``timeout`` of ``params`` (the
-    :class:`MilvusIndex` parameters) and disconnect; raises :class:`IndexUnavailable`."""
+    """Connect with the ``uri``, ``token``, ``db_name``, ``timeout`` and TLS options of
+    ``params`` (the :class:`MilvusIndex` parameters) and disconnect; raises
+    :class:`IndexUnavailable`."""
     uri = str(params.get("uri") or "")
     if not uri:
         raise IndexUnavailable("no Milvus URI configured (FACETRACE_MILVUS__URI)")
     client = _client(
-        uri, params.get("token"), str(params.get("db_name", "")), float(params.get("timeout", 10))
+        uri,
+        params.get("token"),
+        str(params.get("db_name", "")),
+        float(params.get("timeout", 10)),
+        {k: params.get(k) for k in TLS_OPTIONS},
     )
     client.close()
+
+
+def _not_loaded(exc: Exception) -> bool:
+    """Whether Milvus refused a read because the collection is not loaded (after a
+    server restart it reloads in the background, or not at all)."""
+    return "not loaded" in _reason(exc).lower()
 
 
 def _id_list(ids: frozenset[int]) -> str:
@@ -122,7 +155,17 @@ class MilvusIndex:
     ``{"M": 32, "efConstruction": 200}``, ``IVF_SQ8``, ``DISKANN``, ...);
     ``search_params`` are sent with every search (e.g. ``{"ef": 64}``).
     ``num_partitions`` (fixed at creation) is how many partitions the ``group_id``
-    partition key hashes into.
+    partition key hashes into, ``shards_num`` (fixed at creation, 1-16) how many
+    write channels the collection has. ``consistency_level`` (one of
+    :data:`CONSISTENCY_LEVELS`) is the collection's and every read's. ``timeout``
+    bounds connecting and every request, in seconds. ``secure`` and the other
+    :data:`TLS_OPTIONS` are pymilvus's TLS settings.
+
+    Every failure of the server (down, restarting, refusing) is raised as
+    :class:`IndexUnavailable` naming the URI, never as a pymilvus exception; the
+    client reconnects by itself, so calls succeed again once the server is back, and
+    a read refused because the collection is not loaded (after a restart) loads it
+    and is tried once more.
     """
 
     kind = "milvus"
@@ -139,12 +182,28 @@ class MilvusIndex:
         index_params: dict[str, Any] | None = None,
         search_params: dict[str, Any] | None = None,
         num_partitions: int = 64,
+        shards_num: int = 1,
+        consistency_level: str = "Strong",
         timeout: float = 10.0,
+        secure: bool = False,
+        server_pem_path: str = "",
+        server_name: str = "",
+        ca_pem_path: str = "",
+        client_pem_path: str = "",
+        client_key_path: str = "",
     ) -> None:
         if dim < 1 or not collection.replace("_", "").isalnum():
             raise IndexUnavailable(f"invalid Milvus dimension or collection name {collection!r}")
-        if not 1 <= num_partitions <= 1024 or timeout <= 0:
-            raise IndexUnavailable(f"invalid Milvus num_partitions {num_partitions} or timeout")
+        if not 1 <= num_partitions <= 1024 or timeout <= 0 or not 1 <= shards_num <= 16:
+            raise IndexUnavailable(
+                f"invalid Milvus num_partitions {num_partitions}, shards_num {shards_num} "
+                "or timeout"
+            )
+        if consistency_level not in CONSISTENCY_LEVELS:
+            raise IndexUnavailable(
+                f"invalid Milvus consistency level {consistency_level!r}; expected one of "
+                + ", ".join(CONSISTENCY_LEVELS)
+            )
         self.dim = dim
         self.uri = uri
         self.collection = collection
@@ -153,11 +212,21 @@ class MilvusIndex:
         self.index_params = dict(index_params or {})
         self.search_params = dict(search_params or {})
         self.num_partitions = num_partitions
+        self.shards_num = shards_num
+        self.consistency_level = consistency_level
         self.timeout = timeout
+        self.tls = {
+            "secure": secure,
+            "server_pem_path": server_pem_path,
+            "server_name": server_name,
+            "ca_pem_path": ca_pem_path,
+            "client_pem_path": client_pem_path,
+            "client_key_path": client_key_path,
+        }
         self.capabilities = Capabilities(
             exact=index_type == "FLAT", native_remove=True, filtered_search=True, persistent=True
         )
-        self._client = _client(uri, token, db_name, timeout)
+        self._client = _client(uri, token, db_name, timeout, self.tls)
         try:
             self._open()
         except IndexUnavailable:
@@ -205,11 +274,32 @@ class MilvusIndex:
                 self.collection,
                 schema=schema,
                 index_params=index,
-                consistency_level="Strong",
+                consistency_level=self.consistency_level,
                 num_partitions=self.num_partitions,
+                shards_num=self.shards_num,
             )
             log.info("created Milvus collection %s (%s)", self.collection, self.index_type)
-        client.load_collection(self.collection)
+        client.load_collection(self.collection, timeout=self.timeout)
+
+    def _call(self, what: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        """``self._client.<method>(*args, **kwargs)`` with the request timeout; any failure
+        becomes one :class:`IndexUnavailable` line naming the server and ``what`` failed."""
+        kwargs.setdefault("timeout", self.timeout)
+        for attempt in (1, 2):
+            try:
+                return getattr(self._client, method)(*args, **kwargs)
+            except IndexUnavailable:
+                raise
+            except Exception as exc:  # pymilvus and grpc raise their own types
+                if attempt == 1 and _not_loaded(exc):
+                    log.warning("Milvus collection %s not loaded; loading it", self.collection)
+                    with suppress(Exception):  # the retry reports what still fails
+                        self._client.load_collection(self.collection, timeout=self.timeout)
+                    continue
+                raise IndexUnavailable(
+                    f"Milvus at {self.uri} unavailable ({what}): {_reason(exc)}"
+                ) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def add(self, ids: Ids, vectors: Vectors, groups: Groups | None = None) -> None:
         vecs = check_vectors(vectors, self.dim)
@@ -224,7 +314,7 @@ class MilvusIndex:
                 {"id": int(i), "vector": v.tolist(), GROUP_FIELD: int(g)}
                 for i, v, g in zip(labels[start:end], vecs[start:end], tags[start:end], strict=True)
             ]
-            self._client.insert(self.collection, rows)
+            self._call("insert", "insert", self.collection, rows)
 
     def remove(self, ids: Iterable[int]) -> int:
         """Delete ``ids``; counts only those present (Milvus's own count includes misses)."""
@@ -232,14 +322,19 @@ class MilvusIndex:
         removed = 0
         for start in range(0, len(wanted), _INSERT_BATCH):
             chunk = frozenset(wanted[start : start + _INSERT_BATCH])
-            present = self._client.query(
+            present = self._call(
+                "delete",
+                "query",
                 self.collection,
                 filter=f"id in {_id_list(chunk)}",
                 output_fields=["id"],
                 limit=len(chunk),
+                consistency_level=self.consistency_level,
             )
             if present:
-                self._client.delete(self.collection, ids=[int(row["id"]) for row in present])
+                self._call(
+                    "delete", "delete", self.collection, ids=[int(row["id"]) for row in present]
+                )
                 removed += len(present)
         return removed
 
@@ -257,13 +352,16 @@ class MilvusIndex:
             and any(part is not None and not part for part in (selector.allow, selector.groups))
         ):
             return scores, ids
-        hits = self._client.search(
+        hits = self._call(
+            "search",
+            "search",
             self.collection,
             data=q.tolist(),
             limit=k,
             filter=selector_expression(selector),
             output_fields=["id"],
             search_params={"metric_type": "IP", "params": self.search_params},
+            consistency_level=self.consistency_level,
         )
         for row, found in enumerate(hits):
             for col, hit in enumerate(found[:k]):
@@ -273,15 +371,31 @@ class MilvusIndex:
 
     @property
     def count(self) -> int:
-        rows = self._client.query(self.collection, filter="", output_fields=["count(*)"])
+        return self._count("")
+
+    def _count(self, expression: str) -> int:
+        rows = self._call(
+            "count",
+            "query",
+            self.collection,
+            filter=expression,
+            output_fields=["count(*)"],
+            consistency_level=self.consistency_level,
+        )
         return int(rows[0]["count(*)"]) if rows else 0
 
     def ids(self) -> Ids:
         return self.id_groups()[0]
 
     def id_groups(self) -> tuple[Ids, Groups]:
-        iterator = self._client.query_iterator(
-            self.collection, batch_size=10_000, filter="id >= 0", output_fields=["id", GROUP_FIELD]
+        iterator = self._call(
+            "listing ids",
+            "query_iterator",
+            self.collection,
+            batch_size=10_000,
+            filter="id >= 0",
+            output_fields=["id", GROUP_FIELD],
+            consistency_level=self.consistency_level,
         )
         found: list[int] = []
         tags: list[int] = []
@@ -290,8 +404,12 @@ class MilvusIndex:
                 for row in batch:
                     found.append(int(row["id"]))
                     tags.append(int(row.get(GROUP_FIELD, UNKNOWN_GROUP)))
+        except Exception as exc:  # the server went away half-way
+            why = f"Milvus at {self.uri} unavailable (listing ids): {_reason(exc)}"
+            raise IndexUnavailable(why) from exc
         finally:
-            iterator.close()
+            with suppress(Exception):
+                iterator.close()
         return np.asarray(found, dtype=np.int64), np.asarray(tags, dtype=np.int64)
 
     def set_groups(self, ids: Ids, groups: Groups) -> int:
@@ -309,14 +427,18 @@ class MilvusIndex:
         retagged = 0
         order = sorted(new)
         for start in range(0, len(order), _INSERT_BATCH):
-            rows = self._client.get(
-                self.collection, ids=order[start : start + _INSERT_BATCH], output_fields=["vector"]
+            rows = self._call(
+                "retagging",
+                "get",
+                self.collection,
+                ids=order[start : start + _INSERT_BATCH],
+                output_fields=["vector"],
             )
             if not rows:
                 continue
             labels = np.asarray([int(r["id"]) for r in rows], dtype=np.int64)
             vecs = np.asarray([r["vector"] for r in rows], dtype=np.float32)
-            self._client.delete(self.collection, ids=labels.tolist())
+            self._call("retagging", "delete", self.collection, ids=labels.tolist())
             self._insert(labels, vecs, np.asarray([new[int(i)] for i in labels]))
             retagged += labels.size
         return retagged
@@ -330,12 +452,16 @@ class MilvusIndex:
             "index_params": self.index_params,
             "search_params": self.search_params,
             "num_partitions": self.num_partitions,
+            "shards_num": self.shards_num,
+            "consistency_level": self.consistency_level,
             "timeout": self.timeout,
+            # TLS file paths, not secrets (the token is never part of the parameters)
+            **{k: v for k, v in self.tls.items() if v},
         }
 
     def save(self, path: Path) -> None:
         """Flush Milvus's own storage and write the manifest (no secrets) at ``path``."""
-        self._client.flush(self.collection)
+        self._call("flush", "flush", self.collection)
         meta = {"kind": self.kind, "dim": self.dim, "params": self.params()}
         save_bundle(path, meta, indexes={}, arrays={})  # a manifest with no parts
 
@@ -357,6 +483,27 @@ class MilvusIndex:
     def close(self) -> None:
         """Release the client connection (Milvus Lite holds a file lock)."""
         self._client.close()
+
+    def health(self) -> dict[str, Any]:
+        """The server's state for ``facetrace index status`` and ``/readyz``; never raises.
+
+        ``ok`` is true when the server answers and the collection is loaded; ``server``
+        is its version, ``load_state`` the collection's, ``latency_ms`` one count query.
+        """
+        start = time.perf_counter()
+        try:
+            version = self._call("health", "get_server_version")
+            state = self._call("health", "get_load_state", self.collection)
+            self._count("")
+        except IndexUnavailable as exc:
+            return {"ok": False, "error": str(exc)}
+        loaded = str(state.get("state", state)) if isinstance(state, dict) else str(state)
+        return {
+            "ok": "Loaded" in loaded,
+            "server": str(version),
+            "load_state": loaded.rsplit(".", 1)[-1],
+            "latency_ms": round((time.perf_counter() - start) * 1000, 1),
+        }
 
     def settings(self) -> dict[str, Any]:
         return {
