@@ -26,7 +26,7 @@ def test_models_match_migrations(sessions: sessionmaker[Session]) -> None:
 
 @pytest.mark.parametrize("kind", ["sqlite", "pg"])
 def test_probe_faces_kept_as_json_become_rows(kind: str, tmp_path: Path) -> None:
-    """0003 moves the faces a probe held as JSON into probe_face rows, vector empty (the
+    """0004 moves the faces a probe held as JSON into probe_face rows, vector empty (the
     service embeds such a face from the stored photo on its first search)."""
     from alembic import command
     from sqlalchemy import JSON, LargeBinary, column, insert, table
@@ -40,7 +40,7 @@ def test_probe_faces_kept_as_json_become_rows(kind: str, tmp_path: Path) -> None
         cfg = alembic_config(engine.url.render_as_string(hide_password=False))
         with engine.begin() as conn:
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "0002")
+            command.upgrade(cfg, "0003")
         old_probe = table(
             "probe",
             *(column(c) for c in ("id", "case_id", "sha256", "filename", "width", "height")),

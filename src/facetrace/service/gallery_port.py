@@ -20,7 +20,13 @@ import numpy as np
 import numpy.typing as npt
 
 from facetrace.imaging import ImageLimits, decode_image
-from facetrace.service.searches import FoundCandidate, FoundFace, PhotoFaces, VectorResult
+from facetrace.service.searches import (
+    FoundCandidate,
+    FoundFace,
+    PhotoFaces,
+    ScoreEvidence,
+    VectorResult,
+)
 from facetrace.types import Face
 
 log = logging.getLogger(__name__)
@@ -180,6 +186,22 @@ class GalleryPort:
             threshold=float(threshold),
             candidates=tuple(_candidate(c) for c in above),
             below_threshold=tuple(_candidate(c) for c in below[:3]),
+            evidence=self._evidence(),
+        )
+
+    def _evidence(self) -> ScoreEvidence:
+        """The calibration's extent and the threshold's inputs ."""
+        g = self.gallery()
+        cal = g.calibration()
+        n = int(g.subject_count())
+        sizes = sorted({100, 1_000, 10_000, 100_000, 1_000_000, max(n, 1)})
+        return ScoreEvidence(
+            impostor_pairs=int(cal.impostor_pairs) if cal else None,
+            calibration_source=str(cal.source) if cal else "",
+            gallery_subjects=n,
+            fpir=self.fpir,
+            verify_threshold=float(g.descriptor.verify_threshold),
+            examples=tuple((s, cal.threshold_for_fpir(self.fpir, s)) for s in sizes) if cal else (),
         )
 
     def ingest(

@@ -106,13 +106,41 @@ class FoundCandidate:
 
 
 @dataclass(frozen=True, slots=True)
+class ScoreEvidence:
+    """What a search's scores rest on, kept with the search so its page can say how far
+    the evidence goes: the impostor pairs the false-match table was measured on (rates
+    below one in that many are extrapolations), the gallery size and false-alarm target
+    that set the threshold, the 1:1 verification threshold, and the threshold the same
+    target gives for other gallery sizes (``examples``: (subjects, threshold) pairs)."""
+
+    impostor_pairs: int | None
+    calibration_source: str
+    gallery_subjects: int
+    fpir: float
+    verify_threshold: float
+    examples: tuple[tuple[int, float], ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly form stored with the search."""
+        return {
+            "impostor_pairs": self.impostor_pairs,
+            "calibration_source": self.calibration_source,
+            "gallery_subjects": self.gallery_subjects,
+            "fpir": self.fpir,
+            "verify_threshold": self.verify_threshold,
+            "examples": [[n, round(t, 4)] for n, t in self.examples],
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class VectorResult:
     """The gallery's answer for one probe vector: the "no candidate" threshold, the
-    candidates above it and the best few below it."""
+    candidates above it, the best few below it, and what the scores rest on."""
 
     threshold: float
     candidates: tuple[FoundCandidate, ...]
     below_threshold: tuple[FoundCandidate, ...] = field(default=())
+    evidence: ScoreEvidence | None = None
 
 
 class FaceSearcher(Protocol):
@@ -385,6 +413,7 @@ def record_search(
         threshold=result.threshold,
         no_candidate=not result.candidates,
         forced=force,
+        evidence=result.evidence.as_dict() if result.evidence else {},
     )
     session.add(search)
     session.flush()

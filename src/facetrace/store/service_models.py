@@ -170,11 +170,27 @@ class ProbeFaceRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     probe: Mapped[Probe] = relationship(back_populates="faces")
+    adder: Mapped[User | None] = relationship(lazy="joined")
 
     @property
     def box(self) -> tuple[int, int, int, int]:
         """(x1, y1, x2, y2) in pixels of the upright probe photo (or video frame)."""
         return (self.x1, self.y1, self.x2, self.y2)
+
+    @property
+    def index(self) -> int:
+        """The face number (``face_index``): 0 is the largest face found at upload."""
+        return self.face_index
+
+    @property
+    def drawn(self) -> bool:
+        """True for a face a user drew a box around."""
+        return self.origin == "manual"
+
+    @property
+    def drawn_by(self) -> str:
+        """The user name of whoever drew it ("" for faces the engine found)."""
+        return self.adder.username if self.adder is not None else ""
 
 
 class Search(Base):
@@ -193,6 +209,8 @@ class Search(Base):
     threshold: Mapped[float] = mapped_column(Float)
     no_candidate: Mapped[bool] = mapped_column(Boolean)
     forced: Mapped[bool] = mapped_column(Boolean, default=False)
+    # what the scores rest on (searches.ScoreEvidence.as_dict); {} for older searches
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     candidates: Mapped[list[SearchCandidate]] = relationship(

@@ -4,16 +4,16 @@ The faces a probe held as JSON (box, quality, reasons, no vector) become rows wi
 empty vector; the service computes it from the stored photo on the face's first
 search, once.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-11-25 13:30:00
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
@@ -74,7 +74,7 @@ def upgrade() -> None:
                     "y1": y1,
                     "x2": x2,
                     "y2": y2,
-                    "landmarks": [],
+                    "landmarks": [list(p) for p in face.get("landmarks") or []],
                     "detector_score": None,
                     "quality": float(face.get("quality", 0.0)),
                     "quality_reasons": list(face.get("quality_reasons", [])),
