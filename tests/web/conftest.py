@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +49,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
-    """(base URL, app) of a running service on a fresh data directory."""
-    data = tmp_path_factory.mktemp("live")
+@contextmanager
+def serve(data: Path) -> Iterator[tuple[str, Any]]:
+    """(base URL, app) of the service running on ``data`` in a thread, on a free port."""
     cfg = ServiceConfig(data=data)
     app = create_app(cfg)
     port = _free_port()
@@ -63,9 +63,18 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("the test server did not start")
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", app
-    server.should_exit = True
-    thread.join(timeout=30)
+    try:
+        yield f"http://127.0.0.1:{port}", app
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
+    """(base URL, app) of a running service on a fresh data directory."""
+    with serve(tmp_path_factory.mktemp("live")) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

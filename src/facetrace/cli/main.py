@@ -13,8 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
+from facetrace.cli import duplicates, gallery, grouping, index, service
 from facetrace.cli import eval as eval_commands
-from facetrace.cli import gallery, grouping, index, service
 from facetrace.cli.common import Context, ErrorBoundary
 from facetrace.errors import FacetraceError
 
@@ -86,6 +86,7 @@ def main(
 
 gallery.register(app)
 grouping.register(app)
+duplicates.register(app)
 eval_commands.register(app)
 index.register(app)
 service.register(app)

@@ -15,6 +15,7 @@ ids are then face ids mapped back to rows) or one built for the job
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -37,14 +38,15 @@ Ids = npt.NDArray[np.int64]
 Scores = npt.NDArray[np.float32]
 Progress = Callable[[int, int], None]
 
-#: Up to this many faces the graph's index is an exact scan: 100k x 100k inner products
-#: take ~20 s on two cores; beyond that the exact scan grows with n^2 and IVF takes over.
-EXACT_MAX = 100_000
-#: Lists an IVF graph index scans per face. A face's neighbours above a grouping
-#: threshold are far closer than its top-10 among strangers, so a few lists find them:
-#: on 1M faces 48 of 4,000 lists found over 99% of the edges an exact scan gives
-#: (BENCHMARKS.md, "Grouping").
-GRAPH_NPROBE = 48
+#: Up to this many faces the graph's index is an exact scan (50k x 50k inner products:
+#: seconds on two cores); the scan grows with n^2, so beyond it IVF takes over (100k
+#: faces exactly took 281 s on the busy 2-core machine, IVF 75 s).
+EXACT_MAX = 50_000
+#: Share of the IVF lists scanned per face. A face's neighbours above a grouping
+#: threshold are closer than its top-10 among strangers, so a fortieth of the lists
+#: finds most of them: edge recall 0.977 at 100k (32 of 1,264 lists) against an exact
+#: scan; 1/80 gave 0.948 (BENCHMARKS.md, "Grouping").
+GRAPH_PROBE_SHARE = 1 / 40
 DEFAULT_K = 20
 BATCH = 8192
 
@@ -201,12 +203,15 @@ def _rows_of(found: Ids, sorted_ids: Ids, order: Ids) -> Ids:
 
 
 def build_index(
-    vectors: npt.NDArray[np.float32], *, exact_max: int = EXACT_MAX, nprobe: int = GRAPH_NPROBE
+    vectors: npt.NDArray[np.float32],
+    *,
+    exact_max: int = EXACT_MAX,
+    probe_share: float = GRAPH_PROBE_SHARE,
 ) -> VectorIndex:
     """An index over rows ``0..n-1`` of ``vectors`` for building their graph.
 
     Exact (flat) up to ``exact_max`` faces; beyond, IVF-SQ8 with float16 re-ranking
-    (about 4*sqrt(n) lists, ``nprobe`` of them scanned per face).
+    (about 4*sqrt(n) lists, ``probe_share`` of them scanned per face).
     """
     n, dim = vectors.shape
     ids = np.arange(n, dtype=np.int64)
@@ -215,7 +220,10 @@ def build_index(
         if n <= exact_max:
             index = FlatIndex(dim)
         else:
-            ivf = IvfIndex(dim, nlist=auto_nlist(n), nprobe=nprobe, exact_below=0)
+            nlist = auto_nlist(n)
+            nprobe = max(8, math.ceil(nlist * probe_share))
+            # re-ranking 2k candidates finds the same edges as 4k (measured at 100k)
+            ivf = IvfIndex(dim, nlist=nlist, nprobe=nprobe, exact_below=0, refine_factor=2)
             ivf.train(vectors, n_total=n)
             index = ivf
         index.add(ids, vectors)

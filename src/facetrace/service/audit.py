@@ -52,6 +52,10 @@ class Action(StrEnum):
     ADMIN = "admin"
     REPORT_VIEW = "report_view"
     AUDIT_VIEW = "audit_view"
+    DUPLICATES_VIEW = "duplicates_view"
+    MERGE = "merge"
+    MERGE_UNDO = "merge_undo"
+    DECISION = "decision"
 
 
 def canonical(fields: Mapping[str, Any]) -> str:

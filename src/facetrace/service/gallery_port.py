@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +28,9 @@ from facetrace.service.searches import (
     ScoreEvidence,
     VectorResult,
 )
+
+if TYPE_CHECKING:
+    from facetrace.gallery.duplicates import DuplicatePair
 from facetrace.types import Face
 
 log = logging.getLogger(__name__)
@@ -259,6 +262,15 @@ class GalleryPort:
         """Delete a collection's photos (tombstoned); returns faces removed."""
         with self._lock:
             return int(self.gallery().delete_collection(name))
+
+    def find_duplicates(
+        self, *, collections: frozenset[int] | None, fmr: float
+    ) -> list[DuplicatePair]:
+        """Possible duplicate subjects among faces of ``collections`` (None: all)."""
+        from facetrace.gallery.duplicates import find_duplicates
+
+        with self._lock:
+            return find_duplicates(self.gallery(), collections=collections, fmr=fmr)
 
     def status(self) -> dict[str, Any]:
         """The gallery's counts and model."""

@@ -56,8 +56,12 @@ class Subject(Base):
     name: Mapped[str] = mapped_column(String(300), default="")
     collection_id: Mapped[int] = mapped_column(ForeignKey("collection.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # set while this record is merged into another subject (its photos moved there)
+    merged_into_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subject.id"), nullable=True, default=None
+    )
 
-    collection: Mapped[Collection] = relationship()
+    collection: Mapped[Collection] = relationship(foreign_keys=[collection_id])
 
 
 class Photo(Base):
@@ -131,3 +135,38 @@ class GalleryMeta(Base):
 
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[Any] = mapped_column(JSON)
+
+
+class SubjectDecision(Base):
+    """A reviewer's "different people" decision on two subjects (``subject_a`` <
+    ``subject_b``). Duplicate passes never propose the pair again while it stands."""
+
+    __tablename__ = "subject_decision"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject_a: Mapped[int] = mapped_column(ForeignKey("subject.id"), index=True)
+    subject_b: Mapped[int] = mapped_column(ForeignKey("subject.id"), index=True)
+    decision: Mapped[str] = mapped_column(String(20), default="different")
+    note: Mapped[str] = mapped_column(Text, default="")
+    decided_by: Mapped[str] = mapped_column(String(100))
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SubjectMerge(Base):
+    """One reviewed merge of subject ``source_id`` into ``target_id``: the photos and faces
+    it moved (so that undoing it moves exactly those back) and who did it, and why."""
+
+    __tablename__ = "subject_merge"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("subject.id"), index=True)
+    target_id: Mapped[int] = mapped_column(ForeignKey("subject.id"), index=True)
+    photo_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    face_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    note: Mapped[str] = mapped_column(Text, default="")
+    merged_by: Mapped[str] = mapped_column(String(100))
+    merged_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    undone_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    undone_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    undo_note: Mapped[str] = mapped_column(Text, default="")

@@ -299,8 +299,10 @@ def subject_face_ids(session: Session, external_id: str) -> list[int]:
 
 
 def count_subjects(session: Session) -> int:
-    """How many subjects the gallery holds (the gallery size for FPIR)."""
-    return session.scalar(select(func.count()).select_from(Subject)) or 0
+    """How many subjects the gallery holds (the gallery size for FPIR); a subject merged
+    into another is one person with it, not two."""
+    stmt = select(func.count()).select_from(Subject).where(Subject.merged_into_id.is_(None))
+    return session.scalar(stmt) or 0
 
 
 def counts(session: Session) -> dict[str, int]:
