@@ -11,6 +11,7 @@ BENCHES = [
     "benchmarks.bench_embed",
     "benchmarks.bench_index",
     "benchmarks.bench_cli",
+    "benchmarks.bench_grouping",
 ]
 
 

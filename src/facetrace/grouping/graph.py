@@ -47,6 +47,9 @@ EXACT_MAX = 50_000
 #: finds most of them: edge recall 0.977 at 100k (32 of 1,264 lists) against an exact
 #: scan; 1/80 gave 0.948 (BENCHMARKS.md, "Grouping").
 GRAPH_PROBE_SHARE = 1 / 40
+#: ...but at most this many lists: the cost of a face's search grows with the lists
+#: scanned times their length (both ~sqrt(n)), and at 1M faces 1/40 would be 100 lists.
+GRAPH_MAX_PROBE = 32
 DEFAULT_K = 20
 BATCH = 8192
 
@@ -221,7 +224,7 @@ def build_index(
             index = FlatIndex(dim)
         else:
             nlist = auto_nlist(n)
-            nprobe = max(8, math.ceil(nlist * probe_share))
+            nprobe = max(8, min(GRAPH_MAX_PROBE, math.ceil(nlist * probe_share)))
             # re-ranking 2k candidates finds the same edges as 4k (measured at 100k)
             ivf = IvfIndex(dim, nlist=nlist, nprobe=nprobe, exact_below=0, refine_factor=2)
             ivf.train(vectors, n_total=n)
