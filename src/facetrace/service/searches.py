@@ -46,11 +46,13 @@ FaceT = TypeVar("FaceT")
 class FaceOrigin(StrEnum):
     """How a probe face came to be: found by the detector when the probe was uploaded,
     drawn by a user around a face the detector missed, or a person followed through a
-    video (one searchable face per track)."""
+    video (one searchable face per track), or the template of an unknown person grouped
+    from several of the case's faces (:mod:`facetrace.service.case_groups`)."""
 
     DETECTED = "detected"
     MANUAL = "manual"
     TRACK = "track"
+    PERSON = "person"
 
 
 @dataclass(frozen=True, slots=True)

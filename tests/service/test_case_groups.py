@@ -1,0 +1,142 @@
+"""Unknown persons of a case, grouped from its probes' real faces; a group's template
+becomes one searchable face of the case."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from facetrace.errors import InvalidRequest, NotFound
+from facetrace.server.ratelimit import RateLimiter
+from facetrace.service import case_groups, cases, searches
+from facetrace.service.accounts import SYSTEM, Actor, Role, actor_of, create_user
+from facetrace.service.gallery_port import GalleryPort
+from facetrace.store.service_models import Probe
+
+JOLIE = ["id01/img1.jpg", "id01/img2.jpg", "id01/img4.jpg"]
+ANISTON = ["id04/img3.jpg", "id04/img53.jpg"]
+
+
+@pytest.fixture(scope="module")
+def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GalleryPort]:
+    gp = GalleryPort(
+        tmp_path_factory.mktemp("case") / "data",
+        database_url=None,
+        k=10,
+        fpir=0.01,
+        min_quality=0.3,
+        max_upload_bytes=1 << 24,
+    )
+    yield gp
+    gp.close()
+
+
+Setup = tuple[sessionmaker[Session], Actor, int]
+
+
+@pytest.fixture(scope="module")
+def mci(port: GalleryPort, faces_dir: Path) -> Setup:
+    """A case holding six probe photos: three of one woman, two of another, and a couple
+    photo with the first; embedded once with the real engine for the module."""
+    sessions: sessionmaker[Session] = port.gallery().sessions
+    ids = faces_dir / "webphotos13" / "identities"
+    with sessions.begin() as s:
+        inv = actor_of(
+            create_user(
+                s,
+                actor=SYSTEM,
+                username="ines",
+                password="password-123",
+                roles=frozenset({Role.INVESTIGATOR}),
+                department="Dept A",
+            )
+        )
+        case = cases.create_case(
+            s,
+            actor=inv,
+            number="MCI-7",
+            purpose="identify_deceased",
+            legal_basis="Art. 6",
+            retention_days=30,
+        )
+        for name in JOLIE + ANISTON + ["../multi_face/couple.jpg"]:
+            data = (ids / name).read_bytes()
+            found = port.analyse(data, source=name)
+            searches.add_probe(s, actor=inv, case_id=case.id, data=data, filename=name, found=found)
+        return sessions, inv, case.id
+
+
+def test_a_case_groups_into_its_unknown_persons(mci: Setup) -> None:
+    sessions, inv, case_id = mci
+    with sessions() as s:
+        persons = case_groups.group_case(s, actor=inv, case_id=case_id)
+        probes = {p.id: p.filename for p in s.scalars(select(Probe))}
+    by_person = [{probes[f.probe_id] for f in p.faces} for p in persons]
+    jolie = next(g for g in by_person if JOLIE[0] in g)
+    assert set(JOLIE) <= jolie and not set(ANISTON) & jolie
+    assert "../multi_face/couple.jpg" in jolie  # she is in the couple photo too
+    assert any(set(ANISTON) <= g for g in by_person)
+    # the largest person first, best face first
+    assert len(persons[0].faces) >= len(persons[-1].faces)
+    assert persons[0].faces[0].quality >= persons[0].faces[-1].quality
+
+
+def test_a_person_becomes_one_searchable_template(port: GalleryPort, mci: Setup) -> None:
+    sessions, inv, case_id = mci
+    with sessions() as s:
+        person = case_groups.group_case(s, actor=inv, case_id=case_id)[0]
+        members = [(f.probe_id, f.face_index) for f in person.faces]
+        row = case_groups.adopt_person(s, actor=inv, case_id=case_id, faces=members)
+        s.commit()
+        assert row.origin == "person" and len(row.extra["person"]) == len(members)
+        template = np.frombuffer(row.vector or b"", dtype=np.float32)
+        assert abs(float(np.linalg.norm(template)) - 1) < 1e-5
+        # the template is searched like any probe face: a vector search, recorded
+        search = searches.search_probe(
+            s,
+            actor=inv,
+            probe_id=row.probe_id,
+            face=row.face_index,
+            force=True,
+            searcher=port,
+            sessions=sessions,
+            limiter=RateLimiter(limit=100),
+        )
+        s.commit()
+        assert (search.probe_id, search.face_index) == (row.probe_id, row.face_index)
+        # templates are not grouped again
+        again = case_groups.group_case(s, actor=inv, case_id=case_id)
+        assert sum(len(p.faces) for p in again) == sum(
+            len(p.faces) for p in case_groups.group_case(s, actor=inv, case_id=case_id)
+        )
+        assert all(
+            (f.probe_id, f.face_index) != (row.probe_id, row.face_index)
+            for p in again
+            for f in p.faces
+        )
+        with pytest.raises(InvalidRequest):
+            case_groups.adopt_person(s, actor=inv, case_id=case_id, faces=[])
+        with pytest.raises(NotFound):
+            case_groups.adopt_person(s, actor=inv, case_id=case_id, faces=[(9999, 0)])
+    other = _other_department(sessions)
+    with sessions() as s, pytest.raises(NotFound):
+        case_groups.group_case(s, actor=other, case_id=case_id)
+
+
+def _other_department(sessions: sessionmaker[Session]) -> Actor:
+    with sessions.begin() as s:
+        return actor_of(
+            create_user(
+                s,
+                actor=SYSTEM,
+                username="olga",
+                password="password-123",
+                roles=frozenset({Role.INVESTIGATOR}),
+                department="Dept B",
+            )
+        )
