@@ -284,11 +284,19 @@ def markdown(quality: dict[str, Any] | None, scale: dict[str, Any] | None) -> st
         for row in scale["sizes"]:
             base = row["index_s"] + row["graph_s"]
             for a in row["algorithms"]:
+                q = [
+                    _f(a[k]) if k in a else "-"
+                    for k in (
+                        "pairwise_precision",
+                        "pairwise_recall",
+                        "bcubed_precision",
+                        "bcubed_recall",
+                    )
+                ]
+                rss = f"{a['rss_gib']:.2f}" if "rss_gib" in a else "-"
                 parts.append(
                     f"| {row['n']:,} | {a['algorithm']} | {a['seconds']:.1f} "
-                    f"| {base + a['seconds']:.1f} | {_f(a['pairwise_precision'])} "
-                    f"| {_f(a['pairwise_recall'])} | {_f(a['bcubed_precision'])} "
-                    f"| {_f(a['bcubed_recall'])} | {a['rss_gib']:.2f} |"
+                    f"| {base + a['seconds']:.1f} | " + " | ".join(q) + f" | {rss} |"
                 )
     return "\n".join(parts)
 
