@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from facetrace.errors import InvalidRequest, NotFound, RateLimited, RuleViolation
 from facetrace.service import audit
 from facetrace.service.accounts import Actor, Perm, require
-from facetrace.service.cases import scoped_case
+from facetrace.service.cases import require_open, scoped_case
 from facetrace.service.collections import searchable_collections
 from facetrace.store.service_models import Case, Probe, Search, SearchCandidate
 
@@ -141,6 +141,7 @@ def add_probe(
     found in it (``found`` = width, height, faces from :meth:`FaceSearcher.find_faces`,
     called before so no database lock is held while the models run)."""
     case = scoped_case(session, actor=actor, case_id=case_id, perm=Perm.SEARCH)
+    require_open(case)
     width, height, faces = found
     probe = Probe(
         case_id=case.id,
@@ -172,7 +173,7 @@ def search_input(session: Session, *, actor: Actor, probe_id: int, face: int) ->
     probe = session.get(Probe, probe_id)
     if probe is None:
         raise NotFound(f"no probe {probe_id}")
-    scoped_case(session, actor=actor, case_id=probe.case_id, perm=Perm.SEARCH)
+    require_open(scoped_case(session, actor=actor, case_id=probe.case_id, perm=Perm.SEARCH))
     if probe.data is None:
         raise RuleViolation("this probe photo was deleted at the end of its retention period")
     if not 0 <= face < len(probe.faces):
