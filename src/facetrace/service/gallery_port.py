@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from facetrace.config import PipelineOptions
 from facetrace.imaging import ImageLimits, decode_image
 from facetrace.service.searches import FaceResult, FoundCandidate, ProbeFace, ScoreEvidence
 
@@ -76,7 +77,9 @@ class GalleryPort:
         the threshold; min_quality: probe faces below it need ``force``.
         max_upload_bytes: largest probe accepted.
         index_kind, index_params: the vector index recipe and its parameters (a Milvus
-        connection), as for :meth:`facetrace.gallery.Gallery.open`.
+        connection), as for :meth:`facetrace.gallery.directory.Gallery.open`.
+        pipeline: the face pipeline's options (model, backend, detector), from
+        :meth:`facetrace.config.Settings.pipeline_options` as for the CLI.
     """
 
     def __init__(
@@ -90,8 +93,10 @@ class GalleryPort:
         max_upload_bytes: int,
         index_kind: str = "auto",
         index_params: dict[str, Any] | None = None,
+        pipeline: PipelineOptions | None = None,
     ) -> None:
         self.data_dir = data_dir
+        self.pipeline_options = pipeline
         self.index_kind = index_kind
         self.index_params = dict(index_params or {})
         self.database_url = database_url
@@ -113,6 +118,7 @@ class GalleryPort:
                     database_url=self.database_url,
                     index_kind=self.index_kind,
                     index_params=self.index_params,
+                    pipeline=self.pipeline_options,
                 )
             return self._gallery
 
