@@ -3,6 +3,7 @@ case refuses), reopening, notes and the timeline. Refused actions change nothing
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -60,13 +61,13 @@ def test_queue_assignment_close_and_reopen(sessions: sessionmaker[Session]) -> N
         with pytest.raises(RuleViolation, match="closed"):
             reviews.record_review(s, actor=rev, search_id=s2, conclusion="inconclusive")
         with pytest.raises(RuleViolation, match="closed"):
-            searches.run_search(
+            searches.record_search(
                 s,
                 actor=inv,
                 probe_id=s.get(Search, s2).probe_id,
                 face=0,
                 force=False,
-                searcher=FixedSearcher(),
+                result=FixedSearcher().search_vector(np.ones(4, np.float32), collections=None),
             )
         with pytest.raises(PermissionDenied):
             cases.reopen_case(s, actor=inv, case_id=second, reason="why")
