@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+from sqlalchemy.orm import Session
 
 from facetrace.config import PipelineOptions
 from facetrace.imaging import ImageLimits, decode_image
@@ -28,10 +29,12 @@ from facetrace.service.searches import (
     ScoreEvidence,
     VectorResult,
 )
+from facetrace.store.db import Database
+from facetrace.types import Face
 
 if TYPE_CHECKING:
+    from facetrace.gallery.directory import DeleteKind
     from facetrace.gallery.duplicates import DuplicatePair
-from facetrace.types import Face
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +87,40 @@ def _candidate(c: Any) -> FoundCandidate:
     )
 
 
+_REASON_WORDS = {
+    "ImageTooLarge": "the photo is too large",
+    "ImageError": "not a usable photo",
+    "NoFaceFound": "no face found",
+    "LowQualityFace": "the face is of too low quality",
+    "ManifestError": "a problem with the manifest",
+    "error": "could not be read",
+}
+
+
+def user_words(path: str, reason: str, root: Path) -> tuple[str, str]:
+    """A skipped photo as the user knows it: its name inside their upload (never the
+    server's path) and the reason in words (``ImageError: /srv/.../a.jpg: truncated``
+    -> ``("people/a.jpg", "not a usable photo: truncated")``)."""
+    p = Path(path)
+    try:
+        name = p.resolve().relative_to(root).as_posix()
+    except ValueError:
+        name = p.name
+    kind, sep, rest = reason.partition(": ")
+    if sep and kind in _REASON_WORDS:
+        detail = rest.replace(str(p), "").replace(p.name, "").strip(" :")
+        reason = f"{_REASON_WORDS[kind]}: {detail}" if detail else _REASON_WORDS[kind]
+    for prefix in (str(root), str(p.parent)):
+        reason = reason.replace(prefix + "/", "").replace(prefix, "")
+    return name, reason
+
+
 class GalleryPort:
     """Implements :class:`facetrace.service.searches.FaceSearcher` and the gallery admin calls.
 
     Args:
         data_dir: the data directory (index, models cache, SQLite file).
-        database_url: SQL URL, or None for SQLite in ``data_dir``.
+        database: the SQL store the service uses too (one engine, one pool).
         k: candidates per face; fpir: the false-positive identification rate that sets
         the threshold; min_quality: probe faces below it need ``force``.
         max_upload_bytes: largest probe accepted.
@@ -103,7 +134,7 @@ class GalleryPort:
         self,
         data_dir: Path,
         *,
-        database_url: str | None,
+        database: Database,
         k: int,
         fpir: float,
         min_quality: float,
@@ -116,7 +147,7 @@ class GalleryPort:
         self.pipeline_options = pipeline
         self.index_kind = index_kind
         self.index_params = dict(index_params or {})
-        self.database_url = database_url
+        self.database = database
         self.k = k
         self.fpir = fpir
         self._min_quality = min_quality
@@ -138,7 +169,7 @@ class GalleryPort:
 
                 self._gallery = Gallery.open(
                     self.data_dir,
-                    database_url=self.database_url,
+                    database=self.database,
                     index_kind=self.index_kind,
                     index_params=self.index_params,
                     pipeline=self.pipeline_options,
@@ -233,9 +264,13 @@ class GalleryPort:
 
         root = allowed_root.resolve()
         items = []
-        for item in collect_items(path, collection=collection, legal_basis=legal_basis):
+        for item in collect_items(
+            path, collection=collection, legal_basis=legal_basis, source=path.name
+        ):
             if not item.path.resolve().is_relative_to(root):
-                raise ManifestError(str(path.name), None, f"{item.path} is outside {root}")
+                raise ManifestError(
+                    path.name, None, f"a row names a photo outside the upload: {item.path.name}"
+                )
             items.append(replace(item, provenance=replace(item.provenance, collection=collection)))
         progress(0, len(items))
         with self._lock:
@@ -246,22 +281,19 @@ class GalleryPort:
                 limits=self.limits,
                 progress=lambda done, total, _s: progress(done, total),
             )
-        return dict(summary.as_dict())
+        out = dict(summary.as_dict())
+        out["skipped_files"] = [user_words(p, r, root) for p, r in summary.skipped]
+        return out
 
-    def delete_subject(self, external_id: str) -> int:
-        """Delete a subject (tombstoned); returns faces removed."""
-        with self._lock:
-            return int(self.gallery().delete_subject(external_id))
+    def remove_rows(self, session: Session, *, kind: DeleteKind, target: str) -> list[int]:
+        """Delete a subject, photo or collection in the caller's transaction (tombstoned);
+        returns the face ids for :meth:`forget` once that transaction has committed."""
+        return list(self.gallery().remove_rows(session, kind=kind, target=target))
 
-    def delete_photo(self, photo_id: int) -> int:
-        """Delete a photo (tombstoned); returns faces removed."""
+    def forget(self, face_ids: Sequence[int]) -> int:
+        """Drop committed deletions from the index; returns the number of faces."""
         with self._lock:
-            return int(self.gallery().delete_photo(str(photo_id)))
-
-    def delete_collection(self, name: str) -> int:
-        """Delete a collection's photos (tombstoned); returns faces removed."""
-        with self._lock:
-            return int(self.gallery().delete_collection(name))
+            return int(self.gallery().forget(face_ids))
 
     def find_duplicates(
         self, *, collections: frozenset[int] | None, fmr: float
