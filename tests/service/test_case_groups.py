@@ -16,6 +16,7 @@ from facetrace.server.ratelimit import RateLimiter
 from facetrace.service import case_groups, cases, searches
 from facetrace.service.accounts import SYSTEM, Actor, Role, actor_of, create_user
 from facetrace.service.gallery_port import GalleryPort
+from facetrace.store.db import Database, sqlite_url
 from facetrace.store.service_models import Probe
 
 JOLIE = ["id01/img1.jpg", "id01/img2.jpg", "id01/img4.jpg"]
@@ -24,9 +25,12 @@ ANISTON = ["id04/img3.jpg", "id04/img53.jpg"]
 
 @pytest.fixture(scope="module")
 def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GalleryPort]:
+    data = tmp_path_factory.mktemp("case") / "data"
+    data.mkdir()
+    database = Database.open(sqlite_url(data))
     gp = GalleryPort(
-        tmp_path_factory.mktemp("case") / "data",
-        database_url=None,
+        data,
+        database=database,
         k=10,
         fpir=0.01,
         min_quality=0.3,
@@ -34,6 +38,7 @@ def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GalleryPort]:
     )
     yield gp
     gp.close()
+    database.dispose()
 
 
 Setup = tuple[sessionmaker[Session], Actor, int]

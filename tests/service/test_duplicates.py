@@ -14,6 +14,7 @@ from facetrace.errors import Conflict, InvalidRequest, NotFound, PermissionDenie
 from facetrace.service import audit, duplicates
 from facetrace.service.accounts import SYSTEM, Actor, Role, actor_of, create_user
 from facetrace.service.gallery_port import GalleryPort
+from facetrace.store.db import Database, sqlite_url
 from facetrace.store.models import Collection
 from facetrace.store.service_models import AuditEntry
 from tests.galleries import COPIED, OTHER_PHOTO, subject_id
@@ -23,11 +24,18 @@ FMR = 1e-4
 
 @pytest.fixture()
 def port(planted_dir: Path) -> Iterator[GalleryPort]:
+    database = Database.open(sqlite_url(planted_dir))
     gp = GalleryPort(
-        planted_dir, database_url=None, k=10, fpir=0.01, min_quality=0.3, max_upload_bytes=1 << 24
+        planted_dir,
+        database=database,
+        k=10,
+        fpir=0.01,
+        min_quality=0.3,
+        max_upload_bytes=1 << 24,
     )
     yield gp
     gp.close()
+    database.dispose()
 
 
 @pytest.fixture()
