@@ -32,10 +32,13 @@ class LowQualityFace(FacetraceError):
     """A probe face scored below the minimum quality and ``force`` was not given."""
 
     def __init__(self, quality: float, minimum: float, reasons: list[str]) -> None:
-        why = ", ".join(reasons) or "low overall quality"
+        from facetrace.types import describe_quality
+
+        why = describe_quality(reasons) or "low overall quality"
         super().__init__(
-            f"probe face quality {quality:.2f} is below the minimum {minimum:.2f} ({why}); "
-            "use force to search anyway"
+            f"the face's quality ({quality:.2f}) is below the minimum for a search "
+            f"({minimum:.2f}): {why}. Search it anyway only if no better photo exists "
+            "(the 'search even if low quality' option; force in the API)"
         )
         self.quality = quality
         self.minimum = minimum

@@ -5,6 +5,7 @@ Coordinates are pixels in the decoded, EXIF-rotated image, x to the right and y 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -119,6 +120,27 @@ class QualityReason(StrEnum):
     TOO_DARK = "too_dark"
     TOO_BRIGHT = "too_bright"
     LOW_CONTRAST = "low_contrast"
+
+
+QUALITY_REASON_TEXT: dict[str, str] = {
+    QualityReason.TOO_SMALL: "the face is small in the photo (few pixels)",
+    QualityReason.BLURRED: "the face is blurred",
+    QualityReason.STRONG_POSE: "the face is turned away from the camera",
+    QualityReason.TOO_DARK: "the face is too dark",
+    QualityReason.TOO_BRIGHT: "the face is overexposed",
+    QualityReason.LOW_CONTRAST: "the face has little contrast",
+}
+"""Each quality reason in words a reviewer understands (for pages and error messages)."""
+
+
+def describe_quality(reasons: Iterable[str]) -> str:
+    """Quality reasons in plain words, joined (``strong_pose`` -> "the face is turned
+    away from the camera"); unknown codes are shown with underscores as spaces.
+
+    >>> describe_quality(["blurred", "too_dark"])
+    'the face is blurred; the face is too dark'
+    """
+    return "; ".join(QUALITY_REASON_TEXT.get(r, str(r).replace("_", " ")) for r in reasons)
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,6 +122,10 @@ WEB: list[tuple[str, str, set[str], dict[str, Any]]] = [
     ("POST", "/subjects/{missing}/delete", {ADMIN}, {}),
     ("POST", "/photos/{missing}/delete", {ADMIN}, {}),
     ("GET", "/photos/{missing}/face.jpg", GALLERY, {}),
+    ("GET", "/photos/{missing}/photo.jpg", GALLERY, {}),
+    ("GET", "/photos/{missing}/aligned.jpg", GALLERY, {}),
+    ("GET", "/photos/{missing}/view", GALLERY, {}),
+    ("GET", "/photos/{missing}/subject", GALLERY, {}),
     ("GET", "/cases", CASEWORK, {}),
     (
         "POST",
@@ -138,6 +142,10 @@ WEB: list[tuple[str, str, set[str], dict[str, Any]]] = [
     ),
     ("POST", "/probes/{probe}/search", {INV}, {"data": {"face": "7"}}),
     ("GET", "/probes/{probe}/faces/{face}.jpg", CASEWORK, {}),
+    ("GET", "/probes/{probe}/faces/{face}/aligned.jpg", CASEWORK, {}),
+    ("GET", "/probes/{probe}/photo.jpg", CASEWORK, {}),
+    ("GET", "/probes/{probe}", CASEWORK, {}),
+    ("GET", "/searches/{search}/compare/{cand}", CASEWORK, {}),
     ("GET", "/searches/{search}", CASEWORK, {}),
     ("POST", "/searches/{search}/reviews", {REV}, {"data": {"conclusion": "inconclusive"}}),
     (
@@ -158,7 +166,7 @@ WEB: list[tuple[str, str, set[str], dict[str, Any]]] = [
     ("GET", "/audit", {AUD}, {}),
 ]
 
-PUBLIC = {("GET", "/login"), ("POST", "/login"), ("POST", "/logout")}
+PUBLIC = {("GET", "/login"), ("POST", "/login"), ("POST", "/logout"), ("GET", "/api/v1/docs")}
 
 
 @pytest.fixture(scope="module")

@@ -78,3 +78,15 @@ def browser() -> Iterator[Any]:
         b = p.chromium.launch(executable_path=path, args=CHROMIUM_ARGS, headless=True)
         yield b
         b.close()
+
+
+@pytest.fixture(scope="module")
+def desk(
+    live_server: tuple[str, Any], faces_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Any:
+    """The live server seeded with a team and a collection (see tests/web/desk.py)."""
+    from tests.web.desk import Desk, seed
+
+    base, app = live_server
+    coll = seed(app, faces_dir, tmp_path_factory.mktemp("manifest"))
+    return Desk(base=base, app=app, faces=faces_dir, collection_id=coll)

@@ -17,7 +17,7 @@ from facetrace import __version__
 from facetrace.api.router import router as api_router
 from facetrace.config import ServiceConfig
 from facetrace.index import set_search_threads
-from facetrace.server import problems
+from facetrace.server import docs, problems
 from facetrace.server.ratelimit import RateLimiter
 from facetrace.server.state import ServiceState
 from facetrace.service.accounts import load_secret
@@ -91,7 +91,7 @@ def create_app(settings: ServiceConfig) -> FastAPI:
         description="Face search for identifying the dead and tracing the missing. "
         "Results are candidates for human review, never identifications.",
         openapi_url="/api/v1/openapi.json",
-        docs_url="/api/v1/docs",
+        docs_url=None,  # served by server/docs.py from the installed package
         redoc_url=None,
         lifespan=lifespan,
     )
@@ -99,17 +99,17 @@ def create_app(settings: ServiceConfig) -> FastAPI:
     app.include_router(web_router)
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
     problems.install(app)
+    docs.install(app)
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Any) -> Response:
-        # Pages carry no inline script and load nothing from elsewhere; the API docs page
-        # (Swagger UI from a CDN) is left out of the policy.
+        # Pages, the API documentation included, carry no inline script and load
+        # nothing from elsewhere.
         response: Response = await call_next(request)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
         response.headers.setdefault("X-Frame-Options", "DENY")
-        if not request.url.path.startswith("/api/v1/docs"):
-            response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("Content-Security-Policy", CSP)
         return response
 
     return app

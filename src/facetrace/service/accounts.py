@@ -65,6 +65,23 @@ class Perm(StrEnum):
     GALLERY_BROWSE = "gallery.browse"
 
 
+PERM_TEXT: dict[Perm, str] = {
+    Perm.CASE_READ: "see cases",
+    Perm.CASE_CREATE: "open cases",
+    Perm.SEARCH: "run face searches",
+    Perm.RESULTS_VIEW: "see search results",
+    Perm.REVIEW: "review search results",
+    Perm.IDENTIFY: "record identifications",
+    Perm.NOTIFY: "record next of kin and notifications",
+    Perm.EXPORT: "export case records",
+    Perm.REPORTS: "see supervisors' reports",
+    Perm.AUDIT_READ: "read the audit log",
+    Perm.USERS_MANAGE: "manage user accounts",
+    Perm.COLLECTIONS_MANAGE: "manage collections and imports",
+    Perm.GALLERY_BROWSE: "browse the reference photos",
+}
+"""Each permission as the action it allows, for messages people read."""
+
 PERMISSIONS: dict[Role, frozenset[Perm]] = {
     Role.ADMIN: frozenset({Perm.USERS_MANAGE, Perm.COLLECTIONS_MANAGE, Perm.GALLERY_BROWSE}),
     Role.SUPERVISOR: frozenset({Perm.REPORTS}),
@@ -121,7 +138,11 @@ SYSTEM = Actor(id=0, username="system", roles=frozenset(), department_id=None, d
 def require(actor: Actor, perm: Perm) -> None:
     """Raise :class:`PermissionDenied` unless ``actor`` may do ``perm``."""
     if actor is not SYSTEM and not actor.can(perm):
-        raise PermissionDenied(f"your roles do not allow {perm}")
+        roles = ", ".join(sorted(actor.roles)) or "none"
+        raise PermissionDenied(
+            f"your account's roles ({roles}) do not allow you to {PERM_TEXT[perm]}; "
+            "ask an administrator if you need to"
+        )
 
 
 def parse_roles(value: str | list[str] | tuple[str, ...]) -> frozenset[Role]:

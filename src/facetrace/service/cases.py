@@ -203,6 +203,11 @@ def purge_due(session: Session, *, actor: Actor = SYSTEM, now: datetime | None =
     return len(ids)
 
 
+def is_active(case: Case) -> bool:
+    """True while a case may still be searched and reviewed (not identified or closed)."""
+    return case.status in (CaseStatus.OPEN, CaseStatus.LEAD)
+
+
 def retention_ended(case: Case, *, now: datetime | None = None) -> bool:
     """True when the case's probes are due for deletion."""
     return as_utc(case.retention_until) <= (now or utcnow())

@@ -149,8 +149,21 @@ def get_photo(session: Session, *, actor: Actor, photo_id: int) -> Photo:
         require(actor, Perm.GALLERY_BROWSE)
     photo = session.get(Photo, photo_id)
     if photo is None:
-        raise NotFound(f"no photo {photo_id}")
+        raise NotFound(f"reference photo {photo_id} is not in the gallery (perhaps deleted)")
     return photo
+
+
+def subject_photos_of(session: Session, *, actor: Actor, photo_id: int) -> list[Photo]:
+    """Every photo of the subject a reference photo belongs to, oldest first (the photo
+    alone when it has no subject). Raises NotFound when the photo was deleted."""
+    photo = get_photo(session, actor=actor, photo_id=photo_id)
+    if photo.subject_id is None:
+        return [photo]
+    return list(
+        session.execute(
+            select(Photo).where(Photo.subject_id == photo.subject_id).order_by(Photo.id)
+        ).scalars()
+    )
 
 
 def subject_face(session: Session, *, photo_id: int) -> FaceRow | None:

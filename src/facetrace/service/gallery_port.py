@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from facetrace.imaging import ImageLimits, decode_image
-from facetrace.service.searches import FaceResult, FoundCandidate, ProbeFace
+from facetrace.service.searches import FaceResult, FoundCandidate, ProbeFace, ScoreEvidence
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ def _probe_face(index: int, face: Any) -> ProbeFace:
         box=_box(face.detection.box.as_list()),
         quality=float(face.quality.score),
         quality_reasons=tuple(str(r) for r in face.quality.reasons),
+        landmarks=tuple((float(x), float(y)) for x, y in face.detection.landmarks.as_array()),
     )
 
 
@@ -156,12 +157,29 @@ class GalleryPort:
                 collections=list(collections) if collections is not None else None,
                 include_below=True,
             )
+            evidence = self._evidence()
         r = results[0]
         return FaceResult(
             face=_probe_face(r.face_index, r.face),
             threshold=float(r.threshold),
             candidates=tuple(_candidate(c) for c in r.candidates),
             below_threshold=tuple(_candidate(c) for c in r.below_threshold[:3]),
+            evidence=evidence,
+        )
+
+    def _evidence(self) -> ScoreEvidence:
+        """The calibration's extent and the threshold's inputs (caller holds the lock)."""
+        g = self.gallery()
+        cal = g.calibration()
+        n = int(g.subject_count())
+        sizes = sorted({100, 1_000, 10_000, 100_000, 1_000_000, max(n, 1)})
+        return ScoreEvidence(
+            impostor_pairs=int(cal.impostor_pairs) if cal else None,
+            calibration_source=str(cal.source) if cal else "",
+            gallery_subjects=n,
+            fpir=self.fpir,
+            verify_threshold=float(g.descriptor.verify_threshold),
+            examples=tuple((s, cal.threshold_for_fpir(self.fpir, s)) for s in sizes) if cal else (),
         )
 
     def ingest(

@@ -26,12 +26,14 @@ from facetrace.store.service_models import Case, Probe, Search, SearchCandidate
 
 @dataclass(frozen=True, slots=True)
 class ProbeFace:
-    """A face found in a probe photo: box (x1, y1, x2, y2) in pixels, quality 0..1."""
+    """A face found in a probe photo: box (x1, y1, x2, y2) in pixels, quality 0..1,
+    dlib's five landmarks as (x, y) pixels (empty when unknown)."""
 
     index: int
     box: tuple[int, int, int, int]
     quality: float
     quality_reasons: tuple[str, ...] = ()
+    landmarks: tuple[tuple[float, float], ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly form stored with the probe."""
@@ -40,6 +42,7 @@ class ProbeFace:
             "box": list(self.box),
             "quality": round(self.quality, 4),
             "quality_reasons": list(self.quality_reasons),
+            "landmarks": [[round(x, 1), round(y, 1)] for x, y in self.landmarks],
         }
 
 
@@ -65,6 +68,33 @@ class FoundCandidate:
 
 
 @dataclass(frozen=True, slots=True)
+class ScoreEvidence:
+    """What a search's scores rest on, kept with the search so its page can say how far
+    the evidence goes: the impostor pairs the false-match table was measured on (rates
+    below one in that many are extrapolations), the gallery size and false-alarm target
+    that set the threshold, the 1:1 verification threshold, and the threshold the same
+    target gives for other gallery sizes (``examples``: (subjects, threshold) pairs)."""
+
+    impostor_pairs: int | None
+    calibration_source: str
+    gallery_subjects: int
+    fpir: float
+    verify_threshold: float
+    examples: tuple[tuple[int, float], ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly form stored with the search."""
+        return {
+            "impostor_pairs": self.impostor_pairs,
+            "calibration_source": self.calibration_source,
+            "gallery_subjects": self.gallery_subjects,
+            "fpir": self.fpir,
+            "verify_threshold": self.verify_threshold,
+            "examples": [[n, round(t, 4)] for n, t in self.examples],
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class FaceResult:
     """The engine's answer for one probe face."""
 
@@ -72,6 +102,7 @@ class FaceResult:
     threshold: float
     candidates: tuple[FoundCandidate, ...]
     below_threshold: tuple[FoundCandidate, ...] = field(default=())
+    evidence: ScoreEvidence | None = None
 
 
 class FaceSearcher(Protocol):
@@ -175,6 +206,7 @@ def record_search(
         threshold=result.threshold,
         no_candidate=not result.candidates,
         forced=force,
+        evidence=result.evidence.as_dict() if result.evidence else {},
     )
     session.add(search)
     session.flush()

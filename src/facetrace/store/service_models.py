@@ -149,6 +149,8 @@ class Search(Base):
     threshold: Mapped[float] = mapped_column(Float)
     no_candidate: Mapped[bool] = mapped_column(Boolean)
     forced: Mapped[bool] = mapped_column(Boolean, default=False)
+    # what the scores rest on (searches.ScoreEvidence.as_dict); {} for older searches
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     candidates: Mapped[list[SearchCandidate]] = relationship(

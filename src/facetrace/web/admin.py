@@ -177,9 +177,27 @@ def delete_collection(collection_id: int, actor: CurrentActor, db: Db, state: St
 
 @router.get("/subjects/{subject_id}", response_class=HTMLResponse)
 def subject(request: Request, subject_id: int, actor: CurrentActor, db: Db) -> HTMLResponse:
-    """A subject's photos with provenance."""
+    """A subject's photos, each whole with the face boxed, with provenance and metadata."""
     subj, photos = collections.get_subject(db, actor=actor, subject_id=subject_id)
-    return page(request, "subject.html", actor, subject=subj, photos=photos)
+    faces = {p.id: collections.subject_face(db, photo_id=p.id) for p in photos}
+    return page(request, "subject.html", actor, subject=subj, photos=photos, faces=faces)
+
+
+@router.get("/photos/{photo_id}/subject")
+def subject_of_photo(photo_id: int, actor: CurrentActor, db: Db) -> Response:
+    """The page of the person a reference photo shows (candidates link here)."""
+    photo = collections.get_photo(db, actor=actor, photo_id=photo_id)
+    if photo.subject_id is None:
+        return back(f"/photos/{photo_id}/view")
+    return back(f"/subjects/{photo.subject_id}#photo-{photo_id}")
+
+
+@router.get("/photos/{photo_id}/view", response_class=HTMLResponse)
+def photo_view(request: Request, photo_id: int, actor: CurrentActor, db: Db) -> HTMLResponse:
+    """One whole reference photo with the subject's face boxed, and its provenance."""
+    photo = collections.get_photo(db, actor=actor, photo_id=photo_id)
+    face = collections.subject_face(db, photo_id=photo.id)
+    return page(request, "photo.html", actor, photo=photo, face=face)
 
 
 @router.post("/subjects/{subject_id}/delete")

@@ -9,9 +9,9 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 
-from facetrace.errors import InvalidRequest
+from facetrace.errors import InvalidRequest, NotFound
 from facetrace.server.deps import CurrentActor, Db, State, probe_from_upload
-from facetrace.service import cases, notifications, reviews, searches
+from facetrace.service import cases, collections, notifications, reviews, searches
 from facetrace.service.accounts import Perm
 from facetrace.web.render import back, page
 
@@ -147,8 +147,53 @@ def results(request: Request, search_id: int, actor: CurrentActor, db: Db) -> HT
         actor,
         case=case,
         search=search,
+        probe=searches.get_probe(db, actor=actor, probe_id=search.probe_id),
         reviews=of_search,
         can_review=actor.can(Perm.REVIEW) and case.status != "identified",
+    )
+
+
+@router.get("/searches/{search_id}/compare/{candidate_id}", response_class=HTMLResponse)
+def compare(
+    request: Request, search_id: int, candidate_id: int, actor: CurrentActor, db: Db
+) -> HTMLResponse:
+    """The probe face and one candidate's reference face side by side, aligned at one
+    scale and zoomable together, with the subject's other photos to flip through."""
+    case, search = searches.get_search(db, actor=actor, search_id=search_id)
+    candidate = next((c for c in search.candidates if c.id == candidate_id), None)
+    if candidate is None:
+        raise NotFound(f"search {search_id} has no candidate {candidate_id}")
+    photos = collections.subject_photos_of(db, actor=actor, photo_id=candidate.photo_id)
+    return page(
+        request,
+        "compare.html",
+        actor,
+        case=case,
+        search=search,
+        candidate=candidate,
+        photos=photos,
+        first=next((i for i, p in enumerate(photos) if p.id == candidate.photo_id), 0),
+    )
+
+
+@router.get("/probes/{probe_id}", response_class=HTMLResponse)
+def probe_page(
+    request: Request, probe_id: int, actor: CurrentActor, db: Db, state: State
+) -> HTMLResponse:
+    """The whole probe photo with every face boxed, each face's searches, and the form
+    to search a face (or draw a box round a face the detector missed)."""
+    probe = searches.get_probe(db, actor=actor, probe_id=probe_id)
+    case = cases.get_case(db, actor=actor, case_id=probe.case_id)
+    of_probe = [s for s in cases.case_searches(db, case=case) if s.probe_id == probe.id]
+    return page(
+        request,
+        "probe.html",
+        actor,
+        case=case,
+        probe=probe,
+        searches=of_probe,
+        can_search=actor.can(Perm.SEARCH) and cases.is_active(case),
+        min_quality=state.settings.search.min_quality,
     )
 
 

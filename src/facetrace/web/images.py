@@ -1,65 +1,179 @@
-"""Face crops for the results page: the probe face and the candidates' reference faces.
-Served only to users who may see the case or the gallery; never cached by the browser."""
+"""Images for the evidence views: face crops, whole photos, and faces aligned for the
+side-by-side comparison (eyes level, the same distance apart, so both faces are at the
+same scale). Served only to users who may see the case or the gallery; never cached by
+the browser."""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from fastapi import APIRouter
 from fastapi.responses import Response
 from PIL import Image
 
 from facetrace.errors import ImageError, NotFound
 from facetrace.imaging import decode_image
-from facetrace.server.deps import CurrentActor, Db, State
+from facetrace.server.deps import CurrentActor, Db
 from facetrace.service import collections, searches
+from facetrace.store.service_models import Probe
+from facetrace.types import Landmarks
+from facetrace.vision.align import similarity_transform
 
 router = APIRouter()
 
 HEADERS = {"Cache-Control": "no-store"}
+WHOLE_MAX = 1600  # longest side of a whole photo as served
+ALIGNED_SIZES = (240, 360, 480, 720, 960)
+
+# Where the eye centres and the base of the nose land in an aligned view of side 1:
+# the eyes 0.2 apart, level, at 40 % of the height, so the whole head fits with ears.
+VIEW_TEMPLATE = np.array([[0.4, 0.4], [0.6, 0.4], [0.5, 0.55]], dtype=np.float64)
+BOX_WIDTH_SHARE = 0.36  # without landmarks: the face box spans this share of the view
 
 
-def _crop(pixels: object, box: list[int] | tuple[int, ...] | None, size: int = 220) -> bytes:
-    image = Image.fromarray(pixels)  # type: ignore[arg-type]
+def _jpeg(image: Image.Image, *, max_side: int | None = None) -> Response:
+    if max_side:
+        image.thumbnail((max_side, max_side))
+    out = io.BytesIO()
+    image.convert("RGB").save(out, format="JPEG", quality=90)
+    return Response(out.getvalue(), media_type="image/jpeg", headers=HEADERS)
+
+
+def _crop(pixels: npt.NDArray[np.uint8], box: Sequence[int] | None, size: int = 220) -> Response:
+    image = Image.fromarray(pixels)
     if box:
         x1, y1, x2, y2 = (int(v) for v in box)
         m = int(0.35 * max(x2 - x1, y2 - y1))
         image = image.crop(
             (max(0, x1 - m), max(0, y1 - m), min(image.width, x2 + m), min(image.height, y2 + m))
         )
-    image.thumbnail((size, size))
-    out = io.BytesIO()
-    image.save(out, format="JPEG", quality=88)
-    return out.getvalue()
+    return _jpeg(image, max_side=size)
+
+
+def aligned_view(
+    pixels: npt.NDArray[np.uint8],
+    *,
+    box: Sequence[float],
+    landmarks: Sequence[Sequence[float]] | None,
+    size: int,
+) -> Image.Image:
+    """A ``size`` x ``size`` view of one face, rotated so the eyes are level and scaled
+    so they sit at a fixed distance (dlib's five ``landmarks``, (x, y) pixels, in its
+    part order). Without landmarks the face ``box`` (x1, y1, x2, y2) is centred and
+    scaled to a fixed width instead. Two views of one size show faces at one scale."""
+    image = Image.fromarray(pixels)
+    if landmarks is not None and len(landmarks) == 5:
+        lm = Landmarks.from_array(landmarks)
+        src = np.array([lm.right_eye, lm.left_eye, lm.nose], dtype=np.float64)
+        forward = similarity_transform(src, VIEW_TEMPLATE * size)
+    else:
+        x1, y1, x2, y2 = (float(v) for v in box)
+        scale = BOX_WIDTH_SHARE * size / max(x2 - x1, 1.0)
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        forward = np.array(
+            [[scale, 0.0, size / 2 - scale * cx], [0.0, scale, size / 2 - scale * cy]]
+        )
+    # PIL wants the inverse map (output pixel -> input pixel).
+    full = np.vstack([forward, [0.0, 0.0, 1.0]])
+    inv = np.linalg.inv(full)[:2].reshape(-1)
+    return image.transform(
+        (size, size),
+        Image.Transform.AFFINE,
+        tuple(float(v) for v in inv),
+        resample=Image.Resampling.BICUBIC,
+        fillcolor=(235, 238, 242),
+    )
+
+
+def _size(value: int) -> int:
+    """The nearest allowed view size (a fixed set, so no one asks for a huge image)."""
+    return min(ALIGNED_SIZES, key=lambda s: abs(s - value))
+
+
+def _probe_pixels(
+    db: Db, actor: CurrentActor, probe_id: int
+) -> tuple[Probe, npt.NDArray[np.uint8]]:
+    probe = searches.get_probe(db, actor=actor, probe_id=probe_id)
+    if probe.data is None:
+        raise NotFound("the probe photo was deleted at the end of its retention period")
+    return probe, decode_image(probe.data, source=probe.filename).pixels
+
+
+def _probe_face_of(probe: Probe, index: int) -> dict[str, Any]:
+    if not 0 <= index < len(probe.faces):
+        raise NotFound(f"the probe photo has no face number {index + 1}")
+    return probe.faces[index]
 
 
 @router.get("/probes/{probe_id}/faces/{index}.jpg")
 def probe_face(probe_id: int, index: int, actor: CurrentActor, db: Db) -> Response:
-    """The crop of one face of a probe (or the whole photo for index -1)."""
-    probe = searches.get_probe(db, actor=actor, probe_id=probe_id)
-    if probe.data is None:
-        raise NotFound("the probe photo was deleted at the end of its retention period")
-    image = decode_image(probe.data, source=probe.filename)
-    box = None
-    if index >= 0:
-        if index >= len(probe.faces):
-            raise NotFound(f"no face {index}")
-        box = probe.faces[index]["box"]
-    return Response(
-        _crop(image.pixels, box, 220 if box else 640), media_type="image/jpeg", headers=HEADERS
+    """The crop of one face of a probe (or the whole photo, smaller, for index -1)."""
+    probe, pixels = _probe_pixels(db, actor, probe_id)
+    if index < 0:
+        return _crop(pixels, None, 640)
+    return _crop(pixels, _probe_face_of(probe, index)["box"])
+
+
+@router.get("/probes/{probe_id}/photo.jpg")
+def probe_photo(probe_id: int, actor: CurrentActor, db: Db) -> Response:
+    """The whole probe photo, upright, its longest side at most 1600 pixels."""
+    _, pixels = _probe_pixels(db, actor, probe_id)
+    return _jpeg(Image.fromarray(pixels), max_side=WHOLE_MAX)
+
+
+@router.get("/probes/{probe_id}/faces/{index}/aligned.jpg")
+def probe_aligned(
+    probe_id: int, index: int, actor: CurrentActor, db: Db, size: int = 480
+) -> Response:
+    """One probe face aligned for comparison (see :func:`aligned_view`)."""
+    probe, pixels = _probe_pixels(db, actor, probe_id)
+    face = _probe_face_of(probe, index)
+    view = aligned_view(
+        pixels,
+        box=face["box"],
+        landmarks=face.get("landmarks") or None,
+        size=_size(size),
     )
+    return _jpeg(view)
+
+
+def _reference_pixels(db: Db, actor: CurrentActor, photo_id: int) -> npt.NDArray[np.uint8]:
+    photo = collections.get_photo(db, actor=actor, photo_id=photo_id)
+    path = Path(photo.path)
+    try:
+        return decode_image(path.read_bytes(), source=path.name).pixels
+    except (OSError, ImageError) as exc:
+        raise NotFound("the reference photo file is no longer available") from exc
 
 
 @router.get("/photos/{photo_id}/face.jpg")
-def reference_face(photo_id: int, actor: CurrentActor, db: Db, state: State) -> Response:
+def reference_face(photo_id: int, actor: CurrentActor, db: Db) -> Response:
     """The subject face of a gallery photo."""
-    photo = collections.get_photo(db, actor=actor, photo_id=photo_id)
-    face = collections.subject_face(db, photo_id=photo.id)
-    path = Path(photo.path)
-    try:
-        image = decode_image(path.read_bytes(), source=path.name)
-    except (OSError, ImageError) as exc:
-        raise NotFound("the reference photo file is no longer available") from exc
-    box = [face.x1, face.y1, face.x2, face.y2] if face else None
-    return Response(_crop(image.pixels, box), media_type="image/jpeg", headers=HEADERS)
+    pixels = _reference_pixels(db, actor, photo_id)
+    face = collections.subject_face(db, photo_id=photo_id)
+    return _crop(pixels, [face.x1, face.y1, face.x2, face.y2] if face else None)
+
+
+@router.get("/photos/{photo_id}/photo.jpg")
+def reference_photo(photo_id: int, actor: CurrentActor, db: Db) -> Response:
+    """The whole reference photo, upright, its longest side at most 1600 pixels."""
+    pixels = _reference_pixels(db, actor, photo_id)
+    return _jpeg(Image.fromarray(pixels), max_side=WHOLE_MAX)
+
+
+@router.get("/photos/{photo_id}/aligned.jpg")
+def reference_aligned(photo_id: int, actor: CurrentActor, db: Db, size: int = 480) -> Response:
+    """The subject face of a gallery photo aligned for comparison."""
+    pixels = _reference_pixels(db, actor, photo_id)
+    face = collections.subject_face(db, photo_id=photo_id)
+    if face is None:
+        h, w = pixels.shape[:2]
+        box, landmarks = [0, 0, w, h], None
+    else:
+        box, landmarks = [face.x1, face.y1, face.x2, face.y2], face.landmarks
+    return _jpeg(aligned_view(pixels, box=box, landmarks=landmarks, size=_size(size)))

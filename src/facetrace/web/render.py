@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -12,23 +13,65 @@ from fastapi.templating import Jinja2Templates
 
 from facetrace.service import cases, reviews
 from facetrace.service.accounts import Actor, Perm, Role, csrf_token
+from facetrace.types import describe_quality
 
 
-def _fmt_rate(value: float | None) -> str:
-    """An estimated false-match rate as "1 in N" (readable for investigators)."""
+def significant(value: float, digits: int) -> int:
+    """``value`` rounded to ``digits`` significant digits, as an integer.
+
+    >>> significant(39_851_992, 2), significant(9_470, 1)
+    (40000000, 9000)
+    """
+    if value <= 0:
+        return 0
+    return int(round(value, digits - 1 - math.floor(math.log10(value))))
+
+
+def count_words(n: int) -> str:
+    """A large count in words, two significant digits ("19 million", "4,500").
+
+    >>> count_words(18_941_205), count_words(4_512), count_words(2_400_000_000)
+    ('19 million', '4,500', '2.4 billion')
+    """
+    for size, word in ((1e9, "billion"), (1e6, "million")):
+        if n >= size:
+            return f"{significant(n, 2) / size:g} {word}"
+    return f"{significant(n, 2):,}"
+
+
+def fmt_rate(value: float | None, evidence: dict[str, Any] | None = None) -> str:
+    """An estimated false-match rate as "about 1 in N", as precise as its evidence.
+
+    ``evidence`` is a search's stored :class:`~facetrace.service.searches.ScoreEvidence`.
+    A rate below one in the number of impostor pairs measured is an extrapolation and is
+    said so ("fewer than 1 in 19 million pairs measured"); a rate resting on fewer than
+    100 measured pairs gets one significant digit, otherwise two.
+
+    >>> fmt_rate(2.5093e-8, {"impostor_pairs": 18_941_205})
+    'fewer than 1 in 19 million pairs measured'
+    >>> ev = {"impostor_pairs": 18_941_205}
+    >>> fmt_rate(1.0558e-4, ev), fmt_rate(3e-7, ev)
+    ('about 1 in 9,500', 'about 1 in 3,000,000')
+    """
     if value is None:
         return "not estimated (the gallery has no calibration)"
+    pairs = (evidence or {}).get("impostor_pairs")
+    if pairs and value * pairs < 1:
+        return f"fewer than 1 in {count_words(int(pairs))} pairs measured"
     if value <= 0:
-        return "below measurable"
+        return "too small to estimate"
     if value >= 0.5:
         return "about 1 in 2"
-    return f"about 1 in {round(1 / value):,}"
+    digits = 2 if not pairs or value * pairs >= 100 else 1
+    return f"about 1 in {significant(1 / value, digits):,}"
 
 
 def make_templates(directory: Path) -> Jinja2Templates:
     """Jinja2 templates with facetrace's filters; HTML is autoescaped."""
     templates = Jinja2Templates(directory=str(directory))
-    templates.env.filters["rate"] = _fmt_rate
+    templates.env.filters["rate"] = fmt_rate
+    templates.env.filters["count_words"] = count_words
+    templates.env.filters["quality_words"] = describe_quality
     templates.env.globals.update(
         Perm=Perm,
         Role=Role,

@@ -10,3 +10,11 @@ document.addEventListener("click", (event) => {
     history.back();
   }
 });
+// Look-alikes below the threshold stay out of the review form until the user opens them.
+document.addEventListener("toggle", (event) => {
+  if (event.target.id !== "lookalikes" || !event.target.open) return;
+  const group = document.getElementById("lookalike-options");
+  if (!group) return;
+  group.hidden = false;
+  for (const option of group.querySelectorAll("option")) option.hidden = false;
+}, true);
