@@ -35,7 +35,15 @@ from facetrace.errors import (
     NoFaceFound,
 )
 from facetrace.index import batch_threads, use_search_threads
-from facetrace.index.base import Selector, VectorIndex, index_health
+from facetrace.index.base import (
+    RemoteIndex,
+    Selector,
+    VectorIndex,
+    index_group_counts,
+    index_health,
+    index_id_groups_in,
+    index_present,
+)
 from facetrace.index.factory import canonical_kind, choose_kind, load_index, make_index
 from facetrace.index.faiss_ann import auto_nlist
 from facetrace.index.persist import is_manifest, read_manifest
@@ -48,6 +56,8 @@ from facetrace.vision.models import ModelDescriptor
 log = logging.getLogger(__name__)
 
 INDEX_FILE = "index.faiss"  # a FAISS file (flat) or the manifest of another kind
+#: gallery_meta key: which saved index file SQL describes, and its watermark
+INDEX_STATE_KEY = "index_state"
 SAVE_EVERY_S = 30.0
 REBUILD_CHUNK = 100_000
 
@@ -182,7 +192,9 @@ class Gallery:
         self.index: VectorIndex = self._open_index()
         self._unsaved = 0
         self._last_save = time.monotonic()
-        self.reconcile()
+        self._watermark = 0  # the highest face id this process knows to be in the index
+        self.last_repair: dict[str, Any] = {}
+        self.repair()
 
     @classmethod
     def open(
@@ -316,26 +328,127 @@ class Gallery:
             )
         with self.sessions() as s:
             n_faces = int(repo.searchable_ids(s).size)
+        with self.sessions() as s:
+            pending = repo.pending_deletes(s)
+            top = repo.max_face_id(s)
         index = self._build_index(kind, n_faces=n_faces, **params)
         index.save(self.index_path)
         self.index = index
-        self._unsaved = 0
-        self._last_save = time.monotonic()
+        self._watermark = top
+        self._record_save(pending)
         log.info("index rebuilt as %s with %d faces", index.settings().get("kind"), index.count)
         return index.settings()
 
-    def reconcile(self) -> dict[str, int]:
+    # -- repair on open ----------------------------------------------------
+
+    def _index_stamp(self) -> list[int] | None:
+        """What identifies the saved index file: its modification time (ns) and size."""
+        try:
+            st = self.index_path.stat()
+        except OSError:
+            return None
+        return [st.st_mtime_ns, st.st_size]
+
+    def _record_save(self, confirmed: list[int]) -> None:
+        """After a save: note which index file holds what (the watermark) and forget the
+        logged deletes it now holds durably (``confirmed``, read before the save)."""
+        with transaction(self.sessions) as s:
+            repo.set_meta(
+                s,
+                key=INDEX_STATE_KEY,
+                value={"stamp": self._index_stamp(), "watermark": self._watermark},
+            )
+            if confirmed:
+                repo.confirm_pending_deletes(s, face_ids=confirmed)
+        self._unsaved = 0
+        self._last_save = time.monotonic()
+
+    def repair(self) -> dict[str, Any]:
+        """Bring the index in line with SQL on open, reading only what changed.
+
+        SQL keeps, for the saved index file, a *watermark* (every searchable face up to
+        that id is in it) and the deletes it has not confirmed. So the repair removes
+        the logged deletes, adds the faces above the watermark that the index lacks,
+        and then checks the searchable faces per collection: SQL's one grouped count
+        against the index's counts. Only collections whose counts differ are compared
+        id by id; without a usable record (first open, an index file written by
+        something else, a count that matches no collection) the full
+        :meth:`reconcile` runs. Returns what was done, also kept in ``last_repair``.
+        """
+        start = time.perf_counter()
+        with self.sessions() as s:
+            state = repo.get_meta(s, INDEX_STATE_KEY)
+        if not isinstance(state, dict) or state.get("stamp") != self._index_stamp():
+            done: dict[str, Any] = {"mode": "full", **self.reconcile()}
+        else:
+            done = {"mode": "watermark", **self._repair_from(int(state.get("watermark", 0)))}
+        done["seconds"] = round(time.perf_counter() - start, 3)
+        self.last_repair = done
+        log.info("index repair on open: %s", done)
+        return done
+
+    def _repair_from(self, watermark: int) -> dict[str, Any]:
+        dim = self.descriptor.dim
+        with self.sessions() as s:
+            pending = repo.pending_deletes(s)
+            removed = self.index.remove(pending) if pending else 0
+            # faces above the watermark, and logged deletes whose id SQL has given to a
+            # new face since (SQLite reuses the highest rowid): add those the index lacks
+            fresh = np.union1d(
+                repo.searchable_after(s, watermark)[0], repo.searchable_among(s, pending)
+            )
+            missing = fresh[~index_present(self.index, fresh)]
+            if missing.size:
+                got = repo.index_entries(s, missing, dim)
+                self.index.add(got.ids, got.vectors, got.groups)
+            sql_counts = repo.searchable_counts(s)
+            self._watermark = max(watermark, repo.max_face_id(s))
+        done: dict[str, Any] = {"added": int(missing.size), "removed": int(removed)}
+        wrong = self._groups_out_of_step(sql_counts)
+        if wrong is None:
+            log.warning("index counts match no collection of SQL; comparing every face")
+            full = self.reconcile()
+            done.update(full, mode_fallback="full")
+        elif wrong:
+            fixed = self.reconcile(groups=wrong)
+            done.update(
+                {k: done.get(k, 0) + v for k, v in fixed.items()}, collections_compared=len(wrong)
+            )
+        if missing.size or removed or pending or wrong:
+            self.save_index()
+        return done
+
+    def _groups_out_of_step(self, sql_counts: dict[int, int]) -> list[int] | None:
+        """Collections whose searchable face count differs between SQL and the index
+        (``None``: the index holds faces of collections SQL does not know)."""
+        total = int(self.index.count)
+        if isinstance(self.index, RemoteIndex) and total == sum(sql_counts.values()):
+            return []  # a count per collection would be one query each: only on a mismatch
+        groups = np.asarray(sorted(sql_counts), dtype=np.int64)
+        have = index_group_counts(self.index, groups)
+        want = np.asarray([sql_counts[int(g)] for g in groups], dtype=np.int64)
+        if total != int(have.sum()):
+            return None
+        return [int(g) for g in groups[have != want]]
+
+    def reconcile(self, groups: Iterable[int] | None = None) -> dict[str, int]:
         """Make the index hold exactly the searchable faces in SQL, each tagged with its
-        collection; returns what changed.
+        collection; returns what changed. ``groups`` (collection ids) limits the
+        comparison to those collections' faces.
 
         Handles an index behind SQL (faces added), ahead of it (faces removed), faces
         with a wrong or unknown group (retagged: an index saved before faces carried
         groups has every group unknown) and, should one ever appear, a face indexed
         twice (all copies removed, then added once).
         """
+        only = None if groups is None else sorted({int(g) for g in groups})
         with self.sessions() as s:
-            truth, truth_groups = repo.searchable_groups(s)
-            have, have_groups = self.index.id_groups()
+            if only is None:
+                truth, truth_groups = repo.searchable_groups(s)
+                have, have_groups = self.index.id_groups()
+            else:
+                truth, truth_groups = repo.searchable_in_groups(s, only)
+                have, have_groups = index_id_groups_in(self.index, np.asarray(only))
             uniq, counts = np.unique(have, return_counts=True)
             doubled = uniq[counts > 1]
             regroup = _wrong_groups(truth, truth_groups, have, have_groups, doubled)
@@ -351,7 +464,12 @@ class Gallery:
             self.index.remove(int(i) for i in extra)
         if regroup.size:
             self.index.set_groups(truth[regroup], truth_groups[regroup])
-        if missing.size or extra.size or regroup.size:
+        if truth.size:
+            self._watermark = max(self._watermark, int(truth.max()))
+        if only is None:
+            with self.sessions() as s:
+                self._watermark = max(self._watermark, repo.max_face_id(s))
+        if only is None or missing.size or extra.size or regroup.size:
             log.warning(
                 "index repaired from SQL: %d faces added, %d removed (%d were doubled), "
                 "%d retagged with their collection",
@@ -368,10 +486,11 @@ class Gallery:
         }
 
     def save_index(self) -> None:
-        """Persist the index atomically."""
+        """Persist the index atomically, then record in SQL what the saved file holds."""
+        with self.sessions() as s:
+            pending = repo.pending_deletes(s)  # removed from the index before this save
         self.index.save(self.index_path)
-        self._unsaved = 0
-        self._last_save = time.monotonic()
+        self._record_save(pending)
 
     def _maybe_save(self) -> None:
         if self._unsaved and time.monotonic() - self._last_save > SAVE_EVERY_S:
@@ -432,6 +551,7 @@ class Gallery:
                 np.stack([v for _, v, _ in indexed]).astype(np.float32),
                 np.array([g for _, _, g in indexed], dtype=np.int64),
             )
+            self._watermark = max(self._watermark, max(i for i, _, _ in indexed))
             self._unsaved += len(indexed)
             self._maybe_save()
         return result
@@ -452,18 +572,21 @@ class Gallery:
         """Delete a subject's photos and faces (tombstoned); returns faces removed."""
         with transaction(self.sessions) as s:
             ids = repo.delete_subject(s, external_id=external_id)
+            repo.log_pending_deletes(s, face_ids=ids)
         return self._remove(ids)
 
     def delete_photo(self, photo: str) -> int:
         """Delete a photo by id or SHA-256 (tombstoned); returns faces removed."""
         with transaction(self.sessions) as s:
             ids = repo.delete_photo(s, photo=photo)
+            repo.log_pending_deletes(s, face_ids=ids)
         return self._remove(ids)
 
     def delete_collection(self, name: str) -> int:
         """Delete a whole collection (tombstoned); returns faces removed."""
         with transaction(self.sessions) as s:
             ids = repo.delete_collection(s, name=name)
+            repo.log_pending_deletes(s, face_ids=ids)
         return self._remove(ids)
 
     # -- calibration -------------------------------------------------------

@@ -131,3 +131,17 @@ class GalleryMeta(Base):
 
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[Any] = mapped_column(JSON)
+
+
+class IndexPendingDelete(Base):
+    """A face deleted from SQL that the vector index may still hold.
+
+    Written in the same transaction as the delete and removed once the index has
+    confirmed it (saved, for an embedded index), so that the repair on open removes
+    exactly these faces instead of comparing every id of the gallery.
+    """
+
+    __tablename__ = "index_pending_delete"
+
+    face_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    logged_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
