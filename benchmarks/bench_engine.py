@@ -72,11 +72,10 @@ def _pad_gallery(data: Path, total: int, backend: str) -> None:
     """
     from sqlalchemy import insert, select
 
-    from facetrace.engine import PipelineOptions
+    from facetrace.config import Backend, PipelineOptions
     from facetrace.gallery.directory import Gallery
     from facetrace.store import repo
     from facetrace.store.models import Collection, FaceRow, Photo, Subject
-    from facetrace.vision.models import Backend
 
     with Gallery.open(data, pipeline=PipelineOptions(backend=Backend(backend))) as g:
         have = g.index.count
@@ -120,11 +119,10 @@ def bench_search(
     data: Path, sizes: list[int], backend: str, probes: list[Path]
 ) -> list[dict[str, Any]]:
     """Latency of a whole search (decode, detect, embed, index, SQL) and of the index alone."""
-    from facetrace.engine import PipelineOptions
+    from facetrace.config import Backend, PipelineOptions
     from facetrace.gallery.directory import Gallery
     from facetrace.imaging import load_image
     from facetrace.index import set_search_threads
-    from facetrace.vision.models import Backend
 
     set_search_threads(1)
     rows = []

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import faces_dir, write_section
-from facetrace.engine import FacePipeline, PipelineOptions
+from facetrace.config import Backend, PipelineOptions
+from facetrace.engine import FacePipeline
 from facetrace.imaging import load_image
-from facetrace.vision.models import Backend
 from facetrace.vision.quality import assess
 
 

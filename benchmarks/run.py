@@ -10,6 +10,7 @@ BENCHES = [
     "benchmarks.profile_pipeline",
     "benchmarks.bench_embed",
     "benchmarks.bench_index",
+    "benchmarks.bench_cli",
 ]
 
 

@@ -4,25 +4,55 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+import numpy.typing as npt
+
 from facetrace.service import searches
+
+MODEL = "fixed-model"
+
+
+def _face(box: tuple[int, int, int, int], quality: float, *reasons: str) -> searches.FoundFace:
+    vector = np.zeros(4, dtype=np.float32)
+    vector[0] = 1.0
+    return searches.FoundFace(
+        box=box,
+        landmarks=((0.0, 0.0),) * 5,
+        detector_score=1.0,
+        quality=quality,
+        quality_reasons=reasons,
+        vector=vector,
+        model_id=MODEL,
+    )
 
 
 class FixedSearcher:
-    """Two faces; every search returns the same two candidates."""
+    """Two faces; every search returns the same two candidates. Counts model runs."""
 
-    def find_faces(self, data: bytes, *, source: str) -> tuple[int, int, list[searches.ProbeFace]]:
-        return (
-            640,
-            480,
-            [
-                searches.ProbeFace(0, (10, 10, 110, 110), 0.9),
-                searches.ProbeFace(1, (200, 10, 300, 110), 0.4, ("blur",)),
-            ],
+    min_quality = 0.3
+    model_id = MODEL
+
+    def __init__(self) -> None:
+        self.model_runs = 0
+        self.searches = 0
+
+    def analyse(self, data: bytes, *, source: str) -> searches.PhotoFaces:
+        self.model_runs += 1
+        return searches.PhotoFaces(
+            640, 480, (_face((10, 10, 110, 110), 0.9), _face((200, 10, 300, 110), 0.2, "blur"))
         )
 
-    def search_face(
-        self, data: bytes, *, source: str, face: int, force: bool, collections: Sequence[str] | None
-    ) -> searches.FaceResult:
+    def analyse_box(
+        self, data: bytes, *, source: str, box: tuple[int, int, int, int]
+    ) -> searches.FoundFace:
+        self.model_runs += 1
+        return _face(box, 0.7)
+
+    def search_vector(
+        self, vector: npt.NDArray[np.float32], *, collections: Sequence[str] | None
+    ) -> searches.VectorResult:
+        self.searches += 1
+
         def cand(rank: int, subject: str, score: float) -> searches.FoundCandidate:
             return searches.FoundCandidate(
                 rank=rank,
@@ -42,5 +72,4 @@ class FixedSearcher:
                 captured_date="2020",
             )
 
-        probe_face = self.find_faces(data, source=source)[2][face]
-        return searches.FaceResult(probe_face, 0.5, (cand(1, "s-1", 0.8), cand(2, "s-2", 0.6)))
+        return searches.VectorResult(0.5, (cand(1, "s-1", 0.8), cand(2, "s-2", 0.6)))

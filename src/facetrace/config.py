@@ -4,11 +4,16 @@ Environment variables use the prefix ``FACETRACE_`` and ``__`` for nesting, e.g.
 ``FACETRACE_DATA=/srv/facetrace``, ``FACETRACE_SEARCH__FPIR=0.001`` or, for a gallery
 on a Milvus server, ``FACETRACE_INDEX_KIND=milvus FACETRACE_MILVUS__URI=http://host:19530
 FACETRACE_MILVUS__TOKEN=user:password`` (dict settings take JSON:
-``FACETRACE_MILVUS__INDEX_PARAMS='{"nlist": 4096}'``).
+``FACETRACE_MILVUS__INDEX_PARAMS='{"nlist": 4096}'``). The face pipeline is configured
+the same way for the CLI and the service (``FACETRACE_PIPELINE__MODEL=/models/arcface.onnx``,
+``FACETRACE_DETECT__MIN_FACE_PX=60``) and reaches the engine as :class:`PipelineOptions`,
+built by :meth:`Settings.pipeline_options` only.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +36,34 @@ def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("facetrace", appauthor=False))
 
 
+class Backend(StrEnum):
+    """Which runtime computes the dlib descriptor."""
+
+    DLIB = "dlib"
+    ONNX = "onnx"
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineOptions:
+    """The face pipeline's plain values, as :class:`facetrace.engine.FacePipeline` takes
+    them: model (a registered id or an ArcFace-style ``.onnx`` path), backend of the dlib
+    descriptor, smallest face side and largest image area the detector looks at, chips per
+    inference batch, the model cache folder, and inference threads (0: ONNX Runtime's
+    default, one per core)."""
+
+    model: str = "dlib-resnet-v1"
+    backend: Backend = Backend.ONNX
+    min_face_px: int = 40
+    max_detect_pixels: int = 16_000_000
+    batch_size: int = 32
+    cache_dir: Path | None = None
+    threads: int = 0
+
+    def for_worker(self) -> PipelineOptions:
+        """The same options for one process of a pool: one inference thread each."""
+        return replace(self, threads=1)
+
+
 class SearchSettings(BaseModel):
     """Defaults for searches; each can be overridden per request."""
 
@@ -40,10 +73,22 @@ class SearchSettings(BaseModel):
 
 
 class DetectSettings(BaseModel):
-    """Face detection defaults."""
+    """Face detection: the smallest face side in pixels, the largest image area looked at
+    (bigger photos are scaled down for detection)."""
 
     min_face_px: int = Field(40, ge=20, le=400)
     max_detect_pixels: int = Field(16_000_000, ge=100_000)
+
+
+class PipelineSettings(BaseModel):
+    """The embedding model (``FACETRACE_PIPELINE__...``): ``dlib-resnet-v1`` or the path of
+    an ArcFace-style ``.onnx`` model (112x112 in, 512-d out), the dlib descriptor's
+    runtime, chips per inference batch, and inference threads (0: one per core)."""
+
+    model: str = Field("dlib-resnet-v1", min_length=1)
+    backend: Backend = Backend.ONNX
+    batch_size: int = Field(32, ge=1, le=1024)
+    threads: int = Field(0, ge=0, le=256)
 
 
 class MilvusSettings(BaseModel):
@@ -123,7 +168,20 @@ class Settings(BaseSettings):
     workers: int = 0
     search: SearchSettings = SearchSettings()
     detect: DetectSettings = DetectSettings()
+    pipeline: PipelineSettings = PipelineSettings()
     milvus: MilvusSettings = Field(default_factory=MilvusSettings)
+
+    def pipeline_options(self) -> PipelineOptions:
+        """The one conversion of settings into the engine's options (CLI and service)."""
+        return PipelineOptions(
+            model=self.pipeline.model,
+            backend=self.pipeline.backend,
+            min_face_px=self.detect.min_face_px,
+            max_detect_pixels=self.detect.max_detect_pixels,
+            batch_size=self.pipeline.batch_size,
+            cache_dir=self.data / "models",
+            threads=self.pipeline.threads,
+        )
 
     def index_params(self) -> dict[str, Any]:
         """Parameters for the configured ``index_kind`` (the Milvus connection for
@@ -140,7 +198,7 @@ class ServiceSettings(BaseModel):
     """The web service: where it listens, how it limits abuse, how long probes are kept.
 
     The session secret is not configured here: it is generated on first start and kept
-    in ``<data>/service-secret`` (see :mod:`facetrace.accounts`).
+    in ``<data>/service-secret`` (see :mod:`facetrace.service.accounts`).
     """
 
     environment: str = Field(default="development", pattern="^(development|production)$")

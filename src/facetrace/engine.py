@@ -1,45 +1,27 @@
 """The face pipeline: pixels -> detections -> chips -> quality -> vectors.
 
 :class:`FacePipeline` is pure computation (no SQL, no index); the gallery
-(:mod:`facetrace.gallery`) stores and searches what it produces.
+(:mod:`facetrace.gallery.directory`) stores and searches what it produces.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
+from facetrace.config import PipelineOptions
 from facetrace.types import BoundingBox, Detection, Face
 from facetrace.vision.align import arcface_chip, dlib_chip
 from facetrace.vision.detect import HogDetector, central_box
 from facetrace.vision.embed import Embedder, l2_normalise
-from facetrace.vision.models import Alignment, Backend, ModelDescriptor, make_embedder
+from facetrace.vision.models import Alignment, ModelDescriptor, make_embedder
 from facetrace.vision.quality import assess
 
 log = logging.getLogger(__name__)
 
 RGBImage = npt.NDArray[np.uint8]
-
-
-@dataclass(frozen=True, slots=True)
-class PipelineOptions:
-    """Plain values the entry point reads from settings and hands down."""
-
-    model: str = "dlib-resnet-v1"
-    backend: Backend = Backend.ONNX
-    min_face_px: int = 40
-    max_detect_pixels: int = 16_000_000
-    batch_size: int = 32
-    cache_dir: Path | None = None
-    threads: int = 0
-
-    def for_worker(self) -> PipelineOptions:
-        """The same options for one process of a pool: one inference thread each."""
-        return replace(self, threads=1)
 
 
 class FacePipeline:

@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
 
-from facetrace.engine import FacePipeline, PipelineOptions
+from facetrace.config import PipelineOptions
+from facetrace.engine import FacePipeline
 from facetrace.imaging import ImageLimits
 
 T = TypeVar("T")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.routing import APIRoute
 
@@ -70,6 +71,15 @@ API: list[tuple[str, str, set[str], dict[str, Any]]] = [
             "files": {"image": ("p.jpg", b"not a photo", "image/jpeg")},
         },
     ),
+    (
+        "POST",
+        "/api/v1/cases/{case}/probes",
+        {INV},
+        {"files": {"image": ("p.jpg", b"not a photo", "image/jpeg")}},
+    ),
+    ("GET", "/api/v1/probes/{probe}", CASEWORK, {}),
+    ("POST", "/api/v1/probes/{probe}/faces", {INV}, {"json": {"box": [5, 5, 90, 90]}}),
+    ("POST", "/api/v1/probes/{probe}/search", {INV}, {"json": {"face": 7}}),
     ("GET", "/api/v1/searches/{search}", CASEWORK, {}),
     ("POST", "/api/v1/searches/{search}/reviews", {REV}, {"json": {"conclusion": "inconclusive"}}),
     (
@@ -189,10 +199,15 @@ def ids(running: Running) -> dict[str, Any]:
             case_id=case.id,
             data=b"x",
             filename="p.jpg",
-            found=FixedSearcher().find_faces(b"", source="p.jpg"),
+            found=FixedSearcher().analyse(b"", source="p.jpg"),
         )
-        search = searches.run_search(
-            s, actor=inv, probe_id=probe.id, face=0, force=False, searcher=FixedSearcher()
+        search = searches.record_search(
+            s,
+            actor=inv,
+            probe_id=probe.id,
+            face=0,
+            force=False,
+            result=FixedSearcher().search_vector(np.ones(4, np.float32), collections=None),
         )
         coll = Collection(name="matrix", legal_basis="lb", retention="r")
         s.add(coll)

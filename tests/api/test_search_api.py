@@ -269,3 +269,107 @@ def test_department_collections_are_searched_only_by_that_department(
     finally:
         with state.sessions.begin() as s:
             s.get(Collection, gallery["coll"]).department_id = None
+
+
+def test_group_photo_uploaded_once_and_each_face_searched(
+    gallery: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client: TestClient = gallery["client"]
+    port: Any = client.app.state.service.gallery  # type: ignore[attr-defined]
+    runs: list[str] = []
+    for name in ("analyse", "analyse_box"):
+        real = getattr(port, name)
+
+        def counted(*args: Any, _real: Any = real, _name: str = name, **kw: Any) -> Any:
+            runs.append(_name)
+            return _real(*args, **kw)
+
+        monkeypatch.setattr(port, name, counted)
+    group = (gallery["faces"] / "webphotos13" / "multi_face" / "couple.jpg").read_bytes()
+    resp = client.post(
+        f"/api/v1/cases/{gallery['case']}/probes",
+        headers=gallery["inv"],
+        files={"image": ("couple.jpg", group, "image/jpeg")},
+    )
+    assert resp.status_code == 201, resp.text
+    probe = resp.json()
+    assert len(probe["faces"]) >= 2 and runs == ["analyse"]
+    assert [f["index"] for f in probe["faces"]] == list(range(len(probe["faces"])))
+    assert all(f["origin"] == "detected" for f in probe["faces"])
+    found = []
+    for face in (0, 1, 0):
+        resp = client.post(
+            f"/api/v1/probes/{probe['id']}/search",
+            headers=gallery["inv"],
+            json={"face": face, "force": True},
+        )
+        assert resp.status_code == 201, resp.text
+        assert resp.json()["face_index"] == face
+        found.append(resp.json())
+    assert runs == ["analyse"]  # three searches, no model run
+    assert [c["score"] for c in found[0]["candidates"]] == [
+        c["score"] for c in found[2]["candidates"]
+    ]
+    # the same photo searched in one call gives the same candidates for the same face
+    once = client.post(
+        "/api/v1/search",
+        headers=gallery["inv"],
+        data={"case_id": str(gallery["case"]), "face": "1", "force": "true"},
+        files={"image": ("couple.jpg", group, "image/jpeg")},
+    ).json()
+    assert [c["subject"]["id"] for c in once["candidates"]] == [
+        c["subject"]["id"] for c in found[1]["candidates"]
+    ]
+    # refused: a face the probe does not have, before any model runs
+    resp = client.post(
+        f"/api/v1/probes/{probe['id']}/search", headers=gallery["inv"], json={"face": 9}
+    )
+    assert resp.status_code == 422 and "face 9" in resp.json()["detail"]
+    # a box drawn exactly around a found face gives that face's vector again
+    box = probe["faces"][1]["box"]
+    resp = client.post(
+        f"/api/v1/probes/{probe['id']}/faces", headers=gallery["inv"], json={"box": box}
+    )
+    assert resp.status_code == 201, resp.text
+    drawn = resp.json()
+    assert drawn["origin"] == "manual" and drawn["index"] == len(probe["faces"])
+    assert runs == ["analyse", "analyse", "analyse_box"]  # the upload, the one-call search, the box
+    resp = client.post(
+        f"/api/v1/probes/{probe['id']}/search",
+        headers=gallery["inv"],
+        json={"face": drawn["index"], "force": True},
+    )
+    assert resp.status_code == 201, resp.text
+    again = resp.json()
+    assert [round(c["score"], 4) for c in again["candidates"]] == [
+        round(c["score"], 4) for c in found[1]["candidates"]
+    ]
+    listed = client.get(f"/api/v1/probes/{probe['id']}", headers=gallery["inv"]).json()
+    assert len(listed["faces"]) == len(probe["faces"]) + 1
+
+
+def test_refused_upload_search_keeps_no_probe(gallery: dict[str, Any]) -> None:
+    client: TestClient = gallery["client"]
+    case = client.get(f"/api/v1/cases/{gallery['case']}", headers=gallery["inv"]).json()
+    group = (gallery["faces"] / "webphotos13" / "multi_face" / "couple.jpg").read_bytes()
+    state: Any = client.app.state.service  # type: ignore[attr-defined]
+    from sqlalchemy import func, select
+
+    from facetrace.store.service_models import Probe
+
+    def probes() -> int:
+        with state.sessions() as s:
+            return int(s.scalar(select(func.count()).select_from(Probe)) or 0)
+
+    before = probes()
+    for data in ({}, {"face": "12"}):
+        resp = client.post(
+            "/api/v1/search",
+            headers=gallery["inv"],
+            data={"case_id": str(gallery["case"]), **data},
+            files={"image": ("couple.jpg", group, "image/jpeg")},
+        )
+        assert resp.status_code == 422, resp.text
+    assert probes() == before
+    after = client.get(f"/api/v1/cases/{gallery['case']}", headers=gallery["inv"]).json()
+    assert len(after["searches"]) == len(case["searches"])

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from facetrace.cli.main import app
-from facetrace.engine import PipelineOptions
+from facetrace.config import PipelineOptions
 from facetrace.errors import ManifestError
 from facetrace.eval.identify import evaluate_identify, fnir_at_fpir, split
 from facetrace.eval.lfw import best_threshold, fold_accuracies, read_pairs

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facetrace.engine import PipelineOptions
+from facetrace.config import PipelineOptions
 from facetrace.errors import DeletedPhoto, LowQualityFace, ModelMismatch, NoFaceFound, NotFound
 from facetrace.gallery.directory import Gallery
 from facetrace.gallery.ingest import ingest, scan_folder

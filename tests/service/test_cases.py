@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
+import numpy as np
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -40,10 +41,15 @@ def _search(factory: sessionmaker[Session], inv: Actor, case_id: int) -> tuple[i
             case_id=case_id,
             data=b"jpeg",
             filename="p.jpg",
-            found=FixedSearcher().find_faces(b"", source="p.jpg"),
+            found=FixedSearcher().analyse(b"", source="p.jpg"),
         )
-        search = searches.run_search(
-            s, actor=inv, probe_id=probe.id, face=0, force=False, searcher=FixedSearcher()
+        search = searches.record_search(
+            s,
+            actor=inv,
+            probe_id=probe.id,
+            face=0,
+            force=False,
+            result=FixedSearcher().search_vector(np.ones(4, np.float32), collections=None),
         )
         return search.id, [c.id for c in search.candidates]
 

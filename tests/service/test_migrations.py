@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.orm import Session, sessionmaker
@@ -9,9 +13,73 @@ from sqlalchemy.orm import Session, sessionmaker
 import facetrace.store.models
 import facetrace.store.service_models  # noqa: F401
 from facetrace.store.base import Base
+from facetrace.store.db import session_factory
+from facetrace.store.service_models import Probe
+from tests.dbutil import database_url
 
 
 def test_models_match_migrations(sessions: sessionmaker[Session]) -> None:
     engine = sessions.kw["bind"]
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "pg"])
+def test_probe_faces_kept_as_json_become_rows(kind: str, tmp_path: Path) -> None:
+    """0004 moves the faces a probe held as JSON into probe_face rows, vector empty (the
+    service embeds such a face from the stored photo on its first search)."""
+    from alembic import command
+    from sqlalchemy import JSON, LargeBinary, column, insert, table
+
+    from facetrace.store.db import alembic_config
+    from facetrace.store.service_db import service_engine
+
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    with database_url(kind, tmp_path) as url:
+        engine = service_engine(url)
+        cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0003")
+        old_probe = table(
+            "probe",
+            *(column(c) for c in ("id", "case_id", "sha256", "filename", "width", "height")),
+            *(column(c) for c in ("uploaded_by", "created_at")),
+            column("data", LargeBinary()),
+            column("faces", JSON()),
+        )
+        with engine.begin() as conn:
+            department = table("department", column("id"), column("name"), column("created_at"))
+            conn.execute(insert(department).values(id=1, name="D", created_at=t))
+            conn.execute(insert(table("app_user", *(column(c) for c in (
+                "id", "username", "full_name", "password_hash", "roles", "department_id",
+                "active", "created_at")))).values(
+                id=1, username="u", full_name="", password_hash="x", roles="investigator",
+                department_id=1, active=True, created_at=t))  # fmt: skip
+            conn.execute(insert(table("case_file", *(column(c) for c in (
+                "id", "number", "title", "purpose", "legal_basis", "department_id",
+                "created_by", "status", "retention_until", "created_at")))).values(
+                id=1, number="C", title="", purpose="trace_missing", legal_basis="lb",
+                department_id=1, created_by=1, status="open", retention_until=t,
+                created_at=t))  # fmt: skip
+            faces = [
+                {"index": 0, "box": [1, 2, 50, 60], "quality": 0.8, "quality_reasons": []},
+                {"index": 1, "box": [70, 2, 120, 60], "quality": 0.2,
+                 "quality_reasons": ["blurred"]},
+            ]  # fmt: skip
+            conn.execute(insert(old_probe).values(
+                id=1, case_id=1, sha256="ab", filename="p.jpg", data=b"jpeg", width=200,
+                height=100, faces=faces, uploaded_by=1, created_at=t))  # fmt: skip
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+        with session_factory(engine)() as s:
+            probe = s.get(Probe, 1)
+            assert probe is not None and probe.kind == "photo"
+            assert [(f.face_index, f.box, f.quality) for f in probe.faces] == [
+                (0, (1, 2, 50, 60), 0.8),
+                (1, (70, 2, 120, 60), 0.2),
+            ]
+            assert probe.faces[1].quality_reasons == ["blurred"]
+            assert all(f.vector is None and f.model_id == "" for f in probe.faces)
+        engine.dispose()

@@ -5,38 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
-from facetrace.engine import FacePipeline, PipelineOptions
+from facetrace.config import PipelineOptions
+from facetrace.engine import FacePipeline
 from facetrace.errors import ModelMismatch, ModelUnavailable
 from facetrace.gallery.directory import Gallery
 from facetrace.imaging import load_image
 from facetrace.vision.arcface import ArcFaceEmbedder
-
-
-def tiny_model(path: Path, *, size: int = 112, dim: int = 512, channels: int = 3) -> Path:
-    """Average-pool 8x8 -> flatten -> a fixed random projection to ``dim``."""
-    rng = np.random.default_rng(0)
-    cells = channels * (size // 8) * (size // 8)
-    w = numpy_helper.from_array(rng.normal(size=(cells, dim)).astype(np.float32), "w")
-    nodes = [
-        helper.make_node("AveragePool", ["x"], ["p"], kernel_shape=[8, 8], strides=[8, 8]),
-        helper.make_node("Flatten", ["p"], ["f"]),
-        helper.make_node("MatMul", ["f", "w"], ["y"]),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "tiny",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", channels, size, size])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", dim])],
-        initializer=[w],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-    return path
+from tests.onnx_models import tiny_model
 
 
 def test_embeds_real_faces(tmp_path: Path, faces_dir: Path) -> None:

@@ -1,5 +1,9 @@
-"""What every ``facetrace`` command shares: the resolved context, the consoles, the
-progress bar, strict JSON output and the one-line error exit."""
+"""What every ``facetrace`` command shares: the error boundary, the resolved context, the
+consoles, the progress bar and strict JSON output.
+
+Imports here are light on purpose (typer, rich's console, the stdlib): ``facetrace
+--help`` loads this module and nothing heavier; each command imports what it needs.
+"""
 
 from __future__ import annotations
 
@@ -7,30 +11,53 @@ import json
 import math
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
+from typer.core import TyperGroup
 
-from facetrace.config import Settings
-from facetrace.engine import PipelineOptions
+from facetrace.errors import FacetraceError, ManifestError
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from facetrace.config import PipelineOptions, Settings
+    from facetrace.gallery.directory import Gallery
 
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True)
+
+# Exit status of a refused command: 2 for an unusable manifest or folder (as for a usage
+# error: nothing was read), else 1.
+EXIT_CODES: tuple[tuple[type[FacetraceError], int], ...] = ((ManifestError, 2),)
+
+
+def exit_code(exc: FacetraceError) -> int:
+    """The exit status for a domain error (see :data:`EXIT_CODES`)."""
+    return next((code for cls, code in EXIT_CODES if isinstance(exc, cls)), 1)
+
+
+def report(exc: FacetraceError) -> None:
+    """The error as one line on stderr (escaped: a message may hold brackets, "[.db]";
+    soft-wrapped: one line however long)."""
+    err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+
+
+class ErrorBoundary(TyperGroup):
+    """The command's one error boundary: a :class:`~facetrace.errors.FacetraceError` from
+    the callback or any command becomes one line on stderr and an exit status, never a
+    traceback. Anything else is a bug and keeps its traceback."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except FacetraceError as exc:
+            report(exc)
+            raise typer.Exit(exit_code(exc)) from exc
 
 
 @dataclass
@@ -38,11 +65,18 @@ class Context:
     """What the callback resolved from options and environment, handed to commands."""
 
     settings: Settings
-    options: PipelineOptions
 
-    def gallery(self) -> Any:
+    @property
+    def options(self) -> PipelineOptions:
+        """The face pipeline's options (:meth:`facetrace.config.Settings.pipeline_options`)."""
+        return self.settings.pipeline_options()
+
+    def gallery(self) -> Gallery:
+        """Open the data directory's gallery, searches on the configured thread count."""
         from facetrace.gallery.directory import Gallery
+        from facetrace.index import set_search_threads
 
+        set_search_threads(self.settings.search_threads)
         return Gallery.open(
             self.settings.data,
             database_url=self.settings.database_url,
@@ -52,27 +86,33 @@ class Context:
         )
 
 
-def fail(exc: Exception, code: int = 1) -> typer.Exit:
-    # escaped: a message may hold brackets ("[.db]"); soft-wrapped: one line, however long
-    err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
 def workers_for(n: int | None, settings: Settings) -> int:
     """``n`` if positive, else the configured worker count, else the core count."""
     return n if n and n > 0 else (settings.workers or os.cpu_count() or 1)
 
 
-class RateColumn(ProgressColumn):
-    """Items per second (rich's own speed column counts bytes)."""
-
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text("" if speed is None else f"{speed:.1f}/s")
-
-
 def progress_bar() -> Progress:
     """A progress bar on stderr with count, rate and time left."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        Task,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        """Items per second (rich's own speed column counts bytes)."""
+
+        def render(self, task: Task) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text("" if speed is None else f"{speed:.1f}/s")
+
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -84,6 +124,16 @@ def progress_bar() -> Progress:
         console=err,
         transient=False,
     )
+
+
+def counter(bar: Progress, label: str) -> Callable[[int, int], None]:
+    """A ``progress(done, total)`` callback that drives a new task of ``bar``."""
+    task = bar.add_task(label, total=None)
+
+    def update(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total)
+
+    return update
 
 
 def dump(obj: Any) -> None:
@@ -100,13 +150,3 @@ def clean(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return [clean(v) for v in obj]
     return obj
-
-
-def counter(bar: Progress, label: str) -> Any:
-    """A ``progress(done, total)`` callback that drives a new task of ``bar``."""
-    task = bar.add_task(label, total=None)
-
-    def update(done: int, total: int) -> None:
-        bar.update(task, completed=done, total=total)
-
-    return update

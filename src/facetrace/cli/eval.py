@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from facetrace.cli.common import Context, counter, dump, fail, out, progress_bar, workers_for
-from facetrace.errors import FacetraceError
+from facetrace.cli.common import Context, counter, dump, out, progress_bar, workers_for
 
 eval_app = typer.Typer(no_args_is_help=True, help="Measure accuracy on labelled data.")
 
@@ -25,17 +24,14 @@ def eval_lfw(
     from facetrace.eval.lfw import evaluate_lfw
 
     c: Context = ctx.obj
-    try:
-        with progress_bar() as bar:
-            res = evaluate_lfw(
-                pairs,
-                images,
-                options=c.options,
-                workers=workers_for(workers, c.settings),
-                progress=counter(bar, "embed"),
-            )
-    except FacetraceError as exc:
-        raise fail(exc) from exc
+    with progress_bar() as bar:
+        res = evaluate_lfw(
+            pairs,
+            images,
+            options=c.options,
+            workers=workers_for(workers, c.settings),
+            progress=counter(bar, "embed"),
+        )
     if as_json:
         dump(res)
         return
@@ -61,17 +57,14 @@ def eval_identify(
     from facetrace.eval.identify import evaluate_identify
 
     c: Context = ctx.obj
-    try:
-        with progress_bar() as bar:
-            res = evaluate_identify(
-                images,
-                options=c.options,
-                workers=workers_for(workers, c.settings),
-                seed=seed,
-                progress=counter(bar, "embed"),
-            )
-    except FacetraceError as exc:
-        raise fail(exc) from exc
+    with progress_bar() as bar:
+        res = evaluate_identify(
+            images,
+            options=c.options,
+            workers=workers_for(workers, c.settings),
+            seed=seed,
+            progress=counter(bar, "embed"),
+        )
     if as_json:
         dump(res)
         return

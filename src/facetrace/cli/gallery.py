@@ -10,21 +10,18 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from facetrace.cli.common import Context, dump, err, fail, out, progress_bar, workers_for
-from facetrace.engine import FacePipeline
-from facetrace.errors import FacetraceError
+from facetrace.cli.common import Context, dump, err, out, progress_bar, workers_for
+from facetrace.errors import FacetraceError, InvalidRequest
 
 
 def status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """What the gallery holds, which model and which index."""
+    from rich.table import Table
+
     c: Context = ctx.obj
-    try:
-        with c.gallery() as g:
-            info = g.status()
-    except FacetraceError as exc:
-        raise fail(exc) from exc
+    with c.gallery() as g:
+        info = g.status()
     if as_json:
         dump(info)
         return
@@ -58,30 +55,24 @@ def ingest(
     from facetrace.gallery.ingest import ingest as run_ingest
 
     c: Context = ctx.obj
-    try:
-        items = collect_items(path, collection=collection, legal_basis=legal_basis)
-    except FacetraceError as exc:
-        raise fail(exc, 2) from exc
+    items = collect_items(path, collection=collection, legal_basis=legal_basis)
     if report is None:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         report = c.settings.data / "reports" / f"ingest-{stamp}.csv"
-    try:
-        with c.gallery() as g, progress_bar() as bar:
-            task = bar.add_task("ingest", total=len(items))
+    with c.gallery() as g, progress_bar() as bar:
+        task = bar.add_task("ingest", total=len(items))
 
-            def progress(done: int, total: int, _summary: Any) -> None:
-                bar.update(task, completed=done)
+        def progress(done: int, total: int, _summary: Any) -> None:
+            bar.update(task, completed=done)
 
-            summary = run_ingest(
-                g,
-                items,
-                workers=workers_for(workers, c.settings),
-                allow_deleted=allow_deleted,
-                report_path=report,
-                progress=progress,
-            )
-    except FacetraceError as exc:
-        raise fail(exc) from exc
+        summary = run_ingest(
+            g,
+            items,
+            workers=workers_for(workers, c.settings),
+            allow_deleted=allow_deleted,
+            report_path=report,
+            progress=progress,
+        )
     data = summary.as_dict()
     if as_json:
         dump(data)
@@ -122,23 +113,22 @@ def search(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Search every face of a photo against the gallery (1:N)."""
+    from rich.table import Table
+
     c: Context = ctx.obj
     s = c.settings.search
-    try:
-        pixels = _load_pixels(photo)
-        with c.gallery() as g:
-            results = g.search(
-                pixels,
-                k=k,
-                face=face,
-                force=force,
-                min_quality=s.min_quality if min_quality is None else min_quality,
-                fpir=s.fpir if fpir is None else fpir,
-                collections=collection or None,
-                include_below=show_below,
-            )
-    except FacetraceError as exc:
-        raise fail(exc) from exc
+    pixels = _load_pixels(photo)
+    with c.gallery() as g:
+        results = g.search(
+            pixels,
+            k=k,
+            face=face,
+            force=force,
+            min_quality=s.min_quality if min_quality is None else min_quality,
+            fpir=s.fpir if fpir is None else fpir,
+            collections=collection or None,
+            include_below=show_below,
+        )
     if as_json:
         dump({"photo": str(photo), "faces": [r.as_dict() for r in results]})
         return
@@ -185,15 +175,10 @@ def verify(
 ) -> None:
     """Compare two photos, or a photo and a gallery subject (1:1)."""
     c: Context = ctx.obj
-    try:
-        with c.gallery() as g:
-            pix_a = _load_pixels(a)
-            if Path(b).is_file():
-                result = g.verify(pix_a, _load_pixels(Path(b)))
-            else:
-                result = g.verify(pix_a, b)
-    except FacetraceError as exc:
-        raise fail(exc) from exc
+    with c.gallery() as g:
+        pix_a = _load_pixels(a)
+        other = _load_pixels(Path(b)) if Path(b).is_file() else b  # a photo or a subject id
+        result = g.verify(pix_a, other)
     if as_json:
         dump(result.as_dict())
         return
@@ -214,41 +199,43 @@ def calibrate(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Measure score -> false-match rate on impostor pairs of a labelled set."""
+    import numpy as np
+
     from facetrace.calibration import fit_calibration, impostor_scores, save_calibration
+    from facetrace.engine import FacePipeline
     from facetrace.eval.embedding import embed_photos
     from facetrace.gallery.ingest import scan_folder
 
     c: Context = ctx.obj
+    items = scan_folder(images)
+    if not items:
+        raise FacetraceError(f"{images}: no photos in subject folders")
+    with progress_bar() as bar:
+        task = bar.add_task("embed", total=len(items))
+        vecs = embed_photos(
+            [i.path for i in items],
+            options=c.options,
+            workers=workers_for(workers, c.settings),
+            progress=lambda d, _t: bar.update(task, completed=d),
+        )
+    keep = [i for i, v in enumerate(vecs) if v.vector is not None]
+    if not keep:
+        raise FacetraceError(f"{images}: no face was found in any photo")
+    matrix = np.stack([vecs[i].vector for i in keep]).astype(np.float32)  # type: ignore[misc]
+    labels = np.array([items[i].provenance.subject_id for i in keep])
     try:
-        items = scan_folder(images)
-        if not items:
-            raise FacetraceError(f"{images}: no photos in subject folders")
-        with progress_bar() as bar:
-            task = bar.add_task("embed", total=len(items))
-            vecs = embed_photos(
-                [i.path for i in items],
-                options=c.options,
-                workers=workers_for(workers, c.settings),
-                progress=lambda d, _t: bar.update(task, completed=d),
-            )
-        import numpy as np
-
-        keep = [i for i, v in enumerate(vecs) if v.vector is not None]
-        matrix = np.stack([vecs[i].vector for i in keep]).astype(np.float32)  # type: ignore[misc]
-        labels = np.array([items[i].provenance.subject_id for i in keep])
-        scores = impostor_scores(matrix, labels)
         cal = fit_calibration(
-            scores,
+            impostor_scores(matrix, labels),
             model_id=FacePipeline(c.options).model_id,
             source=f"{images.name}: {len(keep)} photos, {len(set(labels))} subjects",
         )
-        if output is not None:
-            save_calibration(cal, output)
-        else:
-            with c.gallery() as g:
-                g.set_calibration(cal)
-    except (FacetraceError, ValueError) as exc:
-        raise fail(exc) from exc
+    except ValueError as exc:  # too few impostor pairs: a property of the photo set
+        raise InvalidRequest(f"{images}: {exc}") from exc
+    if output is not None:
+        save_calibration(cal, output)
+    else:
+        with c.gallery() as g:
+            g.set_calibration(cal)
     summary = {
         "impostor_pairs": cal.impostor_pairs,
         "source": cal.source,
@@ -277,16 +264,13 @@ def delete(
     c: Context = ctx.obj
     if not yes and sys.stdin.isatty():
         typer.confirm(f"Delete {what.value} {ident!r}?", abort=True)
-    try:
-        with c.gallery() as g:
-            fn = {
-                DeleteWhat.subject: g.delete_subject,
-                DeleteWhat.photo: g.delete_photo,
-                DeleteWhat.collection: g.delete_collection,
-            }[what]
-            n = fn(ident)
-    except FacetraceError as exc:
-        raise fail(exc) from exc
+    with c.gallery() as g:
+        fn = {
+            DeleteWhat.subject: g.delete_subject,
+            DeleteWhat.photo: g.delete_photo,
+            DeleteWhat.collection: g.delete_collection,
+        }[what]
+        n = fn(ident)
     err.print(f"deleted {what.value} {ident!r}: {n} faces removed")
 
 
@@ -297,12 +281,11 @@ def embed(
 ) -> None:
     """Every face of a photo with box, quality and vector (compare backends with --backend)."""
 
+    from facetrace.engine import FacePipeline
+
     c: Context = ctx.obj
-    try:
-        pipeline = FacePipeline(c.options)
-        faces = pipeline.analyse(_load_pixels(photo))
-    except FacetraceError as exc:
-        raise fail(exc) from exc
+    pipeline = FacePipeline(c.options)
+    faces = pipeline.analyse(_load_pixels(photo))
     data: dict[str, Any] = {
         "photo": str(photo),
         "model": pipeline.model_id,

@@ -6,8 +6,7 @@ from typing import Annotated
 
 import typer
 
-from facetrace.cli.common import Context, dump, err, fail
-from facetrace.errors import FacetraceError
+from facetrace.cli.common import Context, dump, err
 
 index_app = typer.Typer(no_args_is_help=True, help="Inspect or rebuild the vector index.")
 
@@ -19,16 +18,13 @@ def index_status(ctx: typer.Context) -> None:
     from facetrace.index.factory import choose_kind
 
     c: Context = ctx.obj
-    try:
-        with c.gallery() as g:
-            settings = g.index.settings()
-            info = {
-                "index": settings,
-                "health": g.index_health(),
-                "recommended_kind": choose_kind(g.index.count),
-            }
-    except FacetraceError as exc:
-        raise fail(exc) from exc
+    with c.gallery() as g:
+        settings = g.index.settings()
+        info = {
+            "index": settings,
+            "health": g.index_health(),
+            "recommended_kind": choose_kind(g.index.count),
+        }
     dump(info)
 
 
@@ -51,12 +47,10 @@ def index_rebuild(
     """Rebuild the index from the SQL store as KIND; the old one stays until the new is saved."""
     c: Context = ctx.obj
     params = {} if shards is None else {"shards": shards}
-    try:  # the build itself runs FAISS on every core (Gallery._build_index)
-        with c.gallery() as g:
-            err.print(f"rebuilding the index of {g.index.count} faces as {kind}...")
-            settings = g.rebuild_index(kind, **params)
-    except FacetraceError as exc:
-        raise fail(exc) from exc
+    # the build itself runs FAISS on every core (Gallery._build_index)
+    with c.gallery() as g:
+        err.print(f"rebuilding the index of {g.index.count} faces as {kind}...")
+        settings = g.rebuild_index(kind, **params)
     dump({"index": settings})
 
 

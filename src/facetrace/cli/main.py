@@ -12,21 +12,19 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 
 from facetrace.cli import eval as eval_commands
 from facetrace.cli import gallery, index, service
-from facetrace.cli.common import Context, fail
-from facetrace.config import Settings, settings_error
-from facetrace.engine import PipelineOptions
+from facetrace.cli.common import Context, ErrorBoundary
 from facetrace.errors import FacetraceError
-from facetrace.index import set_search_threads
-from facetrace.vision.models import Backend
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+app = typer.Typer(cls=ErrorBoundary, no_args_is_help=True, add_completion=False, help=__doc__)
 
 
 class BackendChoice(StrEnum):
+    """The values of :class:`facetrace.config.Backend` (kept here so that ``--help`` needs
+    no settings import)."""
+
     dlib = "dlib"
     onnx = "onnx"
 
@@ -43,14 +41,28 @@ def main(
         typer.Option("--database-url", help="SQL URL instead of SQLite in the data directory."),
     ] = None,
     model: Annotated[
-        str, typer.Option(help="'dlib-resnet-v1' or a path to an ArcFace-style .onnx model.")
-    ] = "dlib-resnet-v1",
+        str | None,
+        typer.Option(
+            help="'dlib-resnet-v1' (default) or a path to an ArcFace-style .onnx model "
+            "(env FACETRACE_PIPELINE__MODEL).",
+            show_default=False,
+        ),
+    ] = None,
     backend: Annotated[
-        BackendChoice, typer.Option(help="Runtime for the dlib descriptor.")
-    ] = BackendChoice.onnx,
+        BackendChoice | None,
+        typer.Option(
+            help="Runtime for the dlib descriptor, onnx (default) or dlib "
+            "(env FACETRACE_PIPELINE__BACKEND).",
+            show_default=False,
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """facetrace: face search for identifying the dead and tracing the missing."""
+    from pydantic import ValidationError
+
+    from facetrace.config import Settings, settings_error
+
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -61,19 +73,15 @@ def main(
         overrides["data"] = data
     if database_url is not None:
         overrides["database_url"] = database_url
+    pipeline = {"model": model, "backend": None if backend is None else backend.value}
+    if any(v is not None for v in pipeline.values()):
+        # merged with FACETRACE_PIPELINE__* by pydantic-settings, options winning
+        overrides["pipeline"] = {k: v for k, v in pipeline.items() if v is not None}
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
-        raise fail(FacetraceError(settings_error(exc))) from exc
-    set_search_threads(settings.search_threads)
-    options = PipelineOptions(
-        model=model,
-        backend=Backend(backend.value),
-        min_face_px=settings.detect.min_face_px,
-        max_detect_pixels=settings.detect.max_detect_pixels,
-        cache_dir=settings.data / "models",
-    )
-    ctx.obj = Context(settings=settings, options=options)
+        raise FacetraceError(settings_error(exc)) from exc
+    ctx.obj = Context(settings=settings)
 
 
 gallery.register(app)

@@ -5,22 +5,17 @@ wrapper over the same service functions the API uses."""
 from __future__ import annotations
 
 import json
-import logging
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import ValidationError
-from sqlalchemy.orm import Session, sessionmaker
 
-from facetrace.cli.common import fail
-from facetrace.config import ServiceConfig, settings_error
 from facetrace.errors import FacetraceError
-from facetrace.service import accounts, audit, cases
-from facetrace.store.db import migrate, session_factory, sqlite_url
-from facetrace.store.service_db import service_engine
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from facetrace.config import ServiceConfig
 
 users_app = typer.Typer(no_args_is_help=True, help="Manage accounts from the shell.")
 audit_app = typer.Typer(no_args_is_help=True, help="Check the audit log.")
@@ -28,18 +23,30 @@ cases_app = typer.Typer(no_args_is_help=True, help="Case maintenance.")
 
 
 def _config(ctx: typer.Context) -> ServiceConfig:
-    """The service settings: environment, plus ``--data``/``--database-url`` if given."""
+    """The service settings: environment, plus what the main callback resolved from its
+    options (``--data``, ``--database-url``, ``--model``, ``--backend``)."""
+    from pydantic import ValidationError
+
+    from facetrace.config import ServiceConfig, settings_error
+
     base = getattr(ctx.obj, "settings", None)
     overrides: dict[str, Any] = {}
     if base is not None:
-        overrides = {"data": base.data, "database_url": base.database_url}
+        overrides = {
+            "data": base.data,
+            "database_url": base.database_url,
+            "pipeline": base.pipeline,
+        }
     try:
         return ServiceConfig(**overrides)
     except ValidationError as exc:
-        raise fail(FacetraceError(settings_error(exc))) from exc
+        raise FacetraceError(settings_error(exc)) from exc
 
 
 def _sessions(cfg: ServiceConfig) -> sessionmaker[Session]:
+    from facetrace.store.db import migrate, session_factory, sqlite_url
+    from facetrace.store.service_db import service_engine
+
     cfg.data.mkdir(parents=True, exist_ok=True)
     engine = service_engine(cfg.database_url or sqlite_url(cfg.data))
     migrate(engine)
@@ -58,6 +65,7 @@ def serve(
     import uvicorn
 
     from facetrace.server.app import create_app
+    from facetrace.service import accounts
 
     cfg = _config(ctx)
     service = cfg.service.model_copy(
@@ -68,10 +76,7 @@ def serve(
     if params.get("uri"):  # a Milvus index: fail now, not on the first search
         from facetrace.index.milvus import check_connection
 
-        try:
-            check_connection(params)
-        except FacetraceError as exc:
-            raise fail(exc) from exc
+        check_connection(params)
     with _sessions(cfg).begin() as s:
         password = accounts.bootstrap_admin(s)
     if password:
@@ -96,20 +101,19 @@ def users_add(
     full_name: Annotated[str, typer.Option()] = "",
 ) -> None:
     """Add an account and print its one-time password."""
+    from facetrace.service import accounts
+
     password = accounts.generate_password()
-    try:
-        with _sessions(_config(ctx)).begin() as s:
-            accounts.create_user(
-                s,
-                actor=accounts.SYSTEM,
-                username=username,
-                password=password,
-                roles=accounts.parse_roles(role),
-                department=department,
-                full_name=full_name,
-            )
-    except FacetraceError as exc:
-        raise fail(exc) from exc
+    with _sessions(_config(ctx)).begin() as s:
+        accounts.create_user(
+            s,
+            actor=accounts.SYSTEM,
+            username=username,
+            password=password,
+            roles=accounts.parse_roles(role),
+            department=department,
+            full_name=full_name,
+        )
     sys.stdout.write(f"{username.lower()}\t{password}\n")
 
 
@@ -118,6 +122,8 @@ def users_list(
     ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False
 ) -> None:
     """List accounts (tab-separated, or JSON)."""
+    from facetrace.service import accounts
+
     with _sessions(_config(ctx)).begin() as s:
         rows: list[dict[str, Any]] = [
             {
@@ -141,11 +147,10 @@ def users_list(
 @users_app.command("disable")
 def users_disable(ctx: typer.Context, username: str) -> None:
     """Disable an account (ends its sessions and revokes its API keys)."""
-    try:
-        with _sessions(_config(ctx)).begin() as s:
-            accounts.set_active(s, actor=accounts.SYSTEM, username=username, active=False)
-    except FacetraceError as exc:
-        raise fail(exc) from exc
+    from facetrace.service import accounts
+
+    with _sessions(_config(ctx)).begin() as s:
+        accounts.set_active(s, actor=accounts.SYSTEM, username=username, active=False)
     sys.stdout.write(f"{username} disabled\n")
 
 
@@ -154,6 +159,8 @@ def audit_verify(
     ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False
 ) -> None:
     """Check the hash chain; exit 1 and name the first altered, inserted or deleted entry."""
+    from facetrace.service import audit
+
     with _sessions(_config(ctx)).begin() as s:
         report = audit.verify(s)
     if as_json:
@@ -185,6 +192,8 @@ def audit_verify(
 @cases_app.command("purge")
 def cases_purge(ctx: typer.Context) -> None:
     """Delete probe photos whose case retention period has ended (run it daily)."""
+    from facetrace.service import cases
+
     with _sessions(_config(ctx)).begin() as s:
         n = cases.purge_due(s)
     sys.stdout.write(f"purged {n} probe photo(s)\n")

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from facetrace.engine import FacePipeline, PipelineOptions
+from facetrace.config import PipelineOptions
+from facetrace.engine import FacePipeline
 from facetrace.errors import FacetraceError
 from facetrace.imaging import ImageLimits, load_image
 from facetrace.pool import map_photos

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from facetrace.engine import PipelineOptions
+from facetrace.config import PipelineOptions
 from facetrace.eval.embedding import embed_photos
 from facetrace.gallery.ingest import IMAGE_SUFFIXES
 from facetrace.index.flat import FlatIndex

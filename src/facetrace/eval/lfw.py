@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from facetrace.engine import PipelineOptions
+from facetrace.config import PipelineOptions
 from facetrace.errors import ManifestError
 from facetrace.eval.embedding import embed_photos
 

@@ -25,7 +25,8 @@ import numpy.typing as npt
 from sqlalchemy.orm import Session
 
 from facetrace.calibration import Calibration, packaged_calibration
-from facetrace.engine import FacePipeline, PipelineOptions
+from facetrace.config import PipelineOptions
+from facetrace.engine import FacePipeline
 from facetrace.errors import (
     DeletedPhoto,
     FaceIndexError,

@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from facetrace.engine import FacePipeline, PipelineOptions
+from facetrace.config import PipelineOptions
+from facetrace.engine import FacePipeline
 from facetrace.errors import DeletedPhoto, FacetraceError
 from facetrace.gallery.ingest import IngestItem, IngestSummary, Prepared, prepare, skip_known
 from facetrace.imaging import ImageLimits

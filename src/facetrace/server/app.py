@@ -60,6 +60,7 @@ def build_state(settings: ServiceConfig) -> ServiceState:
             max_upload_bytes=int(svc.max_upload_mb * 1024 * 1024),
             index_kind=settings.index_kind,
             index_params=settings.index_params(),
+            pipeline=settings.pipeline_options(),
         ),
         imports=ImportJobs(root=data_dir / "imports", sessions=sessions),
         login_limiter=RateLimiter(limit=svc.login_per_minute),

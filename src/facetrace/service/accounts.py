@@ -8,6 +8,7 @@ the service functions on top of this table.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -178,6 +179,7 @@ def actor_of(user: User) -> Actor:
 # --- passwords ------------------------------------------------------------------------
 
 
+@functools.cache
 def _hasher() -> PasswordHasher:
     # argon2-cffi's defaults follow RFC 9106's low-memory recommendation.
     return PasswordHasher()
@@ -385,9 +387,12 @@ def _verify(stored: str, password: str) -> bool:
         return False
 
 
-# A hash of a random password, checked when the user does not exist so that a login
-# for an unknown name takes as long as one with a wrong password.
-_DUMMY_HASH = PasswordHasher().hash(secrets.token_urlsafe(16))
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash of a random password, checked when the user does not exist so that a login
+    for an unknown name takes as long as one with a wrong password. Made on the first
+    login, not at import: an argon2 hash costs a fifth of a second."""
+    return _hasher().hash(secrets.token_urlsafe(16))
 
 
 def authenticate(session: Session, *, username: str, password: str) -> User:
@@ -396,7 +401,7 @@ def authenticate(session: Session, *, username: str, password: str) -> User:
     transaction of its own, since this one is rolled back)."""
     name = username.strip().lower()
     user = session.execute(select(User).where(User.username == name)).scalar_one_or_none()
-    ok = _verify(user.password_hash if user else _DUMMY_HASH, password)
+    ok = _verify(user.password_hash if user else _dummy_hash(), password)
     if user is None or not ok or not user.active:
         raise AuthenticationFailed("unknown user name or wrong password")
     if _hasher().check_needs_rehash(user.password_hash):

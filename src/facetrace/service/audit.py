@@ -39,6 +39,7 @@ class Action(StrEnum):
     SEARCH = "search"
     VIEW_RESULTS = "view_results"
     VIEW_PROBE = "view_probe"
+    PROBE_FACE_ADD = "probe_face_add"
     REVIEW = "review"
     IDENTIFICATION = "identification"
     CASE_CREATE = "case_create"

@@ -27,6 +27,7 @@ from facetrace.store.service_models import (
     Contact,
     Notification,
     Probe,
+    ProbeFaceRow,
     Review,
     Search,
     as_utc,
@@ -172,8 +173,9 @@ def case_probes(session: Session, *, case: Case) -> list[Probe]:
 
 
 def purge_due(session: Session, *, actor: Actor = SYSTEM, now: datetime | None = None) -> int:
-    """Delete the photo bytes of every probe whose case's retention period has ended.
-    The probe row stays (hash, faces, dates) so the case record remains complete.
+    """Delete the photo bytes of every probe whose case's retention period has ended, and
+    its faces' vectors and landmarks. The probe row stays (hash, face boxes and quality,
+    dates) so the case record remains complete.
     Returns how many probes were purged."""
     now = now or utcnow()
     due = list(
@@ -188,6 +190,13 @@ def purge_due(session: Session, *, actor: Actor = SYSTEM, now: datetime | None =
     ids = [p.id for p in due]
     session.execute(
         update(Probe).where(Probe.id.in_(ids)).values(data=None, purged_at=now),
+        execution_options={"synchronize_session": False},
+    )
+    # the faces' vectors and landmarks are biometric data of the photo: they go with it
+    session.execute(
+        update(ProbeFaceRow)
+        .where(ProbeFaceRow.probe_id.in_(ids))
+        .values(vector=None, landmarks=[]),
         execution_options={"synchronize_session": False},
     )
     for p in due:

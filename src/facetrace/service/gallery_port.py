@@ -16,8 +16,19 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
+from facetrace.config import PipelineOptions
 from facetrace.imaging import ImageLimits, decode_image
-from facetrace.service.searches import FaceResult, FoundCandidate, ProbeFace, ScoreEvidence
+from facetrace.service.searches import (
+    FoundCandidate,
+    FoundFace,
+    PhotoFaces,
+    ScoreEvidence,
+    VectorResult,
+)
+from facetrace.types import Face
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +46,17 @@ def _rate(value: Any) -> float | None:
     return None if math.isnan(rate) else rate
 
 
-def _probe_face(index: int, face: Any) -> ProbeFace:
-    return ProbeFace(
-        index=index,
-        box=_box(face.detection.box.as_list()),
+def _found(face: Face) -> FoundFace:
+    """The engine's face as the service keeps it."""
+    d = face.detection
+    return FoundFace(
+        box=_box(d.box.as_list()),
+        landmarks=tuple((float(x), float(y)) for x, y in d.landmarks.as_array()),
+        detector_score=float(d.score),
         quality=float(face.quality.score),
         quality_reasons=tuple(str(r) for r in face.quality.reasons),
-        landmarks=tuple((float(x), float(y)) for x, y in face.detection.landmarks.as_array()),
+        vector=np.asarray(face.vector, dtype=np.float32),
+        model_id=face.model_id,
     )
 
 
@@ -76,7 +91,9 @@ class GalleryPort:
         the threshold; min_quality: probe faces below it need ``force``.
         max_upload_bytes: largest probe accepted.
         index_kind, index_params: the vector index recipe and its parameters (a Milvus
-        connection), as for :meth:`facetrace.gallery.Gallery.open`.
+        connection), as for :meth:`facetrace.gallery.directory.Gallery.open`.
+        pipeline: the face pipeline's options (model, backend, detector), from
+        :meth:`facetrace.config.Settings.pipeline_options` as for the CLI.
     """
 
     def __init__(
@@ -90,17 +107,25 @@ class GalleryPort:
         max_upload_bytes: int,
         index_kind: str = "auto",
         index_params: dict[str, Any] | None = None,
+        pipeline: PipelineOptions | None = None,
     ) -> None:
         self.data_dir = data_dir
+        self.pipeline_options = pipeline
         self.index_kind = index_kind
         self.index_params = dict(index_params or {})
         self.database_url = database_url
         self.k = k
         self.fpir = fpir
-        self.min_quality = min_quality
+        self._min_quality = min_quality
         self.limits = ImageLimits(max_bytes=max_upload_bytes)
         self._gallery: Any = None
         self._lock = threading.RLock()
+        self._pipeline_lock = threading.Lock()  # one dlib detector: not for two threads at once
+
+    @property
+    def min_quality(self) -> float:
+        """Probe faces below this quality are searched only when forced."""
+        return self._min_quality
 
     def gallery(self) -> Any:
         """The opened gallery (models load lazily on its first photo)."""
@@ -113,6 +138,7 @@ class GalleryPort:
                     database_url=self.database_url,
                     index_kind=self.index_kind,
                     index_params=self.index_params,
+                    pipeline=self.pipeline_options,
                 )
             return self._gallery
 
@@ -123,52 +149,54 @@ class GalleryPort:
                 self._gallery.close()
                 self._gallery = None
 
-    def find_faces(self, data: bytes, *, source: str) -> tuple[int, int, list[ProbeFace]]:
-        """Decode a probe and find its faces (largest first). Raises ImageError, NoFaceFound."""
-        from facetrace.errors import NoFaceFound
+    @property
+    def model_id(self) -> str:
+        """The gallery's model id (every stored vector carries it)."""
+        return str(self.gallery().descriptor.model_id)
 
+    def analyse(self, data: bytes, *, source: str) -> PhotoFaces:
+        """Decode a photo and find every face with its vector, largest first (one pipeline
+        run). Raises ImageError; a photo without a face gives no faces."""
         image = decode_image(data, source=source, limits=self.limits)
-        with self._lock:
-            faces = self.gallery().pipeline.analyse(image.pixels)
-        if not faces:
-            raise NoFaceFound(f"{source}: no face was found in the photo")
+        pipeline = self.gallery().pipeline
+        with self._pipeline_lock:
+            faces = pipeline.analyse(image.pixels)
         h, w = image.pixels.shape[:2]
-        return int(w), int(h), [_probe_face(i, f) for i, f in enumerate(faces)]
+        return PhotoFaces(width=int(w), height=int(h), faces=tuple(_found(f) for f in faces))
 
-    def search_face(
-        self,
-        data: bytes,
-        *,
-        source: str,
-        face: int,
-        force: bool,
-        collections: Sequence[str] | None,
-    ) -> FaceResult:
-        """Search one face of a probe against the gallery (``collections`` limits it)."""
+    def analyse_box(self, data: bytes, *, source: str, box: tuple[int, int, int, int]) -> FoundFace:
+        """The face inside ``box`` of a photo: landmarks found in the box, then its vector."""
+        from facetrace.types import BoundingBox
+
         image = decode_image(data, source=source, limits=self.limits)
+        pipeline = self.gallery().pipeline
+        with self._pipeline_lock:
+            face = pipeline.analyse_box(image.pixels, BoundingBox(*box))
+        return _found(face)
+
+    def search_vector(
+        self, vector: npt.NDArray[np.float32], *, collections: Sequence[str] | None
+    ) -> VectorResult:
+        """Candidates for one probe vector (``collections`` limits the search)."""
+        gallery = self.gallery()
+        selector = gallery.selector_for(list(collections) if collections is not None else None)
         with self._lock:
-            results = self.gallery().search(
-                image.pixels,
+            ((threshold, above, below),) = gallery.search_vectors(
+                np.asarray(vector, dtype=np.float32)[None, :],
                 k=self.k,
-                face=face,
-                force=force,
-                min_quality=self.min_quality,
                 fpir=self.fpir,
-                collections=list(collections) if collections is not None else None,
+                selector=selector,
                 include_below=True,
             )
-            evidence = self._evidence()
-        r = results[0]
-        return FaceResult(
-            face=_probe_face(r.face_index, r.face),
-            threshold=float(r.threshold),
-            candidates=tuple(_candidate(c) for c in r.candidates),
-            below_threshold=tuple(_candidate(c) for c in r.below_threshold[:3]),
-            evidence=evidence,
+        return VectorResult(
+            threshold=float(threshold),
+            candidates=tuple(_candidate(c) for c in above),
+            below_threshold=tuple(_candidate(c) for c in below[:3]),
+            evidence=self._evidence(),
         )
 
     def _evidence(self) -> ScoreEvidence:
-        """The calibration's extent and the threshold's inputs (caller holds the lock)."""
+        """The calibration's extent and the threshold's inputs ."""
         g = self.gallery()
         cal = g.calibration()
         n = int(g.subject_count())

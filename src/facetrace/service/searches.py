@@ -1,7 +1,13 @@
-"""Probes and searches: a probe photo kept with its case, the faces found in it, and
-the searches of those faces with their candidate lists (snapshots, audited with the
-case's purpose and legal basis). The engine is reached only through
+"""Probes and searches: a probe kept with its case, the faces found in it (with their
+vectors: the pipeline runs once per probe face, at upload or when a face is drawn), and
+the searches of those faces, each a vector search, with their candidate lists (snapshots,
+audited with the case's purpose and legal basis). The engine is reached only through
 :class:`FaceSearcher`, so this module knows nothing of models or indexes.
+
+The service API other parts build on: :func:`store_probe` (upload, faces found once),
+:func:`add_manual_face` (a box the user drew), :func:`add_probe_faces` (any faces, e.g.
+a video's persons with :attr:`FaceOrigin.TRACK`), :func:`search_probe` (face N of a
+stored probe) and :func:`search_upload` (upload and search in one call).
 """
 
 from __future__ import annotations
@@ -9,41 +15,73 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
+import numpy as np
+import numpy.typing as npt
 from sqlalchemy.orm import Session, sessionmaker
 
-from facetrace.errors import InvalidRequest, NotFound, RateLimited, RuleViolation
+from facetrace.errors import (
+    FaceIndexError,
+    InvalidRequest,
+    LowQualityFace,
+    NoFaceFound,
+    NotFound,
+    RateLimited,
+    RuleViolation,
+)
 from facetrace.service import audit
 from facetrace.service.accounts import Actor, Perm, require
 from facetrace.service.cases import scoped_case
 from facetrace.service.collections import searchable_collections
-from facetrace.store.service_models import Case, Probe, Search, SearchCandidate
+from facetrace.store.service_models import Case, Probe, ProbeFaceRow, Search, SearchCandidate
+
+FaceT = TypeVar("FaceT")
 
 # --- the engine, as this layer sees it --------------------------------------------------
 
 
+class FaceOrigin(StrEnum):
+    """How a probe face came to be: found by the detector when the probe was uploaded,
+    drawn by a user around a face the detector missed, or a person followed through a
+    video (one searchable face per track)."""
+
+    DETECTED = "detected"
+    MANUAL = "manual"
+    TRACK = "track"
+
+
 @dataclass(frozen=True, slots=True)
-class ProbeFace:
-    """A face found in a probe photo: box (x1, y1, x2, y2) in pixels, quality 0..1,
-    dlib's five landmarks as (x, y) pixels (empty when unknown)."""
+class FoundFace:
+    """A face the engine found (or embedded inside a given box): what a probe face keeps.
 
-    index: int
+    ``box`` is (x1, y1, x2, y2) in pixels of the upright photo (or video frame);
+    ``landmarks`` dlib's five (x, y) points; ``vector`` the L2-normalised float32
+    embedding of ``model_id``, shape (dim,). ``frame_index``, ``timestamp_s`` and
+    ``extra`` describe a video person (its best frame, and the track).
+    """
+
     box: tuple[int, int, int, int]
+    landmarks: tuple[tuple[float, float], ...]
+    detector_score: float | None
     quality: float
-    quality_reasons: tuple[str, ...] = ()
-    landmarks: tuple[tuple[float, float], ...] = ()
+    quality_reasons: tuple[str, ...]
+    vector: npt.NDArray[np.float32]
+    model_id: str
+    frame_index: int | None = None
+    timestamp_s: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-friendly form stored with the probe."""
-        return {
-            "index": self.index,
-            "box": list(self.box),
-            "quality": round(self.quality, 4),
-            "quality_reasons": list(self.quality_reasons),
-            "landmarks": [[round(x, 1), round(y, 1)] for x, y in self.landmarks],
-        }
+
+@dataclass(frozen=True, slots=True)
+class PhotoFaces:
+    """A decoded photo's size and every face found in it, largest first."""
+
+    width: int
+    height: int
+    faces: tuple[FoundFace, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,10 +133,10 @@ class ScoreEvidence:
 
 
 @dataclass(frozen=True, slots=True)
-class FaceResult:
-    """The engine's answer for one probe face."""
+class VectorResult:
+    """The gallery's answer for one probe vector: the "no candidate" threshold, the
+    candidates above it, the best few below it, and what the scores rest on."""
 
-    face: ProbeFace
     threshold: float
     candidates: tuple[FoundCandidate, ...]
     below_threshold: tuple[FoundCandidate, ...] = field(default=())
@@ -106,26 +144,69 @@ class FaceResult:
 
 
 class FaceSearcher(Protocol):
-    """What the service needs from the engine (see :mod:`facetrace.gallery_port`)."""
+    """What the service needs from the engine (see
+    :class:`facetrace.service.gallery_port.GalleryPort`). Only :meth:`analyse` and
+    :meth:`analyse_box` run models; :meth:`search_vector` is an index search."""
 
-    def find_faces(self, data: bytes, *, source: str) -> tuple[int, int, list[ProbeFace]]:
-        """Decode a photo and return (width, height, faces); raises ImageError/NoFaceFound."""
+    @property
+    def min_quality(self) -> float:
+        """Probe faces below this quality are searched only when forced."""
         ...
 
-    def search_face(
-        self,
-        data: bytes,
-        *,
-        source: str,
-        face: int,
-        force: bool,
-        collections: Sequence[str] | None,
-    ) -> FaceResult:
-        """Search face number ``face`` of a photo; raises LowQualityFace unless ``force``."""
+    @property
+    def model_id(self) -> str:
+        """The gallery's model: stored probe vectors of another model are re-embedded."""
+        ...
+
+    def analyse(self, data: bytes, *, source: str) -> PhotoFaces:
+        """Decode a photo and find every face with its vector; raises ImageError."""
+        ...
+
+    def analyse_box(self, data: bytes, *, source: str, box: tuple[int, int, int, int]) -> FoundFace:
+        """Embed the face inside ``box`` (landmarks found in it); raises ImageError."""
+        ...
+
+    def search_vector(
+        self, vector: npt.NDArray[np.float32], *, collections: Sequence[str] | None
+    ) -> VectorResult:
+        """The gallery's candidates for one probe vector (``collections`` limits them)."""
         ...
 
 
-# --- probes and searches ----------------------------------------------------------------
+class Limiter(Protocol):
+    """A per-user rate limit (see :class:`facetrace.server.ratelimit.RateLimiter`)."""
+
+    def hit(self, key: str) -> float | None:
+        """Count one event for ``key``; None when allowed, else the seconds to wait."""
+        ...
+
+
+MIN_BOX_PX = 20  # a drawn box smaller than this holds too little face to search
+
+
+# --- probes and their faces -------------------------------------------------------------
+
+
+def _face_row(face: FoundFace, *, index: int, origin: FaceOrigin, by: int | None) -> ProbeFaceRow:
+    x1, y1, x2, y2 = face.box
+    return ProbeFaceRow(
+        face_index=index,
+        origin=str(origin),
+        x1=x1,
+        y1=y1,
+        x2=x2,
+        y2=y2,
+        landmarks=[[round(x, 2), round(y, 2)] for x, y in face.landmarks],
+        detector_score=face.detector_score,
+        quality=face.quality,
+        quality_reasons=list(face.quality_reasons),
+        model_id=face.model_id,
+        vector=np.asarray(face.vector, dtype=np.float32).tobytes(),
+        frame_index=face.frame_index,
+        timestamp_s=face.timestamp_s,
+        extra=dict(face.extra),
+        added_by=by,
+    )
 
 
 def add_probe(
@@ -135,49 +216,176 @@ def add_probe(
     case_id: int,
     data: bytes,
     filename: str,
-    found: tuple[int, int, list[ProbeFace]],
+    found: PhotoFaces,
+    kind: str = "photo",
 ) -> Probe:
-    """Keep a probe photo with its case (never in the gallery) with the faces the engine
-    found in it (``found`` = width, height, faces from :meth:`FaceSearcher.find_faces`,
-    called before so no database lock is held while the models run)."""
+    """Keep a probe with its case (never in the gallery) together with the faces the
+    engine found in it (``found``, from :meth:`FaceSearcher.analyse`, called before so
+    that no database lock is held while the models run)."""
     case = scoped_case(session, actor=actor, case_id=case_id, perm=Perm.SEARCH)
-    width, height, faces = found
     probe = Probe(
         case_id=case.id,
+        kind=kind,
         sha256=hashlib.sha256(data).hexdigest(),
         filename=filename[:300],
         data=data,
-        width=width,
-        height=height,
-        faces=[f.as_dict() for f in faces],
+        width=found.width,
+        height=found.height,
         uploaded_by=actor.id,
     )
+    probe.faces = [
+        _face_row(f, index=i, origin=FaceOrigin.DETECTED, by=None)
+        for i, f in enumerate(found.faces)
+    ]
     session.add(probe)
     session.flush()
     return probe
 
 
+def add_probe_faces(
+    session: Session,
+    *,
+    actor: Actor,
+    probe_id: int,
+    faces: Sequence[FoundFace],
+    origin: FaceOrigin,
+) -> list[ProbeFaceRow]:
+    """Add faces to a stored probe, numbered after the ones it has (a box drawn by the
+    user, or a video's persons); audited. Returns the new rows."""
+    probe = _probe_for(session, actor=actor, probe_id=probe_id, perm=Perm.SEARCH)
+    start = max((f.face_index for f in probe.faces), default=-1) + 1
+    by = actor.id if origin == FaceOrigin.MANUAL else None
+    rows = [_face_row(f, index=start + i, origin=origin, by=by) for i, f in enumerate(faces)]
+    probe.faces.extend(rows)
+    session.flush()
+    audit.append(
+        session,
+        actor=actor.username,
+        action=audit.Action.PROBE_FACE_ADD,
+        target=f"case:{probe.case_id}",
+        detail={
+            "probe": probe.id,
+            "origin": str(origin),
+            "faces": [{"index": r.face_index, "box": list(r.box)} for r in rows],
+        },
+    )
+    return rows
+
+
 def get_probe(session: Session, *, actor: Actor, probe_id: int) -> Probe:
     """A probe of one of the actor's department's cases."""
+    return _probe_for(session, actor=actor, probe_id=probe_id, perm=Perm.RESULTS_VIEW)
+
+
+def _probe_for(session: Session, *, actor: Actor, probe_id: int, perm: Perm) -> Probe:
     probe = session.get(Probe, probe_id)
     if probe is None:
         raise NotFound(f"no probe {probe_id}")
-    scoped_case(session, actor=actor, case_id=probe.case_id, perm=Perm.RESULTS_VIEW)
+    scoped_case(session, actor=actor, case_id=probe.case_id, perm=perm)
     return probe
 
 
-def search_input(session: Session, *, actor: Actor, probe_id: int, face: int) -> tuple[bytes, str]:
-    """The photo bytes and file name to search face ``face`` of a probe, after checking
-    the actor may search this case and the photo still exists."""
-    probe = session.get(Probe, probe_id)
-    if probe is None:
-        raise NotFound(f"no probe {probe_id}")
-    scoped_case(session, actor=actor, case_id=probe.case_id, perm=Perm.SEARCH)
+def _usable_probe(session: Session, *, actor: Actor, probe_id: int) -> Probe:
+    """A probe the actor may search whose photo still exists."""
+    probe = _probe_for(session, actor=actor, probe_id=probe_id, perm=Perm.SEARCH)
     if probe.data is None:
         raise RuleViolation("this probe photo was deleted at the end of its retention period")
-    if not 0 <= face < len(probe.faces):
-        raise InvalidRequest(f"face {face} requested; the photo has {len(probe.faces)} faces")
-    return probe.data, probe.filename
+    return probe
+
+
+def _pick(faces: Sequence[FaceT], face: int) -> FaceT:
+    if not 0 <= face < len(faces):
+        raise FaceIndexError(f"face {face} requested; the photo has {len(faces)} faces")
+    return faces[face]
+
+
+def _check_quality(quality: float, reasons: Sequence[str], *, force: bool, minimum: float) -> None:
+    if not force and quality < minimum:
+        raise LowQualityFace(quality, minimum, list(reasons))
+
+
+def store_probe(
+    session: Session,
+    *,
+    actor: Actor,
+    case_id: int,
+    data: bytes,
+    filename: str,
+    searcher: FaceSearcher,
+    keep_without_faces: bool = False,
+) -> Probe:
+    """Find the faces of a probe photo (the one pipeline run it gets), then keep it and
+    them with its case, committed so a search that follows can read it. The case is
+    checked first; the engine runs between two transactions, so no database lock is held
+    meanwhile. A photo without a face raises NoFaceFound and is not kept, unless
+    ``keep_without_faces`` (so a user can draw a box around a face the detector missed).
+    """
+    require(actor, Perm.SEARCH)
+    filename = Path(filename or "probe").name
+    scoped_case(session, actor=actor, case_id=case_id, perm=Perm.SEARCH)
+    session.commit()
+    found = searcher.analyse(data, source=filename)
+    if not found.faces and not keep_without_faces:
+        raise NoFaceFound(f"{filename}: no face was found in the photo")
+    probe = add_probe(
+        session, actor=actor, case_id=case_id, data=data, filename=filename, found=found
+    )
+    session.commit()
+    return probe
+
+
+def add_manual_face(
+    session: Session,
+    *,
+    actor: Actor,
+    probe_id: int,
+    box: tuple[int, int, int, int],
+    searcher: FaceSearcher,
+) -> ProbeFaceRow:
+    """Add a face the user drew around (``box`` = x1, y1, x2, y2 in pixels of the upright
+    photo) to a stored probe: landmarks and vector are found inside the box, once; the
+    new face is searched like any other. Refused (nothing run, nothing stored) for a box
+    outside the photo or under :data:`MIN_BOX_PX`."""
+    require(actor, Perm.SEARCH)
+    probe = _usable_probe(session, actor=actor, probe_id=probe_id)
+    x1, y1, x2, y2 = box
+    if not (0 <= x1 < x2 <= probe.width and 0 <= y1 < y2 <= probe.height):
+        raise InvalidRequest(
+            f"the box {list(box)} is not inside the {probe.width}x{probe.height} photo "
+            "(give x1 < x2 and y1 < y2 in pixels)"
+        )
+    if min(x2 - x1, y2 - y1) < MIN_BOX_PX:
+        raise InvalidRequest(f"the box is too small: draw at least {MIN_BOX_PX} pixels a side")
+    data, filename = bytes(probe.data or b""), probe.filename
+    session.commit()
+    found = searcher.analyse_box(data, source=filename, box=box)
+    return add_probe_faces(
+        session, actor=actor, probe_id=probe_id, faces=[found], origin=FaceOrigin.MANUAL
+    )[0]
+
+
+# --- searches ---------------------------------------------------------------------------
+
+
+def _candidate_row(search_id: int, c: FoundCandidate) -> SearchCandidate:
+    return SearchCandidate(
+        search_id=search_id,
+        rank=c.rank,
+        score=c.score,
+        false_match_rate=c.false_match_rate,
+        above_threshold=c.above_threshold,
+        subject_external_id=c.subject_external_id,
+        subject_name=c.subject_name,
+        face_id=c.face_id,
+        photo_id=c.photo_id,
+        box=list(c.box),
+        quality=c.quality,
+        collection=c.collection,
+        legal_basis=c.legal_basis,
+        source_url=c.source_url,
+        source_title=c.source_title,
+        captured_date=c.captured_date,
+    )
 
 
 def record_search(
@@ -187,22 +395,21 @@ def record_search(
     probe_id: int,
     face: int,
     force: bool,
-    result: FaceResult,
+    result: VectorResult,
 ) -> Search:
     """Keep the engine's candidate list for a probe face as a snapshot with the case and
     audit the search with the case's purpose and legal basis."""
-    probe = session.get(Probe, probe_id)
-    if probe is None:
-        raise NotFound(f"no probe {probe_id}")
-    case = scoped_case(session, actor=actor, case_id=probe.case_id, perm=Perm.SEARCH)
+    probe = _probe_for(session, actor=actor, probe_id=probe_id, perm=Perm.SEARCH)
+    case = probe_case(session, probe)
+    searched = _pick(probe.faces, face)
     search = Search(
         case_id=case.id,
         probe_id=probe.id,
         user_id=actor.id,
         face_index=face,
-        box=list(result.face.box),
-        quality=result.face.quality,
-        quality_reasons=list(result.face.quality_reasons),
+        box=list(searched.box),
+        quality=searched.quality,
+        quality_reasons=list(searched.quality_reasons),
         threshold=result.threshold,
         no_candidate=not result.candidates,
         forced=force,
@@ -210,28 +417,8 @@ def record_search(
     )
     session.add(search)
     session.flush()
-    shown = list(result.candidates) + list(result.below_threshold)
-    for c in shown:
-        session.add(
-            SearchCandidate(
-                search_id=search.id,
-                rank=c.rank,
-                score=c.score,
-                false_match_rate=c.false_match_rate,
-                above_threshold=c.above_threshold,
-                subject_external_id=c.subject_external_id,
-                subject_name=c.subject_name,
-                face_id=c.face_id,
-                photo_id=c.photo_id,
-                box=list(c.box),
-                quality=c.quality,
-                collection=c.collection,
-                legal_basis=c.legal_basis,
-                source_url=c.source_url,
-                source_title=c.source_title,
-                captured_date=c.captured_date,
-            )
-        )
+    for c in list(result.candidates) + list(result.below_threshold):
+        session.add(_candidate_row(search.id, c))
     session.flush()
     session.refresh(search)
     audit.append(
@@ -253,7 +440,21 @@ def record_search(
     return search
 
 
-def run_search(
+def probe_case(session: Session, probe: Probe) -> Case:
+    """The case a probe belongs to."""
+    case = session.get(Case, probe.case_id)
+    if case is None:  # a foreign key holds it; only a damaged database gets here
+        raise NotFound(f"no case {probe.case_id}")
+    return case
+
+
+def _limit(actor: Actor, limiter: Limiter) -> None:
+    wait = limiter.hit(actor.username)
+    if wait is not None:
+        raise RateLimited(wait)
+
+
+def search_probe(
     session: Session,
     *,
     actor: Actor,
@@ -261,15 +462,96 @@ def run_search(
     face: int,
     force: bool,
     searcher: FaceSearcher,
-    collections: Sequence[str] | None = None,
+    sessions: sessionmaker[Session],
+    limiter: Limiter,
 ) -> Search:
-    """:func:`search_input`, the engine, then :func:`record_search`, in one session."""
-    data, filename = search_input(session, actor=actor, probe_id=probe_id, face=face)
-    result = searcher.search_face(
-        data, source=filename, face=face, force=force, collections=collections
-    )
+    """Search face ``face`` of a stored probe: a vector search, no model runs.
+
+    Refused before anything else runs and with nothing stored: over the actor's rate
+    limit (RateLimited), a face number the probe does not have (FaceIndexError), a face
+    below the minimum quality unless ``force`` (LowQualityFace). Commits the session's
+    work so far, reads the face in a short transaction of its own, searches holding no
+    database lock, then records the result in ``session``. A face stored before vectors
+    were kept (or under another model) is embedded once from the stored photo first.
+    """
+    require(actor, Perm.SEARCH)
+    _limit(actor, limiter)
+    session.commit()
+    with sessions.begin() as s:
+        probe = _usable_probe(s, actor=actor, probe_id=probe_id)
+        row = _pick(probe.faces, face)
+        _check_quality(row.quality, row.quality_reasons, force=force, minimum=searcher.min_quality)
+        scope = searchable_collections(s, actor=actor)
+        vector = None if row.model_id != searcher.model_id else _vector(row.vector)
+        data, filename, box = probe.data, probe.filename, row.box
+    if vector is None:  # stored before vectors were kept: embed it once, keep it
+        found = searcher.analyse_box(bytes(data or b""), source=filename, box=box)
+        vector = found.vector
+        stored = _probe_for(session, actor=actor, probe_id=probe_id, perm=Perm.SEARCH)
+        again = _pick(stored.faces, face)
+        again.vector = np.asarray(vector, dtype=np.float32).tobytes()
+        again.model_id = found.model_id
+        again.landmarks = [[round(x, 2), round(y, 2)] for x, y in found.landmarks]
+    result = searcher.search_vector(vector, collections=scope)
     return record_search(
         session, actor=actor, probe_id=probe_id, face=face, force=force, result=result
+    )
+
+
+def _vector(data: bytes | None) -> npt.NDArray[np.float32] | None:
+    return None if data is None else np.frombuffer(data, dtype=np.float32).copy()
+
+
+def search_upload(
+    session: Session,
+    *,
+    actor: Actor,
+    case_id: int,
+    data: bytes,
+    filename: str,
+    face: int | None,
+    force: bool,
+    searcher: FaceSearcher,
+    sessions: sessionmaker[Session],
+    limiter: Limiter,
+) -> Search:
+    """Upload a probe photo and search one of its faces in one call: one pipeline run,
+    then a vector search; the probe, its faces and the search are stored together.
+
+    Refused with nothing stored: over the rate limit (before any model runs), a photo
+    without a face (NoFaceFound), several faces and no ``face`` (InvalidRequest listing
+    them), a face number the photo does not have (FaceIndexError), a face below the
+    minimum quality unless ``force`` (LowQualityFace).
+    """
+    require(actor, Perm.SEARCH)
+    _limit(actor, limiter)
+    filename = Path(filename or "probe").name
+    with sessions.begin() as s:
+        scoped_case(s, actor=actor, case_id=case_id, perm=Perm.SEARCH)
+        scope = searchable_collections(s, actor=actor)
+    session.commit()
+    found = searcher.analyse(data, source=filename)
+    if not found.faces:
+        raise NoFaceFound(f"{filename}: no face was found in the photo")
+    if face is None:
+        if len(found.faces) > 1:
+            listed = ", ".join(f"{i}: box {list(f.box)}" for i, f in enumerate(found.faces))
+            raise InvalidRequest(
+                f"the photo has {len(found.faces)} faces; pass face=N (0 = largest): {listed}. "
+                "To search several of them, keep the photo as a probe of the case once and "
+                "search each face from it"
+            )
+        face = 0
+    chosen = _pick(found.faces, face)
+    _check_quality(
+        chosen.quality, chosen.quality_reasons, force=force, minimum=searcher.min_quality
+    )
+    result = searcher.search_vector(chosen.vector, collections=scope)
+    probe = add_probe(
+        session, actor=actor, case_id=case_id, data=data, filename=filename, found=found
+    )
+    return record_search(
+        session, actor=actor, probe_id=probe.id, face=face, force=force, result=result
     )
 
 
@@ -287,62 +569,3 @@ def get_search(session: Session, *, actor: Actor, search_id: int) -> tuple[Case,
         detail={"case": case.id},
     )
     return case, search
-
-
-class Limiter(Protocol):
-    """A per-user rate limit (see :class:`facetrace.server.ratelimit.RateLimiter`)."""
-
-    def hit(self, key: str) -> float | None:
-        """Count one event for ``key``; None when allowed, else the seconds to wait."""
-        ...
-
-
-def store_probe(
-    session: Session,
-    *,
-    actor: Actor,
-    case_id: int,
-    data: bytes,
-    filename: str,
-    searcher: FaceSearcher,
-) -> Probe:
-    """Find the faces of a probe photo, then keep it with its case (committed, so a
-    search that follows can read it). The engine runs before the first database
-    statement, so no lock is held meanwhile."""
-    require(actor, Perm.SEARCH)
-    filename = Path(filename or "probe").name
-    found = searcher.find_faces(data, source=filename)
-    probe = add_probe(
-        session, actor=actor, case_id=case_id, data=data, filename=filename, found=found
-    )
-    session.commit()
-    return probe
-
-
-def search_probe(
-    session: Session,
-    *,
-    actor: Actor,
-    probe_id: int,
-    face: int,
-    force: bool,
-    searcher: FaceSearcher,
-    sessions: sessionmaker[Session],
-    limiter: Limiter,
-) -> Search:
-    """Search one face of a stored probe (rate limited per user; raises RateLimited).
-    Commits the session's work so far, reads the probe in a short transaction of its
-    own, runs the engine holding no database lock, then records the result in
-    ``session``."""
-    require(actor, Perm.SEARCH)
-    wait = limiter.hit(actor.username)
-    if wait is not None:
-        raise RateLimited(wait)
-    session.commit()
-    with sessions.begin() as s:
-        data, filename = search_input(s, actor=actor, probe_id=probe_id, face=face)
-        scope = searchable_collections(s, actor=actor)
-    result = searcher.search_face(data, source=filename, face=face, force=force, collections=scope)
-    return record_search(
-        session, actor=actor, probe_id=probe_id, face=face, force=force, result=result
-    )

@@ -115,22 +115,82 @@ class Case(Base):
 
 
 class Probe(Base):
-    """A probe photo kept with its case (never in the gallery); ``data`` is emptied by
-    the retention purge, the row stays as a record that it existed."""
+    """A probe (a photo, or a video) kept with its case, never in the gallery; ``data``
+    is emptied by the retention purge, the row stays as a record that it existed.
+    ``faces`` are the faces found in it when it was uploaded (and any added later)."""
 
     __tablename__ = "probe"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("case_file.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20), default="photo")  # photo, video
     sha256: Mapped[str] = mapped_column(String(64))
     filename: Mapped[str] = mapped_column(String(300), default="")
     data: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     width: Mapped[int] = mapped_column(Integer, default=0)
     height: Mapped[int] = mapped_column(Integer, default=0)
-    faces: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     uploaded_by: Mapped[int] = mapped_column(ForeignKey("app_user.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    faces: Mapped[list[ProbeFaceRow]] = relationship(
+        order_by="ProbeFaceRow.face_index", lazy="selectin", back_populates="probe"
+    )
+
+
+class ProbeFaceRow(Base):
+    """One searchable face of a probe: found by the detector at upload (``detected``),
+    drawn by a user (``manual``) or a person followed through a video (``track``, its
+    vector the mean of the track's faces, ``frame_index``/``timestamp_s`` its best
+    frame and ``extra`` the track). Searching it is a vector search: the pipeline ran
+    once, when the face was stored. ``vector`` (float32 bytes of ``model_id``) is None
+    for faces stored before vectors were kept, and after the retention purge."""
+
+    __tablename__ = "probe_face"
+    __table_args__ = (UniqueConstraint("probe_id", "face_index", name="uq_probe_face_index"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    probe_id: Mapped[int] = mapped_column(ForeignKey("probe.id"), index=True)
+    face_index: Mapped[int] = mapped_column(Integer)
+    origin: Mapped[str] = mapped_column(String(20), default="detected")
+    x1: Mapped[int] = mapped_column(Integer)
+    y1: Mapped[int] = mapped_column(Integer)
+    x2: Mapped[int] = mapped_column(Integer)
+    y2: Mapped[int] = mapped_column(Integer)
+    landmarks: Mapped[list[list[float]]] = mapped_column(JSON, default=list)
+    detector_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    quality: Mapped[float] = mapped_column(Float)
+    quality_reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+    model_id: Mapped[str] = mapped_column(String(200), default="")
+    vector: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    frame_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    timestamp_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    added_by: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    probe: Mapped[Probe] = relationship(back_populates="faces")
+    adder: Mapped[User | None] = relationship(lazy="joined")
+
+    @property
+    def box(self) -> tuple[int, int, int, int]:
+        """(x1, y1, x2, y2) in pixels of the upright probe photo (or video frame)."""
+        return (self.x1, self.y1, self.x2, self.y2)
+
+    @property
+    def index(self) -> int:
+        """The face number (``face_index``): 0 is the largest face found at upload."""
+        return self.face_index
+
+    @property
+    def drawn(self) -> bool:
+        """True for a face a user drew a box around."""
+        return self.origin == "manual"
+
+    @property
+    def drawn_by(self) -> str:
+        """The user name of whoever drew it ("" for faces the engine found)."""
+        return self.adder.username if self.adder is not None else ""
 
 
 class Search(Base):

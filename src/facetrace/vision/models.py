@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from facetrace.config import Backend
 from facetrace.errors import ModelUnavailable
 from facetrace.vision.embed import Embedder
 from facetrace.vision.ort import OrtRuntime
@@ -21,13 +22,6 @@ class Alignment(StrEnum):
 
     DLIB_150 = "dlib-150"
     ARCFACE_112 = "arcface-112"
-
-
-class Backend(StrEnum):
-    """Which runtime computes the dlib descriptor."""
-
-    DLIB = "dlib"
-    ONNX = "onnx"
 
 
 @dataclass(frozen=True, slots=True)

@@ -92,7 +92,8 @@ async def upload_probe(
     state: State,
     image: Annotated[UploadFile, File()],
 ) -> Response:
-    """Keep the probe with the case; search at once when it has one face."""
+    """Keep the probe with the case (its faces found once); search at once when it has
+    one face, else let the investigator pick."""
     probe = await probe_from_upload(state, db, actor=actor, case_id=case_id, upload=image)
     if len(probe.faces) == 1:
         search = await run_in_threadpool(

@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -20,7 +19,7 @@ from facetrace.errors import ImageError, NotFound
 from facetrace.imaging import decode_image
 from facetrace.server.deps import CurrentActor, Db
 from facetrace.service import collections, searches
-from facetrace.store.service_models import Probe
+from facetrace.store.service_models import Probe, ProbeFaceRow
 from facetrace.types import Landmarks
 from facetrace.vision.align import similarity_transform
 
@@ -104,7 +103,7 @@ def _probe_pixels(
     return probe, decode_image(probe.data, source=probe.filename).pixels
 
 
-def _probe_face_of(probe: Probe, index: int) -> dict[str, Any]:
+def _probe_face_of(probe: Probe, index: int) -> ProbeFaceRow:
     if not 0 <= index < len(probe.faces):
         raise NotFound(f"the probe photo has no face number {index + 1}")
     return probe.faces[index]
@@ -116,7 +115,7 @@ def probe_face(probe_id: int, index: int, actor: CurrentActor, db: Db) -> Respon
     probe, pixels = _probe_pixels(db, actor, probe_id)
     if index < 0:
         return _crop(pixels, None, 640)
-    return _crop(pixels, _probe_face_of(probe, index)["box"])
+    return _crop(pixels, _probe_face_of(probe, index).box)
 
 
 @router.get("/probes/{probe_id}/photo.jpg")
@@ -135,8 +134,8 @@ def probe_aligned(
     face = _probe_face_of(probe, index)
     view = aligned_view(
         pixels,
-        box=face["box"],
-        landmarks=face.get("landmarks") or None,
+        box=face.box,
+        landmarks=face.landmarks or None,
         size=_size(size),
     )
     return _jpeg(view)

@@ -11,8 +11,9 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 
 from facetrace.errors import InvalidRequest
-from facetrace.server.deps import CurrentActor, Db, State, probe_from_upload
+from facetrace.server.deps import CurrentActor, Db, State, read_upload
 from facetrace.service import cases, notifications, reviews, searches
+from facetrace.service.accounts import Perm, require
 from facetrace.store.service_models import Case, Search
 
 router = APIRouter(tags=["cases"])
@@ -168,26 +169,25 @@ async def search(
     face: Annotated[int | None, Form(ge=0)] = None,
     force: Annotated[bool, Form()] = False,
 ) -> dict[str, Any]:
-    """Search a probe photo for a case. A search without a case is refused; a photo with
-    several faces needs ``face`` (the answer lists them)."""
+    """Upload a probe photo for a case and search one of its faces: one pipeline run, the
+    probe and its faces kept with the case. A search without a case is refused; a photo
+    with several faces needs ``face`` (the answer lists them), or upload it once with
+    ``POST /cases/{case_id}/probes`` and search each face with
+    ``POST /probes/{probe_id}/search``. A refused search stores nothing."""
     if case_id is None:
         raise InvalidRequest(
             "every search belongs to a case: create one (POST /api/v1/cases with number, "
             "purpose and legal basis) and pass its case_id"
         )
-    probe = await probe_from_upload(state, db, actor=actor, case_id=case_id, upload=image)
-    if face is None:
-        if len(probe.faces) > 1:
-            raise InvalidRequest(
-                f"the photo has {len(probe.faces)} faces; pass face=N (0 = largest): "
-                + ", ".join(f"{f['index']}: box {f['box']}" for f in probe.faces)
-            )
-        face = 0
+    require(actor, Perm.SEARCH)
+    data = await read_upload(image, limit=state.max_upload, what="photo")
     result = await run_in_threadpool(
-        searches.search_probe,
+        searches.search_upload,
         db,
         actor=actor,
-        probe_id=probe.id,
+        case_id=case_id,
+        data=data,
+        filename=image.filename or "",
         face=face,
         force=force,
         searcher=state.gallery,

@@ -1,0 +1,133 @@
+"""Probes: a photo uploaded once to a case, its faces (found at upload, or drawn by the
+user), and the search of any of those faces, each a vector search."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, UploadFile
+from pydantic import BaseModel, Field
+
+from facetrace.api.routes.cases import search_json
+from facetrace.server.deps import CurrentActor, Db, State, probe_from_upload
+from facetrace.service import searches
+from facetrace.store.service_models import Probe, ProbeFaceRow
+
+router = APIRouter(tags=["probes"])
+
+
+class ProbeFaceOut(BaseModel):
+    """One searchable face of a probe."""
+
+    index: int = Field(description="the face number to search (0 = the largest found)")
+    origin: searches.FaceOrigin
+    box: tuple[int, int, int, int] = Field(description="x1, y1, x2, y2 in pixels")
+    quality: float = Field(description="0 (unusable) to 1 (best)")
+    quality_reasons: list[str]
+    detector_score: float | None
+    frame_index: int | None = None
+    timestamp_s: float | None = None
+
+
+class ProbeOut(BaseModel):
+    """A probe kept with its case and the faces found in it."""
+
+    id: int
+    case_id: int
+    kind: str
+    filename: str
+    sha256: str
+    width: int
+    height: int
+    purged: bool = Field(description="the photo was deleted at the end of its retention")
+    faces: list[ProbeFaceOut]
+
+
+class BoxIn(BaseModel):
+    """A box drawn around a face the detector missed."""
+
+    box: tuple[int, int, int, int] = Field(description="x1, y1, x2, y2 in pixels")
+
+
+class SearchIn(BaseModel):
+    """Which face of the probe to search."""
+
+    face: int = Field(0, ge=0)
+    force: bool = Field(False, description="search a face below the minimum quality")
+
+
+def face_out(f: ProbeFaceRow) -> ProbeFaceOut:
+    """The public form of a probe face."""
+    return ProbeFaceOut(
+        index=f.face_index,
+        origin=searches.FaceOrigin(f.origin),
+        box=f.box,
+        quality=round(f.quality, 4),
+        quality_reasons=list(f.quality_reasons),
+        detector_score=f.detector_score,
+        frame_index=f.frame_index,
+        timestamp_s=f.timestamp_s,
+    )
+
+
+def probe_out(p: Probe) -> ProbeOut:
+    """The public form of a probe."""
+    return ProbeOut(
+        id=p.id,
+        case_id=p.case_id,
+        kind=p.kind,
+        filename=p.filename,
+        sha256=p.sha256,
+        width=p.width,
+        height=p.height,
+        purged=p.data is None,
+        faces=[face_out(f) for f in p.faces],
+    )
+
+
+@router.post("/cases/{case_id}/probes", status_code=201, response_model=ProbeOut)
+async def upload_probe(
+    case_id: int,
+    actor: CurrentActor,
+    db: Db,
+    state: State,
+    image: Annotated[UploadFile, File(description="the probe photo")],
+) -> ProbeOut:
+    """Keep a probe photo with a case and find its faces, once; search any of them
+    with ``POST /probes/{probe_id}/search``. A photo without a face is refused."""
+    probe = await probe_from_upload(state, db, actor=actor, case_id=case_id, upload=image)
+    return probe_out(probe)
+
+
+@router.get("/probes/{probe_id}", response_model=ProbeOut)
+def get_probe(probe_id: int, actor: CurrentActor, db: Db) -> ProbeOut:
+    """A probe and its faces."""
+    return probe_out(searches.get_probe(db, actor=actor, probe_id=probe_id))
+
+
+@router.post("/probes/{probe_id}/faces", status_code=201, response_model=ProbeFaceOut)
+def add_face(probe_id: int, body: BoxIn, actor: CurrentActor, db: Db, state: State) -> ProbeFaceOut:
+    """Add a face the detector missed from a box drawn around it; it gets the next face
+    number and is searched like the others."""
+    row = searches.add_manual_face(
+        db, actor=actor, probe_id=probe_id, box=body.box, searcher=state.gallery
+    )
+    return face_out(row)
+
+
+@router.post("/probes/{probe_id}/search", status_code=201)
+def search_face(
+    probe_id: int, body: SearchIn, actor: CurrentActor, db: Db, state: State
+) -> dict[str, Any]:
+    """Search one face of a stored probe: a vector search, no model runs again."""
+    result = searches.search_probe(
+        db,
+        actor=actor,
+        probe_id=probe_id,
+        face=body.face,
+        force=body.force,
+        searcher=state.gallery,
+        sessions=state.sessions,
+        limiter=state.search_limiter,
+    )
+    return search_json(result)
