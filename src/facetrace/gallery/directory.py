@@ -12,9 +12,12 @@ filter applied inside the index, whatever the number of faces in those collectio
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
@@ -59,6 +62,8 @@ log = logging.getLogger(__name__)
 INDEX_FILE = "index.faiss"  # a FAISS file (flat) or the manifest of another kind
 #: gallery_meta key: which saved index file SQL describes, and its watermark
 INDEX_STATE_KEY = "index_state"
+#: a background rebuild's progress, for other processes (``facetrace index status``)
+REBUILD_STATUS_FILE = "index.rebuild.json"
 SAVE_EVERY_S = 30.0
 REBUILD_CHUNK = 100_000
 
@@ -173,9 +178,17 @@ class Gallery:
         pipeline: PipelineOptions | None = None,
         index_kind: str = "auto",
         index_params: dict[str, Any] | None = None,
+        rebuild_in_background: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.index_kind = index_kind
+        self._background = rebuild_in_background
+        # writes to the index and the switch to a rebuilt one hold this lock
+        self._index_lock = threading.RLock()
+        self._temporary = False  # serving an exact stand-in while the real index builds
+        self._rebuilder: threading.Thread | None = None
+        self._closed = False
+        self.rebuild: dict[str, Any] | None = None  # progress of a background rebuild
         self.index_params = dict(index_params or {})
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.database_url = database_url or sqlite_url(self.data_dir)
@@ -196,6 +209,8 @@ class Gallery:
         self._watermark = 0  # the highest face id this process knows to be in the index
         self.last_repair: dict[str, Any] = {}
         self.repair()
+        if self._pending_rebuild is not None:
+            self._start_rebuild(*self._pending_rebuild)
 
     @classmethod
     def open(
@@ -206,6 +221,7 @@ class Gallery:
         pipeline: PipelineOptions | None = None,
         index_kind: str = "auto",
         index_params: dict[str, Any] | None = None,
+        rebuild_in_background: bool = False,
     ) -> Gallery:
         """Open (creating if needed) the gallery in ``data_dir``.
 
@@ -219,6 +235,7 @@ class Gallery:
             pipeline=pipeline,
             index_kind=index_kind,
             index_params=index_params,
+            rebuild_in_background=rebuild_in_background,
         )
 
     def __enter__(self) -> Gallery:
@@ -233,7 +250,12 @@ class Gallery:
         self.close()
 
     def close(self) -> None:
-        """Save the index if it changed, release the index's connection and the database."""
+        """Save the index if it changed, release the index's connection and the database.
+
+        A background rebuild still running is abandoned (nothing of it is saved; the
+        next open starts it again)."""
+        with self._index_lock:
+            self._closed = True
         if self._unsaved:
             self.save_index()
         close = getattr(self.index, "close", None)  # Milvus: its client (Lite: a file lock)
@@ -292,10 +314,116 @@ class Gallery:
                 log.warning("index %s unreadable; rebuilding it from SQL", self.index_path)
         with self.sessions() as s:
             n_faces = int(repo.searchable_ids(s).size)
-        return self._build_index(self.index_kind, n_faces=n_faces, **self.index_params)
+            state = repo.get_meta(s, INDEX_STATE_KEY)
+        kind = choose_kind(n_faces) if self.index_kind == "auto" else self.index_kind
+        lost = state.get("kind") if isinstance(state, dict) else None
+        if self.index_kind == "auto" and lost in ("hnsw", "ivf-sq8"):
+            kind = str(lost)  # a lost index comes back as the kind it was, not a new pick
+        if self._background and n_faces and canonical_kind(kind)[0] not in ("flat", "milvus"):
+            # a graph or IVF build takes minutes (~8 at 1M HNSW on 2 cores): serve exact
+            # search from a copy of the vectors now, build the real index behind it
+            self._pending_rebuild = (kind, n_faces, dict(self.index_params))
+            self._temporary = True
+            log.warning(
+                "index %s missing: serving exact search while a %s index of %d faces "
+                "is built in the background",
+                self.index_path,
+                kind,
+                n_faces,
+            )
+            return self._build_index("flat", n_faces=n_faces)
+        return self._build_index(kind, n_faces=n_faces, **self.index_params)
 
-    def _build_index(self, kind: str, *, n_faces: int, **params: Any) -> VectorIndex:
-        """A new index of recipe ``kind`` filled with every searchable face in SQL."""
+    _pending_rebuild: tuple[str, int, dict[str, Any]] | None = None
+
+    def _start_rebuild(self, kind: str, n_faces: int, params: dict[str, Any]) -> None:
+        self._pending_rebuild = None
+        self.rebuild = {
+            "state": "building",
+            "kind": kind,
+            "done": 0,
+            "total": n_faces,
+            "serving": "flat (exact search)",
+            "started_at": time.time(),
+        }
+        self._write_rebuild_status()
+        self._rebuilder = threading.Thread(
+            target=self._rebuild_in_background,
+            args=(kind, n_faces, params),
+            name="facetrace-index-rebuild",
+            daemon=True,
+        )
+        self._rebuilder.start()
+
+    def _write_rebuild_status(self) -> None:
+        """The rebuild's progress for other processes (``facetrace index status``)."""
+        if self.rebuild is None:
+            return
+        path = self.data_dir / REBUILD_STATUS_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({**self.rebuild, "pid": os.getpid()}))
+        tmp.replace(path)
+
+    def _rebuild_progress(self, done: int, total: int) -> None:
+        if self.rebuild is not None:
+            self.rebuild.update(done=done, total=total)
+            self._write_rebuild_status()
+
+    def _rebuild_in_background(self, kind: str, n_faces: int, params: dict[str, Any]) -> None:
+        """Build the real index from SQL, catch up with the writes made meanwhile, switch."""
+        assert self.rebuild is not None
+        try:
+            with self.sessions() as s:
+                snapshot = repo.max_face_id(s)
+            new = self._build_index(
+                kind, n_faces=n_faces, progress=self._rebuild_progress, **params
+            )
+            with self._index_lock, self.sessions() as s:
+                if self._closed:
+                    raise IndexUnavailable("the gallery was closed during the rebuild")
+                # faces added while it was built, and deletes logged meanwhile
+                fresh = repo.searchable_after(s, snapshot)[0]
+                missing = fresh[~index_present(new, fresh)]
+                if missing.size:
+                    got = repo.index_entries(s, missing, self.descriptor.dim)
+                    new.add(got.ids, got.vectors, got.groups)
+                pending = repo.pending_deletes(s)
+                if pending:
+                    new.remove(pending)
+                self.index = new
+                self._temporary = False
+                self.save_index()
+            self.rebuild.update(
+                state="done",
+                done=int(new.count),
+                serving=str(new.settings().get("kind")),
+                caught_up=int(missing.size),
+                seconds=round(time.time() - float(self.rebuild["started_at"]), 1),
+            )
+            log.info("background rebuild done: %s", self.rebuild)
+        except Exception as exc:  # keep serving exact search, and say why
+            log.exception("background index rebuild failed")
+            self.rebuild.update(state="failed", error=f"{type(exc).__name__}: {exc}")
+        self._write_rebuild_status()
+
+    def wait_rebuilt(self, timeout: float | None = None) -> bool:
+        """Wait for a background rebuild to finish; True if none is running any more."""
+        thread = self._rebuilder
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
+
+    def _build_index(
+        self,
+        kind: str,
+        *,
+        n_faces: int,
+        progress: Callable[[int, int], None] | None = None,
+        **params: Any,
+    ) -> VectorIndex:
+        """A new index of recipe ``kind`` filled with every searchable face in SQL;
+        ``progress(done, total)`` is called after every chunk of faces."""
         resolved = choose_kind(n_faces) if kind == "auto" else kind
         index = make_index(resolved, self.descriptor.dim, **params)
         log.info("building a %s index of %d faces from SQL", resolved, n_faces)
@@ -314,6 +442,8 @@ class Gallery:
                     s, truth[start : start + REBUILD_CHUNK], self.descriptor.dim
                 )
                 index.add(got.ids, got.vectors, got.groups)
+                if progress is not None:
+                    progress(min(start + REBUILD_CHUNK, int(truth.size)), int(truth.size))
         return index
 
     def rebuild_index(self, kind: str = "auto", **params: Any) -> dict[str, Any]:
@@ -357,7 +487,11 @@ class Gallery:
             repo.set_meta(
                 s,
                 key=INDEX_STATE_KEY,
-                value={"stamp": self._index_stamp(), "watermark": self._watermark},
+                value={
+                    "stamp": self._index_stamp(),
+                    "watermark": self._watermark,
+                    "kind": self.index.settings().get("kind"),
+                },
             )
             if confirmed:
                 repo.confirm_pending_deletes(s, face_ids=confirmed)
@@ -470,7 +604,8 @@ class Gallery:
         if only is None:
             with self.sessions() as s:
                 self._watermark = max(self._watermark, repo.max_face_id(s))
-        if only is None or missing.size or extra.size or regroup.size:
+        changed = bool(missing.size or extra.size or regroup.size)
+        if changed:
             log.warning(
                 "index repaired from SQL: %d faces added, %d removed (%d were doubled), "
                 "%d retagged with their collection",
@@ -479,6 +614,7 @@ class Gallery:
                 doubled.size,
                 regroup.size,
             )
+        if changed or only is None:  # a full pass also records the file it checked
             self.save_index()
         return {
             "added": int(missing.size),
@@ -487,7 +623,15 @@ class Gallery:
         }
 
     def save_index(self) -> None:
-        """Persist the index atomically, then record in SQL what the saved file holds."""
+        """Persist the index atomically, then record in SQL what the saved file holds.
+
+        The exact stand-in served during a background rebuild is never saved: a crash
+        then leaves no index file, and the next open starts the rebuild again.
+        """
+        if self._temporary:
+            self._unsaved = 0
+            self._last_save = time.monotonic()
+            return
         with self.sessions() as s:
             pending = repo.pending_deletes(s)  # removed from the index before this save
         self.index.save(self.index_path)
@@ -547,6 +691,16 @@ class Gallery:
             ]
             result = AddResult(photo_id=photo.id, face_ids=[r.id for r in rows])
         if indexed:
+            self._index_lock.acquire()
+        try:
+            self._add_indexed(indexed)
+        finally:
+            if indexed:
+                self._index_lock.release()
+        return result
+
+    def _add_indexed(self, indexed: list[tuple[int, Any, int]]) -> None:
+        if indexed:
             self.index.add(
                 np.array([i for i, _, _ in indexed], dtype=np.int64),
                 np.stack([v for _, v, _ in indexed]).astype(np.float32),
@@ -555,7 +709,6 @@ class Gallery:
             self._watermark = max(self._watermark, max(i for i, _, _ in indexed))
             self._unsaved += len(indexed)
             self._maybe_save()
-        return result
 
     def _remove(self, face_ids: list[int]) -> int:
         """Drop deleted faces from the index; it is saved on the usual schedule and on close.
@@ -564,9 +717,10 @@ class Gallery:
         crash before the next save) is repaired on open: the faces never return.
         Saving here would rewrite a whole HNSW graph (0.9 GB at 1M) per delete.
         """
-        self.index.remove(face_ids)
-        self._unsaved += max(1, len(face_ids))
-        self._maybe_save()
+        with self._index_lock:
+            self.index.remove(face_ids)
+            self._unsaved += max(1, len(face_ids))
+            self._maybe_save()
         return len(face_ids)
 
     def delete_subject(self, external_id: str) -> int:
@@ -621,8 +775,13 @@ class Gallery:
 
     def index_health(self) -> dict[str, Any]:
         """Whether searches can be answered now: the index's (or its server's) health,
-        for ``facetrace index status`` and the service's readiness."""
-        return {"kind": self.index.settings().get("kind", "unknown"), **index_health(self.index)}
+        and a background rebuild's progress, for ``facetrace index status`` and the
+        service's readiness. While a lost index is rebuilt, searches are answered (by
+        exact search), so ``ok`` stays true and ``rebuild`` says how far it is."""
+        out = {"kind": self.index.settings().get("kind", "unknown"), **index_health(self.index)}
+        if self.rebuild is not None:
+            out["rebuild"] = dict(self.rebuild)
+        return out
 
     def status(self) -> dict[str, Any]:
         """Counts, model, index settings and calibration source, for ``facetrace status``."""

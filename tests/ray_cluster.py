@@ -1,0 +1,219 @@
+"""A real two-node Ray cluster on this machine, for the cluster ingest test.
+
+``ray start --head`` and a second ``ray start --address`` joined to it: two raylets,
+each with its own object store and worker processes, talking over loopback on ports
+the OS handed out. Each node runs with ``--block`` in a process group of its own, so a
+node is killed (``kill_node``, SIGKILL to its whole group: raylet, workers, object
+store) without touching anyone else's Ray, and everything is stopped at the end even
+when a test fails. ``ray stop`` is never used: it stops every Ray on the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+RAY = str(Path(sys.executable).with_name("ray"))
+
+
+@dataclass
+class RayNode:
+    """One ``ray start --block`` process (the leader of its process group) and its log."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+    node_manager_port: int
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+
+@dataclass
+class RayCluster:
+    """The head's GCS address and the nodes started so far."""
+
+    address: str
+    temp_dir: Path
+    nodes: list[RayNode] = field(default_factory=list)
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _worker_port_range() -> tuple[int, int]:
+    """A block of 40 consecutive free ports for a node's worker processes."""
+    for _ in range(50):
+        base = _free_ports(1)[0]
+        if base + 40 >= 65000:
+            continue
+        try:
+            socks = []
+            for port in range(base, base + 40):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return base, base + 39
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no block of 40 free ports for Ray workers")
+
+
+def _start_node(
+    name: str, temp_dir: Path, args: list[str], *, cpus: int, object_store_mb: int
+) -> RayNode:
+    ports = _free_ports(7)
+    low, high = _worker_port_range()
+    cmd = [
+        RAY,
+        "start",
+        "--block",
+        "--node-ip-address=127.0.0.1",
+        f"--num-cpus={cpus}",
+        f"--object-store-memory={object_store_mb * 2**20}",
+        f"--node-manager-port={ports[0]}",
+        f"--object-manager-port={ports[1]}",
+        f"--dashboard-agent-listen-port={ports[2]}",
+        f"--dashboard-agent-grpc-port={ports[3]}",
+        f"--metrics-export-port={ports[4]}",
+        f"--runtime-env-agent-port={ports[5]}",
+        f"--min-worker-port={low}",
+        f"--max-worker-port={high}",
+        "--disable-usage-stats",
+        *args,
+    ]
+    log = temp_dir / f"{name}.log"
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env
+        )
+    return RayNode(name, proc, log, ports[0])
+
+
+def kill_node(node: RayNode) -> None:
+    """SIGKILL a node's whole process group: its raylet, object store and workers."""
+    with suppress(ProcessLookupError):
+        os.killpg(node.proc.pid, signal.SIGKILL)
+    with suppress(Exception):
+        node.proc.wait(timeout=30)
+
+
+def _stop_node(node: RayNode, grace: float = 10.0) -> None:
+    with suppress(ProcessLookupError):
+        os.killpg(node.proc.pid, signal.SIGTERM)
+    with suppress(subprocess.TimeoutExpired):
+        node.proc.wait(timeout=grace)
+    kill_node(node)  # whatever of the group is left
+
+
+def driver_node(cluster: RayCluster) -> RayNode:
+    """The node whose raylet this driver is attached to (it must not be killed)."""
+    import ray
+
+    here = ray.get_runtime_context().get_node_id()
+    port = next(int(n["NodeManagerPort"]) for n in ray.nodes() if n["NodeID"] == here)
+    return next(node for node in cluster.nodes if node.node_manager_port == port)
+
+
+def wait_for_nodes(n: int, *, timeout: float, interval: float = 0.5) -> None:
+    """Poll the connected cluster until ``n`` nodes are alive (after ``ray.init``)."""
+    import ray
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sum(1 for node in ray.nodes() if node.get("Alive")) >= n:
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"fewer than {n} Ray nodes alive after {timeout:.0f} s")
+
+
+@contextmanager
+def ray_cluster(
+    temp_dir: Path,
+    *,
+    workers: int = 1,
+    cpus_per_node: int = 1,
+    object_store_mb: int = 128,
+    start_timeout: float = 120.0,
+    attempts: int = 3,
+) -> Iterator[RayCluster]:
+    """A head and ``workers`` joined nodes; the driver connects with
+    ``ray.init(address=cluster.address)``. A start that does not come up within
+    ``start_timeout`` seconds (a loaded machine) is stopped and tried again with new
+    ports, up to ``attempts`` times. Every node is stopped on the way out."""
+    temp_dir.mkdir(parents=True, exist_ok=True)
+    short = Path("/tmp") / f"rt{os.getpid()}_{int(time.time() * 1000) % 100000}"
+    cluster: RayCluster | None = None
+    try:
+        for attempt in range(1, attempts + 1):
+            gcs = _free_ports(2)
+            cluster = RayCluster(address=f"127.0.0.1:{gcs[0]}", temp_dir=temp_dir)
+            head = _start_node(
+                "head",
+                temp_dir,
+                [
+                    "--head",
+                    f"--port={gcs[0]}",
+                    f"--ray-client-server-port={gcs[1]}",
+                    "--include-dashboard=false",
+                    f"--temp-dir={short}-{attempt}",  # short: Unix socket paths are limited
+                ],
+                cpus=cpus_per_node,
+                object_store_mb=object_store_mb,
+            )
+            cluster.nodes.append(head)
+            if _gcs_up(cluster.address, head, start_timeout):
+                break
+            for node in cluster.nodes:
+                _stop_node(node)
+            if attempt == attempts:
+                raise RuntimeError(f"Ray head did not start: see {head.log}")
+        assert cluster is not None
+        for i in range(workers):
+            cluster.nodes.append(
+                _start_node(
+                    f"worker{i + 1}",
+                    temp_dir,
+                    [f"--address={cluster.address}"],
+                    cpus=cpus_per_node,
+                    object_store_mb=object_store_mb,
+                )
+            )
+        yield cluster
+    finally:
+        if cluster is not None:
+            for node in reversed(cluster.nodes):
+                _stop_node(node)
+
+
+def _gcs_up(address: str, head: RayNode, timeout: float) -> bool:
+    host, port = address.rsplit(":", 1)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and head.alive:
+        with suppress(OSError), socket.create_connection((host, int(port)), timeout=1):
+            return True
+        time.sleep(0.5)
+    return False
