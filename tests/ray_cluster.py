@@ -22,6 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 RAY = str(Path(sys.executable).with_name("ray"))
+#: a loopback address Ray keeps: it replaces 127.0.0.1 (and "localhost") by the
+#: machine's first network address so that other machines could join, which would
+#: send the cluster's traffic over that interface
+NODE_IP = "127.0.0.2"
 
 
 @dataclass
@@ -90,7 +94,7 @@ def _start_node(
         RAY,
         "start",
         "--block",
-        "--node-ip-address=127.0.0.1",
+        f"--node-ip-address={NODE_IP}",
         f"--num-cpus={cpus}",
         f"--object-store-memory={object_store_mb * 2**20}",
         f"--node-manager-port={ports[0]}",
@@ -160,17 +164,18 @@ def ray_cluster(
     start_timeout: float = 120.0,
     attempts: int = 3,
 ) -> Iterator[RayCluster]:
-    """A head and ``workers`` joined nodes; the driver connects with
-    ``ray.init(address=cluster.address)``. A start that does not come up within
-    ``start_timeout`` seconds (a loaded machine) is stopped and tried again with new
-    ports, up to ``attempts`` times. Every node is stopped on the way out."""
+    """A head and ``workers`` joined nodes on :data:`NODE_IP`; the driver connects with
+    ``connect_ray(cluster.address, node_ip_address=NODE_IP)``. A head that does not
+    come up within ``start_timeout`` seconds (a loaded machine) is stopped and tried
+    again with new ports, up to ``attempts`` times. Every node is stopped on the way
+    out."""
     temp_dir.mkdir(parents=True, exist_ok=True)
     short = Path("/tmp") / f"rt{os.getpid()}_{int(time.time() * 1000) % 100000}"
     cluster: RayCluster | None = None
     try:
         for attempt in range(1, attempts + 1):
             gcs = _free_ports(2)
-            cluster = RayCluster(address=f"127.0.0.1:{gcs[0]}", temp_dir=temp_dir)
+            cluster = RayCluster(address=f"{NODE_IP}:{gcs[0]}", temp_dir=temp_dir)
             head = _start_node(
                 "head",
                 temp_dir,

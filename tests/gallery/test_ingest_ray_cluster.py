@@ -26,7 +26,7 @@ from facetrace.store import repo
 from facetrace.store.models import Photo
 from tests.dbutil import database_url
 from tests.milvus_server import CollectionPool
-from tests.ray_cluster import driver_node, kill_node, ray_cluster, wait_for_nodes
+from tests.ray_cluster import NODE_IP, driver_node, kill_node, ray_cluster, wait_for_nodes
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")
 pytestmark = [pytest.mark.slow, pytest.mark.pg]
@@ -72,7 +72,7 @@ def test_killed_node_then_resume_matches_a_clean_run(
 
     params = {"uri": milvus_pool.uri, "collection": milvus_pool.take(128)}
     with database_url("pg", tmp_path) as url, ray_cluster(tmp_path / "ray") as cluster:
-        connect_ray(cluster.address, attempts=3, timeout=60)
+        connect_ray(cluster.address, attempts=3, timeout=60, node_ip_address=NODE_IP)
         try:
             wait_for_nodes(2, timeout=120)
             victim = next(n for n in cluster.nodes if n is not driver_node(cluster))

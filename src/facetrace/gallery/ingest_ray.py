@@ -111,9 +111,17 @@ class _PrepareBatch:
         return out
 
 
-def connect_ray(address: str | None = None, *, attempts: int = 3, timeout: float = 60.0) -> None:
+def connect_ray(
+    address: str | None = None,
+    *,
+    attempts: int = 3,
+    timeout: float = 60.0,
+    node_ip_address: str | None = None,
+) -> None:
     """Connect this process to the Ray cluster at ``address`` (``None``: ``RAY_ADDRESS``
-    or a new local instance), trying ``attempts`` times.
+    or a new local instance), trying ``attempts`` times. ``node_ip_address`` is this
+    machine's address in the cluster when Ray would guess it wrong (several nodes on
+    one machine, on a loopback address).
 
     Ray waits fixed times of its own for the GCS and the raylet; on a loaded machine or
     a cluster still starting, either times out now and then, so a failed attempt is
@@ -126,7 +134,8 @@ def connect_ray(address: str | None = None, *, attempts: int = 3, timeout: float
     pause = max(0.5, timeout / (2**attempts))
     for attempt in range(1, attempts + 1):
         try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+            extra = {"_node_ip_address": node_ip_address} if node_ip_address else {}
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, **extra)
             return
         except Exception as exc:  # Ray raises bare Exceptions and ConnectionErrors
             ray.shutdown()
