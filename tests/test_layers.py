@@ -26,6 +26,8 @@ RANKS: list[tuple[str, int]] = [
     ("facetrace.engine", 2),
     ("facetrace.calibration", 2),
     ("facetrace.pool", 2),
+    ("facetrace.grouping", 2),  # graph, clustering, constraints: pure, on the index
+    ("facetrace.grouping.folder", 3),  # 'facetrace group FOLDER': photos in, report out
     ("facetrace.gallery", 3),
     ("facetrace.eval", 3),
     ("facetrace.service", 4),

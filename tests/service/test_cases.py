@@ -181,8 +181,13 @@ def test_departments_and_roles_scope_cases(sessions: sessionmaker[Session]) -> N
     with sessions.begin() as s:
         with pytest.raises(NotFound):
             cases.get_case(s, actor=other, case_id=case_id)
+        # a supervisor reads the department's cases (to assign and close them) but
+        # neither searches nor sees candidate lists
+        assert cases.get_case(s, actor=sup, case_id=case_id).id == case_id
         with pytest.raises(PermissionDenied):
-            cases.get_case(s, actor=sup, case_id=case_id)
+            searches.add_probe(
+                s, actor=sup, case_id=case_id, data=b"x", filename="p.jpg", found=(1, 1, [])
+            )
         assert cases.list_cases(s, actor=other) == []
 
 

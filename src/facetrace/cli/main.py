@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from facetrace.cli import eval as eval_commands
-from facetrace.cli import gallery, index, service
+from facetrace.cli import gallery, grouping, index, service
 from facetrace.cli.common import Context, ErrorBoundary
 from facetrace.errors import FacetraceError
 
@@ -85,6 +85,7 @@ def main(
 
 
 gallery.register(app)
+grouping.register(app)
 eval_commands.register(app)
 index.register(app)
 service.register(app)

@@ -64,6 +64,8 @@ class Perm(StrEnum):
     USERS_MANAGE = "users.manage"
     COLLECTIONS_MANAGE = "collections.manage"
     GALLERY_BROWSE = "gallery.browse"
+    CASE_ASSIGN = "case.assign"
+    CASE_CLOSE = "case.close"
 
 
 PERM_TEXT: dict[Perm, str] = {
@@ -80,16 +82,19 @@ PERM_TEXT: dict[Perm, str] = {
     Perm.USERS_MANAGE: "manage user accounts",
     Perm.COLLECTIONS_MANAGE: "manage collections and imports",
     Perm.GALLERY_BROWSE: "browse the reference photos",
+    Perm.CASE_ASSIGN: "assign cases to people",
+    Perm.CASE_CLOSE: "close or reopen cases",
 }
 """Each permission as the action it allows, for messages people read."""
 
 PERMISSIONS: dict[Role, frozenset[Perm]] = {
     Role.ADMIN: frozenset({Perm.USERS_MANAGE, Perm.COLLECTIONS_MANAGE, Perm.GALLERY_BROWSE}),
-    Role.SUPERVISOR: frozenset({Perm.REPORTS}),
+    Role.SUPERVISOR: frozenset({Perm.REPORTS, Perm.CASE_READ, Perm.CASE_ASSIGN, Perm.CASE_CLOSE}),
     Role.INVESTIGATOR: frozenset(
         {
             Perm.CASE_READ,
             Perm.CASE_CREATE,
+            Perm.CASE_CLOSE,
             Perm.SEARCH,
             Perm.RESULTS_VIEW,
             Perm.IDENTIFY,

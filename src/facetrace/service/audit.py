@@ -43,6 +43,8 @@ class Action(StrEnum):
     REVIEW = "review"
     IDENTIFICATION = "identification"
     CASE_CREATE = "case_create"
+    CASE_UPDATE = "case_update"
+    CASE_CLOSE = "case_close"
     CONTACT_ADD = "contact_add"
     NOTIFICATION = "notification"
     EXPORT = "export"

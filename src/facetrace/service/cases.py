@@ -19,17 +19,20 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from facetrace.errors import Conflict, InvalidRequest, NotFound
+from facetrace.errors import Conflict, InvalidRequest, NotFound, RuleViolation
 from facetrace.service import audit
-from facetrace.service.accounts import SYSTEM, Actor, Perm, require
+from facetrace.service.accounts import SYSTEM, Actor, Perm, Role, require
 from facetrace.store.service_models import (
     Case,
+    CaseEvent,
     Contact,
+    Identification,
     Notification,
     Probe,
     ProbeFaceRow,
     Review,
     Search,
+    User,
     as_utc,
 )
 
@@ -60,6 +63,43 @@ class CaseStatus(StrEnum):
     OPEN = "open"
     LEAD = "lead"
     IDENTIFIED = "identified"
+    CLOSED = "closed"
+
+
+STATUS_LABELS: dict[str, str] = {
+    CaseStatus.OPEN: "open",
+    CaseStatus.LEAD: "lead",
+    CaseStatus.IDENTIFIED: "identified",
+    CaseStatus.CLOSED: "closed",
+}
+
+
+class Outcome(StrEnum):
+    """How a case ended. Every closing gives a reason as well."""
+
+    IDENTIFIED = "identified"
+    FOUND_ALIVE = "found_alive"
+    NO_RESULT = "no_result"
+    TRANSFERRED = "transferred"
+    SUPERVISOR = "closed_by_supervisor"
+
+
+OUTCOME_LABELS: dict[Outcome, str] = {
+    Outcome.IDENTIFIED: "Identified (a primary identifier confirmed it)",
+    Outcome.FOUND_ALIVE: "Found alive",
+    Outcome.NO_RESULT: "No result",
+    Outcome.TRANSFERRED: "Transferred to another authority",
+    Outcome.SUPERVISOR: "Closed by a supervisor",
+}
+
+
+class EventKind(StrEnum):
+    """Case events kept in ``case_event`` (the rest of the timeline has its own tables)."""
+
+    NOTE = "note"
+    ASSIGNED = "assigned"
+    CLOSED = "closed"
+    REOPENED = "reopened"
 
 
 # --- cases ------------------------------------------------------------------------------
@@ -135,14 +175,15 @@ def create_case(
     return case
 
 
-def list_cases(session: Session, *, actor: Actor) -> list[Case]:
-    """The cases of the actor's department, newest first."""
+def list_cases(session: Session, *, actor: Actor, closed: bool | None = None) -> list[Case]:
+    """The cases of the actor's department, newest first: all of them, or only the
+    closed ones (``closed=True``, the archive) or only those still worked (``False``)."""
     require(actor, Perm.CASE_READ)
-    return list(
-        session.execute(
-            select(Case).where(Case.department_id == actor.department_id).order_by(Case.id.desc())
-        ).scalars()
-    )
+    stmt = select(Case).where(Case.department_id == actor.department_id)
+    if closed is not None:
+        done = Case.status == CaseStatus.CLOSED.value
+        stmt = stmt.where(done if closed else ~done)
+    return list(session.execute(stmt.order_by(Case.id.desc())).scalars())
 
 
 def get_case(session: Session, *, actor: Actor, case_id: int) -> Case:
@@ -150,7 +191,7 @@ def get_case(session: Session, *, actor: Actor, case_id: int) -> Case:
     return scoped_case(session, actor=actor, case_id=case_id, perm=Perm.CASE_READ)
 
 
-_CaseRow = TypeVar("_CaseRow", Search, Probe, Review, Contact, Notification)
+_CaseRow = TypeVar("_CaseRow", Search, Probe, Review, Contact, Notification, CaseEvent)
 
 
 def rows_of_case(session: Session, model: type[_CaseRow], case: Case) -> list[_CaseRow]:
@@ -215,6 +256,187 @@ def purge_due(session: Session, *, actor: Actor = SYSTEM, now: datetime | None =
 def is_active(case: Case) -> bool:
     """True while a case may still be searched and reviewed (not identified or closed)."""
     return case.status in (CaseStatus.OPEN, CaseStatus.LEAD)
+
+
+def require_open(case: Case) -> None:
+    """Raise RuleViolation when the case is closed (its record is kept, read-only)."""
+    if case.status == CaseStatus.CLOSED:
+        raise RuleViolation(
+            f"case {case.number} is closed; a supervisor can reopen it if work must go on"
+        )
+
+
+# --- assignment, notes, closing ---------------------------------------------------------
+
+
+def _event(session: Session, *, case: Case, actor: Actor, kind: EventKind, text: str) -> CaseEvent:
+    event = CaseEvent(case_id=case.id, kind=kind.value, text=text, user_id=actor.id)
+    session.add(event)
+    session.flush()
+    return event
+
+
+def assignable_users(session: Session, *, actor: Actor) -> list[User]:
+    """Active investigators and reviewers of the actor's department, by user name."""
+    require(actor, Perm.CASE_ASSIGN)
+    rows = session.execute(
+        select(User)
+        .where(User.department_id == actor.department_id, User.active.is_(True))
+        .order_by(User.username)
+    ).scalars()
+    wanted = {Role.INVESTIGATOR.value, Role.REVIEWER.value}
+    return [u for u in rows if wanted & set(u.roles.split(","))]
+
+
+def assign_case(
+    session: Session, *, actor: Actor, case_id: int, username: str, note: str = ""
+) -> Case:
+    """Assign a case to an investigator or reviewer of its department (``""``: to
+    nobody). Supervisors do this; the case's timeline and the audit log record it."""
+    case = scoped_case(session, actor=actor, case_id=case_id, perm=Perm.CASE_ASSIGN)
+    require_open(case)
+    user: User | None = None
+    if username.strip():
+        user = next(
+            (
+                u
+                for u in assignable_users(session, actor=actor)
+                if u.username == username.strip().lower()
+            ),
+            None,
+        )
+        if user is None:
+            raise InvalidRequest(
+                f"{username!r} is not an active investigator or reviewer of this department"
+            )
+    case.assigned_to = user.id if user else None
+    case.assignee = user
+    text = f"assigned to {user.username}" if user else "assignment removed"
+    _event(
+        session,
+        case=case,
+        actor=actor,
+        kind=EventKind.ASSIGNED,
+        text=(text + (f": {note.strip()}" if note.strip() else "")),
+    )
+    audit.append(
+        session,
+        actor=actor.username,
+        action=audit.Action.CASE_UPDATE,
+        target=f"case:{case.id}",
+        detail={"op": "assign", "to": user.username if user else None},
+    )
+    return case
+
+
+MAX_NOTE = 10_000
+
+
+def add_note(session: Session, *, actor: Actor, case_id: int, text: str) -> CaseEvent:
+    """A note on the case's timeline (anyone who may read the case)."""
+    case = scoped_case(session, actor=actor, case_id=case_id, perm=Perm.CASE_READ)
+    text = text.strip()
+    if not text:
+        raise InvalidRequest("the note is empty")
+    if len(text) > MAX_NOTE:
+        raise InvalidRequest(f"a note can be at most {MAX_NOTE:,} characters")
+    event = _event(session, case=case, actor=actor, kind=EventKind.NOTE, text=text)
+    audit.append(
+        session,
+        actor=actor.username,
+        action=audit.Action.CASE_UPDATE,
+        target=f"case:{case.id}",
+        detail={"op": "note", "event": event.id},
+    )
+    return event
+
+
+def close_case(session: Session, *, actor: Actor, case_id: int, outcome: str, reason: str) -> Case:
+    """Close (archive) a case with its outcome and the reason. "Identified" needs a
+    recorded identification, and an identified case can only close as identified;
+    "closed by a supervisor" needs the supervisor role. A closed case keeps its whole
+    record, read-only, and leaves the lists of work in progress."""
+    case = scoped_case(session, actor=actor, case_id=case_id, perm=Perm.CASE_CLOSE)
+    require_open(case)
+    try:
+        value = Outcome(outcome)
+    except ValueError as exc:
+        allowed = ", ".join(OUTCOME_LABELS.values())
+        raise InvalidRequest(f"choose how the case ended: {allowed}") from exc
+    reason = reason.strip()
+    if not reason:
+        raise InvalidRequest("give the reason for closing the case")
+    if len(reason) > MAX_NOTE:
+        raise InvalidRequest(f"the reason can be at most {MAX_NOTE:,} characters")
+    identified = session.execute(
+        select(Identification.id).where(Identification.case_id == case.id)
+    ).first()
+    if value is Outcome.IDENTIFIED and not identified:
+        raise RuleViolation(
+            "the case has no identification: record the primary identifier first, "
+            "or choose another outcome"
+        )
+    if identified and value is not Outcome.IDENTIFIED:
+        raise RuleViolation("the case is identified; close it with the outcome 'identified'")
+    if value is Outcome.SUPERVISOR and not actor.has(Role.SUPERVISOR):
+        raise RuleViolation("only a supervisor can close a case as 'closed by a supervisor'")
+    case.status = CaseStatus.CLOSED.value
+    case.outcome = value.value
+    case.outcome_reason = reason
+    case.closed_at = utcnow()
+    case.closed_by = actor.id
+    _event(
+        session,
+        case=case,
+        actor=actor,
+        kind=EventKind.CLOSED,
+        text=f"{OUTCOME_LABELS[value]}: {reason}",
+    )
+    audit.append(
+        session,
+        actor=actor.username,
+        action=audit.Action.CASE_CLOSE,
+        target=f"case:{case.id}",
+        detail={"outcome": value.value, "reason": reason},
+    )
+    return case
+
+
+def reopen_case(session: Session, *, actor: Actor, case_id: int, reason: str) -> Case:
+    """Reopen a closed case (supervisors), with the reason; it returns to the state its
+    record gives it (identified, lead or open)."""
+    case = scoped_case(session, actor=actor, case_id=case_id, perm=Perm.CASE_ASSIGN)
+    if case.status != CaseStatus.CLOSED:
+        raise RuleViolation(f"case {case.number} is not closed")
+    reason = reason.strip()
+    if not reason:
+        raise InvalidRequest("give the reason for reopening the case")
+    identified = session.execute(
+        select(Identification.id).where(Identification.case_id == case.id)
+    ).first()
+    lead = session.execute(
+        select(Review.id).where(
+            Review.case_id == case.id, Review.conclusion == "potential_candidate"
+        )
+    ).first()
+    case.status = (
+        CaseStatus.IDENTIFIED if identified else CaseStatus.LEAD if lead else CaseStatus.OPEN
+    ).value
+    case.outcome, case.outcome_reason, case.closed_at, case.closed_by = None, "", None, None
+    _event(session, case=case, actor=actor, kind=EventKind.REOPENED, text=reason)
+    audit.append(
+        session,
+        actor=actor.username,
+        action=audit.Action.CASE_UPDATE,
+        target=f"case:{case.id}",
+        detail={"op": "reopen", "reason": reason},
+    )
+    return case
+
+
+def case_events(session: Session, *, case: Case) -> list[CaseEvent]:
+    """Notes, assignments, closings and reopenings of a case, oldest first."""
+    return rows_of_case(session, CaseEvent, case)
 
 
 def retention_ended(case: Case, *, now: datetime | None = None) -> bool:

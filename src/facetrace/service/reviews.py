@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from facetrace.errors import InvalidRequest, NotFound, RuleViolation
 from facetrace.service import audit
 from facetrace.service.accounts import Actor, Perm
-from facetrace.service.cases import CaseStatus, rows_of_case, scoped_case, utcnow
+from facetrace.service.cases import CaseStatus, require_open, rows_of_case, scoped_case, utcnow
 from facetrace.store.service_models import Case, Identification, Review, Search, SearchCandidate
 
 
@@ -72,6 +72,7 @@ def record_review(
     except ValueError as exc:
         allowed = ", ".join(c.value for c in Conclusion)
         raise InvalidRequest(f"conclusion must be one of: {allowed}") from exc
+    require_open(case)
     if case.status == CaseStatus.IDENTIFIED:
         raise RuleViolation("the case is identified already")
     candidate: SearchCandidate | None = None
@@ -138,6 +139,7 @@ def record_identification(
     """Mark a case identified. Refused unless two different reviewers agree on the
     candidate's subject and a primary identifier with its evidence is given."""
     case = scoped_case(session, actor=actor, case_id=case_id, perm=Perm.IDENTIFY)
+    require_open(case)
     if case.status == CaseStatus.IDENTIFIED:
         raise RuleViolation("the case is identified already")
     try:

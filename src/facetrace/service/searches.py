@@ -34,7 +34,7 @@ from facetrace.errors import (
 )
 from facetrace.service import audit
 from facetrace.service.accounts import Actor, Perm, require
-from facetrace.service.cases import scoped_case
+from facetrace.service.cases import require_open, scoped_case
 from facetrace.service.collections import searchable_collections
 from facetrace.store.service_models import Case, Probe, ProbeFaceRow, Search, SearchCandidate
 
@@ -223,6 +223,7 @@ def add_probe(
     engine found in it (``found``, from :meth:`FaceSearcher.analyse`, called before so
     that no database lock is held while the models run)."""
     case = scoped_case(session, actor=actor, case_id=case_id, perm=Perm.SEARCH)
+    require_open(case)
     probe = Probe(
         case_id=case.id,
         kind=kind,
@@ -253,6 +254,7 @@ def add_probe_faces(
     """Add faces to a stored probe, numbered after the ones it has (a box drawn by the
     user, or a video's persons); audited. Returns the new rows."""
     probe = _probe_for(session, actor=actor, probe_id=probe_id, perm=Perm.SEARCH)
+    require_open(probe_case(session, probe))
     start = max((f.face_index for f in probe.faces), default=-1) + 1
     by = actor.id if origin == FaceOrigin.MANUAL else None
     rows = [_face_row(f, index=start + i, origin=origin, by=by) for i, f in enumerate(faces)]
@@ -286,8 +288,9 @@ def _probe_for(session: Session, *, actor: Actor, probe_id: int, perm: Perm) -> 
 
 
 def _usable_probe(session: Session, *, actor: Actor, probe_id: int) -> Probe:
-    """A probe the actor may search whose photo still exists."""
+    """A probe the actor may search, of a case still open, whose photo still exists."""
     probe = _probe_for(session, actor=actor, probe_id=probe_id, perm=Perm.SEARCH)
+    require_open(scoped_case(session, actor=actor, case_id=probe.case_id, perm=Perm.SEARCH))
     if probe.data is None:
         raise RuleViolation("this probe photo was deleted at the end of its retention period")
     return probe
@@ -401,6 +404,7 @@ def record_search(
     audit the search with the case's purpose and legal basis."""
     probe = _probe_for(session, actor=actor, probe_id=probe_id, perm=Perm.SEARCH)
     case = probe_case(session, probe)
+    require_open(case)
     searched = _pick(probe.faces, face)
     search = Search(
         case_id=case.id,

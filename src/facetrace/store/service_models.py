@@ -109,9 +109,35 @@ class Case(Base):
     retention_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     identified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # who works the case now (a supervisor assigns it); None: nobody in particular
+    assigned_to: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"), nullable=True)
+    # set when the case is closed (status "closed"): cases.Outcome, why, when, by whom
+    outcome: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    outcome_reason: Mapped[str] = mapped_column(Text, default="")
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    closed_by: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"), nullable=True)
 
     department: Mapped[Department] = relationship(lazy="joined")
-    creator: Mapped[User] = relationship(lazy="joined")
+    creator: Mapped[User] = relationship(lazy="joined", foreign_keys=[created_by])
+    assignee: Mapped[User | None] = relationship(lazy="joined", foreign_keys=[assigned_to])
+    closer: Mapped[User | None] = relationship(lazy="joined", foreign_keys=[closed_by])
+
+
+class CaseEvent(Base):
+    """Something done to a case that has no table of its own: a note, an assignment, a
+    closing or reopening (with its text). The case timeline merges these with the
+    searches, reviews, identification, contacts and notifications."""
+
+    __tablename__ = "case_event"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("case_file.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    text: Mapped[str] = mapped_column(Text, default="")
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    user: Mapped[User] = relationship(lazy="joined")
 
 
 class Probe(Base):

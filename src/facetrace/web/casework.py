@@ -11,17 +11,50 @@ from fastapi.responses import HTMLResponse, Response
 
 from facetrace.errors import InvalidRequest, NotFound
 from facetrace.server.deps import CurrentActor, Db, State, probe_from_upload
-from facetrace.service import cases, collections, notifications, reviews, searches
-from facetrace.service.accounts import Perm
+from facetrace.service import (
+    cases,
+    collections,
+    notifications,
+    queue,
+    reviews,
+    searches,
+    timeline,
+)
+from facetrace.service.accounts import Actor, Perm
+from facetrace.store.service_models import Review, Search
 from facetrace.web.render import back, page
 
 router = APIRouter()
 
 
+def blind(actor: Actor, search: Search, of_search: list[Review]) -> bool:
+    """True when ``actor`` is to review ``search`` and has not yet: then the other
+    reviewers' conclusions stay hidden, so the second review is made blind."""
+    return (
+        actor.can(Perm.REVIEW)
+        and search.user_id != actor.id
+        and not any(r.reviewer_id == actor.id for r in of_search)
+    )
+
+
 @router.get("/cases", response_class=HTMLResponse)
-def case_list(request: Request, actor: CurrentActor, db: Db) -> HTMLResponse:
-    """The department's cases and the form to open one."""
-    return page(request, "cases.html", actor, cases=cases.list_cases(db, actor=actor))
+def case_list(request: Request, actor: CurrentActor, db: Db, show: str = "open") -> HTMLResponse:
+    """The department's cases still worked (or the closed ones: the archive), and the
+    form to open one."""
+    closed = show == "closed"
+    return page(
+        request,
+        "cases.html",
+        actor,
+        cases=cases.list_cases(db, actor=actor, closed=closed),
+        show="closed" if closed else "open",
+    )
+
+
+@router.get("/queue", response_class=HTMLResponse)
+def review_queue(request: Request, actor: CurrentActor, db: Db) -> HTMLResponse:
+    """The searches waiting for the actor's review."""
+    return page(request, "queue.html", actor, items=queue.review_queue(db, actor=actor))
 
 
 @router.post("/cases")
@@ -52,6 +85,12 @@ def case_page(request: Request, case_id: int, actor: CurrentActor, db: Db) -> HT
     """Everything about a case, with the forms its state allows."""
     case = cases.get_case(db, actor=actor, case_id=case_id)
     case_searches = cases.case_searches(db, case=case)
+    case_reviews = reviews.case_reviews(db, case=case)
+    hidden = {
+        s.id
+        for s in case_searches
+        if blind(actor, s, [r for r in case_reviews if r.search_id == s.id])
+    }
     agreed = reviews.agreed_subjects(db, case=case)
     agreed_candidates = [
         c
@@ -73,7 +112,11 @@ def case_page(request: Request, case_id: int, actor: CurrentActor, db: Db) -> HT
         case=case,
         probes=cases.case_probes(db, case=case),
         searches=case_searches,
-        reviews=reviews.case_reviews(db, case=case),
+        reviews=[r for r in case_reviews if r.search_id not in hidden],
+        hidden_reviews=sum(1 for r in case_reviews if r.search_id in hidden),
+        timeline=timeline.case_timeline(db, case=case, blind_searches=hidden),
+        assignable=cases.assignable_users(db, actor=actor) if actor.can(Perm.CASE_ASSIGN) else [],
+        outcomes=cases.OUTCOME_LABELS,
         agreed=agreed,
         agreed_candidates=unique,
         identification=reviews.identification(db, case=case),
@@ -142,6 +185,7 @@ def results(request: Request, search_id: int, actor: CurrentActor, db: Db) -> HT
     """The probe face beside each candidate, with score, warnings and provenance."""
     case, search = searches.get_search(db, actor=actor, search_id=search_id)
     of_search = [r for r in reviews.case_reviews(db, case=case) if r.search_id == search.id]
+    hide = blind(actor, search, of_search)
     return page(
         request,
         "search.html",
@@ -149,8 +193,9 @@ def results(request: Request, search_id: int, actor: CurrentActor, db: Db) -> HT
         case=case,
         search=search,
         probe=searches.get_probe(db, actor=actor, probe_id=search.probe_id),
-        reviews=of_search,
-        can_review=actor.can(Perm.REVIEW) and case.status != "identified",
+        reviews=[] if hide else of_search,
+        hidden_reviews=len(of_search) if hide else 0,
+        can_review=actor.can(Perm.REVIEW) and cases.is_active(case),
     )
 
 
@@ -277,6 +322,51 @@ def notify(
         contact_id=int(contact_id) if contact_id.strip() else None,
     )
     return back(f"/cases/{case_id}#notifications", "Notification recorded.")
+
+
+@router.post("/cases/{case_id}/notes")
+def add_note(
+    case_id: int, actor: CurrentActor, db: Db, text: Annotated[str, Form()] = ""
+) -> Response:
+    """A note on the case's timeline."""
+    cases.add_note(db, actor=actor, case_id=case_id, text=text)
+    return back(f"/cases/{case_id}#timeline", "Note added.")
+
+
+@router.post("/cases/{case_id}/assign")
+def assign(
+    case_id: int,
+    actor: CurrentActor,
+    db: Db,
+    username: Annotated[str, Form()] = "",
+    note: Annotated[str, Form()] = "",
+) -> Response:
+    """Assign the case to someone of the department (supervisors)."""
+    case = cases.assign_case(db, actor=actor, case_id=case_id, username=username, note=note)
+    who = case.assignee.username if case.assignee else "nobody"
+    return back(f"/cases/{case_id}", f"Case assigned to {who}.")
+
+
+@router.post("/cases/{case_id}/close")
+def close(
+    case_id: int,
+    actor: CurrentActor,
+    db: Db,
+    outcome: Annotated[str, Form()] = "",
+    reason: Annotated[str, Form()] = "",
+) -> Response:
+    """Close (archive) the case with its outcome and the reason."""
+    cases.close_case(db, actor=actor, case_id=case_id, outcome=outcome, reason=reason)
+    return back(f"/cases/{case_id}", "Case closed. It is kept, read-only, in the archive.")
+
+
+@router.post("/cases/{case_id}/reopen")
+def reopen(
+    case_id: int, actor: CurrentActor, db: Db, reason: Annotated[str, Form()] = ""
+) -> Response:
+    """Reopen a closed case (supervisors)."""
+    cases.reopen_case(db, actor=actor, case_id=case_id, reason=reason)
+    return back(f"/cases/{case_id}", "Case reopened.")
 
 
 @router.get("/cases/{case_id}/record", response_class=HTMLResponse)

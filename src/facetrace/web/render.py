@@ -76,6 +76,7 @@ def make_templates(directory: Path) -> Jinja2Templates:
         Perm=Perm,
         Role=Role,
         purposes=cases.PURPOSE_LABELS,
+        outcomes=cases.OUTCOME_LABELS,
         conclusions=reviews.CONCLUSION_LABELS,
         identifiers=reviews.IDENTIFIER_LABELS,
     )

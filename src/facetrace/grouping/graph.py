@@ -1,0 +1,238 @@
+"""The k-nearest-neighbour graph of a set of faces, built with the vector index.
+
+Each face asks the index for its ``k`` nearest faces; an edge is kept when its cosine
+score reaches a threshold. The threshold is not a magic number: it is the score whose
+estimated false-match rate (FMR) in the model's calibration table equals a target
+(:func:`edge_threshold`), so "an edge" means "a pair of different people scores this
+high about once in 1/FMR comparisons" on the population the table was measured on.
+
+Nodes are row numbers ``0..n-1`` of the vectors; edges are undirected, stored once
+(``src < dst``) with their score. The index may be the gallery's own (FAISS or Milvus,
+ids are then face ids mapped back to rows) or one built for the job
+(:func:`build_index`: exact up to :data:`EXACT_MAX` faces, IVF beyond).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from facetrace.errors import IndexUnavailable, InvalidRequest
+from facetrace.index import batch_threads
+from facetrace.index.base import Selector, VectorIndex, check_vectors
+from facetrace.index.faiss_ann import IvfIndex, auto_nlist
+from facetrace.index.flat import FlatIndex
+
+if TYPE_CHECKING:
+    from facetrace.calibration import Calibration
+
+log = logging.getLogger(__name__)
+
+Ids = npt.NDArray[np.int64]
+Scores = npt.NDArray[np.float32]
+Progress = Callable[[int, int], None]
+
+#: Up to this many faces the graph's index is an exact scan: 100k x 100k inner products
+#: take ~20 s on two cores; beyond that the exact scan grows with n^2 and IVF takes over.
+EXACT_MAX = 100_000
+#: Lists an IVF graph index scans per face. A face's neighbours above a grouping
+#: threshold are far closer than its top-10 among strangers, so a few lists find them:
+#: on 1M faces 48 of 4,000 lists found over 99% of the edges an exact scan gives
+#: (BENCHMARKS.md, "Grouping").
+GRAPH_NPROBE = 48
+DEFAULT_K = 20
+BATCH = 8192
+
+
+@dataclass(frozen=True)
+class NeighbourGraph:
+    """Undirected weighted graph over nodes ``0..n-1``.
+
+    Attributes:
+        n: number of nodes (faces), isolated ones included.
+        src, dst: int64 (e,), ``src < dst``, each pair once.
+        score: float32 (e,), the pair's cosine score.
+    """
+
+    n: int
+    src: Ids
+    dst: Ids
+    score: Scores
+
+    def __post_init__(self) -> None:
+        e = self.src.shape[0]
+        if self.dst.shape != (e,) or self.score.shape != (e,):
+            raise InvalidRequest("graph edge arrays differ in length")
+        if e and (self.src.min() < 0 or self.dst.max() >= self.n):
+            raise InvalidRequest(f"graph edge outside nodes 0..{self.n - 1}")
+
+    @property
+    def edges(self) -> int:
+        return int(self.src.shape[0])
+
+    def above(self, min_score: float) -> NeighbourGraph:
+        """The same nodes with only the edges scoring at least ``min_score``."""
+        keep = self.score >= min_score
+        return NeighbourGraph(self.n, self.src[keep], self.dst[keep], self.score[keep])
+
+    def without(self, drop: npt.NDArray[np.bool_]) -> NeighbourGraph:
+        """The same nodes without the edges where ``drop`` (bool (e,)) is true."""
+        keep = ~drop
+        return NeighbourGraph(self.n, self.src[keep], self.dst[keep], self.score[keep])
+
+    def degrees(self) -> Ids:
+        """Edges per node, int64 (n,)."""
+        return np.bincount(np.concatenate([self.src, self.dst]), minlength=self.n).astype(np.int64)
+
+    def adjacency(self) -> tuple[Ids, Ids, Scores]:
+        """Both directions in CSR form: (indptr (n+1,), neighbours (2e,), scores (2e,)).
+
+        The neighbours of node ``i`` are ``neighbours[indptr[i]:indptr[i+1]]``, best first.
+        """
+        a = np.concatenate([self.src, self.dst])
+        b = np.concatenate([self.dst, self.src])
+        w = np.concatenate([self.score, self.score])
+        order = np.lexsort((-w, a))
+        indptr = np.zeros(self.n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(a, minlength=self.n), out=indptr[1:])
+        return indptr, b[order], w[order]
+
+
+def empty_graph(n: int) -> NeighbourGraph:
+    """``n`` nodes and no edge."""
+    none = np.empty(0, dtype=np.int64)
+    return NeighbourGraph(n, none, none.copy(), np.empty(0, dtype=np.float32))
+
+
+def from_pairs(n: int, a: Ids, b: Ids, score: Scores) -> NeighbourGraph:
+    """A graph from pairs in any order and direction: self-pairs dropped, a pair found
+    twice kept once with its best score."""
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    s = np.asarray(score, dtype=np.float32)
+    keep = a != b
+    lo, hi, s = np.minimum(a, b)[keep], np.maximum(a, b)[keep], s[keep]
+    key = lo * np.int64(max(n, 1)) + hi
+    order = np.lexsort((-s, key))
+    key, s = key[order], s[order]
+    first = np.ones(key.shape[0], dtype=bool)
+    first[1:] = key[1:] != key[:-1]
+    key, s = key[first], s[first]
+    return NeighbourGraph(n, key // max(n, 1), key % max(n, 1), s)
+
+
+def knn_graph(
+    index: VectorIndex,
+    vectors: npt.NDArray[np.float32],
+    *,
+    min_score: float,
+    k: int = DEFAULT_K,
+    ids: Ids | None = None,
+    selector: Selector | None = None,
+    batch: int = BATCH,
+    progress: Progress | None = None,
+) -> NeighbourGraph:
+    """The k-NN graph of ``vectors`` (n, d), edges with score >= ``min_score``.
+
+    Args:
+        index: holds (at least) these vectors; searched for ``k + 1`` neighbours each
+            (one of them is the face itself).
+        vectors: the faces to connect, L2-normalised float32 (n, d).
+        min_score: cosine threshold an edge must reach (see :func:`edge_threshold`).
+        k: neighbours asked per face.
+        ids: the index id of each row (int64 (n,)); default ``0..n-1``. Neighbours the
+            index returns that are not among ``ids`` are not nodes and are dropped.
+        selector: restricts the search (a department's collections) inside the index.
+        batch: queries per index call.
+        progress: called with (faces done, n) after each batch.
+
+    Returns:
+        The graph over rows ``0..n-1`` (node ``i`` is row ``i``).
+    """
+    if k < 1:
+        raise InvalidRequest(f"k must be at least 1, got {k}")
+    vecs = check_vectors(vectors, index.dim) if vectors.size else vectors
+    n = int(vecs.shape[0])
+    if n == 0:
+        return empty_graph(0)
+    if ids is None:
+        row_ids = np.arange(n, dtype=np.int64)
+        order = row_ids
+        sorted_ids = row_ids
+    else:
+        row_ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if row_ids.shape[0] != n:
+            raise InvalidRequest(f"{row_ids.shape[0]} ids for {n} vectors")
+        order = np.argsort(row_ids, kind="stable")
+        sorted_ids = row_ids[order]
+        if np.any(sorted_ids[1:] == sorted_ids[:-1]):
+            raise InvalidRequest("face ids repeat: each face may be a node once")
+    parts_a: list[Ids] = []
+    parts_b: list[Ids] = []
+    parts_s: list[Scores] = []
+    with batch_threads():
+        for start in range(0, n, batch):
+            stop = min(n, start + batch)
+            scores, found = index.search(vecs[start:stop], k + 1, selector)
+            rows = _rows_of(found, sorted_ids, order)
+            ok = (rows >= 0) & (scores >= min_score)
+            src = np.broadcast_to(np.arange(start, stop, dtype=np.int64)[:, None], rows.shape)
+            parts_a.append(src[ok])
+            parts_b.append(rows[ok])
+            parts_s.append(scores[ok])
+            if progress is not None:
+                progress(stop, n)
+    graph = from_pairs(n, np.concatenate(parts_a), np.concatenate(parts_b), np.concatenate(parts_s))
+    log.info("neighbour graph: %d faces, %d edges at score >= %.4f", n, graph.edges, min_score)
+    return graph
+
+
+def _rows_of(found: Ids, sorted_ids: Ids, order: Ids) -> Ids:
+    """Row number of each index id in ``found`` (-1 where it is not a node)."""
+    pos = np.searchsorted(sorted_ids, found)
+    pos = np.clip(pos, 0, sorted_ids.size - 1)
+    hit = (sorted_ids[pos] == found) & (found >= 0)
+    return np.where(hit, order[pos], -1)
+
+
+def build_index(
+    vectors: npt.NDArray[np.float32], *, exact_max: int = EXACT_MAX, nprobe: int = GRAPH_NPROBE
+) -> VectorIndex:
+    """An index over rows ``0..n-1`` of ``vectors`` for building their graph.
+
+    Exact (flat) up to ``exact_max`` faces; beyond, IVF-SQ8 with float16 re-ranking
+    (about 4*sqrt(n) lists, ``nprobe`` of them scanned per face).
+    """
+    n, dim = vectors.shape
+    ids = np.arange(n, dtype=np.int64)
+    index: VectorIndex
+    with batch_threads():
+        if n <= exact_max:
+            index = FlatIndex(dim)
+        else:
+            ivf = IvfIndex(dim, nlist=auto_nlist(n), nprobe=nprobe, exact_below=0)
+            ivf.train(vectors, n_total=n)
+            index = ivf
+        index.add(ids, vectors)
+    return index
+
+
+def edge_threshold(calibration: Calibration | None, fmr: float, *, fallback: float) -> float:
+    """The score whose estimated false-match rate is ``fmr`` in ``calibration``.
+
+    ``fallback`` (the model's verification threshold) applies when the model has no
+    calibration table; callers should say so, since it is then an uncalibrated number.
+    """
+    if not 0 < fmr < 1:
+        raise InvalidRequest(f"the target false-match rate must be in (0, 1), got {fmr}")
+    if calibration is None:
+        return fallback
+    try:
+        return float(calibration.threshold_for_fmr(fmr))
+    except ValueError as exc:  # pragma: no cover - guarded above
+        raise IndexUnavailable(str(exc)) from exc
