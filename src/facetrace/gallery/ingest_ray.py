@@ -134,7 +134,7 @@ def connect_ray(
     pause = max(0.5, timeout / (2**attempts))
     for attempt in range(1, attempts + 1):
         try:
-            extra = {"_node_ip_address": node_ip_address} if node_ip_address else {}
+            extra: dict[str, Any] = {"_node_ip_address": node_ip_address} if node_ip_address else {}
             ray.init(address=address, include_dashboard=False, log_to_driver=False, **extra)
             return
         except Exception as exc:  # Ray raises bare Exceptions and ConnectionErrors
