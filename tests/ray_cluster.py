@@ -21,6 +21,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.milvus_server import free_ports
+
 RAY = str(Path(sys.executable).with_name("ray"))
 #: a loopback address Ray keeps: it replaces 127.0.0.1 (and "localhost") by the
 #: machine's first network address so that other machines could join, which would
@@ -51,23 +53,10 @@ class RayCluster:
     nodes: list[RayNode] = field(default_factory=list)
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 def _worker_port_range() -> tuple[int, int]:
     """A block of 40 consecutive free ports for a node's worker processes."""
     for _ in range(50):
-        base = _free_ports(1)[0]
+        base = free_ports(1)[0]
         if base + 40 >= 65000:
             continue
         try:
@@ -88,7 +77,7 @@ def _worker_port_range() -> tuple[int, int]:
 def _start_node(
     name: str, temp_dir: Path, args: list[str], *, cpus: int, object_store_mb: int
 ) -> RayNode:
-    ports = _free_ports(7)
+    ports = free_ports(7)
     low, high = _worker_port_range()
     cmd = [
         RAY,
@@ -109,7 +98,10 @@ def _start_node(
         *args,
     ]
     log = temp_dir / f"{name}.log"
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    # token authentication (on by default for `ray start`) would need the driver to be
+    # handed the head's token; the cluster listens on loopback only and lives for
+    # one test, so it runs without, like the driver's own local Ray
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
     with log.open("wb") as out:
         proc = subprocess.Popen(
             cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env
@@ -174,7 +166,7 @@ def ray_cluster(
     cluster: RayCluster | None = None
     try:
         for attempt in range(1, attempts + 1):
-            gcs = _free_ports(2)
+            gcs = free_ports(2)
             cluster = RayCluster(address=f"{NODE_IP}:{gcs[0]}", temp_dir=temp_dir)
             head = _start_node(
                 "head",

@@ -318,25 +318,11 @@ class MilvusIndex:
 
     def remove(self, ids: Iterable[int]) -> int:
         """Delete ``ids``; counts only those present (Milvus's own count includes misses)."""
-        wanted = sorted({int(i) for i in ids})
-        removed = 0
-        for start in range(0, len(wanted), _INSERT_BATCH):
-            chunk = frozenset(wanted[start : start + _INSERT_BATCH])
-            present = self._call(
-                "delete",
-                "query",
-                self.collection,
-                filter=f"id in {_id_list(chunk)}",
-                output_fields=["id"],
-                limit=len(chunk),
-                consistency_level=self.consistency_level,
-            )
-            if present:
-                self._call(
-                    "delete", "delete", self.collection, ids=[int(row["id"]) for row in present]
-                )
-                removed += len(present)
-        return removed
+        wanted = np.asarray(sorted({int(i) for i in ids}), dtype=np.int64)
+        held = wanted[self.present(wanted)].tolist()
+        for start in range(0, len(held), _INSERT_BATCH):
+            self._call("delete", "delete", self.collection, ids=held[start : start + _INSERT_BATCH])
+        return len(held)
 
     def search(
         self, queries: Vectors, k: int, selector: Selector | None = None
