@@ -191,12 +191,13 @@ def ray_cluster(
         assert cluster is not None
         for i in range(workers):
             cluster.nodes.append(
-                _start_node(
+                _join_node(
+                    cluster,
                     f"worker{i + 1}",
-                    temp_dir,
-                    [f"--address={cluster.address}"],
                     cpus=cpus_per_node,
                     object_store_mb=object_store_mb,
+                    start_timeout=start_timeout,
+                    attempts=attempts,
                 )
             )
         yield cluster
@@ -204,6 +205,35 @@ def ray_cluster(
         if cluster is not None:
             for node in reversed(cluster.nodes):
                 _stop_node(node)
+
+
+def _join_node(
+    cluster: RayCluster,
+    name: str,
+    *,
+    cpus: int,
+    object_store_mb: int,
+    start_timeout: float,
+    attempts: int,
+) -> RayNode:
+    """Start a node joined to the head; Ray gives a joining raylet a fixed 30 s to
+    register with the GCS and the node exits when it misses that (seen on a loaded
+    machine), so a node that exits before saying it started is started again."""
+    for attempt in range(1, attempts + 1):
+        node = _start_node(
+            f"{name}-{attempt}",
+            cluster.temp_dir,
+            [f"--address={cluster.address}"],
+            cpus=cpus,
+            object_store_mb=object_store_mb,
+        )
+        deadline = time.monotonic() + start_timeout
+        while time.monotonic() < deadline and node.alive:
+            if b"Ray runtime started" in node.log.read_bytes():
+                return node
+            time.sleep(0.5)
+        _stop_node(node)
+    raise RuntimeError(f"Ray node {name} did not join after {attempts} attempts")
 
 
 def _gcs_up(address: str, head: RayNode, timeout: float) -> bool:

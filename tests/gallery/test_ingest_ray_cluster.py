@@ -12,6 +12,7 @@ Milvus, tagged with its collection.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
@@ -29,7 +30,9 @@ from tests.milvus_server import CollectionPool
 from tests.ray_cluster import NODE_IP, driver_node, kill_node, ray_cluster, wait_for_nodes
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")
-pytestmark = [pytest.mark.slow, pytest.mark.pg]
+log = logging.getLogger(__name__)
+# a clean run and a cluster run of ~200 photos: minutes on 2 idle cores, more when loaded
+pytestmark = [pytest.mark.slow, pytest.mark.pg, pytest.mark.timeout(2400)]
 
 N_SUBJECTS = 60  # about 200 photos of the LFW half
 
@@ -65,6 +68,7 @@ def test_killed_node_then_resume_matches_a_clean_run(
 
     items = scan_folder(_tree(faces_dir, tmp_path / "photos"), collection="lfw")
     assert len(items) >= 150
+    log.info("clean local run of %d photos", len(items))
     with Gallery.open(tmp_path / "clean") as clean:
         reference = ingest(clean, items, workers=2)
         want = _content(clean)
@@ -72,6 +76,7 @@ def test_killed_node_then_resume_matches_a_clean_run(
 
     params = {"uri": milvus_pool.uri, "collection": milvus_pool.take(128)}
     with database_url("pg", tmp_path) as url, ray_cluster(tmp_path / "ray") as cluster:
+        log.info("cluster up at %s", cluster.address)
         connect_ray(cluster.address, attempts=3, timeout=60, node_ip_address=NODE_IP)
         try:
             wait_for_nodes(2, timeout=120)
@@ -98,12 +103,14 @@ def test_killed_node_then_resume_matches_a_clean_run(
                         break
                     time.sleep(0.5)
                 assert runner.is_alive(), f"the run ended before the kill: {outcome}"
+                log.info("killing %s after %d photos", victim.name, stored)
                 kill_node(victim)
                 runner.join(timeout=900)
                 assert not runner.is_alive(), "the run hung after the node died"
                 with g.sessions() as s:
                     stored = s.scalar(select(func.count()).select_from(Photo)) or 0
                 assert stored < len(items) or "summary" in outcome
+                log.info("first run: %s; %d photos stored; resuming", outcome, stored)
                 # resumed on what is left of the cluster: only the photos not yet stored
                 again: IngestSummary = ingest_ray(g, items, batch_size=4, concurrency=1)
                 assert again.already_present >= stored
