@@ -155,6 +155,12 @@ WEB: list[tuple[str, str, set[str], dict[str, Any]]] = [
     ("GET", "/probes/{probe}/faces/{face}/aligned.jpg", CASEWORK, {}),
     ("GET", "/probes/{probe}/photo.jpg", CASEWORK, {}),
     ("GET", "/probes/{probe}", CASEWORK, {}),
+    (
+        "POST",
+        "/probes/{probe}/faces",
+        {INV},
+        {"data": {"x1": "0", "y1": "0", "x2": "1", "y2": "1"}},
+    ),
     ("GET", "/searches/{search}/compare/{cand}", CASEWORK, {}),
     ("GET", "/searches/{search}", CASEWORK, {}),
     ("POST", "/searches/{search}/reviews", {REV}, {"data": {"conclusion": "inconclusive"}}),

@@ -9,8 +9,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from facetrace.service.accounts import SYSTEM, Actor, Role, actor_of, create_user
-from facetrace.store.db import migrate, session_factory
-from facetrace.store.service_db import service_engine
+from facetrace.store.db import Database
 from tests.dbutil import database_url
 
 
@@ -18,10 +17,9 @@ from tests.dbutil import database_url
 def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
     """A session factory on a freshly migrated database of each kind."""
     with database_url(request.param, tmp_path) as url:
-        engine = service_engine(url)
-        migrate(engine)
-        yield session_factory(engine)
-        engine.dispose()
+        database = Database.open(url)
+        yield database.sessions
+        database.dispose()
 
 
 def make_user(

@@ -31,12 +31,11 @@ def test_probe_faces_kept_as_json_become_rows(kind: str, tmp_path: Path) -> None
     from alembic import command
     from sqlalchemy import JSON, LargeBinary, column, insert, table
 
-    from facetrace.store.db import alembic_config
-    from facetrace.store.service_db import service_engine
+    from facetrace.store.db import alembic_config, make_engine
 
     t = datetime(2026, 1, 1, tzinfo=UTC)
     with database_url(kind, tmp_path) as url:
-        engine = service_engine(url)
+        engine = make_engine(url)
         cfg = alembic_config(engine.url.render_as_string(hide_password=False))
         with engine.begin() as conn:
             cfg.attributes["connection"] = conn

@@ -143,3 +143,51 @@ def test_plain_words_for_refusals(desk: Desk, browser: Any) -> None:
     text = page.locator("main").inner_text()
     assert "case.read" not in text and "see cases" in text, text
     page.close()
+
+
+def test_group_photo_each_face_and_a_drawn_box(desk: Desk, browser: Any) -> None:
+    """A group photo is uploaded once: the probe page shows it whole with every face
+    boxed, each face is searched from there, and a rectangle dragged on the photo
+    becomes a new face that is searched at once."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(120_000)
+    login(page, desk.base, "ines")
+    case_id = desk.open_case("EV-GROUP")
+    page.goto(f"{desk.base}/cases/{case_id}")
+    group = desk.faces / "webphotos13" / "multi_face" / "selfie-many-people.jpg"
+    page.set_input_files("#probe-form input[type=file]", str(group))
+    page.click("#probe-form button")
+    page.wait_for_url(re.compile(r".*/probes/\d+.*"))
+    probe_url = page.url.split("?")[0]
+    found = page.locator("svg.probe-photo .face-box").count()
+    assert found >= 2 and page.locator(".face-pick").count() == found
+    assert "faces were found" in page.locator(".flash").inner_text()
+    # search the second face from the probe page, then come back: no new upload
+    page.locator("#face-1 button").click()
+    page.wait_for_url(re.compile(r".*/searches/\d+"))
+    assert "Probe face 2 of" in page.locator(".probe-face figcaption").inner_text()
+    page.goto(probe_url)
+    assert "Search again" in page.locator("#face-1 button").inner_text()
+
+    # drag a rectangle round the first face's place on the photo
+    svg = page.locator("#probe-canvas svg.probe-photo")
+    width = float(svg.get_attribute("data-width") or 0)
+    r = svg.locator(".face-box rect").first
+    x, y, w, h = (float(r.get_attribute(a) or 0) for a in ("x", "y", "width", "height"))
+    bbox = svg.bounding_box()
+    k = bbox["width"] / width
+    page.mouse.move(bbox["x"] + (x - 0.1 * w) * k, bbox["y"] + (y - 0.1 * h) * k)
+    page.mouse.down()
+    page.mouse.move(bbox["x"] + (x + 1.1 * w) * k, bbox["y"] + (y + 1.1 * h) * k, steps=5)
+    page.mouse.up()
+    assert "Box drawn" in page.locator("#draw-status").inner_text()
+    shot(page, "desk-09-probe-drawn-box")
+    page.check("#draw input[name=force]")
+    page.click("#draw-search")
+    page.wait_for_url(re.compile(r".*/searches/\d+.*"))
+    assert f"Face {found + 1} added from your box" in page.locator(".flash").inner_text()
+    page.goto(probe_url)
+    assert page.locator("svg.probe-photo .face-box.drawn").count() == 1
+    assert "box drawn by ines" in page.locator(f"#face-{found}").inner_text()
+    shot(page, "desk-10-probe-page")
+    page.close()

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -13,7 +15,7 @@ import typer
 from facetrace.errors import FacetraceError
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session, sessionmaker
+    from sqlalchemy.orm import Session
 
     from facetrace.config import ServiceConfig
 
@@ -43,14 +45,19 @@ def _config(ctx: typer.Context) -> ServiceConfig:
         raise FacetraceError(settings_error(exc)) from exc
 
 
-def _sessions(cfg: ServiceConfig) -> sessionmaker[Session]:
-    from facetrace.store.db import migrate, session_factory, sqlite_url
-    from facetrace.store.service_db import service_engine
+@contextmanager
+def _transaction(ctx: typer.Context) -> Iterator[Session]:
+    """One transaction on the installation's database, closed with the command."""
+    from facetrace.store.db import Database, sqlite_url, transaction
 
+    cfg = _config(ctx)
     cfg.data.mkdir(parents=True, exist_ok=True)
-    engine = service_engine(cfg.database_url or sqlite_url(cfg.data))
-    migrate(engine)
-    return session_factory(engine)
+    database = Database.open(cfg.database_url or sqlite_url(cfg.data))
+    try:
+        with transaction(database.sessions) as session:
+            yield session
+    finally:
+        database.dispose()
 
 
 def serve(
@@ -77,7 +84,7 @@ def serve(
         from facetrace.index.milvus import check_connection
 
         check_connection(params)
-    with _sessions(cfg).begin() as s:
+    with _transaction(ctx) as s:
         password = accounts.bootstrap_admin(s)
     if password:
         sys.stdout.write(
@@ -104,7 +111,7 @@ def users_add(
     from facetrace.service import accounts
 
     password = accounts.generate_password()
-    with _sessions(_config(ctx)).begin() as s:
+    with _transaction(ctx) as s:
         accounts.create_user(
             s,
             actor=accounts.SYSTEM,
@@ -124,7 +131,7 @@ def users_list(
     """List accounts (tab-separated, or JSON)."""
     from facetrace.service import accounts
 
-    with _sessions(_config(ctx)).begin() as s:
+    with _transaction(ctx) as s:
         rows: list[dict[str, Any]] = [
             {
                 "username": u.username,
@@ -149,7 +156,7 @@ def users_disable(ctx: typer.Context, username: str) -> None:
     """Disable an account (ends its sessions and revokes its API keys)."""
     from facetrace.service import accounts
 
-    with _sessions(_config(ctx)).begin() as s:
+    with _transaction(ctx) as s:
         accounts.set_active(s, actor=accounts.SYSTEM, username=username, active=False)
     sys.stdout.write(f"{username} disabled\n")
 
@@ -161,7 +168,7 @@ def audit_verify(
     """Check the hash chain; exit 1 and name the first altered, inserted or deleted entry."""
     from facetrace.service import audit
 
-    with _sessions(_config(ctx)).begin() as s:
+    with _transaction(ctx) as s:
         report = audit.verify(s)
     if as_json:
         out = {
@@ -194,7 +201,7 @@ def cases_purge(ctx: typer.Context) -> None:
     """Delete probe photos whose case retention period has ended (run it daily)."""
     from facetrace.service import cases
 
-    with _sessions(_config(ctx)).begin() as s:
+    with _transaction(ctx) as s:
         n = cases.purge_due(s)
     sys.stdout.write(f"purged {n} probe photo(s)\n")
 

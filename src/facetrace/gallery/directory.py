@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -52,12 +52,14 @@ from facetrace.index.factory import canonical_kind, choose_kind, load_index, mak
 from facetrace.index.faiss_ann import auto_nlist
 from facetrace.index.persist import is_manifest, read_manifest
 from facetrace.store import repo
-from facetrace.store.db import make_engine, migrate, session_factory, sqlite_url, transaction
+from facetrace.store.db import Database, sqlite_url, transaction
 from facetrace.types import Face
 from facetrace.vision.detect import main_face
 from facetrace.vision.models import ModelDescriptor
 
 log = logging.getLogger(__name__)
+
+DeleteKind = Literal["subject", "photo", "collection"]
 
 INDEX_FILE = "index.faiss"  # a FAISS file (flat) or the manifest of another kind
 #: gallery_meta key: which saved index file SQL describes, and its watermark
@@ -178,6 +180,7 @@ class Gallery:
         pipeline: PipelineOptions | None = None,
         index_kind: str = "auto",
         index_params: dict[str, Any] | None = None,
+        database: Database | None = None,
         rebuild_in_background: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir)
@@ -191,10 +194,14 @@ class Gallery:
         self.rebuild: dict[str, Any] | None = None  # progress of a background rebuild
         self.index_params = dict(index_params or {})
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.database_url = database_url or sqlite_url(self.data_dir)
-        self.engine = make_engine(self.database_url)
-        migrate(self.engine)
-        self.sessions = session_factory(self.engine)
+        self._owns_database = database is None
+        if database is None:
+            database = Database.open(database_url or sqlite_url(self.data_dir))
+        self.database = database
+        self.database_url = database.url
+        self.engine = database.engine
+        self.sessions = database.sessions  # may write: transaction(self.sessions)
+        self.reads = database.reads  # only reads: never waits for a writer on SQLite
         options = pipeline or PipelineOptions()
         if options.cache_dir is None:
             options = replace(options, cache_dir=self.data_dir / "models")
@@ -221,13 +228,17 @@ class Gallery:
         pipeline: PipelineOptions | None = None,
         index_kind: str = "auto",
         index_params: dict[str, Any] | None = None,
+        database: Database | None = None,
         rebuild_in_background: bool = False,
     ) -> Gallery:
         """Open (creating if needed) the gallery in ``data_dir``.
 
         ``index_kind`` (a recipe of :mod:`facetrace.index.factory`) applies when the
         index is created, with ``index_params`` (e.g. a Milvus ``uri``); an existing
-        index keeps its kind until ``rebuild_index``.
+        index keeps its kind until ``rebuild_index``. ``database`` is an open
+        :class:`~facetrace.store.db.Database` to share (the service's); without it the
+        gallery opens its own on ``database_url`` (default: SQLite in ``data_dir``)
+        and closes it with itself.
         """
         return cls(
             data_dir,
@@ -235,6 +246,7 @@ class Gallery:
             pipeline=pipeline,
             index_kind=index_kind,
             index_params=index_params,
+            database=database,
             rebuild_in_background=rebuild_in_background,
         )
 
@@ -261,7 +273,8 @@ class Gallery:
         close = getattr(self.index, "close", None)  # Milvus: its client (Lite: a file lock)
         if close is not None:
             close()
-        self.engine.dispose()
+        if self._owns_database:
+            self.database.dispose()
 
     # -- consistency -------------------------------------------------------
 
@@ -312,7 +325,7 @@ class Gallery:
                 if saved == "milvus":
                     raise  # the collection lives on a server: say why, never rebuild over it
                 log.warning("index %s unreadable; rebuilding it from SQL", self.index_path)
-        with self.sessions() as s:
+        with self.reads() as s:
             n_faces = int(repo.searchable_ids(s).size)
             state = repo.get_meta(s, INDEX_STATE_KEY)
         kind = choose_kind(n_faces) if self.index_kind == "auto" else self.index_kind
@@ -373,12 +386,12 @@ class Gallery:
         """Build the real index from SQL, catch up with the writes made meanwhile, switch."""
         assert self.rebuild is not None
         try:
-            with self.sessions() as s:
+            with self.reads() as s:
                 snapshot = repo.max_face_id(s)
             new = self._build_index(
                 kind, n_faces=n_faces, progress=self._rebuild_progress, **params
             )
-            with self._index_lock, self.sessions() as s:
+            with self._index_lock, self.reads() as s:
                 if self._closed:
                     raise IndexUnavailable("the gallery was closed during the rebuild")
                 # faces added while it was built, and deletes logged meanwhile
@@ -427,7 +440,7 @@ class Gallery:
         resolved = choose_kind(n_faces) if kind == "auto" else kind
         index = make_index(resolved, self.descriptor.dim, **params)
         log.info("building a %s index of %d faces from SQL", resolved, n_faces)
-        with self.sessions() as s, batch_threads():
+        with self.reads() as s, batch_threads():
             truth = repo.searchable_ids(s)
             train = getattr(index, "train", None)
             if train is not None and truth.size:
@@ -457,9 +470,9 @@ class Gallery:
                 "a Milvus collection is not rebuilt in place: drop it with Milvus's tools and "
                 "reopen the gallery, which refills it from SQL"
             )
-        with self.sessions() as s:
+        with self.reads() as s:
             n_faces = int(repo.searchable_ids(s).size)
-        with self.sessions() as s:
+        with self.reads() as s:
             pending = repo.pending_deletes(s)
             top = repo.max_face_id(s)
         index = self._build_index(kind, n_faces=n_faces, **params)
@@ -511,7 +524,7 @@ class Gallery:
         :meth:`reconcile` runs. Returns what was done, also kept in ``last_repair``.
         """
         start = time.perf_counter()
-        with self.sessions() as s:
+        with self.reads() as s:
             state = repo.get_meta(s, INDEX_STATE_KEY)
         if not isinstance(state, dict) or state.get("stamp") != self._index_stamp():
             done: dict[str, Any] = {"mode": "full", **self.reconcile()}
@@ -524,7 +537,7 @@ class Gallery:
 
     def _repair_from(self, watermark: int) -> dict[str, Any]:
         dim = self.descriptor.dim
-        with self.sessions() as s:
+        with self.reads() as s:
             pending = repo.pending_deletes(s)
             removed = self.index.remove(pending) if pending else 0
             # faces above the watermark, and logged deletes whose id SQL has given to a
@@ -577,7 +590,7 @@ class Gallery:
         twice (all copies removed, then added once).
         """
         only = None if groups is None else sorted({int(g) for g in groups})
-        with self.sessions() as s:
+        with self.reads() as s:
             if only is None:
                 truth, truth_groups = repo.searchable_groups(s)
                 have, have_groups = self.index.id_groups()
@@ -602,7 +615,7 @@ class Gallery:
         if truth.size:
             self._watermark = max(self._watermark, int(truth.max()))
         if only is None:
-            with self.sessions() as s:
+            with self.reads() as s:
                 self._watermark = max(self._watermark, repo.max_face_id(s))
         changed = bool(missing.size or extra.size or regroup.size)
         if changed:
@@ -632,7 +645,7 @@ class Gallery:
             self._unsaved = 0
             self._last_save = time.monotonic()
             return
-        with self.sessions() as s:
+        with self.reads() as s:
             pending = repo.pending_deletes(s)  # removed from the index before this save
         self.index.save(self.index_path)
         self._record_save(pending)
@@ -710,39 +723,56 @@ class Gallery:
             self._unsaved += len(indexed)
             self._maybe_save()
 
-    def _remove(self, face_ids: list[int]) -> int:
+    def forget(self, face_ids: Sequence[int]) -> int:
         """Drop deleted faces from the index; it is saved on the usual schedule and on close.
 
-        SQL already no longer holds them, so an index saved before this (or a
-        crash before the next save) is repaired on open: the faces never return.
-        Saving here would rewrite a whole HNSW graph (0.9 GB at 1M) per delete.
+        Call it once SQL no longer holds them (after the deleting transaction commits),
+        so an index saved before this (or a crash before the next save) is repaired on
+        open: the faces never return. Saving here would rewrite a whole HNSW graph
+        (0.9 GB at 1M) per delete. Returns the number of faces.
         """
+        ids = [int(i) for i in face_ids]
         with self._index_lock:
-            self.index.remove(face_ids)
-            self._unsaved += max(1, len(face_ids))
+            self.index.remove(ids)
+            self._unsaved += max(1, len(ids))
             self._maybe_save()
-        return len(face_ids)
+        return len(ids)
+
+    @staticmethod
+    def remove_rows(session: Session, *, kind: DeleteKind, target: str) -> list[int]:
+        """Delete a subject (external id), photo (id or SHA-256) or collection (name) in
+        the caller's transaction, leaving tombstones; returns the face ids removed, for
+        :meth:`forget` once that transaction has committed. Raises NotFound.
+
+        The ids are also logged in that transaction as deletes the index has yet to
+        confirm, so that the repair on open removes them even if :meth:`forget` never
+        runs (a crash) or the index is not saved before one."""
+        if kind == "subject":
+            ids = repo.delete_subject(session, external_id=target)
+        elif kind == "photo":
+            ids = repo.delete_photo(session, photo=target)
+        else:
+            ids = repo.delete_collection(session, name=target)
+        repo.log_pending_deletes(session, face_ids=ids)
+        return ids
+
+    def delete(self, kind: DeleteKind, target: str) -> int:
+        """:meth:`remove_rows` in a transaction of its own, then :meth:`forget`."""
+        with transaction(self.sessions) as s:
+            ids = self.remove_rows(s, kind=kind, target=target)
+        return self.forget(ids)
 
     def delete_subject(self, external_id: str) -> int:
         """Delete a subject's photos and faces (tombstoned); returns faces removed."""
-        with transaction(self.sessions) as s:
-            ids = repo.delete_subject(s, external_id=external_id)
-            repo.log_pending_deletes(s, face_ids=ids)
-        return self._remove(ids)
+        return self.delete("subject", external_id)
 
     def delete_photo(self, photo: str) -> int:
         """Delete a photo by id or SHA-256 (tombstoned); returns faces removed."""
-        with transaction(self.sessions) as s:
-            ids = repo.delete_photo(s, photo=photo)
-            repo.log_pending_deletes(s, face_ids=ids)
-        return self._remove(ids)
+        return self.delete("photo", photo)
 
     def delete_collection(self, name: str) -> int:
         """Delete a whole collection (tombstoned); returns faces removed."""
-        with transaction(self.sessions) as s:
-            ids = repo.delete_collection(s, name=name)
-            repo.log_pending_deletes(s, face_ids=ids)
-        return self._remove(ids)
+        return self.delete("collection", name)
 
     # -- calibration -------------------------------------------------------
 
@@ -752,7 +782,7 @@ class Gallery:
         The stored table is re-read on every call (another process may have
         recalibrated) but parsed only when it changed: searches call this.
         """
-        with self.sessions() as s:
+        with self.reads() as s:
             data = repo.get_meta(s, "calibration")
         if data is not None:
             if self._calibration_cache is None or self._calibration_cache[0] != data:
@@ -785,7 +815,7 @@ class Gallery:
 
     def status(self) -> dict[str, Any]:
         """Counts, model, index settings and calibration source, for ``facetrace status``."""
-        with self.sessions() as s:
+        with self.reads() as s:
             counts = repo.counts(s)
         cal = self.calibration()
         return {
@@ -802,7 +832,7 @@ class Gallery:
 
     def subject_count(self) -> int:
         """Subjects in the gallery (the gallery size for FPIR)."""
-        with self.sessions() as s:
+        with self.reads() as s:
             return repo.count_subjects(s)
 
     def selector_for(self, collections: Iterable[str] | None) -> Selector | None:
@@ -813,7 +843,7 @@ class Gallery:
         """
         if collections is None:
             return None
-        with self.sessions() as s:
+        with self.reads() as s:
             groups = repo.collection_ids(s, collections)
         return Selector(groups=frozenset(groups))
 
@@ -845,7 +875,7 @@ class Gallery:
         fetch = max(k * 4, 40)
         use_search_threads()  # this may be a web server's worker thread, new to OpenMP
         scores, ids = self.index.search(vectors.astype(np.float32), fetch, selector)
-        with self.sessions() as s:
+        with self.reads() as s:
             info = repo.face_info(s, {int(i) for i in ids.reshape(-1) if i >= 0})
         out: list[tuple[float, list[Candidate], list[Candidate]]] = []
         for row_scores, row_ids in zip(scores, ids, strict=True):
@@ -962,14 +992,14 @@ class Gallery:
 
     def subject_vectors(self, external_id: str) -> npt.NDArray[np.float32]:
         """The indexed vectors of one subject (raises ``NotFound``)."""
-        with self.sessions() as s:
+        with self.reads() as s:
             ids = np.array(repo.subject_face_ids(s, external_id), dtype=np.int64)
             _, vecs = repo.vectors_for(s, ids, self.descriptor.dim)
         return vecs
 
     def session(self) -> Session:
         """A plain session for read-only callers (the service layer)."""
-        return self.sessions()
+        return self.reads()
 
 
 def _wrong_groups(

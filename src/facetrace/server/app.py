@@ -23,8 +23,7 @@ from facetrace.server.state import ServiceState
 from facetrace.service.accounts import load_secret
 from facetrace.service.gallery_port import GalleryPort
 from facetrace.service.imports import ImportJobs
-from facetrace.store.db import migrate, session_factory, sqlite_url
-from facetrace.store.service_db import service_engine
+from facetrace.store.db import Database, sqlite_url
 from facetrace.web.render import make_templates
 from facetrace.web.routes import router as web_router
 
@@ -38,22 +37,19 @@ WEB_DIR = Path(facetrace.web.__file__).resolve().parent
 
 
 def build_state(settings: ServiceConfig) -> ServiceState:
-    """Open the database (migrating it), the secret and the gallery port."""
+    """Open the database (migrating it), the secret and the gallery port. The service and
+    the gallery share the one :class:`~facetrace.store.db.Database`."""
     data_dir = settings.data
     data_dir.mkdir(parents=True, exist_ok=True)
-    url = settings.database_url or sqlite_url(data_dir)
-    engine = service_engine(url)
-    migrate(engine)
+    database = Database.open(settings.database_url or sqlite_url(data_dir))
     svc = settings.service
-    sessions = session_factory(engine)
     return ServiceState(
         settings=settings,
-        engine=engine,
-        sessions=sessions,
+        database=database,
         secret=load_secret(data_dir),
         gallery=GalleryPort(
             data_dir,
-            database_url=settings.database_url,
+            database=database,
             k=settings.search.k,
             fpir=settings.search.fpir,
             min_quality=settings.search.min_quality,
@@ -62,7 +58,7 @@ def build_state(settings: ServiceConfig) -> ServiceState:
             index_params=settings.index_params(),
             pipeline=settings.pipeline_options(),
         ),
-        imports=ImportJobs(root=data_dir / "imports", sessions=sessions),
+        imports=ImportJobs(root=data_dir / "imports", sessions=database.sessions),
         login_limiter=RateLimiter(limit=svc.login_per_minute),
         search_limiter=RateLimiter(limit=svc.search_per_minute),
         templates=make_templates(WEB_DIR / "templates"),
@@ -84,7 +80,7 @@ def create_app(settings: ServiceConfig) -> FastAPI:
         finally:
             state.imports.shutdown()
             state.gallery.close()
-            state.engine.dispose()
+            state.database.dispose()
 
     app = FastAPI(
         title="facetrace",

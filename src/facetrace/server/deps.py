@@ -111,10 +111,17 @@ async def read_upload(upload: UploadFile, *, limit: int, what: str = "file") -> 
 
 
 async def probe_from_upload(
-    state: ServiceState, db: Session, *, actor: Actor, case_id: int, upload: UploadFile
+    state: ServiceState,
+    db: Session,
+    *,
+    actor: Actor,
+    case_id: int,
+    upload: UploadFile,
+    keep_without_faces: bool = False,
 ) -> Probe:
     """Read an uploaded probe photo (refused before reading when the actor may not
-    search) and keep it with its case, with the faces found in it, in a worker thread."""
+    search) and keep it with its case, with the faces found in it, in a worker thread
+    (a photo without a face is kept only with ``keep_without_faces``, to draw one)."""
     require(actor, Perm.SEARCH)
     data = await read_upload(upload, limit=state.max_upload, what="photo")
     return await run_in_threadpool(
@@ -125,6 +132,7 @@ async def probe_from_upload(
         data=data,
         filename=upload.filename or "",
         searcher=state.gallery,
+        keep_without_faces=keep_without_faces,
     )
 
 

@@ -6,13 +6,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from facetrace.config import ServiceConfig
 from facetrace.server.ratelimit import RateLimiter
 from facetrace.service.gallery_port import GalleryPort
 from facetrace.service.imports import ImportJobs, ImportLimits
+from facetrace.store.db import Database
 
 
 @dataclass
@@ -20,8 +20,7 @@ class ServiceState:
     """Everything a request needs besides itself."""
 
     settings: ServiceConfig
-    engine: Engine
-    sessions: sessionmaker[Session]
+    database: Database
     secret: bytes
     gallery: GalleryPort
     imports: ImportJobs
@@ -29,6 +28,11 @@ class ServiceState:
     search_limiter: RateLimiter
     templates: Jinja2Templates
     data_dir: Path
+
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        """Sessions on the one database the service and the gallery share."""
+        return self.database.sessions
 
     @property
     def max_upload(self) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -19,6 +19,7 @@ from facetrace.service.accounts import Actor, Perm, require
 from facetrace.store.models import Collection, FaceRow, Photo, Subject
 
 if TYPE_CHECKING:
+    from facetrace.gallery.directory import DeleteKind
     from facetrace.service.gallery_port import GalleryPort
 
 log = logging.getLogger(__name__)
@@ -173,36 +174,31 @@ def subject_face(session: Session, *, photo_id: int) -> FaceRow | None:
     ).scalar_one_or_none()
 
 
-DeleteKind = Literal["collection", "subject", "photo"]
-
-
 def delete_target(
     session: Session, *, actor: Actor, kind: DeleteKind, ident: int, gallery: GalleryPort
 ) -> int:
     """Delete a collection, subject or photo from the gallery (tombstoned) and audit it.
-    Returns the number of faces removed."""
+    Returns the number of faces removed.
+
+    One unit of work: the checks, the deleted rows and the audit entry are committed
+    together here, or not at all; only then does the index forget the faces (were that
+    step lost, the gallery repairs its index from SQL when it next opens).
+    """
     require(actor, Perm.COLLECTIONS_MANAGE)
-    name = ""
     if kind == "collection":
-        name = get_collection(session, actor=actor, collection_id=ident).name
+        target = get_collection(session, actor=actor, collection_id=ident).name
     elif kind == "subject":
-        name = get_subject(session, actor=actor, subject_id=ident)[0].external_id
+        target = get_subject(session, actor=actor, subject_id=ident)[0].external_id
     else:
         get_photo(session, actor=actor, photo_id=ident)
-    # The gallery writes through its own connection: end this transaction first so
-    # SQLite's single writer lock is free for it.
-    session.commit()
-    if kind == "collection":
-        faces = gallery.delete_collection(name)
-    elif kind == "subject":
-        faces = gallery.delete_subject(name)
-    else:
-        faces = gallery.delete_photo(ident)
+        target = str(ident)
+    face_ids = gallery.remove_rows(session, kind=kind, target=target)
     audit.append(
         session,
         actor=actor.username,
         action=audit.Action.DELETE,
         target=f"{kind}:{ident}",
-        detail={"faces_removed": faces},
+        detail={"faces_removed": len(face_ids)},
     )
-    return faces
+    session.commit()
+    return gallery.forget(face_ids)

@@ -14,10 +14,11 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+from sqlalchemy.orm import Session
 
 from facetrace.config import PipelineOptions
 from facetrace.imaging import ImageLimits, decode_image
@@ -28,7 +29,11 @@ from facetrace.service.searches import (
     ScoreEvidence,
     VectorResult,
 )
+from facetrace.store.db import Database
 from facetrace.types import Face
+
+if TYPE_CHECKING:
+    from facetrace.gallery.directory import DeleteKind
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +91,7 @@ class GalleryPort:
 
     Args:
         data_dir: the data directory (index, models cache, SQLite file).
-        database_url: SQL URL, or None for SQLite in ``data_dir``.
+        database: the SQL store the service uses too (one engine, one pool).
         k: candidates per face; fpir: the false-positive identification rate that sets
         the threshold; min_quality: probe faces below it need ``force``.
         max_upload_bytes: largest probe accepted.
@@ -100,7 +105,7 @@ class GalleryPort:
         self,
         data_dir: Path,
         *,
-        database_url: str | None,
+        database: Database,
         k: int,
         fpir: float,
         min_quality: float,
@@ -113,7 +118,7 @@ class GalleryPort:
         self.pipeline_options = pipeline
         self.index_kind = index_kind
         self.index_params = dict(index_params or {})
-        self.database_url = database_url
+        self.database = database
         self.k = k
         self.fpir = fpir
         self._min_quality = min_quality
@@ -135,7 +140,7 @@ class GalleryPort:
 
                 self._gallery = Gallery.open(
                     self.data_dir,
-                    database_url=self.database_url,
+                    database=self.database,
                     index_kind=self.index_kind,
                     index_params=self.index_params,
                     pipeline=self.pipeline_options,
@@ -247,20 +252,15 @@ class GalleryPort:
             )
         return dict(summary.as_dict())
 
-    def delete_subject(self, external_id: str) -> int:
-        """Delete a subject (tombstoned); returns faces removed."""
-        with self._lock:
-            return int(self.gallery().delete_subject(external_id))
+    def remove_rows(self, session: Session, *, kind: DeleteKind, target: str) -> list[int]:
+        """Delete a subject, photo or collection in the caller's transaction (tombstoned);
+        returns the face ids for :meth:`forget` once that transaction has committed."""
+        return list(self.gallery().remove_rows(session, kind=kind, target=target))
 
-    def delete_photo(self, photo_id: int) -> int:
-        """Delete a photo (tombstoned); returns faces removed."""
+    def forget(self, face_ids: Sequence[int]) -> int:
+        """Drop committed deletions from the index; returns the number of faces."""
         with self._lock:
-            return int(self.gallery().delete_photo(str(photo_id)))
-
-    def delete_collection(self, name: str) -> int:
-        """Delete a collection's photos (tombstoned); returns faces removed."""
-        with self._lock:
-            return int(self.gallery().delete_collection(name))
+            return int(self.gallery().forget(face_ids))
 
     def status(self) -> dict[str, Any]:
         """The gallery's counts and model."""

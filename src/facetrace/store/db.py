@@ -1,21 +1,42 @@
-"""Database connection and migrations. SQLite in the data directory unless a URL is given."""
+"""The SQL store's connection: one engine and its session factories per installation,
+shared by the gallery and the service layer, and the migrations. SQLite in the data
+directory unless a URL is given.
+
+Transactions on SQLite. The driver is put in autocommit mode so that SQLAlchemy, not the
+sqlite3 module, decides when a transaction begins, and each one begins explicitly:
+
+- :attr:`Database.sessions` (everything that may write: the service layer, the gallery's
+  writes) begin with ``BEGIN IMMEDIATE``, taking the single writer lock up front and
+  waiting for it up to the busy timeout. A transaction that has only read cannot then
+  fail at its first write because another writer got in between, which keeps audit
+  appends and the checks that precede them consistent.
+- :attr:`Database.reads` (the gallery's searches and counts) begin deferred: under WAL
+  they read a snapshot and never wait for a writer.
+
+PostgreSQL needs neither: both factories are plain sessions, and
+:mod:`facetrace.service.audit` locks its head row with ``SELECT ... FOR UPDATE``.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+_BEGIN = "facetrace_sqlite_begin"  # execution option: how a SQLite transaction begins
 
 
 def sqlite_url(data_dir: Path) -> str:
@@ -23,7 +44,7 @@ def sqlite_url(data_dir: Path) -> str:
     return f"sqlite:///{(data_dir / 'facetrace.db').resolve()}"
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
     # WAL lets readers work during an ingest; foreign keys are off by default in SQLite.
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
@@ -31,29 +52,70 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
+    dbapi_conn.isolation_level = None  # SQLAlchemy's "begin" event starts transactions
+
+
+def _sqlite_begin(conn: Any) -> None:
+    mode = conn.get_execution_options().get(_BEGIN, "IMMEDIATE")
+    conn.exec_driver_sql(f"BEGIN {mode}")
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout."""
+    """An engine for ``url``; SQLite gets WAL, foreign keys, a busy timeout and explicit
+    transactions (``BEGIN IMMEDIATE`` unless a connection asks for ``DEFERRED``)."""
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30})
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(url, pool_pre_ping=True)
 
 
 def alembic_config(url: str) -> Config:
     """Alembic configuration pointing at the packaged migrations."""
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return cfg
 
 
+def head_revision() -> str | None:
+    """The newest packaged migration, read from the files without importing Alembic:
+    the one revision no other names as its parent (None if there is not exactly one)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        source = path.read_text()
+        rev = re.search(r"^revision\s*=\s*['\"]([^'\"]+)['\"]", source, re.MULTILINE)
+        down = re.search(r"^down_revision\s*=\s*(.+)$", source, re.MULTILINE)
+        if rev:
+            revisions.add(rev.group(1))
+        if down:
+            parents.update(re.findall(r"['\"]([^'\"]+)['\"]", down.group(1)))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _current_revisions(engine: Engine) -> set[str]:
+    with engine.execution_options(**{_BEGIN: "DEFERRED"}).connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return set()
+        rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars()
+        return {str(v) for v in rows}
+
+
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision (idempotent)."""
+    """Bring the schema to the newest revision (idempotent). A database already at the
+    head is left alone without loading Alembic, so opening one costs a query."""
+    head = head_revision()
+    if head is not None and _current_revisions(engine) == {head}:
+        return
+    from alembic import command
+
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
@@ -63,6 +125,38 @@ def migrate(engine: Engine) -> None:
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     """Sessions that keep loaded objects usable after commit."""
     return sessionmaker(engine, expire_on_commit=False)
+
+
+@dataclass(frozen=True)
+class Database:
+    """One installation's SQL store: its engine and the session factories on it.
+
+    ``sessions`` may write (on SQLite they take the writer lock when their transaction
+    begins); ``reads`` are for work that only reads (deferred, never waiting for a
+    writer under WAL). Both share the engine's connection pool.
+    """
+
+    url: str
+    engine: Engine
+    sessions: sessionmaker[Session]
+    reads: sessionmaker[Session]
+
+    @classmethod
+    def open(cls, url: str) -> Database:
+        """Connect to ``url`` and migrate the schema to the newest revision."""
+        engine = make_engine(url)
+        migrate(engine)
+        reader = engine.execution_options(**{_BEGIN: "DEFERRED"})
+        return cls(
+            url=url,
+            engine=engine,
+            sessions=session_factory(engine),
+            reads=session_factory(reader),
+        )
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
 
 
 @contextmanager

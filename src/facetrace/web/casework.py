@@ -9,7 +9,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 
-from facetrace.errors import InvalidRequest, NotFound
+from facetrace.errors import InvalidRequest, LowQualityFace, NotFound
 from facetrace.server.deps import CurrentActor, Db, State, probe_from_upload
 from facetrace.service import (
     cases,
@@ -136,8 +136,15 @@ async def upload_probe(
     image: Annotated[UploadFile, File()],
 ) -> Response:
     """Keep the probe with the case (its faces found once); search at once when it has
-    one face, else let the investigator pick."""
-    probe = await probe_from_upload(state, db, actor=actor, case_id=case_id, upload=image)
+    one face, else show the whole photo to pick a face or draw a box round one."""
+    probe = await probe_from_upload(
+        state, db, actor=actor, case_id=case_id, upload=image, keep_without_faces=True
+    )
+    if not probe.faces:
+        return back(
+            f"/probes/{probe.id}#draw",
+            "No face was found automatically. Draw a box round the face on the photo.",
+        )
     if len(probe.faces) == 1:
         search = await run_in_threadpool(
             searches.search_probe,
@@ -152,9 +159,46 @@ async def upload_probe(
         )
         return back(f"/searches/{search.id}")
     return back(
-        f"/cases/{case_id}#probe-{probe.id}",
-        f"The photo shows {len(probe.faces)} faces: pick the one to search.",
+        f"/probes/{probe.id}",
+        f"{len(probe.faces)} faces were found: pick the one to search, or draw a box round "
+        "a face that was missed.",
     )
+
+
+@router.post("/probes/{probe_id}/faces")
+def draw_face(
+    probe_id: int,
+    actor: CurrentActor,
+    db: Db,
+    state: State,
+    x1: Annotated[int, Form()],
+    y1: Annotated[int, Form()],
+    x2: Annotated[int, Form()],
+    y2: Annotated[int, Form()],
+    force: Annotated[bool, Form()] = False,
+) -> Response:
+    """Add a face from a box the user drew on the probe photo, and search it."""
+    row = searches.add_manual_face(
+        db, actor=actor, probe_id=probe_id, box=(x1, y1, x2, y2), searcher=state.gallery
+    )
+    index = row.face_index
+    try:
+        search = searches.search_probe(
+            db,
+            actor=actor,
+            probe_id=probe_id,
+            face=index,
+            force=force,
+            searcher=state.gallery,
+            sessions=state.sessions,
+            limiter=state.search_limiter,
+        )
+    except LowQualityFace as exc:
+        return back(
+            f"/probes/{probe_id}#face-{index}",
+            f"Face {index + 1} was added from your box but not searched: {exc}",
+        )
+    return back(f"/searches/{search.id}", f"Face {index + 1} added from your box and searched.")
 
 
 @router.post("/probes/{probe_id}/search")
