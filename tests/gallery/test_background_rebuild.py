@@ -46,6 +46,7 @@ def test_lost_index_rebuilt_behind_exact_search(
 
     monkeypatch.setattr(directory, "REBUILD_CHUNK", 100)
     gate = threading.Event()
+    held = threading.Event()  # set once the rebuild waits at the gate
     reads = {"n": 0}
     real_entries = repo.index_entries
 
@@ -53,7 +54,8 @@ def test_lost_index_rebuilt_behind_exact_search(
         if threading.current_thread().name == "facetrace-index-rebuild":
             reads["n"] += 1
             if reads["n"] == 3:  # two chunks in, the rebuild waits for the test
-                assert gate.wait(120), "the test never released the rebuild"
+                held.set()
+                assert gate.wait(300), "the test never released the rebuild"
         return real_entries(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(repo, "index_entries", held_entries)
@@ -68,6 +70,7 @@ def test_lost_index_rebuilt_behind_exact_search(
             ids, vecs = repo.vectors_for(s, np.asarray(_truth(g)[:5]), 128)
         _, found = g.index.search(vecs, 1)
         assert found[:, 0].tolist() == ids.tolist()
+        assert held.wait(300), "the rebuild never reached its third chunk"
         # another process sees the progress (and does not start a rebuild of its own)
         res = CliRunner().invoke(app, ["--data", str(data), "index", "status"])
         assert res.exit_code == 0, res.stderr
