@@ -66,14 +66,36 @@ class DeletedPhoto(FacetraceError):
 
 
 class ManifestError(FacetraceError):
-    """A manifest row or file is malformed. Carries the line number where known."""
+    """A manifest row or file is malformed. Carries the line number where known, and
+    ``problems``: every (line, reason) found, when a whole manifest was checked."""
 
-    def __init__(self, source: str, line: int | None, reason: str) -> None:
+    def __init__(
+        self,
+        source: str,
+        line: int | None,
+        reason: str,
+        *,
+        problems: list[tuple[int | None, str]] | None = None,
+    ) -> None:
         where = f"{source}:{line}" if line is not None else source
         super().__init__(f"{where}: {reason}")
         self.source = source
         self.line = line
         self.reason = reason
+        self.problems = problems or [(line, reason)]
+
+    @classmethod
+    def several(
+        cls, source: str, problems: list[tuple[int | None, str]], *, total: int
+    ) -> ManifestError:
+        """One error for every problem of a manifest (``total`` found, ``problems`` the
+        first of them); with a single problem it reads like a plain ManifestError."""
+        if total == 1:
+            line, reason = problems[0]
+            return cls(source, line, reason)
+        listed = "; ".join(f"line {n}: {r}" if n is not None else r for n, r in problems)
+        more = f" (the first {len(problems)} are listed)" if total > len(problems) else ""
+        return cls(source, None, f"{total} rows are wrong{more}: {listed}", problems=problems)
 
 
 # --- service errors (accounts, cases, audit) -------------------------------------------

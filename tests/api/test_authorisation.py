@@ -127,6 +127,7 @@ WEB: list[tuple[str, str, set[str], dict[str, Any]]] = [
         {"files": {"file": ("x.zip", b"PK", "application/zip")}},
     ),
     ("GET", "/imports/{missing}", {ADMIN}, {}),
+    ("GET", "/imports/{missing}/skipped.csv", {ADMIN}, {}),
     ("POST", "/collections/{missing}/delete", {ADMIN}, {}),
     ("GET", "/subjects/{missing}", GALLERY, {}),
     ("POST", "/subjects/{missing}/delete", {ADMIN}, {}),

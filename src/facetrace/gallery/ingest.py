@@ -189,20 +189,26 @@ def _row_to_item(
     )
 
 
+MAX_MANIFEST_ERRORS = 50  # rows listed when a manifest has many bad rows
+
+
 def read_manifest(
-    path: Path, *, collection: str = "default", legal_basis: str = ""
+    path: Path, *, collection: str = "default", legal_basis: str = "", source: str | None = None
 ) -> list[IngestItem]:
     """Every row of a CSV (with header) or JSONL manifest, validated before anything is stored.
 
-    Relative photo paths are resolved against the manifest's folder.
-    Raises :class:`ManifestError` naming the line of the first bad row.
+    Relative photo paths are resolved against the manifest's folder. ``source`` names
+    the manifest in messages (default: its path; the service gives the user's own file
+    name). Raises :class:`ManifestError` listing every bad row by line (the first
+    :data:`MAX_MANIFEST_ERRORS` of them), so that all can be fixed at once.
     """
-    source = str(path)
+    source = source or str(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise ManifestError(source, None, f"cannot read manifest: {exc}") from exc
     rows: list[tuple[int, dict[str, Any]]] = []
+    problems: list[tuple[int | None, str]] = []
     if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
         for n, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
@@ -210,9 +216,11 @@ def read_manifest(
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ManifestError(source, n, f"not valid JSON: {exc.msg}") from exc
+                problems.append((n, f"not valid JSON: {exc.msg}"))
+                continue
             if not isinstance(obj, dict):
-                raise ManifestError(source, n, "each line must be a JSON object")
+                problems.append((n, "each line must be a JSON object"))
+                continue
             rows.append((n, obj))
     elif path.suffix.lower() in (".csv", ".tsv"):
         delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
@@ -221,28 +229,42 @@ def read_manifest(
             raise ManifestError(source, 1, "the header must name at least 'path' and 'subject_id'")
         for n, row in enumerate(reader, start=2):
             if None in row:
-                raise ManifestError(source, n, "more fields than the header has")
+                problems.append((n, "more fields than the header has"))
+                continue
             rows.append((n, {k: v for k, v in row.items() if v is not None}))
     else:
         raise ManifestError(source, None, "a manifest must be .csv, .tsv or .jsonl")
-    if not rows:
+    if not rows and not problems:
         raise ManifestError(source, None, "the manifest has no rows")
     base = path.parent
-    return [
-        _row_to_item(
-            row, base=base, source=source, line=n, collection=collection, legal_basis=legal_basis
-        )
-        for n, row in rows
-    ]
+    items: list[IngestItem] = []
+    for n, row in rows:
+        try:
+            items.append(
+                _row_to_item(
+                    row,
+                    base=base,
+                    source=source,
+                    line=n,
+                    collection=collection,
+                    legal_basis=legal_basis,
+                )
+            )
+        except ManifestError as exc:
+            problems.append((n, exc.reason))
+    if problems:
+        problems.sort(key=lambda p: p[0] or 0)
+        raise ManifestError.several(source, problems[:MAX_MANIFEST_ERRORS], total=len(problems))
+    return items
 
 
 def collect_items(
-    path: Path, *, collection: str = "default", legal_basis: str = ""
+    path: Path, *, collection: str = "default", legal_basis: str = "", source: str | None = None
 ) -> list[IngestItem]:
-    """Items from a folder tree or a manifest file."""
+    """Items from a folder tree or a manifest file (``source``: its name in messages)."""
     if path.is_dir():
         return scan_folder(path, collection=collection, legal_basis=legal_basis)
-    return read_manifest(path, collection=collection, legal_basis=legal_basis)
+    return read_manifest(path, collection=collection, legal_basis=legal_basis, source=source)
 
 
 # -- the pipeline, in workers -----------------------------------------------

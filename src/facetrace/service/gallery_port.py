@@ -86,6 +86,34 @@ def _candidate(c: Any) -> FoundCandidate:
     )
 
 
+_REASON_WORDS = {
+    "ImageTooLarge": "the photo is too large",
+    "ImageError": "not a usable photo",
+    "NoFaceFound": "no face found",
+    "LowQualityFace": "the face is of too low quality",
+    "ManifestError": "a problem with the manifest",
+    "error": "could not be read",
+}
+
+
+def user_words(path: str, reason: str, root: Path) -> tuple[str, str]:
+    """A skipped photo as the user knows it: its name inside their upload (never the
+    server's path) and the reason in words (``ImageError: /srv/.../a.jpg: truncated``
+    -> ``("people/a.jpg", "not a usable photo: truncated")``)."""
+    p = Path(path)
+    try:
+        name = p.resolve().relative_to(root).as_posix()
+    except ValueError:
+        name = p.name
+    kind, sep, rest = reason.partition(": ")
+    if sep and kind in _REASON_WORDS:
+        detail = rest.replace(str(p), "").replace(p.name, "").strip(" :")
+        reason = f"{_REASON_WORDS[kind]}: {detail}" if detail else _REASON_WORDS[kind]
+    for prefix in (str(root), str(p.parent)):
+        reason = reason.replace(prefix + "/", "").replace(prefix, "")
+    return name, reason
+
+
 class GalleryPort:
     """Implements :class:`facetrace.service.searches.FaceSearcher` and the gallery admin calls.
 
@@ -237,9 +265,13 @@ class GalleryPort:
 
         root = allowed_root.resolve()
         items = []
-        for item in collect_items(path, collection=collection, legal_basis=legal_basis):
+        for item in collect_items(
+            path, collection=collection, legal_basis=legal_basis, source=path.name
+        ):
             if not item.path.resolve().is_relative_to(root):
-                raise ManifestError(str(path.name), None, f"{item.path} is outside {root}")
+                raise ManifestError(
+                    path.name, None, f"a row names a photo outside the upload: {item.path.name}"
+                )
             items.append(replace(item, provenance=replace(item.provenance, collection=collection)))
         progress(0, len(items))
         with self._lock:
@@ -250,7 +282,9 @@ class GalleryPort:
                 limits=self.limits,
                 progress=lambda done, total, _s: progress(done, total),
             )
-        return dict(summary.as_dict())
+        out = dict(summary.as_dict())
+        out["skipped_files"] = [user_words(p, r, root) for p, r in summary.skipped]
+        return out
 
     def remove_rows(self, session: Session, *, kind: DeleteKind, target: str) -> list[int]:
         """Delete a subject, photo or collection in the caller's transaction (tombstoned);

@@ -7,6 +7,7 @@ entries are here.
 
 from __future__ import annotations
 
+import csv
 import logging
 import shutil
 import threading
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from facetrace.errors import FacetraceError, InvalidRequest, NotFound
+from facetrace.errors import FacetraceError, InvalidRequest, ManifestError, NotFound
 from facetrace.service import audit
 from facetrace.service.accounts import Actor, Perm, require
 from facetrace.service.collections import get_collection
@@ -47,9 +48,13 @@ class ImportJob:
     total: int = 0
     summary: dict[str, Any] = field(default_factory=dict)
     error: str = ""
+    # every problem of a refused manifest: (line or None, reason), the user's file name
+    problems: list[tuple[int | None, str]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON for the progress endpoint."""
+        """JSON for the progress endpoint. ``summary.skipped_files`` lists each photo
+        left out as [name in the upload, reason]; ``problems`` a refused manifest's
+        rows as {line, reason}."""
         return {
             "id": self.id,
             "collection": self.collection,
@@ -58,7 +63,29 @@ class ImportJob:
             "total": self.total,
             "summary": self.summary,
             "error": self.error,
+            "problems": [{"line": n, "reason": r} for n, r in self.problems],
         }
+
+    def skipped_files(self) -> list[tuple[str, str]]:
+        """(file name in the upload, reason) of every photo the import left out."""
+        return [(str(n), str(r)) for n, r in self.summary.get("skipped_files", [])]
+
+
+REPORT_NAME = "skipped-files.csv"
+
+
+def write_report(job: ImportJob, folder: Path) -> Path | None:
+    """Write the job's skipped files and reasons as CSV into its folder (kept with the
+    job for the record); None when nothing was skipped."""
+    rows = job.skipped_files()
+    if not rows:
+        return None
+    path = folder / REPORT_NAME
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["file", "reason"])
+        writer.writerows(rows)
+    return path
 
 
 def safe_extract(archive: Path, dest: Path, *, max_files: int, max_bytes: int) -> Path:
@@ -144,7 +171,13 @@ class ImportJobs:
             job.state = "running"
             try:
                 job.summary = run(source, name, basis, progress)
+                job.summary.pop("report", None)  # a server path; the report is written below
                 job.state = "done"
+                if write_report(job, self.root / job_id):
+                    job.summary["report"] = REPORT_NAME
+            except ManifestError as exc:
+                job.error, job.state = str(exc), "failed"
+                job.problems = list(exc.problems)
             except FacetraceError as exc:
                 job.error, job.state = str(exc), "failed"
             except Exception:  # a worker thread must record, not vanish
@@ -161,6 +194,7 @@ class ImportJobs:
                         "state": job.state,
                         "error": job.error,
                         "photos_added": job.summary.get("photos_added"),
+                        "skipped": job.summary.get("skipped"),
                     },
                 )
 
@@ -213,6 +247,7 @@ def queue_import(
                 target, folder / "files", max_files=limits.max_files, max_bytes=limits.max_bytes
             )
             target.unlink()
+            target = folder / "files"  # the photos' root: names are shown relative to it
         elif name.lower().endswith(MANIFEST_SUFFIXES):
             if limits.import_root is None:
                 raise InvalidRequest(
@@ -226,7 +261,7 @@ def queue_import(
     except Exception:
         jobs.discard(folder)
         raise
-    root = folder if source != target else Path(str(limits.import_root))
+    root = target if name.lower().endswith(".zip") else Path(str(limits.import_root))
     session.commit()  # the import thread writes through the gallery's own connection
     return jobs.submit(
         job_id=job_id,

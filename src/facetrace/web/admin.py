@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
@@ -163,6 +165,22 @@ def import_page(
     require(actor, Perm.COLLECTIONS_MANAGE)
     return page(
         request, "import.html", actor, job=state.imports.get(job_id), collection_id=collection
+    )
+
+
+@router.get("/imports/{job_id}/skipped.csv")
+def skipped_csv(job_id: str, actor: CurrentActor, state: State) -> Response:
+    """The photos an import left out and why, as CSV (names as in the user's upload)."""
+    require(actor, Perm.COLLECTIONS_MANAGE)
+    job = state.imports.get(job_id)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["file", "reason"])
+    writer.writerows(job.skipped_files())
+    return Response(
+        out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="import-{job.id}-skipped.csv"'},
     )
 
 

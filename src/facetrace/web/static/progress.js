@@ -1,10 +1,49 @@
-// Polls an import's progress and updates the bar; stops when it is done or failed.
+// Polls an import's progress and updates the bar; when it is done, lists the photos that
+// were left out with their reasons (and the CSV of them); when a manifest was refused,
+// lists its bad rows by line.
 (function () {
   const box = document.getElementById("import");
   if (!box) return;
   const bar = document.getElementById("import-bar");
   const status = document.getElementById("import-status");
   const summary = document.getElementById("import-summary");
+  const SHOWN = 200;
+
+  function fillTable(id, rows) {
+    const body = document.querySelector(`#${id} tbody`);
+    body.replaceChildren(...rows.map((cells) => {
+      const tr = document.createElement("tr");
+      for (const c of cells) { const td = document.createElement("td"); td.textContent = c; tr.append(td); }
+      return tr;
+    }));
+  }
+  function done(job) {
+    const s = job.summary || {};
+    const files = s.skipped_files || [];
+    const skipped = typeof s.skipped === "number" ? s.skipped : files.length;
+    const lines = [["Photos added", s.photos_added], ["Faces added", s.faces_added],
+      ["Already in the gallery", s.already_present], ["Not imported", skipped]];
+    summary.replaceChildren(...lines.map(([k, v]) => {
+      const p = document.createElement("p"); p.textContent = k + ": " + (v ?? 0); return p;
+    }));
+    if (files.length) {
+      document.getElementById("import-skipped").hidden = false;
+      fillTable("skipped-table", files.slice(0, SHOWN));
+      if (files.length > SHOWN) {
+        const more = document.getElementById("skipped-more");
+        more.hidden = false;
+        more.textContent = `… and ${files.length - SHOWN} more in the CSV.`;
+      }
+    }
+  }
+  function failed(job) {
+    status.textContent = "The import failed: " + job.error;
+    const problems = job.problems || [];
+    if (problems.length > 1) {
+      document.getElementById("import-problems").hidden = false;
+      fillTable("problems-table", problems.map((p) => [p.line ?? "—", p.reason]));
+    }
+  }
   async function tick() {
     let job;
     try {
@@ -14,22 +53,11 @@
     } catch (e) { setTimeout(tick, 2000); return; }
     bar.max = Math.max(job.total, 1);
     bar.value = job.done;
-    status.textContent = job.state === "failed" ? "Failed: " + job.error
-      : job.state + ": " + job.done + " of " + job.total + " photos";
-    if (job.state === "done") {
-      const s = job.summary || {};
-      const lines = [["Photos added", s.photos_added], ["Faces added", s.faces_added],
-        ["Already present", s.already_present], ["Skipped", (s.skipped || []).length]];
-      summary.replaceChildren(...lines.map(([k, v]) => {
-        const p = document.createElement("p"); p.textContent = k + ": " + (v ?? 0); return p;
-      }));
-      for (const [file, reason] of (s.skipped || []).slice(0, 50)) {
-        const p = document.createElement("p"); p.className = "small warn";
-        p.textContent = file + ": " + reason; summary.append(p);
-      }
-      return;
-    }
-    if (job.state !== "failed") setTimeout(tick, 700);
+    if (job.state === "failed") { failed(job); return; }
+    status.textContent = (job.state === "done" ? "done" : job.state) + ": " + job.done +
+      " of " + job.total + " photos";
+    if (job.state === "done") { done(job); return; }
+    setTimeout(tick, 700);
   }
   tick();
 })();
