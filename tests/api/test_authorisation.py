@@ -190,7 +190,9 @@ WEB: list[tuple[str, str, set[str], dict[str, Any]]] = [
     ),
     ("POST", "/cases/{missing}/reopen", {SUP}, {"data": {"reason": "r"}}),
     ("GET", "/reports", {SUP}, {}),
+    ("GET", "/reports.csv", {SUP}, {}),
     ("GET", "/audit", {AUD}, {}),
+    ("GET", "/audit.csv", {AUD}, {}),
 ]
 
 PUBLIC = {("GET", "/login"), ("POST", "/login"), ("POST", "/logout"), ("GET", "/api/v1/docs")}

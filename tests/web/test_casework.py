@@ -162,3 +162,64 @@ def test_closing_rules_in_plain_words(desk: Desk, browser: Any) -> None:
 
 def _csrf(page: Any) -> str:
     return str(page.locator("input[name=csrf_token]").first.get_attribute("value"))
+
+
+def test_reports_and_audit_for_a_date_range(desk: Desk, browser: Any) -> None:
+    """The supervisor's report and the audit log for a date range, each exported as CSV,
+    with details in words; a range with nothing in it shows nothing."""
+    import csv
+    import io
+    from datetime import UTC, datetime, timedelta
+
+    today = datetime.now(UTC).date()
+    case_id = desk.open_case("CW-3")
+    page = browser.new_page()
+    login(page, desk.base, "sam")
+    page.goto(f"{desk.base}/cases/{case_id}")
+    page.once("dialog", lambda d: d.accept())
+    page.select_option("#close-form select[name=outcome]", "no_result")
+    page.fill("#close-form textarea[name=reason]", "No lead after six months.")
+    page.click("#close-form button")
+    page.wait_for_selector("text=Case closed.")
+    page.goto(f"{desk.base}/reports")
+    page.fill("#report-range input[name=start]", today.isoformat())
+    page.fill("#report-range input[name=end]", today.isoformat())
+    page.click("#report-range button")
+    assert f"from {today} to {today}" in page.locator("h1").inner_text()
+    assert "No result" in page.locator("#closed-outcomes").inner_text()
+    shot(page, "desk-13-report")
+    resp = page.request.get(desk.base + str(page.locator("#report-csv").get_attribute("href")))
+    rows = list(csv.reader(io.StringIO(resp.text())))
+    assert rows[0] == ["department", "period", "section", "item", "count"]
+    assert [
+        "Forensics",
+        f"from {today} to {today}",
+        "cases closed, by outcome",
+        "No result",
+        "1",
+    ] in rows
+    later = (today + timedelta(days=3)).isoformat()
+    page.goto(f"{desk.base}/reports?start={later}&end={later}")
+    assert page.locator("#closed-outcomes").inner_text().endswith("None.")
+    page.goto(f"{desk.base}/reports?start={later}&end={today}")
+    assert "the range starts" in page.locator("main").inner_text()
+    page.goto(f"{desk.base}/")
+    logout(page)
+
+    login(page, desk.base, "aude")
+    page.goto(f"{desk.base}/audit")
+    page.fill("#audit-filter input[name=start]", today.isoformat())
+    page.fill("#audit-filter input[name=end]", today.isoformat())
+    page.select_option("#audit-filter select[name=action]", "case_close")
+    page.click("#audit-filter button")
+    table = page.locator("table.audit").inner_text()
+    assert "Closed a case" in table and "outcome: No result" in table and "{" not in table
+    shot(page, "desk-14-audit")
+    resp = page.request.get(desk.base + str(page.locator("#audit-csv").get_attribute("href")))
+    rows = list(csv.reader(io.StringIO(resp.text())))
+    assert rows[0][:4] == ["seq", "when_utc", "user", "action"] and len(rows) >= 2
+    assert all(r[3] == "case_close" and r[1].startswith(today.isoformat()) for r in rows[1:])
+    page.goto(f"{desk.base}/audit?start={later}")
+    assert "No entries match." in page.locator("table.audit").inner_text()
+    logout(page)
+    page.close()

@@ -269,12 +269,24 @@ def verify(session: Session) -> VerifyReport:
 
 
 def recent(
-    session: Session, *, limit: int = 200, action: str | None = None, actor: str | None = None
+    session: Session,
+    *,
+    limit: int = 200,
+    action: str | None = None,
+    actor: str | None = None,
+    since: datetime | None = None,
+    before: datetime | None = None,
 ) -> list[AuditEntry]:
-    """The newest entries first, optionally filtered by action and actor."""
+    """The newest entries first, optionally filtered by action, actor and time
+    (``since`` <= at < ``before``, both timezone-aware)."""
     stmt = select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(limit)
     if action:
         stmt = stmt.where(AuditEntry.action == action)
     if actor:
         stmt = stmt.where(AuditEntry.actor == actor)
+    # ``at`` is ISO text in UTC of one fixed width, so text order is time order
+    if since is not None:
+        stmt = stmt.where(AuditEntry.at >= since.astimezone(UTC).isoformat(timespec="microseconds"))
+    if before is not None:
+        stmt = stmt.where(AuditEntry.at < before.astimezone(UTC).isoformat(timespec="microseconds"))
     return list(session.execute(stmt).scalars())

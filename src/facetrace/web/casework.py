@@ -8,9 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.orm import Session
 
 from facetrace.errors import InvalidRequest, LowQualityFace, NotFound
 from facetrace.server.deps import CurrentActor, Db, State, probe_from_upload
+from facetrace.server.state import ServiceState
 from facetrace.service import (
     cases,
     collections,
@@ -127,6 +129,22 @@ def case_page(request: Request, case_id: int, actor: CurrentActor, db: Db) -> HT
     )
 
 
+def _search(
+    db: Session, actor: Actor, state: ServiceState, probe_id: int, face: int, force: bool
+) -> Search:
+    """Search face ``face`` of a stored probe with the app's gallery and rate limit."""
+    return searches.search_probe(
+        db,
+        actor=actor,
+        probe_id=probe_id,
+        face=face,
+        force=force,
+        searcher=state.gallery,
+        sessions=state.sessions,
+        limiter=state.search_limiter,
+    )
+
+
 @router.post("/cases/{case_id}/probes")
 async def upload_probe(
     case_id: int,
@@ -146,17 +164,7 @@ async def upload_probe(
             "No face was found automatically. Draw a box round the face on the photo.",
         )
     if len(probe.faces) == 1:
-        search = await run_in_threadpool(
-            searches.search_probe,
-            db,
-            actor=actor,
-            probe_id=probe.id,
-            face=0,
-            force=False,
-            searcher=state.gallery,
-            sessions=state.sessions,
-            limiter=state.search_limiter,
-        )
+        search = await run_in_threadpool(_search, db, actor, state, probe.id, 0, False)
         return back(f"/searches/{search.id}")
     return back(
         f"/probes/{probe.id}",
@@ -183,16 +191,7 @@ def draw_face(
     )
     index = row.face_index
     try:
-        search = searches.search_probe(
-            db,
-            actor=actor,
-            probe_id=probe_id,
-            face=index,
-            force=force,
-            searcher=state.gallery,
-            sessions=state.sessions,
-            limiter=state.search_limiter,
-        )
+        search = _search(db, actor, state, probe_id, index, force)
     except LowQualityFace as exc:
         return back(
             f"/probes/{probe_id}#face-{index}",
@@ -211,17 +210,7 @@ def search_face(
     force: Annotated[bool, Form()] = False,
 ) -> Response:
     """Search one face of a stored probe."""
-    search = searches.search_probe(
-        db,
-        actor=actor,
-        probe_id=probe_id,
-        face=face,
-        force=force,
-        searcher=state.gallery,
-        sessions=state.sessions,
-        limiter=state.search_limiter,
-    )
-    return back(f"/searches/{search.id}")
+    return back(f"/searches/{_search(db, actor, state, probe_id, face, force).id}")
 
 
 @router.get("/searches/{search_id}", response_class=HTMLResponse)
