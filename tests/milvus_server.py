@@ -121,7 +121,7 @@ class RunningMilvus:
         return None if proc is None else int(proc.pid)
 
 
-def _free_ports(n: int) -> list[int]:
+def free_ports(n: int) -> list[int]:
     """``n`` distinct ports the OS considers free on 127.0.0.1 (bound together, then freed)."""
     socks = []
     try:
@@ -162,7 +162,7 @@ def start_milvus(
     _LoopbackConfig = _loopback_config()
     last: Exception | None = None
     for attempt in range(1, attempts + 1):
-        ports = _free_ports(len(_PORT_KEYS) + 2)
+        ports = free_ports(len(_PORT_KEYS) + 2)
         config = _LoopbackConfig(
             etcd_peer_port=ports[-2],
             data_dir=str(data_dir),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import uuid
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,6 @@ from typer.testing import CliRunner
 
 from facetrace.cli.main import app
 from tests.galleries import ENROLLED
-from tests.milvus_server import CollectionPool
 
 pymilvus = pytest.importorskip("pymilvus", reason="the milvus extra is not installed")
 
@@ -150,13 +150,13 @@ def test_collection_of_the_old_schema_is_refused_then_refilled(
 def test_index_status_on_a_server_shows_settings_and_health(
     milvus_env: Path,
     milvus_uri: str,
-    milvus_pool: CollectionPool,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Against the session's standalone server: every Milvus setting, the server's
     health, never the token; a bad consistency level is one line naming the variable."""
-    collection = milvus_pool.take(128)
+    # a new collection (not one of the pool's, created earlier with other settings)
+    collection = f"status_{uuid.uuid4().hex[:10]}"
     monkeypatch.setenv("FACETRACE_MILVUS__URI", milvus_uri)
     monkeypatch.setenv("FACETRACE_MILVUS__COLLECTION", collection)
     monkeypatch.setenv("FACETRACE_MILVUS__CONSISTENCY_LEVEL", "Bounded")

@@ -1,7 +1,8 @@
 """Child process for the crash test: writes to a gallery until it is killed.
 
 Usage: ``python crash_worker.py DATA_DIR SEED MODE``. Prints ``ready`` once the gallery
-is open, then writes as fast as it can until the parent kills it with SIGKILL. MODE
+is open and ``writing`` after its tenth add, then writes as fast as it can until the
+parent kills it with SIGKILL. MODE
 ``mixed`` adds photos (random unit vectors), deletes some (each delete saves the
 index) and saves the index; ``adds`` only adds, so the saved index is always behind.
 """
@@ -57,6 +58,8 @@ def main() -> None:
     added: list[str] = []
     n = 0
     while True:
+        if n == 10:  # the parent's random delay starts once writing is under way
+            print("writing", flush=True)
         op = pick.random()
         if mode == "adds" or op < 0.5 or not added:
             added.append(add_random_photo(g, rng, f"{seed}-{n}"))

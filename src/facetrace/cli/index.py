@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
@@ -18,6 +21,10 @@ def index_status(ctx: typer.Context) -> None:
     from facetrace.index.factory import choose_kind
 
     c: Context = ctx.obj
+    elsewhere = _rebuild_elsewhere(c)
+    if elsewhere is not None:  # opening the gallery now would start a second rebuild
+        dump({"rebuild": elsewhere})
+        return
     with c.gallery() as g:
         settings = g.index.settings()
         info = {
@@ -26,6 +33,20 @@ def index_status(ctx: typer.Context) -> None:
             "recommended_kind": choose_kind(g.index.count),
         }
     dump(info)
+
+
+def _rebuild_elsewhere(c: Context) -> dict[str, Any] | None:
+    """The progress another process (the service) writes while it rebuilds a lost index
+    in the background, if that process is still alive and building."""
+    from facetrace.gallery.directory import REBUILD_STATUS_FILE
+
+    path = Path(c.settings.data) / REBUILD_STATUS_FILE
+    try:
+        status = json.loads(path.read_text())
+        os.kill(int(status["pid"]), 0)  # alive?
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return status if status.get("state") == "building" else None
 
 
 @index_app.command("rebuild")

@@ -12,9 +12,12 @@ filter applied inside the index, whatever the number of faces in those collectio
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
@@ -36,7 +39,15 @@ from facetrace.errors import (
     NoFaceFound,
 )
 from facetrace.index import batch_threads, use_search_threads
-from facetrace.index.base import Selector, VectorIndex, index_health
+from facetrace.index.base import (
+    RemoteIndex,
+    Selector,
+    VectorIndex,
+    index_group_counts,
+    index_health,
+    index_id_groups_in,
+    index_present,
+)
 from facetrace.index.factory import canonical_kind, choose_kind, load_index, make_index
 from facetrace.index.faiss_ann import auto_nlist
 from facetrace.index.persist import is_manifest, read_manifest
@@ -51,6 +62,10 @@ log = logging.getLogger(__name__)
 DeleteKind = Literal["subject", "photo", "collection"]
 
 INDEX_FILE = "index.faiss"  # a FAISS file (flat) or the manifest of another kind
+#: gallery_meta key: which saved index file SQL describes, and its watermark
+INDEX_STATE_KEY = "index_state"
+#: a background rebuild's progress, for other processes (``facetrace index status``)
+REBUILD_STATUS_FILE = "index.rebuild.json"
 SAVE_EVERY_S = 30.0
 REBUILD_CHUNK = 100_000
 
@@ -166,9 +181,17 @@ class Gallery:
         index_kind: str = "auto",
         index_params: dict[str, Any] | None = None,
         database: Database | None = None,
+        rebuild_in_background: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.index_kind = index_kind
+        self._background = rebuild_in_background
+        # writes to the index and the switch to a rebuilt one hold this lock
+        self._index_lock = threading.RLock()
+        self._temporary = False  # serving an exact stand-in while the real index builds
+        self._rebuilder: threading.Thread | None = None
+        self._closed = False
+        self.rebuild: dict[str, Any] | None = None  # progress of a background rebuild
         self.index_params = dict(index_params or {})
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._owns_database = database is None
@@ -190,7 +213,11 @@ class Gallery:
         self.index: VectorIndex = self._open_index()
         self._unsaved = 0
         self._last_save = time.monotonic()
-        self.reconcile()
+        self._watermark = 0  # the highest face id this process knows to be in the index
+        self.last_repair: dict[str, Any] = {}
+        self.repair()
+        if self._pending_rebuild is not None:
+            self._start_rebuild(*self._pending_rebuild)
 
     @classmethod
     def open(
@@ -202,6 +229,7 @@ class Gallery:
         index_kind: str = "auto",
         index_params: dict[str, Any] | None = None,
         database: Database | None = None,
+        rebuild_in_background: bool = False,
     ) -> Gallery:
         """Open (creating if needed) the gallery in ``data_dir``.
 
@@ -219,6 +247,7 @@ class Gallery:
             index_kind=index_kind,
             index_params=index_params,
             database=database,
+            rebuild_in_background=rebuild_in_background,
         )
 
     def __enter__(self) -> Gallery:
@@ -233,7 +262,12 @@ class Gallery:
         self.close()
 
     def close(self) -> None:
-        """Save the index if it changed, release the index's connection and the database."""
+        """Save the index if it changed, release the index's connection and the database.
+
+        A background rebuild still running is abandoned (nothing of it is saved; the
+        next open starts it again)."""
+        with self._index_lock:
+            self._closed = True
         if self._unsaved:
             self.save_index()
         close = getattr(self.index, "close", None)  # Milvus: its client (Lite: a file lock)
@@ -293,10 +327,116 @@ class Gallery:
                 log.warning("index %s unreadable; rebuilding it from SQL", self.index_path)
         with self.reads() as s:
             n_faces = int(repo.searchable_ids(s).size)
-        return self._build_index(self.index_kind, n_faces=n_faces, **self.index_params)
+            state = repo.get_meta(s, INDEX_STATE_KEY)
+        kind = choose_kind(n_faces) if self.index_kind == "auto" else self.index_kind
+        lost = state.get("kind") if isinstance(state, dict) else None
+        if self.index_kind == "auto" and lost in ("hnsw", "ivf-sq8"):
+            kind = str(lost)  # a lost index comes back as the kind it was, not a new pick
+        if self._background and n_faces and canonical_kind(kind)[0] not in ("flat", "milvus"):
+            # a graph or IVF build takes minutes (~8 at 1M HNSW on 2 cores): serve exact
+            # search from a copy of the vectors now, build the real index behind it
+            self._pending_rebuild = (kind, n_faces, dict(self.index_params))
+            self._temporary = True
+            log.warning(
+                "index %s missing: serving exact search while a %s index of %d faces "
+                "is built in the background",
+                self.index_path,
+                kind,
+                n_faces,
+            )
+            return self._build_index("flat", n_faces=n_faces)
+        return self._build_index(kind, n_faces=n_faces, **self.index_params)
 
-    def _build_index(self, kind: str, *, n_faces: int, **params: Any) -> VectorIndex:
-        """A new index of recipe ``kind`` filled with every searchable face in SQL."""
+    _pending_rebuild: tuple[str, int, dict[str, Any]] | None = None
+
+    def _start_rebuild(self, kind: str, n_faces: int, params: dict[str, Any]) -> None:
+        self._pending_rebuild = None
+        self.rebuild = {
+            "state": "building",
+            "kind": kind,
+            "done": 0,
+            "total": n_faces,
+            "serving": "flat (exact search)",
+            "started_at": time.time(),
+        }
+        self._write_rebuild_status()
+        self._rebuilder = threading.Thread(
+            target=self._rebuild_in_background,
+            args=(kind, n_faces, params),
+            name="facetrace-index-rebuild",
+            daemon=True,
+        )
+        self._rebuilder.start()
+
+    def _write_rebuild_status(self) -> None:
+        """The rebuild's progress for other processes (``facetrace index status``)."""
+        if self.rebuild is None:
+            return
+        path = self.data_dir / REBUILD_STATUS_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({**self.rebuild, "pid": os.getpid()}))
+        tmp.replace(path)
+
+    def _rebuild_progress(self, done: int, total: int) -> None:
+        if self.rebuild is not None:
+            self.rebuild.update(done=done, total=total)
+            self._write_rebuild_status()
+
+    def _rebuild_in_background(self, kind: str, n_faces: int, params: dict[str, Any]) -> None:
+        """Build the real index from SQL, catch up with the writes made meanwhile, switch."""
+        assert self.rebuild is not None
+        try:
+            with self.reads() as s:
+                snapshot = repo.max_face_id(s)
+            new = self._build_index(
+                kind, n_faces=n_faces, progress=self._rebuild_progress, **params
+            )
+            with self._index_lock, self.reads() as s:
+                if self._closed:
+                    raise IndexUnavailable("the gallery was closed during the rebuild")
+                # faces added while it was built, and deletes logged meanwhile
+                fresh = repo.searchable_after(s, snapshot)[0]
+                missing = fresh[~index_present(new, fresh)]
+                if missing.size:
+                    got = repo.index_entries(s, missing, self.descriptor.dim)
+                    new.add(got.ids, got.vectors, got.groups)
+                pending = repo.pending_deletes(s)
+                if pending:
+                    new.remove(pending)
+                self.index = new
+                self._temporary = False
+                self.save_index()
+            self.rebuild.update(
+                state="done",
+                done=int(new.count),
+                serving=str(new.settings().get("kind")),
+                caught_up=int(missing.size),
+                seconds=round(time.time() - float(self.rebuild["started_at"]), 1),
+            )
+            log.info("background rebuild done: %s", self.rebuild)
+        except Exception as exc:  # keep serving exact search, and say why
+            log.exception("background index rebuild failed")
+            self.rebuild.update(state="failed", error=f"{type(exc).__name__}: {exc}")
+        self._write_rebuild_status()
+
+    def wait_rebuilt(self, timeout: float | None = None) -> bool:
+        """Wait for a background rebuild to finish; True if none is running any more."""
+        thread = self._rebuilder
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
+
+    def _build_index(
+        self,
+        kind: str,
+        *,
+        n_faces: int,
+        progress: Callable[[int, int], None] | None = None,
+        **params: Any,
+    ) -> VectorIndex:
+        """A new index of recipe ``kind`` filled with every searchable face in SQL;
+        ``progress(done, total)`` is called after every chunk of faces."""
         resolved = choose_kind(n_faces) if kind == "auto" else kind
         index = make_index(resolved, self.descriptor.dim, **params)
         log.info("building a %s index of %d faces from SQL", resolved, n_faces)
@@ -315,6 +455,8 @@ class Gallery:
                     s, truth[start : start + REBUILD_CHUNK], self.descriptor.dim
                 )
                 index.add(got.ids, got.vectors, got.groups)
+                if progress is not None:
+                    progress(min(start + REBUILD_CHUNK, int(truth.size)), int(truth.size))
         return index
 
     def rebuild_index(self, kind: str = "auto", **params: Any) -> dict[str, Any]:
@@ -330,26 +472,131 @@ class Gallery:
             )
         with self.reads() as s:
             n_faces = int(repo.searchable_ids(s).size)
+        with self.reads() as s:
+            pending = repo.pending_deletes(s)
+            top = repo.max_face_id(s)
         index = self._build_index(kind, n_faces=n_faces, **params)
         index.save(self.index_path)
         self.index = index
-        self._unsaved = 0
-        self._last_save = time.monotonic()
+        self._watermark = top
+        self._record_save(pending)
         log.info("index rebuilt as %s with %d faces", index.settings().get("kind"), index.count)
         return index.settings()
 
-    def reconcile(self) -> dict[str, int]:
+    # -- repair on open ----------------------------------------------------
+
+    def _index_stamp(self) -> list[int] | None:
+        """What identifies the saved index file: its modification time (ns) and size."""
+        try:
+            st = self.index_path.stat()
+        except OSError:
+            return None
+        return [st.st_mtime_ns, st.st_size]
+
+    def _record_save(self, confirmed: list[int]) -> None:
+        """After a save: note which index file holds what (the watermark) and forget the
+        logged deletes it now holds durably (``confirmed``, read before the save)."""
+        with transaction(self.sessions) as s:
+            repo.set_meta(
+                s,
+                key=INDEX_STATE_KEY,
+                value={
+                    "stamp": self._index_stamp(),
+                    "watermark": self._watermark,
+                    "kind": self.index.settings().get("kind"),
+                },
+            )
+            if confirmed:
+                repo.confirm_pending_deletes(s, face_ids=confirmed)
+        self._unsaved = 0
+        self._last_save = time.monotonic()
+
+    def repair(self) -> dict[str, Any]:
+        """Bring the index in line with SQL on open, reading only what changed.
+
+        SQL keeps, for the saved index file, a *watermark* (every searchable face up to
+        that id is in it) and the deletes it has not confirmed. So the repair removes
+        the logged deletes, adds the faces above the watermark that the index lacks,
+        and then checks the searchable faces per collection: SQL's one grouped count
+        against the index's counts. Only collections whose counts differ are compared
+        id by id; without a usable record (first open, an index file written by
+        something else, a count that matches no collection) the full
+        :meth:`reconcile` runs. Returns what was done, also kept in ``last_repair``.
+        """
+        start = time.perf_counter()
+        with self.reads() as s:
+            state = repo.get_meta(s, INDEX_STATE_KEY)
+        if not isinstance(state, dict) or state.get("stamp") != self._index_stamp():
+            done: dict[str, Any] = {"mode": "full", **self.reconcile()}
+        else:
+            done = {"mode": "watermark", **self._repair_from(int(state.get("watermark", 0)))}
+        done["seconds"] = round(time.perf_counter() - start, 3)
+        self.last_repair = done
+        log.info("index repair on open: %s", done)
+        return done
+
+    def _repair_from(self, watermark: int) -> dict[str, Any]:
+        dim = self.descriptor.dim
+        with self.reads() as s:
+            pending = repo.pending_deletes(s)
+            removed = self.index.remove(pending) if pending else 0
+            # faces above the watermark, and logged deletes whose id SQL has given to a
+            # new face since (SQLite reuses the highest rowid): add those the index lacks
+            fresh = np.union1d(
+                repo.searchable_after(s, watermark)[0], repo.searchable_among(s, pending)
+            )
+            missing = fresh[~index_present(self.index, fresh)]
+            if missing.size:
+                got = repo.index_entries(s, missing, dim)
+                self.index.add(got.ids, got.vectors, got.groups)
+            sql_counts = repo.searchable_counts(s)
+            self._watermark = max(watermark, repo.max_face_id(s))
+        done: dict[str, Any] = {"added": int(missing.size), "removed": int(removed)}
+        wrong = self._groups_out_of_step(sql_counts)
+        if wrong is None:
+            log.warning("index counts match no collection of SQL; comparing every face")
+            full = self.reconcile()
+            done.update(full, mode_fallback="full")
+        elif wrong:
+            fixed = self.reconcile(groups=wrong)
+            done.update(
+                {k: done.get(k, 0) + v for k, v in fixed.items()}, collections_compared=len(wrong)
+            )
+        if missing.size or removed or pending or wrong:
+            self.save_index()
+        return done
+
+    def _groups_out_of_step(self, sql_counts: dict[int, int]) -> list[int] | None:
+        """Collections whose searchable face count differs between SQL and the index
+        (``None``: the index holds faces of collections SQL does not know)."""
+        total = int(self.index.count)
+        if isinstance(self.index, RemoteIndex) and total == sum(sql_counts.values()):
+            return []  # a count per collection would be one query each: only on a mismatch
+        groups = np.asarray(sorted(sql_counts), dtype=np.int64)
+        have = index_group_counts(self.index, groups)
+        want = np.asarray([sql_counts[int(g)] for g in groups], dtype=np.int64)
+        if total != int(have.sum()):
+            return None
+        return [int(g) for g in groups[have != want]]
+
+    def reconcile(self, groups: Iterable[int] | None = None) -> dict[str, int]:
         """Make the index hold exactly the searchable faces in SQL, each tagged with its
-        collection; returns what changed.
+        collection; returns what changed. ``groups`` (collection ids) limits the
+        comparison to those collections' faces.
 
         Handles an index behind SQL (faces added), ahead of it (faces removed), faces
         with a wrong or unknown group (retagged: an index saved before faces carried
         groups has every group unknown) and, should one ever appear, a face indexed
         twice (all copies removed, then added once).
         """
+        only = None if groups is None else sorted({int(g) for g in groups})
         with self.reads() as s:
-            truth, truth_groups = repo.searchable_groups(s)
-            have, have_groups = self.index.id_groups()
+            if only is None:
+                truth, truth_groups = repo.searchable_groups(s)
+                have, have_groups = self.index.id_groups()
+            else:
+                truth, truth_groups = repo.searchable_in_groups(s, only)
+                have, have_groups = index_id_groups_in(self.index, np.asarray(only))
             uniq, counts = np.unique(have, return_counts=True)
             doubled = uniq[counts > 1]
             regroup = _wrong_groups(truth, truth_groups, have, have_groups, doubled)
@@ -365,7 +612,13 @@ class Gallery:
             self.index.remove(int(i) for i in extra)
         if regroup.size:
             self.index.set_groups(truth[regroup], truth_groups[regroup])
-        if missing.size or extra.size or regroup.size:
+        if truth.size:
+            self._watermark = max(self._watermark, int(truth.max()))
+        if only is None:
+            with self.reads() as s:
+                self._watermark = max(self._watermark, repo.max_face_id(s))
+        changed = bool(missing.size or extra.size or regroup.size)
+        if changed:
             log.warning(
                 "index repaired from SQL: %d faces added, %d removed (%d were doubled), "
                 "%d retagged with their collection",
@@ -374,6 +627,7 @@ class Gallery:
                 doubled.size,
                 regroup.size,
             )
+        if changed or only is None:  # a full pass also records the file it checked
             self.save_index()
         return {
             "added": int(missing.size),
@@ -382,10 +636,19 @@ class Gallery:
         }
 
     def save_index(self) -> None:
-        """Persist the index atomically."""
+        """Persist the index atomically, then record in SQL what the saved file holds.
+
+        The exact stand-in served during a background rebuild is never saved: a crash
+        then leaves no index file, and the next open starts the rebuild again.
+        """
+        if self._temporary:
+            self._unsaved = 0
+            self._last_save = time.monotonic()
+            return
+        with self.reads() as s:
+            pending = repo.pending_deletes(s)  # removed from the index before this save
         self.index.save(self.index_path)
-        self._unsaved = 0
-        self._last_save = time.monotonic()
+        self._record_save(pending)
 
     def _maybe_save(self) -> None:
         if self._unsaved and time.monotonic() - self._last_save > SAVE_EVERY_S:
@@ -441,14 +704,24 @@ class Gallery:
             ]
             result = AddResult(photo_id=photo.id, face_ids=[r.id for r in rows])
         if indexed:
+            self._index_lock.acquire()
+        try:
+            self._add_indexed(indexed)
+        finally:
+            if indexed:
+                self._index_lock.release()
+        return result
+
+    def _add_indexed(self, indexed: list[tuple[int, Any, int]]) -> None:
+        if indexed:
             self.index.add(
                 np.array([i for i, _, _ in indexed], dtype=np.int64),
                 np.stack([v for _, v, _ in indexed]).astype(np.float32),
                 np.array([g for _, _, g in indexed], dtype=np.int64),
             )
+            self._watermark = max(self._watermark, max(i for i, _, _ in indexed))
             self._unsaved += len(indexed)
             self._maybe_save()
-        return result
 
     def forget(self, face_ids: Sequence[int]) -> int:
         """Drop deleted faces from the index; it is saved on the usual schedule and on close.
@@ -459,21 +732,29 @@ class Gallery:
         (0.9 GB at 1M) per delete. Returns the number of faces.
         """
         ids = [int(i) for i in face_ids]
-        self.index.remove(ids)
-        self._unsaved += max(1, len(ids))
-        self._maybe_save()
+        with self._index_lock:
+            self.index.remove(ids)
+            self._unsaved += max(1, len(ids))
+            self._maybe_save()
         return len(ids)
 
     @staticmethod
     def remove_rows(session: Session, *, kind: DeleteKind, target: str) -> list[int]:
         """Delete a subject (external id), photo (id or SHA-256) or collection (name) in
         the caller's transaction, leaving tombstones; returns the face ids removed, for
-        :meth:`forget` once that transaction has committed. Raises NotFound."""
+        :meth:`forget` once that transaction has committed. Raises NotFound.
+
+        The ids are also logged in that transaction as deletes the index has yet to
+        confirm, so that the repair on open removes them even if :meth:`forget` never
+        runs (a crash) or the index is not saved before one."""
         if kind == "subject":
-            return repo.delete_subject(session, external_id=target)
-        if kind == "photo":
-            return repo.delete_photo(session, photo=target)
-        return repo.delete_collection(session, name=target)
+            ids = repo.delete_subject(session, external_id=target)
+        elif kind == "photo":
+            ids = repo.delete_photo(session, photo=target)
+        else:
+            ids = repo.delete_collection(session, name=target)
+        repo.log_pending_deletes(session, face_ids=ids)
+        return ids
 
     def delete(self, kind: DeleteKind, target: str) -> int:
         """:meth:`remove_rows` in a transaction of its own, then :meth:`forget`."""
@@ -524,8 +805,13 @@ class Gallery:
 
     def index_health(self) -> dict[str, Any]:
         """Whether searches can be answered now: the index's (or its server's) health,
-        for ``facetrace index status`` and the service's readiness."""
-        return {"kind": self.index.settings().get("kind", "unknown"), **index_health(self.index)}
+        and a background rebuild's progress, for ``facetrace index status`` and the
+        service's readiness. While a lost index is rebuilt, searches are answered (by
+        exact search), so ``ok`` stays true and ``rebuild`` says how far it is."""
+        out = {"kind": self.index.settings().get("kind", "unknown"), **index_health(self.index)}
+        if self.rebuild is not None:
+            out["rebuild"] = dict(self.rebuild)
+        return out
 
     def status(self) -> dict[str, Any]:
         """Counts, model, index settings and calibration source, for ``facetrace status``."""

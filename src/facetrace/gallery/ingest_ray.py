@@ -111,6 +111,44 @@ class _PrepareBatch:
         return out
 
 
+def connect_ray(
+    address: str | None = None,
+    *,
+    attempts: int = 3,
+    timeout: float = 60.0,
+    node_ip_address: str | None = None,
+) -> None:
+    """Connect this process to the Ray cluster at ``address`` (``None``: ``RAY_ADDRESS``
+    or a new local instance), trying ``attempts`` times. ``node_ip_address`` is this
+    machine's address in the cluster when Ray would guess it wrong (several nodes on
+    one machine, on a loopback address).
+
+    Ray waits fixed times of its own for the GCS and the raylet; on a loaded machine or
+    a cluster still starting, either times out now and then, so a failed attempt is
+    shut down and tried again after a pause that grows to ``timeout`` seconds in all.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    pause = max(0.5, timeout / (2**attempts))
+    for attempt in range(1, attempts + 1):
+        try:
+            extra: dict[str, Any] = {"_node_ip_address": node_ip_address} if node_ip_address else {}
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, **extra)
+            return
+        except Exception as exc:  # Ray raises bare Exceptions and ConnectionErrors
+            ray.shutdown()
+            if attempt == attempts:
+                where = address or "a local Ray instance"
+                raise FacetraceError(
+                    f"cannot connect to Ray at {where} after {attempts} attempts: {exc}"
+                ) from exc
+            log.warning("Ray start-up attempt %d/%d failed: %s", attempt, attempts, exc)
+            time.sleep(pause)
+            pause *= 2
+
+
 def ingest_ray(
     gallery: Any,
     items: Sequence[IngestItem],
@@ -119,12 +157,17 @@ def ingest_ray(
     concurrency: int | None = None,
     limits: ImageLimits | None = None,
     allow_deleted: bool = False,
+    address: str | None = None,
+    connect_attempts: int = 3,
+    connect_timeout: float = 60.0,
 ) -> IngestSummary:
     """Store ``items`` in ``gallery``, running the pipeline as a Ray Data batch map.
 
-    Connects to the running Ray cluster, or starts a local one (``ray.init()``) when
-    there is none. ``concurrency`` is the number of pipeline workers (default: one per
-    CPU Ray sees). Photos already stored are skipped before any model runs.
+    Connects to the running Ray cluster (``address``, else ``RAY_ADDRESS``), or starts
+    a local one when there is none, with :func:`connect_ray` (``connect_attempts``,
+    ``connect_timeout``). ``concurrency`` is the number of pipeline workers (default:
+    one per CPU Ray sees). Photos already stored are skipped before any model runs, so
+    a run that failed (a node lost, the driver killed) is resumed by running it again.
     """
     try:
         import ray
@@ -137,8 +180,7 @@ def ingest_ray(
     start = time.monotonic()
     todo = skip_known(gallery, items, summary)
     if todo:
-        if not ray.is_initialized():
-            ray.init(include_dashboard=False, log_to_driver=False)
+        connect_ray(address, attempts=connect_attempts, timeout=connect_timeout)
         workers = concurrency or max(1, int(ray.cluster_resources().get("CPU", 1)))
         dataset = ray.data.from_items(
             [

@@ -134,11 +134,28 @@ class VectorIndex(Protocol):
 
 @runtime_checkable
 class RemoteIndex(Protocol):
-    """An index served by another process (Milvus): it can be down while we are up."""
+    """An index served by another process (Milvus): it can be down while we are up, and
+    reading all its ids is a scan of the server, so it answers narrower questions.
+
+    Embedded indexes need none of this: the helpers below derive the same answers from
+    their in-memory id and group arrays.
+    """
 
     def health(self) -> dict[str, Any]:
         """``{"ok": bool, ...}`` with what the server says (version, load state, latency)
         or ``error``; never raises."""
+        ...
+
+    def present(self, ids: Ids) -> npt.NDArray[np.bool_]:
+        """Which of ``ids`` (int64, (n,)) the index holds, aligned with ``ids``."""
+        ...
+
+    def group_counts(self, groups: Groups) -> Ids:
+        """How many vectors each of ``groups`` (int64, (g,)) holds, aligned."""
+        ...
+
+    def id_groups_in(self, groups: Groups) -> tuple[Ids, Groups]:
+        """:meth:`VectorIndex.id_groups` restricted to vectors of ``groups``."""
         ...
 
 
@@ -147,6 +164,40 @@ def index_health(index: VectorIndex) -> dict[str, Any]:
     if isinstance(index, RemoteIndex):
         return index.health()
     return {"ok": True, "embedded": True}
+
+
+def index_present(index: VectorIndex, ids: Ids) -> npt.NDArray[np.bool_]:
+    """Which of ``ids`` the index holds (a server is asked about these ids only)."""
+    wanted = np.asarray(ids, dtype=np.int64).reshape(-1)
+    if wanted.size == 0:
+        return np.zeros(0, dtype=bool)
+    if isinstance(index, RemoteIndex):
+        return index.present(wanted)
+    return np.isin(wanted, index.ids())
+
+
+def index_group_counts(index: VectorIndex, groups: Groups) -> Ids:
+    """Vectors per group of ``groups`` (a server counts them; FAISS counts its tags)."""
+    wanted = np.asarray(groups, dtype=np.int64).reshape(-1)
+    if isinstance(index, RemoteIndex):
+        return index.group_counts(wanted)
+    _, tags = index.id_groups()
+    values, counts = np.unique(tags, return_counts=True)
+    at = np.searchsorted(values, wanted)
+    hit = (at < values.size) & (values[np.clip(at, 0, max(values.size - 1, 0))] == wanted)
+    out = np.zeros(wanted.size, dtype=np.int64)
+    out[hit] = counts[at[hit]]
+    return out
+
+
+def index_id_groups_in(index: VectorIndex, groups: Groups) -> tuple[Ids, Groups]:
+    """(ids, groups) of the vectors in ``groups`` only."""
+    wanted = np.asarray(groups, dtype=np.int64).reshape(-1)
+    if isinstance(index, RemoteIndex):
+        return index.id_groups_in(wanted)
+    ids, tags = index.id_groups()
+    keep = np.isin(tags, wanted)
+    return ids[keep], tags[keep]
 
 
 def check_vectors(vectors: Vectors, dim: int) -> Vectors:

@@ -318,25 +318,11 @@ class MilvusIndex:
 
     def remove(self, ids: Iterable[int]) -> int:
         """Delete ``ids``; counts only those present (Milvus's own count includes misses)."""
-        wanted = sorted({int(i) for i in ids})
-        removed = 0
-        for start in range(0, len(wanted), _INSERT_BATCH):
-            chunk = frozenset(wanted[start : start + _INSERT_BATCH])
-            present = self._call(
-                "delete",
-                "query",
-                self.collection,
-                filter=f"id in {_id_list(chunk)}",
-                output_fields=["id"],
-                limit=len(chunk),
-                consistency_level=self.consistency_level,
-            )
-            if present:
-                self._call(
-                    "delete", "delete", self.collection, ids=[int(row["id"]) for row in present]
-                )
-                removed += len(present)
-        return removed
+        wanted = np.asarray(sorted({int(i) for i in ids}), dtype=np.int64)
+        held = wanted[self.present(wanted)].tolist()
+        for start in range(0, len(held), _INSERT_BATCH):
+            self._call("delete", "delete", self.collection, ids=held[start : start + _INSERT_BATCH])
+        return len(held)
 
     def search(
         self, queries: Vectors, k: int, selector: Selector | None = None
@@ -388,12 +374,15 @@ class MilvusIndex:
         return self.id_groups()[0]
 
     def id_groups(self) -> tuple[Ids, Groups]:
+        return self._id_groups("id >= 0")
+
+    def _id_groups(self, expression: str) -> tuple[Ids, Groups]:
         iterator = self._call(
             "listing ids",
             "query_iterator",
             self.collection,
             batch_size=10_000,
-            filter="id >= 0",
+            filter=expression,
             output_fields=["id", GROUP_FIELD],
             consistency_level=self.consistency_level,
         )
@@ -411,6 +400,37 @@ class MilvusIndex:
             with suppress(Exception):
                 iterator.close()
         return np.asarray(found, dtype=np.int64), np.asarray(tags, dtype=np.int64)
+
+    def present(self, ids: Ids) -> npt.NDArray[np.bool_]:
+        """Which of ``ids`` the collection holds: one ``id in [...]`` query per 10,000."""
+        wanted = np.asarray(ids, dtype=np.int64).reshape(-1)
+        found: set[int] = set()
+        for start in range(0, wanted.size, _INSERT_BATCH):
+            chunk = frozenset(int(i) for i in wanted[start : start + _INSERT_BATCH])
+            rows = self._call(
+                "looking up ids",
+                "query",
+                self.collection,
+                filter=f"id in {_id_list(chunk)}",
+                output_fields=["id"],
+                limit=len(chunk),
+                consistency_level=self.consistency_level,
+            )
+            found.update(int(r["id"]) for r in rows)
+        return np.fromiter((int(i) in found for i in wanted), dtype=bool, count=wanted.size)
+
+    def group_counts(self, groups: Groups) -> Ids:
+        """Rows per group: one count query per group (the partition key prunes each)."""
+        wanted = np.asarray(groups, dtype=np.int64).reshape(-1)
+        return np.asarray(
+            [self._count(f"{GROUP_FIELD} == {int(g)}") for g in wanted], dtype=np.int64
+        )
+
+    def id_groups_in(self, groups: Groups) -> tuple[Ids, Groups]:
+        wanted = frozenset(int(g) for g in np.asarray(groups).reshape(-1))
+        if not wanted:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+        return self._id_groups(f"{GROUP_FIELD} in {_id_list(wanted)}")
 
     def set_groups(self, ids: Ids, groups: Groups) -> int:
         """Rewrite the rows of ``ids`` with new groups: a delete, then an insert into the

@@ -173,6 +173,8 @@ class GalleryPort:
                     index_kind=self.index_kind,
                     index_params=self.index_params,
                     pipeline=self.pipeline_options,
+                    # a lost index is rebuilt behind exact search, not before serving
+                    rebuild_in_background=True,
                 )
             return self._gallery
 

@@ -170,3 +170,17 @@ class SubjectMerge(Base):
     undone_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
     undone_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     undo_note: Mapped[str] = mapped_column(Text, default="")
+
+
+class IndexPendingDelete(Base):
+    """A face deleted from SQL that the vector index may still hold.
+
+    Written in the same transaction as the delete and removed once the index has
+    confirmed it (saved, for an embedded index), so that the repair on open removes
+    exactly these faces instead of comparing every id of the gallery.
+    """
+
+    __tablename__ = "index_pending_delete"
+
+    face_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    logged_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

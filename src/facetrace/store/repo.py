@@ -16,7 +16,15 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from facetrace.errors import NotFound
-from facetrace.store.models import Collection, FaceRow, GalleryMeta, Photo, Subject, Tombstone
+from facetrace.store.models import (
+    Collection,
+    FaceRow,
+    GalleryMeta,
+    IndexPendingDelete,
+    Photo,
+    Subject,
+    Tombstone,
+)
 from facetrace.types import Face
 
 
@@ -184,6 +192,90 @@ def searchable_groups(session: Session) -> tuple[npt.NDArray[np.int64], npt.NDAr
     pairs = np.fromiter(chain.from_iterable(session.execute(stmt)), dtype=np.int64)
     pairs = pairs.reshape(-1, 2)
     return pairs[:, 0].copy(), pairs[:, 1].copy()
+
+
+def searchable_after(
+    session: Session, face_id: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """(ids, groups) of the searchable faces with an id above ``face_id``, by id: a range
+    scan of the primary key, as long as the faces added since then."""
+    stmt = (
+        select(FaceRow.id, FaceRow.collection_id)
+        .where(FaceRow.is_subject.is_(True), FaceRow.id > face_id)
+        .order_by(FaceRow.id)
+    )
+    pairs = np.fromiter(chain.from_iterable(session.execute(stmt)), dtype=np.int64)
+    pairs = pairs.reshape(-1, 2)
+    return pairs[:, 0].copy(), pairs[:, 1].copy()
+
+
+def searchable_in_groups(
+    session: Session, groups: Iterable[int]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """(ids, groups) of the searchable faces of some collections (by SQL id), by id."""
+    wanted = [int(g) for g in groups]
+    stmt = (
+        select(FaceRow.id, FaceRow.collection_id)
+        .where(FaceRow.is_subject.is_(True), FaceRow.collection_id.in_(wanted))
+        .order_by(FaceRow.id)
+    )
+    pairs = np.fromiter(chain.from_iterable(session.execute(stmt)), dtype=np.int64)
+    pairs = pairs.reshape(-1, 2)
+    return pairs[:, 0].copy(), pairs[:, 1].copy()
+
+
+def searchable_among(session: Session, face_ids: Sequence[int]) -> npt.NDArray[np.int64]:
+    """Those of ``face_ids`` that are searchable faces now, sorted."""
+    found: list[int] = []
+    ids = [int(i) for i in face_ids]
+    for start in range(0, len(ids), 10_000):
+        stmt = select(FaceRow.id).where(
+            FaceRow.is_subject.is_(True), FaceRow.id.in_(ids[start : start + 10_000])
+        )
+        found.extend(session.scalars(stmt))
+    return np.asarray(sorted(found), dtype=np.int64)
+
+
+def searchable_counts(session: Session) -> dict[int, int]:
+    """Searchable faces per collection id: one count over the ``(is_subject,
+    collection_id)`` index, one row per collection."""
+    stmt = (
+        select(FaceRow.collection_id, func.count())
+        .where(FaceRow.is_subject.is_(True))
+        .group_by(FaceRow.collection_id)
+    )
+    return {int(g): int(n) for g, n in session.execute(stmt)}
+
+
+def max_face_id(session: Session) -> int:
+    """The highest face id in SQL (0 for none)."""
+    return int(session.scalar(select(func.max(FaceRow.id))) or 0)
+
+
+def log_pending_deletes(session: Session, *, face_ids: Iterable[int]) -> None:
+    """Record faces just deleted from SQL that the index may still hold (same transaction
+    as the delete), until :func:`confirm_pending_deletes`."""
+    known = set(session.scalars(select(IndexPendingDelete.face_id)))
+    for fid in sorted({int(i) for i in face_ids} - known):
+        session.add(IndexPendingDelete(face_id=fid))
+
+
+def pending_deletes(session: Session) -> list[int]:
+    """Face ids deleted from SQL that the index has not confirmed yet."""
+    return list(
+        session.scalars(select(IndexPendingDelete.face_id).order_by(IndexPendingDelete.face_id))
+    )
+
+
+def confirm_pending_deletes(session: Session, *, face_ids: Iterable[int]) -> None:
+    """Forget logged deletes the index has now applied durably."""
+    ids = [int(i) for i in face_ids]
+    for start in range(0, len(ids), 10_000):
+        session.execute(
+            delete(IndexPendingDelete).where(
+                IndexPendingDelete.face_id.in_(ids[start : start + 10_000])
+            )
+        )
 
 
 def collection_ids(session: Session, names: Iterable[str]) -> list[int]:
