@@ -65,7 +65,11 @@ def map_photos(
             yield fn(item, pipeline, limits)
         return
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
+    pool = ProcessPoolExecutor(
         max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(options, limits)
-    ) as pool:
+    )
+    try:
         yield from pool.map(functools.partial(_call_in_worker, fn), items, chunksize=CHUNKSIZE)
+    finally:
+        # a caller that stops early (a cancelled import) does not wait for the rest
+        pool.shutdown(wait=True, cancel_futures=True)

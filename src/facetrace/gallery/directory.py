@@ -169,6 +169,18 @@ class AddResult:
     duplicate: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class NewPhoto:
+    """A photo for :meth:`Gallery.add_photos`: its hash, size, faces and provenance."""
+
+    sha256: str
+    width: int
+    height: int
+    faces: Sequence[Face]
+    subject_face: int | None
+    provenance: repo.Provenance
+
+
 class Gallery:
     """The data directory: SQL metadata + vector index + the face pipeline."""
 
@@ -711,6 +723,73 @@ class Gallery:
             if indexed:
                 self._index_lock.release()
         return result
+
+    def add_photos(
+        self,
+        photos: Sequence[NewPhoto],
+        *,
+        allow_deleted: bool = False,
+        in_transaction: Callable[[Session, list[AddResult | DeletedPhoto]], None] | None = None,
+    ) -> list[AddResult | DeletedPhoto]:
+        """Store a batch of photos in one transaction, then index their subject faces in
+        one step (searchable from then on): :meth:`add_photo` for many, without a commit
+        and an index write per photo. A photo already stored (same SHA-256, also twice in
+        the batch) gives a ``duplicate`` result; a deleted one a :class:`DeletedPhoto`
+        (unless ``allow_deleted``), the others are stored all the same.
+        ``in_transaction(session, results)`` runs inside the batch's transaction (an
+        import's progress and audit entry commit with its photos, or not at all)."""
+        for photo in photos:
+            for face in photo.faces:
+                if face.model_id != self.descriptor.model_id:
+                    raise ModelMismatch(
+                        f"face of model {face.model_id!r} offered to a gallery of "
+                        f"{self.descriptor.model_id!r}"
+                    )
+            if photo.subject_face is not None and not 0 <= photo.subject_face < len(photo.faces):
+                n = len(photo.faces)
+                raise FaceIndexError(f"subject face {photo.subject_face} of {n} faces")
+        results: list[AddResult | DeletedPhoto] = []
+        indexed: list[tuple[int, Any, int]] = []
+        with transaction(self.sessions) as s:
+            shas = [p.sha256 for p in photos]
+            present = repo.present_hashes(s, shas)
+            tombstoned = repo.tombstoned_hashes(s, shas)
+            for photo in photos:
+                if photo.sha256 in present:
+                    results.append(AddResult(photo_id=None, duplicate=True))
+                    continue
+                if photo.sha256 in tombstoned:
+                    if not allow_deleted:
+                        results.append(
+                            DeletedPhoto(
+                                f"{photo.provenance.path or photo.sha256}: this photo was "
+                                "deleted from the gallery; use allow_deleted to ingest it again"
+                            )
+                        )
+                        continue
+                    repo.clear_tombstone(s, sha256=photo.sha256)
+                row, rows = repo.insert_photo(
+                    s,
+                    sha256=photo.sha256,
+                    width=photo.width,
+                    height=photo.height,
+                    provenance=photo.provenance,
+                    faces=photo.faces,
+                    subject_face=photo.subject_face,
+                )
+                present.add(photo.sha256)
+                indexed.extend(
+                    (r.id, photo.faces[r.face_index].vector, r.collection_id)
+                    for r in rows
+                    if r.is_subject
+                )
+                results.append(AddResult(photo_id=row.id, face_ids=[r.id for r in rows]))
+            if in_transaction is not None:
+                in_transaction(s, results)
+        if indexed:
+            with self._index_lock:
+                self._add_indexed(indexed)
+        return results
 
     def _add_indexed(self, indexed: list[tuple[int, Any, int]]) -> None:
         if indexed:

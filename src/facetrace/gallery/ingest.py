@@ -1,7 +1,7 @@
 """Gallery ingestion from a folder tree or a CSV/JSONL manifest, resumable.
 
-Each photo is committed in its own transaction, photos are identified by the
-SHA-256 of their bytes, and the index is repaired from SQL on open: so an
+Photos are committed in batches (one transaction and one index write each), photos
+are identified by the SHA-256 of their bytes, and the index is repaired from SQL on open: so an
 ingest killed at any moment and run again ends with exactly the faces of a
 clean run. Decoding, detection, alignment and embedding run in a process pool;
 only the parent writes to the database.
@@ -16,9 +16,12 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.orm import Session
 
 from facetrace.engine import FacePipeline
 from facetrace.errors import DeletedPhoto, FacetraceError, ManifestError
@@ -83,6 +86,7 @@ class IngestSummary:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     report_path: Path | None = None
+    stopped: bool = False  # ended early on request (the photos not reached are not done)
 
     @property
     def skipped_by_reason(self) -> dict[str, int]:
@@ -314,9 +318,13 @@ def skip_known(
     gallery: Gallery, items: Sequence[IngestItem], summary: IngestSummary
 ) -> list[IngestItem]:
     """The items whose photo (by SHA-256) is not stored yet, counting the others in
-    ``summary.already_present``: a resumed ingest does no model work twice."""
-    with gallery.session() as s:
+    ``summary.already_present``: a resumed ingest does no model work twice. On a
+    gallery without photos nothing is read here (each file is then read once, by the
+    worker that decodes it)."""
+    with gallery.reads() as s:
         known = known_hashes(s)
+    if not known:
+        return list(items)
     todo: list[IngestItem] = []
     for item in items:
         sha = _sha256_file(item.path)
@@ -340,6 +348,26 @@ def _sha256_file(path: Path) -> str | None:
 
 ProgressFn = Callable[[int, int, IngestSummary], None]
 
+BATCH_SIZE = 32  # photos per transaction (and per index write, searchable together)
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One committed batch of an ingest, for :func:`ingest`'s ``on_batch``: its number
+    (from 1), the photos it handled (stored, already present or skipped), what it
+    added, and the run's counts so far (``done`` of ``total``) including it."""
+
+    number: int
+    photos: int
+    photos_added: int
+    faces_added: int
+    skipped: int
+    done: int
+    total: int
+
+
+BatchHook = Callable[[Session, Batch], None]
+
 
 def ingest(
     gallery: Gallery,
@@ -350,12 +378,22 @@ def ingest(
     allow_deleted: bool = False,
     report_path: Path | None = None,
     progress: ProgressFn | None = None,
+    batch_size: int = BATCH_SIZE,
+    on_batch: BatchHook | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    write_lock: Callable[[], AbstractContextManager[Any]] | None = None,
 ) -> IngestSummary:
     """Store ``items`` in ``gallery`` (a :class:`facetrace.gallery.Gallery`).
 
-    Photos already present (same SHA-256) are skipped before any model runs.
-    Returns the summary; skipped photos and their reasons also go to
-    ``report_path`` as CSV when given.
+    Photos already present (same SHA-256) are skipped before any model runs. The
+    pipeline runs on ``workers`` processes; the parent stores the results in batches
+    of ``batch_size`` photos, one transaction and one index write each, so a batch's
+    faces become searchable when it commits. ``on_batch(session, batch)`` runs inside
+    each batch's transaction (a job's progress and audit entry commit with it);
+    ``write_lock()``, when given, is held around each batch's commit; ``should_stop()``
+    is asked after each batch, and a true answer ends the run there (``stopped``).
+    Returns the summary; skipped photos and their reasons also go to ``report_path``
+    as CSV when given.
     """
     limits = limits or ImageLimits()
     summary = IngestSummary(total=len(items))
@@ -364,38 +402,102 @@ def ingest(
     done = summary.already_present
     if progress:
         progress(done, summary.total, summary)
-    for result in map_photos(
+    pending: list[Prepared] = []
+    pending_skips = 0
+    batches = 0
+
+    def commit() -> None:
+        nonlocal pending, pending_skips, batches
+        if not pending and not pending_skips:
+            return
+        batches += 1
+        added = faces = skipped = 0
+        for p, r in zip(pending, _store(pending), strict=True):
+            if isinstance(r, DeletedPhoto):
+                summary.skipped.append((str(p.item.path), f"deleted earlier: {r}"))
+                skipped += 1
+            elif r.duplicate:
+                summary.already_present += 1
+            else:
+                added += 1
+                faces += len(r.face_ids)
+        summary.photos_added += added
+        summary.faces_added += faces
+        pending, pending_skips = [], 0
+
+    def _store(batch: list[Prepared]) -> list[Any]:
+        from facetrace.gallery.directory import NewPhoto
+
+        # counts as they will be once this batch is in, for the hook in its transaction
+        def hook(session: Session, results: list[Any]) -> None:
+            if on_batch is None:
+                return
+            dels = sum(isinstance(r, DeletedPhoto) for r in results)
+            new = [r for r in results if not isinstance(r, DeletedPhoto) and not r.duplicate]
+            on_batch(
+                session,
+                Batch(
+                    number=batches,
+                    photos=len(batch) + pending_skips,
+                    photos_added=len(new),
+                    faces_added=sum(len(r.face_ids) for r in new),
+                    skipped=pending_skips + dels,
+                    done=done,
+                    total=summary.total,
+                ),
+            )
+
+        lock = write_lock() if write_lock is not None else nullcontext()
+        with lock:
+            return list(
+                gallery.add_photos(
+                    [
+                        NewPhoto(
+                            sha256=p.sha256,
+                            width=p.width,
+                            height=p.height,
+                            faces=p.faces,
+                            subject_face=p.subject_face,
+                            provenance=p.item.provenance,
+                        )
+                        for p in batch
+                    ],
+                    allow_deleted=allow_deleted,
+                    in_transaction=hook,
+                )
+            )
+
+    results = map_photos(
         prepare,
         todo,
         options=gallery.pipeline.options,
         limits=limits,
         workers=workers,
         inline=gallery.pipeline,
-    ):
-        done += 1
-        if isinstance(result, Skipped):
-            summary.skipped.append((str(result.item.path), result.reason))
-        else:
-            try:
-                added = gallery.add_photo(
-                    sha256=result.sha256,
-                    width=result.width,
-                    height=result.height,
-                    faces=list(result.faces),
-                    subject_face=result.subject_face,
-                    provenance=result.item.provenance,
-                    allow_deleted=allow_deleted,
-                )
-            except DeletedPhoto as exc:
-                summary.skipped.append((str(result.item.path), f"deleted earlier: {exc}"))
+    )
+    try:
+        for result in results:
+            done += 1
+            if isinstance(result, Skipped):
+                summary.skipped.append((str(result.item.path), result.reason))
+                pending_skips += 1
             else:
-                if added.duplicate:
-                    summary.already_present += 1
-                else:
-                    summary.photos_added += 1
-                    summary.faces_added += len(added.face_ids)
-        if progress:
-            progress(done, summary.total, summary)
+                pending.append(result)
+            if len(pending) + pending_skips >= batch_size:
+                commit()
+                if should_stop is not None and should_stop():
+                    summary.stopped = True
+                    break
+            if progress:
+                progress(done, summary.total, summary)
+        else:
+            commit()
+    finally:
+        close = getattr(results, "close", None)
+        if close is not None:
+            close()  # a stopped run: the pool drops the photos not started
+    if progress:
+        progress(done, summary.total, summary)
     gallery.save_index()
     summary.seconds = time.monotonic() - start
     if report_path is not None and summary.skipped:

@@ -104,6 +104,24 @@ def known_hashes(session: Session) -> set[str]:
     return set(session.scalars(select(Photo.sha256)))
 
 
+def present_hashes(session: Session, hashes: Sequence[str]) -> set[str]:
+    """Which of ``hashes`` are stored photos (one query per 500)."""
+    out: set[str] = set()
+    for i in range(0, len(hashes), 500):
+        chunk = hashes[i : i + 500]
+        out.update(session.scalars(select(Photo.sha256).where(Photo.sha256.in_(chunk))))
+    return out
+
+
+def tombstoned_hashes(session: Session, hashes: Sequence[str]) -> set[str]:
+    """Which of ``hashes`` are of deleted photos."""
+    out: set[str] = set()
+    for i in range(0, len(hashes), 500):
+        chunk = hashes[i : i + 500]
+        out.update(session.scalars(select(Tombstone.sha256).where(Tombstone.sha256.in_(chunk))))
+    return out
+
+
 def insert_photo(
     session: Session,
     *,
