@@ -29,6 +29,7 @@ RANKS: list[tuple[str, int]] = [
     ("facetrace.grouping", 2),  # graph, clustering, constraints: pure, on the index
     ("facetrace.grouping.folder", 3),  # 'facetrace group FOLDER': photos in, report out
     ("facetrace.gallery", 3),
+    ("facetrace.video", 3),  # search by video: frames -> tracks -> persons (no SQL)
     ("facetrace.eval", 3),
     ("facetrace.service", 4),
     # HTTP plumbing shared by api/ and web/; it knows neither of them
