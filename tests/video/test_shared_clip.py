@@ -29,14 +29,14 @@ def test_inspect_describes_the_clip(clip: Path) -> None:
 def test_not_a_video_is_refused(tmp_path: Path) -> None:
     bad = tmp_path / "notes.mp4"
     bad.write_bytes(b"just some text, not a video at all" * 20)
-    with pytest.raises(ImageError, match="not a video|truncated"):
+    with pytest.raises(ImageError, match=r"not a video|truncated"):
         inspect_video(bad)
 
 
 def test_truncated_video_is_refused(tmp_path: Path, clip: Path) -> None:
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(clip.read_bytes()[:4000])
-    with pytest.raises(ImageError, match="truncated|damaged"):
+    with pytest.raises(ImageError, match=r"truncated|damaged"):
         inspect_video(cut)
 
 
