@@ -197,7 +197,7 @@ def delete_collection(collection_id: int, actor: CurrentActor, db: Db, state: St
 def subject(request: Request, subject_id: int, actor: CurrentActor, db: Db) -> HTMLResponse:
     """A subject's photos, each whole with the face boxed, with provenance and metadata."""
     subj, photos = collections.get_subject(db, actor=actor, subject_id=subject_id)
-    faces = {p.id: collections.subject_face(db, photo_id=p.id) for p in photos}
+    faces = {p.id: collections.subject_face(db, actor=actor, photo_id=p.id) for p in photos}
     return page(request, "subject.html", actor, subject=subj, photos=photos, faces=faces)
 
 
@@ -213,8 +213,8 @@ def subject_of_photo(photo_id: int, actor: CurrentActor, db: Db) -> Response:
 @router.get("/photos/{photo_id}/view", response_class=HTMLResponse)
 def photo_view(request: Request, photo_id: int, actor: CurrentActor, db: Db) -> HTMLResponse:
     """One whole reference photo with the subject's face boxed, and its provenance."""
-    photo = collections.get_photo(db, actor=actor, photo_id=photo_id)
-    face = collections.subject_face(db, photo_id=photo.id)
+    photo = collections.get_photo(db, actor=actor, photo_id=photo_id, view="page")
+    face = collections.subject_face(db, actor=actor, photo_id=photo.id)
     return page(request, "photo.html", actor, photo=photo, face=face)
 
 
@@ -222,7 +222,7 @@ def photo_view(request: Request, photo_id: int, actor: CurrentActor, db: Db) -> 
 def delete_subject(subject_id: int, actor: CurrentActor, db: Db, state: State) -> Response:
     """Delete a subject (tombstoned)."""
     require(actor, Perm.COLLECTIONS_MANAGE)
-    subj, _ = collections.get_subject(db, actor=actor, subject_id=subject_id)
+    subj, _ = collections.get_subject(db, actor=actor, subject_id=subject_id, audited=False)
     coll = subj.collection_id
     n = collections.delete_target(
         db, actor=actor, kind="subject", ident=subject_id, gallery=state.gallery

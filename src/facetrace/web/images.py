@@ -141,8 +141,10 @@ def probe_aligned(
     return _jpeg(view)
 
 
-def _reference_pixels(db: Db, actor: CurrentActor, photo_id: int) -> npt.NDArray[np.uint8]:
-    photo = collections.get_photo(db, actor=actor, photo_id=photo_id)
+def _reference_pixels(
+    db: Db, actor: CurrentActor, photo_id: int, view: str
+) -> npt.NDArray[np.uint8]:
+    photo = collections.get_photo(db, actor=actor, photo_id=photo_id, view=view)
     path = Path(photo.path)
     try:
         return decode_image(path.read_bytes(), source=path.name).pixels
@@ -153,23 +155,23 @@ def _reference_pixels(db: Db, actor: CurrentActor, photo_id: int) -> npt.NDArray
 @router.get("/photos/{photo_id}/face.jpg")
 def reference_face(photo_id: int, actor: CurrentActor, db: Db) -> Response:
     """The subject face of a gallery photo."""
-    pixels = _reference_pixels(db, actor, photo_id)
-    face = collections.subject_face(db, photo_id=photo_id)
+    pixels = _reference_pixels(db, actor, photo_id, "face")
+    face = collections.subject_face(db, actor=actor, photo_id=photo_id)
     return _crop(pixels, [face.x1, face.y1, face.x2, face.y2] if face else None)
 
 
 @router.get("/photos/{photo_id}/photo.jpg")
 def reference_photo(photo_id: int, actor: CurrentActor, db: Db) -> Response:
     """The whole reference photo, upright, its longest side at most 1600 pixels."""
-    pixels = _reference_pixels(db, actor, photo_id)
+    pixels = _reference_pixels(db, actor, photo_id, "photo")
     return _jpeg(Image.fromarray(pixels), max_side=WHOLE_MAX)
 
 
 @router.get("/photos/{photo_id}/aligned.jpg")
 def reference_aligned(photo_id: int, actor: CurrentActor, db: Db, size: int = 480) -> Response:
     """The subject face of a gallery photo aligned for comparison."""
-    pixels = _reference_pixels(db, actor, photo_id)
-    face = collections.subject_face(db, photo_id=photo_id)
+    pixels = _reference_pixels(db, actor, photo_id, "aligned")
+    face = collections.subject_face(db, actor=actor, photo_id=photo_id)
     if face is None:
         h, w = pixels.shape[:2]
         box, landmarks = [0, 0, w, h], None
