@@ -19,6 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from facetrace import fields
 from facetrace.errors import Conflict, InvalidRequest, NotFound, RuleViolation
 from facetrace.service import audit
 from facetrace.service.accounts import SYSTEM, Actor, Perm, Role, require
@@ -141,8 +142,9 @@ def create_case(
     """Open a case in the actor's department. Number, purpose (one of :class:`Purpose`)
     and legal basis are required; probes are purged ``retention_days`` after opening."""
     require(actor, Perm.CASE_CREATE)
-    number = number.strip()
-    legal_basis = legal_basis.strip()
+    number = fields.check(fields.CaseNumber, number, field="case number")
+    legal_basis = fields.check(fields.LegalBasis, legal_basis, field="legal basis")
+    title = fields.check(fields.OptionalName, title, field="title")
     if not number:
         raise InvalidRequest("a case needs a case number")
     if not legal_basis:

@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING
 from sqlalchemy import ColumnElement, func, select, true
 from sqlalchemy.orm import Session
 
+from facetrace import fields
 from facetrace.errors import Conflict, InvalidRequest, NotFound
 from facetrace.service import audit
 from facetrace.service.accounts import SYSTEM, Actor, Perm, Role, require
 from facetrace.store.models import Collection, FaceRow, Photo, Subject
+from facetrace.store.service_models import Department
 
 if TYPE_CHECKING:
     from facetrace.gallery.directory import DeleteKind
@@ -91,12 +93,20 @@ def create_collection(
     """A new collection; the legal basis and the retention rule are required."""
     require(actor, Perm.COLLECTIONS_MANAGE)
     name, legal_basis, retention = name.strip(), legal_basis.strip(), retention.strip()
-    if not name or len(name) > 200:
+    if not name:
         raise InvalidRequest("a collection needs a name (at most 200 characters)")
     if not legal_basis:
         raise InvalidRequest("a collection needs the legal basis under which it is held")
     if not retention:
         raise InvalidRequest("a collection needs its retention rule")
+    name = fields.check(fields.Name, name, field="name")
+    legal_basis = fields.check(fields.LegalBasis, legal_basis, field="legal basis")
+    retention = fields.check(fields.ShortText, retention, field="retention rule")
+    description = fields.check(fields.Note, description, field="description")
+    if department_id is not None:
+        department_id = fields.check(fields.Id, department_id, field="department")
+        if session.get(Department, department_id) is None:
+            raise InvalidRequest(f"there is no department {department_id}")
     if session.execute(select(Collection.id).where(Collection.name == name)).first():
         raise Conflict(f"collection {name!r} exists already")
     row = Collection(
@@ -169,8 +179,11 @@ def get_collection(session: Session, *, actor: Actor, collection_id: int) -> Col
 def list_subjects(
     session: Session, *, actor: Actor, collection_id: int, limit: int = 500, offset: int = 0
 ) -> list[tuple[Subject, int]]:
-    """Subjects of a collection with their photo counts, by name (a view of the
-    collection's page, audited)."""
+    """Subjects of a collection with their photo counts, by name (``limit`` 1 to
+    :data:`~facetrace.fields.MAX_PAGE`, ``offset`` within int64); a view of the
+    collection's page, audited."""
+    limit = fields.check(fields.Limit, limit, field="limit")
+    offset = fields.check(fields.Offset, offset, field="offset")
     get_collection(session, actor=actor, collection_id=collection_id)
     counts = (
         select(Photo.subject_id, func.count(Photo.id).label("n"))
