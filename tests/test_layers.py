@@ -19,6 +19,7 @@ RANKS: list[tuple[str, int]] = [
     ("facetrace.errors", 0),
     ("facetrace.types", 0),
     ("facetrace.config", 0),
+    ("facetrace.fields", 0),
     ("facetrace.imaging", 0),
     ("facetrace.vision", 1),
     ("facetrace.index", 1),

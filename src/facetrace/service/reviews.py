@@ -11,6 +11,7 @@ from enum import StrEnum
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from facetrace import fields
 from facetrace.errors import InvalidRequest, NotFound, RuleViolation
 from facetrace.service import audit
 from facetrace.service.accounts import Actor, Perm
@@ -63,6 +64,7 @@ def record_review(
     candidate_id: int | None = None,
 ) -> Review:
     """Record a reviewer's conclusion on a search. A potential candidate names which one."""
+    note = fields.check(fields.Note, note, field="note")
     search = session.get(Search, search_id)
     if search is None:
         raise NotFound(f"no search {search_id}")
@@ -138,6 +140,7 @@ def record_identification(
 ) -> Identification:
     """Mark a case identified. Refused unless two different reviewers agree on the
     candidate's subject and a primary identifier with its evidence is given."""
+    evidence = fields.check(fields.Note, evidence, field="evidence")
     case = scoped_case(session, actor=actor, case_id=case_id, perm=Perm.IDENTIFY)
     require_open(case)
     if case.status == CaseStatus.IDENTIFIED:
