@@ -16,6 +16,8 @@ import logging
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -121,6 +123,68 @@ class RunningMilvus:
         return None if proc is None else int(proc.pid)
 
 
+#: the watchdog of each server we started, by ``id(server)``
+_WATCHDOGS: dict[int, subprocess.Popen[bytes]] = {}
+
+#: polls every second; when the test process is gone (SIGKILL, a CI timeout) it kills
+#: the server and removes its data directory, which pytest's own teardown never reaches
+_WATCHDOG = """
+import os, shutil, signal, sys, time
+owner, server, data = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+while alive(owner) and os.getppid() == owner and alive(server):
+    time.sleep(1.0)
+if not alive(owner) or os.getppid() != owner:
+    try:
+        os.kill(server, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    if data:
+        time.sleep(1.0)
+        shutil.rmtree(data, ignore_errors=True)
+"""
+
+
+def _watch(running: RunningMilvus, *, remove_data: bool) -> None:
+    """Start a watchdog that kills the server (and removes its data) if this process dies.
+
+    The ``milvus`` package spawns the binary itself, so it cannot be given a parent-death
+    signal; a killed pytest used to leave ~640 MB servers and ~520 MB directories behind.
+    """
+    pid = running.pid
+    if pid is None:
+        return
+    _unwatch(running)
+    data = running.data_dir if remove_data else None
+    _WATCHDOGS[id(running.server)] = spawn_watchdog(pid, data)
+
+
+def spawn_watchdog(server_pid: int, data_dir: Path | None) -> subprocess.Popen[bytes]:
+    """A child process that SIGKILLs ``server_pid`` and removes ``data_dir`` once this
+    process is gone (it notices being re-parented), and exits when the server does."""
+    return subprocess.Popen(
+        [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(server_pid), str(data_dir or "")],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _unwatch(running: RunningMilvus) -> None:
+    """Stop the watchdog of a server we stop ourselves (before its pid can be reused)."""
+    dog = _WATCHDOGS.pop(id(running.server), None)
+    if dog is not None:
+        dog.kill()
+        dog.wait(timeout=30)
+
+
 def free_ports(n: int) -> list[int]:
     """``n`` distinct ports the OS considers free on 127.0.0.1 (bound together, then freed)."""
     socks = []
@@ -182,6 +246,7 @@ def start_milvus(
         )
         try:
             server.start()
+            _watch(running, remove_data=True)
             wait_healthy(running, timeout=start_timeout)
             log.info("Milvus standalone at %s (pid %s)", running.uri, running.pid)
             return running
@@ -213,6 +278,7 @@ def stop_milvus(running: RunningMilvus, *, grace: float = 3.0) -> None:
     server = running.server
     if server is None:
         return
+    _unwatch(running)
     proc = getattr(server, "server_proc", None)
     if proc is not None:
         proc.terminate()
@@ -232,11 +298,13 @@ def restart_milvus(running: RunningMilvus, *, start_timeout: float = 180.0) -> N
     if server is None:
         raise RuntimeError("an external server cannot be restarted here")
     server.start()
+    _watch(running, remove_data=True)
     wait_healthy(running, timeout=start_timeout)
 
 
 def kill_milvus(running: RunningMilvus) -> None:
     """SIGKILL a server we started (a crash, or an outage), keeping its data directory."""
+    _unwatch(running)
     proc = getattr(running.server, "server_proc", None)
     if proc is not None:
         proc.kill()

@@ -19,6 +19,7 @@ RANKS: list[tuple[str, int]] = [
     ("facetrace.errors", 0),
     ("facetrace.types", 0),
     ("facetrace.config", 0),
+    ("facetrace.fields", 0),
     ("facetrace.imaging", 0),
     ("facetrace.vision", 1),
     ("facetrace.index", 1),
@@ -29,6 +30,7 @@ RANKS: list[tuple[str, int]] = [
     ("facetrace.grouping", 2),  # graph, clustering, constraints: pure, on the index
     ("facetrace.grouping.folder", 3),  # 'facetrace group FOLDER': photos in, report out
     ("facetrace.gallery", 3),
+    ("facetrace.video", 3),  # search by video: frames -> tracks -> persons (no SQL)
     ("facetrace.eval", 3),
     ("facetrace.service", 4),
     # HTTP plumbing shared by api/ and web/; it knows neither of them

@@ -128,3 +128,7 @@ class RateLimited(FacetraceError):
     def __init__(self, retry_after: float) -> None:
         super().__init__(f"too many requests; try again in {int(retry_after) + 1} seconds")
         self.retry_after = int(retry_after) + 1
+
+
+class Cancelled(FacetraceError):
+    """A long operation (a video's analysis) was cancelled by its user."""

@@ -35,7 +35,9 @@ __all__ = [
     "DecodedImage",
     "ImageLimits",
     "VideoFrame",
+    "VideoInfo",
     "decode_image",
+    "inspect_video",
     "is_video",
     "iter_video_frames",
     "load_image",
@@ -291,6 +293,117 @@ def is_video(path: str | Path) -> bool:
     except OSError:
         return False
     return _looks_like_video(head)
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video's container says, checked by :func:`inspect_video`.
+
+    Attributes:
+        source: the name used in errors.
+        duration_s: length in seconds (from the container or stream header; when neither
+            says, frames / rate).
+        fps: average frame rate (0 when unknown).
+        width, height: frame size in pixels, before display rotation.
+        codec: the video codec's FFmpeg name, e.g. ``"h264"``.
+        size_bytes: the file's size.
+    """
+
+    source: str
+    duration_s: float
+    fps: float
+    width: int
+    height: int
+    codec: str
+    size_bytes: int
+
+
+def inspect_video(
+    path: str | Path,
+    *,
+    limits: ImageLimits = ImageLimits(),
+    max_duration_s: float | None = None,
+) -> VideoInfo:
+    """Check a video before any work is spent on it, and describe it.
+
+    Opens the container, finds the first video stream, checks that its codec can be
+    decoded here and decodes its first frame, and checks size and duration limits.
+
+    Args:
+        path: the video file. Its string form names it in errors.
+        limits: ``max_video_bytes`` for the file and ``max_pixels`` per frame.
+        max_duration_s: the longest video accepted, in seconds (``None``: no limit).
+
+    Returns:
+        The :class:`VideoInfo`.
+
+    Raises:
+        ImageTooLarge: the file is bigger, a frame larger or the video longer than allowed.
+        ImageError: with one of these reasons: not a video, a truncated or damaged video,
+            no video stream, an unsupported codec, no decodable frame.
+    """
+    import av  # imported on first use: PyAV loads the FFmpeg libraries
+
+    source = str(path)
+    p = Path(path)
+    _check_regular_file(p, source, limits.max_video_bytes)
+    size = p.stat().st_size
+    try:
+        with p.open("rb") as f:
+            head = f.read(_SNIFF_BYTES)
+    except OSError as exc:
+        raise ImageError(source, f"cannot be read ({exc.strerror or exc})") from exc
+    try:
+        container = av.open(str(p), mode="r")
+    except Exception as exc:  # FFmpeg reports bad input through many error classes
+        if _looks_like_video(head):
+            raise ImageError(source, f"the video is truncated or damaged ({exc})") from exc
+        raise ImageError(source, "not a video (no known video container)") from exc
+    with container:
+        if not container.streams.video:
+            raise ImageError(source, "no video stream (the file holds no pictures)")
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        name = getattr(getattr(ctx, "codec", None), "name", None) or "unknown"
+        if ctx is None or not _can_decode(name):
+            raise ImageError(source, f"unsupported video codec {name!r}")
+        width, height = int(ctx.width or 0), int(ctx.height or 0)
+        if width and height:
+            _check_frame_pixels(width, height, source, limits)
+        fps = float(stream.average_rate or stream.guessed_rate or 0)
+        duration = 0.0
+        if container.duration:
+            duration = float(container.duration) / 1_000_000
+        elif stream.duration and stream.time_base:
+            duration = float(stream.duration * stream.time_base)
+        elif stream.frames and fps:
+            duration = stream.frames / fps
+        if max_duration_s is not None and duration > max_duration_s:
+            raise ImageTooLarge(
+                source,
+                f"the video is {duration:.0f} s long, over the limit of {max_duration_s:.0f} s",
+            )
+        try:
+            first = next(container.decode(stream), None)
+        except Exception as exc:
+            raise ImageError(source, f"the video is truncated or damaged ({exc})") from exc
+        if first is None:
+            raise ImageError(source, "the video has no decodable frame")
+        if not (width and height):
+            width, height = first.width, first.height
+            _check_frame_pixels(width, height, source, limits)
+    return VideoInfo(source, duration, fps, width, height, name, size)
+
+
+def _can_decode(codec_name: str) -> bool:
+    """Whether this FFmpeg build has a decoder for ``codec_name``."""
+    import av
+
+    try:
+        av.codec.Codec(codec_name, "r")
+    except Exception:
+        return False
+    return True
 
 
 def iter_video_frames(

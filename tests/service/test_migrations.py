@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -13,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 import facetrace.store.models
 import facetrace.store.service_models  # noqa: F401
 from facetrace.store.base import Base
-from facetrace.store.db import session_factory
+from facetrace.store.db import migrate, session_factory
 from facetrace.store.service_models import Probe
 from tests.dbutil import database_url
 
@@ -69,9 +70,7 @@ def test_probe_faces_kept_as_json_become_rows(kind: str, tmp_path: Path) -> None
             conn.execute(insert(old_probe).values(
                 id=1, case_id=1, sha256="ab", filename="p.jpg", data=b"jpeg", width=200,
                 height=100, faces=faces, uploaded_by=1, created_at=t))  # fmt: skip
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+        migrate(engine)  # as Database.open does (on SQLite: foreign keys off meanwhile)
         with session_factory(engine)() as s:
             probe = s.get(Probe, 1)
             assert probe is not None and probe.kind == "photo"
@@ -81,4 +80,74 @@ def test_probe_faces_kept_as_json_become_rows(kind: str, tmp_path: Path) -> None
             ]
             assert probe.faces[1].quality_reasons == ["blurred"]
             assert all(f.vector is None and f.model_id == "" for f in probe.faces)
+        engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "pg"])
+def test_subjects_and_case_numbers_become_scoped(kind: str, tmp_path: Path) -> None:
+    """0008: an external id is unique per collection and a case number per department;
+    the tables citing ``subject`` and ``case_file`` keep their rows and foreign keys."""
+    from alembic import command
+    from sqlalchemy import column, insert, table, text
+    from sqlalchemy.exc import IntegrityError
+
+    from facetrace.store.db import alembic_config, make_engine
+
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def tab(name: str, *cols: str) -> Any:
+        return table(name, *(column(c) for c in cols))
+
+    with database_url(kind, tmp_path) as url:
+        engine = make_engine(url)
+        cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0007")
+        coll = tab("collection", "id", "name", "legal_basis", "retention", "description",
+                   "department_id", "created_at")  # fmt: skip
+        subject = tab("subject", "id", "external_id", "name", "collection_id", "created_at")
+        photo = tab("photo", "id", "sha256", "subject_id", "collection_id", "path", "source_url",
+                    "source_title", "captured_date", "legal_basis", "extra", "width", "height",
+                    "created_at")  # fmt: skip
+        case = tab("case_file", "id", "number", "title", "purpose", "legal_basis",
+                   "department_id", "created_by", "status", "retention_until", "created_at",
+                   "outcome_reason")  # fmt: skip
+        with engine.begin() as conn:
+            for i in (1, 2):
+                conn.execute(insert(tab("department", "id", "name", "created_at")).values(
+                    id=i, name=f"D{i}", created_at=t))  # fmt: skip
+                conn.execute(insert(coll).values(id=i, name=f"c{i}", legal_basis="", retention="",
+                    description="", department_id=i, created_at=t))  # fmt: skip
+            conn.execute(insert(tab("app_user", "id", "username", "full_name", "password_hash",
+                "roles", "department_id", "active", "created_at")).values(id=1, username="u",
+                full_name="", password_hash="x", roles="investigator", department_id=1,
+                active=True, created_at=t))  # fmt: skip
+            conn.execute(insert(subject).values(id=1, external_id="X", name="X", collection_id=1,
+                created_at=t))  # fmt: skip
+            conn.execute(insert(photo).values(id=1, sha256="a", subject_id=1, collection_id=1,
+                path="", source_url="", source_title="", captured_date="", legal_basis="",
+                extra="{}", width=1, height=1, created_at=t))  # fmt: skip
+            conn.execute(insert(case).values(id=1, number="2026/1", title="",
+                purpose="trace_missing", legal_basis="lb", department_id=1, created_by=1,
+                status="open", retention_until=t, created_at=t, outcome_reason=""))  # fmt: skip
+        migrate(engine)  # as Database.open does (on SQLite: foreign keys off meanwhile)
+        with engine.begin() as conn:  # the same external id in another collection
+            conn.execute(insert(subject).values(id=2, external_id="X", name="X", collection_id=2,
+                created_at=t))  # fmt: skip
+            conn.execute(insert(case).values(id=2, number="2026/1", title="",
+                purpose="trace_missing", legal_basis="lb", department_id=2, created_by=1,
+                status="open", retention_until=t, created_at=t, outcome_reason=""))  # fmt: skip
+            assert conn.execute(text("SELECT subject_id FROM photo")).scalar_one() == 1
+            if kind == "sqlite":
+                assert conn.execute(text("PRAGMA foreign_key_check")).all() == []
+        with pytest.raises(IntegrityError), engine.begin() as conn:  # twice in one collection
+            conn.execute(insert(subject).values(id=3, external_id="X", name="X", collection_id=2,
+                created_at=t))  # fmt: skip
+        with pytest.raises(IntegrityError), engine.begin() as conn:  # the photo's subject stays
+            conn.execute(text("DELETE FROM subject WHERE id = 1"))
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.execute(insert(case).values(id=3, number="2026/1", title="",
+                purpose="trace_missing", legal_basis="lb", department_id=2, created_by=1,
+                status="open", retention_until=t, created_at=t, outcome_reason=""))  # fmt: skip
         engine.dispose()

@@ -72,6 +72,7 @@ def test_investigator_journey(
 
     inv_pw = _add_user(page, base, "ines", "Forensics", ["investigator", "reviewer", "supervisor"])
     rev_pw = _add_user(page, base, "rafael", "Forensics", ["reviewer"])
+    rev2_pw = _add_user(page, base, "rosa", "Forensics", ["reviewer"])
     aud_pw = _add_user(page, base, "aude", "", ["auditor"])
     shot(page, "03-users")
     logout(page)
@@ -100,6 +101,11 @@ def test_investigator_journey(
     assert "Family consent forms" in first.inner_text()
     shot(page, "04-results")
     candidate_value = page.locator("#review-form select[name=candidate_id] option").nth(1)
+    logout(page)
+
+    # The searcher does not review her own search: two other reviewers do.
+    login(page, base, "rafael", rev_pw)
+    page.goto(search_url)
     page.check("#review-form input[value=potential_candidate]")
     page.select_option(
         "#review-form select[name=candidate_id]", candidate_value.get_attribute("value")
@@ -110,7 +116,7 @@ def test_investigator_journey(
     logout(page)
 
     # A second reviewer agrees.
-    login(page, base, "rafael", rev_pw)
+    login(page, base, "rosa", rev2_pw)
     page.goto(search_url)
     page.check("#review-form input[value=potential_candidate]")
     page.select_option(
@@ -148,6 +154,7 @@ def test_investigator_journey(
         "OD-77",
         "ines",
         "rafael",
+        "rosa",
         "National Information Bureau",
         "Claude Chirac",
     ):

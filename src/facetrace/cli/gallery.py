@@ -259,18 +259,22 @@ def delete(
     what: Annotated[DeleteWhat, typer.Argument(help="subject, photo or collection")],
     ident: Annotated[str, typer.Argument(help="Subject id, photo id or SHA-256, collection name")],
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    collection: Annotated[
+        str | None,
+        typer.Option(help="The subject's collection (needed when several hold its id)."),
+    ] = None,
 ) -> None:
     """Remove vectors and metadata, leaving tombstones so the photos are not re-ingested."""
     c: Context = ctx.obj
     if not yes and sys.stdin.isatty():
         typer.confirm(f"Delete {what.value} {ident!r}?", abort=True)
     with c.gallery() as g:
-        fn = {
-            DeleteWhat.subject: g.delete_subject,
-            DeleteWhat.photo: g.delete_photo,
-            DeleteWhat.collection: g.delete_collection,
-        }[what]
-        n = fn(ident)
+        if what is DeleteWhat.subject:
+            n = g.delete_subject(ident, collection)
+        elif what is DeleteWhat.photo:
+            n = g.delete_photo(ident)
+        else:
+            n = g.delete_collection(ident)
     err.print(f"deleted {what.value} {ident!r}: {n} faces removed")
 
 

@@ -818,8 +818,11 @@ class Gallery:
         return len(ids)
 
     @staticmethod
-    def remove_rows(session: Session, *, kind: DeleteKind, target: str) -> list[int]:
-        """Delete a subject (external id), photo (id or SHA-256) or collection (name) in
+    def remove_rows(
+        session: Session, *, kind: DeleteKind, target: str, collection: str | None = None
+    ) -> list[int]:
+        """Delete a subject (external id, of ``collection`` when given: the same id in two
+        collections is two subjects), photo (id or SHA-256) or collection (name) in
         the caller's transaction, leaving tombstones; returns the face ids removed, for
         :meth:`forget` once that transaction has committed. Raises NotFound.
 
@@ -827,7 +830,7 @@ class Gallery:
         confirm, so that the repair on open removes them even if :meth:`forget` never
         runs (a crash) or the index is not saved before one."""
         if kind == "subject":
-            ids = repo.delete_subject(session, external_id=target)
+            ids = repo.delete_subject(session, external_id=target, collection=collection)
         elif kind == "photo":
             ids = repo.delete_photo(session, photo=target)
         else:
@@ -835,15 +838,15 @@ class Gallery:
         repo.log_pending_deletes(session, face_ids=ids)
         return ids
 
-    def delete(self, kind: DeleteKind, target: str) -> int:
+    def delete(self, kind: DeleteKind, target: str, collection: str | None = None) -> int:
         """:meth:`remove_rows` in a transaction of its own, then :meth:`forget`."""
         with transaction(self.sessions) as s:
-            ids = self.remove_rows(s, kind=kind, target=target)
+            ids = self.remove_rows(s, kind=kind, target=target, collection=collection)
         return self.forget(ids)
 
-    def delete_subject(self, external_id: str) -> int:
+    def delete_subject(self, external_id: str, collection: str | None = None) -> int:
         """Delete a subject's photos and faces (tombstoned); returns faces removed."""
-        return self.delete("subject", external_id)
+        return self.delete("subject", external_id, collection)
 
     def delete_photo(self, photo: str) -> int:
         """Delete a photo by id or SHA-256 (tombstoned); returns faces removed."""

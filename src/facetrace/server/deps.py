@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from sqlalchemy.orm import Session
 
-from facetrace.errors import AuthenticationFailed, InvalidRequest
+from facetrace.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
 from facetrace.server.state import ServiceState
-from facetrace.service import imports, searches
+from facetrace.service import audit, imports, searches
 from facetrace.service.accounts import (
     Actor,
     Perm,
@@ -22,6 +24,8 @@ from facetrace.service.accounts import (
     session_user,
 )
 from facetrace.store.service_models import Probe
+
+log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "ft_session"
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
@@ -36,18 +40,46 @@ def get_state(request: Request) -> ServiceState:
 State = Annotated[ServiceState, Depends(get_state)]
 
 
-def get_db(state: State) -> Iterator[Session]:
+def _refusal(request: Request, exc: BaseException) -> tuple[str, dict[str, object]] | None:
+    """The audit entry for a refused request by a known user: every 403 and 422 (the
+    service notes 404s on another department's objects itself), else None."""
+    actor = getattr(request.state, "actor", None)
+    if not isinstance(actor, Actor):
+        return None
+    if isinstance(exc, PermissionDenied):
+        status = 403
+    elif isinstance(exc, InvalidRequest | RequestValidationError):
+        status = 422
+    else:
+        return None
+    return actor.username, {
+        "status": status,
+        "method": request.method,
+        "path": request.url.path[:300],
+        "error": type(exc).__name__,
+    }
+
+
+def get_db(request: Request, state: State) -> Iterator[Session]:
     """A session for the request: committed when the request succeeds, rolled back when
-    it raises (so a refused action leaves neither data nor audit entry behind). Its
-    transaction starts at the first statement; on SQLite that takes the write lock, so
-    slow engine work is done before it or after a ``commit`` (see
-    :func:`facetrace.service.searches.search_probe`)."""
+    it raises (so a refused action leaves no data behind; the refusal itself is then
+    audited in a transaction of its own). Its transaction starts at the first
+    statement; on SQLite that takes the write lock, so slow engine work is done before
+    it or after a ``commit`` (see :func:`facetrace.service.searches.search_probe`)."""
     session = state.sessions()
     try:
         yield session
         session.commit()
-    except BaseException:
+    except BaseException as exc:
         session.rollback()
+        refusal = _refusal(request, exc)
+        if refusal is not None and not audit.has_refusals(session):
+            audit.note_refusal(session, actor=refusal[0], target="request", detail=refusal[1])
+        try:
+            audit.record_refusals(session)
+        except Exception:  # never hide the refusal's own answer behind an audit failure
+            log.exception("could not audit a refused request")
+            session.rollback()
         raise
     finally:
         session.close()
@@ -94,6 +126,7 @@ async def get_actor(request: Request, state: State) -> Actor:
         if key is None and token is not None:
             check_csrf(state.secret, token, presented)
     request.state.session_token = token
+    request.state.actor = actor
     return actor
 
 

@@ -58,6 +58,10 @@ class Action(StrEnum):
     MERGE = "merge"
     MERGE_UNDO = "merge_undo"
     DECISION = "decision"
+    REFUSED = "refused"
+    VIEW_PHOTO = "view_photo"
+    VIEW_SUBJECT = "view_subject"
+    VIEW_COLLECTION = "view_collection"
 
 
 def canonical(fields: Mapping[str, Any]) -> str:
@@ -128,6 +132,35 @@ def append(
     head.hash = digest
     session.flush()
     return entry
+
+
+_REFUSALS = "facetrace.audit.refusals"
+
+
+def note_refusal(
+    session: Session, *, actor: str, target: str, detail: Mapping[str, Any] | None = None
+) -> None:
+    """Remember a refused attempt (403, 404 on another department's object, 422) for
+    :func:`record_refusals`. The refusal raises, so the caller's transaction is rolled
+    back; the entry is written after that rollback, in a transaction of its own."""
+    pending: list[tuple[str, str, dict[str, Any]]] = session.info.setdefault(_REFUSALS, [])
+    pending.append((actor, target, dict(detail or {})))
+
+
+def has_refusals(session: Session) -> bool:
+    """True when :func:`note_refusal` noted something not yet recorded."""
+    return bool(session.info.get(_REFUSALS))
+
+
+def record_refusals(session: Session) -> int:
+    """Write the refusals noted on ``session`` (after its rollback) and commit them;
+    returns how many."""
+    pending: list[tuple[str, str, dict[str, Any]]] = session.info.pop(_REFUSALS, [])
+    for actor, target, detail in pending:
+        append(session, actor=actor, action=Action.REFUSED, target=target, detail=detail)
+    if pending:
+        session.commit()
+    return len(pending)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from facetrace import fields
 from facetrace.errors import Conflict, InvalidRequest, NotFound, RuleViolation
 from facetrace.service import audit
 from facetrace.service.accounts import SYSTEM, Actor, Perm, Role, require
@@ -115,7 +116,15 @@ def scoped_case(session: Session, *, actor: Actor, case_id: int, perm: Perm) -> 
     A case of another department reads as missing, so its existence does not leak."""
     require(actor, perm)
     case = session.get(Case, case_id)
-    if case is None or (actor is not SYSTEM and case.department_id != actor.department_id):
+    if case is None:
+        raise NotFound(f"no case {case_id}")
+    if actor is not SYSTEM and case.department_id != actor.department_id:
+        audit.note_refusal(
+            session,
+            actor=actor.username,
+            target=f"case:{case_id}",
+            detail={"reason": "another department's case", "status": 404},
+        )
         raise NotFound(f"no case {case_id}")
     return case
 
@@ -133,8 +142,9 @@ def create_case(
     """Open a case in the actor's department. Number, purpose (one of :class:`Purpose`)
     and legal basis are required; probes are purged ``retention_days`` after opening."""
     require(actor, Perm.CASE_CREATE)
-    number = number.strip()
-    legal_basis = legal_basis.strip()
+    number = fields.check(fields.CaseNumber, number, field="case number")
+    legal_basis = fields.check(fields.LegalBasis, legal_basis, field="legal basis")
+    title = fields.check(fields.OptionalName, title, field="title")
     if not number:
         raise InvalidRequest("a case needs a case number")
     if not legal_basis:
@@ -146,8 +156,11 @@ def create_case(
         raise InvalidRequest(f"purpose must be one of: {allowed}") from exc
     if actor.department_id is None:
         raise InvalidRequest("your account has no department; ask an administrator")
-    if session.execute(select(Case.id).where(Case.number == number)).first():
-        raise Conflict(f"case number {number!r} exists already")
+    # unique within the department: another department's numbers are neither in the
+    # way nor revealed
+    taken = select(Case.id).where(Case.department_id == actor.department_id, Case.number == number)
+    if session.execute(taken).first():
+        raise Conflict(f"your department has a case number {number!r} already")
     now = utcnow()
     case = Case(
         number=number,
@@ -164,7 +177,7 @@ def create_case(
     try:
         session.flush()
     except IntegrityError as exc:
-        raise Conflict(f"case number {number!r} exists already") from exc
+        raise Conflict(f"your department has a case number {number!r} already") from exc
     audit.append(
         session,
         actor=actor.username,

@@ -2,6 +2,14 @@
 rule, browsing with provenance, and deletions with tombstones. Permission checks and
 audit entries here; the vector work goes through
 :class:`facetrace.service.gallery_port.GalleryPort` (imports: :mod:`.imports`).
+
+Department isolation: every read of gallery data (collections, subjects, photos, faces,
+crops), by the API, the web pages, searches and the duplicate finder alike, is scoped by
+:func:`_visible`, the one predicate on :class:`Collection` that says what an actor may
+see: collections shared with every department (no department set) and those of the
+actor's own department. An administrator without a department (the installation's) and
+the shell's :data:`SYSTEM` see every collection. Anything outside the scope reads as
+missing (the same NotFound as for an id that does not exist), and the refusal is audited.
 """
 
 from __future__ import annotations
@@ -10,19 +18,66 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select, true
 from sqlalchemy.orm import Session
 
+from facetrace import fields
 from facetrace.errors import Conflict, InvalidRequest, NotFound
 from facetrace.service import audit
-from facetrace.service.accounts import Actor, Perm, require
+from facetrace.service.accounts import SYSTEM, Actor, Perm, Role, require
 from facetrace.store.models import Collection, FaceRow, Photo, Subject
+from facetrace.store.service_models import Department
 
 if TYPE_CHECKING:
     from facetrace.gallery.directory import DeleteKind
     from facetrace.service.gallery_port import GalleryPort
 
 log = logging.getLogger(__name__)
+
+
+def sees_everything(actor: Actor) -> bool:
+    """True for the shell's SYSTEM and an administrator without a department."""
+    return actor is SYSTEM or (actor.department_id is None and actor.has(Role.ADMIN))
+
+
+def _visible(actor: Actor) -> ColumnElement[bool]:
+    """The collections ``actor`` may read, as a condition on :class:`Collection`: the one
+    place department isolation of the gallery is decided (see the module docstring)."""
+    if sees_everything(actor):
+        return true()
+    shared = Collection.department_id.is_(None)
+    if actor.department_id is None:
+        return shared
+    return shared | (Collection.department_id == actor.department_id)
+
+
+def visible_collection_ids(session: Session, *, actor: Actor) -> frozenset[int] | None:
+    """SQL ids of the collections ``actor`` may read; None when that is every one."""
+    if sees_everything(actor):
+        return None
+    return frozenset(session.scalars(select(Collection.id).where(_visible(actor))))
+
+
+def _refused(session: Session, actor: Actor, target: str) -> None:
+    """Audit a read of another department's gallery data (answered as missing)."""
+    audit.note_refusal(
+        session,
+        actor=actor.username,
+        target=target,
+        detail={"reason": "another department's collection", "status": 404},
+    )
+
+
+def _readable_collection(session: Session, actor: Actor, collection_id: int | None) -> bool:
+    """True when the collection exists and lies in the actor's scope."""
+    if collection_id is None:
+        return False
+    return (
+        session.execute(
+            select(Collection.id).where(Collection.id == collection_id, _visible(actor))
+        ).first()
+        is not None
+    )
 
 
 def create_collection(
@@ -38,12 +93,20 @@ def create_collection(
     """A new collection; the legal basis and the retention rule are required."""
     require(actor, Perm.COLLECTIONS_MANAGE)
     name, legal_basis, retention = name.strip(), legal_basis.strip(), retention.strip()
-    if not name or len(name) > 200:
+    if not name:
         raise InvalidRequest("a collection needs a name (at most 200 characters)")
     if not legal_basis:
         raise InvalidRequest("a collection needs the legal basis under which it is held")
     if not retention:
         raise InvalidRequest("a collection needs its retention rule")
+    name = fields.check(fields.Name, name, field="name")
+    legal_basis = fields.check(fields.LegalBasis, legal_basis, field="legal basis")
+    retention = fields.check(fields.ShortText, retention, field="retention rule")
+    description = fields.check(fields.Note, description, field="description")
+    if department_id is not None:
+        department_id = fields.check(fields.Id, department_id, field="department")
+        if session.get(Department, department_id) is None:
+            raise InvalidRequest(f"there is no department {department_id}")
     if session.execute(select(Collection.id).where(Collection.name == name)).first():
         raise Conflict(f"collection {name!r} exists already")
     row = Collection(
@@ -87,24 +150,28 @@ def list_collections(session: Session, *, actor: Actor) -> list[CollectionView]:
             select(Photo.collection_id, func.count(Photo.id)).group_by(Photo.collection_id)
         ).all()
     )
-    rows = session.execute(select(Collection).order_by(Collection.name)).scalars()
+    rows = session.execute(
+        select(Collection).where(_visible(actor)).order_by(Collection.name)
+    ).scalars()
     return [CollectionView(c, subjects.get(c.id, 0), photos.get(c.id, 0)) for c in rows]
 
 
 def searchable_collections(session: Session, *, actor: Actor) -> list[str]:
-    """Names of the collections the actor's searches cover: those shared with every
-    department (no department set) and those of the actor's own department."""
-    stmt = select(Collection.name).where(
-        (Collection.department_id.is_(None)) | (Collection.department_id == actor.department_id)
-    )
+    """Names of the collections the actor's searches cover (the scope of :func:`_visible`:
+    shared collections and those of the actor's own department)."""
+    stmt = select(Collection.name).where(_visible(actor))
     return list(session.execute(stmt).scalars())
 
 
 def get_collection(session: Session, *, actor: Actor, collection_id: int) -> Collection:
-    """One collection; raises NotFound."""
+    """One collection the actor may read; raises NotFound (also for another
+    department's, whose existence is not revealed; that refusal is audited)."""
     require(actor, Perm.GALLERY_BROWSE)
     row = session.get(Collection, collection_id)
     if row is None:
+        raise NotFound(f"no collection {collection_id}")
+    if not _readable_collection(session, actor, row.id):
+        _refused(session, actor, f"collection:{collection_id}")
         raise NotFound(f"no collection {collection_id}")
     return row
 
@@ -112,7 +179,11 @@ def get_collection(session: Session, *, actor: Actor, collection_id: int) -> Col
 def list_subjects(
     session: Session, *, actor: Actor, collection_id: int, limit: int = 500, offset: int = 0
 ) -> list[tuple[Subject, int]]:
-    """Subjects of a collection with their photo counts, by name."""
+    """Subjects of a collection with their photo counts, by name (``limit`` 1 to
+    :data:`~facetrace.fields.MAX_PAGE`, ``offset`` within int64); a view of the
+    collection's page, audited."""
+    limit = fields.check(fields.Limit, limit, field="limit")
+    offset = fields.check(fields.Offset, offset, field="offset")
     get_collection(session, actor=actor, collection_id=collection_id)
     counts = (
         select(Photo.subject_id, func.count(Photo.id).label("n"))
@@ -127,30 +198,75 @@ def list_subjects(
         .limit(limit)
         .offset(offset)
     ).all()
+    audit.append(
+        session,
+        actor=actor.username,
+        action=audit.Action.VIEW_COLLECTION,
+        target=f"collection:{collection_id}",
+        detail={"offset": offset, "subjects": len(rows)},
+    )
     return [(s, int(n)) for s, n in rows]
 
 
-def get_subject(session: Session, *, actor: Actor, subject_id: int) -> tuple[Subject, list[Photo]]:
-    """A subject and its photos with provenance."""
+def get_subject(
+    session: Session, *, actor: Actor, subject_id: int, audited: bool = True
+) -> tuple[Subject, list[Photo]]:
+    """A subject of a collection the actor may read, and those of its photos that lie in
+    collections the actor may read, with provenance; raises NotFound. The view is
+    audited unless ``audited`` is false (a lookup before a delete, which is audited)."""
     require(actor, Perm.GALLERY_BROWSE)
     subject = session.get(Subject, subject_id)
     if subject is None:
         raise NotFound(f"no subject {subject_id}")
-    photos = list(
-        session.execute(
-            select(Photo).where(Photo.subject_id == subject.id).order_by(Photo.id)
-        ).scalars()
-    )
+    if not _readable_collection(session, actor, subject.collection_id):
+        _refused(session, actor, f"subject:{subject_id}")
+        raise NotFound(f"no subject {subject_id}")
+    photos = _photos_of_subject(session, actor, subject.id)
+    if audited:
+        audit.append(
+            session,
+            actor=actor.username,
+            action=audit.Action.VIEW_SUBJECT,
+            target=f"subject:{subject_id}",
+            detail={"external_id": subject.external_id, "photos": [p.id for p in photos]},
+        )
     return subject, photos
 
 
-def get_photo(session: Session, *, actor: Actor, photo_id: int) -> Photo:
-    """A reference photo. Reviewers and investigators see them through results too."""
+def _photos_of_subject(session: Session, actor: Actor, subject_id: int) -> list[Photo]:
+    return list(
+        session.execute(
+            select(Photo)
+            .join(Collection, Collection.id == Photo.collection_id)
+            .where(Photo.subject_id == subject_id, _visible(actor))
+            .order_by(Photo.id)
+        ).scalars()
+    )
+
+
+def get_photo(session: Session, *, actor: Actor, photo_id: int, view: str | None = None) -> Photo:
+    """A reference photo of a collection the actor may read. Reviewers and investigators
+    see them through results too. Raises NotFound (another department's too).
+
+    ``view`` names what is shown of it (``face``, ``photo``, ``aligned``, ``page``): the
+    view is audited. Without it the photo is only looked up (a redirect, a delete)."""
     if not (actor.can(Perm.GALLERY_BROWSE) or actor.can(Perm.RESULTS_VIEW)):
         require(actor, Perm.GALLERY_BROWSE)
     photo = session.get(Photo, photo_id)
+    missing = f"reference photo {photo_id} is not in the gallery (perhaps deleted)"
     if photo is None:
-        raise NotFound(f"reference photo {photo_id} is not in the gallery (perhaps deleted)")
+        raise NotFound(missing)
+    if not _readable_collection(session, actor, photo.collection_id):
+        _refused(session, actor, f"photo:{photo_id}")
+        raise NotFound(missing)
+    if view is not None:
+        audit.append(
+            session,
+            actor=actor.username,
+            action=audit.Action.VIEW_PHOTO,
+            target=f"photo:{photo_id}",
+            detail={"view": view, "subject": photo.subject_id},
+        )
     return photo
 
 
@@ -160,17 +276,15 @@ def subject_photos_of(session: Session, *, actor: Actor, photo_id: int) -> list[
     photo = get_photo(session, actor=actor, photo_id=photo_id)
     if photo.subject_id is None:
         return [photo]
-    return list(
-        session.execute(
-            select(Photo).where(Photo.subject_id == photo.subject_id).order_by(Photo.id)
-        ).scalars()
-    )
+    return _photos_of_subject(session, actor, photo.subject_id)
 
 
-def subject_face(session: Session, *, photo_id: int) -> FaceRow | None:
-    """The face marked as the photo's subject, for cropping."""
+def subject_face(session: Session, *, actor: Actor, photo_id: int) -> FaceRow | None:
+    """The face marked as the subject of a photo the actor may read, for cropping
+    (raises NotFound as :func:`get_photo`)."""
+    photo = get_photo(session, actor=actor, photo_id=photo_id)
     return session.execute(
-        select(FaceRow).where(FaceRow.photo_id == photo_id, FaceRow.is_subject.is_(True))
+        select(FaceRow).where(FaceRow.photo_id == photo.id, FaceRow.is_subject.is_(True))
     ).scalar_one_or_none()
 
 
@@ -185,14 +299,16 @@ def delete_target(
     step lost, the gallery repairs its index from SQL when it next opens).
     """
     require(actor, Perm.COLLECTIONS_MANAGE)
+    collection: str | None = None
     if kind == "collection":
         target = get_collection(session, actor=actor, collection_id=ident).name
     elif kind == "subject":
-        target = get_subject(session, actor=actor, subject_id=ident)[0].external_id
+        subject = get_subject(session, actor=actor, subject_id=ident, audited=False)[0]
+        target, collection = subject.external_id, subject.collection.name
     else:
         get_photo(session, actor=actor, photo_id=ident)
         target = str(ident)
-    face_ids = gallery.remove_rows(session, kind=kind, target=target)
+    face_ids = gallery.remove_rows(session, kind=kind, target=target, collection=collection)
     audit.append(
         session,
         actor=actor.username,

@@ -16,15 +16,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from facetrace.errors import InvalidRequest, NotFound
 from facetrace.gallery.duplicates import DuplicatePair
 from facetrace.service import audit
-from facetrace.service.accounts import SYSTEM, Actor, Perm, require
+from facetrace.service.accounts import Actor, Perm, require
+from facetrace.service.collections import visible_collection_ids
 from facetrace.store import duplicates as links
-from facetrace.store.models import Collection, SubjectMerge
+from facetrace.store.models import SubjectMerge
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +42,11 @@ class DuplicateFinder(Protocol):
 
 
 def readable_collections(session: Session, *, actor: Actor) -> frozenset[int] | None:
-    """SQL ids of the collections ``actor`` may read; None (all) for the shell's SYSTEM.
+    """SQL ids of the collections ``actor`` may read; None when that is all of them.
 
-    Shared collections (no department) and the actor's department's own.
+    The gallery's one scope (:func:`facetrace.service.collections.visible_collection_ids`).
     """
-    if actor is SYSTEM:
-        return None
-    stmt = select(Collection.id).where(
-        Collection.department_id.is_(None) | (Collection.department_id == actor.department_id)
-    )
-    return frozenset(session.scalars(stmt))
+    return visible_collection_ids(session, actor=actor)
 
 
 def _note(note: str) -> str:

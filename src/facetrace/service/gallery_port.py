@@ -287,10 +287,15 @@ class GalleryPort:
         out["skipped_files"] = [user_words(p, r, root) for p, r in summary.skipped]
         return out
 
-    def remove_rows(self, session: Session, *, kind: DeleteKind, target: str) -> list[int]:
-        """Delete a subject, photo or collection in the caller's transaction (tombstoned);
-        returns the face ids for :meth:`forget` once that transaction has committed."""
-        return list(self.gallery().remove_rows(session, kind=kind, target=target))
+    def remove_rows(
+        self, session: Session, *, kind: DeleteKind, target: str, collection: str | None = None
+    ) -> list[int]:
+        """Delete a subject (of ``collection``), photo or collection in the caller's
+        transaction (tombstoned); returns the face ids for :meth:`forget` once that
+        transaction has committed."""
+        return list(
+            self.gallery().remove_rows(session, kind=kind, target=target, collection=collection)
+        )
 
     def forget(self, face_ids: Sequence[int]) -> int:
         """Drop committed deletions from the index; returns the number of faces."""

@@ -9,6 +9,7 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from facetrace import fields
 from facetrace.errors import InvalidRequest, RuleViolation
 from facetrace.service import audit
 from facetrace.service.accounts import Actor, Perm
@@ -34,6 +35,9 @@ def add_contact(
     details: str = "",
 ) -> Contact:
     """Record a next-of-kin contact for an identified case."""
+    name = fields.check(fields.OptionalName, name, field="name")
+    relationship = fields.check(fields.OptionalName, relationship, field="relationship")
+    details = fields.check(fields.Note, details, field="details")
     case = _identified_case(session, actor=actor, case_id=case_id)
     if not name.strip():
         raise InvalidRequest("a contact needs a name")
@@ -67,6 +71,8 @@ def record_notification(
     contact_id: int | None = None,
 ) -> Notification:
     """Record a notification made through an official channel (facetrace sends nothing)."""
+    channel = fields.check(fields.OptionalName, channel, field="channel")
+    outcome = fields.check(fields.Note, outcome, field="outcome")
     case = _identified_case(session, actor=actor, case_id=case_id)
     if not channel.strip() or not outcome.strip():
         raise InvalidRequest("a notification needs its channel and its outcome")

@@ -11,6 +11,7 @@ from enum import StrEnum
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from facetrace import fields
 from facetrace.errors import InvalidRequest, NotFound, RuleViolation
 from facetrace.service import audit
 from facetrace.service.accounts import Actor, Perm
@@ -63,10 +64,14 @@ def record_review(
     candidate_id: int | None = None,
 ) -> Review:
     """Record a reviewer's conclusion on a search. A potential candidate names which one."""
+    note = fields.check(fields.Note, note, field="note")
     search = session.get(Search, search_id)
     if search is None:
         raise NotFound(f"no search {search_id}")
     case = scoped_case(session, actor=actor, case_id=search.case_id, perm=Perm.REVIEW)
+    if search.user_id == actor.id:
+        # a review is a second pair of eyes: the person who ran the search is not one
+        raise RuleViolation("you ran this search: another reviewer must review it")
     try:
         value = Conclusion(conclusion)
     except ValueError as exc:
@@ -138,6 +143,7 @@ def record_identification(
 ) -> Identification:
     """Mark a case identified. Refused unless two different reviewers agree on the
     candidate's subject and a primary identifier with its evidence is given."""
+    evidence = fields.check(fields.Note, evidence, field="evidence")
     case = scoped_case(session, actor=actor, case_id=case_id, perm=Perm.IDENTIFY)
     require_open(case)
     if case.status == CaseStatus.IDENTIFIED:
@@ -154,10 +160,13 @@ def record_identification(
     if candidate is None or search is None or search.case_id != case.id:
         raise InvalidRequest(f"candidate {candidate_id} is not in this case")
     reviewers = agreed_subjects(session, case=case).get(candidate.subject_external_id, set())
-    if len(reviewers) < 2:
+    # the person recording the identification does not count as one of its two reviewers
+    others = reviewers - {actor.username}
+    if len(others) < 2:
         raise RuleViolation(
-            "two different reviewers must record this candidate as a potential candidate "
-            f"first (so far: {', '.join(sorted(reviewers)) or 'none'})"
+            "two different reviewers, other than the person recording the identification, "
+            "must record this candidate as a potential candidate first (so far: "
+            f"{', '.join(sorted(reviewers)) or 'none'})"
         )
     ident = Identification(
         case_id=case.id,

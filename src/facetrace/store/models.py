@@ -50,9 +50,14 @@ class Subject(Base):
     """A person the gallery holds reference photos of (a profile or record)."""
 
     __tablename__ = "subject"
+    # the same external id in two collections is two subjects (a duplicate pass finds
+    # likely duplicates); a subject never spans collections of different departments
+    __table_args__ = (
+        UniqueConstraint("collection_id", "external_id", name="uq_subject_collection_id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    external_id: Mapped[str] = mapped_column(String(300), unique=True)
+    external_id: Mapped[str] = mapped_column(String(300))
     name: Mapped[str] = mapped_column(String(300), default="")
     collection_id: Mapped[int] = mapped_column(ForeignKey("collection.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -15,7 +15,7 @@ import numpy.typing as npt
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from facetrace.errors import NotFound
+from facetrace.errors import InvalidRequest, NotFound
 from facetrace.store.models import (
     Collection,
     FaceRow,
@@ -73,8 +73,13 @@ def get_or_create_collection(
 def get_or_create_subject(
     session: Session, *, external_id: str, name: str, collection: Collection
 ) -> Subject:
-    """The subject with this external id, created in ``collection`` if new."""
-    row = session.scalars(select(Subject).where(Subject.external_id == external_id)).first()
+    """The subject with this external id in ``collection``, created there if new (the
+    same external id in another collection is another subject)."""
+    row = session.scalars(
+        select(Subject).where(
+            Subject.collection_id == collection.id, Subject.external_id == external_id
+        )
+    ).first()
     if row is None:
         row = Subject(external_id=external_id, name=name or external_id, collection=collection)
         session.add(row)
@@ -396,11 +401,31 @@ def face_info(session: Session, ids: Iterable[int]) -> dict[int, FaceInfo]:
     return out
 
 
-def subject_face_ids(session: Session, external_id: str) -> list[int]:
+def find_subject(session: Session, external_id: str, collection: str | None = None) -> Subject:
+    """The subject with this external id (in ``collection``, when given). Raises
+    :class:`NotFound`, or :class:`InvalidRequest` when several collections hold one."""
+    stmt = select(Subject).where(Subject.external_id == external_id)
+    if collection is not None:
+        stmt = stmt.join(Collection, Collection.id == Subject.collection_id).where(
+            Collection.name == collection
+        )
+    rows = list(session.scalars(stmt.order_by(Subject.id).limit(20)))
+    if not rows:
+        where = f" in collection {collection!r}" if collection is not None else ""
+        raise NotFound(f"no subject with id {external_id!r}{where}")
+    if len(rows) > 1:
+        names = ", ".join(sorted(repr(r.collection.name) for r in rows))
+        raise InvalidRequest(
+            f"subject id {external_id!r} is in several collections ({names}); name the collection"
+        )
+    return rows[0]
+
+
+def subject_face_ids(
+    session: Session, external_id: str, collection: str | None = None
+) -> list[int]:
     """Indexed face ids of a subject; raises :class:`NotFound` for an unknown subject."""
-    subject = session.scalars(select(Subject).where(Subject.external_id == external_id)).first()
-    if subject is None:
-        raise NotFound(f"no subject with id {external_id!r}")
+    subject = find_subject(session, external_id, collection)
     return list(
         session.scalars(
             select(FaceRow.id).where(FaceRow.subject_id == subject.id, FaceRow.is_subject.is_(True))
@@ -455,11 +480,12 @@ def delete_photo(session: Session, *, photo: str) -> list[int]:
     return _delete_photos(session, [row], f"photo {row.id} deleted")
 
 
-def delete_subject(session: Session, *, external_id: str) -> list[int]:
-    """Delete a subject and all its photos; returns the removed face ids."""
-    subject = session.scalars(select(Subject).where(Subject.external_id == external_id)).first()
-    if subject is None:
-        raise NotFound(f"no subject with id {external_id!r}")
+def delete_subject(
+    session: Session, *, external_id: str, collection: str | None = None
+) -> list[int]:
+    """Delete a subject (of ``collection``, when given) and all its photos; returns the
+    removed face ids."""
+    subject = find_subject(session, external_id, collection)
     photos = list(session.scalars(select(Photo).where(Photo.subject_id == subject.id)))
     ids = _delete_photos(session, photos, f"subject {external_id} deleted")
     session.execute(delete(FaceRow).where(FaceRow.subject_id == subject.id))

@@ -97,9 +97,13 @@ class Case(Base):
     """An investigation; every search belongs to one."""
 
     __tablename__ = "case_file"
+    # case numbers are unique within a department (another's are never revealed)
+    __table_args__ = (
+        UniqueConstraint("department_id", "number", name="uq_case_file_department_id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    number: Mapped[str] = mapped_column(String(100), unique=True)
+    number: Mapped[str] = mapped_column(String(100))
     title: Mapped[str] = mapped_column(String(300), default="")
     purpose: Mapped[str] = mapped_column(String(50))
     legal_basis: Mapped[str] = mapped_column(Text)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 
 from facetrace.errors import NotFound
+from facetrace.fields import Id, Offset
 from facetrace.server.deps import CurrentActor, Db, State, import_from_upload
 from facetrace.service import accounts, collections
 from facetrace.service.accounts import Perm, require
@@ -132,7 +133,7 @@ def create_collection(
 
 @router.get("/collections/{collection_id}", response_class=HTMLResponse)
 def collection(
-    request: Request, collection_id: int, actor: CurrentActor, db: Db, offset: int = 0
+    request: Request, collection_id: Id, actor: CurrentActor, db: Db, offset: Offset = 0
 ) -> HTMLResponse:
     """A collection's subjects and its import form."""
     coll = collections.get_collection(db, actor=actor, collection_id=collection_id)
@@ -146,7 +147,7 @@ def collection(
 
 @router.post("/collections/{collection_id}/import")
 async def start_import(
-    collection_id: int,
+    collection_id: Id,
     actor: CurrentActor,
     db: Db,
     state: State,
@@ -185,7 +186,7 @@ def skipped_csv(job_id: str, actor: CurrentActor, state: State) -> Response:
 
 
 @router.post("/collections/{collection_id}/delete")
-def delete_collection(collection_id: int, actor: CurrentActor, db: Db, state: State) -> Response:
+def delete_collection(collection_id: Id, actor: CurrentActor, db: Db, state: State) -> Response:
     """Delete a collection's photos (tombstoned)."""
     n = collections.delete_target(
         db, actor=actor, kind="collection", ident=collection_id, gallery=state.gallery
@@ -194,15 +195,15 @@ def delete_collection(collection_id: int, actor: CurrentActor, db: Db, state: St
 
 
 @router.get("/subjects/{subject_id}", response_class=HTMLResponse)
-def subject(request: Request, subject_id: int, actor: CurrentActor, db: Db) -> HTMLResponse:
+def subject(request: Request, subject_id: Id, actor: CurrentActor, db: Db) -> HTMLResponse:
     """A subject's photos, each whole with the face boxed, with provenance and metadata."""
     subj, photos = collections.get_subject(db, actor=actor, subject_id=subject_id)
-    faces = {p.id: collections.subject_face(db, photo_id=p.id) for p in photos}
+    faces = {p.id: collections.subject_face(db, actor=actor, photo_id=p.id) for p in photos}
     return page(request, "subject.html", actor, subject=subj, photos=photos, faces=faces)
 
 
 @router.get("/photos/{photo_id}/subject")
-def subject_of_photo(photo_id: int, actor: CurrentActor, db: Db) -> Response:
+def subject_of_photo(photo_id: Id, actor: CurrentActor, db: Db) -> Response:
     """The page of the person a reference photo shows (candidates link here)."""
     photo = collections.get_photo(db, actor=actor, photo_id=photo_id)
     if photo.subject_id is None:
@@ -211,18 +212,18 @@ def subject_of_photo(photo_id: int, actor: CurrentActor, db: Db) -> Response:
 
 
 @router.get("/photos/{photo_id}/view", response_class=HTMLResponse)
-def photo_view(request: Request, photo_id: int, actor: CurrentActor, db: Db) -> HTMLResponse:
+def photo_view(request: Request, photo_id: Id, actor: CurrentActor, db: Db) -> HTMLResponse:
     """One whole reference photo with the subject's face boxed, and its provenance."""
-    photo = collections.get_photo(db, actor=actor, photo_id=photo_id)
-    face = collections.subject_face(db, photo_id=photo.id)
+    photo = collections.get_photo(db, actor=actor, photo_id=photo_id, view="page")
+    face = collections.subject_face(db, actor=actor, photo_id=photo.id)
     return page(request, "photo.html", actor, photo=photo, face=face)
 
 
 @router.post("/subjects/{subject_id}/delete")
-def delete_subject(subject_id: int, actor: CurrentActor, db: Db, state: State) -> Response:
+def delete_subject(subject_id: Id, actor: CurrentActor, db: Db, state: State) -> Response:
     """Delete a subject (tombstoned)."""
     require(actor, Perm.COLLECTIONS_MANAGE)
-    subj, _ = collections.get_subject(db, actor=actor, subject_id=subject_id)
+    subj, _ = collections.get_subject(db, actor=actor, subject_id=subject_id, audited=False)
     coll = subj.collection_id
     n = collections.delete_target(
         db, actor=actor, kind="subject", ident=subject_id, gallery=state.gallery
@@ -231,7 +232,7 @@ def delete_subject(subject_id: int, actor: CurrentActor, db: Db, state: State) -
 
 
 @router.post("/photos/{photo_id}/delete")
-def delete_photo(photo_id: int, actor: CurrentActor, db: Db, state: State) -> Response:
+def delete_photo(photo_id: Id, actor: CurrentActor, db: Db, state: State) -> Response:
     """Delete one photo (tombstoned)."""
     require(actor, Perm.COLLECTIONS_MANAGE)
     photo = collections.get_photo(db, actor=actor, photo_id=photo_id)

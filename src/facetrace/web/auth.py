@@ -10,6 +10,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from facetrace.errors import AuthenticationFailed, RateLimited
+from facetrace.fields import Id
 from facetrace.server.deps import SESSION_COOKIE, CurrentActor, Db, State
 from facetrace.service import accounts, audit
 from facetrace.web.render import back, page
@@ -120,7 +121,7 @@ def new_key(
 
 
 @router.post("/account/keys/{key_id}/revoke")
-def revoke_key(key_id: int, actor: CurrentActor, db: Db) -> Response:
+def revoke_key(key_id: Id, actor: CurrentActor, db: Db) -> Response:
     """Revoke an API key."""
     accounts.revoke_api_key(db, actor=actor, key_id=key_id)
     return back("/account", "Key revoked.")

@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
 from facetrace.errors import InvalidRequest, LowQualityFace, NotFound
+from facetrace.fields import Id
 from facetrace.server.deps import CurrentActor, Db, State, probe_from_upload
 from facetrace.server.state import ServiceState
 from facetrace.service import (
@@ -83,7 +84,7 @@ def open_case(
 
 
 @router.get("/cases/{case_id}", response_class=HTMLResponse)
-def case_page(request: Request, case_id: int, actor: CurrentActor, db: Db) -> HTMLResponse:
+def case_page(request: Request, case_id: Id, actor: CurrentActor, db: Db) -> HTMLResponse:
     """Everything about a case, with the forms its state allows."""
     case = cases.get_case(db, actor=actor, case_id=case_id)
     case_searches = cases.case_searches(db, case=case)
@@ -130,7 +131,7 @@ def case_page(request: Request, case_id: int, actor: CurrentActor, db: Db) -> HT
 
 
 def _search(
-    db: Session, actor: Actor, state: ServiceState, probe_id: int, face: int, force: bool
+    db: Session, actor: Actor, state: ServiceState, probe_id: Id, face: int, force: bool
 ) -> Search:
     """Search face ``face`` of a stored probe with the app's gallery and rate limit."""
     return searches.search_probe(
@@ -147,7 +148,7 @@ def _search(
 
 @router.post("/cases/{case_id}/probes")
 async def upload_probe(
-    case_id: int,
+    case_id: Id,
     actor: CurrentActor,
     db: Db,
     state: State,
@@ -175,7 +176,7 @@ async def upload_probe(
 
 @router.post("/probes/{probe_id}/faces")
 def draw_face(
-    probe_id: int,
+    probe_id: Id,
     actor: CurrentActor,
     db: Db,
     state: State,
@@ -202,7 +203,7 @@ def draw_face(
 
 @router.post("/probes/{probe_id}/search")
 def search_face(
-    probe_id: int,
+    probe_id: Id,
     actor: CurrentActor,
     db: Db,
     state: State,
@@ -214,7 +215,7 @@ def search_face(
 
 
 @router.get("/searches/{search_id}", response_class=HTMLResponse)
-def results(request: Request, search_id: int, actor: CurrentActor, db: Db) -> HTMLResponse:
+def results(request: Request, search_id: Id, actor: CurrentActor, db: Db) -> HTMLResponse:
     """The probe face beside each candidate, with score, warnings and provenance."""
     case, search = searches.get_search(db, actor=actor, search_id=search_id)
     of_search = [r for r in reviews.case_reviews(db, case=case) if r.search_id == search.id]
@@ -234,7 +235,7 @@ def results(request: Request, search_id: int, actor: CurrentActor, db: Db) -> HT
 
 @router.get("/searches/{search_id}/compare/{candidate_id}", response_class=HTMLResponse)
 def compare(
-    request: Request, search_id: int, candidate_id: int, actor: CurrentActor, db: Db
+    request: Request, search_id: Id, candidate_id: Id, actor: CurrentActor, db: Db
 ) -> HTMLResponse:
     """The probe face and one candidate's reference face side by side, aligned at one
     scale and zoomable together, with the subject's other photos to flip through."""
@@ -257,7 +258,7 @@ def compare(
 
 @router.get("/probes/{probe_id}", response_class=HTMLResponse)
 def probe_page(
-    request: Request, probe_id: int, actor: CurrentActor, db: Db, state: State
+    request: Request, probe_id: Id, actor: CurrentActor, db: Db, state: State
 ) -> HTMLResponse:
     """The whole probe photo with every face boxed, each face's searches, and the form
     to search a face (or draw a box round a face the detector missed)."""
@@ -278,7 +279,7 @@ def probe_page(
 
 @router.post("/searches/{search_id}/reviews")
 def review(
-    search_id: int,
+    search_id: Id,
     actor: CurrentActor,
     db: Db,
     conclusion: Annotated[str, Form()],
@@ -295,7 +296,7 @@ def review(
 
 @router.post("/cases/{case_id}/identification")
 def identify(
-    case_id: int,
+    case_id: Id,
     actor: CurrentActor,
     db: Db,
     candidate_id: Annotated[int, Form()],
@@ -316,7 +317,7 @@ def identify(
 
 @router.post("/cases/{case_id}/contacts")
 def add_contact(
-    case_id: int,
+    case_id: Id,
     actor: CurrentActor,
     db: Db,
     name: Annotated[str, Form()] = "",
@@ -332,7 +333,7 @@ def add_contact(
 
 @router.post("/cases/{case_id}/notifications")
 def notify(
-    case_id: int,
+    case_id: Id,
     actor: CurrentActor,
     db: Db,
     channel: Annotated[str, Form()] = "",
@@ -359,7 +360,7 @@ def notify(
 
 @router.post("/cases/{case_id}/notes")
 def add_note(
-    case_id: int, actor: CurrentActor, db: Db, text: Annotated[str, Form()] = ""
+    case_id: Id, actor: CurrentActor, db: Db, text: Annotated[str, Form()] = ""
 ) -> Response:
     """A note on the case's timeline."""
     cases.add_note(db, actor=actor, case_id=case_id, text=text)
@@ -368,7 +369,7 @@ def add_note(
 
 @router.post("/cases/{case_id}/assign")
 def assign(
-    case_id: int,
+    case_id: Id,
     actor: CurrentActor,
     db: Db,
     username: Annotated[str, Form()] = "",
@@ -382,7 +383,7 @@ def assign(
 
 @router.post("/cases/{case_id}/close")
 def close(
-    case_id: int,
+    case_id: Id,
     actor: CurrentActor,
     db: Db,
     outcome: Annotated[str, Form()] = "",
@@ -395,7 +396,7 @@ def close(
 
 @router.post("/cases/{case_id}/reopen")
 def reopen(
-    case_id: int, actor: CurrentActor, db: Db, reason: Annotated[str, Form()] = ""
+    case_id: Id, actor: CurrentActor, db: Db, reason: Annotated[str, Form()] = ""
 ) -> Response:
     """Reopen a closed case (supervisors)."""
     cases.reopen_case(db, actor=actor, case_id=case_id, reason=reason)
@@ -403,7 +404,7 @@ def reopen(
 
 
 @router.get("/cases/{case_id}/record", response_class=HTMLResponse)
-def record(request: Request, case_id: int, actor: CurrentActor, db: Db) -> HTMLResponse:
+def record(request: Request, case_id: Id, actor: CurrentActor, db: Db) -> HTMLResponse:
     """The printable notification record (use the browser's print to save a PDF)."""
     r = notifications.notification_record(db, actor=actor, case_id=case_id)
     return page(request, "record.html", actor, r=r)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
 from facetrace.errors import InvalidRequest
+from facetrace.fields import Id
 from facetrace.server.deps import CurrentActor, Db, State
 from facetrace.service import duplicates
 from facetrace.web.render import back, page
@@ -59,7 +60,7 @@ def decide(
 
 
 @router.post(PAGE + "/merges/{merge_id}/undo")
-def undo(merge_id: int, actor: CurrentActor, db: Db, note: Annotated[str, Form()] = "") -> Response:
+def undo(merge_id: Id, actor: CurrentActor, db: Db, note: Annotated[str, Form()] = "") -> Response:
     """Undo a merge: its photos go back to the subject they came from."""
     row = duplicates.undo(db, actor=actor, merge_id=merge_id, note=note)
     return back(PAGE, f"Merge {row.id} undone: {len(row.photo_ids)} photos moved back.")

@@ -16,6 +16,7 @@ from fastapi.responses import Response
 from PIL import Image
 
 from facetrace.errors import ImageError, NotFound
+from facetrace.fields import Id, Index
 from facetrace.imaging import decode_image
 from facetrace.server.deps import CurrentActor, Db
 from facetrace.service import collections, searches
@@ -94,9 +95,7 @@ def _size(value: int) -> int:
     return min(ALIGNED_SIZES, key=lambda s: abs(s - value))
 
 
-def _probe_pixels(
-    db: Db, actor: CurrentActor, probe_id: int
-) -> tuple[Probe, npt.NDArray[np.uint8]]:
+def _probe_pixels(db: Db, actor: CurrentActor, probe_id: Id) -> tuple[Probe, npt.NDArray[np.uint8]]:
     probe = searches.get_probe(db, actor=actor, probe_id=probe_id)
     if probe.data is None:
         raise NotFound("the probe photo was deleted at the end of its retention period")
@@ -110,7 +109,7 @@ def _probe_face_of(probe: Probe, index: int) -> ProbeFaceRow:
 
 
 @router.get("/probes/{probe_id}/faces/{index}.jpg")
-def probe_face(probe_id: int, index: int, actor: CurrentActor, db: Db) -> Response:
+def probe_face(probe_id: Id, index: Index, actor: CurrentActor, db: Db) -> Response:
     """The crop of one face of a probe (or the whole photo, smaller, for index -1)."""
     probe, pixels = _probe_pixels(db, actor, probe_id)
     if index < 0:
@@ -119,7 +118,7 @@ def probe_face(probe_id: int, index: int, actor: CurrentActor, db: Db) -> Respon
 
 
 @router.get("/probes/{probe_id}/photo.jpg")
-def probe_photo(probe_id: int, actor: CurrentActor, db: Db) -> Response:
+def probe_photo(probe_id: Id, actor: CurrentActor, db: Db) -> Response:
     """The whole probe photo, upright, its longest side at most 1600 pixels."""
     _, pixels = _probe_pixels(db, actor, probe_id)
     return _jpeg(Image.fromarray(pixels), max_side=WHOLE_MAX)
@@ -127,7 +126,7 @@ def probe_photo(probe_id: int, actor: CurrentActor, db: Db) -> Response:
 
 @router.get("/probes/{probe_id}/faces/{index}/aligned.jpg")
 def probe_aligned(
-    probe_id: int, index: int, actor: CurrentActor, db: Db, size: int = 480
+    probe_id: Id, index: Index, actor: CurrentActor, db: Db, size: int = 480
 ) -> Response:
     """One probe face aligned for comparison (see :func:`aligned_view`)."""
     probe, pixels = _probe_pixels(db, actor, probe_id)
@@ -141,8 +140,10 @@ def probe_aligned(
     return _jpeg(view)
 
 
-def _reference_pixels(db: Db, actor: CurrentActor, photo_id: int) -> npt.NDArray[np.uint8]:
-    photo = collections.get_photo(db, actor=actor, photo_id=photo_id)
+def _reference_pixels(
+    db: Db, actor: CurrentActor, photo_id: Id, view: str
+) -> npt.NDArray[np.uint8]:
+    photo = collections.get_photo(db, actor=actor, photo_id=photo_id, view=view)
     path = Path(photo.path)
     try:
         return decode_image(path.read_bytes(), source=path.name).pixels
@@ -151,25 +152,25 @@ def _reference_pixels(db: Db, actor: CurrentActor, photo_id: int) -> npt.NDArray
 
 
 @router.get("/photos/{photo_id}/face.jpg")
-def reference_face(photo_id: int, actor: CurrentActor, db: Db) -> Response:
+def reference_face(photo_id: Id, actor: CurrentActor, db: Db) -> Response:
     """The subject face of a gallery photo."""
-    pixels = _reference_pixels(db, actor, photo_id)
-    face = collections.subject_face(db, photo_id=photo_id)
+    pixels = _reference_pixels(db, actor, photo_id, "face")
+    face = collections.subject_face(db, actor=actor, photo_id=photo_id)
     return _crop(pixels, [face.x1, face.y1, face.x2, face.y2] if face else None)
 
 
 @router.get("/photos/{photo_id}/photo.jpg")
-def reference_photo(photo_id: int, actor: CurrentActor, db: Db) -> Response:
+def reference_photo(photo_id: Id, actor: CurrentActor, db: Db) -> Response:
     """The whole reference photo, upright, its longest side at most 1600 pixels."""
-    pixels = _reference_pixels(db, actor, photo_id)
+    pixels = _reference_pixels(db, actor, photo_id, "photo")
     return _jpeg(Image.fromarray(pixels), max_side=WHOLE_MAX)
 
 
 @router.get("/photos/{photo_id}/aligned.jpg")
-def reference_aligned(photo_id: int, actor: CurrentActor, db: Db, size: int = 480) -> Response:
+def reference_aligned(photo_id: Id, actor: CurrentActor, db: Db, size: int = 480) -> Response:
     """The subject face of a gallery photo aligned for comparison."""
-    pixels = _reference_pixels(db, actor, photo_id)
-    face = collections.subject_face(db, photo_id=photo_id)
+    pixels = _reference_pixels(db, actor, photo_id, "aligned")
+    face = collections.subject_face(db, actor=actor, photo_id=photo_id)
     if face is None:
         h, w = pixels.shape[:2]
         box, landmarks = [0, 0, w, h], None

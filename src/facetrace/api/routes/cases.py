@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 
 from facetrace.errors import InvalidRequest
+from facetrace.fields import CaseNumber, Id, LegalBasis, Name, Note, OptionalName
 from facetrace.server.deps import CurrentActor, Db, State, read_upload
 from facetrace.service import cases, notifications, reviews, searches
 from facetrace.service.accounts import Perm, require
@@ -22,43 +23,43 @@ router = APIRouter(tags=["cases"])
 class CaseIn(BaseModel):
     """A new case: number, purpose (see the enum) and legal basis are required."""
 
-    number: str
+    number: CaseNumber
     purpose: cases.Purpose
-    legal_basis: str
-    title: str = ""
+    legal_basis: LegalBasis
+    title: OptionalName = ""
 
 
 class ReviewIn(BaseModel):
     """A reviewer's conclusion."""
 
     conclusion: reviews.Conclusion
-    note: str = ""
-    candidate_id: int | None = None
+    note: Note = ""
+    candidate_id: Id | None = None
 
 
 class IdentificationIn(BaseModel):
     """The candidate two reviewers agreed on and the primary identifier confirming it."""
 
-    candidate_id: int
+    candidate_id: Id
     primary_identifier: reviews.PrimaryIdentifier
-    evidence: str
+    evidence: Note
 
 
 class ContactIn(BaseModel):
     """A next-of-kin contact."""
 
-    name: str
-    relationship: str = ""
-    details: str = ""
+    name: Name
+    relationship: OptionalName = ""
+    details: Note = ""
 
 
 class NotificationIn(BaseModel):
     """A notification made through an official channel."""
 
-    channel: str
+    channel: Name
     notified_on: date
-    outcome: str
-    contact_id: int | None = None
+    outcome: Note
+    contact_id: Id | None = None
 
 
 def case_json(c: Case) -> dict[str, Any]:
@@ -138,7 +139,7 @@ def create_case(body: CaseIn, actor: CurrentActor, db: Db, state: State) -> dict
 
 
 @router.get("/cases/{case_id}")
-def get_case(case_id: int, actor: CurrentActor, db: Db) -> dict[str, Any]:
+def get_case(case_id: Id, actor: CurrentActor, db: Db) -> dict[str, Any]:
     """A case with its searches and reviews."""
     case = cases.get_case(db, actor=actor, case_id=case_id)
     out = case_json(case)
@@ -198,14 +199,14 @@ async def search(
 
 
 @router.get("/searches/{search_id}")
-def get_search(search_id: int, actor: CurrentActor, db: Db) -> dict[str, Any]:
+def get_search(search_id: Id, actor: CurrentActor, db: Db) -> dict[str, Any]:
     """A search's candidate list (audited as a view of results)."""
     _, result = searches.get_search(db, actor=actor, search_id=search_id)
     return search_json(result)
 
 
 @router.post("/searches/{search_id}/reviews", status_code=201)
-def review(search_id: int, body: ReviewIn, actor: CurrentActor, db: Db) -> dict[str, Any]:
+def review(search_id: Id, body: ReviewIn, actor: CurrentActor, db: Db) -> dict[str, Any]:
     """Record a review of a search."""
     r = reviews.record_review(
         db,
@@ -219,7 +220,7 @@ def review(search_id: int, body: ReviewIn, actor: CurrentActor, db: Db) -> dict[
 
 
 @router.post("/cases/{case_id}/identification", status_code=201)
-def identify(case_id: int, body: IdentificationIn, actor: CurrentActor, db: Db) -> dict[str, Any]:
+def identify(case_id: Id, body: IdentificationIn, actor: CurrentActor, db: Db) -> dict[str, Any]:
     """Record the primary identifier that confirms the agreed candidate."""
     ident = reviews.record_identification(
         db,
@@ -233,14 +234,14 @@ def identify(case_id: int, body: IdentificationIn, actor: CurrentActor, db: Db) 
 
 
 @router.post("/cases/{case_id}/contacts", status_code=201)
-def add_contact(case_id: int, body: ContactIn, actor: CurrentActor, db: Db) -> dict[str, Any]:
+def add_contact(case_id: Id, body: ContactIn, actor: CurrentActor, db: Db) -> dict[str, Any]:
     """Record a next-of-kin contact."""
     c = notifications.add_contact(db, actor=actor, case_id=case_id, **body.model_dump())
     return {"id": c.id}
 
 
 @router.post("/cases/{case_id}/notifications", status_code=201)
-def notify(case_id: int, body: NotificationIn, actor: CurrentActor, db: Db) -> dict[str, Any]:
+def notify(case_id: Id, body: NotificationIn, actor: CurrentActor, db: Db) -> dict[str, Any]:
     """Record a notification made through an official channel."""
     n = notifications.record_notification(db, actor=actor, case_id=case_id, **body.model_dump())
     return {"id": n.id}
@@ -248,7 +249,7 @@ def notify(case_id: int, body: NotificationIn, actor: CurrentActor, db: Db) -> d
 
 @router.get("/cases/{case_id}/notification-record", response_class=HTMLResponse)
 def notification_record(
-    case_id: int, request: Request, actor: CurrentActor, db: Db, state: State
+    case_id: Id, request: Request, actor: CurrentActor, db: Db, state: State
 ) -> HTMLResponse:
     """The printable notification record (HTML; print to PDF from the browser)."""
     record = notifications.notification_record(db, actor=actor, case_id=case_id)

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, UploadFile
 from pydantic import BaseModel
 
+from facetrace.fields import Id, LegalBasis, Limit, Name, Note, Offset, ShortText
 from facetrace.server.deps import CurrentActor, Db, State, import_from_upload
 from facetrace.service import collections
 from facetrace.service.accounts import Perm, require
@@ -17,11 +18,11 @@ router = APIRouter(tags=["gallery"])
 class CollectionIn(BaseModel):
     """A new collection."""
 
-    name: str
-    legal_basis: str
-    retention: str
-    description: str = ""
-    department_id: int | None = None
+    name: Name
+    legal_basis: LegalBasis
+    retention: ShortText
+    description: Note = ""
+    department_id: Id | None = None
 
 
 def collection_json(view: collections.CollectionView) -> dict[str, Any]:
@@ -54,7 +55,7 @@ def create_collection(body: CollectionIn, actor: CurrentActor, db: Db) -> dict[s
 
 @router.delete("/collections/{collection_id}")
 def delete_collection(
-    collection_id: int, actor: CurrentActor, db: Db, state: State
+    collection_id: Id, actor: CurrentActor, db: Db, state: State
 ) -> dict[str, Any]:
     """Delete a collection's photos and faces (tombstoned)."""
     n = collections.delete_target(
@@ -65,7 +66,7 @@ def delete_collection(
 
 @router.post("/collections/{collection_id}/imports", status_code=202)
 async def import_into(
-    collection_id: int,
+    collection_id: Id,
     file: Annotated[UploadFile, File()],
     actor: CurrentActor,
     db: Db,
@@ -85,7 +86,7 @@ def import_progress(job_id: str, actor: CurrentActor, state: State) -> dict[str,
 
 @router.get("/collections/{collection_id}/subjects")
 def list_subjects(
-    collection_id: int, actor: CurrentActor, db: Db, limit: int = 100, offset: int = 0
+    collection_id: Id, actor: CurrentActor, db: Db, limit: Limit = 100, offset: Offset = 0
 ) -> list[dict[str, Any]]:
     """Subjects of a collection."""
     rows = collections.list_subjects(
@@ -97,7 +98,7 @@ def list_subjects(
 
 
 @router.get("/subjects/{subject_id}")
-def get_subject(subject_id: int, actor: CurrentActor, db: Db) -> dict[str, Any]:
+def get_subject(subject_id: Id, actor: CurrentActor, db: Db) -> dict[str, Any]:
     """A subject with its photos and their provenance."""
     subject, photos = collections.get_subject(db, actor=actor, subject_id=subject_id)
     return {
@@ -120,7 +121,7 @@ def get_subject(subject_id: int, actor: CurrentActor, db: Db) -> dict[str, Any]:
 
 
 @router.delete("/subjects/{subject_id}")
-def delete_subject(subject_id: int, actor: CurrentActor, db: Db, state: State) -> dict[str, Any]:
+def delete_subject(subject_id: Id, actor: CurrentActor, db: Db, state: State) -> dict[str, Any]:
     """Delete a subject's photos (tombstoned)."""
     return {
         "faces_removed": collections.delete_target(
@@ -130,7 +131,7 @@ def delete_subject(subject_id: int, actor: CurrentActor, db: Db, state: State) -
 
 
 @router.delete("/photos/{photo_id}")
-def delete_photo(photo_id: int, actor: CurrentActor, db: Db, state: State) -> dict[str, Any]:
+def delete_photo(photo_id: Id, actor: CurrentActor, db: Db, state: State) -> dict[str, Any]:
     """Delete one photo (tombstoned)."""
     return {
         "faces_removed": collections.delete_target(

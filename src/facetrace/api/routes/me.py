@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
+from facetrace.fields import Id
 from facetrace.server.deps import CurrentActor, Db
 from facetrace.service import accounts
 
@@ -46,6 +47,6 @@ def list_keys(actor: CurrentActor, db: Db) -> list[dict[str, Any]]:
 
 
 @router.delete("/me/api-keys/{key_id}", status_code=204)
-def revoke_key(key_id: int, actor: CurrentActor, db: Db) -> None:
+def revoke_key(key_id: Id, actor: CurrentActor, db: Db) -> None:
     """Revoke one of the caller's keys."""
     accounts.revoke_api_key(db, actor=actor, key_id=key_id)

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from facetrace.fields import Limit, SearchText
 from facetrace.server.deps import CurrentActor, Db
 from facetrace.service import audit, reports
 from facetrace.service.accounts import Perm, require
@@ -24,9 +25,9 @@ def report(actor: CurrentActor, db: Db) -> dict[str, Any]:
 def audit_log(
     actor: CurrentActor,
     db: Db,
-    limit: int = 200,
-    action: str | None = None,
-    user: str | None = None,
+    limit: Limit = 200,
+    action: SearchText | None = None,
+    user: SearchText | None = None,
 ) -> list[dict[str, Any]]:
     """The newest audit entries."""
     require(actor, Perm.AUDIT_READ)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, File, UploadFile
 from pydantic import BaseModel, Field
 
 from facetrace.api.routes.cases import search_json
+from facetrace.fields import Id
 from facetrace.server.deps import CurrentActor, Db, State, probe_from_upload
 from facetrace.service import searches
 from facetrace.store.service_models import Probe, ProbeFaceRow
@@ -33,7 +34,7 @@ class ProbeOut(BaseModel):
     """A probe kept with its case and the faces found in it."""
 
     id: int
-    case_id: int
+    case_id: Id
     kind: str
     filename: str
     sha256: str
@@ -87,7 +88,7 @@ def probe_out(p: Probe) -> ProbeOut:
 
 @router.post("/cases/{case_id}/probes", status_code=201, response_model=ProbeOut)
 async def upload_probe(
-    case_id: int,
+    case_id: Id,
     actor: CurrentActor,
     db: Db,
     state: State,
@@ -100,13 +101,13 @@ async def upload_probe(
 
 
 @router.get("/probes/{probe_id}", response_model=ProbeOut)
-def get_probe(probe_id: int, actor: CurrentActor, db: Db) -> ProbeOut:
+def get_probe(probe_id: Id, actor: CurrentActor, db: Db) -> ProbeOut:
     """A probe and its faces."""
     return probe_out(searches.get_probe(db, actor=actor, probe_id=probe_id))
 
 
 @router.post("/probes/{probe_id}/faces", status_code=201, response_model=ProbeFaceOut)
-def add_face(probe_id: int, body: BoxIn, actor: CurrentActor, db: Db, state: State) -> ProbeFaceOut:
+def add_face(probe_id: Id, body: BoxIn, actor: CurrentActor, db: Db, state: State) -> ProbeFaceOut:
     """Add a face the detector missed from a box drawn around it; it gets the next face
     number and is searched like the others."""
     row = searches.add_manual_face(
@@ -117,7 +118,7 @@ def add_face(probe_id: int, body: BoxIn, actor: CurrentActor, db: Db, state: Sta
 
 @router.post("/probes/{probe_id}/search", status_code=201)
 def search_face(
-    probe_id: int, body: SearchIn, actor: CurrentActor, db: Db, state: State
+    probe_id: Id, body: SearchIn, actor: CurrentActor, db: Db, state: State
 ) -> dict[str, Any]:
     """Search one face of a stored probe: a vector search, no model runs again."""
     result = searches.search_probe(
