@@ -49,6 +49,9 @@ Limit = Annotated[int, annotated_types.Ge(1), annotated_types.Le(MAX_PAGE)]
 Index = Annotated[int, annotated_types.Ge(0), annotated_types.Le(100_000)]
 """A small position (a face number in a photo)."""
 
+Coordinate = Annotated[int, annotated_types.Ge(-1_000_000), annotated_types.Le(1_000_000)]
+"""A pixel coordinate of a box drawn on a photo (a box may reach past its edges)."""
+
 
 def _text(max_length: int, *, min_length: int = 0) -> Any:
     return Annotated[

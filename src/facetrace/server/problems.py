@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from facetrace import errors
 
@@ -111,10 +112,48 @@ def install(app: FastAPI) -> None:
             return problem(request, exc.status_code, str(exc.detail), str(exc.detail))
         return _html(request, exc.status_code, str(exc.detail), str(exc.detail))
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        detail = "an internal error occurred; it has been logged"
-        if is_api(request):
-            return problem(request, 500, "Internal error", detail)
-        return _html(request, 500, "Internal error", detail)
+    app.add_middleware(ErrorBoundary)
+
+
+class ErrorBoundary:
+    """Answers an unexpected error itself (500, problem+json or the error page, logged).
+
+    Starlette's own last-resort handler re-raises after answering, and the server then
+    closes the keep-alive connection, so the client's next request fails too. Installed
+    inside the other middleware, so the answer still carries the security headers.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception:
+            if started:  # half an answer cannot be mended: let the server close it
+                raise
+            request = Request(scope)
+            log.exception("unhandled error on %s %s", request.method, request.url.path)
+            response = _internal_error(request)
+            await response(scope, receive, send)
+
+
+def _internal_error(request: Request) -> Response:
+    detail = "an internal error occurred; it has been logged"
+    if not is_api(request):
+        try:
+            return _html(request, 500, "Internal error", detail)
+        except Exception:  # no templates (the app did not start): plain problem+json
+            log.exception("could not render the error page")
+    return problem(request, 500, "Internal error", detail)

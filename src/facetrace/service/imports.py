@@ -8,11 +8,15 @@ entries are here.
 from __future__ import annotations
 
 import csv
+import errno
 import logging
+import lzma
 import shutil
+import struct
 import threading
 import uuid
 import zipfile
+import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -88,28 +92,101 @@ def write_report(job: ImportJob, folder: Path) -> Path | None:
     return path
 
 
+MAX_NAME_BYTES = 255
+"""The longest file or folder name the file systems we run on accept (ext4, XFS)."""
+MAX_PATH_BYTES = 1024
+"""The longest path inside an upload: far below PATH_MAX once under the data directory."""
+
+# What a damaged or hostile zip raises while it is read: a forged size or CRC, a cut-off
+# stream, an unsupported compression method, an encrypted member.
+_BROKEN_ZIP = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    zlib.error,
+    EOFError,
+    NotImplementedError,
+    RuntimeError,
+    ValueError,
+    struct.error,
+    lzma.LZMAError,
+)
+# File system refusals caused by the upload (its names, its offsets), not by the server.
+_NAME_ERRNOS = {
+    errno.ENAMETOOLONG,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.EEXIST,
+    errno.EILSEQ,
+    errno.EINVAL,  # a seek past the start: offsets forged in the central directory
+}
+
+
+def _parts(name: str) -> list[str]:
+    """A member's path as :meth:`zipfile.ZipFile.extract` writes it (no empty, ``.`` or
+    ``..`` parts)."""
+    return [p for p in name.split("/") if p not in ("", ".", "..")]
+
+
+def check_members(infos: list[zipfile.ZipInfo], *, max_files: int, max_bytes: int) -> None:
+    """Refuse, before anything is written, a zip that could not be unpacked safely: no
+    files, too many entries or bytes (as declared; :mod:`zipfile` never writes more than
+    a member declares), absolute or ``..`` paths, links, names longer than the file
+    system allows, and a name that is a file in one entry and a folder in another."""
+    members = [m for m in infos if not m.is_dir()]
+    if not members:
+        raise InvalidRequest("the zip holds no files")
+    if len(infos) > max_files:
+        raise InvalidRequest(f"the zip holds {len(infos)} entries; the limit is {max_files}")
+    total = sum(m.file_size for m in members)
+    if total > max_bytes:
+        raise InvalidRequest(
+            f"the zip unpacks to {total / 1e6:.0f} MB; the limit is {max_bytes / 1e6:.0f} MB"
+        )
+    files: set[tuple[str, ...]] = set()
+    folders: set[tuple[str, ...]] = set()
+    for m in infos:
+        p = PurePosixPath(m.filename)
+        if p.is_absolute() or ".." in p.parts or (m.external_attr >> 16) & 0o170000 == 0o120000:
+            raise InvalidRequest(f"unsafe path in the zip: {m.filename!r}")
+        parts = _parts(m.filename)
+        if any(len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES for part in parts):
+            raise InvalidRequest(
+                f"a name in the zip is longer than {MAX_NAME_BYTES} bytes: {m.filename[:80]!r}..."
+            )
+        if len(m.filename.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES:
+            raise InvalidRequest(
+                f"a path in the zip is longer than {MAX_PATH_BYTES} bytes: {m.filename[:80]!r}..."
+            )
+        if not parts:
+            continue
+        for i in range(1, len(parts)):
+            folders.add(tuple(parts[:i]))
+        (folders if m.is_dir() else files).add(tuple(parts))
+    clash = files & folders
+    if clash:
+        name = "/".join(sorted(clash)[0])
+        raise InvalidRequest(f"the zip holds both a file and a folder named {name!r}")
+
+
 def safe_extract(archive: Path, dest: Path, *, max_files: int, max_bytes: int) -> Path:
     """Unpack a zip with limits on member count and unpacked size, refusing absolute or
-    ``..`` paths and links. Returns the manifest if the zip has one at its top (or in a
-    single top folder), else ``dest`` for a folder scan."""
+    ``..`` paths and links (see :func:`check_members`); a damaged zip (a forged size or
+    checksum, a cut-off stream) is an InvalidRequest too. Returns the manifest if the
+    zip has one at its top (or in a single top folder), else ``dest`` for a folder scan."""
     try:
         zf = zipfile.ZipFile(archive)
-    except zipfile.BadZipFile as exc:
+    except _BROKEN_ZIP as exc:
         raise InvalidRequest("the upload is not a valid zip file") from exc
     with zf:
-        members = [m for m in zf.infolist() if not m.is_dir()]
-        if len(members) > max_files:
-            raise InvalidRequest(f"the zip holds {len(members)} files; the limit is {max_files}")
-        total = sum(m.file_size for m in members)
-        if total > max_bytes:
-            raise InvalidRequest(
-                f"the zip unpacks to {total / 1e6:.0f} MB; the limit is {max_bytes / 1e6:.0f} MB"
-            )
-        for m in members:
-            p = PurePosixPath(m.filename)
-            if p.is_absolute() or ".." in p.parts or (m.external_attr >> 16) & 0o170000 == 0o120000:
-                raise InvalidRequest(f"unsafe path in the zip: {m.filename!r}")
-        zf.extractall(dest)
+        check_members(zf.infolist(), max_files=max_files, max_bytes=max_bytes)
+        try:
+            zf.extractall(dest)
+        except _BROKEN_ZIP as exc:
+            raise InvalidRequest(f"the zip is damaged and cannot be unpacked ({exc})") from exc
+        except OSError as exc:
+            if exc.errno not in _NAME_ERRNOS:
+                raise
+            raise InvalidRequest(f"the zip cannot be unpacked here: {exc.strerror}") from exc
     for base in [dest, *[d for d in dest.iterdir() if d.is_dir()]]:
         for name in MANIFEST_NAMES:
             if (base / name).is_file():
@@ -121,6 +198,20 @@ def safe_extract(archive: Path, dest: Path, *, max_files: int, max_bytes: int) -
         if any(p.is_dir() for p in inner.iterdir()):
             return inner
     return dest
+
+
+def upload_name(filename: str) -> str:
+    """The name an upload is kept under in its job folder: the user's base name (so
+    messages about a manifest name the user's file) without control characters,
+    shortened to what a file system accepts, with its suffix kept."""
+    name = "".join(c for c in Path(filename.replace("\\", "/")).name if c.isprintable())
+    if name in ("", ".", ".."):
+        name = "upload"
+    name = name.encode("utf-8", "replace").decode("utf-8")
+    suffix = Path(name).suffix if len(Path(name).suffix) <= 16 else ""
+    stem = name[: len(name) - len(suffix)]
+    budget = MAX_NAME_BYTES - len(suffix.encode("utf-8"))
+    return stem.encode("utf-8")[:budget].decode("utf-8", "ignore") + suffix
 
 
 class ImportJobs:
@@ -236,7 +327,7 @@ def queue_import(
     import into the collection. Raises InvalidRequest for an unusable upload, leaving
     no folder behind."""
     require(actor, Perm.COLLECTIONS_MANAGE)
-    name = Path(filename or "upload").name
+    name = upload_name(filename)
     collection = get_collection(session, actor=actor, collection_id=collection_id)
     job_id, folder = jobs.new_dir()
     try:

@@ -160,7 +160,7 @@ async def start_import(
 
 @router.get("/imports/{job_id}", response_class=HTMLResponse)
 def import_page(
-    request: Request, job_id: str, actor: CurrentActor, state: State, collection: int = 0
+    request: Request, job_id: str, actor: CurrentActor, state: State, collection: Offset = 0
 ) -> HTMLResponse:
     """Live progress of an import (polled by a few lines of JavaScript)."""
     require(actor, Perm.COLLECTIONS_MANAGE)

@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
 from facetrace.errors import InvalidRequest, LowQualityFace, NotFound
-from facetrace.fields import Id
+from facetrace.fields import Coordinate, Id, Index
 from facetrace.server.deps import CurrentActor, Db, State, probe_from_upload
 from facetrace.server.state import ServiceState
 from facetrace.service import (
@@ -180,10 +180,10 @@ def draw_face(
     actor: CurrentActor,
     db: Db,
     state: State,
-    x1: Annotated[int, Form()],
-    y1: Annotated[int, Form()],
-    x2: Annotated[int, Form()],
-    y2: Annotated[int, Form()],
+    x1: Annotated[Coordinate, Form()],
+    y1: Annotated[Coordinate, Form()],
+    x2: Annotated[Coordinate, Form()],
+    y2: Annotated[Coordinate, Form()],
     force: Annotated[bool, Form()] = False,
 ) -> Response:
     """Add a face from a box the user drew on the probe photo, and search it."""
@@ -207,7 +207,7 @@ def search_face(
     actor: CurrentActor,
     db: Db,
     state: State,
-    face: Annotated[int, Form()],
+    face: Annotated[Index, Form()],
     force: Annotated[bool, Form()] = False,
 ) -> Response:
     """Search one face of a stored probe."""
@@ -299,7 +299,7 @@ def identify(
     case_id: Id,
     actor: CurrentActor,
     db: Db,
-    candidate_id: Annotated[int, Form()],
+    candidate_id: Annotated[Id, Form()],
     primary_identifier: Annotated[str, Form()],
     evidence: Annotated[str, Form()] = "",
 ) -> Response:

@@ -39,8 +39,8 @@ def duplicates_page(
 def decide(
     actor: CurrentActor,
     db: Db,
-    a: Annotated[int, Form()],
-    b: Annotated[int, Form()],
+    a: Annotated[Id, Form()],
+    b: Annotated[Id, Form()],
     action: Annotated[str, Form()],
     note: Annotated[str, Form()] = "",
     score: Annotated[float | None, Form()] = None,

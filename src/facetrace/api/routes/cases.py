@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 
 from facetrace.errors import InvalidRequest
-from facetrace.fields import CaseNumber, Id, LegalBasis, Name, Note, OptionalName
+from facetrace.fields import CaseNumber, Id, Index, LegalBasis, Name, Note, OptionalName
 from facetrace.server.deps import CurrentActor, Db, State, read_upload
 from facetrace.service import cases, notifications, reviews, searches
 from facetrace.service.accounts import Perm, require
@@ -166,8 +166,8 @@ async def search(
     db: Db,
     state: State,
     image: Annotated[UploadFile, File(description="the probe photo")],
-    case_id: Annotated[int | None, Form()] = None,
-    face: Annotated[int | None, Form(ge=0)] = None,
+    case_id: Annotated[Id | None, Form()] = None,
+    face: Annotated[Index | None, Form()] = None,
     force: Annotated[bool, Form()] = False,
 ) -> dict[str, Any]:
     """Upload a probe photo for a case and search one of its faces: one pipeline run, the

@@ -9,7 +9,7 @@ from fastapi import APIRouter, File, UploadFile
 from pydantic import BaseModel, Field
 
 from facetrace.api.routes.cases import search_json
-from facetrace.fields import Id
+from facetrace.fields import Coordinate, Id, Index
 from facetrace.server.deps import CurrentActor, Db, State, probe_from_upload
 from facetrace.service import searches
 from facetrace.store.service_models import Probe, ProbeFaceRow
@@ -47,13 +47,15 @@ class ProbeOut(BaseModel):
 class BoxIn(BaseModel):
     """A box drawn around a face the detector missed."""
 
-    box: tuple[int, int, int, int] = Field(description="x1, y1, x2, y2 in pixels")
+    box: tuple[Coordinate, Coordinate, Coordinate, Coordinate] = Field(
+        description="x1, y1, x2, y2 in pixels"
+    )
 
 
 class SearchIn(BaseModel):
     """Which face of the probe to search."""
 
-    face: int = Field(0, ge=0)
+    face: Index = 0
     force: bool = Field(False, description="search a face below the minimum quality")
 
 

@@ -1,0 +1,152 @@
+"""Real servers for tests that need a socket: uvicorn in a thread (fast, shares the
+test's objects) or ``facetrace serve`` in a process of its own (start-up and exit codes),
+and a user with an API key made directly in a data directory's database."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from facetrace.config import ServiceConfig
+from facetrace.server.app import create_app
+
+
+def free_port() -> int:
+    """A free loopback port."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serve_thread(cfg: ServiceConfig) -> Iterator[tuple[str, Any]]:
+    """(base URL, app) of the service for ``cfg`` under uvicorn in a thread."""
+    app = create_app(cfg)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}", app
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    # PR_SET_PDEATHSIG: a SIGKILLed pytest leaves no server behind
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+
+
+def serve_command(data: Path, port: int) -> list[str]:
+    """The command line of ``facetrace serve`` on ``data`` and ``port``."""
+    return [
+        sys.executable,
+        "-m",
+        "facetrace.cli",
+        "--data",
+        str(data),
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+
+
+def facetrace_env(**extra: str) -> dict[str, str]:
+    """The test's environment without FACETRACE_ settings it may carry, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FACETRACE_")}
+    env.update(extra)
+    return env
+
+
+@dataclass
+class ServerProcess:
+    """A running ``facetrace serve``."""
+
+    proc: subprocess.Popen[str]
+    base: str
+    port: int
+
+
+@contextmanager
+def serve_process(
+    data: Path, *, env: dict[str, str] | None = None, timeout: float = 90
+) -> Iterator[ServerProcess]:
+    """``facetrace serve`` on ``data`` in a process of its own, once it accepts
+    connections; stopped (SIGTERM, then SIGKILL) at the end."""
+    port = free_port()
+    proc = subprocess.Popen(
+        serve_command(data, port),
+        env=env or facetrace_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_die_with_parent,
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                _, err = proc.communicate()
+                raise RuntimeError(f"the server exited with {proc.returncode}: {err[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the server did not start") from None
+                time.sleep(0.1)
+        yield ServerProcess(proc, f"http://127.0.0.1:{port}", port)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def make_user(data: Path, name: str, roles: set[Any], department: str | None) -> str:
+    """Create a user in the data directory's database (migrating it); its API key."""
+    from facetrace.service import accounts
+    from facetrace.store.db import Database, sqlite_url
+
+    database = Database.open(sqlite_url(data))
+    try:
+        with database.sessions.begin() as s:
+            user = accounts.create_user(
+                s,
+                actor=accounts.SYSTEM,
+                username=name,
+                password="password-123",
+                roles=frozenset(roles),
+                department=department,
+            )
+            _, key = accounts.create_api_key(s, actor=accounts.actor_of(user), name="test")
+    finally:
+        database.dispose()
+    return key
