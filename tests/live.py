@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,6 +135,7 @@ def make_user(data: Path, name: str, roles: set[Any], department: str | None) ->
     from facetrace.service import accounts
     from facetrace.store.db import Database, sqlite_url
 
+    data.mkdir(parents=True, exist_ok=True)
     database = Database.open(sqlite_url(data))
     try:
         with database.sessions.begin() as s:
@@ -150,3 +151,91 @@ def make_user(data: Path, name: str, roles: set[Any], department: str | None) ->
     finally:
         database.dispose()
     return key
+
+
+class Relay:
+    """A TCP relay on a loopback port to ``upstream``: a real network path to a
+    dependency (PostgreSQL) that a test can cut (:meth:`cut`: every connection closed,
+    new ones refused) and mend (:meth:`mend`: the same port accepts again)."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.port = free_port()
+        self._lock = threading.Lock()
+        self._open: list[socket.socket] = []
+        self._listener: socket.socket | None = None
+
+    def mend(self) -> None:
+        """Listen (again) and relay every accepted connection."""
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        """Stop listening and close every relayed connection (both ends)."""
+        with self._lock:
+            listener, self._listener = self._listener, None
+            sockets, self._open = self._open, []
+        for s in [listener, *sockets]:
+            if s is None:
+                continue
+            with suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # cut
+            try:
+                server = socket.create_connection(self.upstream, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            server.settimeout(None)
+            with self._lock:
+                self._open += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            with suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+
+@contextmanager
+def read_only(path: Path) -> Iterator[None]:
+    """``path`` read-only for this process, root included: a read-only bind mount when
+    root (as a read-only volume would be), else the write bits taken off. Files opened
+    before keep working through their descriptors, as on a remounted volume."""
+    if os.geteuid() == 0:
+        done = subprocess.run(
+            ["mount", "--bind", "-o", "ro", str(path), str(path)], capture_output=True
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"cannot mount {path} read-only: {done.stderr.decode()}")
+        try:
+            yield
+        finally:
+            subprocess.run(["umount", str(path)], check=True)
+        return
+    modes = {p: p.stat().st_mode for p in [path, *path.rglob("*")]}
+    for p, mode in modes.items():
+        p.chmod(mode & ~0o222)
+    try:
+        yield
+    finally:
+        for p, mode in modes.items():
+            p.chmod(mode)

@@ -57,6 +57,11 @@ class IndexUnavailable(FacetraceError):
     """The vector index cannot be opened or does not support an operation."""
 
 
+class StoreUnavailable(FacetraceError):
+    """The database cannot be reached or written, or the data directory is not writable:
+    the service's fault, not the request's (a 503 while it lasts)."""
+
+
 class NotFound(FacetraceError):
     """A subject, photo, collection or face id that does not exist."""
 

@@ -147,7 +147,7 @@ def _read(conn: http.client.HTTPConnection) -> tuple[int, dict[str, object]]:
 
 def test_the_connection_survives_errors(tmp_path: Path) -> None:
     """A real uvicorn server: after a 422 for a bad zip and after a genuine internal
-    error (a table dropped under the running service), the client's next request on the
+    error (a row the service cannot read), the client's next request on the
     same keep-alive connection is answered."""
     cfg = ServiceConfig(data=tmp_path)
     with serve_thread(cfg) as (base, app):
@@ -187,7 +187,8 @@ def test_the_connection_survives_errors(tmp_path: Path) -> None:
 
         db_file = tmp_path / "facetrace.db"
         with sqlite3.connect(db_file) as raw:
-            raw.execute("ALTER TABLE collection RENAME TO collection_gone")
+            # a stored date that cannot be parsed: a bug's kind of error, not the input's
+            raw.execute("UPDATE collection SET created_at = 'not a date'")
         conn.request("GET", "/api/v1/collections", headers=headers)
         status, problem = _read(conn)
         assert status == 500 and problem["title"] == "Internal error"

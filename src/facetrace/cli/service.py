@@ -72,9 +72,12 @@ def serve(
     import uvicorn
 
     from facetrace.server.app import create_app
+    from facetrace.server.health import require_data_dir
     from facetrace.service import accounts
 
     cfg = _config(ctx)
+    # fail now with one line, not in the server's start-up with a traceback
+    require_data_dir(cfg.data)
     service = cfg.service.model_copy(
         update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     )

@@ -17,7 +17,7 @@ from facetrace import __version__
 from facetrace.api.router import router as api_router
 from facetrace.config import ServiceConfig
 from facetrace.index import set_search_threads
-from facetrace.server import docs, problems
+from facetrace.server import docs, health, problems
 from facetrace.server.ratelimit import RateLimiter
 from facetrace.server.state import ServiceState
 from facetrace.service.accounts import load_secret
@@ -40,7 +40,7 @@ def build_state(settings: ServiceConfig) -> ServiceState:
     """Open the database (migrating it), the secret and the gallery port. The service and
     the gallery share the one :class:`~facetrace.store.db.Database`."""
     data_dir = settings.data
-    data_dir.mkdir(parents=True, exist_ok=True)
+    health.require_data_dir(data_dir)
     database = Database.open(settings.database_url or sqlite_url(data_dir))
     svc = settings.service
     return ServiceState(
@@ -74,6 +74,8 @@ def create_app(settings: ServiceConfig) -> FastAPI:
         set_search_threads(settings.search_threads)
         state = build_state(settings)
         app.state.service = state
+        app.state.index_warmup = health.IndexWarmup(state.gallery.gallery)
+        app.state.index_warmup.start()
         log.info("facetrace service ready (data %s)", state.data_dir)
         try:
             yield
@@ -92,6 +94,7 @@ def create_app(settings: ServiceConfig) -> FastAPI:
         redoc_url=None,
         lifespan=lifespan,
     )
+    app.include_router(health.router)
     app.include_router(api_router)
     app.include_router(web_router)
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")

@@ -3,6 +3,7 @@ API, an HTML page (or a redirect to the login page) for the browser. Never a tra
 
 from __future__ import annotations
 
+import errno
 import logging
 from typing import Any
 
@@ -13,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from facetrace import errors
+from facetrace.store.db import UNAVAILABLE, unavailable_reason
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,7 @@ STATUS: list[tuple[type[Exception], int, str]] = [
     (errors.ModelMismatch, 409, "Model mismatch"),
     (errors.ModelUnavailable, 503, "Model unavailable"),
     (errors.IndexUnavailable, 503, "Index unavailable"),
+    (errors.StoreUnavailable, 503, "Storage unavailable"),
     (errors.RateLimited, 429, "Too many requests"),
 ]
 
@@ -112,7 +115,43 @@ def install(app: FastAPI) -> None:
             return problem(request, exc.status_code, str(exc.detail), str(exc.detail))
         return _html(request, exc.status_code, str(exc.detail), str(exc.detail))
 
+    async def database_down(request: Request, exc: Exception) -> Response:
+        # down, unreachable, locked past the busy timeout, read-only: the service's
+        # fault and temporary, so a 503 (the driver's reason goes to the log only)
+        log.warning(
+            "database unavailable on %s %s: %s",
+            request.method,
+            request.url.path,
+            unavailable_reason(exc),
+        )
+        return _unavailable(request, "Database unavailable", "the database is unavailable")
+
+    for cls in UNAVAILABLE:
+        app.add_exception_handler(cls, database_down)
+
+    @app.exception_handler(OSError)
+    async def storage_error(request: Request, exc: OSError) -> Response:
+        if exc.errno not in STORAGE_ERRNOS:
+            raise exc  # a bug: ErrorBoundary answers 500
+        log.warning("storage unavailable on %s %s: %s", request.method, request.url.path, exc)
+        return _unavailable(request, "Storage unavailable", "the data directory cannot be written")
+
     app.add_middleware(ErrorBoundary)
+
+
+STORAGE_ERRNOS = {errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM}
+"""File system errors that mean the data directory cannot take writes (a 503)."""
+
+
+def _unavailable(request: Request, title: str, what: str) -> Response:
+    detail = f"{what}; try again shortly (see /readyz)"
+    response = (
+        problem(request, 503, title, detail)
+        if is_api(request)
+        else _html(request, 503, title, detail)
+    )
+    response.headers["Retry-After"] = "5"
+    return response
 
 
 class ErrorBoundary:

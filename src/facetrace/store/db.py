@@ -27,8 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Engine, create_engine, event, exc, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
+
+from facetrace.errors import StoreUnavailable
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -70,7 +72,30 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # an unreachable server fails a connection in seconds, not at the OS's TCP timeout
+    args = {"connect_timeout": 5} if url.startswith("postgresql") else {}
+    return create_engine(url, pool_pre_ping=True, connect_args=args)
+
+
+UNAVAILABLE = (exc.OperationalError, exc.InterfaceError, exc.TimeoutError)
+"""What SQLAlchemy raises when the database is down, unreachable, locked or read-only."""
+
+
+def unavailable_reason(error: BaseException) -> str:
+    """The first line of the driver's message (``connection refused``, ``attempt to
+    write a readonly database``), without SQL or parameters."""
+    original = getattr(error, "orig", None) or error
+    lines = str(original).strip().splitlines() or [type(original).__name__]
+    return lines[0][:300]
+
+
+def _where(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except exc.ArgumentError:
+        return "the configured database"
 
 
 def alembic_config(url: str) -> Config:
@@ -162,9 +187,25 @@ class Database:
 
     @classmethod
     def open(cls, url: str) -> Database:
-        """Connect to ``url`` and migrate the schema to the newest revision."""
-        engine = make_engine(url)
-        migrate(engine)
+        """Connect to ``url`` and migrate the schema to the newest revision. Raises
+        StoreUnavailable, naming the database (never its password), when it cannot be
+        reached or written."""
+        try:
+            engine = make_engine(url)
+        except exc.NoSuchModuleError as error:
+            raise StoreUnavailable(f"the database URL names an unknown kind: {error}") from error
+        except (exc.ArgumentError, ValueError, ImportError) as error:  # may hold a password
+            raise StoreUnavailable(
+                f"the database URL is not usable ({type(error).__name__}); expected e.g. "
+                "postgresql://user@host:5432/name"
+            ) from error
+        try:
+            migrate(engine)
+        except UNAVAILABLE as error:
+            engine.dispose()
+            raise StoreUnavailable(
+                f"cannot open the database {_where(url)}: {unavailable_reason(error)}"
+            ) from error
         reader = engine.execution_options(**{_BEGIN: "DEFERRED"})
         return cls(
             url=url,
@@ -172,6 +213,15 @@ class Database:
             sessions=session_factory(engine),
             reads=session_factory(reader),
         )
+
+    def ping(self) -> str | None:
+        """None when the database answers a query, else why not (for readiness)."""
+        try:
+            with self.reads() as session:
+                session.execute(text("SELECT 1"))
+        except UNAVAILABLE as error:
+            return unavailable_reason(error)
+        return None
 
     def dispose(self) -> None:
         """Close every pooled connection."""
