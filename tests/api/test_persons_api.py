@@ -65,7 +65,7 @@ def test_persons_decisions_and_a_template_search(mci: dict[str, Any]) -> None:
         headers=inv,
         json={"decision": "different", "faces": [face(jolie[0]), face(jolie[1])], "note": "x"},
     )
-    assert split.status_code == 201 and len(split.json()) == 1
+    assert split.status_code == 201 and len(split.json()["ids"]) == 1
     assert all(not {jolie[0], jolie[1]} <= g for g in _groups(mci))
     # refusals change nothing: a contradiction, an unknown decision, a face of no case
     bad = [
@@ -82,7 +82,7 @@ def test_persons_decisions_and_a_template_search(mci: dict[str, Any]) -> None:
     assert client.get(url, headers=mci["other"]).status_code == 404
     assert client.get(url, headers=mci["aud"]).status_code == 403
 
-    (decision_id,) = split.json()
+    (decision_id,) = split.json()["ids"]
     revoke = f"{url}/decisions/{decision_id}/revoke"
     assert client.post(revoke, headers=inv, json={"note": ""}).status_code == 422
     assert client.post(revoke, headers=inv, json={"note": "wrong"}).status_code == 200

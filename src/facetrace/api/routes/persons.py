@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from facetrace.api.routes.cases import search_json
+from facetrace.api.routes.cases import SearchOut, search_json
 from facetrace.fields import Id, Index, Note
 from facetrace.server.deps import CurrentActor, Db, State
 from facetrace.service import case_groups, searches
@@ -81,6 +81,18 @@ class DecisionIn(BaseModel):
     note: Note = ""
 
 
+class DecidedOut(BaseModel):
+    """The decision rows recorded (none when it was recorded before)."""
+
+    ids: list[int]
+
+
+class RevokedOut(BaseModel):
+    """The decision revoked."""
+
+    id: int
+
+
 class RevokeIn(BaseModel):
     """Why the decision no longer holds (kept in the audit log)."""
 
@@ -148,8 +160,8 @@ def list_persons(case_id: Id, actor: CurrentActor, db: Db) -> PersonsOut:
     )
 
 
-@router.post("/cases/{case_id}/persons/decisions", status_code=201, response_model=list[int])
-def decide(case_id: Id, body: DecisionIn, actor: CurrentActor, db: Db) -> list[int]:
+@router.post("/cases/{case_id}/persons/decisions", status_code=201, response_model=DecidedOut)
+def decide(case_id: Id, body: DecisionIn, actor: CurrentActor, db: Db) -> DecidedOut:
     """Record a decision every later grouping obeys (audited); returns the new decision
     ids (none when it was recorded before). A contradiction is refused (409)."""
     rows = case_groups.decide(
@@ -160,19 +172,19 @@ def decide(case_id: Id, body: DecisionIn, actor: CurrentActor, db: Db) -> list[i
         faces=_refs(body.faces),
         note=body.note,
     )
-    return [r.id for r in rows]
+    return DecidedOut(ids=[r.id for r in rows])
 
 
-@router.post("/cases/{case_id}/persons/decisions/{decision_id}/revoke", response_model=int)
-def revoke(case_id: Id, decision_id: Id, body: RevokeIn, actor: CurrentActor, db: Db) -> int:
+@router.post("/cases/{case_id}/persons/decisions/{decision_id}/revoke", response_model=RevokedOut)
+def revoke(case_id: Id, decision_id: Id, body: RevokeIn, actor: CurrentActor, db: Db) -> RevokedOut:
     """Revoke a decision (it stays in the record as revoked; audited)."""
     row = case_groups.revoke(
         db, actor=actor, case_id=case_id, decision_id=decision_id, note=body.note
     )
-    return row.id
+    return RevokedOut(id=row.id)
 
 
-@router.post("/cases/{case_id}/persons/search", status_code=201)
+@router.post("/cases/{case_id}/persons/search", status_code=201, response_model=SearchOut)
 def search_person(
     case_id: Id, body: PersonSearchIn, actor: CurrentActor, db: Db, state: State
 ) -> dict[str, Any]:
