@@ -201,3 +201,48 @@ def twins(faces_dir: Path) -> list[Shot]:
             ),
         )
     ]
+
+
+def long_720p(faces_dir: Path, *, shots: int = 3, shot_s: float = 10.0) -> list[Shot]:
+    """A longer 1280x720 scene for the benchmark: in each shot three of four people walk
+    across the frame, one of them leaves half-way and comes back; shots alternate colours."""
+    names = ["Colin_Powell", "Tony_Blair", "Hugo_Chavez", "Jacques_Chirac"]
+    colours = [GREY, BLUE, GREEN, BROWN]
+    out: list[Shot] = []
+    for s in range(shots):
+        cast = [names[(s + i) % 4] for i in range(3)]
+        photo = 1 + s
+        actors = (
+            Actor(cast[0], lfw_photo(faces_dir, cast[0], photo), 0.0, shot_s,
+                  (0.15, 0.4), (0.35, 0.45), 0.35),
+            Actor(cast[1], lfw_photo(faces_dir, cast[1], photo), 0.0, shot_s * 0.4,
+                  (0.6, 0.6), (0.65, 0.55), 0.35),
+            Actor(cast[1], lfw_photo(faces_dir, cast[1], photo), shot_s * 0.6, shot_s,
+                  (0.65, 0.55), (0.6, 0.6), 0.35),
+            Actor(cast[2], lfw_photo(faces_dir, cast[2], photo), 0.0, shot_s,
+                  (0.85, 0.35), (0.85, 0.3), 0.3),
+        )  # fmt: skip
+        out.append(Shot(shot_s, colours[s % 4], actors))
+    return out
+
+
+def who(shots: Sequence[Shot], t: float, x: float, y: float, *, width: int, height: int) -> str:
+    """The identity on screen at video time ``t`` nearest the point (x, y) in pixels
+    (e.g. a key frame's face centre); "" when nobody is on screen then."""
+    t0 = 0.0
+    for shot in shots:
+        if t < t0 + shot.duration_s + 1e-6:
+            best, dist = "", float("inf")
+            for a in shot.actors:
+                rel = t - t0
+                if not a.start_s - 1e-6 <= rel <= a.end_s + 1e-6:
+                    continue
+                f = (rel - a.start_s) / max(a.end_s - a.start_s, 1e-6)
+                cx = (a.start[0] + f * (a.end[0] - a.start[0])) * width
+                cy = (a.start[1] + f * (a.end[1] - a.start[1])) * height
+                d = math.hypot(cx - x, cy - y)
+                if d < dist:
+                    best, dist = a.name, d
+            return best
+        t0 += shot.duration_s
+    return ""

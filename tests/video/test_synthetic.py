@@ -20,8 +20,9 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> FacePipeline:
 
 
 # the synthetic faces are 70 px and more: detection at the frames' own size finds them
-# (the default budget doubles a 640x360 frame's area, for the small faces of real crowds)
-OPTIONS = VideoOptions(detect_pixels=640 * 360)
+# (the default budget doubles a 640x360 frame's area, for the small faces of real crowds);
+# 5 samples a second so that the 1.2 s appearances have enough faces whatever the default
+OPTIONS = VideoOptions(detect_pixels=640 * 360, sample_fps=5.0)
 
 
 @pytest.fixture(scope="module")

@@ -47,7 +47,7 @@ class VideoOptions:
         max_duration_s: the longest video accepted.
     """
 
-    sample_fps: float = 5.0
+    sample_fps: float = 3.0
     long_after_s: float = 600.0
     long_sample_fps: float = 1.0
     detect_pixels: int = DETECT_PIXELS
