@@ -12,7 +12,7 @@ pairwise and BCubed precision/recall/F1 (:mod:`facetrace.grouping.metrics`).
 
 *Scale*: real LFW vectors plus synthetic faces drawn to match them
 (:mod:`benchmarks.gallery_data`, as the index benchmark does); the graph index is
-built (exact up to 100k, IVF beyond), every face searched for its neighbours, and each
+built (exact up to 50k, HNSW beyond), every face searched for its neighbours, and each
 algorithm run on the graph; times, edges, edge recall against an exact scan of a
 sample, peak RSS, and quality against the synthetic identities.
 
