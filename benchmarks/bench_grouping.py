@@ -313,7 +313,15 @@ def main() -> None:
         run_quality()
     if "scale" in parts:
         run_scale([int(s) for s in args.sizes.split(",")])
-    if not args.no_write:
+    if not args.no_write and parts == ["scale"]:
+        # a scale run alone has its own section: the quality figures above stay as measured
+        write_section(
+            "grouping-scale",
+            "Grouping faces into people: scale",
+            f"python -m benchmarks.bench_grouping --parts {args.parts} --sizes {args.sizes}",
+            markdown(None, _load("grouping-scale.json")),
+        )
+    elif not args.no_write:
         write_section(
             "grouping",
             "Grouping faces into people",
