@@ -209,9 +209,10 @@ def build_index(
 
     Exact (flat) up to ``exact_max`` faces; beyond, one light HNSW graph
     (:data:`GRAPH_HNSW_M`, :data:`GRAPH_HNSW_EF`): the neighbours an edge needs score
-    far above a face's strangers, so a small graph finds them. At 100k faces it found 98.4 % of the exact
-    scan's edges in 9 s (build + every face searched), where IVF-SQ8 at 1/40 of its
-    lists found 97.7 % in 330 s on the same busy machine (BENCHMARKS.md, "Grouping").
+    far above a face's strangers, so a small graph finds them. At 100k faces it found
+    98.4 % of the exact scan's edges in 9 s (build + every face searched), where IVF-SQ8
+    at 1/40 of its lists found 97.7 % in 330 s on the same busy machine (BENCHMARKS.md,
+    "Grouping"; notes of issue 14).
     """
     n, dim = vectors.shape
     ids = np.arange(n, dtype=np.int64)
