@@ -23,6 +23,8 @@ from facetrace.server.state import ServiceState
 from facetrace.service.accounts import load_secret
 from facetrace.service.gallery_port import GalleryPort
 from facetrace.service.imports import ImportJobs
+from facetrace.service.video_port import VideoPort
+from facetrace.service.videos import VideoJobs
 from facetrace.store.db import Database, sqlite_url
 from facetrace.web.render import make_templates
 from facetrace.web.routes import router as web_router
@@ -43,26 +45,33 @@ def build_state(settings: ServiceConfig) -> ServiceState:
     health.require_data_dir(data_dir)
     database = Database.open(settings.database_url or sqlite_url(data_dir))
     svc = settings.service
+    gallery = GalleryPort(
+        data_dir,
+        database=database,
+        k=settings.search.k,
+        fpir=settings.search.fpir,
+        min_quality=settings.search.min_quality,
+        max_upload_bytes=int(svc.max_upload_mb * 1024 * 1024),
+        index_kind=settings.index_kind,
+        index_params=settings.index_params(),
+        pipeline=settings.pipeline_options(),
+    )
     return ServiceState(
         settings=settings,
         database=database,
         secret=load_secret(data_dir),
-        gallery=GalleryPort(
-            data_dir,
-            database=database,
-            k=settings.search.k,
-            fpir=settings.search.fpir,
-            min_quality=settings.search.min_quality,
-            max_upload_bytes=int(svc.max_upload_mb * 1024 * 1024),
-            index_kind=settings.index_kind,
-            index_params=settings.index_params(),
-            pipeline=settings.pipeline_options(),
-        ),
+        gallery=gallery,
         imports=ImportJobs(root=data_dir / "imports", sessions=database.sessions),
         login_limiter=RateLimiter(limit=svc.login_per_minute),
         search_limiter=RateLimiter(limit=svc.search_per_minute),
         templates=make_templates(WEB_DIR / "templates"),
         data_dir=data_dir,
+        videos=VideoJobs(
+            sessions=database.sessions,
+            analyser=VideoPort(gallery.gallery, settings.video),
+            work_dir=data_dir / "video-uploads",
+            max_bytes=int(svc.max_video_mb * 1024 * 1024),
+        ),
     )
 
 
@@ -81,6 +90,7 @@ def create_app(settings: ServiceConfig) -> FastAPI:
             yield
         finally:
             state.imports.shutdown()
+            state.videos.shutdown()
             state.gallery.close()
             state.database.dispose()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, UploadFile
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from facetrace.fields import Id, LegalBasis, Limit, Name, Note, Offset, ShortText
 from facetrace.server.deps import CurrentActor, Db, State, import_from_upload
@@ -25,6 +25,75 @@ class CollectionIn(BaseModel):
     department_id: Id | None = None
 
 
+class CollectionOut(BaseModel):
+    """A collection with its legal basis, retention rule and counts."""
+
+    id: int
+    name: str
+    legal_basis: str
+    retention: str
+    description: str
+    department_id: int | None = Field(description="the only department that may read it")
+    subjects: int
+    photos: int
+
+
+class RemovedOut(BaseModel):
+    """What a delete removed from the index."""
+
+    faces_removed: int
+
+
+class ImportProblemOut(BaseModel):
+    """A refused manifest row (``line`` is None for a problem of the whole file)."""
+
+    line: int | None
+    reason: str
+
+
+class ImportJobOut(BaseModel):
+    """An import's progress; ``summary.skipped_files`` lists [file, reason] pairs."""
+
+    id: str
+    collection: str
+    state: str
+    done: int
+    total: int
+    summary: dict[str, Any]
+    error: str | None
+    problems: list[ImportProblemOut]
+
+
+class SubjectRowOut(BaseModel):
+    """A subject in a collection listing."""
+
+    id: int
+    external_id: str
+    name: str
+    photos: int
+
+
+class SubjectPhotoOut(BaseModel):
+    """A reference photo of a subject with its provenance."""
+
+    id: int
+    sha256: str
+    source_url: str
+    source_title: str
+    captured_date: str
+    legal_basis: str
+    collection: str
+
+
+class SubjectOut(BaseModel):
+    """A subject with its photos."""
+
+    id: int
+    external_id: str
+    name: str
+    photos: list[SubjectPhotoOut]
+
+
 def collection_json(view: collections.CollectionView) -> dict[str, Any]:
     """A collection with counts."""
     c = view.collection
@@ -40,20 +109,20 @@ def collection_json(view: collections.CollectionView) -> dict[str, Any]:
     }
 
 
-@router.get("/collections")
+@router.get("/collections", response_model=list[CollectionOut])
 def list_collections(actor: CurrentActor, db: Db) -> list[dict[str, Any]]:
     """Every collection with its legal basis, retention rule and counts."""
     return [collection_json(v) for v in collections.list_collections(db, actor=actor)]
 
 
-@router.post("/collections", status_code=201)
+@router.post("/collections", status_code=201, response_model=CollectionOut)
 def create_collection(body: CollectionIn, actor: CurrentActor, db: Db) -> dict[str, Any]:
     """Create a collection."""
     row = collections.create_collection(db, actor=actor, **body.model_dump())
     return collection_json(collections.CollectionView(row, 0, 0))
 
 
-@router.delete("/collections/{collection_id}")
+@router.delete("/collections/{collection_id}", response_model=RemovedOut)
 def delete_collection(
     collection_id: Id, actor: CurrentActor, db: Db, state: State
 ) -> dict[str, Any]:
@@ -64,7 +133,7 @@ def delete_collection(
     return {"faces_removed": n}
 
 
-@router.post("/collections/{collection_id}/imports", status_code=202)
+@router.post("/collections/{collection_id}/imports", status_code=202, response_model=ImportJobOut)
 async def import_into(
     collection_id: Id,
     file: Annotated[UploadFile, File()],
@@ -77,14 +146,14 @@ async def import_into(
     return job.as_dict()
 
 
-@router.get("/imports/{job_id}")
+@router.get("/imports/{job_id}", response_model=ImportJobOut)
 def import_progress(job_id: str, actor: CurrentActor, state: State) -> dict[str, Any]:
     """Progress of an import."""
     require(actor, Perm.COLLECTIONS_MANAGE)
     return state.imports.get(job_id).as_dict()
 
 
-@router.get("/collections/{collection_id}/subjects")
+@router.get("/collections/{collection_id}/subjects", response_model=list[SubjectRowOut])
 def list_subjects(
     collection_id: Id, actor: CurrentActor, db: Db, limit: Limit = 100, offset: Offset = 0
 ) -> list[dict[str, Any]]:
@@ -97,7 +166,7 @@ def list_subjects(
     ]
 
 
-@router.get("/subjects/{subject_id}")
+@router.get("/subjects/{subject_id}", response_model=SubjectOut)
 def get_subject(subject_id: Id, actor: CurrentActor, db: Db) -> dict[str, Any]:
     """A subject with its photos and their provenance."""
     subject, photos = collections.get_subject(db, actor=actor, subject_id=subject_id)
@@ -120,7 +189,7 @@ def get_subject(subject_id: Id, actor: CurrentActor, db: Db) -> dict[str, Any]:
     }
 
 
-@router.delete("/subjects/{subject_id}")
+@router.delete("/subjects/{subject_id}", response_model=RemovedOut)
 def delete_subject(subject_id: Id, actor: CurrentActor, db: Db, state: State) -> dict[str, Any]:
     """Delete a subject's photos (tombstoned)."""
     return {
@@ -130,7 +199,7 @@ def delete_subject(subject_id: Id, actor: CurrentActor, db: Db, state: State) ->
     }
 
 
-@router.delete("/photos/{photo_id}")
+@router.delete("/photos/{photo_id}", response_model=RemovedOut)
 def delete_photo(photo_id: Id, actor: CurrentActor, db: Db, state: State) -> dict[str, Any]:
     """Delete one photo (tombstoned)."""
     return {
