@@ -4,6 +4,7 @@ server-rendered web UI, with the state built in the lifespan."""
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -43,22 +44,32 @@ def build_state(settings: ServiceConfig) -> ServiceState:
     data_dir.mkdir(parents=True, exist_ok=True)
     database = Database.open(settings.database_url or sqlite_url(data_dir))
     svc = settings.service
+    gallery = GalleryPort(
+        data_dir,
+        database=database,
+        k=settings.search.k,
+        fpir=settings.search.fpir,
+        min_quality=settings.search.min_quality,
+        max_upload_bytes=int(svc.max_upload_mb * 1024 * 1024),
+        index_kind=settings.index_kind,
+        index_params=settings.index_params(),
+        pipeline=settings.pipeline_options(),
+    )
+    imports = ImportJobs(
+        root=data_dir / "imports",
+        sessions=database.sessions,
+        gallery=gallery,
+        photo_store=data_dir / "photos",
+        workers=settings.workers or os.cpu_count() or 1,
+        batch_size=svc.import_batch,
+    )
+    imports.recover()
     return ServiceState(
         settings=settings,
         database=database,
         secret=load_secret(data_dir),
-        gallery=GalleryPort(
-            data_dir,
-            database=database,
-            k=settings.search.k,
-            fpir=settings.search.fpir,
-            min_quality=settings.search.min_quality,
-            max_upload_bytes=int(svc.max_upload_mb * 1024 * 1024),
-            index_kind=settings.index_kind,
-            index_params=settings.index_params(),
-            pipeline=settings.pipeline_options(),
-        ),
-        imports=ImportJobs(root=data_dir / "imports", sessions=database.sessions),
+        gallery=gallery,
+        imports=imports,
         login_limiter=RateLimiter(limit=svc.login_per_minute),
         search_limiter=RateLimiter(limit=svc.search_per_minute),
         templates=make_templates(WEB_DIR / "templates"),

@@ -7,10 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, UploadFile
 from pydantic import BaseModel
 
-from facetrace.fields import Id, LegalBasis, Limit, Name, Note, Offset, ShortText
+from facetrace.fields import Id, JobId, LegalBasis, Limit, Name, Note, Offset, ShortText
 from facetrace.server.deps import CurrentActor, Db, State, import_from_upload
 from facetrace.service import collections
-from facetrace.service.accounts import Perm, require
 
 router = APIRouter(tags=["gallery"])
 
@@ -77,11 +76,35 @@ async def import_into(
     return job.as_dict()
 
 
+@router.get("/collections/{collection_id}/imports")
+def list_imports(
+    collection_id: Id, actor: CurrentActor, db: Db, state: State
+) -> list[dict[str, Any]]:
+    """The collection's latest imports, newest first."""
+    jobs = state.imports.list_for(db, actor=actor, collection_id=collection_id)
+    return [j.as_dict() for j in jobs]
+
+
 @router.get("/imports/{job_id}")
-def import_progress(job_id: str, actor: CurrentActor, state: State) -> dict[str, Any]:
-    """Progress of an import."""
-    require(actor, Perm.COLLECTIONS_MANAGE)
-    return state.imports.get(job_id).as_dict()
+def import_progress(job_id: JobId, actor: CurrentActor, db: Db, state: State) -> dict[str, Any]:
+    """Progress of an import (its state, counters and, once ended, what was left out)."""
+    return state.imports.get(db, actor=actor, job_id=job_id).as_dict()
+
+
+@router.post("/imports/{job_id}/cancel", status_code=202)
+def cancel_import(job_id: JobId, actor: CurrentActor, db: Db, state: State) -> dict[str, Any]:
+    """Cancel an import: a queued or interrupted one ends now; a running one after its
+    current batch (poll until ``cancelled``); the batches committed stay."""
+    return state.imports.cancel(db, actor=actor, job_id=job_id).as_dict()
+
+
+@router.post("/imports/{job_id}/resume", status_code=202)
+def resume_import(job_id: JobId, actor: CurrentActor, db: Db, state: State) -> dict[str, Any]:
+    """Resume an interrupted import; the photos it committed are skipped."""
+    job = state.imports.resume(db, actor=actor, job_id=job_id)
+    db.commit()
+    state.imports.submit(job.id)
+    return job.as_dict()
 
 
 @router.get("/collections/{collection_id}/subjects")
