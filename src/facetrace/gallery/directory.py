@@ -684,44 +684,12 @@ class Gallery:
         A photo already stored (same SHA-256) is left alone (``duplicate``); a
         deleted one raises :class:`DeletedPhoto` unless ``allow_deleted``.
         """
-        for face in faces:
-            if face.model_id != self.descriptor.model_id:
-                raise ModelMismatch(
-                    f"face of model {face.model_id!r} offered to a gallery of "
-                    f"{self.descriptor.model_id!r}"
-                )
-        if subject_face is not None and not 0 <= subject_face < len(faces):
-            raise FaceIndexError(f"subject face {subject_face} of {len(faces)} faces")
-        with transaction(self.sessions) as s:
-            if repo.photo_by_sha(s, sha256) is not None:
-                return AddResult(photo_id=None, duplicate=True)
-            if repo.is_tombstoned(s, sha256):
-                if not allow_deleted:
-                    raise DeletedPhoto(
-                        f"{provenance.path or sha256}: this photo was deleted from the gallery; "
-                        "use allow_deleted to ingest it again"
-                    )
-                repo.clear_tombstone(s, sha256=sha256)
-            photo, rows = repo.insert_photo(
-                s,
-                sha256=sha256,
-                width=width,
-                height=height,
-                provenance=provenance,
-                faces=faces,
-                subject_face=subject_face,
-            )
-            indexed = [
-                (r.id, faces[r.face_index].vector, r.collection_id) for r in rows if r.is_subject
-            ]
-            result = AddResult(photo_id=photo.id, face_ids=[r.id for r in rows])
-        if indexed:
-            self._index_lock.acquire()
-        try:
-            self._add_indexed(indexed)
-        finally:
-            if indexed:
-                self._index_lock.release()
+        result = self.add_photos(
+            [NewPhoto(sha256, width, height, faces, subject_face, provenance)],
+            allow_deleted=allow_deleted,
+        )[0]
+        if isinstance(result, DeletedPhoto):
+            raise result
         return result
 
     def add_photos(

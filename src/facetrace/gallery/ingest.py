@@ -404,6 +404,13 @@ def _one_at_a_time(results: Iterator[Any], lock: AbstractContextManager[Any]) ->
             close()
 
 
+def _tally(results: Sequence[Any]) -> tuple[int, int, int]:
+    """(photos added, faces added, refused as deleted earlier) of a batch's results."""
+    added = [r for r in results if not isinstance(r, DeletedPhoto) and not r.duplicate]
+    deleted = sum(isinstance(r, DeletedPhoto) for r in results)
+    return len(added), sum(len(r.face_ids) for r in added), deleted
+
+
 def ingest(
     gallery: Gallery,
     items: Sequence[IngestItem],
@@ -451,16 +458,14 @@ def ingest(
         if not pending and not pending_skips:
             return
         batches += 1
-        added = faces = skipped = 0
-        for p, r in zip(pending, _store(pending), strict=True):
+        results = _store(pending)
+        for p, r in zip(pending, results, strict=True):
             if isinstance(r, DeletedPhoto):
                 summary.skipped.append((str(p.item.path), f"deleted earlier: {r}"))
-                skipped += 1
-            elif r.duplicate:
-                summary.already_present += 1
-            else:
-                added += 1
-                faces += len(r.face_ids)
+        added, faces, _ = _tally(results)
+        summary.already_present += sum(
+            not isinstance(r, DeletedPhoto) and r.duplicate for r in results
+        )
         summary.photos_added += added
         summary.faces_added += faces
         pending, pending_skips = [], 0
@@ -472,16 +477,15 @@ def ingest(
         def hook(session: Session, results: list[Any]) -> None:
             if on_batch is None:
                 return
-            dels = sum(isinstance(r, DeletedPhoto) for r in results)
-            new = [r for r in results if not isinstance(r, DeletedPhoto) and not r.duplicate]
+            added, faces, deleted = _tally(results)
             on_batch(
                 session,
                 Batch(
                     number=batches,
                     photos=len(batch) + pending_skips,
-                    photos_added=len(new),
-                    faces_added=sum(len(r.face_ids) for r in new),
-                    skipped=pending_skips + dels,
+                    photos_added=added,
+                    faces_added=faces,
+                    skipped=pending_skips + deleted,
                     done=done,
                     total=summary.total,
                 ),

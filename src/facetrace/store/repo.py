@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from sqlalchemy import delete, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from facetrace.errors import InvalidRequest, NotFound
 from facetrace.store.models import (
@@ -94,11 +94,6 @@ def photo_by_sha(session: Session, sha256: str) -> Photo | None:
     return session.scalars(select(Photo).where(Photo.sha256 == sha256)).first()
 
 
-def is_tombstoned(session: Session, sha256: str) -> bool:
-    """True if a photo with these bytes was deleted."""
-    return session.get(Tombstone, sha256) is not None
-
-
 def clear_tombstone(session: Session, *, sha256: str) -> None:
     """Forget that a photo was deleted (re-ingestion the operator asked for)."""
     session.execute(delete(Tombstone).where(Tombstone.sha256 == sha256))
@@ -109,22 +104,24 @@ def known_hashes(session: Session) -> set[str]:
     return set(session.scalars(select(Photo.sha256)))
 
 
-def present_hashes(session: Session, hashes: Sequence[str]) -> set[str]:
-    """Which of ``hashes`` are stored photos (one query per 500)."""
+def _hashes_in(
+    session: Session, column: InstrumentedAttribute[str], hashes: Sequence[str]
+) -> set[str]:
+    """Which of ``hashes`` are in ``column`` (one query per 500, under SQL's parameter limits)."""
     out: set[str] = set()
     for i in range(0, len(hashes), 500):
-        chunk = hashes[i : i + 500]
-        out.update(session.scalars(select(Photo.sha256).where(Photo.sha256.in_(chunk))))
+        out.update(session.scalars(select(column).where(column.in_(hashes[i : i + 500]))))
     return out
+
+
+def present_hashes(session: Session, hashes: Sequence[str]) -> set[str]:
+    """Which of ``hashes`` are stored photos."""
+    return _hashes_in(session, Photo.sha256, hashes)
 
 
 def tombstoned_hashes(session: Session, hashes: Sequence[str]) -> set[str]:
     """Which of ``hashes`` are of deleted photos."""
-    out: set[str] = set()
-    for i in range(0, len(hashes), 500):
-        chunk = hashes[i : i + 500]
-        out.update(session.scalars(select(Tombstone.sha256).where(Tombstone.sha256.in_(chunk))))
-    return out
+    return _hashes_in(session, Tombstone.sha256, hashes)
 
 
 def insert_photo(

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from facetrace.errors import InvalidRequest
 from facetrace.fields import CaseNumber, Id, LegalBasis, Name, Note, OptionalName
@@ -60,6 +60,117 @@ class NotificationIn(BaseModel):
     notified_on: date
     outcome: Note
     contact_id: Id | None = None
+
+
+class CaseOut(BaseModel):
+    """A case."""
+
+    id: int
+    number: str
+    title: str
+    purpose: str = Field(description="one of the purposes a search may serve")
+    legal_basis: str
+    status: str
+    department: str
+    retention_until: str = Field(
+        description="ISO 8601 time after which the case's probe photos are deleted"
+    )
+
+
+class CaseSearchOut(BaseModel):
+    """One search of a case, in the case listing."""
+
+    id: int
+    face_index: int
+    no_candidate: bool
+
+
+class CaseReviewOut(BaseModel):
+    """One reviewer's conclusion on a search of the case."""
+
+    search_id: int
+    reviewer: str
+    conclusion: str
+    candidate_id: int | None
+    note: str
+
+
+class CaseDetailOut(CaseOut):
+    """A case with its searches and reviews."""
+
+    searches: list[CaseSearchOut]
+    reviews: list[CaseReviewOut]
+
+
+class SubjectRef(BaseModel):
+    """Whom a reference photo shows: the external id in its collection and the name."""
+
+    id: str = Field(description="the subject's external id (record number) in its collection")
+    name: str
+
+
+class ProvenanceOut(BaseModel):
+    """Where a reference photo comes from and under which legal basis it is held."""
+
+    collection: str
+    legal_basis: str
+    source_url: str
+    source_title: str
+    captured_date: str
+
+
+class CandidateOut(BaseModel):
+    """One ranked candidate of a search."""
+
+    id: int
+    rank: int
+    score: float = Field(description="cosine similarity of the probe and reference faces")
+    false_match_rate: float | None = Field(
+        description="estimated chance that a different person scores this high"
+    )
+    above_threshold: bool
+    subject: SubjectRef
+    photo_id: int
+    face_id: int
+    quality: float
+    provenance: ProvenanceOut
+
+
+class SearchOut(BaseModel):
+    """A search and its ranked candidates; ``no_candidate`` when none is close enough."""
+
+    id: int
+    case_id: int
+    probe_id: int
+    face_index: int
+    box: list[int] = Field(description="x1, y1, x2, y2 in pixels")
+    quality: float
+    quality_reasons: list[str]
+    threshold: float
+    no_candidate: bool
+    forced: bool
+    notice: str
+    candidates: list[CandidateOut]
+
+
+class ReviewOut(BaseModel):
+    """A recorded review."""
+
+    id: int
+    conclusion: str
+
+
+class IdentificationOut(BaseModel):
+    """A recorded identification."""
+
+    id: int
+    status: str
+
+
+class CreatedOut(BaseModel):
+    """The id of what was recorded."""
+
+    id: int
 
 
 def case_json(c: Case) -> dict[str, Any]:
@@ -117,13 +228,13 @@ def search_json(s: Search) -> dict[str, Any]:
     }
 
 
-@router.get("/cases")
+@router.get("/cases", response_model=list[CaseOut])
 def list_cases(actor: CurrentActor, db: Db) -> list[dict[str, Any]]:
     """The cases of the caller's department."""
     return [case_json(c) for c in cases.list_cases(db, actor=actor)]
 
 
-@router.post("/cases", status_code=201)
+@router.post("/cases", status_code=201, response_model=CaseOut)
 def create_case(body: CaseIn, actor: CurrentActor, db: Db, state: State) -> dict[str, Any]:
     """Open a case."""
     case = cases.create_case(
@@ -138,7 +249,7 @@ def create_case(body: CaseIn, actor: CurrentActor, db: Db, state: State) -> dict
     return case_json(case)
 
 
-@router.get("/cases/{case_id}")
+@router.get("/cases/{case_id}", response_model=CaseDetailOut)
 def get_case(case_id: Id, actor: CurrentActor, db: Db) -> dict[str, Any]:
     """A case with its searches and reviews."""
     case = cases.get_case(db, actor=actor, case_id=case_id)
@@ -160,7 +271,7 @@ def get_case(case_id: Id, actor: CurrentActor, db: Db) -> dict[str, Any]:
     return out
 
 
-@router.post("/search", status_code=201)
+@router.post("/search", status_code=201, response_model=SearchOut)
 async def search(
     actor: CurrentActor,
     db: Db,
@@ -198,14 +309,14 @@ async def search(
     return search_json(result)
 
 
-@router.get("/searches/{search_id}")
+@router.get("/searches/{search_id}", response_model=SearchOut)
 def get_search(search_id: Id, actor: CurrentActor, db: Db) -> dict[str, Any]:
     """A search's candidate list (audited as a view of results)."""
     _, result = searches.get_search(db, actor=actor, search_id=search_id)
     return search_json(result)
 
 
-@router.post("/searches/{search_id}/reviews", status_code=201)
+@router.post("/searches/{search_id}/reviews", status_code=201, response_model=ReviewOut)
 def review(search_id: Id, body: ReviewIn, actor: CurrentActor, db: Db) -> dict[str, Any]:
     """Record a review of a search."""
     r = reviews.record_review(
@@ -219,7 +330,7 @@ def review(search_id: Id, body: ReviewIn, actor: CurrentActor, db: Db) -> dict[s
     return {"id": r.id, "conclusion": r.conclusion}
 
 
-@router.post("/cases/{case_id}/identification", status_code=201)
+@router.post("/cases/{case_id}/identification", status_code=201, response_model=IdentificationOut)
 def identify(case_id: Id, body: IdentificationIn, actor: CurrentActor, db: Db) -> dict[str, Any]:
     """Record the primary identifier that confirms the agreed candidate."""
     ident = reviews.record_identification(
@@ -233,14 +344,14 @@ def identify(case_id: Id, body: IdentificationIn, actor: CurrentActor, db: Db) -
     return {"id": ident.id, "status": "identified"}
 
 
-@router.post("/cases/{case_id}/contacts", status_code=201)
+@router.post("/cases/{case_id}/contacts", status_code=201, response_model=CreatedOut)
 def add_contact(case_id: Id, body: ContactIn, actor: CurrentActor, db: Db) -> dict[str, Any]:
     """Record a next-of-kin contact."""
     c = notifications.add_contact(db, actor=actor, case_id=case_id, **body.model_dump())
     return {"id": c.id}
 
 
-@router.post("/cases/{case_id}/notifications", status_code=201)
+@router.post("/cases/{case_id}/notifications", status_code=201, response_model=CreatedOut)
 def notify(case_id: Id, body: NotificationIn, actor: CurrentActor, db: Db) -> dict[str, Any]:
     """Record a notification made through an official channel."""
     n = notifications.record_notification(db, actor=actor, case_id=case_id, **body.model_dump())

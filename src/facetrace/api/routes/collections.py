@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, UploadFile
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from facetrace.fields import Id, JobId, LegalBasis, Limit, Name, Note, Offset, ShortText
 from facetrace.server.deps import CurrentActor, Db, State, import_from_upload
@@ -24,6 +24,96 @@ class CollectionIn(BaseModel):
     department_id: Id | None = None
 
 
+class CollectionOut(BaseModel):
+    """A collection with its legal basis, retention rule and counts."""
+
+    id: int
+    name: str
+    legal_basis: str
+    retention: str
+    description: str
+    department_id: int | None = Field(description="the only department that may read it")
+    subjects: int
+    photos: int
+
+
+class RemovedOut(BaseModel):
+    """What a delete removed from the index."""
+
+    faces_removed: int
+
+
+class ImportProblemOut(BaseModel):
+    """A refused manifest row (``line`` is None for a problem of the whole file)."""
+
+    line: int | None
+    reason: str
+
+
+class ImportSummaryOut(BaseModel):
+    """An import's counters (written per committed batch); ``skipped_files`` lists
+    [file in the upload, reason] once the import has ended."""
+
+    photos_added: int
+    faces_added: int
+    already_present: int
+    skipped: int
+    skipped_files: list[list[str]]
+
+
+class ImportJobOut(BaseModel):
+    """An import job: ``state`` is queued, running, done, failed, cancelled or
+    interrupted (the service stopped during it: resume it); ``done`` of ``total``
+    photos handled."""
+
+    id: str
+    collection: str
+    collection_id: int
+    user: str
+    filename: str
+    state: str
+    cancel_requested: bool = Field(description="a cancel that takes effect after this batch")
+    runs: int = Field(description="how many times it was started (resumes count)")
+    batches: int = Field(description="batches committed (each audited)")
+    done: int
+    total: int
+    summary: ImportSummaryOut
+    error: str | None
+    problems: list[ImportProblemOut]
+    created_at: str
+    finished_at: str | None
+
+
+class SubjectRowOut(BaseModel):
+    """A subject in a collection listing."""
+
+    id: int
+    external_id: str
+    name: str
+    photos: int
+
+
+class SubjectPhotoOut(BaseModel):
+    """A reference photo of a subject with its provenance."""
+
+    id: int
+    sha256: str
+    source_url: str
+    source_title: str
+    captured_date: str
+    legal_basis: str
+    collection: str
+
+
+class SubjectOut(BaseModel):
+    """A subject with its photos."""
+
+    id: int
+    external_id: str
+    name: str
+    photos: list[SubjectPhotoOut]
+
+
 def collection_json(view: collections.CollectionView) -> dict[str, Any]:
     """A collection with counts."""
     c = view.collection
@@ -39,20 +129,20 @@ def collection_json(view: collections.CollectionView) -> dict[str, Any]:
     }
 
 
-@router.get("/collections")
+@router.get("/collections", response_model=list[CollectionOut])
 def list_collections(actor: CurrentActor, db: Db) -> list[dict[str, Any]]:
     """Every collection with its legal basis, retention rule and counts."""
     return [collection_json(v) for v in collections.list_collections(db, actor=actor)]
 
 
-@router.post("/collections", status_code=201)
+@router.post("/collections", status_code=201, response_model=CollectionOut)
 def create_collection(body: CollectionIn, actor: CurrentActor, db: Db) -> dict[str, Any]:
     """Create a collection."""
     row = collections.create_collection(db, actor=actor, **body.model_dump())
     return collection_json(collections.CollectionView(row, 0, 0))
 
 
-@router.delete("/collections/{collection_id}")
+@router.delete("/collections/{collection_id}", response_model=RemovedOut)
 def delete_collection(
     collection_id: Id, actor: CurrentActor, db: Db, state: State
 ) -> dict[str, Any]:
@@ -63,7 +153,7 @@ def delete_collection(
     return {"faces_removed": n}
 
 
-@router.post("/collections/{collection_id}/imports", status_code=202)
+@router.post("/collections/{collection_id}/imports", status_code=202, response_model=ImportJobOut)
 async def import_into(
     collection_id: Id,
     file: Annotated[UploadFile, File()],
@@ -76,7 +166,7 @@ async def import_into(
     return job.as_dict()
 
 
-@router.get("/collections/{collection_id}/imports")
+@router.get("/collections/{collection_id}/imports", response_model=list[ImportJobOut])
 def list_imports(
     collection_id: Id, actor: CurrentActor, db: Db, state: State
 ) -> list[dict[str, Any]]:
@@ -85,20 +175,20 @@ def list_imports(
     return [j.as_dict() for j in jobs]
 
 
-@router.get("/imports/{job_id}")
+@router.get("/imports/{job_id}", response_model=ImportJobOut)
 def import_progress(job_id: JobId, actor: CurrentActor, db: Db, state: State) -> dict[str, Any]:
     """Progress of an import (its state, counters and, once ended, what was left out)."""
     return state.imports.get(db, actor=actor, job_id=job_id).as_dict()
 
 
-@router.post("/imports/{job_id}/cancel", status_code=202)
+@router.post("/imports/{job_id}/cancel", status_code=202, response_model=ImportJobOut)
 def cancel_import(job_id: JobId, actor: CurrentActor, db: Db, state: State) -> dict[str, Any]:
     """Cancel an import: a queued or interrupted one ends now; a running one after its
     current batch (poll until ``cancelled``); the batches committed stay."""
     return state.imports.cancel(db, actor=actor, job_id=job_id).as_dict()
 
 
-@router.post("/imports/{job_id}/resume", status_code=202)
+@router.post("/imports/{job_id}/resume", status_code=202, response_model=ImportJobOut)
 def resume_import(job_id: JobId, actor: CurrentActor, db: Db, state: State) -> dict[str, Any]:
     """Resume an interrupted import; the photos it committed are skipped."""
     job = state.imports.resume(db, actor=actor, job_id=job_id)
@@ -107,7 +197,7 @@ def resume_import(job_id: JobId, actor: CurrentActor, db: Db, state: State) -> d
     return job.as_dict()
 
 
-@router.get("/collections/{collection_id}/subjects")
+@router.get("/collections/{collection_id}/subjects", response_model=list[SubjectRowOut])
 def list_subjects(
     collection_id: Id, actor: CurrentActor, db: Db, limit: Limit = 100, offset: Offset = 0
 ) -> list[dict[str, Any]]:
@@ -120,7 +210,7 @@ def list_subjects(
     ]
 
 
-@router.get("/subjects/{subject_id}")
+@router.get("/subjects/{subject_id}", response_model=SubjectOut)
 def get_subject(subject_id: Id, actor: CurrentActor, db: Db) -> dict[str, Any]:
     """A subject with its photos and their provenance."""
     subject, photos = collections.get_subject(db, actor=actor, subject_id=subject_id)
@@ -143,7 +233,7 @@ def get_subject(subject_id: Id, actor: CurrentActor, db: Db) -> dict[str, Any]:
     }
 
 
-@router.delete("/subjects/{subject_id}")
+@router.delete("/subjects/{subject_id}", response_model=RemovedOut)
 def delete_subject(subject_id: Id, actor: CurrentActor, db: Db, state: State) -> dict[str, Any]:
     """Delete a subject's photos (tombstoned)."""
     return {
@@ -153,7 +243,7 @@ def delete_subject(subject_id: Id, actor: CurrentActor, db: Db, state: State) ->
     }
 
 
-@router.delete("/photos/{photo_id}")
+@router.delete("/photos/{photo_id}", response_model=RemovedOut)
 def delete_photo(photo_id: Id, actor: CurrentActor, db: Db, state: State) -> dict[str, Any]:
     """Delete one photo (tombstoned)."""
     return {

@@ -20,7 +20,32 @@ class KeyIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
 
 
-@router.get("/me")
+class MeOut(BaseModel):
+    """The caller."""
+
+    username: str
+    roles: list[str]
+    department: str | None
+
+
+class NewKeyOut(BaseModel):
+    """A new API key; ``key`` is shown in this answer only."""
+
+    id: int
+    name: str
+    key: str
+
+
+class KeyOut(BaseModel):
+    """An API key without its secret part."""
+
+    id: int
+    name: str
+    prefix: str
+    revoked: bool
+
+
+@router.get("/me", response_model=MeOut)
 def me(actor: CurrentActor) -> dict[str, Any]:
     """Who the caller is: user name, roles, department."""
     return {
@@ -30,14 +55,14 @@ def me(actor: CurrentActor) -> dict[str, Any]:
     }
 
 
-@router.post("/me/api-keys", status_code=201)
+@router.post("/me/api-keys", status_code=201, response_model=NewKeyOut)
 def create_key(body: KeyIn, actor: CurrentActor, db: Db) -> dict[str, Any]:
     """Create an API key for the caller; the key is in this answer only."""
     row, key = accounts.create_api_key(db, actor=actor, name=body.name)
     return {"id": row.id, "name": row.name, "key": key}
 
 
-@router.get("/me/api-keys")
+@router.get("/me/api-keys", response_model=list[KeyOut])
 def list_keys(actor: CurrentActor, db: Db) -> list[dict[str, Any]]:
     """The caller's keys (without the secret part)."""
     return [

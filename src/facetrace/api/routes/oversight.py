@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import date
 from typing import Any
 
 from fastapi import APIRouter
+from pydantic import BaseModel
 
 from facetrace.fields import Limit, SearchText
 from facetrace.server.deps import CurrentActor, Db
@@ -15,13 +17,57 @@ from facetrace.service.accounts import Perm, require
 router = APIRouter(tags=["oversight"])
 
 
-@router.get("/reports")
+class ReportOut(BaseModel):
+    """Counts for a supervisor's department: pairs are [name, count]."""
+
+    department: str
+    searches_by_user: list[tuple[str, int]]
+    searches_by_purpose: list[tuple[str, int]]
+    outcomes: list[tuple[str, int]]
+    cases_by_status: list[tuple[str, int]]
+    identifications: list[tuple[str, str, str]]
+    notifications: int
+    since: date | None = None
+    until: date | None = None
+    closed_by_outcome: list[tuple[str, int]] = []
+
+
+class AuditEntryOut(BaseModel):
+    """One audit entry; ``detail`` is the JSON text that was hashed."""
+
+    seq: int
+    at: str
+    actor: str
+    action: str
+    target: str
+    detail: str
+    hash: str
+
+
+class ChainProblemOut(BaseModel):
+    """The first break in the chain."""
+
+    kind: str
+    seq: int
+    message: str
+
+
+class VerifyOut(BaseModel):
+    """The result of checking the audit chain."""
+
+    ok: bool
+    entries: int
+    head_hash: str | None
+    problem: ChainProblemOut | None
+
+
+@router.get("/reports", response_model=ReportOut)
 def report(actor: CurrentActor, db: Db) -> dict[str, Any]:
     """Searches per user and purpose, outcomes, identifications, notifications."""
     return asdict(reports.report(db, actor=actor))
 
 
-@router.get("/audit")
+@router.get("/audit", response_model=list[AuditEntryOut])
 def audit_log(
     actor: CurrentActor,
     db: Db,
@@ -47,7 +93,7 @@ def audit_log(
     ]
 
 
-@router.get("/audit/verify")
+@router.get("/audit/verify", response_model=VerifyOut)
 def audit_verify(actor: CurrentActor, db: Db) -> dict[str, Any]:
     """Check the hash chain."""
     require(actor, Perm.AUDIT_READ)

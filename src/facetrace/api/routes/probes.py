@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, UploadFile
 from pydantic import BaseModel, Field
 
-from facetrace.api.routes.cases import search_json
+from facetrace.api.routes.cases import SearchOut, search_json
 from facetrace.fields import Id
 from facetrace.server.deps import CurrentActor, Db, State, probe_from_upload
 from facetrace.service import searches
@@ -116,7 +116,7 @@ def add_face(probe_id: Id, body: BoxIn, actor: CurrentActor, db: Db, state: Stat
     return face_out(row)
 
 
-@router.post("/probes/{probe_id}/search", status_code=201)
+@router.post("/probes/{probe_id}/search", status_code=201, response_model=SearchOut)
 def search_face(
     probe_id: Id, body: SearchIn, actor: CurrentActor, db: Db, state: State
 ) -> dict[str, Any]:

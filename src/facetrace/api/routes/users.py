@@ -24,6 +24,22 @@ class UserIn(BaseModel):
     password: str | None = None
 
 
+class UserOut(BaseModel):
+    """The public fields of an account."""
+
+    username: str
+    full_name: str
+    roles: list[str]
+    department: str | None
+    active: bool
+
+
+class NewUserOut(UserOut):
+    """A new account; ``password`` only when one was generated (shown this once)."""
+
+    password: str | None = None
+
+
 def user_json(u: User) -> dict[str, Any]:
     """The public fields of an account."""
     return {
@@ -35,13 +51,13 @@ def user_json(u: User) -> dict[str, Any]:
     }
 
 
-@router.get("/users")
+@router.get("/users", response_model=list[UserOut])
 def list_users(actor: CurrentActor, db: Db) -> list[dict[str, Any]]:
     """All accounts."""
     return [user_json(u) for u in accounts.list_users(db, actor=actor)]
 
 
-@router.post("/users", status_code=201)
+@router.post("/users", status_code=201, response_model=NewUserOut, response_model_exclude_none=True)
 def add_user(body: UserIn, actor: CurrentActor, db: Db) -> dict[str, Any]:
     """Create an account."""
     password = body.password or accounts.generate_password()
@@ -60,13 +76,13 @@ def add_user(body: UserIn, actor: CurrentActor, db: Db) -> dict[str, Any]:
     return out
 
 
-@router.post("/users/{username}/disable")
+@router.post("/users/{username}/disable", response_model=UserOut)
 def disable_user(username: str, actor: CurrentActor, db: Db) -> dict[str, Any]:
     """Disable an account, ending its sessions and keys."""
     return user_json(accounts.set_active(db, actor=actor, username=username, active=False))
 
 
-@router.post("/users/{username}/enable")
+@router.post("/users/{username}/enable", response_model=UserOut)
 def enable_user(username: str, actor: CurrentActor, db: Db) -> dict[str, Any]:
     """Re-enable an account."""
     return user_json(accounts.set_active(db, actor=actor, username=username, active=True))
