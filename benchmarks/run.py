@@ -12,6 +12,7 @@ BENCHES = [
     "benchmarks.bench_index",
     "benchmarks.bench_cli",
     "benchmarks.bench_grouping",
+    "benchmarks.bench_video",
     # the Milvus standalone server next to FAISS at 100k and 1M faces (starts its own server)
     "benchmarks.bench_milvus",
 ]

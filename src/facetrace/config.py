@@ -91,6 +91,24 @@ class PipelineSettings(BaseModel):
     threads: int = Field(0, ge=0, le=256)
 
 
+class VideoSettings(BaseModel):
+    """Search by video (``FACETRACE_VIDEO__...``): frames looked at per second (3: a 720p
+    video is analysed faster than real time on 2 cores; see BENCHMARKS.md), and for
+    videos longer than ``long_after_s`` (CCTV) the lower ``long_sample_fps``; the limits
+    a video must keep to (file size in MB, duration in seconds, frame area in pixels:
+    3840x2160 by default), each refused with a clear error beyond them; how long a face
+    may go unseen before its track closes, and the least usable faces a track needs."""
+
+    sample_fps: float = Field(3.0, gt=0, le=60)
+    long_after_s: float = Field(600.0, gt=0)
+    long_sample_fps: float = Field(1.0, gt=0, le=60)
+    max_mb: float = Field(2048.0, gt=0)
+    max_duration_s: float = Field(3 * 3600.0, gt=0)
+    max_pixels: int = Field(3840 * 2160, ge=10_000)
+    max_lost_s: float = Field(1.0, ge=0, le=60)
+    min_usable_faces: int = Field(3, ge=1, le=1000)
+
+
 class MilvusSettings(BaseModel):
     """Where the vectors live when ``index_kind`` is ``milvus`` (``FACETRACE_MILVUS__...``).
 
@@ -169,6 +187,7 @@ class Settings(BaseSettings):
     search: SearchSettings = SearchSettings()
     detect: DetectSettings = DetectSettings()
     pipeline: PipelineSettings = PipelineSettings()
+    video: VideoSettings = VideoSettings()
     milvus: MilvusSettings = Field(default_factory=MilvusSettings)
 
     def pipeline_options(self) -> PipelineOptions:
@@ -209,6 +228,8 @@ class ServiceSettings(BaseModel):
     login_per_minute: int = Field(default=10, ge=1)
     search_per_minute: int = Field(default=30, ge=1)
     max_upload_mb: float = Field(default=20.0, gt=0)
+    # a video probe is read into memory and kept with its case: well below video.max_mb
+    max_video_mb: float = Field(default=500.0, gt=0)
     max_import_mb: float = Field(default=500.0, gt=0)
     max_import_files: int = Field(default=20_000, ge=1)
     # what one department's unfinished imports (queued, running, interrupted) may hold

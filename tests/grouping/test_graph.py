@@ -54,11 +54,11 @@ def test_a_selector_limits_the_neighbours(three_people: People) -> None:
     assert graph.edges and all(labels[a] == 0 and labels[b] == 0 for a, b in _pairs(graph))
 
 
-def test_an_ivf_index_finds_the_edges_of_an_exact_scan() -> None:
+def test_an_hnsw_index_finds_the_edges_of_an_exact_scan() -> None:
     vectors, _ = clustered([5] * 400, dim=32, seed=3)
     exact = knn_graph(build_index(vectors), vectors, min_score=0.9, k=10)
     approx = knn_graph(build_index(vectors, exact_max=100), vectors, min_score=0.9, k=10)
-    assert type(build_index(vectors, exact_max=100)).__name__ == "IvfIndex"
+    assert type(build_index(vectors, exact_max=100)).__name__ == "HnswIndex"
     found = _pairs(approx) & _pairs(exact)
     assert len(found) >= 0.95 * exact.edges
 

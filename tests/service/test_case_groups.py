@@ -11,13 +11,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from facetrace.errors import InvalidRequest, NotFound
+from facetrace.errors import Conflict, InvalidRequest, NotFound
 from facetrace.server.ratelimit import RateLimiter
 from facetrace.service import case_groups, cases, searches
 from facetrace.service.accounts import SYSTEM, Actor, Role, actor_of, create_user
 from facetrace.service.gallery_port import GalleryPort
 from facetrace.store.db import Database, sqlite_url
-from facetrace.store.service_models import Probe
+from facetrace.store.service_models import AuditEntry, Probe, User
 
 JOLIE = ["id01/img1.jpg", "id01/img2.jpg", "id01/img4.jpg"]
 ANISTON = ["id04/img3.jpg", "id04/img53.jpg"]
@@ -145,3 +145,79 @@ def _other_department(sessions: sessionmaker[Session]) -> Actor:
                 department="Dept B",
             )
         )
+
+
+def _person_of(persons: list[case_groups.UnknownPerson], ref: tuple[int, int]) -> int:
+    return next(p.number for p in persons if ref in p.refs)
+
+
+def test_decisions_bind_every_later_grouping(mci: Setup) -> None:
+    """'Different people' splits a group and 'same person' joins two, in every grouping
+    after (a re-run included) until revoked; contradictions are refused, all audited."""
+    sessions, inv, case_id = mci
+    with sessions() as s:
+        probes = {p.filename: p.id for p in s.scalars(select(Probe))}
+        before = case_groups.group_case(s, actor=inv, case_id=case_id)
+    jolie = [(probes[n], 0) for n in JOLIE]
+    aniston = (probes[ANISTON[0]], 0)
+    assert _person_of(before, jolie[0]) == _person_of(before, jolie[1])
+    assert _person_of(before, jolie[0]) != _person_of(before, aniston)
+    with sessions.begin() as s:
+        (split,) = case_groups.decide(
+            s, actor=inv, case_id=case_id, decision="different", faces=jolie[:2], note="ears"
+        )
+        joined = case_groups.decide(
+            s, actor=inv, case_id=case_id, decision="same", faces=[jolie[2], aniston]
+        )
+        # the same decision again records nothing
+        assert (
+            case_groups.decide(
+                s, actor=inv, case_id=case_id, decision="same", faces=[aniston, jolie[2]]
+            )
+            == []
+        )
+    for _ in range(2):  # a re-run finds the same: decisions are kept, not re-guessed
+        with sessions() as s:
+            after = case_groups.group_case(s, actor=inv, case_id=case_id)
+        assert _person_of(after, jolie[0]) != _person_of(after, jolie[1])
+        assert _person_of(after, jolie[2]) == _person_of(after, aniston)
+        assert next(p for p in after if aniston in p.refs).confirmed
+    with sessions() as s:
+        # a contradiction is refused and changes nothing
+        with pytest.raises(Conflict):
+            case_groups.decide(
+                s, actor=inv, case_id=case_id, decision="different", faces=[aniston, jolie[2]]
+            )
+        s.rollback()
+        with pytest.raises(InvalidRequest):
+            case_groups.decide(s, actor=inv, case_id=case_id, decision="maybe", faces=jolie)
+        with pytest.raises(InvalidRequest):
+            case_groups.decide(s, actor=inv, case_id=case_id, decision="same", faces=jolie[:1])
+        with pytest.raises(NotFound):
+            case_groups.decide(
+                s, actor=inv, case_id=case_id, decision="same", faces=[jolie[0], (9999, 0)]
+            )
+        s.rollback()
+        assert len(case_groups.case_decisions(s, actor=inv, case_id=case_id)) == 2
+        actions = [e.action for e in s.scalars(select(AuditEntry).order_by(AuditEntry.seq))]
+        assert actions.count("person_decision") == 2
+    with sessions.begin() as s:
+        with pytest.raises(InvalidRequest):  # a revoke says why
+            case_groups.revoke(s, actor=inv, case_id=case_id, decision_id=split.id, note=" ")
+        for d in [split, *joined]:
+            case_groups.revoke(s, actor=inv, case_id=case_id, decision_id=d.id, note="wrong")
+    with sessions() as s:
+        again = case_groups.group_case(s, actor=inv, case_id=case_id)
+        assert case_groups.case_decisions(s, actor=inv, case_id=case_id) == []
+        assert [p.refs for p in again] == [p.refs for p in before]
+        actions = [e.action for e in s.scalars(select(AuditEntry))]
+        assert actions.count("person_decision_revoke") == 2
+    other = actor_of_other(sessions)
+    with sessions() as s, pytest.raises(NotFound):
+        case_groups.decide(s, actor=other, case_id=case_id, decision="same", faces=jolie)
+
+
+def actor_of_other(sessions: sessionmaker[Session]) -> Actor:
+    with sessions() as s:
+        user = s.scalars(select(User).where(User.username == "olga")).first()
+    return actor_of(user) if user is not None else _other_department(sessions)

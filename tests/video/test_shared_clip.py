@@ -40,6 +40,7 @@ def test_truncated_video_is_refused(tmp_path: Path, clip: Path) -> None:
         inspect_video(cut)
 
 
+@pytest.mark.slow  # tests/cli/test_video_search.py runs the same analysis through the CLI
 def test_every_person_once_with_intervals(clip: Path, tmp_path: Path) -> None:
     from facetrace.config import PipelineOptions
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from facetrace.api.routes import cases, collections, me, oversight, probes, users
+from facetrace.api.routes import cases, collections, me, oversight, persons, probes, users, videos
 
 router = APIRouter(prefix="/api/v1")
-for module in (me, users, collections, cases, probes, oversight):
+for module in (me, users, collections, cases, probes, videos, persons, oversight):
     router.include_router(module.router)

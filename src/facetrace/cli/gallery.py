@@ -96,7 +96,7 @@ def _load_pixels(path: Path) -> Any:
 
 def search(
     ctx: typer.Context,
-    photo: Annotated[Path, typer.Argument(help="The probe photo.")],
+    probe: Annotated[Path, typer.Argument(help="The probe photo or video.")],
     k: Annotated[int, typer.Option("-k", help="Candidates per face.", min=1, max=1000)] = 10,
     face: Annotated[int | None, typer.Option(help="Search only face N (0 = largest).")] = None,
     fpir: Annotated[
@@ -110,14 +110,42 @@ def search(
     show_below: Annotated[
         bool, typer.Option(help="Also list candidates below the threshold, marked.")
     ] = False,
+    sample_fps: Annotated[
+        float | None,
+        typer.Option(
+            help="Video: frames looked at per second (env FACETRACE_VIDEO__SAMPLE_FPS).",
+            min=0.01,
+            max=60,
+            show_default=False,
+        ),
+    ] = None,
+    crops: Annotated[
+        Path | None, typer.Option(help="Video: write each person's key-frame crops here.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Search every face of a photo against the gallery (1:N)."""
-    from rich.table import Table
+    """Search every face of a photo, or every person of a video, against the gallery (1:N).
+
+    A video is sampled, its faces tracked through each shot and the tracks of one person
+    merged; each person is searched once, with a template of their best frames.
+    """
+    from facetrace.imaging import is_video
 
     c: Context = ctx.obj
     s = c.settings.search
-    pixels = _load_pixels(photo)
+    fpir = s.fpir if fpir is None else fpir
+    if is_video(probe):
+        if face is not None or min_quality is not None or force:
+            raise InvalidRequest(
+                "--face, --min-quality and --force apply to photos: every person of a "
+                "video is searched, with a template of their best frames"
+            )
+        _search_video(c, probe, k=k, fpir=fpir, collections=collection, show_below=show_below,
+                      sample_fps=sample_fps, crops=crops, as_json=as_json)  # fmt: skip
+        return
+    if sample_fps is not None or crops is not None:
+        raise InvalidRequest(f"{probe}: --sample-fps and --crops apply to videos only")
+    pixels = _load_pixels(probe)
     with c.gallery() as g:
         results = g.search(
             pixels,
@@ -125,12 +153,12 @@ def search(
             face=face,
             force=force,
             min_quality=s.min_quality if min_quality is None else min_quality,
-            fpir=s.fpir if fpir is None else fpir,
+            fpir=fpir,
             collections=collection or None,
             include_below=show_below,
         )
     if as_json:
-        dump({"photo": str(photo), "faces": [r.as_dict() for r in results]})
+        dump({"photo": str(probe), "faces": [r.as_dict() for r in results]})
         return
     for r in results:
         q = r.face.quality
@@ -139,32 +167,117 @@ def search(
             f"\nface {r.face_index} at {r.face.detection.box.as_list()}: quality {q.score:.2f} "
             f"(warnings: {reasons}); threshold {r.threshold:.3f}"
         )
-        if r.no_candidate:
-            out.print("  no candidate: nobody in the gallery scores above the threshold")
-        rows = list(r.candidates) + list(r.below_threshold)
-        if not rows:
-            continue
-        t = Table("rank", "score", "est. false-match rate", "subject", "name", "collection",
-                  "legal basis", "source", "photo")  # fmt: skip
-        for cand in rows:
-            i = cand.info
-            mark = "" if cand.above_threshold else " (below threshold)"
-            t.add_row(
-                str(cand.rank),
-                f"{cand.score:.3f}{mark}",
-                f"{cand.false_match_rate:.2g}",
-                i.subject_external_id,
-                i.subject_name,
-                i.collection,
-                i.legal_basis,
-                i.source_url or i.source_title,
-                i.photo_path,
-            )
-        out.print(t)
-    err.print(
-        "\nCandidates are leads for a trained reviewer, not identifications; "
-        "confirm by other means (fingerprints, DNA, dental records, documents)."
+        _print_candidates(r.no_candidate, list(r.candidates) + list(r.below_threshold))
+    err.print(REVIEW_NOTICE)
+
+
+REVIEW_NOTICE = (
+    "\nCandidates are leads for a trained reviewer, not identifications; "
+    "confirm by other means (fingerprints, DNA, dental records, documents)."
+)
+
+
+def _print_candidates(no_candidate: bool, rows: list[Any]) -> None:
+    from rich.table import Table
+
+    if no_candidate:
+        out.print("  no candidate: nobody in the gallery scores above the threshold")
+    if not rows:
+        return
+    t = Table("rank", "score", "est. false-match rate", "subject", "name", "collection",
+              "legal basis", "source", "photo")  # fmt: skip
+    for cand in rows:
+        i = cand.info
+        mark = "" if cand.above_threshold else " (below threshold)"
+        t.add_row(
+            str(cand.rank),
+            f"{cand.score:.3f}{mark}",
+            f"{cand.false_match_rate:.2g}",
+            i.subject_external_id,
+            i.subject_name,
+            i.collection,
+            i.legal_basis,
+            i.source_url or i.source_title,
+            i.photo_path,
+        )
+    out.print(t)
+
+
+def _timecode(seconds: float) -> str:
+    """``m:ss.s`` for a time in a video."""
+    m, s = divmod(seconds, 60.0)
+    return f"{int(m)}:{s:04.1f}"
+
+
+def _search_video(
+    c: Context,
+    path: Path,
+    *,
+    k: int,
+    fpir: float,
+    collections: list[str] | None,
+    show_below: bool,
+    sample_fps: float | None,
+    crops: Path | None,
+    as_json: bool,
+) -> None:
+    from facetrace.gallery.video import search_video, write_crops
+    from facetrace.video import VideoOptions, video_limits
+
+    changes = (
+        {} if sample_fps is None else {"sample_fps": sample_fps, "long_sample_fps": sample_fps}
     )
+    options = VideoOptions.from_settings(c.settings.video, **changes)
+    with c.gallery() as g, progress_bar() as bar:
+        task = bar.add_task("video (s)", total=None)
+
+        def progress(p: Any) -> None:
+            bar.update(task, completed=round(p.video_s, 1), total=round(p.duration_s, 1))
+
+        result = search_video(
+            g,
+            path,
+            options=options,
+            limits=video_limits(c.settings.video),
+            k=k,
+            fpir=fpir,
+            collections=collections or None,
+            include_below=show_below,
+            progress=progress,
+        )
+    written = write_crops(result, crops) if crops is not None else None
+    if as_json:
+        dump(
+            {
+                "video": str(path),
+                **result.summary(),
+                "persons": [pr.as_dict(written) for pr in result.persons],
+            }
+        )
+        return
+    info = result.summary()
+    err.print(
+        f"{path.name}: {info['duration_s']:.1f} s, {info['width']}x{info['height']} "
+        f"{info['codec']}; {info['frames_sampled']} frames looked at ({info['sample_fps']:g}/s), "
+        f"{info['shots']} shots, {info['faces_seen']} faces, {len(result.persons)} persons "
+        f"({info['speed']:.2f}x real time)"
+    )
+    for pr in result.persons:
+        p = pr.person
+        when = ", ".join(f"{_timecode(a)}-{_timecode(b)}" for a, b in p.intervals)
+        best = p.thumbnail
+        err.print(
+            f"\nperson {p.number}: on screen {when} ({p.seconds:.1f} s, {p.faces} faces, "
+            f"{len(p.tracks)} tracks); best frame {best.frame_index} at "
+            f"{_timecode(best.timestamp_s)} box {best.box.as_list()}; threshold {pr.threshold:.3f}"
+        )
+        if written is not None:
+            files = [str(written[(p.number, i)]) for i in range(len(p.key_frames))]
+            err.print(f"  key frames: {', '.join(files)}")
+        _print_candidates(pr.no_candidate, list(pr.candidates) + list(pr.below_threshold))
+    if written is None:
+        err.print("\n(--crops DIR writes each person's key frames)")
+    err.print(REVIEW_NOTICE)
 
 
 def verify(

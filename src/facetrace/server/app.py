@@ -24,6 +24,8 @@ from facetrace.server.state import ServiceState
 from facetrace.service.accounts import load_secret
 from facetrace.service.gallery_port import GalleryPort
 from facetrace.service.imports import ImportJobs
+from facetrace.service.video_port import VideoPort
+from facetrace.service.videos import VideoJobs
 from facetrace.store.db import Database, sqlite_url
 from facetrace.web.render import make_templates
 from facetrace.web.routes import router as web_router
@@ -74,6 +76,12 @@ def build_state(settings: ServiceConfig) -> ServiceState:
         search_limiter=RateLimiter(limit=svc.search_per_minute),
         templates=make_templates(WEB_DIR / "templates"),
         data_dir=data_dir,
+        videos=VideoJobs(
+            sessions=database.sessions,
+            analyser=VideoPort(gallery.gallery, settings.video),
+            work_dir=data_dir / "video-uploads",
+            max_bytes=int(svc.max_video_mb * 1024 * 1024),
+        ),
     )
 
 
@@ -90,6 +98,7 @@ def create_app(settings: ServiceConfig) -> FastAPI:
             yield
         finally:
             state.imports.shutdown()
+            state.videos.shutdown()
             state.gallery.close()
             state.database.dispose()
 

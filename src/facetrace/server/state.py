@@ -12,6 +12,7 @@ from facetrace.config import ServiceConfig
 from facetrace.server.ratelimit import RateLimiter
 from facetrace.service.gallery_port import GalleryPort
 from facetrace.service.imports import ImportJobs, ImportLimits
+from facetrace.service.videos import VideoJobs
 from facetrace.store.db import Database
 
 
@@ -28,6 +29,7 @@ class ServiceState:
     search_limiter: RateLimiter
     templates: Jinja2Templates
     data_dir: Path
+    videos: VideoJobs
 
     @property
     def sessions(self) -> sessionmaker[Session]:
@@ -38,6 +40,11 @@ class ServiceState:
     def max_upload(self) -> int:
         """Largest probe photo, in bytes."""
         return int(self.settings.service.max_upload_mb * 1024 * 1024)
+
+    @property
+    def max_video(self) -> int:
+        """Largest probe video, in bytes."""
+        return int(self.settings.service.max_video_mb * 1024 * 1024)
 
     @property
     def max_import(self) -> int:

@@ -63,6 +63,8 @@ class Action(StrEnum):
     MERGE = "merge"
     MERGE_UNDO = "merge_undo"
     DECISION = "decision"
+    PERSON_DECISION = "person_decision"
+    PERSON_DECISION_REVOKE = "person_decision_revoke"
     REFUSED = "refused"
     VIEW_PHOTO = "view_photo"
     VIEW_SUBJECT = "view_subject"

@@ -295,6 +295,29 @@ class Review(Base):
     candidate: Mapped[SearchCandidate | None] = relationship(lazy="joined")
 
 
+class CaseFaceDecision(Base):
+    """A person's decision on two faces of one case: the same person (``same``, a
+    must-link) or different people (``different``, a cannot-link). Every grouping of
+    the case obeys the decisions in force; a decision is revoked (with a note), never
+    deleted, so the case record shows what was decided and undone."""
+
+    __tablename__ = "case_face_decision"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("case_file.id"), index=True)
+    face_a: Mapped[int] = mapped_column(ForeignKey("probe_face.id"))
+    face_b: Mapped[int] = mapped_column(ForeignKey("probe_face.id"))
+    decision: Mapped[str] = mapped_column(String(20))
+    note: Mapped[str] = mapped_column(Text, default="")
+    decided_by: Mapped[int] = mapped_column(ForeignKey("app_user.id"))
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_by: Mapped[int | None] = mapped_column(ForeignKey("app_user.id"), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoke_note: Mapped[str] = mapped_column(Text, default="")
+
+    decider: Mapped[User] = relationship(foreign_keys=[decided_by], lazy="joined")
+
+
 class Identification(Base):
     """The confirmation that makes a case "identified": a candidate two reviewers agreed
     on, confirmed by a primary identifier."""

@@ -13,6 +13,14 @@ from facetrace.video.analyse import (
     VideoOptions,
     VideoProgress,
     analyse_video,
+    video_limits,
 )
 
-__all__ = ["Person", "VideoAnalysis", "VideoOptions", "VideoProgress", "analyse_video"]
+__all__ = [
+    "Person",
+    "VideoAnalysis",
+    "VideoOptions",
+    "VideoProgress",
+    "analyse_video",
+    "video_limits",
+]

@@ -11,7 +11,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from facetrace.config import VideoSettings
 from facetrace.engine import FacePipeline
 from facetrace.errors import Cancelled, ImageTooLarge, NoFaceFound
 from facetrace.imaging import ImageLimits, VideoInfo, inspect_video, iter_video_frames
@@ -35,6 +37,9 @@ class VideoOptions:
         detect_pixels: the area each frame is scaled to for face detection.
         max_lost_s: how long a track may go unseen before it is closed, in seconds.
         min_usable_faces: tracks with fewer usable faces are dropped.
+        min_usable_share: so are tracks where less than this share of the faces is
+            usable: a "face" the detector doubts in most frames is not one (the edge of
+            a photo on a poster, a pattern in a curtain).
         min_detector_score: the detector score from which a face counts as usable.
         key_frames: key frames per person; key_gap_s: their least spacing in seconds.
         cut_threshold: histogram distance of a shot cut (:mod:`facetrace.video.shots`).
@@ -42,18 +47,33 @@ class VideoOptions:
         max_duration_s: the longest video accepted.
     """
 
-    sample_fps: float = 5.0
+    sample_fps: float = 3.0
     long_after_s: float = 600.0
     long_sample_fps: float = 1.0
     detect_pixels: int = DETECT_PIXELS
     max_lost_s: float = 1.0
     min_usable_faces: int = 3
+    min_usable_share: float = 0.5
     min_detector_score: float = 0.5
     key_frames: int = 5
     key_gap_s: float = 0.4
     cut_threshold: float = CUT_THRESHOLD
     merge_cosine: float = MERGE_COSINE
     max_duration_s: float = 3 * 3600.0
+
+    @classmethod
+    def from_settings(cls, video: VideoSettings, **changes: Any) -> VideoOptions:
+        """The options the installation's settings give (``changes`` override them)."""
+        values: dict[str, Any] = {
+            "sample_fps": video.sample_fps,
+            "long_after_s": video.long_after_s,
+            "long_sample_fps": video.long_sample_fps,
+            "max_duration_s": video.max_duration_s,
+            "max_lost_s": video.max_lost_s,
+            "min_usable_faces": video.min_usable_faces,
+        }
+        values.update(changes)
+        return cls(**values)
 
     def rate_for(self, duration_s: float) -> float:
         """The sampling rate for a video of this length (frames per second)."""
@@ -202,7 +222,11 @@ def analyse_video(
         if cancelled is not None and cancelled():
             raise Cancelled(f"{info.source}: analysis cancelled after {frame.timestamp_s:.1f} s")
     tracks = tracker.finish()
-    kept = [t for t in tracks if t.usable >= options.min_usable_faces]
+    kept = [
+        t
+        for t in tracks
+        if t.usable >= options.min_usable_faces and t.usable >= options.min_usable_share * t.faces
+    ]
     persons = _persons(kept, options)
     if not persons:
         raise NoFaceFound(
@@ -220,6 +244,11 @@ def analyse_video(
         tracks_kept=len(kept),
         elapsed_s=time.monotonic() - started,
     )
+
+
+def video_limits(video: VideoSettings) -> ImageLimits:
+    """The decode limits the installation's video settings give (file size, frame area)."""
+    return ImageLimits(max_video_bytes=round(video.max_mb * 1024**2), max_pixels=video.max_pixels)
 
 
 def _progress(video_s: float, duration_s: float, frames: int, started: float) -> VideoProgress:

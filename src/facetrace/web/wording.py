@@ -39,6 +39,8 @@ ACTION_TEXT: dict[str, str] = {
     "merge": "Merged two gallery subjects",
     "merge_undo": "Undid a merge of gallery subjects",
     "decision": "Recorded two subjects as different people",
+    "person_decision": "Recorded faces of a case as one person or as different people",
+    "person_decision_revoke": "Revoked a decision on faces of a case",
 }
 
 _KEY_TEXT = {

@@ -2,7 +2,7 @@
 upload's size on disk (department quota) and what a resumed run needs.
 
 Revision ID: 0009
-Revises: 0008
+Revises: 0011 (re-chained after 0011 landed first)
 Create Date: 2026-12-03 08:30:00
 """
 
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0008"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,184 @@
+"""Search by video: speed as a multiple of real time, and tracking against known truth.
+
+* Real-time factor (video seconds per wall second; above 1 is faster than real time) at
+  the default settings on the shared 9.2 s clip and on a 30 s 1280x720 synthetic video,
+  models loaded beforehand (a warm-up video), so the figure is the steady-state cost.
+* Tracking on synthetic videos made of LFW photos (tests/video/synthetic.py): identities
+  present, persons reported, fragments (an identity reported as more than one person) and
+  wrong merges (a person whose key frames show more than one identity).
+* Template against best frame: rank-1 rate of each person's template and of its single
+  best key frame, searched among the identities' other LFW photos plus 300 distractors.
+
+Run: ``python -m benchmarks.bench_video`` (part of ``make bench``); writes BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tests.video.synthetic import (
+    Shot,
+    lfw_photo,
+    long_720p,
+    twins,
+    two_people_cut_return,
+    who,
+    write_video,
+)
+
+from benchmarks.common import faces_dir, write_section
+from facetrace.config import PipelineOptions
+from facetrace.engine import FacePipeline
+from facetrace.imaging import load_image
+from facetrace.video import VideoAnalysis, VideoOptions, analyse_video
+from facetrace.video.faces import VideoFaceFinder
+
+DISTRACTORS = 300
+
+
+@dataclass
+class Scene:
+    name: str
+    shots: list[Shot]
+    width: int
+    height: int
+
+
+def _load() -> float:
+    return os.getloadavg()[0]
+
+
+def _truth_score(scene: Scene, result: VideoAnalysis) -> dict[str, int]:
+    """Identities, persons, fragments and wrong merges of one analysed scene."""
+    names = {a.name for s in scene.shots for a in s.actors}
+    owners: dict[str, int] = {}
+    wrong = 0
+    labels: list[str] = []
+    for p in result.persons:
+        seen = {
+            who(scene.shots, k.timestamp_s, *k.box.center, width=scene.width, height=scene.height)
+            for k in p.key_frames
+        } - {""}
+        wrong += int(len(seen) > 1)
+        label = min(seen) if seen else ""
+        labels.append(label)
+        owners[label] = owners.get(label, 0) + 1
+    fragments = sum(n - 1 for name, n in owners.items() if name)
+    return {
+        "identities": len(names),
+        "persons": len(result.persons),
+        "fragments": fragments,
+        "wrong_merges": wrong,
+        "phantoms": owners.get("", 0),
+    }
+
+
+def _rank1(
+    pipeline: FacePipeline, faces: Path, scene: Scene, result: VideoAnalysis
+) -> tuple[int, int, int]:
+    """(persons, template rank-1 hits, best-frame rank-1 hits) against a gallery of each
+    identity's photo 10 (never in the videos) and DISTRACTORS other LFW people."""
+    base = {n.split(" (")[0] for s in scene.shots for a in s.actors for n in [a.name]}
+    gallery_names = sorted(base)
+    vectors = [pipeline.analyse_centred(load_image(lfw_photo(faces, n, 10)).pixels).vector
+               for n in gallery_names]  # fmt: skip
+    folders = sorted((faces / "lfw" / "images").iterdir())
+    extra = [f for f in folders if f.name not in base][:DISTRACTORS]
+    for folder in extra:
+        photo = sorted(folder.glob("*.jpg"))[0]
+        vectors.append(pipeline.analyse_centred(load_image(photo).pixels).vector)
+        gallery_names.append(folder.name)
+    matrix = np.stack(vectors).astype(np.float32)
+    hits_t = hits_b = 0
+    for p in result.persons:
+        k = p.thumbnail
+        truth = who(scene.shots, k.timestamp_s, *k.box.center, width=scene.width,
+                    height=scene.height).split(" (")[0]  # fmt: skip
+        hits_t += int(gallery_names[int(np.argmax(matrix @ p.template))] == truth)
+        hits_b += int(gallery_names[int(np.argmax(matrix @ k.face.vector))] == truth)
+    return len(result.persons), hits_t, hits_b
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--long-s", type=float, default=10.0, help="shot length of the 720p video")
+    args = parser.parse_args()
+    faces = faces_dir()
+    clip = faces / "video" / "short_hamilton_clip.mp4"
+    tmp = Path(tempfile.mkdtemp(prefix="bench-video-"))
+    pipeline = FacePipeline(PipelineOptions(cache_dir=tmp / "models"))
+    options = VideoOptions()
+    finder = VideoFaceFinder(pipeline, detect_pixels=options.detect_pixels)
+    scenes = [
+        Scene("two people, a cut, a return (640x360, 7 s)", two_people_cut_return(faces), 640, 360),
+        Scene("twins in one frame (640x360, 3 s)", twins(faces), 640, 360),
+        Scene(f"4 people, 3 shots, leave and return (1280x720, {3 * args.long_s:g} s)",
+              long_720p(faces, shot_s=args.long_s), 1280, 720),
+    ]  # fmt: skip
+    paths = []
+    for i, scene in enumerate(scenes):
+        path = tmp / f"scene{i}.mp4"
+        write_video(path, scene.shots, width=scene.width, height=scene.height)
+        paths.append(path)
+    analyse_video(paths[1], pipeline, options=options, finder=finder)  # warm-up: models loaded
+
+    speed_rows = []
+    load_before = _load()
+    r = analyse_video(clip, pipeline, options=options, finder=finder)
+    speed_rows.append(("shared clip, 640x360 H.264", r, _load()))
+    results = []
+    for scene, path in zip(scenes, paths, strict=True):
+        res = analyse_video(path, pipeline, options=options, finder=finder)
+        results.append(res)
+        if scene.width == 1280:
+            speed_rows.append((f"synthetic {scene.name}", res, _load()))
+            high = analyse_video(
+                path, pipeline, options=VideoOptions(sample_fps=5.0), finder=finder
+            )
+            speed_rows.append(("the same at 5 frames/s", high, _load()))
+
+    lines = [
+        f"Default sampling {options.sample_fps:g} frames/s, detection at "
+        f"{options.detect_pixels} pixels per frame; models loaded before timing; "
+        f"1-min load average {load_before:.1f} before the runs.",
+        "",
+        "| video | duration s | sampled frames | wall s | real-time factor | load after |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, res, load in speed_rows:
+        lines.append(
+            f"| {name} | {res.info.duration_s:.1f} | {res.frames_sampled} | "
+            f"{res.elapsed_s:.1f} | {res.speed:.2f}x | {load:.1f} |"
+        )
+    lines += [
+        "",
+        "Tracking against the truth of synthetic videos (LFW photos moving, cuts between "
+        "shots); rank-1 among each identity's LFW photo 10 and "
+        f"{DISTRACTORS} distractors, template against the single best key frame:",
+        "",
+        "| video | identities | persons | fragments | wrong merges | phantoms | "
+        "rank-1 template | rank-1 best frame |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for scene, res in zip(scenes, results, strict=True):
+        s = _truth_score(scene, res)
+        n, ht, hb = _rank1(pipeline, faces, scene, res)
+        lines.append(
+            f"| {scene.name} | {s['identities']} | {s['persons']} | {s['fragments']} | "
+            f"{s['wrong_merges']} | {s['phantoms']} | {ht}/{n} | {hb}/{n} |"
+        )
+    write_section(
+        "video",
+        "Search by video: real-time factor and tracking",
+        "python -m benchmarks.bench_video",
+        "\n".join(lines),
+    )
+
+
+if __name__ == "__main__":
+    main()

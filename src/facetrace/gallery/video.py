@@ -1,0 +1,161 @@
+"""Search a gallery by video: every person seen, searched once with their track template.
+
+:func:`facetrace.video.analyse_video` finds the persons (tracks merged across cuts and
+absences, each with key frames and a quality-weighted template); each template is then
+one probe vector of :meth:`Gallery.search_vectors`, so a person's candidate list has the
+same scores, false-match rates, threshold and provenance as a photo's face.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image
+
+from facetrace.imaging import ImageLimits
+from facetrace.video import Person, VideoAnalysis, VideoOptions, VideoProgress, analyse_video
+from facetrace.video.faces import FrameFace
+
+if TYPE_CHECKING:
+    from facetrace.gallery.directory import Candidate, Gallery
+
+
+@dataclass(frozen=True, slots=True)
+class PersonResult:
+    """One person of the video and the gallery's candidates for their template."""
+
+    person: Person
+    threshold: float
+    candidates: tuple[Candidate, ...]
+    below_threshold: tuple[Candidate, ...] = ()
+
+    @property
+    def no_candidate(self) -> bool:
+        return not self.candidates
+
+    def as_dict(self, crops: dict[tuple[int, int], Path] | None = None) -> dict[str, Any]:
+        """JSON form; ``crops`` maps (person, key frame number) to a written crop file."""
+        p = self.person
+        return {
+            "person": p.number,
+            "intervals": [[round(a, 3), round(b, 3)] for a, b in p.intervals],
+            "seconds": round(p.seconds, 3),
+            "tracks": list(p.tracks),
+            "faces": p.faces,
+            "key_frames": [
+                key_frame_dict(ff, None if crops is None else crops.get((p.number, i)))
+                for i, ff in enumerate(p.key_frames)
+            ],
+            "threshold": round(self.threshold, 4),
+            "no_candidate": self.no_candidate,
+            "candidates": [c.as_dict() for c in self.candidates],
+            "below_threshold": [c.as_dict() for c in self.below_threshold],
+        }
+
+
+def key_frame_dict(ff: FrameFace, crop: Path | None = None) -> dict[str, Any]:
+    """A key frame as JSON: where and when in the original video, its quality."""
+    q = ff.face.quality
+    out: dict[str, Any] = {
+        "frame_index": ff.frame_index,
+        "timestamp_s": round(ff.timestamp_s, 3),
+        "box": ff.box.as_list(),
+        "detector_score": round(ff.face.detection.score, 4),
+        "quality": q.score,
+        "quality_reasons": [str(r) for r in q.reasons],
+    }
+    if crop is not None:
+        out["crop"] = str(crop)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class VideoSearch:
+    """A video's analysis and one :class:`PersonResult` per person, in order of appearance."""
+
+    analysis: VideoAnalysis
+    persons: tuple[PersonResult, ...]
+
+    def summary(self) -> dict[str, Any]:
+        """What was looked at: the video, the sampling and the counts."""
+        a = self.analysis
+        return {
+            "duration_s": round(a.info.duration_s, 3),
+            "fps": round(a.info.fps, 3),
+            "width": a.info.width,
+            "height": a.info.height,
+            "codec": a.info.codec,
+            "sample_fps": a.sample_fps,
+            "frames_sampled": a.frames_sampled,
+            "faces_seen": a.faces_seen,
+            "shots": a.shots,
+            "tracks": a.tracks,
+            "tracks_kept": a.tracks_kept,
+            "persons": len(self.persons),
+            "elapsed_s": round(a.elapsed_s, 3),
+            "speed": round(a.speed, 3),
+        }
+
+
+def search_video(
+    gallery: Gallery,
+    path: str | Path,
+    *,
+    options: VideoOptions = VideoOptions(),
+    limits: ImageLimits = ImageLimits(),
+    k: int = 10,
+    fpir: float = 0.01,
+    collections: Iterable[str] | None = None,
+    include_below: bool = False,
+    progress: Callable[[VideoProgress], None] | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> VideoSearch:
+    """Analyse a video with the gallery's pipeline and search every person once.
+
+    Raises what :func:`~facetrace.video.analyse_video` raises: ImageError (not a video,
+    truncated, no video stream, unsupported codec), ImageTooLarge (over the limits),
+    NoFaceFound (nobody seen long enough), Cancelled.
+    """
+    analysis = analyse_video(
+        path,
+        gallery.pipeline,
+        options=options,
+        limits=limits,
+        progress=progress,
+        cancelled=cancelled,
+    )
+    vectors = np.stack([p.template for p in analysis.persons]).astype(np.float32)
+    rows = gallery.search_vectors(
+        vectors,
+        k=k,
+        fpir=fpir,
+        selector=gallery.selector_for(collections),
+        include_below=include_below,
+    )
+    persons = tuple(
+        PersonResult(p, thr, tuple(above), tuple(below))
+        for p, (thr, above, below) in zip(analysis.persons, rows, strict=True)
+    )
+    return VideoSearch(analysis, persons)
+
+
+def write_crops(result: VideoSearch, folder: Path) -> dict[tuple[int, int], Path]:
+    """Write every person's key-frame crops as JPEG files into ``folder`` (created),
+    named ``person-N-keyI-T.jpg`` with T the timestamp in milliseconds.
+
+    Returns:
+        (person number, key frame number) -> the file written.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    written: dict[tuple[int, int], Path] = {}
+    for pr in result.persons:
+        for i, ff in enumerate(pr.person.key_frames):
+            name = f"person-{pr.person.number}-key{i}-{round(ff.timestamp_s * 1000)}ms.jpg"
+            target = folder / name
+            Image.fromarray(ff.crop).save(target, quality=90)
+            written[(pr.person.number, i)] = target
+    return written

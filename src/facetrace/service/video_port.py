@@ -1,0 +1,119 @@
+"""The video pipeline as the service uses it: :class:`VideoPort` implements
+:class:`facetrace.service.videos.VideoAnalyser` on the gallery's face pipeline, so a
+person's template is comparable with the gallery's vectors.
+
+The video path detects with its own CNN detector and landmark predictor (one
+:class:`~facetrace.video.faces.VideoFaceFinder`, used by the one video worker thread),
+and embeds with the pipeline's ONNX session, which is safe to share: it does not take
+the photo path's detector lock, so photo searches go on while a video is analysed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from facetrace.config import VideoSettings
+from facetrace.errors import Cancelled, ImageError, NoFaceFound
+from facetrace.imaging import inspect_video
+from facetrace.service.searches import FoundFace
+from facetrace.service.videos import Progress, VideoCheck, VideoPersons, jpeg_b64
+
+
+def _renamed(exc: ImageError, path: Path, source: str) -> ImageError:
+    """The error naming the user's file, never the server's temporary one (FFmpeg's own
+    messages quote the path they opened)."""
+    return type(exc)(source, exc.reason.replace(str(path), source))
+
+
+class VideoPort:
+    """Args: gallery: a callable returning the opened gallery (the service's, shared);
+    settings: the installation's video settings (sampling and limits)."""
+
+    def __init__(self, gallery: Callable[[], Any], settings: VideoSettings) -> None:
+        self._gallery = gallery
+        self.settings = settings
+        self._finder: Any = None
+
+    def _limits(self) -> Any:
+        from facetrace.video import video_limits
+
+        return video_limits(self.settings)
+
+    def check(self, path: Path, *, source: str) -> VideoCheck:
+        """Refuse what cannot be analysed: not a video, truncated, no video stream, an
+        unsupported codec, over the size, duration or frame-area limits."""
+        try:
+            info = inspect_video(
+                path, limits=self._limits(), max_duration_s=self.settings.max_duration_s
+            )
+        except ImageError as exc:
+            raise _renamed(exc, path, source) from exc
+        return VideoCheck(info.width, info.height, info.duration_s, info.codec)
+
+    def persons(
+        self,
+        path: Path,
+        *,
+        source: str,
+        progress: Callable[[Progress], None],
+        cancelled: Callable[[], bool],
+    ) -> VideoPersons:
+        """Analyse the video; one :class:`FoundFace` per person (template vector, the best
+        frame's box, landmarks, quality and time; intervals and key frames in ``extra``)."""
+        from facetrace.video import VideoOptions, analyse_video
+        from facetrace.video.faces import VideoFaceFinder
+
+        pipeline = self._gallery().pipeline
+        options = VideoOptions.from_settings(self.settings)
+        if self._finder is None:
+            self._finder = VideoFaceFinder(pipeline, detect_pixels=options.detect_pixels)
+        try:
+            result = analyse_video(
+                path,
+                pipeline,
+                options=options,
+                limits=self._limits(),
+                progress=lambda p: progress(Progress(p.video_s, p.duration_s, p.fps, p.eta_s)),
+                cancelled=cancelled,
+                finder=self._finder,
+            )
+        except ImageError as exc:
+            raise _renamed(exc, path, source) from exc
+        except (NoFaceFound, Cancelled) as exc:
+            raise type(exc)(str(exc).replace(str(path), source)) from exc
+        persons = []
+        for p in result.persons:
+            best = p.thumbnail
+            d = best.face.detection
+            persons.append(
+                FoundFace(
+                    box=(d.box.x1, d.box.y1, d.box.x2, d.box.y2),
+                    landmarks=tuple((float(x), float(y)) for x, y in d.landmarks.as_array()),
+                    detector_score=float(d.score),
+                    quality=max(float(k.face.quality.score) for k in p.key_frames),
+                    quality_reasons=tuple(str(r) for r in best.face.quality.reasons),
+                    vector=p.template,
+                    model_id=best.face.model_id,
+                    frame_index=best.frame_index,
+                    timestamp_s=round(best.timestamp_s, 3),
+                    extra={
+                        "person": p.number,
+                        "intervals": [[round(a, 3), round(b, 3)] for a, b in p.intervals],
+                        "tracks": list(p.tracks),
+                        "faces": p.faces,
+                        "key_frames": [
+                            {
+                                "frame_index": k.frame_index,
+                                "timestamp_s": round(k.timestamp_s, 3),
+                                "box": k.box.as_list(),
+                                "quality": round(float(k.face.quality.score), 4),
+                                "jpeg": jpeg_b64(k.crop),
+                            }
+                            for k in p.key_frames
+                        ],
+                    },
+                )
+            )
+        return VideoPersons(result.info.width, result.info.height, tuple(persons))
