@@ -49,6 +49,9 @@ Limit = Annotated[int, annotated_types.Ge(1), annotated_types.Le(MAX_PAGE)]
 Index = Annotated[int, annotated_types.Ge(0), annotated_types.Le(100_000)]
 """A small position (a face number in a photo)."""
 
+JobId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{1,32}$")]
+"""An import job's id (hex)."""
+
 
 def _text(max_length: int, *, min_length: int = 0) -> Any:
     return Annotated[
