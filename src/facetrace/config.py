@@ -232,6 +232,11 @@ class ServiceSettings(BaseModel):
     max_video_mb: float = Field(default=500.0, gt=0)
     max_import_mb: float = Field(default=500.0, gt=0)
     max_import_files: int = Field(default=20_000, ge=1)
+    # what one department's unfinished imports (queued, running, interrupted) may hold
+    # on disk together; an upload is deleted when its import ends
+    department_import_mb: float = Field(default=2000.0, gt=0)
+    # photos per committed batch of an import: searchable, audited and resumable together
+    import_batch: int = Field(default=32, ge=1, le=1000)
     probe_retention_days: int = Field(default=365, ge=1)
     import_root: Path | None = None  # where uploaded manifests may name photos
 

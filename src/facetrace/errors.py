@@ -118,6 +118,11 @@ class InvalidRequest(FacetraceError):
     """A request that breaks a rule: a missing case, purpose or legal basis, a bad value."""
 
 
+class QuotaExceeded(FacetraceError):
+    """An upload larger than a quota allows: an import's files or bytes, or what a
+    department's unfinished imports hold on disk together."""
+
+
 class RuleViolation(FacetraceError):
     """An action that the case's state does not allow yet (e.g. identification before
     two reviewers agree)."""

@@ -52,6 +52,9 @@ Index = Annotated[int, annotated_types.Ge(0), annotated_types.Le(100_000)]
 Coordinate = Annotated[int, annotated_types.Ge(-1_000_000), annotated_types.Le(1_000_000)]
 """A pixel coordinate of a box drawn on a photo (a box may reach past its edges)."""
 
+JobId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{1,32}$")]
+"""An import job's id (hex)."""
+
 
 def _text(max_length: int, *, min_length: int = 0) -> Any:
     return Annotated[

@@ -173,7 +173,7 @@ def test_investigator_journey(
     log_text = page.locator("table.audit").inner_text()
     for action in (  # in words (the stored codes are the cells' titles)
         "Logged in",
-        "Imported photos",
+        "Imported a batch of photos",
         "Face search",
         "Viewed search results",
         "Recorded a review",

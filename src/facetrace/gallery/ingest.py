@@ -13,11 +13,13 @@ import csv
 import hashlib
 import json
 import logging
+import os
+import shutil
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +28,7 @@ from sqlalchemy.orm import Session
 from facetrace.engine import FacePipeline
 from facetrace.errors import DeletedPhoto, FacetraceError, ManifestError
 from facetrace.imaging import ImageLimits, load_image
-from facetrace.pool import map_photos
+from facetrace.pool import MIN_ITEMS_FOR_POOL, map_photos
 from facetrace.store.repo import Provenance, known_hashes
 from facetrace.types import BoundingBox, Face
 from facetrace.vision.detect import main_face
@@ -369,6 +371,39 @@ class Batch:
 BatchHook = Callable[[Session, Batch], None]
 
 
+def keep_photo(path: Path, sha256: str, store: Path) -> Path:
+    """The photo's copy in ``store`` (``<store>/<sha[:2]>/<sha><suffix>``), made once:
+    a hard link when the store is on the same file system, else a copy. The service
+    keeps its reference photos there, so an upload's folder can go when its job ends."""
+    dest = store / sha256[:2] / f"{sha256}{path.suffix.lower()}"
+    if dest.exists():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    try:
+        os.link(path, tmp)
+    except OSError:
+        shutil.copyfile(path, tmp)
+    tmp.replace(dest)
+    return dest
+
+
+def _one_at_a_time(results: Iterator[Any], lock: AbstractContextManager[Any]) -> Iterator[Any]:
+    """``results`` with each step (a photo through the shared pipeline) under ``lock``."""
+    try:
+        while True:
+            with lock:
+                try:
+                    result = next(results)
+                except StopIteration:
+                    return
+            yield result
+    finally:
+        close = getattr(results, "close", None)
+        if close is not None:
+            close()
+
+
 def _tally(results: Sequence[Any]) -> tuple[int, int, int]:
     """(photos added, faces added, refused as deleted earlier) of a batch's results."""
     added = [r for r in results if not isinstance(r, DeletedPhoto) and not r.duplicate]
@@ -389,6 +424,8 @@ def ingest(
     on_batch: BatchHook | None = None,
     should_stop: Callable[[], bool] | None = None,
     write_lock: Callable[[], AbstractContextManager[Any]] | None = None,
+    photo_store: Path | None = None,
+    inline_lock: AbstractContextManager[Any] | None = None,
 ) -> IngestSummary:
     """Store ``items`` in ``gallery`` (a :class:`facetrace.gallery.Gallery`).
 
@@ -399,8 +436,11 @@ def ingest(
     each batch's transaction (a job's progress and audit entry commit with it);
     ``write_lock()``, when given, is held around each batch's commit; ``should_stop()``
     is asked after each batch, and a true answer ends the run there (``stopped``).
-    Returns the summary; skipped photos and their reasons also go to ``report_path``
-    as CSV when given.
+    With ``photo_store``, each stored photo is recorded at its copy there
+    (:func:`keep_photo`), not at its source path. ``inline_lock`` is held around each
+    photo when the pipeline runs in this process (the gallery's pipeline, which a
+    service's searches share). Returns the summary; skipped photos and their reasons
+    also go to ``report_path`` as CSV when given.
     """
     limits = limits or ImageLimits()
     summary = IngestSummary(total=len(items))
@@ -451,27 +491,28 @@ def ingest(
                 ),
             )
 
+        photos = [
+            NewPhoto(
+                sha256=p.sha256,
+                width=p.width,
+                height=p.height,
+                faces=p.faces,
+                subject_face=p.subject_face,
+                provenance=p.item.provenance
+                if photo_store is None
+                else replace(
+                    p.item.provenance, path=str(keep_photo(p.item.path, p.sha256, photo_store))
+                ),
+            )
+            for p in batch
+        ]
         lock = write_lock() if write_lock is not None else nullcontext()
         with lock:
             return list(
-                gallery.add_photos(
-                    [
-                        NewPhoto(
-                            sha256=p.sha256,
-                            width=p.width,
-                            height=p.height,
-                            faces=p.faces,
-                            subject_face=p.subject_face,
-                            provenance=p.item.provenance,
-                        )
-                        for p in batch
-                    ],
-                    allow_deleted=allow_deleted,
-                    in_transaction=hook,
-                )
+                gallery.add_photos(photos, allow_deleted=allow_deleted, in_transaction=hook)
             )
 
-    results = map_photos(
+    results: Iterator[Any] = map_photos(
         prepare,
         todo,
         options=gallery.pipeline.options,
@@ -479,6 +520,8 @@ def ingest(
         workers=workers,
         inline=gallery.pipeline,
     )
+    if inline_lock is not None and (workers <= 1 or len(todo) < MIN_ITEMS_FOR_POOL):
+        results = _one_at_a_time(results, inline_lock)
     try:
         for result in results:
             done += 1
@@ -502,7 +545,8 @@ def ingest(
             close()  # a stopped run: the pool drops the photos not started
     if progress:
         progress(done, summary.total, summary)
-    gallery.save_index()
+    with write_lock() if write_lock is not None else nullcontext():
+        gallery.save_index()
     summary.seconds = time.monotonic() - start
     if report_path is not None and summary.skipped:
         report_path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@ server-rendered web UI, with the state built in the lifespan."""
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -56,12 +57,21 @@ def build_state(settings: ServiceConfig) -> ServiceState:
         index_params=settings.index_params(),
         pipeline=settings.pipeline_options(),
     )
+    imports = ImportJobs(
+        root=data_dir / "imports",
+        sessions=database.sessions,
+        gallery=gallery,
+        photo_store=data_dir / "photos",
+        workers=settings.workers or os.cpu_count() or 1,
+        batch_size=svc.import_batch,
+    )
+    imports.recover()
     return ServiceState(
         settings=settings,
         database=database,
         secret=load_secret(data_dir),
         gallery=gallery,
-        imports=ImportJobs(root=data_dir / "imports", sessions=database.sessions),
+        imports=imports,
         login_limiter=RateLimiter(limit=svc.login_per_minute),
         search_limiter=RateLimiter(limit=svc.search_per_minute),
         templates=make_templates(WEB_DIR / "templates"),

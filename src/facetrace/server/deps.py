@@ -172,18 +172,20 @@ async def probe_from_upload(
 async def import_from_upload(
     state: ServiceState, db: Session, *, actor: Actor, collection_id: int, upload: UploadFile
 ) -> imports.ImportJob:
-    """Read an uploaded zip or manifest (refused before reading when the actor may not
-    manage collections) and queue its import, in a worker thread."""
+    """Queue an uploaded zip or manifest as an import job (refused before reading when
+    the actor may not manage collections), in a worker thread; the job starts once its
+    row has committed."""
     require(actor, Perm.COLLECTIONS_MANAGE)
-    data = await read_upload(upload, limit=state.max_import, what="import file")
-    return await run_in_threadpool(
+    job = await run_in_threadpool(
         imports.queue_import,
         db,
         actor=actor,
         collection_id=collection_id,
         filename=upload.filename or "",
-        data=data,
+        upload=upload.file,
         jobs=state.imports,
-        gallery=state.gallery,
         limits=state.import_limits,
     )
+    await run_in_threadpool(db.commit)
+    state.imports.submit(job.id)
+    return job

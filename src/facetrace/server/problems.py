@@ -25,6 +25,7 @@ STATUS: list[tuple[type[Exception], int, str]] = [
     (errors.Conflict, 409, "Conflict"),
     (errors.RuleViolation, 409, "Not allowed in this state"),
     (errors.ImageTooLarge, 413, "Photo too large"),
+    (errors.QuotaExceeded, 413, "Quota exceeded"),
     (errors.ImageError, 422, "Unusable photo"),
     (errors.NoFaceFound, 422, "No face found"),
     (errors.FaceIndexError, 422, "No such face"),

@@ -56,5 +56,8 @@ class ServiceState:
         """What an import upload may hold."""
         svc = self.settings.service
         return ImportLimits(
-            max_files=svc.max_import_files, max_bytes=self.max_import, import_root=svc.import_root
+            max_files=svc.max_import_files,
+            max_bytes=self.max_import,
+            import_root=svc.import_root,
+            department_bytes=int(svc.department_import_mb * 1024 * 1024),
         )

@@ -12,6 +12,7 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,7 @@ from facetrace.types import Face
 if TYPE_CHECKING:
     from facetrace.gallery.directory import DeleteKind
     from facetrace.gallery.duplicates import DuplicatePair
+    from facetrace.gallery.ingest import BatchHook
 
 log = logging.getLogger(__name__)
 
@@ -246,20 +248,37 @@ class GalleryPort:
             examples=tuple((s, cal.threshold_for_fpir(self.fpir, s)) for s in sizes) if cal else (),
         )
 
+    def writing(self) -> AbstractContextManager[Any]:
+        """The exclusive step of a gallery write (one import batch, one delete): searches
+        wait for it, never for a whole import."""
+        return self._lock
+
     def ingest(
         self,
         path: Path,
         *,
         collection: str,
         legal_basis: str,
-        progress: ImportProgress,
         allowed_root: Path,
+        progress: ImportProgress,
+        on_batch: BatchHook | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        photo_store: Path | None = None,
+        workers: int = 1,
+        batch_size: int = 32,
     ) -> dict[str, Any]:
         """Import a folder or manifest into ``collection``; returns the engine's summary.
 
         Every photo must lie under ``allowed_root`` (an uploaded zip's folder, or the
         configured import root), so a manifest cannot pull in other files of the server;
         rows naming another collection are imported into ``collection`` all the same.
+        The pipeline runs on ``workers`` processes with no lock held; each batch (of
+        ``batch_size`` photos) is
+        committed (``on_batch`` in its transaction) under :meth:`writing`, so its faces
+        are searchable from then on and searches never wait for more than one batch.
+        ``should_stop`` is asked after each batch; ``photo_store`` keeps the stored
+        photos (see :func:`facetrace.gallery.ingest.keep_photo`). The summary's
+        ``stopped`` is true when ``should_stop`` ended the run.
         """
         from facetrace.errors import ManifestError
         from facetrace.gallery.ingest import collect_items, ingest
@@ -275,15 +294,21 @@ class GalleryPort:
                 )
             items.append(replace(item, provenance=replace(item.provenance, collection=collection)))
         progress(0, len(items))
-        with self._lock:
-            summary = ingest(
-                self.gallery(),
-                items,
-                workers=1,
-                limits=self.limits,
-                progress=lambda done, total, _s: progress(done, total),
-            )
+        summary = ingest(
+            self.gallery(),
+            items,
+            workers=workers,
+            limits=self.limits,
+            progress=lambda done, total, _s: progress(done, total),
+            on_batch=on_batch,
+            should_stop=should_stop,
+            write_lock=self.writing,
+            photo_store=photo_store,
+            inline_lock=self._pipeline_lock,
+            batch_size=batch_size,
+        )
         out = dict(summary.as_dict())
+        out["stopped"] = summary.stopped
         out["skipped_files"] = [user_words(p, r, root) for p, r in summary.skipped]
         return out
 

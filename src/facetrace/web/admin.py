@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 
 from facetrace.errors import NotFound
-from facetrace.fields import Id, Offset
+from facetrace.fields import Id, JobId, Offset
 from facetrace.server.deps import CurrentActor, Db, State, import_from_upload
 from facetrace.service import accounts, collections
 from facetrace.service.accounts import Perm, require
@@ -133,15 +131,31 @@ def create_collection(
 
 @router.get("/collections/{collection_id}", response_class=HTMLResponse)
 def collection(
-    request: Request, collection_id: Id, actor: CurrentActor, db: Db, offset: Offset = 0
+    request: Request,
+    collection_id: Id,
+    actor: CurrentActor,
+    db: Db,
+    state: State,
+    offset: Offset = 0,
 ) -> HTMLResponse:
-    """A collection's subjects and its import form."""
+    """A collection's subjects, its import form and its latest imports."""
     coll = collections.get_collection(db, actor=actor, collection_id=collection_id)
     subjects = collections.list_subjects(
         db, actor=actor, collection_id=collection_id, limit=200, offset=max(offset, 0)
     )
+    jobs = (
+        state.imports.list_for(db, actor=actor, collection_id=collection_id)
+        if actor.can(Perm.COLLECTIONS_MANAGE)
+        else []
+    )
     return page(
-        request, "collection.html", actor, collection=coll, subjects=subjects, offset=offset
+        request,
+        "collection.html",
+        actor,
+        collection=coll,
+        subjects=subjects,
+        offset=offset,
+        jobs=jobs,
     )
 
 
@@ -155,31 +169,42 @@ async def start_import(
 ) -> Response:
     """Queue an import and show its progress page."""
     job = await import_from_upload(state, db, actor=actor, collection_id=collection_id, upload=file)
-    return back(f"/imports/{job.id}?collection={collection_id}")
+    return back(f"/imports/{job.id}")
 
 
 @router.get("/imports/{job_id}", response_class=HTMLResponse)
 def import_page(
-    request: Request, job_id: str, actor: CurrentActor, state: State, collection: Offset = 0
+    request: Request, job_id: JobId, actor: CurrentActor, db: Db, state: State
 ) -> HTMLResponse:
-    """Live progress of an import (polled by a few lines of JavaScript)."""
-    require(actor, Perm.COLLECTIONS_MANAGE)
-    return page(
-        request, "import.html", actor, job=state.imports.get(job_id), collection_id=collection
-    )
+    """Live progress of an import (polled by a few lines of JavaScript), with buttons to
+    cancel it while it runs and to resume it once interrupted."""
+    job = state.imports.get(db, actor=actor, job_id=job_id)
+    return page(request, "import.html", actor, job=job, collection_id=job.collection_id)
+
+
+@router.post("/imports/{job_id}/cancel")
+def cancel_import(job_id: JobId, actor: CurrentActor, db: Db, state: State) -> Response:
+    """Cancel an import (a running one stops after its current batch)."""
+    job = state.imports.cancel(db, actor=actor, job_id=job_id)
+    words = "Cancelled." if job.state == "cancelled" else "Stopping after the current batch."
+    return back(f"/imports/{job.id}", words)
+
+
+@router.post("/imports/{job_id}/resume")
+def resume_import(job_id: JobId, actor: CurrentActor, db: Db, state: State) -> Response:
+    """Resume an interrupted import; photos already stored are skipped."""
+    job = state.imports.resume(db, actor=actor, job_id=job_id)
+    db.commit()
+    state.imports.submit(job.id)
+    return back(f"/imports/{job.id}", "Resumed; photos already stored are skipped.")
 
 
 @router.get("/imports/{job_id}/skipped.csv")
-def skipped_csv(job_id: str, actor: CurrentActor, state: State) -> Response:
+def skipped_csv(job_id: JobId, actor: CurrentActor, db: Db, state: State) -> Response:
     """The photos an import left out and why, as CSV (names as in the user's upload)."""
-    require(actor, Perm.COLLECTIONS_MANAGE)
-    job = state.imports.get(job_id)
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["file", "reason"])
-    writer.writerows(job.skipped_files())
+    job = state.imports.get(db, actor=actor, job_id=job_id)
     return Response(
-        out.getvalue(),
+        job.skipped_csv(),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="import-{job.id}-skipped.csv"'},
     )

@@ -7,10 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, UploadFile
 from pydantic import BaseModel, Field
 
-from facetrace.fields import Id, LegalBasis, Limit, Name, Note, Offset, ShortText
+from facetrace.fields import Id, JobId, LegalBasis, Limit, Name, Note, Offset, ShortText
 from facetrace.server.deps import CurrentActor, Db, State, import_from_upload
 from facetrace.service import collections
-from facetrace.service.accounts import Perm, require
 
 router = APIRouter(tags=["gallery"])
 
@@ -51,17 +50,38 @@ class ImportProblemOut(BaseModel):
     reason: str
 
 
+class ImportSummaryOut(BaseModel):
+    """An import's counters (written per committed batch); ``skipped_files`` lists
+    [file in the upload, reason] once the import has ended."""
+
+    photos_added: int
+    faces_added: int
+    already_present: int
+    skipped: int
+    skipped_files: list[list[str]]
+
+
 class ImportJobOut(BaseModel):
-    """An import's progress; ``summary.skipped_files`` lists [file, reason] pairs."""
+    """An import job: ``state`` is queued, running, done, failed, cancelled or
+    interrupted (the service stopped during it: resume it); ``done`` of ``total``
+    photos handled."""
 
     id: str
     collection: str
+    collection_id: int
+    user: str
+    filename: str
     state: str
+    cancel_requested: bool = Field(description="a cancel that takes effect after this batch")
+    runs: int = Field(description="how many times it was started (resumes count)")
+    batches: int = Field(description="batches committed (each audited)")
     done: int
     total: int
-    summary: dict[str, Any]
+    summary: ImportSummaryOut
     error: str | None
     problems: list[ImportProblemOut]
+    created_at: str
+    finished_at: str | None
 
 
 class SubjectRowOut(BaseModel):
@@ -146,11 +166,35 @@ async def import_into(
     return job.as_dict()
 
 
+@router.get("/collections/{collection_id}/imports", response_model=list[ImportJobOut])
+def list_imports(
+    collection_id: Id, actor: CurrentActor, db: Db, state: State
+) -> list[dict[str, Any]]:
+    """The collection's latest imports, newest first."""
+    jobs = state.imports.list_for(db, actor=actor, collection_id=collection_id)
+    return [j.as_dict() for j in jobs]
+
+
 @router.get("/imports/{job_id}", response_model=ImportJobOut)
-def import_progress(job_id: str, actor: CurrentActor, state: State) -> dict[str, Any]:
-    """Progress of an import."""
-    require(actor, Perm.COLLECTIONS_MANAGE)
-    return state.imports.get(job_id).as_dict()
+def import_progress(job_id: JobId, actor: CurrentActor, db: Db, state: State) -> dict[str, Any]:
+    """Progress of an import (its state, counters and, once ended, what was left out)."""
+    return state.imports.get(db, actor=actor, job_id=job_id).as_dict()
+
+
+@router.post("/imports/{job_id}/cancel", status_code=202, response_model=ImportJobOut)
+def cancel_import(job_id: JobId, actor: CurrentActor, db: Db, state: State) -> dict[str, Any]:
+    """Cancel an import: a queued or interrupted one ends now; a running one after its
+    current batch (poll until ``cancelled``); the batches committed stay."""
+    return state.imports.cancel(db, actor=actor, job_id=job_id).as_dict()
+
+
+@router.post("/imports/{job_id}/resume", status_code=202, response_model=ImportJobOut)
+def resume_import(job_id: JobId, actor: CurrentActor, db: Db, state: State) -> dict[str, Any]:
+    """Resume an interrupted import; the photos it committed are skipped."""
+    job = state.imports.resume(db, actor=actor, job_id=job_id)
+    db.commit()
+    state.imports.submit(job.id)
+    return job.as_dict()
 
 
 @router.get("/collections/{collection_id}/subjects", response_model=list[SubjectRowOut])

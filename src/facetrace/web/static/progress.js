@@ -1,12 +1,16 @@
-// Polls an import's progress and updates the bar; when it is done, lists the photos that
-// were left out with their reasons (and the CSV of them); when a manifest was refused,
-// lists its bad rows by line.
+// Polls an import's progress and updates the bar; when it is done (or cancelled), lists
+// the photos that were left out with their reasons (and the CSV of them); when a manifest
+// was refused, lists its bad rows by line; when interrupted, offers to resume it.
 (function () {
   const box = document.getElementById("import");
   if (!box) return;
   const bar = document.getElementById("import-bar");
   const status = document.getElementById("import-status");
   const summary = document.getElementById("import-summary");
+  const counts = document.getElementById("import-counts");
+  const cancelForm = document.getElementById("cancel-form");
+  const interrupted = document.getElementById("import-interrupted");
+  const ENDED = ["done", "failed", "cancelled"];
   const SHOWN = 200;
 
   function fillTable(id, rows) {
@@ -53,10 +57,18 @@
     } catch (e) { setTimeout(tick, 2000); return; }
     bar.max = Math.max(job.total, 1);
     bar.value = job.done;
+    const s = job.summary || {};
+    counts.textContent = `${s.photos_added ?? 0} photos added, ${s.faces_added ?? 0} faces, ` +
+      `${s.skipped ?? 0} not imported` + (ENDED.includes(job.state) ? "" : " so far");
+    if (ENDED.includes(job.state) || job.state === "interrupted") cancelForm.hidden = true;
+    counts.hidden = job.state === "done" || job.state === "cancelled";  // the summary says it
+    interrupted.hidden = job.state !== "interrupted";
     if (job.state === "failed") { failed(job); return; }
-    status.textContent = (job.state === "done" ? "done" : job.state) + ": " + job.done +
-      " of " + job.total + " photos";
-    if (job.state === "done") { done(job); return; }
+    let words = job.state;
+    if (job.state === "running" && job.cancel_requested) words = "stopping after this batch";
+    status.textContent = words + ": " + job.done + " of " + job.total + " photos";
+    if (job.state === "done" || job.state === "cancelled") { done(job); return; }
+    if (job.state === "interrupted") return;
     setTimeout(tick, 700);
   }
   tick();
