@@ -8,19 +8,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from facetrace.config import ServiceConfig
-from facetrace.server.app import create_app
+from tests.live import serve_thread
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -43,31 +39,11 @@ def _chromium() -> str:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def serve(data: Path) -> Iterator[tuple[str, Any]]:
     """(base URL, app) of the service running on ``data`` in a thread, on a free port."""
-    cfg = ServiceConfig(data=data)
-    app = create_app(cfg)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}", app
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with serve_thread(ServiceConfig(data=data)) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

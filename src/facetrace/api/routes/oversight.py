@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import date
 from typing import Any
 
 from fastapi import APIRouter
@@ -15,21 +14,6 @@ from facetrace.service import audit, reports
 from facetrace.service.accounts import Perm, require
 
 router = APIRouter(tags=["oversight"])
-
-
-class ReportOut(BaseModel):
-    """Counts for a supervisor's department: pairs are [name, count]."""
-
-    department: str
-    searches_by_user: list[tuple[str, int]]
-    searches_by_purpose: list[tuple[str, int]]
-    outcomes: list[tuple[str, int]]
-    cases_by_status: list[tuple[str, int]]
-    identifications: list[tuple[str, str, str]]
-    notifications: int
-    since: date | None = None
-    until: date | None = None
-    closed_by_outcome: list[tuple[str, int]] = []
 
 
 class AuditEntryOut(BaseModel):
@@ -61,7 +45,7 @@ class VerifyOut(BaseModel):
     problem: ChainProblemOut | None
 
 
-@router.get("/reports", response_model=ReportOut)
+@router.get("/reports", response_model=reports.Report)
 def report(actor: CurrentActor, db: Db) -> dict[str, Any]:
     """Searches per user and purpose, outcomes, identifications, notifications."""
     return asdict(reports.report(db, actor=actor))
