@@ -11,6 +11,14 @@
   const cancelForm = document.getElementById("cancel-form");
   const interrupted = document.getElementById("import-interrupted");
   const ENDED = ["done", "failed", "cancelled"];
+  // the job's state in words for the status line (the API's state names are terse)
+  const STATE_WORDS = {
+    queued: "Waiting to start",
+    running: "Importing",
+    done: "Import done",
+    cancelled: "Import cancelled",
+    interrupted: "Interrupted when the service stopped",
+  };
   const SHOWN = 200;
 
   function fillTable(id, rows) {
@@ -64,8 +72,8 @@
     counts.hidden = job.state === "done" || job.state === "cancelled";  // the summary says it
     interrupted.hidden = job.state !== "interrupted";
     if (job.state === "failed") { failed(job); return; }
-    let words = job.state;
-    if (job.state === "running" && job.cancel_requested) words = "stopping after this batch";
+    let words = STATE_WORDS[job.state] || job.state;
+    if (job.state === "running" && job.cancel_requested) words = "Stopping after this batch";
     status.textContent = words + ": " + job.done + " of " + job.total + " photos";
     if (job.state === "done" || job.state === "cancelled") { done(job); return; }
     if (job.state === "interrupted") return;
