@@ -36,7 +36,10 @@ def serve_thread(cfg: ServiceConfig) -> Iterator[tuple[str, Any]]:
     """(base URL, app) of the service for ``cfg`` under uvicorn in a thread."""
     app = create_app(cfg)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", proxy_headers=False
+    )  # as `facetrace serve` runs it
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

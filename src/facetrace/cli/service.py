@@ -105,7 +105,15 @@ def serve(
         )
         sys.stdout.flush()
     sys.stderr.write(f"facetrace serving on http://{service.host}:{service.port}/\n")
-    uvicorn.run(create_app(cfg), host=service.host, port=service.port, log_level="info")
+    # proxy_headers=False: uvicorn would believe X-Forwarded-For from loopback; which
+    # proxies to believe is the service's setting (server/proxies.py)
+    uvicorn.run(
+        create_app(cfg),
+        host=service.host,
+        port=service.port,
+        log_level="info",
+        proxy_headers=False,
+    )
 
 
 @users_app.command("add")

@@ -19,7 +19,8 @@ from facetrace.api.router import router as api_router
 from facetrace.config import ServiceConfig
 from facetrace.index import set_search_threads
 from facetrace.server import docs, health, problems
-from facetrace.server.ratelimit import RateLimiter
+from facetrace.server.proxies import Proxies, parse_networks
+from facetrace.server.ratelimit import LoginThrottle, RateLimiter
 from facetrace.server.state import ServiceState
 from facetrace.service import audit
 from facetrace.service.accounts import load_secret
@@ -81,6 +82,11 @@ def build_state(settings: ServiceConfig) -> ServiceState:
         gallery=gallery,
         imports=imports,
         login_limiter=RateLimiter(limit=svc.login_per_minute),
+        login_throttle=LoginThrottle(
+            free=svc.login_free_failures,
+            account_free=svc.login_account_failures,
+            max_wait=svc.login_backoff_max_s,
+        ),
         search_limiter=RateLimiter(limit=svc.search_per_minute),
         templates=make_templates(WEB_DIR / "templates"),
         data_dir=data_dir,
@@ -90,6 +96,7 @@ def build_state(settings: ServiceConfig) -> ServiceState:
             work_dir=data_dir / "video-uploads",
             max_bytes=int(svc.max_video_mb * 1024 * 1024),
         ),
+        proxies=Proxies(parse_networks(svc.trusted_proxies)),
     )
 
 
@@ -129,8 +136,14 @@ def create_app(settings: ServiceConfig) -> FastAPI:
     problems.install(app)
     docs.install(app)
 
+    proxies = Proxies(parse_networks(settings.service.trusted_proxies))
+
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Any) -> Response:
+        # Who is asking and over what, decided once (server/proxies.py) for the rate
+        # limits, the audit log and the cookies.
+        request.state.client_address = proxies.client(request)
+        request.state.https = proxies.https(request)
         # Pages, the API documentation included, carry no inline script and load
         # nothing from elsewhere.
         response: Response = await call_next(request)
