@@ -135,11 +135,13 @@ def serve_process(
 
 def make_user(data: Path, name: str, roles: set[Any], department: str | None) -> str:
     """Create a user in the data directory's database (migrating it); its API key."""
-    from facetrace.service import accounts
+    from facetrace.service import accounts, audit
+    from facetrace.service.audit_key import key_path, load_key
     from facetrace.store.db import Database, sqlite_url
 
     data.mkdir(parents=True, exist_ok=True)
     database = Database.open(sqlite_url(data))
+    audit.bind(database, load_key(key_path(data, None)))
     try:
         with database.sessions.begin() as s:
             user = accounts.create_user(

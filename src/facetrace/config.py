@@ -188,6 +188,9 @@ class Settings(BaseSettings):
 
     data: Path = Field(default_factory=default_data_dir)
     database_url: str | None = None
+    # the audit chain's HMAC key (FACETRACE_AUDIT_KEY_FILE); default <data>/audit.key.
+    # Keep it where the database's administrators cannot read it (docs/audit.md).
+    audit_key_file: Path | None = None
     # a recipe of facetrace.index.factory; "auto" picks flat / hnsw / ivf-sq8 by size
     index_kind: str = "auto"
     search_threads: int = Field(1, ge=1, le=256)

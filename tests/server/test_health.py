@@ -140,3 +140,14 @@ def test_start_on_an_unreachable_database_fails_with_one_line(tmp_path: Path) ->
         facetrace_env(FACETRACE_DATABASE_URL=url),
     )
     assert "cannot open the database" in line and "refused" in line.lower()
+
+
+def test_start_with_an_unreadable_audit_key_fails_with_one_line(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    make_user(data, "ada", {Role.ADMIN}, None)
+    key_dir = tmp_path / "not-a-key"  # a directory: unreadable as a key, even for root
+    key_dir.mkdir()
+    env = facetrace_env(FACETRACE_AUDIT_KEY_FILE=str(key_dir))
+    line = _one_line_failure(serve_command(data, free_port()), env)
+    assert "audit key file" in line and str(key_dir) in line
+    assert "FACETRACE_AUDIT_KEY_FILE" in line

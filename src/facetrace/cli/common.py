@@ -85,6 +85,21 @@ class Context:
             index_params=self.settings.index_params(),
         )
 
+    def audited_gallery(self) -> Gallery:
+        """The gallery, its database bound to the audit key (created on first use), for
+        commands that write audit entries."""
+        from facetrace.service import audit
+        from facetrace.service.audit_key import key_path, load_key
+
+        key = load_key(key_path(self.settings.data, self.settings.audit_key_file))
+        gallery = self.gallery()
+        try:
+            audit.bind(gallery.database, key)
+        except BaseException:
+            gallery.close()
+            raise
+        return gallery
+
 
 def workers_for(n: int | None, settings: Settings) -> int:
     """``n`` if positive, else the configured worker count, else the core count."""

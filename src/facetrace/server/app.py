@@ -22,7 +22,9 @@ from facetrace.server import docs, health, problems
 from facetrace.server.proxies import Proxies, parse_networks
 from facetrace.server.ratelimit import LoginThrottle, RateLimiter
 from facetrace.server.state import ServiceState
+from facetrace.service import audit
 from facetrace.service.accounts import load_secret
+from facetrace.service.audit_key import key_path, load_key
 from facetrace.service.gallery_port import GalleryPort
 from facetrace.service.imports import ImportJobs
 from facetrace.service.video_port import VideoPort
@@ -46,7 +48,13 @@ def build_state(settings: ServiceConfig) -> ServiceState:
     the gallery share the one :class:`~facetrace.store.db.Database`."""
     data_dir = settings.data
     health.require_data_dir(data_dir)
+    audit_key = load_key(key_path(data_dir, settings.audit_key_file))
     database = Database.open(settings.database_url or sqlite_url(data_dir))
+    try:
+        audit.bind(database, audit_key)
+    except BaseException:
+        database.dispose()
+        raise
     svc = settings.service
     gallery = GalleryPort(
         data_dir,

@@ -14,6 +14,7 @@ from fastapi.templating import Jinja2Templates
 from facetrace.fields import is_safe_url
 from facetrace.service import cases, reviews
 from facetrace.service.accounts import Actor, Perm, Role, csrf_token
+from facetrace.service.videos import clock
 from facetrace.types import describe_quality
 from facetrace.web import wording
 
@@ -74,6 +75,7 @@ def make_templates(directory: Path) -> Jinja2Templates:
     templates.env.filters["rate"] = fmt_rate
     templates.env.filters["count_words"] = count_words
     templates.env.filters["quality_words"] = describe_quality
+    templates.env.filters["clock"] = clock
     templates.env.filters["action_text"] = wording.action_text
     templates.env.filters["target_text"] = wording.target_text
     templates.env.filters["detail_text"] = wording.detail_text
