@@ -63,7 +63,7 @@ def duplicates(
     from facetrace.service.accounts import SYSTEM
 
     c: Context = ctx.obj
-    with c.gallery() as g, g.sessions() as s:
+    with c.audited_gallery() as g, g.sessions() as s:
         pairs = service.list_proposals(s, actor=SYSTEM, finder=_Finder(g, collection), fmr=fmr)
         s.commit()
     if as_json:
@@ -90,7 +90,7 @@ def _run(ctx: typer.Context, action: str, **kwargs: Any) -> Any:
     from facetrace.service.accounts import SYSTEM
 
     c: Context = ctx.obj
-    with c.gallery() as g, g.sessions() as s:
+    with c.audited_gallery() as g, g.sessions() as s:
         result = getattr(service, action)(s, actor=SYSTEM, **kwargs)
         s.commit()
         return result

@@ -9,7 +9,8 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session, sessionmaker
 
 from facetrace.config import ServiceConfig
-from facetrace.server.ratelimit import RateLimiter
+from facetrace.server.proxies import Proxies
+from facetrace.server.ratelimit import LoginThrottle, RateLimiter
 from facetrace.service.gallery_port import GalleryPort
 from facetrace.service.imports import ImportJobs, ImportLimits
 from facetrace.service.videos import VideoJobs
@@ -26,10 +27,12 @@ class ServiceState:
     gallery: GalleryPort
     imports: ImportJobs
     login_limiter: RateLimiter
+    login_throttle: LoginThrottle
     search_limiter: RateLimiter
     templates: Jinja2Templates
     data_dir: Path
     videos: VideoJobs
+    proxies: Proxies
 
     @property
     def sessions(self) -> sessionmaker[Session]:

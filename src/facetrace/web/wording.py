@@ -41,6 +41,7 @@ ACTION_TEXT: dict[str, str] = {
     "decision": "Recorded two subjects as different people",
     "person_decision": "Recorded faces of a case as one person or as different people",
     "person_decision_revoke": "Revoked a decision on faces of a case",
+    "audit_keyed": "The audit log was keyed (entries from here on are signed)",
 }
 
 _KEY_TEXT = {
