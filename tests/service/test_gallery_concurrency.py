@@ -117,9 +117,7 @@ def test_a_search_completes_while_an_import_batch_commits(
     assert not isinstance(during[0], BaseException), during
     assert during[0].candidates == ()  # the batch's faces were not indexed yet
     g = port.gallery()
-    after = port.search_vector(
-        g.subject_vectors("New_Person")[0], collections=["imported"]
-    )
+    after = port.search_vector(g.subject_vectors("New_Person")[0], collections=["imported"])
     assert after.candidates[0].subject_external_id == "New_Person"
 
 
@@ -164,6 +162,5 @@ def test_a_delete_waits_for_the_searches_inside_and_holds_new_ones_back(
     for result in (first[0], late_out[0]):
         assert result.candidates or result.below_threshold
         assert all(
-            c.subject_external_id != subject
-            for c in result.candidates + result.below_threshold
+            c.subject_external_id != subject for c in result.candidates + result.below_threshold
         )
