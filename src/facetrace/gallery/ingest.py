@@ -18,15 +18,16 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
+from facetrace import fields
 from facetrace.engine import FacePipeline
-from facetrace.errors import DeletedPhoto, FacetraceError, ManifestError
+from facetrace.errors import DeletedPhoto, FacetraceError, InvalidRequest, ManifestError
 from facetrace.imaging import ImageLimits, load_image
 from facetrace.pool import MIN_ITEMS_FOR_POOL, map_photos
 from facetrace.store.repo import Provenance, known_hashes
@@ -178,13 +179,17 @@ def _row_to_item(
     path = Path(path_s)
     if not path.is_absolute():
         path = base / path
+    try:  # only http(s) links: a javascript: or data: URL would be rendered as a link
+        source_url = fields.check(fields.Url, str(row.get("source_url") or ""), field="source_url")
+    except InvalidRequest as exc:
+        raise ManifestError(source, line, str(exc)) from exc
     return IngestItem(
         path=path,
         provenance=Provenance(
             subject_id=subject,
             subject_name=str(row.get("subject_name") or ""),
             collection=str(row.get("collection") or collection),
-            source_url=str(row.get("source_url") or ""),
+            source_url=source_url,
             source_title=str(row.get("source_title") or ""),
             captured_date=str(row.get("captured_date") or ""),
             legal_basis=str(row.get("legal_basis") or legal_basis),
@@ -423,7 +428,6 @@ def ingest(
     batch_size: int = BATCH_SIZE,
     on_batch: BatchHook | None = None,
     should_stop: Callable[[], bool] | None = None,
-    write_lock: Callable[[], AbstractContextManager[Any]] | None = None,
     photo_store: Path | None = None,
     inline_lock: AbstractContextManager[Any] | None = None,
 ) -> IngestSummary:
@@ -434,7 +438,7 @@ def ingest(
     of ``batch_size`` photos, one transaction and one index write each, so a batch's
     faces become searchable when it commits. ``on_batch(session, batch)`` runs inside
     each batch's transaction (a job's progress and audit entry commit with it);
-    ``write_lock()``, when given, is held around each batch's commit; ``should_stop()``
+    ``should_stop()``
     is asked after each batch, and a true answer ends the run there (``stopped``).
     With ``photo_store``, each stored photo is recorded at its copy there
     (:func:`keep_photo`), not at its source path. ``inline_lock`` is held around each
@@ -506,11 +510,7 @@ def ingest(
             )
             for p in batch
         ]
-        lock = write_lock() if write_lock is not None else nullcontext()
-        with lock:
-            return list(
-                gallery.add_photos(photos, allow_deleted=allow_deleted, in_transaction=hook)
-            )
+        return list(gallery.add_photos(photos, allow_deleted=allow_deleted, in_transaction=hook))
 
     results: Iterator[Any] = map_photos(
         prepare,
@@ -545,8 +545,7 @@ def ingest(
             close()  # a stopped run: the pool drops the photos not started
     if progress:
         progress(done, summary.total, summary)
-    with write_lock() if write_lock is not None else nullcontext():
-        gallery.save_index()
+    gallery.save_index()
     summary.seconds = time.monotonic() - start
     if report_path is not None and summary.skipped:
         report_path.parent.mkdir(parents=True, exist_ok=True)

@@ -39,6 +39,7 @@ CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
 )
+HSTS = "max-age=31536000"
 WEB_DIR = Path(facetrace.web.__file__).resolve().parent
 
 
@@ -75,6 +76,13 @@ def build_state(settings: ServiceConfig) -> ServiceState:
         batch_size=svc.import_batch,
     )
     imports.recover()
+    videos = VideoJobs(
+        sessions=database.sessions,
+        analyser=VideoPort(gallery.gallery, settings.video),
+        work_dir=data_dir / "video-uploads",
+        max_bytes=int(svc.max_video_mb * 1024 * 1024),
+    )
+    videos.recover()
     return ServiceState(
         settings=settings,
         database=database,
@@ -90,12 +98,7 @@ def build_state(settings: ServiceConfig) -> ServiceState:
         search_limiter=RateLimiter(limit=svc.search_per_minute),
         templates=make_templates(WEB_DIR / "templates"),
         data_dir=data_dir,
-        videos=VideoJobs(
-            sessions=database.sessions,
-            analyser=VideoPort(gallery.gallery, settings.video),
-            work_dir=data_dir / "video-uploads",
-            max_bytes=int(svc.max_video_mb * 1024 * 1024),
-        ),
+        videos=videos,
         proxies=Proxies(parse_networks(svc.trusted_proxies)),
     )
 
@@ -151,6 +154,8 @@ def create_app(settings: ServiceConfig) -> FastAPI:
         response.headers.setdefault("Referrer-Policy", "no-referrer")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Content-Security-Policy", CSP)
+        if request.state.https:  # reached over HTTPS: browsers keep to it from now on
+            response.headers.setdefault("Strict-Transport-Security", HSTS)
         return response
 
     return app
