@@ -66,18 +66,22 @@ def _init_worker(options: PipelineOptions, limits: ImageLimits) -> None:
     _WORKER["limits"] = limits
 
 
-def _run(data: bytes, source: str, box: tuple[int, int, int, int] | None) -> Analysis | _Failure:
+def _run(
+    data: bytes, source: str, box: tuple[int, int, int, int] | None, detector: str | None
+) -> Analysis | _Failure:
     try:
         image = decode_image(data, source=source, limits=_WORKER["limits"])
         pipeline: FacePipeline = _WORKER["pipeline"]
         if box is None:
-            faces = tuple(pipeline.analyse(image.pixels))
+            faces = tuple(pipeline.analyse(image.pixels, detector=detector))
         else:
             faces = (pipeline.analyse_box(image.pixels, BoundingBox(*box)),)
         h, w = image.pixels.shape[:2]
         return Analysis(width=int(w), height=int(h), faces=faces)
     except errors.ImageError as exc:
         return _Failure(type(exc).__name__, str(exc), exc.source, exc.reason)
+    except errors.InvalidRequest as exc:
+        return _Failure("InvalidRequest", str(exc))
     except Exception as exc:  # any other failure goes back as words, never unpicklable
         return _Failure(type(exc).__name__, str(exc))
 
@@ -96,6 +100,8 @@ def _raise(failure: _Failure) -> None:
         raise errors.ImageTooLarge(failure.source, failure.reason)
     if failure.kind == "ImageError":
         raise errors.ImageError(failure.source, failure.reason)
+    if failure.kind == "InvalidRequest":
+        raise errors.InvalidRequest(failure.message)
     if failure.kind == "ModelUnavailable":
         raise errors.ModelUnavailable(failure.message)
     raise errors.InferenceUnavailable(f"face analysis failed: {failure.kind}: {failure.message}")
@@ -166,10 +172,16 @@ class InferencePool:
                 "is overloaded or a worker is stuck; try again later"
             ) from exc
 
-    def _call(self, data: bytes, source: str, box: tuple[int, int, int, int] | None) -> Analysis:
+    def _call(
+        self,
+        data: bytes,
+        source: str,
+        box: tuple[int, int, int, int] | None,
+        detector: str | None = None,
+    ) -> Analysis:
         pool = self._current()
         try:
-            future = pool.submit(_run, data, source, box)
+            future = pool.submit(_run, data, source, box, detector)
         except BrokenProcessPool as exc:  # it broke before this request reached it
             self._replace(pool)
             raise errors.InferenceUnavailable(
@@ -182,10 +194,12 @@ class InferencePool:
         assert isinstance(result, Analysis)
         return result
 
-    def analyse(self, data: bytes, *, source: str) -> Analysis:
-        """Decode ``data`` and find every face with its vector (one pipeline run).
-        Raises ImageError (ImageTooLarge), or InferenceUnavailable when no worker could."""
-        return self._call(data, source, None)
+    def analyse(self, data: bytes, *, source: str, detector: str | None = None) -> Analysis:
+        """Decode ``data`` and find every face with its vector (one pipeline run, with
+        ``detector`` instead of the configured one if given). Raises ImageError
+        (ImageTooLarge), InvalidRequest (an unknown detector), or InferenceUnavailable
+        when no worker could answer."""
+        return self._call(data, source, None, detector)
 
     def analyse_box(self, data: bytes, *, source: str, box: tuple[int, int, int, int]) -> Face:
         """The face inside ``box``: landmarks found in it, then its vector."""
