@@ -95,8 +95,10 @@ def _size(value: int) -> int:
     return min(ALIGNED_SIZES, key=lambda s: abs(s - value))
 
 
-def _probe_pixels(db: Db, actor: CurrentActor, probe_id: Id) -> tuple[Probe, npt.NDArray[np.uint8]]:
-    probe = searches.get_probe(db, actor=actor, probe_id=probe_id)
+def _probe_pixels(
+    db: Db, actor: CurrentActor, probe_id: Id, view: str
+) -> tuple[Probe, npt.NDArray[np.uint8]]:
+    probe = searches.view_probe_image(db, actor=actor, probe_id=probe_id, view=view)
     if probe.data is None:
         raise NotFound("the probe photo was deleted at the end of its retention period")
     return probe, decode_image(probe.data, source=probe.filename).pixels
@@ -111,7 +113,7 @@ def _probe_face_of(probe: Probe, index: int) -> ProbeFaceRow:
 @router.get("/probes/{probe_id}/faces/{index}.jpg")
 def probe_face(probe_id: Id, index: Index, actor: CurrentActor, db: Db) -> Response:
     """The crop of one face of a probe (or the whole photo, smaller, for index -1)."""
-    probe, pixels = _probe_pixels(db, actor, probe_id)
+    probe, pixels = _probe_pixels(db, actor, probe_id, "face")
     if index < 0:
         return _crop(pixels, None, 640)
     return _crop(pixels, _probe_face_of(probe, index).box)
@@ -120,7 +122,7 @@ def probe_face(probe_id: Id, index: Index, actor: CurrentActor, db: Db) -> Respo
 @router.get("/probes/{probe_id}/photo.jpg")
 def probe_photo(probe_id: Id, actor: CurrentActor, db: Db) -> Response:
     """The whole probe photo, upright, its longest side at most 1600 pixels."""
-    _, pixels = _probe_pixels(db, actor, probe_id)
+    _, pixels = _probe_pixels(db, actor, probe_id, "photo")
     return _jpeg(Image.fromarray(pixels), max_side=WHOLE_MAX)
 
 
@@ -129,7 +131,7 @@ def probe_aligned(
     probe_id: Id, index: Index, actor: CurrentActor, db: Db, size: int = 480
 ) -> Response:
     """One probe face aligned for comparison (see :func:`aligned_view`)."""
-    probe, pixels = _probe_pixels(db, actor, probe_id)
+    probe, pixels = _probe_pixels(db, actor, probe_id, "aligned")
     face = _probe_face_of(probe, index)
     view = aligned_view(
         pixels,
