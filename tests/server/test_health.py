@@ -68,6 +68,7 @@ def test_a_read_only_data_directory_is_a_503_not_a_500(tmp_path: Path) -> None:
         with read_only(data):
             ready = _until(server.base, "/readyz", 503)
             assert "not writable" in ready.json()["checks"]["data_directory"]
+            assert str(data) not in ready.text, "no path told to an unauthenticated caller"
             assert ready.json()["checks"]["database"] is None
             assert httpx.get(server.base + "/healthz", timeout=30).status_code == 200
             resp = httpx.post(
@@ -115,6 +116,8 @@ def test_an_unreachable_database_is_a_503_until_it_is_back(tmp_path: Path) -> No
             try:
                 ready = _until(server.base, "/readyz", 503)
                 assert "database does not answer" in ready.json()["checks"]["database"]
+                # issue 11 item 14: no host or port told to an unauthenticated caller
+                assert "127.0.0.1" not in ready.text and str(relay.port) not in ready.text
                 api = httpx.get(server.base + "/api/v1/me", headers=UNKNOWN_KEY, timeout=30)
                 assert api.status_code == 503, api.text
                 assert api.json()["title"] == "Database unavailable"

@@ -16,7 +16,6 @@ import typer
 from facetrace.cli import duplicates, gallery, grouping, index, service
 from facetrace.cli import eval as eval_commands
 from facetrace.cli.common import Context, ErrorBoundary
-from facetrace.errors import FacetraceError
 
 app = typer.Typer(cls=ErrorBoundary, no_args_is_help=True, add_completion=False, help=__doc__)
 
@@ -59,10 +58,6 @@ def main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """facetrace: face search for identifying the dead and tracing the missing."""
-    from pydantic import ValidationError
-
-    from facetrace.config import Settings, settings_error
-
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -77,11 +72,9 @@ def main(
     if any(v is not None for v in pipeline.values()):
         # merged with FACETRACE_PIPELINE__* by pydantic-settings, options winning
         overrides["pipeline"] = {k: v for k, v in pipeline.items() if v is not None}
-    try:
-        settings = Settings(**overrides)
-    except ValidationError as exc:
-        raise FacetraceError(settings_error(exc)) from exc
-    ctx.obj = Context(settings=settings)
+    # the settings are read when a command first needs them, so that a command's
+    # --help never pays for pydantic and the environment
+    ctx.obj = Context(overrides=overrides)
 
 
 gallery.register(app)

@@ -39,6 +39,7 @@ CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
 )
+HSTS = "max-age=31536000"
 WEB_DIR = Path(facetrace.web.__file__).resolve().parent
 
 
@@ -151,6 +152,8 @@ def create_app(settings: ServiceConfig) -> FastAPI:
         response.headers.setdefault("Referrer-Policy", "no-referrer")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Content-Security-Policy", CSP)
+        if request.state.https:  # reached over HTTPS: browsers keep to it from now on
+            response.headers.setdefault("Strict-Transport-Security", HSTS)
         return response
 
     return app

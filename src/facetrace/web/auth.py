@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from facetrace.errors import AuthenticationFailed, RateLimited
 from facetrace.fields import Id
 from facetrace.server.deps import SESSION_COOKIE, CurrentActor, Db, State
-from facetrace.server.proxies import client_address
+from facetrace.server.proxies import client_address, is_https
 from facetrace.service import accounts, audit
 from facetrace.web.render import back, page
 
@@ -27,11 +27,25 @@ def _safe_next(value: str) -> str:
 LOGIN_COOKIE = "ft_login"
 
 
+def _secure(request: Request) -> bool:
+    """Cookies are ``Secure`` when configured so, and whenever the client came over HTTPS
+    (the request's scheme, or a trusted proxy's X-Forwarded-Proto)."""
+    settings = request.app.state.service.settings.service
+    return bool(settings.secure_cookies) or is_https(request)
+
+
 def _login_page(request: Request, next: str, **extra: Any) -> HTMLResponse:
     # Double-submit token against login CSRF (another site logging a user in as someone else).
     token = secrets.token_urlsafe(24)
     resp = page(request, "login.html", None, next=_safe_next(next), login_token=token, **extra)
-    resp.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="strict", max_age=3600)
+    resp.set_cookie(
+        LOGIN_COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        max_age=3600,
+        secure=_secure(request),
+    )
     return resp
 
 
@@ -94,7 +108,7 @@ def login(
         token,
         httponly=True,
         samesite="lax",
-        secure=state.settings.service.secure_cookies,
+        secure=_secure(request),
         max_age=int(state.settings.service.session_hours * 3600),
     )
     return resp
