@@ -76,6 +76,13 @@ def build_state(settings: ServiceConfig) -> ServiceState:
         batch_size=svc.import_batch,
     )
     imports.recover()
+    videos = VideoJobs(
+        sessions=database.sessions,
+        analyser=VideoPort(gallery.gallery, settings.video),
+        work_dir=data_dir / "video-uploads",
+        max_bytes=int(svc.max_video_mb * 1024 * 1024),
+    )
+    videos.recover()
     return ServiceState(
         settings=settings,
         database=database,
@@ -91,12 +98,7 @@ def build_state(settings: ServiceConfig) -> ServiceState:
         search_limiter=RateLimiter(limit=svc.search_per_minute),
         templates=make_templates(WEB_DIR / "templates"),
         data_dir=data_dir,
-        videos=VideoJobs(
-            sessions=database.sessions,
-            analyser=VideoPort(gallery.gallery, settings.video),
-            work_dir=data_dir / "video-uploads",
-            max_bytes=int(svc.max_video_mb * 1024 * 1024),
-        ),
+        videos=videos,
         proxies=Proxies(parse_networks(svc.trusted_proxies)),
     )
 
