@@ -196,13 +196,15 @@ class GalleryPort:
         """The gallery's model id (every stored vector carries it)."""
         return str(self.gallery().descriptor.model_id)
 
-    def analyse(self, data: bytes, *, source: str) -> PhotoFaces:
+    def analyse(self, data: bytes, *, source: str, detector: str | None = None) -> PhotoFaces:
         """Decode a photo and find every face with its vector, largest first (one pipeline
-        run). Raises ImageError; a photo without a face gives no faces."""
-        image = decode_image(data, source=source, limits=self.limits)
+        run, with ``detector`` if given). Raises ImageError, InvalidRequest for an unknown
+        detector; a photo without a face gives no faces."""
         pipeline = self.gallery().pipeline
+        pipeline.detector_for(detector)  # an unknown name is refused before decoding
+        image = decode_image(data, source=source, limits=self.limits)
         with self._pipeline_lock:
-            faces = pipeline.analyse(image.pixels)
+            faces = pipeline.analyse(image.pixels, detector=detector)
         h, w = image.pixels.shape[:2]
         return PhotoFaces(width=int(w), height=int(h), faces=tuple(_found(f) for f in faces))
 
