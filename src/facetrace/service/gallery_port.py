@@ -4,8 +4,10 @@ first use and shared by request threads.
 No lock here spans a call. The gallery guards its in-memory index itself with a
 readers-writer lock (:mod:`facetrace.rwlock`): searches read it side by side, and an
 import batch or a delete holds it alone only for the step that changes it, so a search
-waits for at most one such step, never for an import. The engine's own errors
-(ImageError, NoFaceFound, LowQualityFace, ...) pass through.
+waits for at most one such step, never for an import. Probes are analysed (the model
+work) outside any lock, on a pool of worker processes (:mod:`facetrace.inference`), as
+many as there are cores. The engine's own errors (ImageError, NoFaceFound,
+LowQualityFace, ...) pass through.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from facetrace.config import PipelineOptions
 from facetrace.imaging import ImageLimits, decode_image
+from facetrace.inference import InferencePool
 from facetrace.service.searches import (
     FoundCandidate,
     FoundFace,
@@ -131,6 +134,8 @@ class GalleryPort:
         connection), as for :meth:`facetrace.gallery.directory.Gallery.open`.
         pipeline: the face pipeline's options (model, backend, detector), from
         :meth:`facetrace.config.Settings.pipeline_options` as for the CLI.
+        inference_workers: processes that analyse probes (the service: one per core);
+        0 analyses them in this process, one at a time (tests, small tools).
     """
 
     def __init__(
@@ -145,6 +150,7 @@ class GalleryPort:
         index_kind: str = "auto",
         index_params: dict[str, Any] | None = None,
         pipeline: PipelineOptions | None = None,
+        inference_workers: int = 0,
     ) -> None:
         self.data_dir = data_dir
         self.pipeline_options = pipeline
@@ -157,6 +163,8 @@ class GalleryPort:
         self.limits = ImageLimits(max_bytes=max_upload_bytes)
         self._gallery: Any = None
         self._open_lock = threading.Lock()  # opening (and closing) the gallery only
+        self.inference_workers = max(0, inference_workers)
+        self._inference: InferencePool | None = None
         self._pipeline_lock = threading.Lock()  # one dlib detector: not for two threads at once
 
     @property
@@ -187,9 +195,28 @@ class GalleryPort:
     def close(self) -> None:
         """Save the index and release the gallery."""
         with self._open_lock:
+            pool, self._inference = self._inference, None
+            if pool is not None:
+                pool.close()
             if self._gallery is not None:
                 self._gallery.close()
                 self._gallery = None
+
+    def inference(self) -> InferencePool | None:
+        """The pool of probe-analysing processes (started on first use), None when probes
+        are analysed in this process."""
+        if self.inference_workers == 0:
+            return None
+        pool = self._inference
+        if pool is not None:
+            return pool
+        options = self.gallery().pipeline.options  # the gallery's, models cache included
+        with self._open_lock:
+            if self._inference is None:
+                self._inference = InferencePool(
+                    options, limits=self.limits, workers=self.inference_workers
+                )
+            return self._inference
 
     @property
     def model_id(self) -> str:
@@ -198,10 +225,17 @@ class GalleryPort:
 
     def analyse(self, data: bytes, *, source: str, detector: str | None = None) -> PhotoFaces:
         """Decode a photo and find every face with its vector, largest first (one pipeline
-        run, with ``detector`` if given). Raises ImageError, InvalidRequest for an unknown
-        detector; a photo without a face gives no faces."""
+        run, with ``detector`` if given, on a worker process when there are). Raises
+        ImageError, InvalidRequest for an unknown detector; a photo without a face gives no
+        faces; InferenceUnavailable when no worker could answer."""
         pipeline = self.gallery().pipeline
         pipeline.detector_for(detector)  # an unknown name is refused before decoding
+        pool = self.inference()
+        if pool is not None:
+            found = pool.analyse(data, source=source, detector=detector)
+            return PhotoFaces(
+                width=found.width, height=found.height, faces=tuple(_found(f) for f in found.faces)
+            )
         image = decode_image(data, source=source, limits=self.limits)
         with self._pipeline_lock:
             faces = pipeline.analyse(image.pixels, detector=detector)
@@ -212,6 +246,9 @@ class GalleryPort:
         """The face inside ``box`` of a photo: landmarks found in the box, then its vector."""
         from facetrace.types import BoundingBox
 
+        pool = self.inference()
+        if pool is not None:
+            return _found(pool.analyse_box(data, source=source, box=box))
         image = decode_image(data, source=source, limits=self.limits)
         pipeline = self.gallery().pipeline
         with self._pipeline_lock:
