@@ -38,6 +38,7 @@ STATUS: list[tuple[type[Exception], int, str]] = [
     (errors.IndexUnavailable, 503, "Index unavailable"),
     (errors.StoreUnavailable, 503, "Storage unavailable"),
     (errors.RateLimited, 429, "Too many requests"),
+    (errors.Busy, 503, "Busy"),
 ]
 
 
@@ -89,7 +90,7 @@ def install(app: FastAPI) -> None:
     async def domain_error(request: Request, exc: errors.FacetraceError) -> Response:
         status, title = classify(exc)
         headers = {}
-        if isinstance(exc, errors.RateLimited):
+        if isinstance(exc, errors.RateLimited | errors.Busy):
             headers["Retry-After"] = str(exc.retry_after)
         if is_api(request):
             extra: dict[str, Any] = {}

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from facetrace.api.routes.cases import SearchOut, search_json
 from facetrace.fields import Coordinate, Id, Index
-from facetrace.server.deps import CurrentActor, Db, State, probe_from_upload
+from facetrace.server.deps import CurrentActor, Db, Limits, State, probe_from_upload
 from facetrace.service import searches
 from facetrace.store.service_models import Probe, ProbeFaceRow
 
@@ -94,11 +94,14 @@ async def upload_probe(
     actor: CurrentActor,
     db: Db,
     state: State,
+    limits: Limits,
     image: Annotated[UploadFile, File(description="the probe photo")],
 ) -> ProbeOut:
     """Keep a probe photo with a case and find its faces, once; search any of them
     with ``POST /probes/{probe_id}/search``. A photo without a face is refused."""
-    probe = await probe_from_upload(state, db, actor=actor, case_id=case_id, upload=image)
+    probe = await probe_from_upload(
+        state, db, actor=actor, case_id=case_id, upload=image, limiter=limits
+    )
     return probe_out(probe)
 
 
@@ -109,18 +112,20 @@ def get_probe(probe_id: Id, actor: CurrentActor, db: Db) -> ProbeOut:
 
 
 @router.post("/probes/{probe_id}/faces", status_code=201, response_model=ProbeFaceOut)
-def add_face(probe_id: Id, body: BoxIn, actor: CurrentActor, db: Db, state: State) -> ProbeFaceOut:
+def add_face(
+    probe_id: Id, body: BoxIn, actor: CurrentActor, db: Db, state: State, limits: Limits
+) -> ProbeFaceOut:
     """Add a face the detector missed from a box drawn around it; it gets the next face
     number and is searched like the others."""
     row = searches.add_manual_face(
-        db, actor=actor, probe_id=probe_id, box=body.box, searcher=state.gallery
+        db, actor=actor, probe_id=probe_id, box=body.box, searcher=state.gallery, limiter=limits
     )
     return face_out(row)
 
 
 @router.post("/probes/{probe_id}/search", status_code=201, response_model=SearchOut)
 def search_face(
-    probe_id: Id, body: SearchIn, actor: CurrentActor, db: Db, state: State
+    probe_id: Id, body: SearchIn, actor: CurrentActor, db: Db, state: State, limits: Limits
 ) -> dict[str, Any]:
     """Search one face of a stored probe: a vector search, no model runs again."""
     result = searches.search_probe(
@@ -131,6 +136,6 @@ def search_face(
         force=body.force,
         searcher=state.gallery,
         sessions=state.sessions,
-        limiter=state.search_limiter,
+        limiter=limits,
     )
     return search_json(result)
