@@ -21,6 +21,7 @@ RANKS: list[tuple[str, int]] = [
     ("facetrace.config", 0),
     ("facetrace.fields", 0),
     ("facetrace.imaging", 0),
+    ("facetrace.rwlock", 0),  # the index's readers-writer lock
     ("facetrace.vision", 1),
     ("facetrace.index", 1),
     ("facetrace.store", 1),

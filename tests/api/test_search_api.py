@@ -373,3 +373,25 @@ def test_refused_upload_search_keeps_no_probe(gallery: dict[str, Any]) -> None:
     assert probes() == before
     after = client.get(f"/api/v1/cases/{gallery['case']}", headers=gallery["inv"]).json()
     assert len(after["searches"]) == len(case["searches"])
+
+
+def test_probe_upload_takes_a_detector(gallery: dict[str, Any]) -> None:
+    client: TestClient = gallery["client"]
+    selfie = gallery["faces"] / "webphotos13" / "multi_face" / "selfie-many-people.jpg"
+    files = {"image": ("selfie.jpg", selfie.read_bytes(), "image/jpeg")}
+    url = f"/api/v1/cases/{gallery['case']}/probes"
+    counts = {}
+    for detector in ("hog", "cnn"):
+        resp = client.post(url, headers=gallery["inv"], data={"detector": detector}, files=files)
+        assert resp.status_code == 201, resp.text
+        counts[detector] = len(resp.json()["faces"])
+    assert counts["cnn"] > counts["hog"] >= 2
+    bad = client.post(url, headers=gallery["inv"], data={"detector": "mtcnn"}, files=files)
+    assert bad.status_code == 422 and "detector" in bad.text
+    resp = client.post(
+        "/api/v1/search",
+        headers=gallery["inv"],
+        data={"case_id": str(gallery["case"]), "face": "0", "detector": "hog"},
+        files=files,
+    )
+    assert resp.status_code == 201, resp.text

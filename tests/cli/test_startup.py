@@ -5,6 +5,7 @@ SQL, numerics, models and password hashing come in only with the commands that u
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -17,6 +18,7 @@ HEAVY = (
     "onnx",
     "onnxruntime",
     "PIL",
+    "pydantic_settings",
     "sqlalchemy",
     "starlette",
     "uvicorn",
@@ -29,7 +31,8 @@ try:
     app(sys.argv[1:], prog_name="facetrace")
 except SystemExit:
     pass
-json.dump(sorted(m for m in sys.modules if m.split(".")[0] in {heavy}), sys.stderr)
+heavy = [m for m in sys.modules if m.split(".")[0] in {heavy}]
+json.dump(sorted(heavy + [m for m in sys.modules if m == "facetrace.config"]), sys.stderr)
 """
 
 
@@ -46,12 +49,27 @@ def test_help_loads_nothing_heavy() -> None:
 
 
 def test_a_command_help_loads_nothing_heavy() -> None:
-    # the callback runs (settings are read) before the command's --help
+    # the callback runs before the command's --help; the settings are read only when a
+    # command needs them
     assert _loaded("status", "--help") == []
+    assert _loaded("--data", "/nonexistent", "--model", "x.onnx", "ingest", "--help") == []
     assert _loaded("users", "list", "--help") == []
+
+
+def test_bad_settings_still_fail_the_command(tmp_path: object) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "facetrace.cli", "--data", str(tmp_path), "status"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "FACETRACE_DETECT__MIN_FACE_PX": "5"},
+    )
+    assert proc.returncode == 1
+    assert "FACETRACE_DETECT__MIN_FACE_PX" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_the_command_loads_what_it_needs(tmp_path: object) -> None:
     loaded = _loaded("--data", str(tmp_path), "users", "list")
-    assert "sqlalchemy" in loaded
+    assert "sqlalchemy" in loaded and "pydantic_settings" in loaded
     assert "fastapi" not in loaded and "onnxruntime" not in loaded and "faiss" not in loaded

@@ -12,8 +12,9 @@ import math
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 
     from facetrace.config import PipelineOptions, Settings
     from facetrace.gallery.directory import Gallery
+
+S = TypeVar("S", bound="Settings")
 
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True)
@@ -62,9 +65,18 @@ class ErrorBoundary(TyperGroup):
 
 @dataclass
 class Context:
-    """What the callback resolved from options and environment, handed to commands."""
+    """What the callback resolved from the options, handed to commands: the options'
+    overrides, and the settings (environment plus overrides) read on first use."""
 
-    settings: Settings
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def settings(self) -> Settings:
+        """:class:`~facetrace.config.Settings` from the environment and the options; a bad
+        value is one line (a :class:`~facetrace.errors.FacetraceError`)."""
+        from facetrace.config import Settings
+
+        return load_settings(Settings, self.overrides)
 
     @property
     def options(self) -> PipelineOptions:
@@ -99,6 +111,19 @@ class Context:
             gallery.close()
             raise
         return gallery
+
+
+def load_settings(cls: type[S], overrides: dict[str, Any]) -> S:
+    """``cls`` (:class:`~facetrace.config.Settings` or a subclass) from the environment
+    and ``overrides``; a validation error becomes one line naming the variables."""
+    from pydantic import ValidationError
+
+    from facetrace.config import settings_error
+
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        raise FacetraceError(settings_error(exc)) from exc
 
 
 def workers_for(n: int | None, settings: Settings) -> int:

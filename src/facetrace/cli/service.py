@@ -12,8 +12,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from facetrace.errors import FacetraceError
-
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
@@ -27,22 +25,10 @@ cases_app = typer.Typer(no_args_is_help=True, help="Case maintenance.")
 def _config(ctx: typer.Context) -> ServiceConfig:
     """The service settings: environment, plus what the main callback resolved from its
     options (``--data``, ``--database-url``, ``--model``, ``--backend``)."""
-    from pydantic import ValidationError
+    from facetrace.cli.common import load_settings
+    from facetrace.config import ServiceConfig
 
-    from facetrace.config import ServiceConfig, settings_error
-
-    base = getattr(ctx.obj, "settings", None)
-    overrides: dict[str, Any] = {}
-    if base is not None:
-        overrides = {
-            "data": base.data,
-            "database_url": base.database_url,
-            "pipeline": base.pipeline,
-        }
-    try:
-        return ServiceConfig(**overrides)
-    except ValidationError as exc:
-        raise FacetraceError(settings_error(exc)) from exc
+    return load_settings(ServiceConfig, dict(getattr(ctx.obj, "overrides", {})))
 
 
 @contextmanager

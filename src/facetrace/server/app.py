@@ -84,6 +84,13 @@ def build_state(settings: ServiceConfig) -> ServiceState:
         batch_size=svc.import_batch,
     )
     imports.recover()
+    videos = VideoJobs(
+        sessions=database.sessions,
+        analyser=VideoPort(gallery.gallery, settings.video),
+        work_dir=data_dir / "video-uploads",
+        max_bytes=int(svc.max_video_mb * 1024 * 1024),
+    )
+    videos.recover()
     return ServiceState(
         settings=settings,
         database=database,
@@ -101,12 +108,7 @@ def build_state(settings: ServiceConfig) -> ServiceState:
         decode_budget=budget,
         templates=make_templates(WEB_DIR / "templates"),
         data_dir=data_dir,
-        videos=VideoJobs(
-            sessions=database.sessions,
-            analyser=VideoPort(gallery.gallery, settings.video),
-            work_dir=data_dir / "video-uploads",
-            max_bytes=int(svc.max_video_mb * 1024 * 1024),
-        ),
+        videos=videos,
         proxies=Proxies(parse_networks(svc.trusted_proxies)),
     )
 

@@ -163,6 +163,7 @@ async def probe_from_upload(
     upload: UploadFile,
     limiter: searches.Limiter,
     keep_without_faces: bool = False,
+    detector: str | None = None,
 ) -> Probe:
     """Read an uploaded probe photo (refused before reading when the actor may not
     search) and keep it with its case, with the faces found in it, in a worker thread
@@ -179,6 +180,7 @@ async def probe_from_upload(
         searcher=state.gallery,
         limiter=limiter,
         keep_without_faces=keep_without_faces,
+        detector=detector,
     )
 
 

@@ -1,9 +1,11 @@
 """The engine as the service uses it: one :class:`facetrace.gallery.directory.Gallery`, opened on
-first use and shared by request threads under a lock.
+first use and shared by request threads.
 
-The gallery keeps a vector index in memory and saves it after writes; one lock around
-every call keeps searches from seeing an index half-way through an import batch. The
-engine's own errors (ImageError, NoFaceFound, LowQualityFace, ...) pass through.
+No lock here spans a call. The gallery guards its in-memory index itself with a
+readers-writer lock (:mod:`facetrace.rwlock`): searches read it side by side, and an
+import batch or a delete holds it alone only for the step that changes it, so a search
+waits for at most one such step, never for an import. The engine's own errors
+(ImageError, NoFaceFound, LowQualityFace, ...) pass through.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -171,7 +172,7 @@ class GalleryPort:
         # a JPEG is decoded no larger than the detector looks at (libjpeg's 1/2, 1/4, 1/8)
         self.max_decoded_pixels = (pipeline or PipelineOptions()).max_detect_pixels
         self._gallery: Any = None
-        self._lock = threading.RLock()
+        self._open_lock = threading.Lock()  # opening (and closing) the gallery only
         self._pipeline_lock = threading.Lock()  # one dlib detector: not for two threads at once
 
     @property
@@ -181,7 +182,10 @@ class GalleryPort:
 
     def gallery(self) -> Any:
         """The opened gallery (models load lazily on its first photo)."""
-        with self._lock:
+        gallery = self._gallery
+        if gallery is not None:
+            return gallery
+        with self._open_lock:
             if self._gallery is None:
                 from facetrace.gallery.directory import Gallery
 
@@ -198,7 +202,7 @@ class GalleryPort:
 
     def close(self) -> None:
         """Save the index and release the gallery."""
-        with self._lock:
+        with self._open_lock:
             if self._gallery is not None:
                 self._gallery.close()
                 self._gallery = None
@@ -208,17 +212,19 @@ class GalleryPort:
         """The gallery's model id (every stored vector carries it)."""
         return str(self.gallery().descriptor.model_id)
 
-    def analyse(self, data: bytes, *, source: str) -> PhotoFaces:
+    def analyse(self, data: bytes, *, source: str, detector: str | None = None) -> PhotoFaces:
         """Decode a photo and find every face with its vector, largest first (one pipeline
-        run), inside the decode budget. Raises ImageError, or Busy when the budget has no
-        room in time; a photo without a face gives no faces. Boxes and landmarks are in
-        the photo's own (upright) coordinates, however it was decoded."""
+        run, with ``detector`` if given), inside the decode budget. Raises ImageError,
+        InvalidRequest for an unknown detector, or Busy when the budget has no room in
+        time; a photo without a face gives no faces. Boxes and landmarks are in the
+        photo's own (upright) coordinates, however it was decoded."""
+        pipeline = self.gallery().pipeline
+        pipeline.detector_for(detector)  # an unknown name is refused before decoding
         with self.budget.decoding(
             data, source=source, limits=self.limits, max_decoded_pixels=self.max_decoded_pixels
         ) as image:
-            pipeline = self.gallery().pipeline
             with self._pipeline_lock:
-                faces = pipeline.analyse(image.pixels)
+                faces = pipeline.analyse(image.pixels, detector=detector)
             w, h = _upright_size(image)
             return PhotoFaces(width=w, height=h, faces=tuple(_found(f, image.scale) for f in faces))
 
@@ -242,14 +248,13 @@ class GalleryPort:
         """Candidates for one probe vector (``collections`` limits the search)."""
         gallery = self.gallery()
         selector = gallery.selector_for(list(collections) if collections is not None else None)
-        with self._lock:
-            ((threshold, above, below),) = gallery.search_vectors(
-                np.asarray(vector, dtype=np.float32)[None, :],
-                k=self.k,
-                fpir=self.fpir,
-                selector=selector,
-                include_below=True,
-            )
+        ((threshold, above, below),) = gallery.search_vectors(
+            np.asarray(vector, dtype=np.float32)[None, :],
+            k=self.k,
+            fpir=self.fpir,
+            selector=selector,
+            include_below=True,
+        )
         return VectorResult(
             threshold=float(threshold),
             candidates=tuple(_candidate(c) for c in above),
@@ -272,11 +277,6 @@ class GalleryPort:
             examples=tuple((s, cal.threshold_for_fpir(self.fpir, s)) for s in sizes) if cal else (),
         )
 
-    def writing(self) -> AbstractContextManager[Any]:
-        """The exclusive step of a gallery write (one import batch, one delete): searches
-        wait for it, never for a whole import."""
-        return self._lock
-
     def ingest(
         self,
         path: Path,
@@ -297,9 +297,9 @@ class GalleryPort:
         configured import root), so a manifest cannot pull in other files of the server;
         rows naming another collection are imported into ``collection`` all the same.
         The pipeline runs on ``workers`` processes with no lock held; each batch (of
-        ``batch_size`` photos) is
-        committed (``on_batch`` in its transaction) under :meth:`writing`, so its faces
-        are searchable from then on and searches never wait for more than one batch.
+        ``batch_size`` photos) is committed (``on_batch`` in its transaction), then its
+        faces are indexed in one exclusive step of the gallery's index lock: searchable
+        from then on, and searches wait for that step only.
         ``should_stop`` is asked after each batch; ``photo_store`` keeps the stored
         photos (see :func:`facetrace.gallery.ingest.keep_photo`). The summary's
         ``stopped`` is true when ``should_stop`` ended the run.
@@ -326,7 +326,6 @@ class GalleryPort:
             progress=lambda done, total, _s: progress(done, total),
             on_batch=on_batch,
             should_stop=should_stop,
-            write_lock=self.writing,
             photo_store=photo_store,
             inline_lock=self._pipeline_lock,
             batch_size=batch_size,
@@ -347,9 +346,9 @@ class GalleryPort:
         )
 
     def forget(self, face_ids: Sequence[int]) -> int:
-        """Drop committed deletions from the index; returns the number of faces."""
-        with self._lock:
-            return int(self.gallery().forget(face_ids))
+        """Drop committed deletions from the index (one exclusive step); returns the number
+        of faces."""
+        return int(self.gallery().forget(face_ids))
 
     def find_duplicates(
         self, *, collections: frozenset[int] | None, fmr: float
@@ -357,10 +356,10 @@ class GalleryPort:
         """Possible duplicate subjects among faces of ``collections`` (None: all)."""
         from facetrace.gallery.duplicates import find_duplicates
 
-        with self._lock:
-            return find_duplicates(self.gallery(), collections=collections, fmr=fmr)
+        gallery = self.gallery()
+        with gallery.reading():  # searches go on; an index write waits for the whole scan
+            return find_duplicates(gallery, collections=collections, fmr=fmr)
 
     def status(self) -> dict[str, Any]:
         """The gallery's counts and model."""
-        with self._lock:
-            return dict(self.gallery().status())
+        return dict(self.gallery().status())

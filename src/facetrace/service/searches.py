@@ -160,8 +160,10 @@ class FaceSearcher(Protocol):
         """The gallery's model: stored probe vectors of another model are re-embedded."""
         ...
 
-    def analyse(self, data: bytes, *, source: str) -> PhotoFaces:
-        """Decode a photo and find every face with its vector; raises ImageError."""
+    def analyse(self, data: bytes, *, source: str, detector: str | None = None) -> PhotoFaces:
+        """Decode a photo and find every face with its vector (``detector``: ``hog``,
+        ``cnn`` or ``auto`` instead of the configured one; InvalidRequest for another
+        name); raises ImageError."""
         ...
 
     def analyse_box(self, data: bytes, *, source: str, box: tuple[int, int, int, int]) -> FoundFace:
@@ -321,6 +323,7 @@ def store_probe(
     searcher: FaceSearcher,
     limiter: Limiter,
     keep_without_faces: bool = False,
+    detector: str | None = None,
 ) -> Probe:
     """Find the faces of a probe photo (the one pipeline run it gets), then keep it and
     them with its case, committed so a search that follows can read it. The case is
@@ -328,13 +331,14 @@ def store_probe(
     meanwhile. A photo without a face raises NoFaceFound and is not kept, unless
     ``keep_without_faces`` (so a user can draw a box around a face the detector missed).
     Over the actor's rate limit (RateLimited) it is refused before the photo is decoded.
+    ``detector`` chooses the face detector for this photo (default: the configured one).
     """
     require(actor, Perm.SEARCH)
     _limit(actor, limiter)
     filename = Path(filename or "probe").name
     scoped_case(session, actor=actor, case_id=case_id, perm=Perm.SEARCH)
     session.commit()
-    found = searcher.analyse(data, source=filename)
+    found = searcher.analyse(data, source=filename, detector=detector)
     if not found.faces and not keep_without_faces:
         raise NoFaceFound(f"{filename}: no face was found in the photo")
     probe = add_probe(
@@ -527,9 +531,11 @@ def search_upload(
     searcher: FaceSearcher,
     sessions: sessionmaker[Session],
     limiter: Limiter,
+    detector: str | None = None,
 ) -> Search:
-    """Upload a probe photo and search one of its faces in one call: one pipeline run,
-    then a vector search; the probe, its faces and the search are stored together.
+    """Upload a probe photo and search one of its faces in one call: one pipeline run
+    (with ``detector``, default the configured one), then a vector search; the probe,
+    its faces and the search are stored together.
 
     Refused with nothing stored: over the rate limit (before any model runs), a photo
     without a face (NoFaceFound), several faces and no ``face`` (InvalidRequest listing
@@ -543,7 +549,7 @@ def search_upload(
         scoped_case(s, actor=actor, case_id=case_id, perm=Perm.SEARCH)
         scope = searchable_collections(s, actor=actor)
     session.commit()
-    found = searcher.analyse(data, source=filename)
+    found = searcher.analyse(data, source=filename, detector=detector)
     if not found.faces:
         raise NoFaceFound(f"{filename}: no face was found in the photo")
     if face is None:

@@ -442,3 +442,35 @@ class ImportJobRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class VideoJobRow(Base):
+    """One probe video's analysis, kept in SQL so it outlives the process that ran it.
+
+    ``state`` is queued, running, done (``probe_id`` is the stored probe, written in the
+    probe's own transaction), failed, cancelled, or interrupted (the service stopped while
+    it was queued or running: its upload is deleted at the next start and nothing of the
+    video is kept; it is uploaded again to start over). Progress (``video_s`` of
+    ``duration_s``, sampled frames per second, seconds left) is written about once a second.
+    """
+
+    __tablename__ = "video_job"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("case_file.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"))
+    username: Mapped[str] = mapped_column(String(100))
+    filename: Mapped[str] = mapped_column(String(300), default="")
+    state: Mapped[str] = mapped_column(String(16), index=True, default="queued")
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    duration_s: Mapped[float] = mapped_column(Float, default=0.0)
+    video_s: Mapped[float] = mapped_column(Float, default=0.0)
+    fps: Mapped[float] = mapped_column(Float, default=0.0)
+    eta_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    error: Mapped[str] = mapped_column(Text, default="")
+    persons: Mapped[int] = mapped_column(Integer, default=0)
+    probe_id: Mapped[int | None] = mapped_column(ForeignKey("probe.id"), nullable=True)
+    upload_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

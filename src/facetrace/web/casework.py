@@ -118,7 +118,7 @@ def case_page(
         actor,
         case=case,
         probes=cases.case_probes(db, case=case),
-        video_jobs=[j for j in state.videos.for_case(case.id) if j.state != "done"],
+        video_jobs=[j for j in state.videos.for_case(db, case.id) if j.state != "done"],
         max_video_mb=state.settings.service.max_video_mb,
         searches=case_searches,
         reviews=[r for r in case_reviews if r.search_id not in hidden],
