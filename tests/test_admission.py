@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import io
 import threading
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from facetrace.config import PipelineOptions
+from facetrace.engine import FacePipeline
 from facetrace.errors import Busy, ImageTooLarge
 from facetrace.imaging import DecodeBudget, ImageLimits, decode_image, read_header
+from facetrace.inference import InferencePool
 
 SIDE = 8900  # 79.2 megapixels: within the default 80 MP limit
 
@@ -42,12 +46,49 @@ def test_a_large_jpeg_is_decoded_reduced_to_the_detectors_size(jpeg: bytes) -> N
     assert read_header(jpeg).decoded_pixels == SIDE * SIDE, "whole without a bound"
 
 
-def test_png_is_never_reduced_and_the_pixel_limit_holds_before_decoding() -> None:
+def test_a_png_counts_whole_and_is_reduced_after_decoding() -> None:
     out = io.BytesIO()
     Image.new("RGB", (3000, 2000), (1, 2, 3)).save(out, format="PNG")
+    # its decoder holds the whole photo for a moment: that is what the budget counts
     assert read_header(out.getvalue(), max_decoded_pixels=1_000_000).decoded_pixels == 6_000_000
+    image = decode_image(out.getvalue(), max_decoded_pixels=1_000_000)
+    assert image.pixels.shape == (1000, 1500, 3) and image.scale == 0.5
+    assert image.upright_size == (3000, 2000)
     with pytest.raises(ImageTooLarge, match="over the limit"):
         read_header(out.getvalue(), limits=ImageLimits(max_pixels=5_000_000))
+
+
+def test_faces_of_a_reduced_photo_come_back_in_its_own_coordinates(
+    faces_dir: Path, tmp_path: Path
+) -> None:
+    """A face photo enlarged to 5000 x 5000 (a 25 MP JPEG), analysed with the detector
+    at 4 MP: decoded at 1/2, yet the boxes are where the whole photo has them, in this
+    process and in a worker process."""
+    photo = faces_dir / "lfw" / "images" / "Laura_Bush" / "Laura_Bush_0001.jpg"
+    big = io.BytesIO()
+    Image.open(photo).convert("RGB").resize((5000, 5000), Image.Resampling.BICUBIC).save(
+        big, format="JPEG", quality=90
+    )
+    data = big.getvalue()
+    options = PipelineOptions(cache_dir=tmp_path / "models", max_detect_pixels=4_000_000)
+    pipeline = FacePipeline(options)
+    whole = pipeline.analyse(decode_image(data).pixels)[0].detection.box
+    reduced = decode_image(data, max_decoded_pixels=4_000_000)
+    assert reduced.scale == 0.5 and reduced.upright_size == (5000, 5000)
+    here = pipeline.analyse(reduced.pixels)[0].detection.box
+    assert all(abs(a / 0.5 - b) <= 40 for a, b in zip(here.as_list(), whole.as_list(), strict=True))
+    pool = InferencePool(
+        options, limits=ImageLimits(max_bytes=1 << 25), workers=1, max_decoded_pixels=4_000_000
+    )
+    try:
+        found = pool.analyse(data, source="big.jpg")
+        box = found.faces[0].detection.box
+        assert (found.width, found.height) == (5000, 5000)
+        assert all(abs(a - b) <= 40 for a, b in zip(box.as_list(), whole.as_list(), strict=True))
+        inside = pool.analyse_box(data, source="big.jpg", box=tuple(whole.as_list()))
+        assert float(inside.vector @ found.faces[0].vector) > 0.95
+    finally:
+        pool.close()
 
 
 def test_the_budget_bounds_pixels_and_photos_in_flight() -> None:

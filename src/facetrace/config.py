@@ -291,6 +291,9 @@ class ServiceSettings(BaseModel):
     department_import_mb: float = Field(default=2000.0, gt=0)
     # photos per committed batch of an import: searchable, audited and resumable together
     import_batch: int = Field(default=32, ge=1, le=1000)
+    # processes that analyse probes (detection, landmarks, embedding) for searches, each
+    # with its own pipeline; None: one per core. 0: in the server process, one at a time
+    inference_workers: int | None = Field(default=None, ge=0, le=256)
     probe_retention_days: int = Field(default=365, ge=1)
     import_root: Path | None = None  # where uploaded manifests may name photos
 

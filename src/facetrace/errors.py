@@ -62,6 +62,11 @@ class StoreUnavailable(FacetraceError):
     the service's fault, not the request's (a 503 while it lasts)."""
 
 
+class InferenceUnavailable(FacetraceError):
+    """No face-analysis worker could answer (one died, or none finished in time): the
+    service's fault and temporary, a 503; the request may be tried again."""
+
+
 class NotFound(FacetraceError):
     """A subject, photo, collection or face id that does not exist."""
 

@@ -140,8 +140,10 @@ class DecodedImage:
             to ``pixels``); 1 when absent or invalid.
         sha256: lowercase hex SHA-256 of the raw file bytes (the gallery's photo id).
         scale: ``pixels`` side / the upright photo's side: 1.0, or 1/2, 1/4 or 1/8 when a
-            JPEG was decoded reduced (``decode_image``'s ``max_decoded_pixels``).
+            photo was decoded reduced (``decode_image``'s ``max_decoded_pixels``).
             Coordinates found in ``pixels`` are divided by it to be the photo's own.
+        photo_size: (width, height) of the upright photo at its own size (see
+            :attr:`upright_size`).
     """
 
     pixels: RGBArray
@@ -151,6 +153,16 @@ class DecodedImage:
     exif_orientation: int
     sha256: str
     scale: float = 1.0
+    photo_size: tuple[int, int] | None = None
+
+    @property
+    def upright_size(self) -> tuple[int, int]:
+        """(width, height) of the upright photo at its own size (``pixels``' own size
+        divided by ``scale``, without its rounding)."""
+        if self.photo_size is not None:
+            return self.photo_size
+        h, w = self.pixels.shape[:2]
+        return int(w), int(h)
 
 
 @dataclass(frozen=True)
@@ -209,6 +221,22 @@ def _open(data: bytes, source: str, limits: ImageLimits) -> Image.Image:
             f"{width}x{height} is {width * height} pixels, over the limit of {limits.max_pixels}",
         )
     return image
+
+
+def _reduced(image: Image.Image, max_decoded_pixels: int) -> Image.Image:
+    """``image`` reduced by the largest whole factor that keeps at least
+    ``max_decoded_pixels`` (box filter), or itself when it is small enough or its mode
+    cannot be reduced."""
+    w, h = image.size
+    factor = 1
+    while math.ceil(w / (factor + 1)) * math.ceil(h / (factor + 1)) >= max_decoded_pixels:
+        factor += 1
+    if factor == 1:
+        return image
+    try:
+        return image.reduce(factor)
+    except ValueError:  # a mode Pillow does not reduce (P, 1): keep it whole
+        return image
 
 
 def _drafts(image: Image.Image) -> bool:
@@ -271,7 +299,8 @@ def decode_image(
         max_decoded_pixels: when set, a JPEG larger than this is decoded reduced (by
             libjpeg, at 1/2, 1/4 or 1/8 of its side, the smallest that keeps at least
             this area), so a 79-megapixel photo costs a quarter of the memory and time;
-            ``scale`` says by how much. Other formats are decoded whole.
+            another format is decoded whole and reduced by a whole factor (box filter)
+            before its RGB copy is made. ``scale`` says by how much.
 
     Returns:
         The decoded image with its format, original size, orientation and SHA-256.
@@ -296,7 +325,6 @@ def decode_image(
             image.load()
         except Exception as exc:  # decoders raise OSError, ValueError, struct.error, ...
             raise ImageError(source, f"truncated or corrupt image data ({exc})") from exc
-        decoded_side = image.size[0]  # after the draft, before EXIF rotation
         mode = image.mode
         orientation = _exif_orientation(image, source)
         to_apply = orientation
@@ -306,6 +334,12 @@ def decode_image(
         heif_orientation = image.info.get("original_orientation")
         if file_format == "HEIF" and heif_orientation in _UPRIGHT:
             orientation, to_apply = int(heif_orientation), 1
+        if draft is None and max_decoded_pixels is not None:
+            # not a JPEG: decoded whole, then reduced before the RGB copy is made
+            image = _reduced(image, max_decoded_pixels)
+        decoded_side = image.size[0]  # after the draft or the reduction, before rotation
+        # upright at its own size: HEIF's decoder has rotated it already (to_apply 1)
+        photo_size = (height, width) if to_apply in (5, 6, 7, 8) else (width, height)
         try:
             pixels = _to_rgb_array(image)
         except Exception as exc:  # e.g. a TIFF colour space Pillow cannot convert
@@ -330,6 +364,7 @@ def decode_image(
         exif_orientation=orientation,
         sha256=digest,
         scale=decoded_side / width,
+        photo_size=photo_size,
     )
 
 
@@ -828,6 +863,25 @@ class DecodeBudget:
         return self._photos < self.max_photos and self._pixels + weight <= self.max_pixels
 
     @contextmanager
+    def admitting(
+        self,
+        data: bytes,
+        *,
+        source: str = "<bytes>",
+        limits: ImageLimits = ImageLimits(),
+        max_decoded_pixels: int | None = None,
+    ) -> Iterator[ImageHeader]:
+        """Read the header and hold room for the photo's decoded pixels for the ``with``
+        block, in which the caller (or a worker process it waits for) decodes and
+        analyses it with the same ``max_decoded_pixels``. Refusals of the header (too
+        large, not an image) come before any wait."""
+        header = read_header(
+            data, source=source, limits=limits, max_decoded_pixels=max_decoded_pixels
+        )
+        with self.admit(header.decoded_pixels, source=source):
+            yield header
+
+    @contextmanager
     def decoding(
         self,
         data: bytes,
@@ -839,10 +893,9 @@ class DecodeBudget:
         """Read the header, wait for room in the budget, decode (see
         :func:`decode_image`) and hold the room while the ``with`` block uses the
         pixels. Refusals of the header (too large, not an image) come before any wait."""
-        header = read_header(
+        with self.admitting(
             data, source=source, limits=limits, max_decoded_pixels=max_decoded_pixels
-        )
-        with self.admit(header.decoded_pixels, source=source):
+        ):
             yield decode_image(
                 data, source=source, limits=limits, max_decoded_pixels=max_decoded_pixels
             )

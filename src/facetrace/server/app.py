@@ -74,6 +74,9 @@ def build_state(settings: ServiceConfig) -> ServiceState:
         index_kind=settings.index_kind,
         index_params=settings.index_params(),
         pipeline=settings.pipeline_options(),
+        inference_workers=os.cpu_count() or 1
+        if svc.inference_workers is None
+        else svc.inference_workers,
     )
     imports = ImportJobs(
         root=data_dir / "imports",

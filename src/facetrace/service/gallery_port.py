@@ -4,8 +4,10 @@ first use and shared by request threads.
 No lock here spans a call. The gallery guards its in-memory index itself with a
 readers-writer lock (:mod:`facetrace.rwlock`): searches read it side by side, and an
 import batch or a delete holds it alone only for the step that changes it, so a search
-waits for at most one such step, never for an import. The engine's own errors
-(ImageError, NoFaceFound, LowQualityFace, ...) pass through.
+waits for at most one such step, never for an import. Probes are analysed (the model
+work) outside any lock, on a pool of worker processes (:mod:`facetrace.inference`), as
+many as there are cores. The engine's own errors (ImageError, NoFaceFound,
+LowQualityFace, ...) pass through.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ import numpy.typing as npt
 from sqlalchemy.orm import Session
 
 from facetrace.config import PipelineOptions
-from facetrace.imaging import DecodeBudget, DecodedImage, ImageLimits
+from facetrace.imaging import DecodeBudget, ImageLimits
+from facetrace.inference import InferencePool
 from facetrace.service.searches import (
     FoundCandidate,
     FoundFace,
@@ -68,15 +71,6 @@ def _found(face: Face, scale: float = 1.0) -> FoundFace:
         vector=np.asarray(face.vector, dtype=np.float32),
         model_id=face.model_id,
     )
-
-
-def _upright_size(image: DecodedImage) -> tuple[int, int]:
-    """(width, height) of the upright photo at its own size."""
-    if image.scale == 1.0:
-        h, w = image.pixels.shape[:2]
-        return int(w), int(h)
-    w, h = image.original_size
-    return (h, w) if image.exif_orientation in (5, 6, 7, 8) else (w, h)
 
 
 def _candidate(c: Any) -> FoundCandidate:
@@ -143,6 +137,8 @@ class GalleryPort:
         connection), as for :meth:`facetrace.gallery.directory.Gallery.open`.
         pipeline: the face pipeline's options (model, backend, detector), from
         :meth:`facetrace.config.Settings.pipeline_options` as for the CLI.
+        inference_workers: processes that analyse probes (the service: one per core);
+        0 analyses them in this process, one at a time (tests, small tools).
     """
 
     def __init__(
@@ -158,6 +154,7 @@ class GalleryPort:
         index_kind: str = "auto",
         index_params: dict[str, Any] | None = None,
         pipeline: PipelineOptions | None = None,
+        inference_workers: int = 0,
     ) -> None:
         self.data_dir = data_dir
         self.pipeline_options = pipeline
@@ -173,6 +170,8 @@ class GalleryPort:
         self.max_decoded_pixels = (pipeline or PipelineOptions()).max_detect_pixels
         self._gallery: Any = None
         self._open_lock = threading.Lock()  # opening (and closing) the gallery only
+        self.inference_workers = max(0, inference_workers)
+        self._inference: InferencePool | None = None
         self._pipeline_lock = threading.Lock()  # one dlib detector: not for two threads at once
 
     @property
@@ -203,9 +202,31 @@ class GalleryPort:
     def close(self) -> None:
         """Save the index and release the gallery."""
         with self._open_lock:
+            pool, self._inference = self._inference, None
+            if pool is not None:
+                pool.close()
             if self._gallery is not None:
                 self._gallery.close()
                 self._gallery = None
+
+    def inference(self) -> InferencePool | None:
+        """The pool of probe-analysing processes (started on first use), None when probes
+        are analysed in this process."""
+        if self.inference_workers == 0:
+            return None
+        pool = self._inference
+        if pool is not None:
+            return pool
+        options = self.gallery().pipeline.options  # the gallery's, models cache included
+        with self._open_lock:
+            if self._inference is None:
+                self._inference = InferencePool(
+                    options,
+                    limits=self.limits,
+                    workers=self.inference_workers,
+                    max_decoded_pixels=self.max_decoded_pixels,
+                )
+            return self._inference
 
     @property
     def model_id(self) -> str:
@@ -214,18 +235,31 @@ class GalleryPort:
 
     def analyse(self, data: bytes, *, source: str, detector: str | None = None) -> PhotoFaces:
         """Decode a photo and find every face with its vector, largest first (one pipeline
-        run, with ``detector`` if given), inside the decode budget. Raises ImageError,
-        InvalidRequest for an unknown detector, or Busy when the budget has no room in
-        time; a photo without a face gives no faces. Boxes and landmarks are in the
-        photo's own (upright) coordinates, however it was decoded."""
+        run, with ``detector`` if given, on a worker process when there are), inside the
+        decode budget: its header is read here and the photo waits for room before any
+        process decodes it. Raises ImageError, InvalidRequest for an unknown detector,
+        Busy when the budget has no room in time, InferenceUnavailable when no worker
+        could answer; a photo without a face gives no faces. Boxes and landmarks are in
+        the photo's own (upright) coordinates, however it was decoded."""
         pipeline = self.gallery().pipeline
         pipeline.detector_for(detector)  # an unknown name is refused before decoding
+        pool = self.inference()
+        if pool is not None:
+            with self.budget.admitting(
+                data, source=source, limits=self.limits, max_decoded_pixels=self.max_decoded_pixels
+            ):
+                found = pool.analyse(data, source=source, detector=detector)
+            return PhotoFaces(
+                width=found.width,
+                height=found.height,
+                faces=tuple(_found(f) for f in found.faces),
+            )
         with self.budget.decoding(
             data, source=source, limits=self.limits, max_decoded_pixels=self.max_decoded_pixels
         ) as image:
             with self._pipeline_lock:
                 faces = pipeline.analyse(image.pixels, detector=detector)
-            w, h = _upright_size(image)
+            w, h = image.upright_size
             return PhotoFaces(width=w, height=h, faces=tuple(_found(f, image.scale) for f in faces))
 
     def analyse_box(self, data: bytes, *, source: str, box: tuple[int, int, int, int]) -> FoundFace:
@@ -233,6 +267,13 @@ class GalleryPort:
         found in the box, then its vector; inside the decode budget like :meth:`analyse`."""
         from facetrace.types import BoundingBox
 
+        pool = self.inference()
+        if pool is not None:
+            with self.budget.admitting(
+                data, source=source, limits=self.limits, max_decoded_pixels=self.max_decoded_pixels
+            ):
+                face = pool.analyse_box(data, source=source, box=box)
+            return _found(face)
         with self.budget.decoding(
             data, source=source, limits=self.limits, max_decoded_pixels=self.max_decoded_pixels
         ) as image:

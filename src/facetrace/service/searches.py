@@ -574,17 +574,81 @@ def search_upload(
     )
 
 
-def get_search(session: Session, *, actor: Actor, search_id: int) -> tuple[Case, Search]:
-    """A search and its case, audited as a view of results."""
+def get_search(
+    session: Session, *, actor: Actor, search_id: int, audited: bool = True
+) -> tuple[Case, Search]:
+    """A search and its case, audited as a view of results (the probe and every
+    candidate's reference photo listed in the one entry), unless ``audited`` is false
+    (the caller audits what it shows with :func:`audit_results_view`)."""
     search = session.get(Search, search_id)
     if search is None:
         raise NotFound(f"no search {search_id}")
     case = scoped_case(session, actor=actor, case_id=search.case_id, perm=Perm.RESULTS_VIEW)
+    if audited:
+        audit_results_view(
+            session,
+            actor=actor,
+            case=case,
+            search=search,
+            photos=[c.photo_id for c in search.candidates],
+        )
+    return case, search
+
+
+def audit_results_view(
+    session: Session,
+    *,
+    actor: Actor,
+    case: Case,
+    search: Search,
+    photos: Sequence[int],
+    view: str = "results",
+) -> None:
+    """One entry for a view of a search's results: the probe and the reference photos
+    shown with them, so their images need no entry each (``audit.covered``)."""
+    detail: dict[str, object] = {
+        "case": case.id,
+        "probes": [search.probe_id],
+        "photos": sorted(set(photos)),
+    }
+    if view != "results":
+        detail["view"] = view
     audit.append(
         session,
         actor=actor.username,
         action=audit.Action.VIEW_RESULTS,
         target=f"search:{search.id}",
-        detail={"case": case.id},
+        detail=detail,
     )
-    return case, search
+
+
+def view_probe_image(session: Session, *, actor: Actor, probe_id: int, view: str) -> Probe:
+    """A probe whose image (``face``, ``photo``, ``aligned``) is about to be shown,
+    audited as a view of the probe photo unless a page the actor just viewed lists it."""
+    probe = get_probe(session, actor=actor, probe_id=probe_id)
+    if not audit.covered(session, actor=actor.username, probe=probe.id):
+        audit.append(
+            session,
+            actor=actor.username,
+            action=audit.Action.VIEW_PROBE,
+            target=f"probe:{probe.id}",
+            detail={"case": probe.case_id, "view": view, "probes": [probe.id]},
+        )
+    return probe
+
+
+def audit_probes_shown(
+    session: Session, *, actor: Actor, case_id: int, target: str, probes: Sequence[int], page: str
+) -> None:
+    """One entry for a page that shows probe photos (a probe, a case, its persons),
+    listing them, so their images need no entry each. Nothing for a page with none."""
+    listed = sorted(set(probes))
+    if not listed:
+        return
+    audit.append(
+        session,
+        actor=actor.username,
+        action=audit.Action.VIEW_PROBE,
+        target=target,
+        detail={"case": case_id, "view": page, "probes": listed},
+    )

@@ -112,12 +112,17 @@ def case_page(
         if c.subject_external_id not in seen:
             seen.add(c.subject_external_id)
             unique.append(c)
+    probes = cases.case_probes(db, case=case)
+    searches.audit_probes_shown(
+        db, actor=actor, case_id=case.id, target=f"case:{case.id}",
+        probes=[p.id for p in probes if p.data is not None], page="case page",
+    )  # fmt: skip
     return page(
         request,
         "case.html",
         actor,
         case=case,
-        probes=cases.case_probes(db, case=case),
+        probes=probes,
         video_jobs=[j for j in state.videos.for_case(db, case.id) if j.state != "done"],
         max_video_mb=state.settings.service.max_video_mb,
         searches=case_searches,
@@ -288,11 +293,19 @@ def compare(
 ) -> HTMLResponse:
     """The probe face and one candidate's reference face side by side, aligned at one
     scale and zoomable together, with the subject's other photos to flip through."""
-    case, search = searches.get_search(db, actor=actor, search_id=search_id)
+    case, search = searches.get_search(db, actor=actor, search_id=search_id, audited=False)
     candidate = next((c for c in search.candidates if c.id == candidate_id), None)
     if candidate is None:
         raise NotFound(f"search {search_id} has no candidate {candidate_id}")
     photos = collections.subject_photos_of(db, actor=actor, photo_id=candidate.photo_id)
+    searches.audit_results_view(
+        db,
+        actor=actor,
+        case=case,
+        search=search,
+        photos=[p.id for p in photos],
+        view=f"compare candidate {candidate.rank}",
+    )
     probe = searches.get_probe(db, actor=actor, probe_id=search.probe_id)
     frames, best = _person_frames(db, probe, search, candidate)
     return page(
@@ -317,6 +330,10 @@ def probe_page(
     to search a face (or draw a box round a face the detector missed)."""
     probe = searches.get_probe(db, actor=actor, probe_id=probe_id)
     case = cases.get_case(db, actor=actor, case_id=probe.case_id)
+    searches.audit_probes_shown(
+        db, actor=actor, case_id=case.id, target=f"probe:{probe.id}", probes=[probe.id],
+        page="probe page",
+    )  # fmt: skip
     of_probe = [s for s in cases.case_searches(db, case=case) if s.probe_id == probe.id]
     if probe.kind == "video":
         return page(

@@ -114,8 +114,8 @@ def _scaled(values: Sequence[float], scale: float) -> list[float]:
     return [float(v) * scale for v in values]
 
 
-def _probe_photo(db: Db, actor: CurrentActor, probe_id: Id) -> Probe:
-    probe = searches.get_probe(db, actor=actor, probe_id=probe_id)
+def _probe_photo(db: Db, actor: CurrentActor, probe_id: Id, view: str) -> Probe:
+    probe = searches.view_probe_image(db, actor=actor, probe_id=probe_id, view=view)
     if probe.kind == "video":
         raise NotFound("a probe video has no single photo: see its persons' key frames")
     if probe.data is None:
@@ -131,8 +131,9 @@ def _probe_face_of(probe: Probe, index: int) -> ProbeFaceRow:
 
 def _key_frame(db: Db, actor: CurrentActor, probe_id: Id, index: int, frame: int) -> KeyFrame:
     """Key frame ``frame`` of person ``index`` of a video probe (its crop of the original
-    frame); gone with the video at the end of the retention period."""
-    probe = searches.get_probe(db, actor=actor, probe_id=probe_id)
+    frame); gone with the video at the end of the retention period. Audited as a view
+    of the probe unless a page just viewed lists it."""
+    probe = searches.view_probe_image(db, actor=actor, probe_id=probe_id, view="key frame")
     if probe.data is None:
         raise NotFound("the probe video was deleted at the end of its retention period")
     frames = videos.key_frames(_probe_face_of(probe, index).extra or {})
@@ -163,7 +164,7 @@ def probe_face(probe_id: Id, index: Index, actor: CurrentActor, db: Db, state: S
     a video's person, their best key frame."""
     if _is_track(db, actor, probe_id, index):
         return probe_key_frame(probe_id, index, 0, actor, db)
-    probe = _probe_photo(db, actor, probe_id)
+    probe = _probe_photo(db, actor, probe_id, "face")
     box = None if index < 0 else _probe_face_of(probe, index).box
     with _decoded(state, bytes(probe.data or b""), probe.filename) as image:
         if box is None:
@@ -174,7 +175,7 @@ def probe_face(probe_id: Id, index: Index, actor: CurrentActor, db: Db, state: S
 @router.get("/probes/{probe_id}/photo.jpg")
 def probe_photo(probe_id: Id, actor: CurrentActor, db: Db, state: State) -> Response:
     """The whole probe photo, upright, its longest side at most 1600 pixels."""
-    probe = _probe_photo(db, actor, probe_id)
+    probe = _probe_photo(db, actor, probe_id, "photo")
     with _decoded(state, bytes(probe.data or b""), probe.filename) as image:
         return _jpeg(Image.fromarray(image.pixels), max_side=WHOLE_MAX)
 
@@ -203,7 +204,7 @@ def probe_aligned(
             box = (k.box[0] - ox, k.box[1] - oy, k.box[2] - ox, k.box[3] - oy)
         lms = [(x - ox, y - oy) for x, y in k.landmarks] if k.crop_box else None
         return _jpeg(aligned_view(crop, box=box, landmarks=lms or None, size=_size(size)))
-    probe = _probe_photo(db, actor, probe_id)
+    probe = _probe_photo(db, actor, probe_id, "aligned")
     face = _probe_face_of(probe, index)
     with _decoded(state, bytes(probe.data or b""), probe.filename) as image:
         view = aligned_view(
