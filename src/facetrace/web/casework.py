@@ -83,10 +83,13 @@ def case_page(
     case_searches = cases.case_searches(db, case=case)
     visible = reviews.visible_reviews(db, actor=actor, case=case)
     hidden = visible.blind_searches
-    agreed = reviews.agreed_subjects(db, case=case)
+    # agreement as far as the actor may see it: a blind reviewer learns nothing of the
+    # conclusions on searches they have still to review
+    agreed = reviews.agreed_subjects(db, case=case, among=visible.shown)
     agreed_candidates = [
         c
         for s in case_searches
+        if s.id not in hidden
         for c in s.candidates
         if len(agreed.get(c.subject_external_id, ())) >= 2
     ]
