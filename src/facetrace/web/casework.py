@@ -26,20 +26,10 @@ from facetrace.service import (
 )
 from facetrace.service.accounts import Actor, Perm
 from facetrace.service.searches import Limiter
-from facetrace.store.service_models import Probe, Review, Search, SearchCandidate
+from facetrace.store.service_models import Probe, Search, SearchCandidate
 from facetrace.web.render import back, page
 
 router = APIRouter()
-
-
-def blind(actor: Actor, search: Search, of_search: list[Review]) -> bool:
-    """True when ``actor`` is to review ``search`` and has not yet: then the other
-    reviewers' conclusions stay hidden, so the second review is made blind."""
-    return (
-        actor.can(Perm.REVIEW)
-        and search.user_id != actor.id
-        and not any(r.reviewer_id == actor.id for r in of_search)
-    )
 
 
 @router.get("/cases", response_class=HTMLResponse)
@@ -92,16 +82,15 @@ def case_page(
     """Everything about a case, with the forms its state allows."""
     case = cases.get_case(db, actor=actor, case_id=case_id)
     case_searches = cases.case_searches(db, case=case)
-    case_reviews = reviews.case_reviews(db, case=case)
-    hidden = {
-        s.id
-        for s in case_searches
-        if blind(actor, s, [r for r in case_reviews if r.search_id == s.id])
-    }
-    agreed = reviews.agreed_subjects(db, case=case)
+    visible = reviews.visible_reviews(db, actor=actor, case=case)
+    hidden = visible.blind_searches
+    # agreement as far as the actor may see it: a blind reviewer learns nothing of the
+    # conclusions on searches they have still to review
+    agreed = reviews.agreed_subjects(db, case=case, among=visible.shown)
     agreed_candidates = [
         c
         for s in case_searches
+        if s.id not in hidden
         for c in s.candidates
         if len(agreed.get(c.subject_external_id, ())) >= 2
     ]
@@ -126,8 +115,9 @@ def case_page(
         video_jobs=[j for j in state.videos.for_case(db, case.id) if j.state != "done"],
         max_video_mb=state.settings.service.max_video_mb,
         searches=case_searches,
-        reviews=[r for r in case_reviews if r.search_id not in hidden],
-        hidden_reviews=sum(1 for r in case_reviews if r.search_id in hidden),
+        reviews=visible.shown,
+        review_history=visible.history,
+        hidden_reviews=visible.hidden,
         timeline=timeline.case_timeline(db, case=case, blind_searches=hidden),
         assignable=cases.assignable_users(db, actor=actor) if actor.can(Perm.CASE_ASSIGN) else [],
         outcomes=cases.OUTCOME_LABELS,
@@ -265,8 +255,13 @@ def results(
 ) -> HTMLResponse:
     """The probe face beside each candidate, with score, warnings and provenance."""
     case, search = searches.get_search(db, actor=actor, search_id=search_id)
-    of_search = [r for r in reviews.case_reviews(db, case=case) if r.search_id == search.id]
-    hide = blind(actor, search, of_search)
+    visible = reviews.visible_reviews(db, actor=actor, case=case)
+    of_search = [r for r in visible.shown if r.search_id == search.id]
+    hidden = sum(
+        1
+        for r in reviews.case_reviews(db, case=case)
+        if r.search_id == search.id and search.id in visible.blind_searches
+    )
     probe = searches.get_probe(db, actor=actor, probe_id=search.probe_id)
     frames, best = _person_frames(db, probe, search)
     if frame is not None and 0 <= frame < len(frames):
@@ -281,8 +276,10 @@ def results(
         frames=frames,
         best_frame=best,
         chosen_frame=frame if frames and frame is not None and 0 <= frame < len(frames) else None,
-        reviews=[] if hide else of_search,
-        hidden_reviews=len(of_search) if hide else 0,
+        reviews=of_search,
+        review_history=visible.history,
+        hidden_reviews=hidden,
+        own_review=next((r for r in of_search if r.reviewer_id == actor.id), None),
         can_review=actor.can(Perm.REVIEW) and cases.is_active(case),
     )
 
