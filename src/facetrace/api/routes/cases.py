@@ -14,7 +14,7 @@ from facetrace.config import DetectorKind
 from facetrace.errors import InvalidRequest
 from facetrace.fields import CaseNumber, Id, Index, LegalBasis, Name, Note, OptionalName
 from facetrace.imaging import looks_like_video
-from facetrace.server.deps import CurrentActor, Db, State, read_upload
+from facetrace.server.deps import CurrentActor, Db, Limits, State, read_upload
 from facetrace.service import cases, notifications, reviews, searches
 from facetrace.service.accounts import Perm, require
 from facetrace.store.service_models import Case, Search
@@ -330,6 +330,7 @@ async def search(
     actor: CurrentActor,
     db: Db,
     state: State,
+    limits: Limits,
     image: Annotated[UploadFile, File(description="the probe photo, or a probe video")],
     case_id: Annotated[Id | None, Form()] = None,
     face: Annotated[Index | None, Form()] = None,
@@ -385,7 +386,7 @@ async def search(
         force=force,
         searcher=state.gallery,
         sessions=state.sessions,
-        limiter=state.search_limiter,
+        limiter=limits,
         detector=None if detector is None else detector.value,
     )
     return search_json(result)
