@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from facetrace.config import DetectorKind
 from facetrace.errors import InvalidRequest
 from facetrace.fields import CaseNumber, Id, Index, LegalBasis, Name, Note, OptionalName
-from facetrace.server.deps import CurrentActor, Db, State, read_upload
+from facetrace.server.deps import CurrentActor, Db, Limits, State, read_upload
 from facetrace.service import cases, notifications, reviews, searches
 from facetrace.service.accounts import Perm, require
 from facetrace.store.service_models import Case, Search
@@ -316,6 +316,7 @@ async def search(
     actor: CurrentActor,
     db: Db,
     state: State,
+    limits: Limits,
     image: Annotated[UploadFile, File(description="the probe photo")],
     case_id: Annotated[Id | None, Form()] = None,
     face: Annotated[Index | None, Form()] = None,
@@ -345,7 +346,7 @@ async def search(
         force=force,
         searcher=state.gallery,
         sessions=state.sessions,
-        limiter=state.search_limiter,
+        limiter=limits,
         detector=None if detector is None else detector.value,
     )
     return search_json(result)
