@@ -29,6 +29,7 @@ RANKS: list[tuple[str, int]] = [
     ("facetrace.calibration", 2),
     ("facetrace.scoring", 2),  # subject templates, AS-norm: pure numpy
     ("facetrace.pool", 2),
+    ("facetrace.inference", 2),  # face analysis for request threads, on worker processes
     ("facetrace.grouping", 2),  # graph, clustering, constraints: pure, on the index
     ("facetrace.grouping.folder", 3),  # 'facetrace group FOLDER': photos in, report out
     ("facetrace.gallery", 3),

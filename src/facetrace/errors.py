@@ -62,6 +62,11 @@ class StoreUnavailable(FacetraceError):
     the service's fault, not the request's (a 503 while it lasts)."""
 
 
+class InferenceUnavailable(FacetraceError):
+    """No face-analysis worker could answer (one died, or none finished in time): the
+    service's fault and temporary, a 503; the request may be tried again."""
+
+
 class NotFound(FacetraceError):
     """A subject, photo, collection or face id that does not exist."""
 
@@ -138,6 +143,15 @@ class RateLimited(FacetraceError):
     def __init__(self, retry_after: float) -> None:
         super().__init__(f"too many requests; try again in {int(retry_after) + 1} seconds")
         self.retry_after = int(retry_after) + 1
+
+
+class Busy(FacetraceError):
+    """The service has as much photo work in hand as its memory bound allows and the
+    queue in front of it is full or did not move in time; ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Cancelled(FacetraceError):

@@ -37,7 +37,9 @@ STATUS: list[tuple[type[Exception], int, str]] = [
     (errors.ModelUnavailable, 503, "Model unavailable"),
     (errors.IndexUnavailable, 503, "Index unavailable"),
     (errors.StoreUnavailable, 503, "Storage unavailable"),
+    (errors.InferenceUnavailable, 503, "Face analysis unavailable"),
     (errors.RateLimited, 429, "Too many requests"),
+    (errors.Busy, 503, "Busy"),
 ]
 
 
@@ -89,8 +91,10 @@ def install(app: FastAPI) -> None:
     async def domain_error(request: Request, exc: errors.FacetraceError) -> Response:
         status, title = classify(exc)
         headers = {}
-        if isinstance(exc, errors.RateLimited):
+        if isinstance(exc, errors.RateLimited | errors.Busy):
             headers["Retry-After"] = str(exc.retry_after)
+        elif isinstance(exc, errors.InferenceUnavailable):
+            headers["Retry-After"] = "5"  # the workers restart within seconds
         if is_api(request):
             extra: dict[str, Any] = {}
             if isinstance(exc, errors.LowQualityFace):

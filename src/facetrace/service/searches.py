@@ -178,7 +178,9 @@ class FaceSearcher(Protocol):
 
 
 class Limiter(Protocol):
-    """A per-user rate limit (see :class:`facetrace.server.ratelimit.RateLimiter`)."""
+    """A rate limit on model runs and searches, checked before any photo is decoded (the
+    service's is :class:`facetrace.server.ratelimit.ClientLimits`: per account and per
+    client address)."""
 
     def hit(self, key: str) -> float | None:
         """Count one event for ``key``; None when allowed, else the seconds to wait."""
@@ -319,6 +321,7 @@ def store_probe(
     data: bytes,
     filename: str,
     searcher: FaceSearcher,
+    limiter: Limiter,
     keep_without_faces: bool = False,
     detector: str | None = None,
 ) -> Probe:
@@ -327,9 +330,11 @@ def store_probe(
     checked first; the engine runs between two transactions, so no database lock is held
     meanwhile. A photo without a face raises NoFaceFound and is not kept, unless
     ``keep_without_faces`` (so a user can draw a box around a face the detector missed).
+    Over the actor's rate limit (RateLimited) it is refused before the photo is decoded.
     ``detector`` chooses the face detector for this photo (default: the configured one).
     """
     require(actor, Perm.SEARCH)
+    _limit(actor, limiter)
     filename = Path(filename or "probe").name
     scoped_case(session, actor=actor, case_id=case_id, perm=Perm.SEARCH)
     session.commit()
@@ -350,12 +355,14 @@ def add_manual_face(
     probe_id: int,
     box: tuple[int, int, int, int],
     searcher: FaceSearcher,
+    limiter: Limiter,
 ) -> ProbeFaceRow:
     """Add a face the user drew around (``box`` = x1, y1, x2, y2 in pixels of the upright
     photo) to a stored probe: landmarks and vector are found inside the box, once; the
     new face is searched like any other. Refused (nothing run, nothing stored) for a box
-    outside the photo or under :data:`MIN_BOX_PX`."""
+    outside the photo or under :data:`MIN_BOX_PX`, or over the rate limit."""
     require(actor, Perm.SEARCH)
+    _limit(actor, limiter)
     probe = _usable_probe(session, actor=actor, probe_id=probe_id)
     x1, y1, x2, y2 = box
     if not (0 <= x1 < x2 <= probe.width and 0 <= y1 < y2 <= probe.height):
@@ -567,17 +574,81 @@ def search_upload(
     )
 
 
-def get_search(session: Session, *, actor: Actor, search_id: int) -> tuple[Case, Search]:
-    """A search and its case, audited as a view of results."""
+def get_search(
+    session: Session, *, actor: Actor, search_id: int, audited: bool = True
+) -> tuple[Case, Search]:
+    """A search and its case, audited as a view of results (the probe and every
+    candidate's reference photo listed in the one entry), unless ``audited`` is false
+    (the caller audits what it shows with :func:`audit_results_view`)."""
     search = session.get(Search, search_id)
     if search is None:
         raise NotFound(f"no search {search_id}")
     case = scoped_case(session, actor=actor, case_id=search.case_id, perm=Perm.RESULTS_VIEW)
+    if audited:
+        audit_results_view(
+            session,
+            actor=actor,
+            case=case,
+            search=search,
+            photos=[c.photo_id for c in search.candidates],
+        )
+    return case, search
+
+
+def audit_results_view(
+    session: Session,
+    *,
+    actor: Actor,
+    case: Case,
+    search: Search,
+    photos: Sequence[int],
+    view: str = "results",
+) -> None:
+    """One entry for a view of a search's results: the probe and the reference photos
+    shown with them, so their images need no entry each (``audit.covered``)."""
+    detail: dict[str, object] = {
+        "case": case.id,
+        "probes": [search.probe_id],
+        "photos": sorted(set(photos)),
+    }
+    if view != "results":
+        detail["view"] = view
     audit.append(
         session,
         actor=actor.username,
         action=audit.Action.VIEW_RESULTS,
         target=f"search:{search.id}",
-        detail={"case": case.id},
+        detail=detail,
     )
-    return case, search
+
+
+def view_probe_image(session: Session, *, actor: Actor, probe_id: int, view: str) -> Probe:
+    """A probe whose image (``face``, ``photo``, ``aligned``) is about to be shown,
+    audited as a view of the probe photo unless a page the actor just viewed lists it."""
+    probe = get_probe(session, actor=actor, probe_id=probe_id)
+    if not audit.covered(session, actor=actor.username, probe=probe.id):
+        audit.append(
+            session,
+            actor=actor.username,
+            action=audit.Action.VIEW_PROBE,
+            target=f"probe:{probe.id}",
+            detail={"case": probe.case_id, "view": view, "probes": [probe.id]},
+        )
+    return probe
+
+
+def audit_probes_shown(
+    session: Session, *, actor: Actor, case_id: int, target: str, probes: Sequence[int], page: str
+) -> None:
+    """One entry for a page that shows probe photos (a probe, a case, its persons),
+    listing them, so their images need no entry each. Nothing for a page with none."""
+    listed = sorted(set(probes))
+    if not listed:
+        return
+    audit.append(
+        session,
+        actor=actor.username,
+        action=audit.Action.VIEW_PROBE,
+        target=target,
+        detail={"case": case_id, "view": page, "probes": listed},
+    )

@@ -13,8 +13,12 @@ ACTION_TEXT: dict[str, str] = {
     "login_failed": "Failed login",
     "logout": "Logged out",
     "search": "Face search",
-    "view_results": "Viewed search results",
-    "view_probe": "Viewed a probe photo",
+    "view_results": "Viewed search results and their reference photos",
+    "view_probe": "Viewed probe photos",
+    "view_photo": "Viewed a reference photo",
+    "view_subject": "Viewed a gallery subject and its reference photos",
+    "view_collection": "Viewed a collection's subjects",
+    "refused": "Refused attempt",
     "review": "Recorded a review",
     "identification": "Recorded an identification",
     "case_create": "Opened a case",
@@ -56,6 +60,9 @@ _KEY_TEXT = {
     "faces_removed": "faces removed",
     "legal_basis": "legal basis",
     "primary_identifier": "primary identifier",
+    "photos": "reference photos shown",
+    "probes": "probe photos shown",
+    "external_id": "subject id",
 }
 
 
@@ -100,6 +107,10 @@ def detail_text(detail: str) -> str:
 
     >>> detail_text('{"case_number": "C-1", "forced": false, "candidates": 2}')
     'case number: C-1; forced: no; candidates: 2'
+    >>> detail_text('{"job": "ab12", "state": "done", "error": "", "photos_added": 8}')
+    'job: ab12; state: done; photos added: 8'
+    >>> detail_text('{"case": 3, "probes": [7], "photos": [12, 15]}')
+    'case: 3; probe photos shown: 7; reference photos shown: 12, 15'
     """
     try:
         data = json.loads(detail or "{}")
@@ -107,7 +118,9 @@ def detail_text(detail: str) -> str:
         return detail
     if not isinstance(data, dict):
         return _value(data)
+    # an empty text says nothing ("error: " on an import that ended well)
     return "; ".join(
         f"{_KEY_TEXT.get(k, k.replace('_', ' '))}: " + _VALUE_TEXT.get(k, {}).get(str(v), _value(v))
         for k, v in data.items()
+        if not (isinstance(v, str) and not v.strip())
     )
