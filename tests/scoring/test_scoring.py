@@ -75,7 +75,7 @@ def test_cohort_file_round_trip_and_errors(tmp_path: Path) -> None:
     back = read_cohort((tmp_path / "c.npz").read_bytes(), what="c.npz")
     assert (back.model_id, back.top_k, back.source) == (c.model_id, 5, "x")
     assert np.allclose(back.vectors, c.vectors, atol=2e-3)
-    with pytest.raises(ValueError, match="malformed cohort bad.npz"):
+    with pytest.raises(ValueError, match=r"malformed cohort bad\.npz"):
         read_cohort(b"not a cohort", what="bad.npz")
     with pytest.raises(ValueError, match="top_k"):
         Cohort("m", c.vectors, top_k=50)
