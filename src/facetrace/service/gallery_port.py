@@ -46,6 +46,11 @@ log = logging.getLogger(__name__)
 
 ImportProgress = Callable[[int, int], None]
 
+#: niceness added to an import's pipeline processes: when a search's inference worker and
+#: an import's worker both want a core, the scheduler gives it to the search (about 9 to 1
+#: at 10), so searches keep their idle latency while an import uses what is left
+IMPORT_NICE = 10
+
 
 def _box(values: Any) -> tuple[int, int, int, int]:
     x1, y1, x2, y2 = (round(float(v)) for v in values)
@@ -342,6 +347,7 @@ class GalleryPort:
             photo_store=photo_store,
             inline_lock=self._pipeline_lock,
             batch_size=batch_size,
+            nice=IMPORT_NICE,
         )
         out = dict(summary.as_dict())
         out["stopped"] = summary.stopped
