@@ -69,6 +69,7 @@ def build_state(settings: ServiceConfig) -> ServiceState:
         inference_workers=os.cpu_count() or 1
         if svc.inference_workers is None
         else svc.inference_workers,
+        import_nice=svc.import_nice,
     )
     imports = ImportJobs(
         root=data_dir / "imports",

@@ -46,11 +46,6 @@ log = logging.getLogger(__name__)
 
 ImportProgress = Callable[[int, int], None]
 
-#: niceness added to an import's pipeline processes: when a search's inference worker and
-#: an import's worker both want a core, the scheduler gives it to the search (about 9 to 1
-#: at 10), so searches keep their idle latency while an import uses what is left
-IMPORT_NICE = 10
-
 
 def _box(values: Any) -> tuple[int, int, int, int]:
     x1, y1, x2, y2 = (round(float(v)) for v in values)
@@ -141,6 +136,8 @@ class GalleryPort:
         :meth:`facetrace.config.Settings.pipeline_options` as for the CLI.
         inference_workers: processes that analyse probes (the service: one per core);
         0 analyses them in this process, one at a time (tests, small tools).
+        import_nice: niceness added to an import's pipeline processes, so that searches
+        get the cores first when both want them (see ``ServiceSettings.import_nice``).
     """
 
     def __init__(
@@ -156,6 +153,7 @@ class GalleryPort:
         index_params: dict[str, Any] | None = None,
         pipeline: PipelineOptions | None = None,
         inference_workers: int = 0,
+        import_nice: int = 0,
     ) -> None:
         self.data_dir = data_dir
         self.pipeline_options = pipeline
@@ -169,6 +167,7 @@ class GalleryPort:
         self._gallery: Any = None
         self._open_lock = threading.Lock()  # opening (and closing) the gallery only
         self.inference_workers = max(0, inference_workers)
+        self.import_nice = import_nice
         self._inference: InferencePool | None = None
         self._pipeline_lock = threading.Lock()  # one dlib detector: not for two threads at once
 
@@ -347,7 +346,7 @@ class GalleryPort:
             photo_store=photo_store,
             inline_lock=self._pipeline_lock,
             batch_size=batch_size,
-            nice=IMPORT_NICE,
+            nice=self.import_nice,
         )
         out = dict(summary.as_dict())
         out["stopped"] = summary.stopped
