@@ -62,6 +62,15 @@ class DetectorKind(StrEnum):
     AUTO = "auto"
 
 
+class ScoreKind(StrEnum):
+    """How a probe's candidates are scored: the raw cosine, or AS-norm (the index's top
+    candidates re-scored against a cohort of strangers, then put on the cosine scale by
+    the false-match tables: :mod:`facetrace.scoring.asnorm`)."""
+
+    COSINE = "cosine"
+    ASNORM = "asnorm"
+
+
 @dataclass(frozen=True, slots=True)
 class PipelineOptions:
     """The face pipeline's plain values, as :class:`facetrace.engine.FacePipeline` takes
@@ -69,7 +78,8 @@ class PipelineOptions:
     descriptor, smallest face side and largest image area the detector looks at, chips per
     inference batch, the model cache folder, and inference threads (0: ONNX Runtime's
     default, one per core); the face detector and the largest area the CNN detector looks
-    at (it costs far more per pixel than HOG)."""
+    at (it costs far more per pixel than HOG); and how the gallery scores candidates
+    (``FACETRACE_SEARCH__SCORE``)."""
 
     model: str = "dlib-resnet-v1"
     backend: Backend = Backend.ONNX
@@ -77,6 +87,7 @@ class PipelineOptions:
     max_detect_pixels: int = 16_000_000
     detector: DetectorKind = DetectorKind.AUTO
     max_cnn_pixels: int = 4_000_000
+    score: ScoreKind = ScoreKind.ASNORM
     batch_size: int = 32
     cache_dir: Path | None = None
     threads: int = 0
@@ -87,11 +98,13 @@ class PipelineOptions:
 
 
 class SearchSettings(BaseModel):
-    """Defaults for searches; each can be overridden per request."""
+    """Defaults for searches; each can be overridden per request. ``score``: ``asnorm``
+    (default) or ``cosine`` (see :class:`ScoreKind`)."""
 
     k: int = Field(10, ge=1, le=1000)
     fpir: float = Field(0.01, gt=0, lt=1)
     min_quality: float = Field(0.3, ge=0, le=1)
+    score: ScoreKind = ScoreKind.ASNORM
 
 
 class DetectSettings(BaseModel):
@@ -227,6 +240,7 @@ class Settings(BaseSettings):
             max_detect_pixels=self.detect.max_detect_pixels,
             detector=self.detect.detector,
             max_cnn_pixels=self.detect.max_cnn_pixels,
+            score=self.search.score,
             batch_size=self.pipeline.batch_size,
             cache_dir=self.data / "models",
             threads=self.pipeline.threads,
@@ -269,7 +283,19 @@ class ServiceSettings(BaseModel):
     # cannot claim another address by sending the header itself
     trusted_proxies: list[str] = Field(default_factory=list)
     search_per_minute: int = Field(default=30, ge=1)
+    # every POST that runs the face pipeline or searches counts (an upload that is then
+    # searched counts twice): per account, and per client address
+    search_per_minute_per_address: int = Field(default=120, ge=1)
     max_upload_mb: float = Field(default=20.0, gt=0)
+    # admission control before any photo is decoded (docs/security.md): at most
+    # decode_max_photos probe photos decoded or analysed at once, holding at most
+    # decode_max_megapixels decoded pixels together (counted from the header; a JPEG is
+    # decoded at 1/2, 1/4 or 1/8 of its side when the detector needs no more); a request
+    # that finds decode_max_waiting others waiting, or waits decode_wait_s, gets a 503
+    decode_max_photos: int = Field(default=2, ge=1)
+    decode_max_megapixels: float = Field(default=100.0, gt=0)
+    decode_max_waiting: int = Field(default=16, ge=0)
+    decode_wait_s: float = Field(default=60.0, gt=0)
     # a video probe is read into memory and kept with its case: well below video.max_mb
     max_video_mb: float = Field(default=500.0, gt=0)
     max_import_mb: float = Field(default=500.0, gt=0)

@@ -476,3 +476,50 @@ def test_probe_upload_takes_a_detector(gallery: dict[str, Any]) -> None:
         files=files,
     )
     assert resp.status_code == 201, resp.text
+
+
+def test_reviews_through_the_api_are_blind_versioned_and_not_the_searchers(
+    gallery: dict[str, Any],
+) -> None:
+    """Issue 11 item 13 through the API: a second reviewer sees no other conclusion until
+    recording theirs; a change is a new version with its history; the searcher may not
+    review their own search."""
+    client: TestClient = gallery["client"]
+    keys = {
+        n: add_user(client, n, roles, "Dept A")
+        for n, roles in (
+            ("api-rev1", {Role.REVIEWER}),
+            ("api-rev2", {Role.REVIEWER}),
+            ("api-both", {Role.INVESTIGATOR, Role.REVIEWER}),
+        )
+    }
+    h = {n: {"Authorization": f"Bearer {k}"} for n, k in keys.items()}
+    case = client.post(
+        "/api/v1/cases",
+        headers=h["api-both"],
+        json={"number": "R-1", "purpose": "trace_missing", "legal_basis": "Order 4"},
+    ).json()
+    found = client.post(
+        "/api/v1/search",
+        headers=h["api-both"],
+        data={"case_id": str(case["id"])},
+        files={"image": ("p.jpg", _photo(gallery["faces"], "Laura_Bush", 3), "image/jpeg")},
+    ).json()
+    top = found["candidates"][0]["id"]
+    url = f"/api/v1/searches/{found['id']}/reviews"
+    body = {"conclusion": "potential_candidate", "candidate_id": top, "note": ""}
+    own = client.post(url, headers=h["api-both"], json=body)
+    assert own.status_code == 409 and "you ran this search" in own.json()["detail"]
+    first = client.post(url, headers=h["api-rev1"], json={"conclusion": "inconclusive"})
+    assert first.status_code == 201 and first.json()["version"] == 1
+    seen = client.get(f"/api/v1/cases/{case['id']}", headers=h["api-rev2"]).json()
+    assert seen["reviews"] == [] and seen["hidden_reviews"] == 1, "blind until recorded"
+    assert client.post(url, headers=h["api-rev2"], json=body).status_code == 201
+    seen = client.get(f"/api/v1/cases/{case['id']}", headers=h["api-rev2"]).json()
+    assert seen["hidden_reviews"] == 0 and len(seen["reviews"]) == 2
+    changed = client.post(url, headers=h["api-rev1"], json=body)
+    assert changed.status_code == 201 and changed.json()["version"] == 2
+    seen = client.get(f"/api/v1/cases/{case['id']}", headers=h["api-rev2"]).json()
+    mine = [r for r in seen["reviews"] if r["reviewer"] == "api-rev1"]
+    assert len(mine) == 1 and mine[0]["version"] == 2
+    assert [v["conclusion"] for v in mine[0]["history"]] == ["inconclusive"]

@@ -17,6 +17,7 @@ import facetrace.web
 from facetrace import __version__
 from facetrace.api.router import router as api_router
 from facetrace.config import ServiceConfig
+from facetrace.imaging import DecodeBudget
 from facetrace.index import set_search_threads
 from facetrace.server import docs, health, problems
 from facetrace.server.proxies import Proxies, parse_networks
@@ -56,6 +57,12 @@ def build_state(settings: ServiceConfig) -> ServiceState:
         database.dispose()
         raise
     svc = settings.service
+    budget = DecodeBudget(
+        max_pixels=int(svc.decode_max_megapixels * 1_000_000),
+        max_photos=svc.decode_max_photos,
+        max_waiting=svc.decode_max_waiting,
+        timeout=svc.decode_wait_s,
+    )
     gallery = GalleryPort(
         data_dir,
         database=database,
@@ -63,6 +70,7 @@ def build_state(settings: ServiceConfig) -> ServiceState:
         fpir=settings.search.fpir,
         min_quality=settings.search.min_quality,
         max_upload_bytes=int(svc.max_upload_mb * 1024 * 1024),
+        budget=budget,
         index_kind=settings.index_kind,
         index_params=settings.index_params(),
         pipeline=settings.pipeline_options(),
@@ -100,6 +108,8 @@ def build_state(settings: ServiceConfig) -> ServiceState:
             max_wait=svc.login_backoff_max_s,
         ),
         search_limiter=RateLimiter(limit=svc.search_per_minute),
+        search_address_limiter=RateLimiter(limit=svc.search_per_minute_per_address),
+        decode_budget=budget,
         templates=make_templates(WEB_DIR / "templates"),
         data_dir=data_dir,
         videos=videos,

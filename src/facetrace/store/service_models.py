@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy import true as sa_true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from facetrace.store.base import Base
@@ -276,9 +277,18 @@ class SearchCandidate(Base):
 
 
 class Review(Base):
-    """A reviewer's conclusion on a search (and, for a potential candidate, which one)."""
+    """A reviewer's conclusion on a search (and, for a potential candidate, which one).
+
+    One reviewer has one review per search: changing it adds version ``n + 1`` and marks
+    the earlier one not ``is_current``, so the history stays and counts see each reviewer
+    once."""
 
     __tablename__ = "review"
+    __table_args__ = (
+        UniqueConstraint(
+            "search_id", "reviewer_id", "version", name="uq_review_search_reviewer_version"
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("case_file.id"), index=True)
@@ -290,6 +300,8 @@ class Review(Base):
     conclusion: Mapped[str] = mapped_column(String(30))
     note: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    is_current: Mapped[bool] = mapped_column(Boolean, default=True, server_default=sa_true())
 
     reviewer: Mapped[User] = relationship(lazy="joined")
     candidate: Mapped[SearchCandidate | None] = relationship(lazy="joined")

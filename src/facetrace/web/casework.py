@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from facetrace.errors import InvalidRequest, LowQualityFace, NotFound
 from facetrace.fields import Coordinate, Id, Index
-from facetrace.server.deps import CurrentActor, Db, State, probe_from_upload
+from facetrace.server.deps import CurrentActor, Db, Limits, State, probe_from_upload
 from facetrace.server.state import ServiceState
 from facetrace.service import (
     cases,
@@ -25,20 +25,11 @@ from facetrace.service import (
     videos,
 )
 from facetrace.service.accounts import Actor, Perm
-from facetrace.store.service_models import Probe, Review, Search, SearchCandidate
+from facetrace.service.searches import Limiter
+from facetrace.store.service_models import Probe, Search, SearchCandidate
 from facetrace.web.render import back, page
 
 router = APIRouter()
-
-
-def blind(actor: Actor, search: Search, of_search: list[Review]) -> bool:
-    """True when ``actor`` is to review ``search`` and has not yet: then the other
-    reviewers' conclusions stay hidden, so the second review is made blind."""
-    return (
-        actor.can(Perm.REVIEW)
-        and search.user_id != actor.id
-        and not any(r.reviewer_id == actor.id for r in of_search)
-    )
 
 
 @router.get("/cases", response_class=HTMLResponse)
@@ -91,16 +82,15 @@ def case_page(
     """Everything about a case, with the forms its state allows."""
     case = cases.get_case(db, actor=actor, case_id=case_id)
     case_searches = cases.case_searches(db, case=case)
-    case_reviews = reviews.case_reviews(db, case=case)
-    hidden = {
-        s.id
-        for s in case_searches
-        if blind(actor, s, [r for r in case_reviews if r.search_id == s.id])
-    }
-    agreed = reviews.agreed_subjects(db, case=case)
+    visible = reviews.visible_reviews(db, actor=actor, case=case)
+    hidden = visible.blind_searches
+    # agreement as far as the actor may see it: a blind reviewer learns nothing of the
+    # conclusions on searches they have still to review
+    agreed = reviews.agreed_subjects(db, case=case, among=visible.shown)
     agreed_candidates = [
         c
         for s in case_searches
+        if s.id not in hidden
         for c in s.candidates
         if len(agreed.get(c.subject_external_id, ())) >= 2
     ]
@@ -125,8 +115,9 @@ def case_page(
         video_jobs=[j for j in state.videos.for_case(db, case.id) if j.state != "done"],
         max_video_mb=state.settings.service.max_video_mb,
         searches=case_searches,
-        reviews=[r for r in case_reviews if r.search_id not in hidden],
-        hidden_reviews=sum(1 for r in case_reviews if r.search_id in hidden),
+        reviews=visible.shown,
+        review_history=visible.history,
+        hidden_reviews=visible.hidden,
         timeline=timeline.case_timeline(db, case=case, blind_searches=hidden),
         assignable=cases.assignable_users(db, actor=actor) if actor.can(Perm.CASE_ASSIGN) else [],
         outcomes=cases.OUTCOME_LABELS,
@@ -141,9 +132,16 @@ def case_page(
 
 
 def _search(
-    db: Session, actor: Actor, state: ServiceState, probe_id: Id, face: int, force: bool
+    db: Session,
+    actor: Actor,
+    state: ServiceState,
+    limits: Limiter,
+    probe_id: Id,
+    face: int,
+    force: bool,
 ) -> Search:
-    """Search face ``face`` of a stored probe with the app's gallery and rate limit."""
+    """Search face ``face`` of a stored probe with the app's gallery and the request's
+    rate limits."""
     return searches.search_probe(
         db,
         actor=actor,
@@ -152,7 +150,7 @@ def _search(
         force=force,
         searcher=state.gallery,
         sessions=state.sessions,
-        limiter=state.search_limiter,
+        limiter=limits,
     )
 
 
@@ -162,12 +160,19 @@ async def upload_probe(
     actor: CurrentActor,
     db: Db,
     state: State,
+    limits: Limits,
     image: Annotated[UploadFile, File()],
 ) -> Response:
     """Keep the probe with the case (its faces found once); search at once when it has
     one face, else show the whole photo to pick a face or draw a box round one."""
     probe = await probe_from_upload(
-        state, db, actor=actor, case_id=case_id, upload=image, keep_without_faces=True
+        state,
+        db,
+        actor=actor,
+        case_id=case_id,
+        upload=image,
+        limiter=limits,
+        keep_without_faces=True,
     )
     if not probe.faces:
         return back(
@@ -175,7 +180,7 @@ async def upload_probe(
             "No face was found automatically. Draw a box round the face on the photo.",
         )
     if len(probe.faces) == 1:
-        search = await run_in_threadpool(_search, db, actor, state, probe.id, 0, False)
+        search = await run_in_threadpool(_search, db, actor, state, limits, probe.id, 0, False)
         return back(f"/searches/{search.id}")
     return back(
         f"/probes/{probe.id}",
@@ -190,6 +195,7 @@ def draw_face(
     actor: CurrentActor,
     db: Db,
     state: State,
+    limits: Limits,
     x1: Annotated[Coordinate, Form()],
     y1: Annotated[Coordinate, Form()],
     x2: Annotated[Coordinate, Form()],
@@ -198,11 +204,16 @@ def draw_face(
 ) -> Response:
     """Add a face from a box the user drew on the probe photo, and search it."""
     row = searches.add_manual_face(
-        db, actor=actor, probe_id=probe_id, box=(x1, y1, x2, y2), searcher=state.gallery
+        db,
+        actor=actor,
+        probe_id=probe_id,
+        box=(x1, y1, x2, y2),
+        searcher=state.gallery,
+        limiter=limits,
     )
     index = row.face_index
     try:
-        search = _search(db, actor, state, probe_id, index, force)
+        search = _search(db, actor, state, limits, probe_id, index, force)
     except LowQualityFace as exc:
         return back(
             f"/probes/{probe_id}#face-{index}",
@@ -217,11 +228,12 @@ def search_face(
     actor: CurrentActor,
     db: Db,
     state: State,
+    limits: Limits,
     face: Annotated[Index, Form()],
     force: Annotated[bool, Form()] = False,
 ) -> Response:
     """Search one face of a stored probe."""
-    return back(f"/searches/{_search(db, actor, state, probe_id, face, force).id}")
+    return back(f"/searches/{_search(db, actor, state, limits, probe_id, face, force).id}")
 
 
 def _person_frames(
@@ -243,8 +255,13 @@ def results(
 ) -> HTMLResponse:
     """The probe face beside each candidate, with score, warnings and provenance."""
     case, search = searches.get_search(db, actor=actor, search_id=search_id)
-    of_search = [r for r in reviews.case_reviews(db, case=case) if r.search_id == search.id]
-    hide = blind(actor, search, of_search)
+    visible = reviews.visible_reviews(db, actor=actor, case=case)
+    of_search = [r for r in visible.shown if r.search_id == search.id]
+    hidden = sum(
+        1
+        for r in reviews.case_reviews(db, case=case)
+        if r.search_id == search.id and search.id in visible.blind_searches
+    )
     probe = searches.get_probe(db, actor=actor, probe_id=search.probe_id)
     frames, best = _person_frames(db, probe, search)
     if frame is not None and 0 <= frame < len(frames):
@@ -259,8 +276,10 @@ def results(
         frames=frames,
         best_frame=best,
         chosen_frame=frame if frames and frame is not None and 0 <= frame < len(frames) else None,
-        reviews=[] if hide else of_search,
-        hidden_reviews=len(of_search) if hide else 0,
+        reviews=of_search,
+        review_history=visible.history,
+        hidden_reviews=hidden,
+        own_review=next((r for r in of_search if r.reviewer_id == actor.id), None),
         can_review=actor.can(Perm.REVIEW) and cases.is_active(case),
     )
 

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
 
 from facetrace.config import DetectorKind
 from facetrace.errors import InvalidRequest
 from facetrace.fields import CaseNumber, Id, Index, LegalBasis, Name, Note, OptionalName
-from facetrace.server.deps import CurrentActor, Db, State, read_upload
+from facetrace.imaging import looks_like_video
+from facetrace.server.deps import CurrentActor, Db, Limits, State, read_upload
 from facetrace.service import cases, notifications, reviews, searches
-from facetrace.service.accounts import Perm, require
+from facetrace.service.accounts import Actor, Perm, require
 from facetrace.store.service_models import Case, Search
 
 DETECTOR_HELP = (
@@ -92,21 +94,38 @@ class CaseSearchOut(BaseModel):
     no_candidate: bool
 
 
+class ReviewVersionOut(BaseModel):
+    """An earlier version of a reviewer's review of a search."""
+
+    version: int
+    conclusion: str
+    candidate_id: int | None
+    note: str
+    at: datetime
+
+
 class CaseReviewOut(BaseModel):
-    """One reviewer's conclusion on a search of the case."""
+    """One reviewer's review in force of a search of the case (one per reviewer and
+    search), with its earlier versions."""
 
     search_id: int
     reviewer: str
     conclusion: str
     candidate_id: int | None
     note: str
+    version: int = 1
+    at: datetime | None = None
+    history: list[ReviewVersionOut] = []
 
 
 class CaseDetailOut(CaseOut):
-    """A case with its searches and reviews."""
+    """A case with its searches and the reviews the caller may see: others' reviews of a
+    search the caller is to review are hidden (counted in ``hidden_reviews``) until the
+    caller records theirs, so the second review is blind."""
 
     searches: list[CaseSearchOut]
     reviews: list[CaseReviewOut]
+    hidden_reviews: int = 0
 
 
 class SubjectRef(BaseModel):
@@ -161,10 +180,12 @@ class SearchOut(BaseModel):
 
 
 class ReviewOut(BaseModel):
-    """A recorded review."""
+    """A recorded review: ``version`` 1 for a reviewer's first review of the search,
+    higher for a change (the earlier versions are kept)."""
 
     id: int
     conclusion: str
+    version: int = 1
 
 
 class IdentificationOut(BaseModel):
@@ -265,6 +286,7 @@ def get_case(case_id: Id, actor: CurrentActor, db: Db) -> dict[str, Any]:
         {"id": s.id, "face_index": s.face_index, "no_candidate": s.no_candidate}
         for s in cases.case_searches(db, case=case)
     ]
+    visible = reviews.visible_reviews(db, actor=actor, case=case)
     out["reviews"] = [
         {
             "search_id": r.search_id,
@@ -272,34 +294,101 @@ def get_case(case_id: Id, actor: CurrentActor, db: Db) -> dict[str, Any]:
             "conclusion": r.conclusion,
             "candidate_id": r.candidate_id,
             "note": r.note,
+            "version": r.version,
+            "at": r.created_at,
+            "history": [
+                {
+                    "version": o.version,
+                    "conclusion": o.conclusion,
+                    "candidate_id": o.candidate_id,
+                    "note": o.note,
+                    "at": o.created_at,
+                }
+                for o in visible.history.get(r.id, [])
+            ],
         }
-        for r in reviews.case_reviews(db, case=case)
+        for r in visible.shown
     ]
+    out["hidden_reviews"] = visible.hidden
     return out
 
 
-@router.post("/search", status_code=201, response_model=SearchOut)
+@router.post(
+    "/search",
+    status_code=201,
+    response_model=SearchOut,
+    responses={
+        202: {
+            "description": "a video: its analysis is queued (follow GET /video-jobs/{id})",
+            # VideoJobOut, declared by the video routes (which import this module)
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/VideoJobOut"}}
+            },
+        }
+    },
+)
 async def search(
     actor: CurrentActor,
     db: Db,
     state: State,
-    image: Annotated[UploadFile, File(description="the probe photo")],
+    limits: Limits,
+    image: Annotated[UploadFile, File(description="the probe photo, or a probe video")],
     case_id: Annotated[Id | None, Form()] = None,
     face: Annotated[Index | None, Form()] = None,
     force: Annotated[bool, Form()] = False,
     detector: Annotated[DetectorKind | None, Form(description=DETECTOR_HELP)] = None,
-) -> dict[str, Any]:
+) -> Any:
     """Upload a probe photo for a case and search one of its faces: one pipeline run, the
     probe and its faces kept with the case. A search without a case is refused; a photo
     with several faces needs ``face`` (the answer lists them), or upload it once with
     ``POST /cases/{case_id}/probes`` and search each face with
-    ``POST /probes/{probe_id}/search``. A refused search stores nothing."""
+    ``POST /probes/{probe_id}/search``. A refused search stores nothing.
+
+    A video (told by its container's signature or its extension) is checked at once
+    and its analysis queued, as ``POST /cases/{case_id}/videos`` does: the answer is
+    **202** with the job; when it is done, its probe has one face per person seen, each
+    searched once stored (``force``: a person of low quality too; one the rules refuse
+    is left to ``POST /probes/{probe_id}/search``), and the job lists the searches when
+    it is done. ``face`` and ``detector`` are photo options, refused for a video."""
     if case_id is None:
         raise InvalidRequest(
             "every search belongs to a case: create one (POST /api/v1/cases with number, "
             "purpose and legal basis) and pass its case_id"
         )
     require(actor, Perm.SEARCH)
+    head = await image.read(4096)
+    await image.seek(0)
+    if looks_like_video(head, image.filename or ""):
+        if face is not None or detector is not None:
+            raise InvalidRequest(
+                "face and detector are photo options: every person seen in a video is "
+                "searched once its analysis is done"
+            )
+        from facetrace.api.routes.videos import job_out  # it imports this module
+
+        def search_person(s: Session, who: Actor, probe_id: int, index: int) -> Search:
+            return searches.search_probe(
+                s,
+                actor=who,
+                probe_id=probe_id,
+                face=index,
+                force=force,
+                searcher=state.gallery,
+                sessions=state.sessions,
+                limiter=limits,
+            )
+
+        video = await read_upload(image, limit=state.max_video, what="video")
+        job = await run_in_threadpool(
+            state.videos.start,
+            db,
+            actor=actor,
+            case_id=case_id,
+            data=video,
+            filename=image.filename or "",
+            search=search_person,
+        )
+        return JSONResponse(job_out(job).model_dump(mode="json"), status_code=202)
     data = await read_upload(image, limit=state.max_upload, what="photo")
     result = await run_in_threadpool(
         searches.search_upload,
@@ -312,7 +401,7 @@ async def search(
         force=force,
         searcher=state.gallery,
         sessions=state.sessions,
-        limiter=state.search_limiter,
+        limiter=limits,
         detector=None if detector is None else detector.value,
     )
     return search_json(result)
@@ -327,7 +416,8 @@ def get_search(search_id: Id, actor: CurrentActor, db: Db) -> dict[str, Any]:
 
 @router.post("/searches/{search_id}/reviews", status_code=201, response_model=ReviewOut)
 def review(search_id: Id, body: ReviewIn, actor: CurrentActor, db: Db) -> dict[str, Any]:
-    """Record a review of a search."""
+    """Record a review of a search, or change one's own (a new version; the same review
+    sent again changes nothing). Refused (409) to the person who ran the search."""
     r = reviews.record_review(
         db,
         actor=actor,
@@ -336,7 +426,7 @@ def review(search_id: Id, body: ReviewIn, actor: CurrentActor, db: Db) -> dict[s
         note=body.note,
         candidate_id=body.candidate_id,
     )
-    return {"id": r.id, "conclusion": r.conclusion}
+    return {"id": r.id, "conclusion": r.conclusion, "version": r.version}
 
 
 @router.post("/cases/{case_id}/identification", status_code=201, response_model=IdentificationOut)
