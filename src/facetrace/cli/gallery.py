@@ -51,19 +51,45 @@ def ingest(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Add photos to the gallery. Resumable: run it again after an interruption."""
-    from facetrace.gallery.ingest import collect_items
+    from sqlalchemy.orm import Session
+
+    from facetrace.gallery.ingest import Batch, collect_items
     from facetrace.gallery.ingest import ingest as run_ingest
+    from facetrace.service import audit
+    from facetrace.service.accounts import SYSTEM
+    from facetrace.store.db import transaction
 
     c: Context = ctx.obj
     items = collect_items(path, collection=collection, legal_basis=legal_basis)
     if report is None:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         report = c.settings.data / "reports" / f"ingest-{stamp}.csv"
-    with c.gallery() as g, progress_bar() as bar:
+    source = {"via": "cli", "os_user": _os_user(), "source": str(path)}
+    with c.audited_gallery() as g, progress_bar() as bar:
         task = bar.add_task("ingest", total=len(items))
 
         def progress(done: int, total: int, _summary: Any) -> None:
             bar.update(task, completed=done)
+
+        def on_batch(session: Session, batch: Batch) -> None:
+            # each committed batch is audited in its own transaction, as the service's
+            # imports are: what is in the gallery is in the log
+            audit.append(
+                session,
+                actor=SYSTEM.username,
+                action=audit.Action.IMPORT_BATCH,
+                target=f"collection:{collection}",
+                detail={
+                    **source,
+                    "batch": batch.number,
+                    "photos": batch.photos,
+                    "photos_added": batch.photos_added,
+                    "faces_added": batch.faces_added,
+                    "skipped": batch.skipped,
+                    "done": batch.done,
+                    "total": batch.total,
+                },
+            )
 
         summary = run_ingest(
             g,
@@ -72,7 +98,23 @@ def ingest(
             allow_deleted=allow_deleted,
             report_path=report,
             progress=progress,
+            on_batch=on_batch,
         )
+        with transaction(g.sessions) as s:
+            audit.append(
+                s,
+                actor=SYSTEM.username,
+                action=audit.Action.IMPORT,
+                target=f"collection:{collection}",
+                detail={
+                    **source,
+                    "state": "done",
+                    "photos_added": summary.photos_added,
+                    "faces_added": summary.faces_added,
+                    "already_present": summary.already_present,
+                    "skipped": len(summary.skipped),
+                },
+            )
     data = summary.as_dict()
     if as_json:
         dump(data)
@@ -86,6 +128,16 @@ def ingest(
         err.print(f"  skipped, {reason}: {n}")
     if summary.report_path:
         err.print(f"  skipped photos are listed in {summary.report_path}")
+
+
+def _os_user() -> str:
+    """Who ran the command, as the operating system knows them (for the audit log)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""
 
 
 def _load_pixels(path: Path) -> Any:
@@ -381,13 +433,29 @@ def delete(
     c: Context = ctx.obj
     if not yes and sys.stdin.isatty():
         typer.confirm(f"Delete {what.value} {ident!r}?", abort=True)
-    with c.gallery() as g:
-        if what is DeleteWhat.subject:
-            n = g.delete_subject(ident, collection)
-        elif what is DeleteWhat.photo:
-            n = g.delete_photo(ident)
-        else:
-            n = g.delete_collection(ident)
+    from facetrace.gallery.directory import DeleteKind
+    from facetrace.service import audit
+    from facetrace.service.accounts import SYSTEM
+    from facetrace.store.db import transaction
+
+    with c.audited_gallery() as g:
+        # the rows and the audit entry commit together; then the index forgets the faces
+        with transaction(g.sessions) as s:
+            kind: DeleteKind = what.value  # the same three names
+            ids = g.remove_rows(s, kind=kind, target=ident, collection=collection)
+            audit.append(
+                s,
+                actor=SYSTEM.username,
+                action=audit.Action.DELETE,
+                target=f"{what.value}:{ident}",
+                detail={
+                    "via": "cli",
+                    "os_user": _os_user(),
+                    "collection": collection,
+                    "faces_removed": len(ids),
+                },
+            )
+        n = g.forget(ids)
     err.print(f"deleted {what.value} {ident!r}: {n} faces removed")
 
 
