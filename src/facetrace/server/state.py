@@ -9,6 +9,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session, sessionmaker
 
 from facetrace.config import ServiceConfig
+from facetrace.gallery.owner import OwnerLock
 from facetrace.server.ratelimit import RateLimiter
 from facetrace.service.gallery_port import GalleryPort
 from facetrace.service.imports import ImportJobs, ImportLimits
@@ -30,6 +31,7 @@ class ServiceState:
     templates: Jinja2Templates
     data_dir: Path
     videos: VideoJobs
+    owner: OwnerLock  # held while the service runs: the data directory is its alone
 
     @property
     def sessions(self) -> sessionmaker[Session]:
