@@ -17,6 +17,8 @@ from urllib.parse import quote
 import pytest
 from sqlalchemy import create_engine, text
 
+from facetrace.store.db import Database
+
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 
 
@@ -63,3 +65,16 @@ def database_url(kind: str, tmp_path: Path) -> Iterator[str]:
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+TEST_AUDIT_KEY = bytes(range(32))
+"""The audit key of test databases opened with :func:`open_database`."""
+
+
+def open_database(url: str, key: bytes = TEST_AUDIT_KEY) -> Database:
+    """``Database.open(url)`` with the audit key bound, as the app and the CLI do."""
+    from facetrace.service import audit
+
+    database = Database.open(url)
+    audit.bind(database, key)
+    return database

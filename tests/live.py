@@ -36,7 +36,10 @@ def serve_thread(cfg: ServiceConfig) -> Iterator[tuple[str, Any]]:
     """(base URL, app) of the service for ``cfg`` under uvicorn in a thread."""
     app = create_app(cfg)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", proxy_headers=False
+    )  # as `facetrace serve` runs it
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -132,11 +135,13 @@ def serve_process(
 
 def make_user(data: Path, name: str, roles: set[Any], department: str | None) -> str:
     """Create a user in the data directory's database (migrating it); its API key."""
-    from facetrace.service import accounts
+    from facetrace.service import accounts, audit
+    from facetrace.service.audit_key import key_path, load_key
     from facetrace.store.db import Database, sqlite_url
 
     data.mkdir(parents=True, exist_ok=True)
     database = Database.open(sqlite_url(data))
+    audit.bind(database, load_key(key_path(data, None)))
     try:
         with database.sessions.begin() as s:
             user = accounts.create_user(

@@ -38,6 +38,7 @@ RANKS: list[tuple[str, int]] = [
     ("facetrace.server.deps", 5),
     ("facetrace.server.problems", 5),
     ("facetrace.server.ratelimit", 5),
+    ("facetrace.server.proxies", 5),
     ("facetrace.server.health", 5),
     ("facetrace.api", 6),
     ("facetrace.web", 6),

@@ -12,13 +12,21 @@ built by :meth:`Settings.pipeline_options` only.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import platformdirs
-from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -180,6 +188,9 @@ class Settings(BaseSettings):
 
     data: Path = Field(default_factory=default_data_dir)
     database_url: str | None = None
+    # the audit chain's HMAC key (FACETRACE_AUDIT_KEY_FILE); default <data>/audit.key.
+    # Keep it where the database's administrators cannot read it (docs/audit.md).
+    audit_key_file: Path | None = None
     # a recipe of facetrace.index.factory; "auto" picks flat / hnsw / ivf-sq8 by size
     index_kind: str = "auto"
     search_threads: int = Field(1, ge=1, le=256)
@@ -225,7 +236,19 @@ class ServiceSettings(BaseModel):
     port: int = Field(default=8000, ge=1, le=65535)
     secure_cookies: bool = False
     session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    # every POST /login from one client address, token-less ones included
     login_per_minute: int = Field(default=10, ge=1)
+    # failed passwords for one account from one address before each further attempt
+    # waits 1, 2, 4 ... seconds (up to login_backoff_max_s); from addresses the account
+    # has not logged in from, login_account_failures failures in all (any address) start
+    # the same back-off for the account. Correct passwords never lock anyone out.
+    login_free_failures: int = Field(default=5, ge=1)
+    login_account_failures: int = Field(default=20, ge=1)
+    login_backoff_max_s: float = Field(default=3600.0, gt=0)
+    # reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (addresses
+    # or networks, e.g. ["10.0.0.5", "10.1.0.0/16"]); none by default, so a client
+    # cannot claim another address by sending the header itself
+    trusted_proxies: list[str] = Field(default_factory=list)
     search_per_minute: int = Field(default=30, ge=1)
     max_upload_mb: float = Field(default=20.0, gt=0)
     # a video probe is read into memory and kept with its case: well below video.max_mb
@@ -239,6 +262,16 @@ class ServiceSettings(BaseModel):
     import_batch: int = Field(default=32, ge=1, le=1000)
     probe_retention_days: int = Field(default=365, ge=1)
     import_root: Path | None = None  # where uploaded manifests may name photos
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item.strip(), strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{item!r} is not an IP address or network") from exc
+        return [item.strip() for item in value]
 
     @model_validator(mode="after")
     def _safe_outside_development(self) -> ServiceSettings:

@@ -151,3 +151,8 @@ class RateLimited(FacetraceError):
 
 class Cancelled(FacetraceError):
     """A long operation (a video's analysis) was cancelled by its user."""
+
+
+class AuditKeyError(FacetraceError):
+    """The audit log's key file cannot be created or read: the service refuses to start
+    rather than write entries nobody could verify."""

@@ -117,7 +117,7 @@ def check(kind: Any, value: T, *, field: str) -> T:
     try:
         result: T = adapter.validate_python(value)
     except ValidationError as exc:
-        message = exc.errors()[0].get("msg", "invalid value")
+        message = str(exc.errors()[0].get("msg", "invalid value")).removeprefix("Value error, ")
         raise InvalidRequest(f"{field}: {message}") from None
     return result
 

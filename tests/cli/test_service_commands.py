@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -69,3 +71,26 @@ def test_audit_verify_reports_tampering(data: Path) -> None:
 def test_cases_purge_runs(data: Path) -> None:
     code, out = _run(data, "cases", "purge")
     assert code == 0 and "purged 0" in out
+
+
+def test_audit_verify_uses_the_key_file_and_needs_it(data: Path, tmp_path_factory: Any) -> None:
+    """The key is created 0600 in the data directory on first use and read back by
+    ``audit verify``; a log re-hashed without the key, and a missing key file, fail."""
+    key_file = data / "audit.key"
+    assert key_file.exists() and stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    moved = tmp_path_factory.mktemp("keys") / "audit.key"
+    key_file.rename(moved)
+    runner = CliRunner()
+    missing = runner.invoke(app, ["--data", str(data), "audit", "verify"])
+    assert missing.exit_code == 1 and "no audit key file" in missing.stderr
+    env = {"FACETRACE_AUDIT_KEY_FILE": str(moved)}
+    ok = runner.invoke(app, ["--data", str(data), "audit", "verify"], env=env)
+    assert ok.exit_code == 0 and ok.stdout.startswith("ok: 3 entries, keyed from entry 1")
+    assert not key_file.exists(), "verify creates no key"
+    db = sqlite3.connect(data / "facetrace.db")
+    db.execute("DELETE FROM audit_entry")
+    db.execute("DELETE FROM audit_head")
+    db.commit()
+    emptied = runner.invoke(app, ["--data", str(data), "audit", "verify", "--json"], env=env)
+    report = json.loads(emptied.stdout)
+    assert emptied.exit_code == 1 and report["problem"]["kind"] == "deleted"

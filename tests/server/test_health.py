@@ -68,6 +68,7 @@ def test_a_read_only_data_directory_is_a_503_not_a_500(tmp_path: Path) -> None:
         with read_only(data):
             ready = _until(server.base, "/readyz", 503)
             assert "not writable" in ready.json()["checks"]["data_directory"]
+            assert str(data) not in ready.text, "no path told to an unauthenticated caller"
             assert ready.json()["checks"]["database"] is None
             assert httpx.get(server.base + "/healthz", timeout=30).status_code == 200
             resp = httpx.post(
@@ -115,6 +116,8 @@ def test_an_unreachable_database_is_a_503_until_it_is_back(tmp_path: Path) -> No
             try:
                 ready = _until(server.base, "/readyz", 503)
                 assert "database does not answer" in ready.json()["checks"]["database"]
+                # issue 11 item 14: no host or port told to an unauthenticated caller
+                assert "127.0.0.1" not in ready.text and str(relay.port) not in ready.text
                 api = httpx.get(server.base + "/api/v1/me", headers=UNKNOWN_KEY, timeout=30)
                 assert api.status_code == 503, api.text
                 assert api.json()["title"] == "Database unavailable"
@@ -137,3 +140,14 @@ def test_start_on_an_unreachable_database_fails_with_one_line(tmp_path: Path) ->
         facetrace_env(FACETRACE_DATABASE_URL=url),
     )
     assert "cannot open the database" in line and "refused" in line.lower()
+
+
+def test_start_with_an_unreadable_audit_key_fails_with_one_line(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    make_user(data, "ada", {Role.ADMIN}, None)
+    key_dir = tmp_path / "not-a-key"  # a directory: unreadable as a key, even for root
+    key_dir.mkdir()
+    env = facetrace_env(FACETRACE_AUDIT_KEY_FILE=str(key_dir))
+    line = _one_line_failure(serve_command(data, free_port()), env)
+    assert "audit key file" in line and str(key_dir) in line
+    assert "FACETRACE_AUDIT_KEY_FILE" in line

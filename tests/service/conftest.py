@@ -9,15 +9,14 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from facetrace.service.accounts import SYSTEM, Actor, Role, actor_of, create_user
-from facetrace.store.db import Database
-from tests.dbutil import database_url
+from tests.dbutil import database_url, open_database
 
 
 @pytest.fixture(params=["sqlite", "pg"])
 def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
     """A session factory on a freshly migrated database of each kind."""
     with database_url(request.param, tmp_path) as url:
-        database = Database.open(url)
+        database = open_database(url)
         yield database.sessions
         database.dispose()
 

@@ -1,14 +1,23 @@
-"""The hash chain: appends link up, and editing, inserting or deleting a row is found."""
+"""The keyed hash chain: appends link up, and editing, inserting or deleting a row, the
+head, or the whole log is found, and so is a chain re-hashed without the key."""
 
 from __future__ import annotations
 
+import functools
 import itertools
+import stat
+from collections.abc import Callable
+from pathlib import Path
 
+import pytest
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from facetrace.service import audit
+from facetrace.errors import AuditKeyError
+from facetrace.service import audit, audit_key
+from facetrace.service.audit_key import key_id
 from facetrace.store.service_models import AuditEntry, AuditHead
+from tests.dbutil import TEST_AUDIT_KEY, database_url, open_database
 
 
 def _fill(factory: sessionmaker[Session], n: int) -> None:
@@ -169,3 +178,230 @@ def test_concurrent_appends_keep_one_chain(sessions: sessionmaker[Session]) -> N
     assert not errors
     report = _verify(sessions)
     assert report.ok and report.entries == 32
+
+
+# --- the keyed chain (issue 11 items 10 and 12) ---------------------------------------
+
+
+def _rehash_from(s: Session, first: int, mac: Callable[..., str]) -> None:
+    """Recompute every hash from entry ``first`` on with ``mac`` and relink the chain and
+    the head, as someone with write access but not the key would."""
+    rows = s.execute(select(AuditEntry).order_by(AuditEntry.seq)).scalars().all()
+    prev = audit.GENESIS
+    for r in rows:
+        if r.seq >= first:
+            r.prev_hash = prev
+            r.hash = mac(
+                seq=r.seq,
+                at=r.at,
+                actor=r.actor,
+                action=r.action,
+                target=r.target,
+                detail=r.detail,
+                prev_hash=r.prev_hash,
+            )
+        prev = r.hash
+    s.flush()
+    head = s.get(AuditHead, 1)
+    assert head is not None
+    head.hash = prev
+
+
+def test_entries_are_keyed_and_the_head_signed(sessions: sessionmaker[Session]) -> None:
+    _fill(sessions, 3)
+    with sessions.begin() as s:
+        rows = s.execute(select(AuditEntry).order_by(AuditEntry.seq)).scalars().all()
+        head = s.get(AuditHead, 1)
+        assert head is not None and head.keyed_from == 1
+        assert head.key_id == key_id(TEST_AUDIT_KEY) and head.mac
+        for r in rows:  # an HMAC under the key, not the plain hash anyone can compute
+            fields = dict(
+                seq=r.seq, at=r.at, actor=r.actor, action=r.action, target=r.target,
+                detail=r.detail, prev_hash=r.prev_hash,
+            )  # fmt: skip
+            assert r.hash == audit.entry_mac(TEST_AUDIT_KEY, **fields)  # type: ignore[arg-type]
+            assert r.hash != audit.entry_hash(**fields)  # type: ignore[arg-type]
+    report = _verify(sessions)
+    assert report.ok and report.keyed_from == 1
+
+
+def test_tail_and_head_deleted_is_detected(sessions: sessionmaker[Session]) -> None:
+    _fill(sessions, 5)
+    with sessions.begin() as s:
+        s.execute(delete(AuditEntry).where(AuditEntry.seq >= 4))
+        s.execute(delete(AuditHead))
+    report = _verify(sessions)
+    assert report.problem is not None and report.problem.kind == "deleted"
+    assert "head" in report.problem.message and report.entries == 3
+
+
+def test_emptied_log_without_head_is_detected(sessions: sessionmaker[Session]) -> None:
+    _fill(sessions, 3)
+    with sessions.begin() as s:
+        s.execute(delete(AuditEntry))
+        s.execute(delete(AuditHead))
+    report = _verify(sessions)
+    assert report.problem is not None and report.problem.kind == "deleted"
+    assert report.entries == 0
+
+
+def test_emptied_log_with_a_fresh_unsigned_head_is_detected(
+    sessions: sessionmaker[Session],
+) -> None:
+    _fill(sessions, 3)
+    with sessions.begin() as s:  # as the migration seeds it: looks like a new database
+        s.execute(delete(AuditEntry))
+        s.execute(update(AuditHead).values(seq=0, hash=audit.GENESIS, keyed_from=None, mac=""))
+    problem = _verify(sessions).problem
+    assert problem is not None and problem.kind == "unkeyed"
+
+
+def test_appended_unchained_row_is_inserted_not_altered(sessions: sessionmaker[Session]) -> None:
+    _fill(sessions, 3)
+    with sessions.begin() as s:
+        s.add(
+            AuditEntry(
+                seq=4,
+                at="2026-01-01T00:00:00.000000+00:00",
+                actor="mallory",
+                action="search",
+                target="",
+                detail="{}",
+                prev_hash="f" * 64,
+                hash="e" * 64,
+            )
+        )
+    problem = _verify(sessions).problem
+    assert problem is not None and (problem.kind, problem.seq) == ("inserted", 4)
+
+
+def test_chain_rehashed_without_the_key_is_detected(sessions: sessionmaker[Session]) -> None:
+    _fill(sessions, 5)
+    with sessions.begin() as s:
+        s.execute(update(AuditEntry).where(AuditEntry.seq == 2).values(actor="mallory"))
+        _rehash_from(s, 2, audit.entry_hash)  # the unkeyed scheme, chain and head relinked
+    problem = _verify(sessions).problem
+    assert problem is not None and (problem.kind, problem.seq) == ("altered", 2)
+
+
+def test_chain_and_head_resigned_with_another_key_are_detected(
+    sessions: sessionmaker[Session],
+) -> None:
+    guess = b"g" * 32
+    _fill(sessions, 4)
+    with sessions.begin() as s:
+        s.execute(update(AuditEntry).where(AuditEntry.seq == 3).values(target="case:0"))
+        _rehash_from(s, 1, functools.partial(audit.entry_mac, guess))
+        head = s.get(AuditHead, 1)
+        assert head is not None and head.keyed_from is not None
+        head.mac = audit.head_mac(guess, seq=head.seq, hash=head.hash, keyed_from=1)
+    problem = _verify(sessions).problem
+    assert problem is not None and (problem.kind, problem.seq) == ("altered", 1)
+
+
+def test_head_rewritten_without_the_key_is_detected(sessions: sessionmaker[Session]) -> None:
+    """Deleting the tail and moving the head back to the new last entry needs the key."""
+    _fill(sessions, 5)
+    with sessions.begin() as s:
+        four = s.execute(select(AuditEntry).where(AuditEntry.seq == 4)).scalar_one()
+        s.execute(delete(AuditEntry).where(AuditEntry.seq == 5))
+        s.execute(update(AuditHead).values(seq=4, hash=four.hash))
+    problem = _verify(sessions).problem
+    assert problem is not None and problem.kind == "altered" and "head" in problem.message
+
+
+def test_a_session_without_the_key_writes_nothing(sessions: sessionmaker[Session]) -> None:
+    engine = sessions.kw["bind"]
+    with Session(engine) as s, pytest.raises(AuditKeyError, match="no audit key"):
+        audit.append(s, actor="alice", action=audit.Action.SEARCH)
+
+
+def test_another_key_is_refused_at_start(sessions: sessionmaker[Session]) -> None:
+    _fill(sessions, 1)
+    url = sessions.kw["bind"].url.render_as_string(hide_password=False)
+    with pytest.raises(AuditKeyError, match="signed with key"):
+        open_database(url, key=b"k" * 32)
+    with sessions.begin() as s:
+        report = audit.verify(s, key=b"k" * 32)
+    assert report.problem is not None and report.problem.kind == "wrong_key"
+    assert "not with this key" in report.problem.message
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "pg"])
+def test_an_unkeyed_log_is_sealed_and_then_protected(kind: str, tmp_path: Path) -> None:
+    """A log written before keyed chains (migration 0009, plain SHA-256 entries) is kept:
+    the first start with a key appends a keyed seal chained to it, and from then on the
+    old entries cannot be rewritten either."""
+    from alembic import command
+
+    from facetrace.store.db import alembic_config, make_engine
+
+    with database_url(kind, tmp_path) as url:
+        engine = make_engine(url)
+        cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0009")
+        prev = audit.GENESIS
+        with engine.begin() as conn:
+            for seq in (1, 2, 3):
+                fields = dict(
+                    seq=seq, at=f"2026-01-0{seq}T00:00:00.000000+00:00", actor="old",
+                    action="search", target=f"case:{seq}", detail="{}", prev_hash=prev,
+                )  # fmt: skip
+                digest = audit.entry_hash(**fields)  # type: ignore[arg-type]
+                conn.execute(
+                    text(
+                        "INSERT INTO audit_entry (seq, at, actor, action, target, detail, "
+                        "prev_hash, hash) VALUES (:seq, :at, :actor, :action, :target, "
+                        ":detail, :prev_hash, :hash)"
+                    ),
+                    {**fields, "hash": digest},
+                )
+                prev = digest
+            conn.execute(text("UPDATE audit_head SET seq = 3, hash = :h"), {"h": prev})
+        engine.dispose()
+        database = open_database(url)
+        try:
+            with database.sessions.begin() as s:
+                report = audit.verify(s)
+                assert report.ok and report.entries == 4 and report.keyed_from == 4
+                seal = s.execute(select(AuditEntry).where(AuditEntry.seq == 4)).scalar_one()
+                assert seal.action == "audit_keyed" and seal.prev_hash == prev
+            _fill(database.sessions, 1)
+            assert _verify(database.sessions).ok
+            with database.sessions.begin() as s:  # rewrite an old entry, re-hash the old part
+                s.execute(update(AuditEntry).where(AuditEntry.seq == 2).values(actor="mallory"))
+                rows = s.execute(select(AuditEntry).order_by(AuditEntry.seq)).scalars().all()
+                p = audit.GENESIS
+                for r in rows[:3]:
+                    r.prev_hash = p
+                    r.hash = audit.entry_hash(
+                        seq=r.seq, at=r.at, actor=r.actor, action=r.action, target=r.target,
+                        detail=r.detail, prev_hash=r.prev_hash,
+                    )  # fmt: skip
+                    p = r.hash
+            problem = _verify(database.sessions).problem
+            assert problem is not None and problem.kind == "altered" and problem.seq == 3
+        finally:
+            database.dispose()
+
+
+def test_key_file_is_created_private_and_reused(tmp_path: Path) -> None:
+    path = tmp_path / "keys" / "audit.key"
+    key = audit_key.load_key(path)
+    assert len(key) == 32 and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert audit_key.load_key(path) == key
+
+
+def test_unusable_key_files_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(AuditKeyError, match="no audit key file"):
+        audit_key.load_key(tmp_path / "missing", create=False)
+    short = tmp_path / "short"
+    short.write_text("abcd")
+    with pytest.raises(AuditKeyError, match="does not hold a key"):
+        audit_key.load_key(short)
+    unreadable = tmp_path / "a-directory"  # unreadable as a file, even for root
+    unreadable.mkdir()
+    with pytest.raises(AuditKeyError, match="cannot read the audit key file"):
+        audit_key.load_key(unreadable)

@@ -16,8 +16,9 @@ from facetrace.server.ratelimit import RateLimiter
 from facetrace.service import case_groups, cases, searches
 from facetrace.service.accounts import SYSTEM, Actor, Role, actor_of, create_user
 from facetrace.service.gallery_port import GalleryPort
-from facetrace.store.db import Database, sqlite_url
+from facetrace.store.db import sqlite_url
 from facetrace.store.service_models import AuditEntry, Probe, User
+from tests.dbutil import open_database
 
 JOLIE = ["id01/img1.jpg", "id01/img2.jpg", "id01/img4.jpg"]
 ANISTON = ["id04/img3.jpg", "id04/img53.jpg"]
@@ -27,7 +28,7 @@ ANISTON = ["id04/img3.jpg", "id04/img53.jpg"]
 def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GalleryPort]:
     data = tmp_path_factory.mktemp("case") / "data"
     data.mkdir()
-    database = Database.open(sqlite_url(data))
+    database = open_database(sqlite_url(data))
     gp = GalleryPort(
         data,
         database=database,

@@ -14,9 +14,10 @@ from facetrace.errors import Conflict, InvalidRequest, NotFound, PermissionDenie
 from facetrace.service import audit, duplicates
 from facetrace.service.accounts import SYSTEM, Actor, Role, actor_of, create_user
 from facetrace.service.gallery_port import GalleryPort
-from facetrace.store.db import Database, sqlite_url
+from facetrace.store.db import sqlite_url
 from facetrace.store.models import Collection
 from facetrace.store.service_models import AuditEntry
+from tests.dbutil import open_database
 from tests.galleries import COPIED, OTHER_PHOTO, subject_id
 
 FMR = 1e-4
@@ -24,7 +25,7 @@ FMR = 1e-4
 
 @pytest.fixture()
 def port(planted_dir: Path) -> Iterator[GalleryPort]:
-    database = Database.open(sqlite_url(planted_dir))
+    database = open_database(sqlite_url(planted_dir))
     gp = GalleryPort(
         planted_dir,
         database=database,

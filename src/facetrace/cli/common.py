@@ -86,24 +86,25 @@ class Context:
         return self.settings.pipeline_options()
 
     @contextmanager
-    def gallery(self, *, write: str | None = None) -> Iterator[Gallery]:
+    def gallery(self, *, write: str | None = None, audited: bool = False) -> Iterator[Gallery]:
         """The data directory's gallery for the command's run, searches on the configured
         thread count.
 
         ``write`` names a command that changes the gallery: it holds the directory's
         owner lock for its run, and is refused (exit 3) while the service or another
         writer holds it. Without it the gallery is opened read-only: it may run beside
-        the service and never saves the index."""
+        the service and never saves the index. ``audited``: the database is bound to the
+        audit key (created on first use), for commands that write audit entries."""
         from facetrace.gallery.directory import Gallery
         from facetrace.gallery.owner import OwnerLock
         from facetrace.index import set_search_threads
 
         set_search_threads(self.settings.search_threads)
-        lock = None if write is None else OwnerLock(self.settings.data, command=write)
         with ExitStack() as stack:
-            if lock is not None:
-                stack.enter_context(lock)
-            yield stack.enter_context(
+            if write is not None:
+                stack.enter_context(OwnerLock(self.settings.data, command=write))
+            key = self._audit_key() if audited else None
+            gallery = stack.enter_context(
                 Gallery.open(
                     self.settings.data,
                     database_url=self.settings.database_url,
@@ -113,6 +114,16 @@ class Context:
                     read_only=write is None,
                 )
             )
+            if key is not None:
+                from facetrace.service import audit
+
+                audit.bind(gallery.database, key)
+            yield gallery
+
+    def _audit_key(self) -> bytes:
+        from facetrace.service.audit_key import key_path, load_key
+
+        return load_key(key_path(self.settings.data, self.settings.audit_key_file))
 
 
 def load_settings(cls: type[S], overrides: dict[str, Any]) -> S:

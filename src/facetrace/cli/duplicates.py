@@ -63,7 +63,7 @@ def duplicates(
     from facetrace.service.accounts import SYSTEM
 
     c: Context = ctx.obj
-    with c.gallery() as g, g.sessions() as s:
+    with c.gallery(audited=True) as g, g.sessions() as s:
         pairs = service.list_proposals(s, actor=SYSTEM, finder=_Finder(g, collection), fmr=fmr)
         s.commit()
     if as_json:
@@ -92,7 +92,7 @@ def _run(ctx: typer.Context, action: str, command: str | None, **kwargs: Any) ->
     from facetrace.service.accounts import SYSTEM
 
     c: Context = ctx.obj
-    with c.gallery(write=command) as g, g.sessions() as s:
+    with c.gallery(write=command, audited=True) as g, g.sessions() as s:
         result = getattr(service, action)(s, actor=SYSTEM, **kwargs)
         s.commit()
         return result

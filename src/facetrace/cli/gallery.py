@@ -67,7 +67,7 @@ def ingest(
     if report is None:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         report = c.settings.data / "reports" / f"ingest-{stamp}.csv"
-    with c.gallery(write="ingest") as g, progress_bar() as bar:
+    with c.gallery(write="ingest", audited=True) as g, progress_bar() as bar:
         # audited before it starts (a killed run is in the log too) and when it ends
         target = f"path:{path.resolve()}"
         with transaction(g.sessions) as s:
@@ -188,7 +188,7 @@ def search(
         return
     if sample_fps is not None or crops is not None:
         raise InvalidRequest(f"{probe}: --sample-fps and --crops apply to videos only")
-    with c.gallery() as g:
+    with c.gallery(audited=True) as g:
         grounds = why.grounds(g)
         pixels = _load_pixels(probe)
         results = g.search(
@@ -327,7 +327,7 @@ def _search_video(
         {} if sample_fps is None else {"sample_fps": sample_fps, "long_sample_fps": sample_fps}
     )
     options = VideoOptions.from_settings(c.settings.video, **changes)
-    with c.gallery() as g, progress_bar() as bar:
+    with c.gallery(audited=True) as g, progress_bar() as bar:
         grounds = why.grounds(g)
         task = bar.add_task("video (s)", total=None)
 
@@ -490,7 +490,7 @@ def delete(
     c: Context = ctx.obj
     if not yes and sys.stdin.isatty():
         typer.confirm(f"Delete {what.value} {ident!r}?", abort=True)
-    with c.gallery(write="delete") as g:
+    with c.gallery(write="delete", audited=True) as g:
         # the rows and the audit entry commit together; then the index forgets the faces
         with transaction(g.sessions) as s:
             ids = g.remove_rows(

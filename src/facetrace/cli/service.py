@@ -32,14 +32,22 @@ def _config(ctx: typer.Context) -> ServiceConfig:
 
 
 @contextmanager
-def _transaction(ctx: typer.Context) -> Iterator[Session]:
-    """One transaction on the installation's database, closed with the command."""
+def _transaction(ctx: typer.Context, *, verify_only: bool = False) -> Iterator[Session]:
+    """One transaction on the installation's database, closed with the command. The
+    audit key is bound (and created on first use), so the command's entries are keyed."""
+    from facetrace.service import audit
+    from facetrace.service.audit_key import key_path, load_key
     from facetrace.store.db import Database, sqlite_url, transaction
 
     cfg = _config(ctx)
     cfg.data.mkdir(parents=True, exist_ok=True)
+    key = load_key(key_path(cfg.data, cfg.audit_key_file), create=not verify_only)
     database = Database.open(cfg.database_url or sqlite_url(cfg.data))
     try:
+        if verify_only:  # verifying changes nothing: no sealing of an unkeyed log
+            audit.bind_key(database, key)
+        else:
+            audit.bind(database, key)
         with transaction(database.sessions) as session:
             yield session
     finally:
@@ -88,7 +96,15 @@ def serve(
         )
         sys.stdout.flush()
     sys.stderr.write(f"facetrace serving on http://{service.host}:{service.port}/\n")
-    uvicorn.run(create_app(cfg), host=service.host, port=service.port, log_level="info")
+    # proxy_headers=False: uvicorn would believe X-Forwarded-For from loopback; which
+    # proxies to believe is the service's setting (server/proxies.py)
+    uvicorn.run(
+        create_app(cfg),
+        host=service.host,
+        port=service.port,
+        log_level="info",
+        proxy_headers=False,
+    )
 
 
 @users_app.command("add")
@@ -159,16 +175,20 @@ def users_disable(ctx: typer.Context, username: str) -> None:
 def audit_verify(
     ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False
 ) -> None:
-    """Check the hash chain; exit 1 and name the first altered, inserted or deleted entry."""
+    """Check the keyed hash chain with the audit key (FACETRACE_AUDIT_KEY_FILE, default
+    <data>/audit.key); exit 1 and name the first altered, inserted or deleted entry, or a
+    head that is missing or not signed with the key."""
     from facetrace.service import audit
 
-    with _transaction(ctx) as s:
+    with _transaction(ctx, verify_only=True) as s:
         report = audit.verify(s)
     if as_json:
         out = {
             "ok": report.ok,
             "entries": report.entries,
             "head_hash": report.head_hash,
+            "keyed_from": report.keyed_from,
+            "key_id": report.key_id,
             "problem": None
             if report.problem is None
             else {
@@ -179,7 +199,10 @@ def audit_verify(
         }
         sys.stdout.write(json.dumps(out, indent=2) + "\n")
     elif report.ok:
-        sys.stdout.write(f"ok: {report.entries} entries, head {report.head_hash}\n")
+        sys.stdout.write(
+            f"ok: {report.entries} entries, keyed from entry {report.keyed_from} "
+            f"(key {report.key_id}), head {report.head_hash}\n"
+        )
     else:
         assert report.problem is not None
         sys.stdout.write(

@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
+from facetrace import fields
 from facetrace.engine import FacePipeline
-from facetrace.errors import DeletedPhoto, FacetraceError, ManifestError
+from facetrace.errors import DeletedPhoto, FacetraceError, InvalidRequest, ManifestError
 from facetrace.imaging import ImageLimits, load_image
 from facetrace.pool import MIN_ITEMS_FOR_POOL, map_photos
 from facetrace.store.repo import Provenance, known_hashes
@@ -178,13 +179,17 @@ def _row_to_item(
     path = Path(path_s)
     if not path.is_absolute():
         path = base / path
+    try:  # only http(s) links: a javascript: or data: URL would be rendered as a link
+        source_url = fields.check(fields.Url, str(row.get("source_url") or ""), field="source_url")
+    except InvalidRequest as exc:
+        raise ManifestError(source, line, str(exc)) from exc
     return IngestItem(
         path=path,
         provenance=Provenance(
             subject_id=subject,
             subject_name=str(row.get("subject_name") or ""),
             collection=str(row.get("collection") or collection),
-            source_url=str(row.get("source_url") or ""),
+            source_url=source_url,
             source_title=str(row.get("source_title") or ""),
             captured_date=str(row.get("captured_date") or ""),
             legal_basis=str(row.get("legal_basis") or legal_basis),

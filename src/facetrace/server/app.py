@@ -20,9 +20,12 @@ from facetrace.config import ServiceConfig
 from facetrace.gallery.owner import SERVICE, OwnerLock
 from facetrace.index import set_search_threads
 from facetrace.server import docs, health, problems
-from facetrace.server.ratelimit import RateLimiter
+from facetrace.server.proxies import Proxies, parse_networks
+from facetrace.server.ratelimit import LoginThrottle, RateLimiter
 from facetrace.server.state import ServiceState
+from facetrace.service import audit
 from facetrace.service.accounts import load_secret
+from facetrace.service.audit_key import key_path, load_key
 from facetrace.service.gallery_port import GalleryPort
 from facetrace.service.imports import ImportJobs
 from facetrace.service.video_port import VideoPort
@@ -37,6 +40,7 @@ CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
 )
+HSTS = "max-age=31536000"
 WEB_DIR = Path(facetrace.web.__file__).resolve().parent
 
 
@@ -57,7 +61,13 @@ def build_state(settings: ServiceConfig) -> ServiceState:
 
 def _build_state(settings: ServiceConfig, owner: OwnerLock) -> ServiceState:
     data_dir = settings.data
+    audit_key = load_key(key_path(data_dir, settings.audit_key_file))
     database = Database.open(settings.database_url or sqlite_url(data_dir))
+    try:
+        audit.bind(database, audit_key)
+    except BaseException:
+        database.dispose()
+        raise
     svc = settings.service
     gallery = GalleryPort(
         data_dir,
@@ -86,6 +96,11 @@ def _build_state(settings: ServiceConfig, owner: OwnerLock) -> ServiceState:
         gallery=gallery,
         imports=imports,
         login_limiter=RateLimiter(limit=svc.login_per_minute),
+        login_throttle=LoginThrottle(
+            free=svc.login_free_failures,
+            account_free=svc.login_account_failures,
+            max_wait=svc.login_backoff_max_s,
+        ),
         search_limiter=RateLimiter(limit=svc.search_per_minute),
         templates=make_templates(WEB_DIR / "templates"),
         data_dir=data_dir,
@@ -96,6 +111,7 @@ def _build_state(settings: ServiceConfig, owner: OwnerLock) -> ServiceState:
             work_dir=data_dir / "video-uploads",
             max_bytes=int(svc.max_video_mb * 1024 * 1024),
         ),
+        proxies=Proxies(parse_networks(svc.trusted_proxies)),
     )
 
 
@@ -136,8 +152,14 @@ def create_app(settings: ServiceConfig) -> FastAPI:
     problems.install(app)
     docs.install(app)
 
+    proxies = Proxies(parse_networks(settings.service.trusted_proxies))
+
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Any) -> Response:
+        # Who is asking and over what, decided once (server/proxies.py) for the rate
+        # limits, the audit log and the cookies.
+        request.state.client_address = proxies.client(request)
+        request.state.https = proxies.https(request)
         # Pages, the API documentation included, carry no inline script and load
         # nothing from elsewhere.
         response: Response = await call_next(request)
@@ -145,6 +167,8 @@ def create_app(settings: ServiceConfig) -> FastAPI:
         response.headers.setdefault("Referrer-Policy", "no-referrer")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Content-Security-Policy", CSP)
+        if request.state.https:  # reached over HTTPS: browsers keep to it from now on
+            response.headers.setdefault("Strict-Transport-Security", HSTS)
         return response
 
     return app

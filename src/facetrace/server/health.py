@@ -3,7 +3,9 @@
 ``/healthz`` says the process answers. ``/readyz`` says it can serve: the database
 answers a query, the face index is open and the data directory takes a write. Every call
 checks afresh, so a 503 names what is down now and clears once it is back. Neither needs
-a login (a probe has none) and neither reveals more than which dependency failed.
+a login (a probe has none), so neither reveals more than which dependency failed: the
+driver's message (the database host and port), the data directory's path and the
+index's error go to the log, never to the caller.
 """
 
 from __future__ import annotations
@@ -94,6 +96,11 @@ class IndexWarmup:
         return "the face index is still loading"
 
 
+def _public_index_reason(reason: str) -> str:
+    # "still loading" is harmless; a failure's text may name a server (Milvus's URI)
+    return reason if reason.endswith("still loading") else "the face index could not be opened"
+
+
 class Health(BaseModel):
     """The process answers."""
 
@@ -120,12 +127,16 @@ async def readyz(request: Request, state: State) -> JSONResponse:
     warmup: IndexWarmup = request.app.state.index_warmup
     database = await run_in_threadpool(state.database.ping)
     data = await run_in_threadpool(check_data_dir, state.data_dir)
+    index = warmup.reason()
+    details = {"database": database, "index": index, "data_directory": data}
     checks = {
-        "database": None if database is None else f"the database does not answer: {database}",
-        "index": warmup.reason(),
-        "data_directory": data,
+        "database": None if database is None else "the database does not answer",
+        "index": None if index is None else _public_index_reason(index),
+        "data_directory": None if data is None else "the data directory is not writable",
     }
     failing = [reason for reason in checks.values() if reason is not None]
+    if failing:
+        log.warning("not ready: %s", {k: v for k, v in details.items() if v is not None})
     body = Readiness(status="not ready" if failing else "ready", checks=checks)
     headers = {"Retry-After": "5"} if failing else {}
     return JSONResponse(body.model_dump(), status_code=503 if failing else 200, headers=headers)

@@ -45,6 +45,9 @@ def classify(exc: Exception) -> tuple[int, str]:
     """HTTP status and title for a domain error."""
     for cls, status, title in STATUS:
         if isinstance(exc, cls):
+            if isinstance(exc, errors.ImageError) and "video" in str(exc).lower():
+                # the video checks say "video" in their reasons: not a photo's error
+                title = title.replace("photo", "video").replace("Photo", "Video")
             return status, title
     return 400, "Request failed"
 

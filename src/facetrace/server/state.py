@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from facetrace.config import ServiceConfig
 from facetrace.gallery.owner import OwnerLock
-from facetrace.server.ratelimit import RateLimiter
+from facetrace.server.proxies import Proxies
+from facetrace.server.ratelimit import LoginThrottle, RateLimiter
 from facetrace.service.gallery_port import GalleryPort
 from facetrace.service.imports import ImportJobs, ImportLimits
 from facetrace.service.videos import VideoJobs
@@ -27,11 +28,13 @@ class ServiceState:
     gallery: GalleryPort
     imports: ImportJobs
     login_limiter: RateLimiter
+    login_throttle: LoginThrottle
     search_limiter: RateLimiter
     templates: Jinja2Templates
     data_dir: Path
     videos: VideoJobs
     owner: OwnerLock  # held while the service runs: the data directory is its alone
+    proxies: Proxies
 
     @property
     def sessions(self) -> sessionmaker[Session]:

@@ -1,17 +1,25 @@
-"""Hash-chained, append-only audit log.
+"""Keyed, hash-chained, append-only audit log.
 
-Each entry stores the hash of the entry before it and its own hash over that and the
-canonical JSON of its fields, so editing, inserting or deleting a row breaks the chain
-at that point. :func:`verify` walks the chain and names the first break. The head row
-(``audit_head``) holds the newest sequence number and hash: appends lock it, and a
-missing or extra tail shows as a head that disagrees with the last entry. Whoever can
-rewrite the whole table and the head can forge a consistent log; publishing the head
-hash elsewhere now and then (``facetrace audit verify`` prints it) closes that gap.
+Each entry stores the hash of the entry before it and its own MAC: HMAC-SHA256, under a
+key kept in a file outside the database (:mod:`facetrace.service.audit_key`), over the
+canonical JSON of its fields and that previous hash. Editing, inserting or deleting a row
+breaks the chain at that point, and without the key nobody can compute a MAC that
+verifies, so re-hashing the chain after an edit is found too. The head row
+(``audit_head``) holds the newest sequence number and MAC and is itself signed with the
+key: appends lock it, a missing head or one signed without the key is reported, and a
+missing or extra tail shows as a head that disagrees with the last entry.
+
+Logs written before the key (plain SHA-256 entries) are kept as they are: the first start
+with a key *seals* them, appending a keyed ``audit_keyed`` entry that chains to the last
+unkeyed one, and ``audit_head.keyed_from`` (signed) says where keyed entries begin. From
+then on the unkeyed prefix cannot be changed either without breaking the seal's link.
+See docs/audit.md for what a holder of the key can still do.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 from collections.abc import Iterator, Mapping
@@ -23,6 +31,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from facetrace.errors import AuditKeyError, StoreUnavailable
+from facetrace.service.audit_key import key_id
+from facetrace.store.db import Database
 from facetrace.store.service_models import AuditEntry, AuditHead
 
 log = logging.getLogger(__name__)
@@ -69,6 +80,7 @@ class Action(StrEnum):
     VIEW_PHOTO = "view_photo"
     VIEW_SUBJECT = "view_subject"
     VIEW_COLLECTION = "view_collection"
+    AUDIT_KEYED = "audit_keyed"
     # commands run from the shell on a gallery (actor ``shell:<os user>``)
     CLI_INGEST = "cli_ingest"
     CLI_DELETE = "cli_delete"
@@ -80,11 +92,10 @@ def canonical(fields: Mapping[str, Any]) -> str:
     return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def entry_hash(
+def _body(
     *, seq: int, at: str, actor: str, action: str, target: str, detail: str, prev_hash: str
-) -> str:
-    """SHA-256 (hex) of an entry's fields, ``prev_hash`` included."""
-    body = canonical(
+) -> bytes:
+    return canonical(
         {
             "seq": seq,
             "at": at,
@@ -94,8 +105,126 @@ def entry_hash(
             "detail": detail,
             "prev_hash": prev_hash,
         }
-    )
-    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+    ).encode("utf-8")
+
+
+def entry_hash(
+    *, seq: int, at: str, actor: str, action: str, target: str, detail: str, prev_hash: str
+) -> str:
+    """SHA-256 (hex) of an entry's fields, ``prev_hash`` included: the unkeyed scheme of
+    entries written before the chain was keyed (anyone can compute it)."""
+    body = _body(
+        seq=seq, at=at, actor=actor, action=action, target=target, detail=detail,
+        prev_hash=prev_hash,
+    )  # fmt: skip
+    return hashlib.sha256(body).hexdigest()
+
+
+def entry_mac(
+    key: bytes,
+    *,
+    seq: int,
+    at: str,
+    actor: str,
+    action: str,
+    target: str,
+    detail: str,
+    prev_hash: str,
+) -> str:
+    """HMAC-SHA256 (hex) of an entry's fields under the audit key: only a holder of the
+    key can produce one that verifies."""
+    body = _body(
+        seq=seq, at=at, actor=actor, action=action, target=target, detail=detail,
+        prev_hash=prev_hash,
+    )  # fmt: skip
+    return hmac.new(key, b"entry:" + body, hashlib.sha256).hexdigest()
+
+
+def head_mac(key: bytes, *, seq: int, hash: str, keyed_from: int) -> str:
+    """HMAC-SHA256 (hex) of the head's fields: a head rewritten without the key (to hide a
+    deleted tail, or to restart the log) does not verify."""
+    body = canonical({"seq": seq, "hash": hash, "keyed_from": keyed_from})
+    return hmac.new(key, b"head:" + body.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+_KEY = "facetrace.audit.key"
+
+
+def bind(database: Database, key: bytes) -> None:
+    """Give every session of ``database`` the audit key (in ``Session.info``), then seal
+    the log if it was written without one. Call once where the database is opened (the
+    app's start-up, each CLI command); :func:`append` refuses a session without a key."""
+    bind_key(database, key)
+    with database.sessions.begin() as session:
+        seal(session)
+
+
+def bind_key(database: Database, key: bytes) -> None:
+    """Give every session of ``database`` the audit key, changing nothing in the log
+    (for ``audit verify``)."""
+    for factory in (database.sessions, database.reads):
+        info = dict(factory.kw.get("info") or {})
+        info[_KEY] = key
+        factory.configure(info=info)
+
+
+def session_key(session: Session) -> bytes:
+    """The audit key bound to ``session`` (see :func:`bind`)."""
+    key = session.info.get(_KEY)
+    if not isinstance(key, bytes):
+        raise AuditKeyError("no audit key is bound to this database session (audit.bind)")
+    return key
+
+
+def _locked_head(session: Session) -> AuditHead:
+    head = session.execute(
+        select(AuditHead).where(AuditHead.id == 1).with_for_update()
+    ).scalar_one_or_none()
+    if head is None:  # the migration seeds it: a missing head was deleted
+        raise StoreUnavailable(
+            "the audit log's head row is missing (deleted outside facetrace): nothing can be "
+            "audited until an administrator restores it; run 'facetrace audit verify'"
+        )
+    return head
+
+
+def _sign(key: bytes, head: AuditHead) -> None:
+    assert head.keyed_from is not None
+    head.mac = head_mac(key, seq=head.seq, hash=head.hash, keyed_from=head.keyed_from)
+
+
+def seal(session: Session) -> bool:
+    """Key a log written without a key (or a new one): entries from the next one on are
+    keyed, and the head is signed. A log that has entries gets an ``audit_keyed`` entry
+    chained to its last unkeyed one. Refuses a log signed with another key. True when it
+    sealed the log now."""
+    key = session_key(session)
+    head = _locked_head(session)
+    if head.keyed_from is not None:
+        if head.key_id and head.key_id != key_id(key):
+            raise AuditKeyError(
+                f"the audit log is signed with key {head.key_id}, but the audit key file "
+                f"holds key {key_id(key)} (set FACETRACE_AUDIT_KEY_FILE to the log's key)"
+            )
+        return False
+    legacy = head.seq
+    head.keyed_from = legacy + 1
+    head.key_id = key_id(key)
+    if legacy:
+        _write(
+            session,
+            head,
+            key,
+            actor="system",
+            action=Action.AUDIT_KEYED,
+            target="audit",
+            detail={"unkeyed_entries": legacy, "unkeyed_head": head.hash, "key": head.key_id},
+        )
+    else:
+        _sign(key, head)
+    session.flush()
+    log.info("audit log keyed from entry %d (key %s)", head.keyed_from, head.key_id)
+    return True
 
 
 def append(
@@ -109,17 +238,28 @@ def append(
     """Append one entry in the caller's transaction, so it commits or rolls back with the
     action it records. ``actor`` is a user name (or ``system``); ``target`` names the
     record (``case:12``); ``detail`` must be JSON-serialisable. Returns the new entry."""
-    head = session.execute(
-        select(AuditHead).where(AuditHead.id == 1).with_for_update()
-    ).scalar_one_or_none()
-    if head is None:  # a database created without the migration's seed row
-        head = AuditHead(id=1, seq=0, hash=GENESIS)
-        session.add(head)
-        session.flush()
+    key = session_key(session)
+    head = _locked_head(session)
+    if head.keyed_from is None:
+        seal(session)
+    return _write(session, head, key, actor=actor, action=action, target=target, detail=detail)
+
+
+def _write(
+    session: Session,
+    head: AuditHead,
+    key: bytes,
+    *,
+    actor: str,
+    action: Action | str,
+    target: str,
+    detail: Mapping[str, Any] | None,
+) -> AuditEntry:
     seq = head.seq + 1
     at = datetime.now(UTC).isoformat(timespec="microseconds")
     detail_text = canonical(dict(detail or {}))
-    digest = entry_hash(
+    digest = entry_mac(
+        key,
         seq=seq,
         at=at,
         actor=actor,
@@ -141,6 +281,7 @@ def append(
     session.add(entry)
     head.seq = seq
     head.hash = digest
+    _sign(key, head)
     session.flush()
     return entry
 
@@ -176,7 +317,9 @@ def record_refusals(session: Session) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """The first break in the chain: ``kind`` is ``altered``, ``inserted`` or ``deleted``;
+    """The first break in the chain: ``kind`` is ``altered``, ``inserted``, ``deleted``,
+    ``unkeyed`` (the head is not signed: the log was reset, or written without the key) or
+    ``wrong_key`` (the head names another key than the one given: nothing was checked);
     ``seq`` is the entry where it shows (for a deleted tail, the seq after the last)."""
 
     kind: str
@@ -186,11 +329,15 @@ class Problem:
 
 @dataclass(frozen=True, slots=True)
 class VerifyReport:
-    """Result of :func:`verify`: ``problem`` is None when the chain is intact."""
+    """Result of :func:`verify`: ``problem`` is None when the chain is intact.
+    ``keyed_from`` is the first keyed entry (None for a log never keyed) and ``key_id``
+    the fingerprint of the key the head is signed with."""
 
     entries: int
     head_hash: str
     problem: Problem | None
+    keyed_from: int | None = None
+    key_id: str = ""
 
     @property
     def ok(self) -> bool:
@@ -198,8 +345,8 @@ class VerifyReport:
         return self.problem is None
 
 
-def _entries(session: Session, batch: int = 2000) -> Iterator[AuditEntry]:
-    last = -1
+def _entries(session: Session, *, after: int = -1, batch: int = 2000) -> Iterator[AuditEntry]:
+    last = after
     while True:
         rows = (
             session.execute(
@@ -217,21 +364,19 @@ def _entries(session: Session, batch: int = 2000) -> Iterator[AuditEntry]:
         last = rows[-1].seq
 
 
-def verify(session: Session) -> VerifyReport:
-    """Walk the whole log in order and report the first altered, inserted or deleted entry.
+class _Checker:
+    """Whether an entry's stored hash is the one its fields and the key give, by the
+    scheme of its place in the chain: HMAC from ``keyed_from`` on, SHA-256 before it (or,
+    when the head cannot say where keying began, until the first keyed entry)."""
 
-    An entry whose stored hash does not match its fields was altered. An entry whose
-    ``prev_hash`` names an earlier entry than the one before it follows inserted rows;
-    one whose ``prev_hash`` names no entry, or a jump in ``seq``, follows deleted rows.
-    """
-    prev_hash = GENESIS
-    expected_seq = 1
-    seen: dict[str, int] = {GENESIS: 0}
-    count = 0
-    for e in _entries(session):
-        count += 1
-        recomputed = entry_hash(
-            seq=e.seq,
+    def __init__(self, key: bytes, keyed_from: int | None) -> None:
+        self.key = key
+        self.keyed_from = keyed_from
+        self.seen_keyed = False
+
+    def genuine(self, e: AuditEntry, *, seq: int | None = None) -> bool:
+        fields = dict(
+            seq=e.seq if seq is None else seq,
             at=e.at,
             actor=e.actor,
             action=e.action,
@@ -239,81 +384,157 @@ def verify(session: Session) -> VerifyReport:
             detail=e.detail,
             prev_hash=e.prev_hash,
         )
-        if e.prev_hash != prev_hash:
-            if e.prev_hash in seen:
-                first = seen[e.prev_hash] + 1
-                return VerifyReport(
-                    count,
-                    prev_hash,
-                    Problem(
-                        "inserted",
-                        first,
-                        f"entries between {first - 1} and {e.seq} were inserted: entry {e.seq} "
-                        f"chains to entry {first - 1}",
-                    ),
-                )
-            if e.seq == expected_seq and count > 1:
-                return VerifyReport(
-                    count,
-                    prev_hash,
-                    Problem(
-                        "altered",
-                        e.seq - 1,
-                        f"entry {e.seq - 1} was altered and re-hashed: entry {e.seq} "
-                        "chains to a different hash",
-                    ),
-                )
-            return VerifyReport(
-                count,
-                prev_hash,
-                Problem(
-                    "deleted",
-                    e.seq,
-                    f"entries before {e.seq} were deleted: its previous hash matches no entry",
-                ),
-            )
-        if recomputed != e.hash:
-            return VerifyReport(
-                count,
-                prev_hash,
-                Problem(
-                    "altered", e.seq, f"entry {e.seq} was altered: its fields do not match its hash"
-                ),
-            )
-        if e.seq != expected_seq:
-            kind = "deleted" if e.seq > expected_seq else "inserted"
-            return VerifyReport(
-                count,
-                prev_hash,
-                Problem(kind, e.seq, f"sequence jumps from {expected_seq - 1} to {e.seq} ({kind})"),
-            )
-        seen[e.hash] = e.seq
-        prev_hash = e.hash
-        expected_seq = e.seq + 1
+        if hmac.compare_digest(entry_mac(self.key, **fields), e.hash):  # type: ignore[arg-type]
+            self.seen_keyed = True
+            return True
+        number = int(fields["seq"])  # type: ignore[call-overload]
+        unkeyed_allowed = (
+            number < self.keyed_from if self.keyed_from is not None else not self.seen_keyed
+        )
+        return unkeyed_allowed and entry_hash(**fields) == e.hash  # type: ignore[arg-type]
+
+
+def verify(session: Session, *, key: bytes | None = None) -> VerifyReport:
+    """Walk the whole log in order and report the first altered, inserted or deleted entry,
+    then check the signed head.
+
+    An entry whose MAC does not verify was altered, or forged without the key; it is
+    reported as inserted when it lies beyond the signed head (appended outside the audit
+    code) or when the entries after it verify once renumbered back over it. A jump in
+    ``seq``, or a ``prev_hash`` naming no entry, follows deleted rows. A missing head means
+    the head (and perhaps the newest entries) was deleted; an unsigned or wrongly signed
+    head, that the log was reset or rewritten without the key.
+    """
+    key = session_key(session) if key is None else key
     head = session.get(AuditHead, 1)
-    if head is not None and (head.seq != expected_seq - 1 or head.hash != prev_hash):
-        if head.seq > expected_seq - 1:
-            return VerifyReport(
-                count,
-                prev_hash,
-                Problem(
-                    "deleted",
-                    expected_seq,
-                    f"the newest entries were deleted: the log ends at {expected_seq - 1}, "
-                    f"the head records {head.seq}",
-                ),
-            )
+    keyed_from = head.keyed_from if head is not None else None
+    head_signed = (
+        head is not None
+        and keyed_from is not None
+        and hmac.compare_digest(
+            head.mac or "", head_mac(key, seq=head.seq, hash=head.hash, keyed_from=keyed_from)
+        )
+    )
+    check = _Checker(key, keyed_from if head_signed else None)
+    prev_hash = GENESIS
+    expected_seq = 1
+    seen: dict[str, int] = {GENESIS: 0}
+    count = 0
+
+    def report(kind: str, seq: int, message: str) -> VerifyReport:
         return VerifyReport(
             count,
             prev_hash,
-            Problem(
-                "inserted",
-                head.seq + 1,
-                f"entries after {head.seq} were appended outside the audit code "
-                "(the head does not know them)",
-            ),
+            Problem(kind, seq, message),
+            keyed_from,
+            head.key_id if head is not None else "",
         )
-    return VerifyReport(count, prev_hash, None)
+
+    if head is not None and head.key_id and head.key_id != key_id(key):
+        return report(
+            "wrong_key",
+            0,
+            f"the audit head is signed with key {head.key_id}, not with this key "
+            f"({key_id(key)}): check FACETRACE_AUDIT_KEY_FILE",
+        )
+    for e in _entries(session):
+        count += 1
+        genuine = check.genuine(e)
+        if genuine and e.prev_hash == prev_hash and e.seq == expected_seq:
+            seen[e.hash] = e.seq
+            prev_hash = e.hash
+            expected_seq = e.seq + 1
+            continue
+        if head_signed and head is not None and e.seq > head.seq:
+            return report(
+                "inserted",
+                e.seq,
+                f"entry {e.seq} was inserted after the newest entry the signed head knows "
+                f"({head.seq}): it was written outside facetrace",
+            )
+        if e.seq > expected_seq:
+            return report(
+                "deleted",
+                e.seq,
+                f"entries {expected_seq} to {e.seq - 1} were deleted (the sequence jumps "
+                f"from {expected_seq - 1} to {e.seq})",
+            )
+        if genuine:  # its own MAC holds, but it chains to something else
+            if e.prev_hash in seen:
+                first = seen[e.prev_hash] + 1
+                return report(
+                    "inserted",
+                    first,
+                    f"entries between {first - 1} and {e.seq} were inserted: entry {e.seq} "
+                    f"chains to entry {first - 1}",
+                )
+            return report(
+                "altered",
+                e.seq - 1,
+                f"entry {e.seq - 1} (or one before it) was altered and re-hashed: entry "
+                f"{e.seq} chains to a different hash",
+            )
+        # the MAC fails: forged rows pushed genuine ones along, or this one was altered
+        for later in _entries(session, after=e.seq, batch=100):
+            if later.seq > e.seq + 100:
+                break
+            if later.prev_hash == prev_hash and check.genuine(later, seq=expected_seq):
+                n = later.seq - expected_seq
+                return report(
+                    "inserted",
+                    e.seq,
+                    f"{n} entr{'y was' if n == 1 else 'ies were'} inserted at {e.seq}: the "
+                    f"entries after {expected_seq - 1} were renumbered to make room",
+                )
+        if e.prev_hash != prev_hash and e.prev_hash not in seen:
+            return report(
+                "deleted",
+                e.seq,
+                f"entries before {e.seq} were deleted: its previous hash matches no entry",
+            )
+        return report(
+            "altered",
+            e.seq,
+            f"entry {e.seq} was altered: its fields do not match its hash (edited, or "
+            "re-hashed without the audit key)",
+        )
+    last = expected_seq - 1
+    if head is None:
+        return report(
+            "deleted",
+            expected_seq,
+            f"the audit head row was deleted (the log now ends at entry {last}; "
+            "newer entries may have been deleted with it)",
+        )
+    if keyed_from is None or not head.mac:
+        return report(
+            "unkeyed",
+            expected_seq,
+            f"the audit head is not signed with the audit key: the log was reset or "
+            f"written without the key (it ends at entry {last}); a log from before "
+            "keyed chains is sealed at the service's first start",
+        )
+    if not head_signed:
+        return report(
+            "altered",
+            head.seq,
+            "the audit head was altered: its signature does not match (rewritten "
+            "without the audit key)",
+        )
+    if head.seq > last:
+        return report(
+            "deleted",
+            expected_seq,
+            f"the newest entries were deleted: the log ends at {last}, the head records {head.seq}",
+        )
+    if head.seq < last or head.hash != prev_hash:
+        return report(
+            "inserted",
+            head.seq + 1,
+            f"entries after {head.seq} were appended outside the audit code "
+            "(the head does not know them)",
+        )
+    return VerifyReport(count, prev_hash, None, keyed_from, head.key_id)
 
 
 def recent(

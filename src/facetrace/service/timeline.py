@@ -43,7 +43,10 @@ def case_timeline(
     out = [Entry(as_utc(case.created_at), "opened", case.creator.username, case.number)]
     for p in cases.case_probes(session, case=case):
         faces = len(p.faces)
-        text = f"{p.filename}: {faces} face{'' if faces == 1 else 's'} found"
+        if p.kind == "video":
+            text = f"{p.filename} (video): {faces} person{'' if faces == 1 else 's'} seen"
+        else:
+            text = f"{p.filename}: {faces} face{'' if faces == 1 else 's'} found"
         out.append(Entry(as_utc(p.created_at), "probe", "", text, p.id))
     for s in cases.case_searches(session, case=case):
         found = sum(1 for c in s.candidates if c.above_threshold)

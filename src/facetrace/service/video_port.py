@@ -18,7 +18,7 @@ from facetrace.config import VideoSettings
 from facetrace.errors import Cancelled, ImageError, NoFaceFound
 from facetrace.imaging import inspect_video
 from facetrace.service.searches import FoundFace
-from facetrace.service.videos import Progress, VideoCheck, VideoPersons, jpeg_b64
+from facetrace.service.videos import Progress, VideoCheck, VideoPersons, jpeg_b64, vector_b64
 
 
 def _renamed(exc: ImageError, path: Path, source: str) -> ImageError:
@@ -109,6 +109,12 @@ class VideoPort:
                                 "timestamp_s": round(k.timestamp_s, 3),
                                 "box": k.box.as_list(),
                                 "quality": round(float(k.face.quality.score), 4),
+                                "crop_box": k.crop_box.as_list(),
+                                "landmarks": [
+                                    [round(float(x), 2), round(float(y), 2)]
+                                    for x, y in k.face.detection.landmarks.as_array()
+                                ],
+                                "vector": vector_b64(k.face.vector),
                                 "jpeg": jpeg_b64(k.crop),
                             }
                             for k in p.key_frames

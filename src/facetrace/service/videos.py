@@ -32,12 +32,16 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+import numpy.typing as npt
 from sqlalchemy.orm import Session, sessionmaker
 
 from facetrace.errors import FacetraceError, ImageTooLarge, NotFound
 from facetrace.service.accounts import Actor, Perm, require
 from facetrace.service.cases import require_open, scoped_case
 from facetrace.service.searches import FaceOrigin, FoundFace, PhotoFaces, add_probe, add_probe_faces
+from facetrace.store.models import FaceRow
+from facetrace.store.service_models import Search, SearchCandidate
 
 log = logging.getLogger(__name__)
 
@@ -262,13 +266,96 @@ class VideoJobs:
             return int(probe.id)
 
 
-def key_frame_images(extra: dict[str, Any]) -> list[tuple[dict[str, Any], bytes]]:
-    """A track face's key frames (frame index, time, box) with their JPEG crops."""
+@dataclass(frozen=True, slots=True)
+class KeyFrame:
+    """One key frame of a video person, as kept in its track face's ``extra``.
+
+    ``box`` is the face and ``crop_box`` the crop, (x1, y1, x2, y2) in pixels of the
+    original frame; ``landmarks`` dlib's five points in frame pixels (empty for rows
+    stored before they were kept, and after the retention purge); ``jpeg`` the crop cut
+    from the decoded original frame; ``vector`` the face's own vector (None likewise).
+    """
+
+    number: int
+    frame_index: int
+    timestamp_s: float
+    box: tuple[int, int, int, int]
+    crop_box: tuple[int, int, int, int] | None
+    landmarks: tuple[tuple[float, float], ...]
+    quality: float
+    jpeg: bytes
+    vector: npt.NDArray[np.float32] | None
+
+    @property
+    def clock(self) -> str:
+        """The time as m:ss.s (what a reviewer looks for in a video player)."""
+        return clock(self.timestamp_s)
+
+
+def clock(seconds: float) -> str:
+    """Video time as minutes and seconds to a tenth.
+
+    >>> clock(3.26), clock(75.0), clock(3725.55)
+    ('0:03.3', '1:15.0', '62:05.5')
+    """
+    tenths = round(seconds * 10)
+    minutes, rest = divmod(tenths, 600)
+    return f"{minutes}:{rest // 10:02d}.{rest % 10}"
+
+
+def key_frames(extra: dict[str, Any]) -> list[KeyFrame]:
+    """A track face's key frames, best first (none for other faces)."""
     out = []
-    for k in extra.get("key_frames", []):
-        meta = {key: v for key, v in k.items() if key != "jpeg"}
-        out.append((meta, base64.b64decode(k.get("jpeg", ""))))
+    for i, k in enumerate(extra.get("key_frames", [])):
+        vec = k.get("vector")
+        crop = k.get("crop_box")
+        out.append(
+            KeyFrame(
+                number=i,
+                frame_index=int(k.get("frame_index", 0)),
+                timestamp_s=float(k.get("timestamp_s", 0.0)),
+                box=_box(k.get("box")),
+                crop_box=_box(crop) if crop else None,
+                landmarks=tuple((float(x), float(y)) for x, y in k.get("landmarks", [])),
+                quality=float(k.get("quality", 0.0)),
+                jpeg=base64.b64decode(k.get("jpeg", "")),
+                vector=np.frombuffer(base64.b64decode(vec), dtype=np.float32) if vec else None,
+            )
+        )
     return out
+
+
+def _box(value: Any) -> tuple[int, int, int, int]:
+    x1, y1, x2, y2 = (int(v) for v in (value or (0, 0, 0, 0)))
+    return (x1, y1, x2, y2)
+
+
+def best_key_frame(
+    session: Session,
+    *,
+    search: Search,
+    frames: list[KeyFrame],
+    candidate: SearchCandidate | None = None,
+) -> int | None:
+    """The key frame that matches ``candidate`` (default: the search's first) best, by
+    cosine of the key frame's own vector with the candidate's gallery vector, so a
+    reviewer opens a person's candidate list at the frame most like the candidate.
+    Without a candidate, or vectors (purged), None: the best-quality frame is shown."""
+    usable = [f for f in frames if f.vector is not None]
+    if candidate is None and search.candidates:
+        candidate = min(search.candidates, key=lambda c: c.rank)
+    if not usable or candidate is None:
+        return None
+    row = session.get(FaceRow, candidate.face_id)
+    if row is None or row.vector is None:
+        return None
+    ref = np.frombuffer(row.vector, dtype=np.float32)
+    scored = [
+        (float(np.dot(f.vector, ref)), f.number)
+        for f in usable
+        if f.vector is not None and f.vector.shape == ref.shape
+    ]
+    return max(scored)[1] if scored else None
 
 
 def jpeg_b64(pixels: Any) -> str:
@@ -278,6 +365,11 @@ def jpeg_b64(pixels: Any) -> str:
     buf = io.BytesIO()
     Image.fromarray(pixels).save(buf, format="JPEG", quality=88)
     return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def vector_b64(vector: Any) -> str:
+    """A face vector as base64 of its float32 bytes (kept per key frame)."""
+    return base64.b64encode(np.asarray(vector, dtype=np.float32).tobytes()).decode("ascii")
 
 
 def video_sha256(data: bytes) -> str:

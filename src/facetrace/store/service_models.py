@@ -372,8 +372,9 @@ class Notification(Base):
 class AuditEntry(Base):
     """One line of the append-only audit log.
 
-    ``hash`` is SHA-256 over ``prev_hash`` and the canonical JSON of the other fields;
-    ``at`` and ``detail`` are stored as the exact text that was hashed.
+    ``hash`` is HMAC-SHA256 under the audit key (plain SHA-256 for entries written
+    before the log was keyed) over ``prev_hash`` and the canonical JSON of the other
+    fields; ``at`` and ``detail`` are stored as the exact text that was hashed.
     """
 
     __tablename__ = "audit_entry"
@@ -392,13 +393,18 @@ class AuditEntry(Base):
 class AuditHead(Base):
     """A single row holding the newest sequence number and hash. Appends lock it, which
     serialises them, and ``verify`` compares it with the last entry to catch a deleted
-    or appended tail."""
+    or appended tail. ``keyed_from`` is the first keyed entry (None until the log is
+    sealed), ``key_id`` the fingerprint of the key, and ``mac`` the key's HMAC over seq,
+    hash and keyed_from, so the head cannot be rewritten without the key."""
 
     __tablename__ = "audit_head"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(Integer, default=0)
     hash: Mapped[str] = mapped_column(String(64))
+    keyed_from: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    key_id: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    mac: Mapped[str] = mapped_column(String(64), default="", server_default="")
 
 
 class ImportJobRow(Base):

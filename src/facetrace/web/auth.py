@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from facetrace.errors import AuthenticationFailed, RateLimited
 from facetrace.fields import Id
 from facetrace.server.deps import SESSION_COOKIE, CurrentActor, Db, State
+from facetrace.server.proxies import client_address, is_https
 from facetrace.service import accounts, audit
 from facetrace.web.render import back, page
 
@@ -26,11 +27,25 @@ def _safe_next(value: str) -> str:
 LOGIN_COOKIE = "ft_login"
 
 
+def _secure(request: Request) -> bool:
+    """Cookies are ``Secure`` when configured so, and whenever the client came over HTTPS
+    (the request's scheme, or a trusted proxy's X-Forwarded-Proto)."""
+    settings = request.app.state.service.settings.service
+    return bool(settings.secure_cookies) or is_https(request)
+
+
 def _login_page(request: Request, next: str, **extra: Any) -> HTMLResponse:
     # Double-submit token against login CSRF (another site logging a user in as someone else).
     token = secrets.token_urlsafe(24)
     resp = page(request, "login.html", None, next=_safe_next(next), login_token=token, **extra)
-    resp.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="strict", max_age=3600)
+    resp.set_cookie(
+        LOGIN_COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        max_age=3600,
+        secure=_secure(request),
+    )
     return resp
 
 
@@ -49,17 +64,26 @@ def login(
     next: Annotated[str, Form()] = "/",
     login_token: Annotated[str, Form()] = "",
 ) -> Response:
-    """Check the password (rate limited per address and per user name) and start a session."""
-    client = request.client.host if request.client else "-"
-    for key in (f"ip:{client}", f"user:{username.strip().lower()}"):
-        wait = state.login_limiter.hit(key)
-        if wait is not None:
-            raise RateLimited(wait)
+    """Check the password and start a session.
+
+    Every POST counts against the client address's window first (token-less ones too:
+    they cost nothing else). Only a real password check counts against the account, and
+    it is met with a back-off that grows with the failures (server/ratelimit.py
+    ``LoginThrottle``), never with a lock that a stranger naming the user could set off.
+    """
+    client = client_address(request)
+    wait = state.login_limiter.hit(f"ip:{client}")
+    if wait is not None:
+        raise RateLimited(wait)
     cookie = request.cookies.get(LOGIN_COOKIE, "")
     if not cookie or not hmac.compare_digest(cookie, login_token):
         return _login_page(
             request, next, error="The login form expired; please try again.", status_code=400
         )
+    account = username.strip().lower()[:100]
+    wait = state.login_throttle.wait(account, client)
+    if wait is not None:
+        raise RateLimited(wait)
     try:
         with state.sessions.begin() as db:
             user = accounts.authenticate(db, username=username, password=password)
@@ -67,14 +91,16 @@ def login(
                 db, secret=state.secret, user=user, hours=state.settings.service.session_hours
             )
     except AuthenticationFailed as exc:
+        state.login_throttle.failed(account, client)
         with state.sessions.begin() as db:  # the failure is audited even though login fails
             audit.append(
                 db,
-                actor=username.strip().lower()[:100] or "-",
+                actor=account or "-",
                 action=audit.Action.LOGIN_FAILED,
                 target=f"ip:{client}",
             )
         return _login_page(request, next, error=str(exc), status_code=401)
+    state.login_throttle.succeeded(account, client)
     resp = RedirectResponse(_safe_next(next), status_code=303)
     resp.delete_cookie(LOGIN_COOKIE)
     resp.set_cookie(
@@ -82,7 +108,7 @@ def login(
         token,
         httponly=True,
         samesite="lax",
-        secure=state.settings.service.secure_cookies,
+        secure=_secure(request),
         max_age=int(state.settings.service.session_hours * 3600),
     )
     return resp

@@ -22,9 +22,10 @@ from facetrace.service import (
     reviews,
     searches,
     timeline,
+    videos,
 )
 from facetrace.service.accounts import Actor, Perm
-from facetrace.store.service_models import Review, Search
+from facetrace.store.service_models import Probe, Review, Search, SearchCandidate
 from facetrace.web.render import back, page
 
 router = APIRouter()
@@ -84,7 +85,9 @@ def open_case(
 
 
 @router.get("/cases/{case_id}", response_class=HTMLResponse)
-def case_page(request: Request, case_id: Id, actor: CurrentActor, db: Db) -> HTMLResponse:
+def case_page(
+    request: Request, case_id: Id, actor: CurrentActor, db: Db, state: State
+) -> HTMLResponse:
     """Everything about a case, with the forms its state allows."""
     case = cases.get_case(db, actor=actor, case_id=case_id)
     case_searches = cases.case_searches(db, case=case)
@@ -114,6 +117,8 @@ def case_page(request: Request, case_id: Id, actor: CurrentActor, db: Db) -> HTM
         actor,
         case=case,
         probes=cases.case_probes(db, case=case),
+        video_jobs=[j for j in state.videos.for_case(case.id) if j.state != "done"],
+        max_video_mb=state.settings.service.max_video_mb,
         searches=case_searches,
         reviews=[r for r in case_reviews if r.search_id not in hidden],
         hidden_reviews=sum(1 for r in case_reviews if r.search_id in hidden),
@@ -214,19 +219,41 @@ def search_face(
     return back(f"/searches/{_search(db, actor, state, probe_id, face, force).id}")
 
 
+def _person_frames(
+    db: Session, probe: Probe, search: Search, candidate: SearchCandidate | None = None
+) -> tuple[list[videos.KeyFrame], int]:
+    """A video person's key frames and the one to open the candidate list at: the one
+    most like the first candidate (else the best-quality one, number 0). No frames for
+    a photo's face."""
+    if probe.kind != "video" or not 0 <= search.face_index < len(probe.faces):
+        return [], 0
+    frames = videos.key_frames(probe.faces[search.face_index].extra or {})
+    best = videos.best_key_frame(db, search=search, frames=frames, candidate=candidate)
+    return frames, 0 if best is None else best
+
+
 @router.get("/searches/{search_id}", response_class=HTMLResponse)
-def results(request: Request, search_id: Id, actor: CurrentActor, db: Db) -> HTMLResponse:
+def results(
+    request: Request, search_id: Id, actor: CurrentActor, db: Db, frame: int | None = None
+) -> HTMLResponse:
     """The probe face beside each candidate, with score, warnings and provenance."""
     case, search = searches.get_search(db, actor=actor, search_id=search_id)
     of_search = [r for r in reviews.case_reviews(db, case=case) if r.search_id == search.id]
     hide = blind(actor, search, of_search)
+    probe = searches.get_probe(db, actor=actor, probe_id=search.probe_id)
+    frames, best = _person_frames(db, probe, search)
+    if frame is not None and 0 <= frame < len(frames):
+        best = frame  # the reviewer picked another key frame
     return page(
         request,
         "search.html",
         actor,
         case=case,
         search=search,
-        probe=searches.get_probe(db, actor=actor, probe_id=search.probe_id),
+        probe=probe,
+        frames=frames,
+        best_frame=best,
+        chosen_frame=frame if frames and frame is not None and 0 <= frame < len(frames) else None,
         reviews=[] if hide else of_search,
         hidden_reviews=len(of_search) if hide else 0,
         can_review=actor.can(Perm.REVIEW) and cases.is_active(case),
@@ -244,6 +271,8 @@ def compare(
     if candidate is None:
         raise NotFound(f"search {search_id} has no candidate {candidate_id}")
     photos = collections.subject_photos_of(db, actor=actor, photo_id=candidate.photo_id)
+    probe = searches.get_probe(db, actor=actor, probe_id=search.probe_id)
+    frames, best = _person_frames(db, probe, search, candidate)
     return page(
         request,
         "compare.html",
@@ -251,6 +280,8 @@ def compare(
         case=case,
         search=search,
         candidate=candidate,
+        frames=frames,
+        best_frame=best,
         photos=photos,
         first=next((i for i, p in enumerate(photos) if p.id == candidate.photo_id), 0),
     )
@@ -265,6 +296,18 @@ def probe_page(
     probe = searches.get_probe(db, actor=actor, probe_id=probe_id)
     case = cases.get_case(db, actor=actor, case_id=probe.case_id)
     of_probe = [s for s in cases.case_searches(db, case=case) if s.probe_id == probe.id]
+    if probe.kind == "video":
+        return page(
+            request,
+            "probe_video.html",
+            actor,
+            case=case,
+            probe=probe,
+            persons=[(f, videos.key_frames(f.extra or {})) for f in probe.faces],
+            searches=of_probe,
+            can_search=actor.can(Perm.SEARCH) and cases.is_active(case),
+            min_quality=state.settings.search.min_quality,
+        )
     return page(
         request,
         "probe.html",

@@ -19,7 +19,8 @@ from facetrace.errors import ImageError, NotFound
 from facetrace.fields import Id, Index
 from facetrace.imaging import decode_image
 from facetrace.server.deps import CurrentActor, Db
-from facetrace.service import collections, searches
+from facetrace.service import collections, searches, videos
+from facetrace.service.videos import KeyFrame
 from facetrace.store.service_models import Probe, ProbeFaceRow
 from facetrace.types import Landmarks
 from facetrace.vision.align import similarity_transform
@@ -97,6 +98,8 @@ def _size(value: int) -> int:
 
 def _probe_pixels(db: Db, actor: CurrentActor, probe_id: Id) -> tuple[Probe, npt.NDArray[np.uint8]]:
     probe = searches.get_probe(db, actor=actor, probe_id=probe_id)
+    if probe.kind == "video":
+        raise NotFound("a probe video has no single photo: see its persons' key frames")
     if probe.data is None:
         raise NotFound("the probe photo was deleted at the end of its retention period")
     return probe, decode_image(probe.data, source=probe.filename).pixels
@@ -108,9 +111,40 @@ def _probe_face_of(probe: Probe, index: int) -> ProbeFaceRow:
     return probe.faces[index]
 
 
+def _key_frame(db: Db, actor: CurrentActor, probe_id: Id, index: int, frame: int) -> KeyFrame:
+    """Key frame ``frame`` of person ``index`` of a video probe (its crop of the original
+    frame); gone with the video at the end of the retention period."""
+    probe = searches.get_probe(db, actor=actor, probe_id=probe_id)
+    if probe.data is None:
+        raise NotFound("the probe video was deleted at the end of its retention period")
+    frames = videos.key_frames(_probe_face_of(probe, index).extra or {})
+    if not 0 <= frame < len(frames) or not frames[frame].jpeg:
+        raise NotFound(f"person {index + 1} has no key frame number {frame + 1}")
+    return frames[frame]
+
+
+def _is_track(db: Db, actor: CurrentActor, probe_id: Id, index: int) -> bool:
+    probe = searches.get_probe(db, actor=actor, probe_id=probe_id)
+    return probe.kind == "video" and 0 <= index < len(probe.faces)
+
+
+@router.get("/probes/{probe_id}/faces/{index}/frames/{frame}.jpg")
+def probe_key_frame(
+    probe_id: Id, index: Index, frame: Index, actor: CurrentActor, db: Db
+) -> Response:
+    """Key frame ``frame`` (0 = the best) of person ``index`` of a video probe, as cut
+    from the original video's frame when it was analysed."""
+    return Response(
+        _key_frame(db, actor, probe_id, index, frame).jpeg, media_type="image/jpeg", headers=HEADERS
+    )
+
+
 @router.get("/probes/{probe_id}/faces/{index}.jpg")
 def probe_face(probe_id: Id, index: Index, actor: CurrentActor, db: Db) -> Response:
-    """The crop of one face of a probe (or the whole photo, smaller, for index -1)."""
+    """The crop of one face of a probe (or the whole photo, smaller, for index -1); for
+    a video's person, their best key frame."""
+    if _is_track(db, actor, probe_id, index):
+        return probe_key_frame(probe_id, index, 0, actor, db)
     probe, pixels = _probe_pixels(db, actor, probe_id)
     if index < 0:
         return _crop(pixels, None, 640)
@@ -126,9 +160,22 @@ def probe_photo(probe_id: Id, actor: CurrentActor, db: Db) -> Response:
 
 @router.get("/probes/{probe_id}/faces/{index}/aligned.jpg")
 def probe_aligned(
-    probe_id: Id, index: Index, actor: CurrentActor, db: Db, size: int = 480
+    probe_id: Id, index: Index, actor: CurrentActor, db: Db, size: int = 480, frame: int = 0
 ) -> Response:
-    """One probe face aligned for comparison (see :func:`aligned_view`)."""
+    """One probe face aligned for comparison (see :func:`aligned_view`); for a video's
+    person, key frame ``frame`` (0 = the best)."""
+    if _is_track(db, actor, probe_id, index):
+        k = _key_frame(db, actor, probe_id, index, max(frame, 0))
+        crop = decode_image(k.jpeg, source="key frame").pixels
+        if k.crop_box is None:  # a row kept before crops were placed: its middle half
+            h, w = crop.shape[:2]
+            box: tuple[float, ...] = (w / 4, h / 4, 3 * w / 4, 3 * h / 4)
+            ox = oy = 0
+        else:
+            ox, oy = k.crop_box[:2]
+            box = (k.box[0] - ox, k.box[1] - oy, k.box[2] - ox, k.box[3] - oy)
+        lms = [(x - ox, y - oy) for x, y in k.landmarks] if k.crop_box else None
+        return _jpeg(aligned_view(crop, box=box, landmarks=lms or None, size=_size(size)))
     probe, pixels = _probe_pixels(db, actor, probe_id)
     face = _probe_face_of(probe, index)
     view = aligned_view(

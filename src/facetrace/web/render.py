@@ -11,8 +11,10 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
+from facetrace.fields import is_safe_url
 from facetrace.service import cases, reviews
 from facetrace.service.accounts import Actor, Perm, Role, csrf_token
+from facetrace.service.videos import clock
 from facetrace.types import describe_quality
 from facetrace.web import wording
 
@@ -73,9 +75,13 @@ def make_templates(directory: Path) -> Jinja2Templates:
     templates.env.filters["rate"] = fmt_rate
     templates.env.filters["count_words"] = count_words
     templates.env.filters["quality_words"] = describe_quality
+    templates.env.filters["clock"] = clock
     templates.env.filters["action_text"] = wording.action_text
     templates.env.filters["target_text"] = wording.target_text
     templates.env.filters["detail_text"] = wording.detail_text
+    # a stored link is rendered as a link only when it is http(s): rows kept before
+    # manifests were checked may hold javascript: or data: URLs
+    templates.env.tests["http_link"] = is_safe_url
     templates.env.globals.update(
         Perm=Perm,
         Role=Role,

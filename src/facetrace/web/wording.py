@@ -44,6 +44,7 @@ ACTION_TEXT: dict[str, str] = {
     "cli_ingest": "Ingested photos from the shell (facetrace ingest)",
     "cli_delete": "Deleted from the gallery from the shell (facetrace delete)",
     "cli_search": "Face search from the shell (facetrace search)",
+    "audit_keyed": "The audit log was keyed (entries from here on are signed)",
 }
 
 _KEY_TEXT = {

@@ -43,6 +43,8 @@ class VerifyOut(BaseModel):
     entries: int
     head_hash: str | None
     problem: ChainProblemOut | None
+    keyed_from: int | None = None
+    key_id: str = ""
 
 
 @router.get("/reports", response_model=reports.Report)
@@ -79,7 +81,7 @@ def audit_log(
 
 @router.get("/audit/verify", response_model=VerifyOut)
 def audit_verify(actor: CurrentActor, db: Db) -> dict[str, Any]:
-    """Check the hash chain."""
+    """Check the keyed hash chain and its signed head."""
     require(actor, Perm.AUDIT_READ)
     r = audit.verify(db)
     return {
@@ -87,4 +89,6 @@ def audit_verify(actor: CurrentActor, db: Db) -> dict[str, Any]:
         "entries": r.entries,
         "head_hash": r.head_hash,
         "problem": asdict(r.problem) if r.problem else None,
+        "keyed_from": r.keyed_from,
+        "key_id": r.key_id,
     }
