@@ -117,7 +117,8 @@ class Context:
             if key is not None:
                 from facetrace.service import audit
 
-                audit.bind(gallery.database, key)
+                # a reader changes nothing until it appends (which seals an unkeyed log)
+                (audit.bind if write else audit.bind_key)(gallery.database, key)
             yield gallery
 
     def _audit_key(self) -> bytes:

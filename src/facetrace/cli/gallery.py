@@ -188,9 +188,9 @@ def search(
         return
     if sample_fps is not None or crops is not None:
         raise InvalidRequest(f"{probe}: --sample-fps and --crops apply to videos only")
+    pixels = _load_pixels(probe)
     with c.gallery(audited=True) as g:
         grounds = why.grounds(g)
-        pixels = _load_pixels(probe)
         results = g.search(
             pixels,
             k=k,
