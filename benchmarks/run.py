@@ -13,6 +13,8 @@ BENCHES = [
     "benchmarks.bench_cli",
     "benchmarks.bench_grouping",
     "benchmarks.bench_video",
+    # the real server under 1, 8 and 32 searching clients and during an API import
+    "benchmarks.bench_load",
     # the Milvus standalone server next to FAISS at 100k and 1M faces (starts its own server)
     "benchmarks.bench_milvus",
 ]

@@ -36,7 +36,9 @@ class FixedSearcher:
         self.model_runs = 0
         self.searches = 0
 
-    def analyse(self, data: bytes, *, source: str) -> searches.PhotoFaces:
+    def analyse(
+        self, data: bytes, *, source: str, detector: str | None = None
+    ) -> searches.PhotoFaces:
         self.model_runs += 1
         return searches.PhotoFaces(
             640, 480, (_face((10, 10, 110, 110), 0.9), _face((200, 10, 300, 110), 0.2, "blur"))

@@ -21,12 +21,14 @@ RANKS: list[tuple[str, int]] = [
     ("facetrace.config", 0),
     ("facetrace.fields", 0),
     ("facetrace.imaging", 0),
+    ("facetrace.rwlock", 0),  # the index's readers-writer lock
     ("facetrace.vision", 1),
     ("facetrace.index", 1),
     ("facetrace.store", 1),
     ("facetrace.engine", 2),
     ("facetrace.calibration", 2),
     ("facetrace.pool", 2),
+    ("facetrace.inference", 2),  # face analysis for request threads, on worker processes
     ("facetrace.grouping", 2),  # graph, clustering, constraints: pure, on the index
     ("facetrace.grouping.folder", 3),  # 'facetrace group FOLDER': photos in, report out
     ("facetrace.gallery", 3),

@@ -51,18 +51,32 @@ class Backend(StrEnum):
     ONNX = "onnx"
 
 
+class DetectorKind(StrEnum):
+    """Which face detector a photo goes through: dlib's HOG (fast, frontal faces), dlib's
+    CNN (MMOD, ~4.5x HOG's cost, finds turned, tilted and edge faces), or ``auto``: HOG
+    first, the CNN only where it pays (no face found, a group photo, or regions HOG
+    nearly accepted); see :mod:`facetrace.vision.detect`."""
+
+    HOG = "hog"
+    CNN = "cnn"
+    AUTO = "auto"
+
+
 @dataclass(frozen=True, slots=True)
 class PipelineOptions:
     """The face pipeline's plain values, as :class:`facetrace.engine.FacePipeline` takes
     them: model (a registered id or an ArcFace-style ``.onnx`` path), backend of the dlib
     descriptor, smallest face side and largest image area the detector looks at, chips per
     inference batch, the model cache folder, and inference threads (0: ONNX Runtime's
-    default, one per core)."""
+    default, one per core); the face detector and the largest area the CNN detector looks
+    at (it costs far more per pixel than HOG)."""
 
     model: str = "dlib-resnet-v1"
     backend: Backend = Backend.ONNX
     min_face_px: int = 40
     max_detect_pixels: int = 16_000_000
+    detector: DetectorKind = DetectorKind.AUTO
+    max_cnn_pixels: int = 4_000_000
     batch_size: int = 32
     cache_dir: Path | None = None
     threads: int = 0
@@ -81,11 +95,14 @@ class SearchSettings(BaseModel):
 
 
 class DetectSettings(BaseModel):
-    """Face detection: the smallest face side in pixels, the largest image area looked at
-    (bigger photos are scaled down for detection)."""
+    """Face detection (``FACETRACE_DETECT__...``): the detector (``hog``, ``cnn`` or
+    ``auto``), the smallest face side in pixels, the largest image area looked at (bigger
+    photos are scaled down for detection), and the CNN detector's own, smaller area."""
 
+    detector: DetectorKind = DetectorKind.AUTO
     min_face_px: int = Field(40, ge=20, le=400)
     max_detect_pixels: int = Field(16_000_000, ge=100_000)
+    max_cnn_pixels: int = Field(4_000_000, ge=100_000)
 
 
 class PipelineSettings(BaseModel):
@@ -208,6 +225,8 @@ class Settings(BaseSettings):
             backend=self.pipeline.backend,
             min_face_px=self.detect.min_face_px,
             max_detect_pixels=self.detect.max_detect_pixels,
+            detector=self.detect.detector,
+            max_cnn_pixels=self.detect.max_cnn_pixels,
             batch_size=self.pipeline.batch_size,
             cache_dir=self.data / "models",
             threads=self.pipeline.threads,
@@ -260,6 +279,9 @@ class ServiceSettings(BaseModel):
     department_import_mb: float = Field(default=2000.0, gt=0)
     # photos per committed batch of an import: searchable, audited and resumable together
     import_batch: int = Field(default=32, ge=1, le=1000)
+    # processes that analyse probes (detection, landmarks, embedding) for searches, each
+    # with its own pipeline; None: one per core. 0: in the server process, one at a time
+    inference_workers: int | None = Field(default=None, ge=0, le=256)
     probe_retention_days: int = Field(default=365, ge=1)
     import_root: Path | None = None  # where uploaded manifests may name photos
 

@@ -11,10 +11,17 @@ import logging
 import numpy as np
 import numpy.typing as npt
 
-from facetrace.config import PipelineOptions
+from facetrace.config import DetectorKind, PipelineOptions
+from facetrace.errors import InvalidRequest
 from facetrace.types import BoundingBox, Detection, Face
 from facetrace.vision.align import arcface_chip, dlib_chip
-from facetrace.vision.detect import HogDetector, central_box
+from facetrace.vision.detect import (
+    AutoDetector,
+    CnnDetector,
+    HogDetector,
+    central_box,
+    make_detector,
+)
 from facetrace.vision.embed import Embedder, l2_normalise
 from facetrace.vision.models import Alignment, ModelDescriptor, make_embedder
 from facetrace.vision.quality import assess
@@ -38,17 +45,47 @@ class FacePipeline:
             batch_size=options.batch_size,
             threads=options.threads,
         )
-        self.detector = HogDetector(
-            min_face_px=options.min_face_px, max_pixels=options.max_detect_pixels
+        self.detector = self._make_detector(str(options.detector))
+        self._detectors = {str(options.detector): self.detector}
+
+    def _make_detector(self, kind: str) -> HogDetector | CnnDetector | AutoDetector:
+        o = self.options
+        return make_detector(
+            kind,
+            min_face_px=o.min_face_px,
+            max_pixels=o.max_detect_pixels,
+            max_cnn_pixels=o.max_cnn_pixels,
+            cache_dir=o.cache_dir,
         )
+
+    def detector_for(self, kind: str | None) -> HogDetector | CnnDetector | AutoDetector:
+        """The configured detector, or another one by name (``hog``, ``cnn``, ``auto``)
+        for one call (a search that asks for it); each is made once, models lazily.
+
+        Raises:
+            InvalidRequest: an unknown detector name.
+        """
+        if kind is None:
+            return self.detector
+        if kind not in self._detectors:
+            try:
+                DetectorKind(kind)
+            except ValueError:
+                raise InvalidRequest(
+                    f"unknown detector {kind!r}: expected one of "
+                    + ", ".join(k.value for k in DetectorKind)
+                ) from None
+            self._detectors[kind] = self._make_detector(kind)
+        return self._detectors[kind]
 
     @property
     def model_id(self) -> str:
         return self.descriptor.model_id
 
-    def detect(self, pixels: RGBImage) -> list[Detection]:
-        """All faces in an RGB image, largest first."""
-        return self.detector.detect(pixels)
+    def detect(self, pixels: RGBImage, *, detector: str | None = None) -> list[Detection]:
+        """All faces in an RGB image, largest first (``detector`` overrides the
+        configured one for this call)."""
+        return self.detector_for(detector).detect(pixels)
 
     def chip(self, pixels: RGBImage, detection: Detection) -> RGBImage:
         """The aligned chip in the geometry of the configured model."""
@@ -80,9 +117,9 @@ class FacePipeline:
             for i, (d, chip) in enumerate(zip(detections, chips, strict=True))
         ]
 
-    def analyse(self, pixels: RGBImage) -> list[Face]:
+    def analyse(self, pixels: RGBImage, *, detector: str | None = None) -> list[Face]:
         """Every face in the photo with quality and vector, largest first."""
-        return self.embed_detections(pixels, self.detect(pixels))
+        return self.embed_detections(pixels, self.detect(pixels, detector=detector))
 
     def analyse_box(self, pixels: RGBImage, box: BoundingBox) -> Face:
         """The face inside a box given from outside (a manifest's box, or a fallback)."""

@@ -71,6 +71,11 @@ class ReadOnlyGallery(FacetraceError):
     """A write to a gallery opened read-only (a command that only reads)."""
 
 
+class InferenceUnavailable(FacetraceError):
+    """No face-analysis worker could answer (one died, or none finished in time): the
+    service's fault and temporary, a 503; the request may be tried again."""
+
+
 class NotFound(FacetraceError):
     """A subject, photo, collection or face id that does not exist."""
 

@@ -4,6 +4,7 @@ case, and the clear errors for searches without a case, bad files and group phot
 from __future__ import annotations
 
 import io
+import re
 import time
 import zipfile
 from collections.abc import Iterator
@@ -373,3 +374,152 @@ def test_refused_upload_search_keeps_no_probe(gallery: dict[str, Any]) -> None:
     assert probes() == before
     after = client.get(f"/api/v1/cases/{gallery['case']}", headers=gallery["inv"]).json()
     assert len(after["searches"]) == len(case["searches"])
+
+
+def _entries_since(client: TestClient, seq: int, actor: str) -> list[tuple[str, dict[str, Any]]]:
+    import json
+
+    from sqlalchemy import select
+
+    from facetrace.store.service_models import AuditEntry
+
+    state: Any = client.app.state.service  # type: ignore[attr-defined]
+    with state.sessions() as s:
+        rows = s.execute(
+            select(AuditEntry).where(AuditEntry.seq > seq, AuditEntry.actor == actor)
+        ).scalars()
+        return [(e.action, json.loads(e.detail)) for e in rows]
+
+
+def _last_seq(client: TestClient) -> int:
+    from sqlalchemy import func, select
+
+    from facetrace.store.service_models import AuditEntry
+
+    state: Any = client.app.state.service  # type: ignore[attr-defined]
+    with state.sessions() as s:
+        return int(s.execute(select(func.max(AuditEntry.seq))).scalar_one())
+
+
+def test_a_results_page_is_one_entry_covering_its_images(gallery: dict[str, Any]) -> None:
+    """Issue 11 item 11: viewing results, then the crops the page shows, writes one
+    entry listing the probe and the reference photos, not one per crop; a probe photo
+    shown outside such a page is audited on its own."""
+    client: TestClient = gallery["client"]
+    made = []
+    for name in ("Laura_Bush", "Hugo_Chavez"):
+        resp = client.post(
+            "/api/v1/search",
+            headers=gallery["inv"],
+            data={"case_id": str(gallery["case"])},
+            files={"image": ("p.jpg", _photo(gallery["faces"], name, 3), "image/jpeg")},
+        )
+        assert resp.status_code == 201, resp.text
+        made.append(resp.json())
+    first, second = made
+    before = _last_seq(client)
+    page = client.get(f"/searches/{first['id']}", headers=gallery["inv"])
+    assert page.status_code == 200
+    shown = {int(p) for p in re.findall(r"/photos/(\d+)/face\.jpg", page.text)}
+    assert shown == {c["photo_id"] for c in first["candidates"]} and len(shown) >= 4
+    for p in sorted(shown):
+        assert client.get(f"/photos/{p}/face.jpg", headers=gallery["inv"]).status_code == 200
+    probe_face = f"/probes/{first['probe_id']}/faces/{first['face_index']}.jpg"
+    assert client.get(probe_face, headers=gallery["inv"]).status_code == 200
+    entries = _entries_since(client, before, "inv")
+    assert [a for a, _ in entries] == ["view_results"], entries
+    assert set(entries[0][1]["photos"]) == shown
+    assert entries[0][1]["probes"] == [first["probe_id"]]
+    # the other search's probe photo, not on that page: audited by itself
+    before = _last_seq(client)
+    other = f"/probes/{second['probe_id']}/photo.jpg"
+    assert client.get(other, headers=gallery["inv"]).status_code == 200
+    entries = _entries_since(client, before, "inv")
+    assert [(a, d["probes"], d["view"]) for a, d in entries] == [
+        ("view_probe", [second["probe_id"]], "photo")
+    ]
+    # a reference crop by someone who saw no page: one entry of its own
+    before = _last_seq(client)
+    crop = f"/photos/{min(shown)}/face.jpg"
+    assert client.get(crop, headers=gallery["admin"]).status_code == 200
+    assert [a for a, _ in _entries_since(client, before, "admin")] == ["view_photo"]
+    # the probe page: one entry, its images covered
+    before = _last_seq(client)
+    assert client.get(f"/probes/{second['probe_id']}", headers=gallery["inv"]).status_code == 200
+    assert client.get(other, headers=gallery["inv"]).status_code == 200
+    entries = _entries_since(client, before, "inv")
+    assert [(a, d["view"]) for a, d in entries] == [("view_probe", "probe page")]
+    state: Any = client.app.state.service  # type: ignore[attr-defined]
+    from facetrace.service.audit import verify
+
+    with state.sessions() as s:
+        assert verify(s).ok
+
+
+def test_probe_upload_takes_a_detector(gallery: dict[str, Any]) -> None:
+    client: TestClient = gallery["client"]
+    selfie = gallery["faces"] / "webphotos13" / "multi_face" / "selfie-many-people.jpg"
+    files = {"image": ("selfie.jpg", selfie.read_bytes(), "image/jpeg")}
+    url = f"/api/v1/cases/{gallery['case']}/probes"
+    counts = {}
+    for detector in ("hog", "cnn"):
+        resp = client.post(url, headers=gallery["inv"], data={"detector": detector}, files=files)
+        assert resp.status_code == 201, resp.text
+        counts[detector] = len(resp.json()["faces"])
+    assert counts["cnn"] > counts["hog"] >= 2
+    bad = client.post(url, headers=gallery["inv"], data={"detector": "mtcnn"}, files=files)
+    assert bad.status_code == 422 and "detector" in bad.text
+    resp = client.post(
+        "/api/v1/search",
+        headers=gallery["inv"],
+        data={"case_id": str(gallery["case"]), "face": "0", "detector": "hog"},
+        files=files,
+    )
+    assert resp.status_code == 201, resp.text
+
+
+def test_reviews_through_the_api_are_blind_versioned_and_not_the_searchers(
+    gallery: dict[str, Any],
+) -> None:
+    """Issue 11 item 13 through the API: a second reviewer sees no other conclusion until
+    recording theirs; a change is a new version with its history; the searcher may not
+    review their own search."""
+    client: TestClient = gallery["client"]
+    keys = {
+        n: add_user(client, n, roles, "Dept A")
+        for n, roles in (
+            ("api-rev1", {Role.REVIEWER}),
+            ("api-rev2", {Role.REVIEWER}),
+            ("api-both", {Role.INVESTIGATOR, Role.REVIEWER}),
+        )
+    }
+    h = {n: {"Authorization": f"Bearer {k}"} for n, k in keys.items()}
+    case = client.post(
+        "/api/v1/cases",
+        headers=h["api-both"],
+        json={"number": "R-1", "purpose": "trace_missing", "legal_basis": "Order 4"},
+    ).json()
+    found = client.post(
+        "/api/v1/search",
+        headers=h["api-both"],
+        data={"case_id": str(case["id"])},
+        files={"image": ("p.jpg", _photo(gallery["faces"], "Laura_Bush", 3), "image/jpeg")},
+    ).json()
+    top = found["candidates"][0]["id"]
+    url = f"/api/v1/searches/{found['id']}/reviews"
+    body = {"conclusion": "potential_candidate", "candidate_id": top, "note": ""}
+    own = client.post(url, headers=h["api-both"], json=body)
+    assert own.status_code == 409 and "you ran this search" in own.json()["detail"]
+    first = client.post(url, headers=h["api-rev1"], json={"conclusion": "inconclusive"})
+    assert first.status_code == 201 and first.json()["version"] == 1
+    seen = client.get(f"/api/v1/cases/{case['id']}", headers=h["api-rev2"]).json()
+    assert seen["reviews"] == [] and seen["hidden_reviews"] == 1, "blind until recorded"
+    assert client.post(url, headers=h["api-rev2"], json=body).status_code == 201
+    seen = client.get(f"/api/v1/cases/{case['id']}", headers=h["api-rev2"]).json()
+    assert seen["hidden_reviews"] == 0 and len(seen["reviews"]) == 2
+    changed = client.post(url, headers=h["api-rev1"], json=body)
+    assert changed.status_code == 201 and changed.json()["version"] == 2
+    seen = client.get(f"/api/v1/cases/{case['id']}", headers=h["api-rev2"]).json()
+    mine = [r for r in seen["reviews"] if r["reviewer"] == "api-rev1"]
+    assert len(mine) == 1 and mine[0]["version"] == 2
+    assert [v["conclusion"] for v in mine[0]["history"]] == ["inconclusive"]

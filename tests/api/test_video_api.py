@@ -161,3 +161,39 @@ def test_a_video_without_faces_fails_and_stores_nothing(
     assert body["state"] == "failed" and "no face was seen" in body["error"]
     assert "empty.mp4" in body["error"] and body["probe"] is None
     assert _probes(app["client"], app["case"]) == before
+
+
+def test_retention_purge_takes_the_video_and_its_key_frames(
+    app: dict[str, Any], done: dict[str, Any]
+) -> None:
+    """Last in this module (it purges the shared case's probes): the video's bytes, each
+    person's vector, landmarks and key-frame crops go; times and boxes stay as the record."""
+    from datetime import UTC, datetime, timedelta
+
+    from facetrace.service import cases
+    from facetrace.store.service_models import ProbeFaceRow
+
+    client: TestClient = app["client"]
+    state = client.app.state.service  # type: ignore[attr-defined]
+    probe_id = done["probe"]["id"]
+    with state.sessions() as s:
+        before = [f.extra for f in s.query(ProbeFaceRow).filter_by(probe_id=probe_id)]
+    assert all(
+        k["jpeg"] and k["vector"] and k["landmarks"] for e in before for k in e["key_frames"]
+    )
+    with state.sessions.begin() as s:
+        assert cases.purge_due(s, now=datetime.now(UTC) + timedelta(days=400)) >= 1
+    with state.sessions() as s:
+        probe = s.get(Probe, probe_id)
+        assert probe is not None and probe.data is None and probe.purged_at is not None
+        after = [f for f in probe.faces]
+        assert all(f.vector is None and f.landmarks == [] for f in after)
+        for f, old in zip(after, before, strict=True):
+            frames = f.extra["key_frames"]
+            assert frames and all(set(k) & {"jpeg", "vector", "landmarks"} == set() for k in frames)
+            assert [k["timestamp_s"] for k in frames] == [
+                k["timestamp_s"] for k in old["key_frames"]
+            ]
+            assert f.extra["intervals"] == old["intervals"]
+    face = client.get(f"/probes/{probe_id}/faces/0/frames/0.jpg", headers=app["inv"])
+    assert face.status_code == 404, face.text

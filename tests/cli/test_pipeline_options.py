@@ -42,3 +42,13 @@ def test_detector_from_settings(
     assert len(_embed(tmp_path, small)["faces"]) == 1
     monkeypatch.setenv("FACETRACE_DETECT__MIN_FACE_PX", "120")
     assert _embed(tmp_path, small)["faces"] == []
+
+
+def test_detector_option(tmp_path: Path, faces_dir: Path) -> None:
+    selfie = faces_dir / "webphotos13" / "multi_face" / "selfie-many-people.jpg"
+    hog = _embed(tmp_path, selfie, "--detector", "hog")
+    cnn = _embed(tmp_path, selfie, "--detector", "cnn")
+    assert (hog["detector"], cnn["detector"]) == ("hog", "cnn")
+    assert len(cnn["faces"]) > len(hog["faces"])
+    res = runner.invoke(app, ["--data", str(tmp_path), "--detector", "mtcnn", "status"])
+    assert res.exit_code == 2 and "mtcnn" in res.output

@@ -185,7 +185,9 @@ def test_a_photo_without_a_face_is_not_kept_unless_asked(
     sessions: sessionmaker[Session],
 ) -> None:
     class NoFaces(FixedSearcher):
-        def analyse(self, data: bytes, *, source: str) -> searches.PhotoFaces:
+        def analyse(
+            self, data: bytes, *, source: str, detector: str | None = None
+        ) -> searches.PhotoFaces:
             self.model_runs += 1
             return searches.PhotoFaces(640, 480, ())
 

@@ -26,3 +26,15 @@ def test_rates_never_claim_more_than_was_measured() -> None:
     assert fmt_rate(0.0123, pairs) == "about 1 in 81"
     assert fmt_rate(None, pairs).startswith("not estimated")
     assert fmt_rate(1e-9, {}) == "about 1 in 1,000,000,000"  # no evidence recorded
+
+
+def test_audit_details_leave_out_empty_texts() -> None:
+    """An import that ended well has no error: the audit page says nothing about one
+    (it showed "error: ;")."""
+    from facetrace.web.wording import action_text, detail_text
+
+    text = detail_text('{"job": "j1", "state": "done", "error": "", "photos_added": 8}')
+    assert "error" not in text and text == "job: j1; state: done; photos added: 8"
+    assert "error: disk full" in detail_text('{"state": "failed", "error": "disk full"}')
+    assert action_text("view_photo") == "Viewed a reference photo"
+    assert action_text("refused") == "Refused attempt"

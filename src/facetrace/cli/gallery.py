@@ -523,6 +523,7 @@ def embed(
         "photo": str(photo),
         "model": pipeline.model_id,
         "backend": str(c.options.backend),
+        "detector": str(c.options.detector),
         "faces": [
             {
                 "box": f.detection.box.as_list(),

@@ -146,4 +146,5 @@ def evaluate_lfw(
         "unreadable_images": [v.path for v in failed],
         "model": options.model,
         "backend": str(options.backend),
+        "detector": str(options.detector),
     }

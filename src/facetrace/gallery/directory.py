@@ -18,6 +18,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
@@ -52,6 +53,7 @@ from facetrace.index.base import (
 from facetrace.index.factory import canonical_kind, choose_kind, load_index, make_index
 from facetrace.index.faiss_ann import auto_nlist
 from facetrace.index.persist import is_manifest, read_manifest
+from facetrace.rwlock import RWLock
 from facetrace.store import repo
 from facetrace.store.db import Database, sqlite_url, transaction
 from facetrace.types import Face
@@ -203,8 +205,12 @@ class Gallery:
         self.read_only = read_only
         self.index_kind = index_kind
         self._background = rebuild_in_background and not read_only
-        # writes to the index and the switch to a rebuilt one hold this lock
-        self._index_lock = threading.RLock()
+        # Searches read the index on the shared side of ``_rw``; a change to it (an
+        # import batch's faces, a delete, the switch to a rebuilt index) takes the
+        # exclusive side for that step only. ``_writes`` orders the writers and the
+        # saves among themselves without holding searches back: a save only reads.
+        self._rw = RWLock()
+        self._writes = threading.RLock()
         self._temporary = False  # serving an exact stand-in while the real index builds
         self._rebuilder: threading.Thread | None = None
         self._closed = False
@@ -288,10 +294,10 @@ class Gallery:
 
         A background rebuild still running is abandoned (nothing of it is saved; the
         next open starts it again)."""
-        with self._index_lock:
+        with self._writes:
             self._closed = True
-        if self._unsaved and not self.read_only:
-            self.save_index()
+            if self._unsaved and not self.read_only:
+                self.save_index()
         close = getattr(self.index, "close", None)  # Milvus: its client (Lite: a file lock)
         if close is not None:
             close()
@@ -427,7 +433,7 @@ class Gallery:
             new = self._build_index(
                 kind, n_faces=n_faces, progress=self._rebuild_progress, **params
             )
-            with self._index_lock, self.reads() as s:
+            with self._writes, self.reads() as s:
                 if self._closed:
                     raise IndexUnavailable("the gallery was closed during the rebuild")
                 # faces added while it was built, and deletes logged meanwhile
@@ -439,8 +445,9 @@ class Gallery:
                 pending = repo.pending_deletes(s)
                 if pending:
                     new.remove(pending)
-                self.index = new
-                self._temporary = False
+                with self._rw.write():
+                    self.index = new
+                    self._temporary = False
                 self.save_index()
             self.rebuild.update(
                 state="done",
@@ -513,10 +520,12 @@ class Gallery:
             pending = repo.pending_deletes(s)
             top = repo.max_face_id(s)
         index = self._build_index(kind, n_faces=n_faces, **params)
-        index.save(self.index_path)
-        self.index = index
-        self._watermark = top
-        self._record_save(pending)
+        with self._writes:
+            index.save(self.index_path)
+            with self._rw.write():
+                self.index = index
+            self._watermark = top
+            self._record_save(pending)
         log.info("index rebuilt as %s with %d faces", index.settings().get("kind"), index.count)
         return index.settings()
 
@@ -568,10 +577,11 @@ class Gallery:
             return self.last_repair
         with self.reads() as s:
             state = repo.get_meta(s, INDEX_STATE_KEY)
-        if not isinstance(state, dict) or state.get("stamp") != self._index_stamp():
-            done: dict[str, Any] = {"mode": "full", **self.reconcile()}
-        else:
-            done = {"mode": "watermark", **self._repair_from(int(state.get("watermark", 0)))}
+        with self._writes:
+            if not isinstance(state, dict) or state.get("stamp") != self._index_stamp():
+                done: dict[str, Any] = {"mode": "full", **self.reconcile()}
+            else:
+                done = {"mode": "watermark", **self._repair_from(int(state.get("watermark", 0)))}
         done["seconds"] = round(time.perf_counter() - start, 3)
         self.last_repair = done
         log.info("index repair on open: %s", done)
@@ -581,7 +591,8 @@ class Gallery:
         dim = self.descriptor.dim
         with self.reads() as s:
             pending = repo.pending_deletes(s)
-            removed = self.index.remove(pending) if pending else 0
+            with self._rw.write():
+                removed = self.index.remove(pending) if pending else 0
             # faces above the watermark, and logged deletes whose id SQL has given to a
             # new face since (SQLite reuses the highest rowid): add those the index lacks
             fresh = np.union1d(
@@ -590,7 +601,8 @@ class Gallery:
             missing = fresh[~index_present(self.index, fresh)]
             if missing.size:
                 got = repo.index_entries(s, missing, dim)
-                self.index.add(got.ids, got.vectors, got.groups)
+                with self._rw.write():
+                    self.index.add(got.ids, got.vectors, got.groups)
             sql_counts = repo.searchable_counts(s)
             self._watermark = max(watermark, repo.max_face_id(s))
         done: dict[str, Any] = {"added": int(missing.size), "removed": int(removed)}
@@ -631,6 +643,10 @@ class Gallery:
         groups has every group unknown) and, should one ever appear, a face indexed
         twice (all copies removed, then added once).
         """
+        with self._writes:
+            return self._reconcile(groups)
+
+    def _reconcile(self, groups: Iterable[int] | None) -> dict[str, int]:
         only = None if groups is None else sorted({int(g) for g in groups})
         with self.reads() as s:
             if only is None:
@@ -643,17 +659,20 @@ class Gallery:
             doubled = uniq[counts > 1]
             regroup = _wrong_groups(truth, truth_groups, have, have_groups, doubled)
             if doubled.size:
-                self.index.remove(int(i) for i in doubled)
+                with self._rw.write():
+                    self.index.remove(int(i) for i in doubled)
                 uniq = np.setdiff1d(uniq, doubled, assume_unique=True)
             missing = np.setdiff1d(truth, uniq, assume_unique=True)
             extra = np.setdiff1d(uniq, truth, assume_unique=True)
             if missing.size:
                 got = repo.index_entries(s, missing, self.descriptor.dim)
-                self.index.add(got.ids, got.vectors, got.groups)
-        if extra.size:
-            self.index.remove(int(i) for i in extra)
-        if regroup.size:
-            self.index.set_groups(truth[regroup], truth_groups[regroup])
+                with self._rw.write():
+                    self.index.add(got.ids, got.vectors, got.groups)
+        with self._rw.write():
+            if extra.size:
+                self.index.remove(int(i) for i in extra)
+            if regroup.size:
+                self.index.set_groups(truth[regroup], truth_groups[regroup])
         if truth.size:
             self._watermark = max(self._watermark, int(truth.max()))
         if only is None:
@@ -683,18 +702,20 @@ class Gallery:
         The exact stand-in served during a background rebuild is never saved: a crash
         then leaves no index file, and the next open starts the rebuild again.
         """
-        if self._temporary or self.read_only:  # a reader's copy is never saved
-            self._unsaved = 0
-            self._last_save = time.monotonic()
-            return
-        with self.reads() as s:
-            pending = repo.pending_deletes(s)  # removed from the index before this save
-        self.index.save(self.index_path)
-        self._record_save(pending)
+        with self._writes:  # no writer changes the index meanwhile; searches go on
+            if self._temporary or self.read_only:  # a reader's copy is never saved
+                self._unsaved = 0
+                self._last_save = time.monotonic()
+                return
+            with self.reads() as s:
+                pending = repo.pending_deletes(s)  # removed from the index before this save
+            self.index.save(self.index_path)
+            self._record_save(pending)
 
     def _maybe_save(self) -> None:
-        if self._unsaved and time.monotonic() - self._last_save > SAVE_EVERY_S:
-            self.save_index()
+        with self._writes:
+            if self._unsaved and time.monotonic() - self._last_save > SAVE_EVERY_S:
+                self.save_index()
 
     # -- writes ------------------------------------------------------------
 
@@ -786,18 +807,18 @@ class Gallery:
             if in_transaction is not None:
                 in_transaction(s, results)
         if indexed:
-            with self._index_lock:
-                self._add_indexed(indexed)
+            self._add_indexed(indexed)
         return results
 
     def _add_indexed(self, indexed: list[tuple[int, Any, int]]) -> None:
-        if indexed:
-            self.index.add(
-                np.array([i for i, _, _ in indexed], dtype=np.int64),
-                np.stack([v for _, v, _ in indexed]).astype(np.float32),
-                np.array([g for _, _, g in indexed], dtype=np.int64),
-            )
-            self._watermark = max(self._watermark, max(i for i, _, _ in indexed))
+        """Index a committed batch's faces: the one step a batch holds searches back."""
+        ids = np.array([i for i, _, _ in indexed], dtype=np.int64)
+        vectors = np.stack([v for _, v, _ in indexed]).astype(np.float32)
+        groups = np.array([g for _, _, g in indexed], dtype=np.int64)
+        with self._writes:
+            with self._rw.write():
+                self.index.add(ids, vectors, groups)
+            self._watermark = max(self._watermark, int(ids.max()))
             self._unsaved += len(indexed)
             self._maybe_save()
 
@@ -811,8 +832,9 @@ class Gallery:
         """
         self._writable("faces are deleted by the directory's owner")
         ids = [int(i) for i in face_ids]
-        with self._index_lock:
-            self.index.remove(ids)
+        with self._writes:
+            with self._rw.write():
+                self.index.remove(ids)
             self._unsaved += max(1, len(ids))
             self._maybe_save()
         return len(ids)
@@ -892,7 +914,11 @@ class Gallery:
         and a background rebuild's progress, for ``facetrace index status`` and the
         service's readiness. While a lost index is rebuilt, searches are answered (by
         exact search), so ``ok`` stays true and ``rebuild`` says how far it is."""
-        out = {"kind": self.index.settings().get("kind", "unknown"), **index_health(self.index)}
+        with self._rw.read():
+            out = {
+                "kind": self.index.settings().get("kind", "unknown"),
+                **index_health(self.index),
+            }
         if self.rebuild is not None:
             out["rebuild"] = dict(self.rebuild)
         return out
@@ -902,17 +928,24 @@ class Gallery:
         with self.reads() as s:
             counts = repo.counts(s)
         cal = self.calibration()
+        with self._rw.read():
+            settings = self.index.settings()
         return {
             "data_dir": str(self.data_dir),
             "database": self.engine.url.render_as_string(hide_password=True),
             "model": self.descriptor.model_id,
             "dim": self.descriptor.dim,
             **counts,
-            "index": self.index.settings(),
+            "index": settings,
             "calibration": None
             if cal is None
             else {"source": cal.source, "impostor_pairs": cal.impostor_pairs},
         }
+
+    def reading(self) -> AbstractContextManager[None]:
+        """The shared side of the index lock, for callers that read ``index`` themselves
+        (the duplicate finder): searches go on alongside, index writes wait."""
+        return self._rw.read()
 
     def subject_count(self) -> int:
         """Subjects in the gallery (the gallery size for FPIR)."""
@@ -958,7 +991,8 @@ class Gallery:
         threshold = self._threshold(cal, fpir, n_subjects)
         fetch = max(k * 4, 40)
         use_search_threads()  # this may be a web server's worker thread, new to OpenMP
-        scores, ids = self.index.search(vectors.astype(np.float32), fetch, selector)
+        with self._rw.read():  # alongside other searches; an index write waits for it
+            scores, ids = self.index.search(vectors.astype(np.float32), fetch, selector)
         with self.reads() as s:
             info = repo.face_info(s, {int(i) for i in ids.reshape(-1) if i >= 0})
         out: list[tuple[float, list[Candidate], list[Candidate]]] = []

@@ -18,7 +18,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -428,7 +428,6 @@ def ingest(
     batch_size: int = BATCH_SIZE,
     on_batch: BatchHook | None = None,
     should_stop: Callable[[], bool] | None = None,
-    write_lock: Callable[[], AbstractContextManager[Any]] | None = None,
     photo_store: Path | None = None,
     inline_lock: AbstractContextManager[Any] | None = None,
 ) -> IngestSummary:
@@ -439,7 +438,7 @@ def ingest(
     of ``batch_size`` photos, one transaction and one index write each, so a batch's
     faces become searchable when it commits. ``on_batch(session, batch)`` runs inside
     each batch's transaction (a job's progress and audit entry commit with it);
-    ``write_lock()``, when given, is held around each batch's commit; ``should_stop()``
+    ``should_stop()``
     is asked after each batch, and a true answer ends the run there (``stopped``).
     With ``photo_store``, each stored photo is recorded at its copy there
     (:func:`keep_photo`), not at its source path. ``inline_lock`` is held around each
@@ -511,11 +510,7 @@ def ingest(
             )
             for p in batch
         ]
-        lock = write_lock() if write_lock is not None else nullcontext()
-        with lock:
-            return list(
-                gallery.add_photos(photos, allow_deleted=allow_deleted, in_transaction=hook)
-            )
+        return list(gallery.add_photos(photos, allow_deleted=allow_deleted, in_transaction=hook))
 
     results: Iterator[Any] = map_photos(
         prepare,
@@ -550,8 +545,7 @@ def ingest(
             close()  # a stopped run: the pool drops the photos not started
     if progress:
         progress(done, summary.total, summary)
-    with write_lock() if write_lock is not None else nullcontext():
-        gallery.save_index()
+    gallery.save_index()
     summary.seconds = time.monotonic() - start
     if report_path is not None and summary.skipped:
         report_path.parent.mkdir(parents=True, exist_ok=True)

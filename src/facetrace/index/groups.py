@@ -18,6 +18,7 @@ cached per group set until the next add or remove.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -85,27 +86,35 @@ class GroupFilter:
 
 
 class FilterCache:
-    """Least-recently-used :class:`GroupFilter` per group set, emptied on every write."""
+    """Least-recently-used :class:`GroupFilter` per group set, emptied on every write.
+
+    Concurrent searches share it (the gallery lets readers in together), so its order
+    is changed under a lock of its own: a ``get`` must not move a key another thread's
+    ``put`` has just evicted."""
 
     def __init__(self, size: int = CACHED_FILTERS) -> None:
         self._size = size
         self._items: OrderedDict[frozenset[int], GroupFilter] = OrderedDict()
+        self._lock = threading.Lock()
 
     def get(self, groups: frozenset[int]) -> GroupFilter | None:
-        found = self._items.get(groups)
-        if found is not None:
-            self._items.move_to_end(groups)
-        return found
+        with self._lock:
+            found = self._items.get(groups)
+            if found is not None:
+                self._items.move_to_end(groups)
+            return found
 
     def put(self, groups: frozenset[int], value: GroupFilter) -> GroupFilter:
-        self._items[groups] = value
-        self._items.move_to_end(groups)
-        while len(self._items) > self._size:
-            self._items.popitem(last=False)
-        return value
+        with self._lock:
+            self._items[groups] = value
+            self._items.move_to_end(groups)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+            return value
 
     def clear(self) -> None:
-        self._items.clear()
+        with self._lock:
+            self._items.clear()
 
 
 def positions_filter(mask: npt.NDArray[np.bool_]) -> GroupFilter:
@@ -156,18 +165,20 @@ class LabelLookup:
     """
 
     def __init__(self) -> None:
-        self._order: Ids | None = None
-        self._sorted: Ids | None = None
+        # (order, sorted labels) as one value: concurrent searches may rebuild it, and
+        # each must see an order and its sorted labels from the same build
+        self._pair: tuple[Ids, Ids] | None = None
 
     def invalidate(self) -> None:
-        self._order = None
-        self._sorted = None
+        self._pair = None
 
     def _snapshot(self, labels: Ids) -> tuple[Ids, Ids]:
-        if self._order is None or self._sorted is None or self._order.size != labels.size:
-            self._order = np.argsort(labels, kind="stable").astype(np.int64)
-            self._sorted = labels[self._order]
-        return self._order, self._sorted
+        pair = self._pair
+        if pair is None or pair[0].size != labels.size:
+            order = np.argsort(labels, kind="stable").astype(np.int64)
+            pair = (order, labels[order])
+            self._pair = pair
+        return pair
 
     def positions(self, labels: Ids, wanted: Ids) -> Ids:
         """Internal positions whose current label is in ``wanted`` (all copies of each id)."""

@@ -206,13 +206,19 @@ class HnswGraph:
         storage: Any = faiss.downcast_index(self._graph.storage)
         return faiss.rev_swig_ptr(storage.get_xb(), n * self.dim).reshape(n, self.dim)
 
-    def _tombstone_selector(self) -> faiss.IDSelector | None:
+    def _tombstone_selector(self) -> tuple[faiss.IDSelector, npt.NDArray[np.uint8]] | None:
+        """The selector of live positions with the bitmap behind it (None: all are live).
+
+        Returned as one pair, read once: concurrent searches may each build one, and a
+        search must keep alive the very bitmap its selector points into."""
         if self._live_count == self._labels.size:
             return None
-        if self._tomb_sel is None:
+        found = self._tomb_sel
+        if found is None:
             bits = np.packbits(self._labels >= 0, bitorder="little")
-            self._tomb_sel = (faiss.IDSelectorBitmap(self._labels.size, faiss.swig_ptr(bits)), bits)
-        return self._tomb_sel[0]
+            found = (faiss.IDSelectorBitmap(self._labels.size, faiss.swig_ptr(bits)), bits)
+            self._tomb_sel = found
+        return found
 
     def search(
         self,
@@ -230,8 +236,9 @@ class HnswGraph:
             return exact_topk(q, self._vectors()[:0], labels[:0], k)
         keep: list[Any] = []  # FAISS holds raw pointers: keep bitmaps alive for the call
         if selector is None or selector.unrestricted:
-            sel = self._tombstone_selector()
-            keep.append(self._tomb_sel)
+            tomb = self._tombstone_selector()
+            keep.append(tomb)
+            sel = None if tomb is None else tomb[0]
         else:
             by_group = None if selector.groups is None else self._group_filter(selector.groups)
             if by_group is not None and selector.allow is None and not selector.deny:

@@ -79,6 +79,9 @@ def _build_state(settings: ServiceConfig, owner: OwnerLock) -> ServiceState:
         index_kind=settings.index_kind,
         index_params=settings.index_params(),
         pipeline=settings.pipeline_options(),
+        inference_workers=os.cpu_count() or 1
+        if svc.inference_workers is None
+        else svc.inference_workers,
     )
     imports = ImportJobs(
         root=data_dir / "imports",
@@ -89,6 +92,13 @@ def _build_state(settings: ServiceConfig, owner: OwnerLock) -> ServiceState:
         batch_size=svc.import_batch,
     )
     imports.recover()
+    videos = VideoJobs(
+        sessions=database.sessions,
+        analyser=VideoPort(gallery.gallery, settings.video),
+        work_dir=data_dir / "video-uploads",
+        max_bytes=int(svc.max_video_mb * 1024 * 1024),
+    )
+    videos.recover()
     return ServiceState(
         settings=settings,
         database=database,
@@ -105,12 +115,7 @@ def _build_state(settings: ServiceConfig, owner: OwnerLock) -> ServiceState:
         templates=make_templates(WEB_DIR / "templates"),
         data_dir=data_dir,
         owner=owner,
-        videos=VideoJobs(
-            sessions=database.sessions,
-            analyser=VideoPort(gallery.gallery, settings.video),
-            work_dir=data_dir / "video-uploads",
-            max_bytes=int(svc.max_video_mb * 1024 * 1024),
-        ),
+        videos=videos,
         proxies=Proxies(parse_networks(svc.trusted_proxies)),
     )
 

@@ -151,6 +151,7 @@ async def probe_from_upload(
     case_id: int,
     upload: UploadFile,
     keep_without_faces: bool = False,
+    detector: str | None = None,
 ) -> Probe:
     """Read an uploaded probe photo (refused before reading when the actor may not
     search) and keep it with its case, with the faces found in it, in a worker thread
@@ -166,6 +167,7 @@ async def probe_from_upload(
         filename=upload.filename or "",
         searcher=state.gallery,
         keep_without_faces=keep_without_faces,
+        detector=detector,
     )
 
 

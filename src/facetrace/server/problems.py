@@ -37,6 +37,7 @@ STATUS: list[tuple[type[Exception], int, str]] = [
     (errors.ModelUnavailable, 503, "Model unavailable"),
     (errors.IndexUnavailable, 503, "Index unavailable"),
     (errors.StoreUnavailable, 503, "Storage unavailable"),
+    (errors.InferenceUnavailable, 503, "Face analysis unavailable"),
     (errors.RateLimited, 429, "Too many requests"),
 ]
 
@@ -91,6 +92,8 @@ def install(app: FastAPI) -> None:
         headers = {}
         if isinstance(exc, errors.RateLimited):
             headers["Retry-After"] = str(exc.retry_after)
+        elif isinstance(exc, errors.InferenceUnavailable):
+            headers["Retry-After"] = "5"  # the workers restart within seconds
         if is_api(request):
             extra: dict[str, Any] = {}
             if isinstance(exc, errors.LowQualityFace):

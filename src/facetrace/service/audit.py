@@ -24,7 +24,7 @@ import json
 import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -65,6 +65,9 @@ class Action(StrEnum):
     IMPORT_CANCEL = "import_cancel"
     IMPORT_RESUME = "import_resume"
     IMPORT_INTERRUPTED = "import_interrupted"
+    VIDEO_QUEUED = "video_queued"
+    VIDEO_CANCEL = "video_cancel"
+    VIDEO_INTERRUPTED = "video_interrupted"
     DELETE = "delete"
     PURGE = "purge"
     ADMIN = "admin"
@@ -284,6 +287,49 @@ def _write(
     _sign(key, head)
     session.flush()
     return entry
+
+
+# Pages that show photos list them in their one entry (``photos``: reference photo ids,
+# ``probes``: probe ids); the images the browser then fetches for that page are covered
+# by it instead of writing an entry each (a results page of 30 candidates was 31 rows).
+COVERING = (Action.VIEW_RESULTS, Action.VIEW_SUBJECT, Action.VIEW_PHOTO, Action.VIEW_PROBE)
+COVER_WINDOW = timedelta(minutes=10)
+COVER_SCAN = 500  # newest entries looked at: bounded work; a miss only writes an entry
+
+
+def covered(
+    session: Session, *, actor: str, photo: int | None = None, probe: int | None = None
+) -> bool:
+    """True when ``actor`` viewed, in the last :data:`COVER_WINDOW`, a page whose entry
+    lists this reference ``photo`` (or ``probe``): showing its image again needs no
+    entry of its own. Only the newest :data:`COVER_SCAN` entries are looked at, so when
+    in doubt an entry is written."""
+    head = session.get(AuditHead, 1)
+    if head is None:
+        return False
+    since = (datetime.now(UTC) - COVER_WINDOW).isoformat(timespec="microseconds")
+    details = session.execute(
+        select(AuditEntry.detail)
+        .where(
+            AuditEntry.seq > head.seq - COVER_SCAN,
+            AuditEntry.actor == actor,
+            AuditEntry.action.in_([str(a) for a in COVERING]),
+            AuditEntry.at >= since,
+        )
+        .order_by(AuditEntry.seq.desc())
+    ).scalars()
+    for text in details:
+        try:
+            detail = json.loads(text)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(detail, dict):
+            continue
+        if photo is not None and photo in (detail.get("photos") or ()):
+            return True
+        if probe is not None and probe in (detail.get("probes") or ()):
+            return True
+    return False
 
 
 _REFUSALS = "facetrace.audit.refusals"

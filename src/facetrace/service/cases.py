@@ -227,9 +227,9 @@ def case_probes(session: Session, *, case: Case) -> list[Probe]:
 
 
 def purge_due(session: Session, *, actor: Actor = SYSTEM, now: datetime | None = None) -> int:
-    """Delete the photo bytes of every probe whose case's retention period has ended, and
-    its faces' vectors and landmarks. The probe row stays (hash, face boxes and quality,
-    dates) so the case record remains complete.
+    """Delete the photo (or video) bytes of every probe whose case's retention period has
+    ended, its faces' vectors and landmarks, and a video's key-frame crops. The probe row
+    stays (hash, face boxes and quality, dates) so the case record remains complete.
     Returns how many probes were purged."""
     now = now or utcnow()
     due = list(
@@ -253,6 +253,18 @@ def purge_due(session: Session, *, actor: Actor = SYSTEM, now: datetime | None =
         .values(vector=None, landmarks=[]),
         execution_options={"synchronize_session": False},
     )
+    # a video person's key frames are crops of the video (and their vectors, landmarks):
+    # they go too; the times, frame numbers and boxes stay as the record
+    tracks = session.execute(
+        select(ProbeFaceRow).where(ProbeFaceRow.probe_id.in_(ids), ProbeFaceRow.origin == "track")
+    ).scalars()
+    for row in tracks:
+        extra = dict(row.extra or {})
+        extra["key_frames"] = [
+            {k: v for k, v in frame.items() if k not in ("jpeg", "vector", "landmarks")}
+            for frame in extra.get("key_frames", [])
+        ]
+        row.extra = extra
     for p in due:
         session.expire(p)
     audit.append(

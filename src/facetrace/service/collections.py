@@ -249,7 +249,9 @@ def get_photo(session: Session, *, actor: Actor, photo_id: int, view: str | None
     see them through results too. Raises NotFound (another department's too).
 
     ``view`` names what is shown of it (``face``, ``photo``, ``aligned``, ``page``): the
-    view is audited. Without it the photo is only looked up (a redirect, a delete)."""
+    view is audited, unless it is an image of a photo that a page the actor viewed just
+    before lists (results, a subject, the photo's page: see ``audit.covered``). Without
+    it the photo is only looked up (a redirect, a delete)."""
     if not (actor.can(Perm.GALLERY_BROWSE) or actor.can(Perm.RESULTS_VIEW)):
         require(actor, Perm.GALLERY_BROWSE)
     photo = session.get(Photo, photo_id)
@@ -259,13 +261,16 @@ def get_photo(session: Session, *, actor: Actor, photo_id: int, view: str | None
     if not _readable_collection(session, actor, photo.collection_id):
         _refused(session, actor, f"photo:{photo_id}")
         raise NotFound(missing)
-    if view is not None:
+    if view is not None and (
+        view == "page" or not audit.covered(session, actor=actor.username, photo=photo.id)
+    ):
+        # an image shown by a page just viewed is covered by that page's entry
         audit.append(
             session,
             actor=actor.username,
             action=audit.Action.VIEW_PHOTO,
             target=f"photo:{photo_id}",
-            detail={"view": view, "subject": photo.subject_id},
+            detail={"view": view, "subject": photo.subject_id, "photos": [photo.id]},
         )
     return photo
 

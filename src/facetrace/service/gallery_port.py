@@ -1,9 +1,13 @@
 """The engine as the service uses it: one :class:`facetrace.gallery.directory.Gallery`, opened on
-first use and shared by request threads under a lock.
+first use and shared by request threads.
 
-The gallery keeps a vector index in memory and saves it after writes; one lock around
-every call keeps searches from seeing an index half-way through an import batch. The
-engine's own errors (ImageError, NoFaceFound, LowQualityFace, ...) pass through.
+No lock here spans a call. The gallery guards its in-memory index itself with a
+readers-writer lock (:mod:`facetrace.rwlock`): searches read it side by side, and an
+import batch or a delete holds it alone only for the step that changes it, so a search
+waits for at most one such step, never for an import. Probes are analysed (the model
+work) outside any lock, on a pool of worker processes (:mod:`facetrace.inference`), as
+many as there are cores. The engine's own errors (ImageError, NoFaceFound,
+LowQualityFace, ...) pass through.
 """
 
 from __future__ import annotations
@@ -12,7 +16,6 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from facetrace.config import PipelineOptions
 from facetrace.imaging import ImageLimits, decode_image
+from facetrace.inference import InferencePool
 from facetrace.service.searches import (
     FoundCandidate,
     FoundFace,
@@ -130,6 +134,8 @@ class GalleryPort:
         connection), as for :meth:`facetrace.gallery.directory.Gallery.open`.
         pipeline: the face pipeline's options (model, backend, detector), from
         :meth:`facetrace.config.Settings.pipeline_options` as for the CLI.
+        inference_workers: processes that analyse probes (the service: one per core);
+        0 analyses them in this process, one at a time (tests, small tools).
     """
 
     def __init__(
@@ -144,6 +150,7 @@ class GalleryPort:
         index_kind: str = "auto",
         index_params: dict[str, Any] | None = None,
         pipeline: PipelineOptions | None = None,
+        inference_workers: int = 0,
     ) -> None:
         self.data_dir = data_dir
         self.pipeline_options = pipeline
@@ -155,7 +162,9 @@ class GalleryPort:
         self._min_quality = min_quality
         self.limits = ImageLimits(max_bytes=max_upload_bytes)
         self._gallery: Any = None
-        self._lock = threading.RLock()
+        self._open_lock = threading.Lock()  # opening (and closing) the gallery only
+        self.inference_workers = max(0, inference_workers)
+        self._inference: InferencePool | None = None
         self._pipeline_lock = threading.Lock()  # one dlib detector: not for two threads at once
 
     @property
@@ -165,7 +174,10 @@ class GalleryPort:
 
     def gallery(self) -> Any:
         """The opened gallery (models load lazily on its first photo)."""
-        with self._lock:
+        gallery = self._gallery
+        if gallery is not None:
+            return gallery
+        with self._open_lock:
             if self._gallery is None:
                 from facetrace.gallery.directory import Gallery
 
@@ -182,23 +194,51 @@ class GalleryPort:
 
     def close(self) -> None:
         """Save the index and release the gallery."""
-        with self._lock:
+        with self._open_lock:
+            pool, self._inference = self._inference, None
+            if pool is not None:
+                pool.close()
             if self._gallery is not None:
                 self._gallery.close()
                 self._gallery = None
+
+    def inference(self) -> InferencePool | None:
+        """The pool of probe-analysing processes (started on first use), None when probes
+        are analysed in this process."""
+        if self.inference_workers == 0:
+            return None
+        pool = self._inference
+        if pool is not None:
+            return pool
+        options = self.gallery().pipeline.options  # the gallery's, models cache included
+        with self._open_lock:
+            if self._inference is None:
+                self._inference = InferencePool(
+                    options, limits=self.limits, workers=self.inference_workers
+                )
+            return self._inference
 
     @property
     def model_id(self) -> str:
         """The gallery's model id (every stored vector carries it)."""
         return str(self.gallery().descriptor.model_id)
 
-    def analyse(self, data: bytes, *, source: str) -> PhotoFaces:
+    def analyse(self, data: bytes, *, source: str, detector: str | None = None) -> PhotoFaces:
         """Decode a photo and find every face with its vector, largest first (one pipeline
-        run). Raises ImageError; a photo without a face gives no faces."""
-        image = decode_image(data, source=source, limits=self.limits)
+        run, with ``detector`` if given, on a worker process when there are). Raises
+        ImageError, InvalidRequest for an unknown detector; a photo without a face gives no
+        faces; InferenceUnavailable when no worker could answer."""
         pipeline = self.gallery().pipeline
+        pipeline.detector_for(detector)  # an unknown name is refused before decoding
+        pool = self.inference()
+        if pool is not None:
+            found = pool.analyse(data, source=source, detector=detector)
+            return PhotoFaces(
+                width=found.width, height=found.height, faces=tuple(_found(f) for f in found.faces)
+            )
+        image = decode_image(data, source=source, limits=self.limits)
         with self._pipeline_lock:
-            faces = pipeline.analyse(image.pixels)
+            faces = pipeline.analyse(image.pixels, detector=detector)
         h, w = image.pixels.shape[:2]
         return PhotoFaces(width=int(w), height=int(h), faces=tuple(_found(f) for f in faces))
 
@@ -206,6 +246,9 @@ class GalleryPort:
         """The face inside ``box`` of a photo: landmarks found in the box, then its vector."""
         from facetrace.types import BoundingBox
 
+        pool = self.inference()
+        if pool is not None:
+            return _found(pool.analyse_box(data, source=source, box=box))
         image = decode_image(data, source=source, limits=self.limits)
         pipeline = self.gallery().pipeline
         with self._pipeline_lock:
@@ -218,14 +261,13 @@ class GalleryPort:
         """Candidates for one probe vector (``collections`` limits the search)."""
         gallery = self.gallery()
         selector = gallery.selector_for(list(collections) if collections is not None else None)
-        with self._lock:
-            ((threshold, above, below),) = gallery.search_vectors(
-                np.asarray(vector, dtype=np.float32)[None, :],
-                k=self.k,
-                fpir=self.fpir,
-                selector=selector,
-                include_below=True,
-            )
+        ((threshold, above, below),) = gallery.search_vectors(
+            np.asarray(vector, dtype=np.float32)[None, :],
+            k=self.k,
+            fpir=self.fpir,
+            selector=selector,
+            include_below=True,
+        )
         return VectorResult(
             threshold=float(threshold),
             candidates=tuple(_candidate(c) for c in above),
@@ -248,11 +290,6 @@ class GalleryPort:
             examples=tuple((s, cal.threshold_for_fpir(self.fpir, s)) for s in sizes) if cal else (),
         )
 
-    def writing(self) -> AbstractContextManager[Any]:
-        """The exclusive step of a gallery write (one import batch, one delete): searches
-        wait for it, never for a whole import."""
-        return self._lock
-
     def ingest(
         self,
         path: Path,
@@ -273,9 +310,9 @@ class GalleryPort:
         configured import root), so a manifest cannot pull in other files of the server;
         rows naming another collection are imported into ``collection`` all the same.
         The pipeline runs on ``workers`` processes with no lock held; each batch (of
-        ``batch_size`` photos) is
-        committed (``on_batch`` in its transaction) under :meth:`writing`, so its faces
-        are searchable from then on and searches never wait for more than one batch.
+        ``batch_size`` photos) is committed (``on_batch`` in its transaction), then its
+        faces are indexed in one exclusive step of the gallery's index lock: searchable
+        from then on, and searches wait for that step only.
         ``should_stop`` is asked after each batch; ``photo_store`` keeps the stored
         photos (see :func:`facetrace.gallery.ingest.keep_photo`). The summary's
         ``stopped`` is true when ``should_stop`` ended the run.
@@ -302,7 +339,6 @@ class GalleryPort:
             progress=lambda done, total, _s: progress(done, total),
             on_batch=on_batch,
             should_stop=should_stop,
-            write_lock=self.writing,
             photo_store=photo_store,
             inline_lock=self._pipeline_lock,
             batch_size=batch_size,
@@ -323,9 +359,9 @@ class GalleryPort:
         )
 
     def forget(self, face_ids: Sequence[int]) -> int:
-        """Drop committed deletions from the index; returns the number of faces."""
-        with self._lock:
-            return int(self.gallery().forget(face_ids))
+        """Drop committed deletions from the index (one exclusive step); returns the number
+        of faces."""
+        return int(self.gallery().forget(face_ids))
 
     def find_duplicates(
         self, *, collections: frozenset[int] | None, fmr: float
@@ -333,10 +369,10 @@ class GalleryPort:
         """Possible duplicate subjects among faces of ``collections`` (None: all)."""
         from facetrace.gallery.duplicates import find_duplicates
 
-        with self._lock:
-            return find_duplicates(self.gallery(), collections=collections, fmr=fmr)
+        gallery = self.gallery()
+        with gallery.reading():  # searches go on; an index write waits for the whole scan
+            return find_duplicates(gallery, collections=collections, fmr=fmr)
 
     def status(self) -> dict[str, Any]:
         """The gallery's counts and model."""
-        with self._lock:
-            return dict(self.gallery().status())
+        return dict(self.gallery().status())

@@ -97,7 +97,11 @@ def report(
     outcomes = session.execute(
         select(Review.conclusion, func.count(Review.id))
         .join(Case, Case.id == Review.case_id)
-        .where(Case.department_id == dept_id, _within(Review.created_at, start, end))
+        .where(
+            Case.department_id == dept_id,
+            Review.is_current.is_(True),  # one per reviewer and search, not every change
+            _within(Review.created_at, start, end),
+        )
         .group_by(Review.conclusion)
     ).all()
     statuses = session.execute(

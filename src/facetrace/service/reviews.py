@@ -6,13 +6,16 @@ called identified by the machine alone.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from facetrace import fields
-from facetrace.errors import InvalidRequest, NotFound, RuleViolation
+from facetrace.errors import Conflict, InvalidRequest, NotFound, RuleViolation
 from facetrace.service import audit
 from facetrace.service.accounts import Actor, Perm
 from facetrace.service.cases import CaseStatus, require_open, rows_of_case, scoped_case, utcnow
@@ -63,7 +66,11 @@ def record_review(
     note: str = "",
     candidate_id: int | None = None,
 ) -> Review:
-    """Record a reviewer's conclusion on a search. A potential candidate names which one."""
+    """Record a reviewer's conclusion on a search. A potential candidate names which one.
+
+    Each reviewer has one review per search: recording another conclusion makes a new
+    version of it (the earlier versions are kept, not current); the same review sent
+    again changes nothing. The person who ran the search may not review it."""
     note = fields.check(fields.Note, note, field="note")
     search = session.get(Search, search_id)
     if search is None:
@@ -87,15 +94,40 @@ def record_review(
         candidate = session.get(SearchCandidate, candidate_id)
         if candidate is None or candidate.search_id != search.id:
             raise InvalidRequest(f"candidate {candidate_id} is not in search {search.id}")
+    previous = session.execute(
+        select(Review)
+        .where(
+            Review.search_id == search.id,
+            Review.reviewer_id == actor.id,
+            Review.is_current.is_(True),
+        )
+        .with_for_update(of=Review)
+    ).scalar_one_or_none()
+    candidate_ref = candidate.id if candidate else None
+    if previous is not None and (
+        previous.conclusion,
+        previous.candidate_id,
+        previous.note,
+    ) == (value.value, candidate_ref, note.strip()):
+        return previous  # the same review again (a form sent twice): nothing changes
     review = Review(
         case_id=case.id,
         search_id=search.id,
-        candidate_id=candidate.id if candidate else None,
+        candidate_id=candidate_ref,
         reviewer_id=actor.id,
         conclusion=value.value,
         note=note.strip(),
+        version=previous.version + 1 if previous is not None else 1,
+        is_current=True,
     )
+    if previous is not None:  # one review per reviewer and search: this one replaces it
+        previous.is_current = False
+        session.flush()
     session.add(review)
+    try:
+        session.flush()
+    except IntegrityError as exc:  # the same reviewer's two reviews at one moment
+        raise Conflict("your review of this search changed meanwhile: reload and retry") from exc
     if value is Conclusion.POTENTIAL_CANDIDATE and case.status == CaseStatus.OPEN:
         case.status = CaseStatus.LEAD.value
     session.flush()
@@ -109,24 +141,75 @@ def record_review(
             "conclusion": value.value,
             "candidate": candidate.id if candidate else None,
             "subject": candidate.subject_external_id if candidate else None,
+            "version": review.version,
         },
     )
     return review
 
 
-def case_reviews(session: Session, *, case: Case) -> list[Review]:
-    """All reviews of a case, oldest first."""
-    return rows_of_case(session, Review, case)
+def case_reviews(session: Session, *, case: Case, history: bool = False) -> list[Review]:
+    """The reviews of a case in force (one per reviewer and search), oldest first; with
+    ``history``, the earlier versions too."""
+    rows = rows_of_case(session, Review, case)
+    return rows if history else [r for r in rows if r.is_current]
+
+
+def is_blind(actor: Actor, search: Search, of_search: Sequence[Review]) -> bool:
+    """True when ``actor`` is to review ``search`` and has not yet: then the other
+    reviewers' conclusions stay hidden, so the second review is made blind."""
+    return (
+        actor.can(Perm.REVIEW)
+        and search.user_id != actor.id
+        and not any(r.reviewer_id == actor.id for r in of_search)
+    )
+
+
+@dataclass(frozen=True)
+class VisibleReviews:
+    """The reviews of a case that ``actor`` may see now (current versions; ``history``
+    maps a review's id to its earlier versions, oldest first), how many are hidden, and
+    the searches whose reviews are hidden from the actor until they record their own."""
+
+    shown: list[Review]
+    history: dict[int, list[Review]]
+    hidden: int
+    blind_searches: frozenset[int]
+
+
+def visible_reviews(session: Session, *, actor: Actor, case: Case) -> VisibleReviews:
+    """The one place the blind rule is applied (pages and API alike): others' reviews of
+    a search the actor is to review are hidden until the actor's own is recorded."""
+    every = case_reviews(session, case=case, history=True)
+    current = [r for r in every if r.is_current]
+    blind = frozenset(
+        s.id
+        for s in rows_of_case(session, Search, case)
+        if is_blind(actor, s, [r for r in current if r.search_id == s.id])
+    )
+    shown = [r for r in current if r.search_id not in blind]
+    history: dict[int, list[Review]] = {}
+    for r in shown:
+        earlier = [
+            o
+            for o in every
+            if o.search_id == r.search_id and o.reviewer_id == r.reviewer_id and not o.is_current
+        ]
+        if earlier:
+            history[r.id] = sorted(earlier, key=lambda o: o.version)
+    return VisibleReviews(
+        shown=shown,
+        history=history,
+        hidden=sum(1 for r in current if r.search_id in blind),
+        blind_searches=blind,
+    )
 
 
 def agreed_subjects(session: Session, *, case: Case) -> dict[str, set[str]]:
-    """Subject external id -> user names of the reviewers whose latest review of a search
-    names that subject as a potential candidate. Two or more names mean agreement."""
-    latest: dict[tuple[int, int], Review] = {}
-    for r in case_reviews(session, case=case):
-        latest[(r.search_id, r.reviewer_id)] = r
+    """Subject external id -> user names of the reviewers whose review in force of a
+    search names that subject as a potential candidate. Two or more names mean
+    agreement; the searcher never counts (they may not review their own search)."""
     agreed: dict[str, set[str]] = defaultdict(set)
-    for r in latest.values():
+    for r in case_reviews(session, case=case):
         if r.conclusion == Conclusion.POTENTIAL_CANDIDATE and r.candidate is not None:
             agreed[r.candidate.subject_external_id].add(r.reviewer.username)
     return dict(agreed)

@@ -160,8 +160,10 @@ class FaceSearcher(Protocol):
         """The gallery's model: stored probe vectors of another model are re-embedded."""
         ...
 
-    def analyse(self, data: bytes, *, source: str) -> PhotoFaces:
-        """Decode a photo and find every face with its vector; raises ImageError."""
+    def analyse(self, data: bytes, *, source: str, detector: str | None = None) -> PhotoFaces:
+        """Decode a photo and find every face with its vector (``detector``: ``hog``,
+        ``cnn`` or ``auto`` instead of the configured one; InvalidRequest for another
+        name); raises ImageError."""
         ...
 
     def analyse_box(self, data: bytes, *, source: str, box: tuple[int, int, int, int]) -> FoundFace:
@@ -318,18 +320,20 @@ def store_probe(
     filename: str,
     searcher: FaceSearcher,
     keep_without_faces: bool = False,
+    detector: str | None = None,
 ) -> Probe:
     """Find the faces of a probe photo (the one pipeline run it gets), then keep it and
     them with its case, committed so a search that follows can read it. The case is
     checked first; the engine runs between two transactions, so no database lock is held
     meanwhile. A photo without a face raises NoFaceFound and is not kept, unless
     ``keep_without_faces`` (so a user can draw a box around a face the detector missed).
+    ``detector`` chooses the face detector for this photo (default: the configured one).
     """
     require(actor, Perm.SEARCH)
     filename = Path(filename or "probe").name
     scoped_case(session, actor=actor, case_id=case_id, perm=Perm.SEARCH)
     session.commit()
-    found = searcher.analyse(data, source=filename)
+    found = searcher.analyse(data, source=filename, detector=detector)
     if not found.faces and not keep_without_faces:
         raise NoFaceFound(f"{filename}: no face was found in the photo")
     probe = add_probe(
@@ -520,9 +524,11 @@ def search_upload(
     searcher: FaceSearcher,
     sessions: sessionmaker[Session],
     limiter: Limiter,
+    detector: str | None = None,
 ) -> Search:
-    """Upload a probe photo and search one of its faces in one call: one pipeline run,
-    then a vector search; the probe, its faces and the search are stored together.
+    """Upload a probe photo and search one of its faces in one call: one pipeline run
+    (with ``detector``, default the configured one), then a vector search; the probe,
+    its faces and the search are stored together.
 
     Refused with nothing stored: over the rate limit (before any model runs), a photo
     without a face (NoFaceFound), several faces and no ``face`` (InvalidRequest listing
@@ -536,7 +542,7 @@ def search_upload(
         scoped_case(s, actor=actor, case_id=case_id, perm=Perm.SEARCH)
         scope = searchable_collections(s, actor=actor)
     session.commit()
-    found = searcher.analyse(data, source=filename)
+    found = searcher.analyse(data, source=filename, detector=detector)
     if not found.faces:
         raise NoFaceFound(f"{filename}: no face was found in the photo")
     if face is None:
@@ -561,17 +567,81 @@ def search_upload(
     )
 
 
-def get_search(session: Session, *, actor: Actor, search_id: int) -> tuple[Case, Search]:
-    """A search and its case, audited as a view of results."""
+def get_search(
+    session: Session, *, actor: Actor, search_id: int, audited: bool = True
+) -> tuple[Case, Search]:
+    """A search and its case, audited as a view of results (the probe and every
+    candidate's reference photo listed in the one entry), unless ``audited`` is false
+    (the caller audits what it shows with :func:`audit_results_view`)."""
     search = session.get(Search, search_id)
     if search is None:
         raise NotFound(f"no search {search_id}")
     case = scoped_case(session, actor=actor, case_id=search.case_id, perm=Perm.RESULTS_VIEW)
+    if audited:
+        audit_results_view(
+            session,
+            actor=actor,
+            case=case,
+            search=search,
+            photos=[c.photo_id for c in search.candidates],
+        )
+    return case, search
+
+
+def audit_results_view(
+    session: Session,
+    *,
+    actor: Actor,
+    case: Case,
+    search: Search,
+    photos: Sequence[int],
+    view: str = "results",
+) -> None:
+    """One entry for a view of a search's results: the probe and the reference photos
+    shown with them, so their images need no entry each (``audit.covered``)."""
+    detail: dict[str, object] = {
+        "case": case.id,
+        "probes": [search.probe_id],
+        "photos": sorted(set(photos)),
+    }
+    if view != "results":
+        detail["view"] = view
     audit.append(
         session,
         actor=actor.username,
         action=audit.Action.VIEW_RESULTS,
         target=f"search:{search.id}",
-        detail={"case": case.id},
+        detail=detail,
     )
-    return case, search
+
+
+def view_probe_image(session: Session, *, actor: Actor, probe_id: int, view: str) -> Probe:
+    """A probe whose image (``face``, ``photo``, ``aligned``) is about to be shown,
+    audited as a view of the probe photo unless a page the actor just viewed lists it."""
+    probe = get_probe(session, actor=actor, probe_id=probe_id)
+    if not audit.covered(session, actor=actor.username, probe=probe.id):
+        audit.append(
+            session,
+            actor=actor.username,
+            action=audit.Action.VIEW_PROBE,
+            target=f"probe:{probe.id}",
+            detail={"case": probe.case_id, "view": view, "probes": [probe.id]},
+        )
+    return probe
+
+
+def audit_probes_shown(
+    session: Session, *, actor: Actor, case_id: int, target: str, probes: Sequence[int], page: str
+) -> None:
+    """One entry for a page that shows probe photos (a probe, a case, its persons),
+    listing them, so their images need no entry each. Nothing for a page with none."""
+    listed = sorted(set(probes))
+    if not listed:
+        return
+    audit.append(
+        session,
+        actor=actor.username,
+        action=audit.Action.VIEW_PROBE,
+        target=target,
+        detail={"case": case_id, "view": page, "probes": listed},
+    )

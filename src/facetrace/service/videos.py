@@ -11,8 +11,10 @@ stored with the case, in one transaction, audited like a photo probe's faces. A 
 cancelled job stores nothing. Searching a person is then :func:`searches.search_probe`,
 so purpose, legal basis, rate limit, audit and candidate snapshots are a photo's.
 
-Jobs live in memory: a restart forgets queued and running jobs (the upload is not yet
-evidence until its analysis is stored); finished ones point at their stored probe.
+Jobs are rows in SQL (:class:`~facetrace.store.service_models.VideoJobRow`): a job the
+service left queued or running (a crash, ``kill -9``) is marked interrupted at the next
+start and its upload deleted (the upload is not evidence until its analysis is stored);
+finished ones point at their stored probe.
 """
 
 from __future__ import annotations
@@ -22,11 +24,11 @@ import hashlib
 import io
 import logging
 import secrets
-import tempfile
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -34,14 +36,16 @@ from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from facetrace.errors import FacetraceError, ImageTooLarge, NotFound
+from facetrace.errors import Cancelled, FacetraceError, ImageTooLarge, NotFound
+from facetrace.service import audit
 from facetrace.service.accounts import Actor, Perm, require
 from facetrace.service.cases import require_open, scoped_case
 from facetrace.service.searches import FaceOrigin, FoundFace, PhotoFaces, add_probe, add_probe_faces
 from facetrace.store.models import FaceRow
-from facetrace.store.service_models import Search, SearchCandidate
+from facetrace.store.service_models import Search, SearchCandidate, VideoJobRow
 
 log = logging.getLogger(__name__)
 
@@ -100,35 +104,70 @@ class JobState(StrEnum):
     DONE = "done"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
 
 
-@dataclass(eq=False)
+ENDED = (JobState.DONE, JobState.FAILED, JobState.CANCELLED, JobState.INTERRUPTED)
+PROGRESS_EVERY_S = 1.0  # progress is written to the job's row at most this often
+STOPPED = "the service stopped before the analysis ended"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
 class VideoJob:
-    """One video's analysis. ``id`` is an unguessable token; reads check the case too."""
+    """A video's analysis as the API and the pages show it: a snapshot of its row.
+    ``id`` is an unguessable token; reads check the case too."""
 
     id: str
     case_id: int
     filename: str
-    actor: Actor
+    user: str
     duration_s: float
-    state: JobState = JobState.QUEUED
-    progress: Progress = field(default_factory=Progress)
-    error: str = ""
-    probe_id: int | None = None
-    persons: int = 0
-    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    cancel_requested: bool = False
+    state: JobState
+    progress: Progress
+    error: str
+    probe_id: int | None
+    persons: int
+    created_at: datetime
+    cancel_requested: bool
 
     @property
     def finished(self) -> bool:
-        return self.state in (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
+        return self.state in ENDED
+
+    @classmethod
+    def of(cls, row: VideoJobRow) -> VideoJob:
+        return cls(
+            id=row.id,
+            case_id=row.case_id,
+            filename=row.filename,
+            user=row.username,
+            duration_s=row.duration_s,
+            state=JobState(row.state),
+            progress=Progress(row.video_s, row.duration_s, row.fps, row.eta_s),
+            error=row.error,
+            probe_id=row.probe_id,
+            persons=row.persons,
+            created_at=row.created_at,
+            cancel_requested=row.cancel_requested,
+        )
 
 
 class VideoJobs:
-    """Queued video analyses, run one at a time in a worker thread.
+    """Video analyses kept in SQL (:class:`VideoJobRow`), run one at a time in a worker
+    thread of this process.
+
+    A job left queued or running by a stopped service (a crash, ``kill -9``) is marked
+    interrupted by :meth:`recover` at the next start, and its upload deleted: until its
+    analysis is stored the upload is not evidence of the case, so nothing of it is kept
+    and the user uploads it again. The probe and the job's ``done`` are written in one
+    transaction, so a job is done exactly when its probe exists.
 
     Args:
-        sessions: where finished jobs store their probe.
+        sessions: where the jobs and their probes are stored.
         analyser: the engine.
         work_dir: where uploads wait for their job (deleted when it ends).
         max_bytes: the largest video accepted.
@@ -146,23 +185,60 @@ class VideoJobs:
         self.analyser = analyser
         self.work_dir = work_dir
         self.max_bytes = max_bytes
-        self._jobs: dict[str, VideoJob] = {}
+        # per job started by this process: who started it and its cancel flag
+        self._actors: dict[str, Actor] = {}
+        self._cancel: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="video")
 
+    def recover(self) -> list[str]:
+        """At start: mark the jobs a stopped service left queued or running interrupted
+        (audited) and delete every upload left in the work folder. Returns their ids."""
+        with self.sessions.begin() as s:
+            rows = list(
+                s.execute(
+                    select(VideoJobRow).where(
+                        VideoJobRow.state.in_((JobState.QUEUED, JobState.RUNNING))
+                    )
+                ).scalars()
+            )
+            for row in rows:
+                row.state = JobState.INTERRUPTED
+                row.error = STOPPED
+                row.finished_at = _now()
+                audit.append(
+                    s,
+                    actor=row.username,
+                    action=audit.Action.VIDEO_INTERRUPTED,
+                    target=f"video_job:{row.id}",
+                    detail={"case": row.case_id, "filename": row.filename},
+                )
+            ids = [r.id for r in rows]
+        if self.work_dir.is_dir():
+            for leftover in self.work_dir.iterdir():
+                if leftover.is_file():
+                    leftover.unlink(missing_ok=True)
+        if ids:
+            log.warning("video analyses interrupted by the last stop: %s", ", ".join(ids))
+        return ids
+
     def shutdown(self) -> None:
-        """Cancel what has not finished and stop the worker."""
+        """Stop the worker: the running analysis stops and is left interrupted, as are
+        the queued ones (marked so at the next start)."""
+        self._stopping.set()
         with self._lock:
-            for job in self._jobs.values():
-                job.cancel_requested = True
+            for event in self._cancel.values():
+                event.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def start(
         self, session: Session, *, actor: Actor, case_id: int, data: bytes, filename: str
     ) -> VideoJob:
-        """Check the case and the video, then queue its analysis. Refused with nothing
-        stored or queued: no right to search, a closed case or another department's,
-        a file over the size limit, anything the analyser's check refuses."""
+        """Check the case and the video, then queue its analysis (the job's row is
+        committed before the worker sees it). Refused with nothing stored or queued: no
+        right to search, a closed case or another department's, a file over the size
+        limit, anything the analyser's check refuses."""
         require(actor, Perm.SEARCH)
         filename = Path(filename or "video").name[:300]
         require_open(scoped_case(session, actor=actor, case_id=case_id, perm=Perm.SEARCH))
@@ -170,100 +246,178 @@ class VideoJobs:
         if len(data) > self.max_bytes:
             raise ImageTooLarge(filename, f"the video is over the limit of {self.max_bytes} bytes")
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        suffix = Path(filename).suffix[:10] or ".video"
-        fd, name = tempfile.mkstemp(dir=self.work_dir, suffix=suffix)
-        path = Path(name)
+        job_id = secrets.token_hex(12)
+        suffix = "".join(c for c in Path(filename).suffix[:10] if c.isalnum() or c == ".")
+        path = self.work_dir / f"{job_id}{suffix or '.video'}"
         try:
-            with open(fd, "wb") as handle:
-                handle.write(data)
+            path.write_bytes(data)
             check = self.analyser.check(path, source=filename)
         except BaseException:
             path.unlink(missing_ok=True)
             raise
-        job = VideoJob(
-            id=secrets.token_urlsafe(12),
+        row = VideoJobRow(
+            id=job_id,
             case_id=case_id,
+            user_id=actor.id,
+            username=actor.username,
             filename=filename,
-            actor=actor,
+            state=JobState.QUEUED,
+            cancel_requested=False,
             duration_s=check.duration_s,
-            progress=Progress(duration_s=check.duration_s),
+            video_s=0.0,
+            fps=0.0,
+            error="",
+            persons=0,
+            upload_bytes=len(data),
+            created_at=_now(),
         )
+        try:
+            session.add(row)
+            audit.append(
+                session,
+                actor=actor.username,
+                action=audit.Action.VIDEO_QUEUED,
+                target=f"video_job:{job_id}",
+                detail={"case": case_id, "filename": filename, "bytes": len(data)},
+            )
+            session.commit()
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        job = VideoJob.of(row)
         with self._lock:
-            self._jobs[job.id] = job
-        self._pool.submit(self._run, job, path)
+            self._actors[job_id] = actor
+            self._cancel[job_id] = threading.Event()
+        self._pool.submit(self._run, job_id, path)
         return job
+
+    def _row(self, session: Session, job_id: str) -> VideoJobRow:
+        row = session.get(VideoJobRow, job_id) if len(job_id) <= 32 else None
+        if row is None:
+            raise NotFound(f"no video job {job_id!r}")
+        return row
 
     def get(self, session: Session, *, actor: Actor, job_id: str) -> VideoJob:
         """A job of a case the actor may see (NotFound otherwise, as for a wrong id)."""
-        with self._lock:
-            job = self._jobs.get(job_id)
-        if job is None:
-            raise NotFound(f"no video job {job_id!r}")
-        scoped_case(session, actor=actor, case_id=job.case_id, perm=Perm.RESULTS_VIEW)
-        return job
+        row = self._row(session, job_id)
+        scoped_case(session, actor=actor, case_id=row.case_id, perm=Perm.RESULTS_VIEW)
+        return VideoJob.of(row)
 
-    def for_case(self, case_id: int) -> list[VideoJob]:
+    def for_case(self, session: Session, case_id: int) -> list[VideoJob]:
         """The case's jobs, newest first (the caller has checked the case)."""
-        with self._lock:
-            jobs = [j for j in self._jobs.values() if j.case_id == case_id]
-        return sorted(jobs, key=lambda j: j.created_at, reverse=True)
+        rows = session.execute(
+            select(VideoJobRow)
+            .where(VideoJobRow.case_id == case_id)
+            .order_by(VideoJobRow.created_at.desc())
+        ).scalars()
+        return [VideoJob.of(r) for r in rows]
 
     def cancel(self, session: Session, *, actor: Actor, job_id: str) -> VideoJob:
-        """Ask a queued or running job to stop; it then stores nothing."""
-        job = self.get(session, actor=actor, job_id=job_id)
-        scoped_case(session, actor=actor, case_id=job.case_id, perm=Perm.SEARCH)
-        job.cancel_requested = True
-        return job
+        """Cancel a job: a queued one ends now, a running one stops at its next frame;
+        either stores nothing. A finished job is left as it is."""
+        row = self._row(session, job_id)
+        scoped_case(session, actor=actor, case_id=row.case_id, perm=Perm.SEARCH)
+        if row.state in (JobState.QUEUED, JobState.RUNNING):
+            row.cancel_requested = True
+            if row.state == JobState.QUEUED:
+                row.state, row.finished_at = JobState.CANCELLED, _now()
+            audit.append(
+                session,
+                actor=actor.username,
+                action=audit.Action.VIDEO_CANCEL,
+                target=f"video_job:{row.id}",
+                detail={"case": row.case_id},
+            )
+            session.commit()
+            with self._lock:
+                event = self._cancel.get(job_id)
+            if event is not None:
+                event.set()
+        return VideoJob.of(row)
 
-    def _run(self, job: VideoJob, path: Path) -> None:
+    def _update(self, job_id: str, **values: Any) -> int:
+        """Write ``values`` to the job's row in a transaction of its own; rowcount."""
+        where = values.pop("where_state", None)
+        stmt = update(VideoJobRow).where(VideoJobRow.id == job_id)
+        if where is not None:
+            stmt = stmt.where(VideoJobRow.state == where)
+        with self.sessions.begin() as s:
+            result: Any = s.execute(stmt.values(**values))
+            return int(result.rowcount)
+
+    def _run(self, job_id: str, path: Path) -> None:
+        with self._lock:
+            actor = self._actors.get(job_id)
+            event = self._cancel.get(job_id) or threading.Event()
         try:
-            if job.cancel_requested:
-                job.state = JobState.CANCELLED
+            if self._stopping.is_set() or actor is None:
+                return  # left queued: the next start marks it interrupted
+            # only a job still queued starts (a cancel may have ended it meanwhile)
+            if not self._update(
+                job_id, where_state=JobState.QUEUED, state=JobState.RUNNING, started_at=_now()
+            ):
                 return
-            job.state = JobState.RUNNING
+            with self.sessions() as s:
+                filename = self._row(s, job_id).filename
             data = path.read_bytes()
+            last = [0.0]
 
             def progress(p: Progress) -> None:
-                job.progress = p
+                now = time.monotonic()
+                if now - last[0] >= PROGRESS_EVERY_S:
+                    last[0] = now
+                    self._update(job_id, video_s=p.video_s, fps=p.fps, eta_s=p.eta_s)
 
             found = self.analyser.persons(
-                path,
-                source=job.filename,
-                progress=progress,
-                cancelled=lambda: job.cancel_requested,
+                path, source=filename, progress=progress, cancelled=event.is_set
             )
-            if job.cancel_requested:
-                job.state = JobState.CANCELLED
-                return
-            job.probe_id = self._store(job, data, found)
-            job.persons = len(found.persons)
-            job.progress = Progress(job.duration_s, job.duration_s, job.progress.fps, 0.0)
-            job.state = JobState.DONE
+            if event.is_set():
+                raise Cancelled("cancelled")
+            self._store(job_id, actor, filename, data, found)
         except FacetraceError as exc:
-            cancelled = job.cancel_requested
-            job.state = JobState.CANCELLED if cancelled else JobState.FAILED
-            job.error = "" if cancelled else str(exc)
+            if event.is_set() and self._stopping.is_set():
+                state, error = JobState.INTERRUPTED, STOPPED
+            elif event.is_set():
+                state, error = JobState.CANCELLED, ""
+            else:
+                state, error = JobState.FAILED, str(exc)
+            self._update(job_id, state=state, error=error, finished_at=_now(), eta_s=None)
         except Exception as exc:  # a bug: the job says so, the worker lives on
-            log.exception("video job %s failed", job.id)
-            job.state, job.error = JobState.FAILED, f"internal error ({type(exc).__name__})"
+            log.exception("video job %s failed", job_id)
+            self._update(
+                job_id,
+                state=JobState.FAILED,
+                error=f"internal error ({type(exc).__name__})",
+                finished_at=_now(),
+            )
         finally:
             path.unlink(missing_ok=True)
+            with self._lock:
+                self._actors.pop(job_id, None)
+                self._cancel.pop(job_id, None)
 
-    def _store(self, job: VideoJob, data: bytes, found: VideoPersons) -> int:
+    def _store(
+        self, job_id: str, actor: Actor, filename: str, data: bytes, found: VideoPersons
+    ) -> None:
+        """The probe, its persons and the job's end in one transaction."""
         with self.sessions.begin() as s:
+            row = self._row(s, job_id)
             probe = add_probe(
                 s,
-                actor=job.actor,
-                case_id=job.case_id,
+                actor=actor,
+                case_id=row.case_id,
                 data=data,
-                filename=job.filename,
+                filename=filename,
                 found=PhotoFaces(width=found.width, height=found.height, faces=()),
                 kind="video",
             )
             add_probe_faces(
-                s, actor=job.actor, probe_id=probe.id, faces=found.persons, origin=FaceOrigin.TRACK
+                s, actor=actor, probe_id=probe.id, faces=found.persons, origin=FaceOrigin.TRACK
             )
-            return int(probe.id)
+            row.state = JobState.DONE
+            row.probe_id = int(probe.id)
+            row.persons = len(found.persons)
+            row.video_s, row.eta_s, row.finished_at = row.duration_s, 0.0, _now()
 
 
 @dataclass(frozen=True, slots=True)

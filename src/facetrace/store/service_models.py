@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy import true as sa_true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from facetrace.store.base import Base
@@ -276,9 +277,18 @@ class SearchCandidate(Base):
 
 
 class Review(Base):
-    """A reviewer's conclusion on a search (and, for a potential candidate, which one)."""
+    """A reviewer's conclusion on a search (and, for a potential candidate, which one).
+
+    One reviewer has one review per search: changing it adds version ``n + 1`` and marks
+    the earlier one not ``is_current``, so the history stays and counts see each reviewer
+    once."""
 
     __tablename__ = "review"
+    __table_args__ = (
+        UniqueConstraint(
+            "search_id", "reviewer_id", "version", name="uq_review_search_reviewer_version"
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("case_file.id"), index=True)
@@ -290,6 +300,8 @@ class Review(Base):
     conclusion: Mapped[str] = mapped_column(String(30))
     note: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    is_current: Mapped[bool] = mapped_column(Boolean, default=True, server_default=sa_true())
 
     reviewer: Mapped[User] = relationship(lazy="joined")
     candidate: Mapped[SearchCandidate | None] = relationship(lazy="joined")
@@ -438,6 +450,38 @@ class ImportJobRow(Base):
     skipped_files: Mapped[list[Any]] = mapped_column(JSON, default=list)
     problems: Mapped[list[Any]] = mapped_column(JSON, default=list)
     error: Mapped[str] = mapped_column(Text, default="")
+    upload_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class VideoJobRow(Base):
+    """One probe video's analysis, kept in SQL so it outlives the process that ran it.
+
+    ``state`` is queued, running, done (``probe_id`` is the stored probe, written in the
+    probe's own transaction), failed, cancelled, or interrupted (the service stopped while
+    it was queued or running: its upload is deleted at the next start and nothing of the
+    video is kept; it is uploaded again to start over). Progress (``video_s`` of
+    ``duration_s``, sampled frames per second, seconds left) is written about once a second.
+    """
+
+    __tablename__ = "video_job"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("case_file.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id"))
+    username: Mapped[str] = mapped_column(String(100))
+    filename: Mapped[str] = mapped_column(String(300), default="")
+    state: Mapped[str] = mapped_column(String(16), index=True, default="queued")
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    duration_s: Mapped[float] = mapped_column(Float, default=0.0)
+    video_s: Mapped[float] = mapped_column(Float, default=0.0)
+    fps: Mapped[float] = mapped_column(Float, default=0.0)
+    eta_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    error: Mapped[str] = mapped_column(Text, default="")
+    persons: Mapped[int] = mapped_column(Integer, default=0)
+    probe_id: Mapped[int | None] = mapped_column(ForeignKey("probe.id"), nullable=True)
     upload_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

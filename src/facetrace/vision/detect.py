@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -191,3 +192,187 @@ def main_face(detections: list[Detection], width: int, height: int) -> int:
         return d.box.area * max(0.05, 1.0 - 2.0 * off)
 
     return max(range(len(detections)), key=lambda i: weight(detections[i]))
+
+
+# --- dlib's CNN (MMOD) detector and the "auto" combination ------------------------------
+
+# Black border round each level of the CNN's image pyramid, in level pixels: its score
+# map covers only windows inside the image, so a face cut by the photo's edge (the outer
+# people of a group selfie) is found only with room for the 80-px window to slide over.
+CNN_BORDER_PX = 60
+# Boxes of two detectors are one face when they overlap this much (intersection over the
+# smaller box: the CNN's square boxes are larger than HOG's).
+SAME_FACE_OVERLAP = 0.5
+# "auto" looks again, with the CNN, at regions HOG scored at least this (below its
+# acceptance threshold of 0): turned or shadowed faces HOG nearly took.
+REGION_THRESHOLD = -0.6
+# ... each region grown to this many times its side, so the CNN's 80-px window fits.
+REGION_CONTEXT = 2.0
+
+
+def overlap(a: BoundingBox, b: BoundingBox) -> float:
+    """Intersection over the smaller box's area.
+
+    >>> overlap(BoundingBox(0, 0, 10, 10), BoundingBox(5, 0, 15, 10))
+    0.5
+    """
+    ix = max(0, min(a.x2, b.x2) - max(a.x1, b.x1))
+    iy = max(0, min(a.y2, b.y2) - max(a.y1, b.y1))
+    return ix * iy / float(min(a.area, b.area))
+
+
+class CnnDetector:
+    """dlib's CNN (MMOD) face detector (:mod:`facetrace.vision.dlib_cnn_onnx`) with the
+    photo path's scaling and 5-point landmarks.
+
+    The photo is scaled as for HOG (faces down to ``min_face_px``) but to at most
+    ``max_pixels`` (the network costs ~4.5x HOG per pixel); each pyramid level gets a
+    black border (:data:`CNN_BORDER_PX`) so faces cut by the photo's edge are found.
+    """
+
+    name = "cnn"
+
+    def __init__(
+        self,
+        cache_dir: Path | None = None,
+        *,
+        min_face_px: int = 40,
+        max_pixels: int = 4_000_000,
+        threshold: float = 0.0,
+        border: int = CNN_BORDER_PX,
+        landmarks: LandmarkPredictor | None = None,
+    ) -> None:
+        from facetrace.config import default_data_dir
+        from facetrace.vision.dlib_cnn_onnx import OnnxMmodFaceDetector
+
+        self.min_face_px = min_face_px
+        self.max_pixels = max_pixels
+        folder = Path(cache_dir) if cache_dir is not None else default_data_dir() / "models"
+        self._network = OnnxMmodFaceDetector(folder, threshold=threshold, border=border)
+        self._landmarks = landmarks or LandmarkPredictor()
+
+    def boxes(self, pixels: RGBImage) -> list[tuple[BoundingBox, float]]:
+        """Face boxes in ``pixels`` coordinates (clipped to the photo) with the network's
+        scores, largest first."""
+        h, w = pixels.shape[:2]
+        scale = detection_scale(w, h, min_face_px=self.min_face_px, max_pixels=self.max_pixels)
+        work = pixels
+        if abs(scale - 1.0) > 1e-6:
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            work = np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BILINEAR))
+        found: list[tuple[BoundingBox, float]] = []
+        for x1, y1, x2, y2, score in self._network.detect(np.ascontiguousarray(work)):
+            bx1, by1 = max(0, math.floor(x1 / scale)), max(0, math.floor(y1 / scale))
+            bx2, by2 = min(w, math.ceil(x2 / scale)), min(h, math.ceil(y2 / scale))
+            # a box mostly in the border is no face of the photo
+            if (bx2 - bx1) * (by2 - by1) < 0.4 * ((x2 - x1) * (y2 - y1)) / scale**2:
+                continue
+            if bx2 - bx1 >= 8 and by2 - by1 >= 8:
+                found.append((BoundingBox(bx1, by1, bx2, by2), float(score)))
+        found.sort(key=lambda item: item[0].area, reverse=True)
+        return found
+
+    def detect(self, pixels: RGBImage) -> list[Detection]:
+        pixels = np.ascontiguousarray(pixels)
+        return [
+            Detection(box=box, landmarks=self._landmarks.predict(pixels, box), score=score)
+            for box, score in self.boxes(pixels)
+        ]
+
+    def detect_in_box(self, pixels: RGBImage, box: BoundingBox) -> Detection:
+        """A detection for a box given from outside, score 0 (as HOG's)."""
+        pixels = np.ascontiguousarray(pixels)
+        return Detection(box=box, landmarks=self._landmarks.predict(pixels, box), score=0.0)
+
+
+class AutoDetector:
+    """HOG first; the CNN only where it pays (BENCHMARKS.md, "Face detectors").
+
+    - HOG found nothing: the CNN looks at the whole photo (HOG's weak retry is kept
+      only if the CNN finds nothing either);
+    - HOG found two faces or more (a group photo, where the turned and cut faces are):
+      the CNN looks at the whole photo and adds the faces HOG missed;
+    - otherwise the CNN looks only at the regions HOG nearly accepted (scores from
+      :data:`REGION_THRESHOLD` to 0), each a small crop, and adds what it confirms.
+
+    Faces both detectors found keep HOG's box, so galleries built with HOG give the
+    same vectors for them.
+    """
+
+    name = "auto"
+
+    def __init__(self, hog: HogDetector, cnn: CnnDetector) -> None:
+        self.hog = hog
+        self.cnn = cnn
+        self._landmarks = hog._landmarks
+
+    def boxes(self, pixels: RGBImage) -> list[tuple[BoundingBox, float]]:
+        strong = self.hog._boxes(pixels, self.hog.threshold)
+        if len(strong) >= 2 or not strong:
+            extra = self.cnn.boxes(pixels)
+        else:
+            extra = self._regions(pixels, strong)
+        found = list(strong)
+        for box, score in extra:
+            if all(overlap(box, b) < SAME_FACE_OVERLAP for b, _ in found):
+                found.append((box, score))
+        if not found:
+            found = self.hog.boxes(pixels)  # HOG's weak retry
+        found.sort(key=lambda item: item[0].area, reverse=True)
+        return found
+
+    def _regions(
+        self, pixels: RGBImage, strong: list[tuple[BoundingBox, float]]
+    ) -> list[tuple[BoundingBox, float]]:
+        """The CNN's faces in crops around the boxes HOG nearly accepted."""
+        h, w = pixels.shape[:2]
+        out: list[tuple[BoundingBox, float]] = []
+        for box, score in self.hog._boxes(pixels, REGION_THRESHOLD):
+            if score >= self.hog.threshold or any(overlap(box, b) >= 0.3 for b, _ in strong):
+                continue
+            cx, cy = box.center
+            half = REGION_CONTEXT * max(box.width, box.height) / 2.0
+            x1, y1 = max(0, math.floor(cx - half)), max(0, math.floor(cy - half))
+            x2, y2 = min(w, math.ceil(cx + half)), min(h, math.ceil(cy + half))
+            if x2 - x1 < 8 or y2 - y1 < 8:
+                continue
+            crop = np.ascontiguousarray(pixels[y1:y2, x1:x2])
+            for b, s in self.cnn.boxes(crop):
+                moved = BoundingBox(b.x1 + x1, b.y1 + y1, b.x2 + x1, b.y2 + y1)
+                if overlap(moved, box) >= 0.3:
+                    out.append((moved, s))
+        return out
+
+    def detect(self, pixels: RGBImage) -> list[Detection]:
+        pixels = np.ascontiguousarray(pixels)
+        return [
+            Detection(box=box, landmarks=self._landmarks.predict(pixels, box), score=score)
+            for box, score in self.boxes(pixels)
+        ]
+
+    def detect_in_box(self, pixels: RGBImage, box: BoundingBox) -> Detection:
+        return self.hog.detect_in_box(pixels, box)
+
+
+def make_detector(
+    kind: str,
+    *,
+    min_face_px: int = 40,
+    max_pixels: int = 16_000_000,
+    max_cnn_pixels: int = 4_000_000,
+    cache_dir: Path | None = None,
+) -> HogDetector | CnnDetector | AutoDetector:
+    """The detector named by ``kind`` (``hog``, ``cnn`` or ``auto``), sharing one
+    landmark model. Raises ValueError for another name."""
+    landmarks = LandmarkPredictor()
+    hog = HogDetector(min_face_px=min_face_px, max_pixels=max_pixels, landmarks=landmarks)
+    if kind == "hog":
+        return hog
+    cnn = CnnDetector(
+        cache_dir, min_face_px=min_face_px, max_pixels=max_cnn_pixels, landmarks=landmarks
+    )
+    if kind == "cnn":
+        return cnn
+    if kind == "auto":
+        return AutoDetector(hog, cnn)
+    raise ValueError(f"unknown detector {kind!r}: expected hog, cnn or auto")

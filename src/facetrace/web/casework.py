@@ -25,20 +25,10 @@ from facetrace.service import (
     videos,
 )
 from facetrace.service.accounts import Actor, Perm
-from facetrace.store.service_models import Probe, Review, Search, SearchCandidate
+from facetrace.store.service_models import Probe, Search, SearchCandidate
 from facetrace.web.render import back, page
 
 router = APIRouter()
-
-
-def blind(actor: Actor, search: Search, of_search: list[Review]) -> bool:
-    """True when ``actor`` is to review ``search`` and has not yet: then the other
-    reviewers' conclusions stay hidden, so the second review is made blind."""
-    return (
-        actor.can(Perm.REVIEW)
-        and search.user_id != actor.id
-        and not any(r.reviewer_id == actor.id for r in of_search)
-    )
 
 
 @router.get("/cases", response_class=HTMLResponse)
@@ -91,12 +81,8 @@ def case_page(
     """Everything about a case, with the forms its state allows."""
     case = cases.get_case(db, actor=actor, case_id=case_id)
     case_searches = cases.case_searches(db, case=case)
-    case_reviews = reviews.case_reviews(db, case=case)
-    hidden = {
-        s.id
-        for s in case_searches
-        if blind(actor, s, [r for r in case_reviews if r.search_id == s.id])
-    }
+    visible = reviews.visible_reviews(db, actor=actor, case=case)
+    hidden = visible.blind_searches
     agreed = reviews.agreed_subjects(db, case=case)
     agreed_candidates = [
         c
@@ -111,17 +97,23 @@ def case_page(
         if c.subject_external_id not in seen:
             seen.add(c.subject_external_id)
             unique.append(c)
+    probes = cases.case_probes(db, case=case)
+    searches.audit_probes_shown(
+        db, actor=actor, case_id=case.id, target=f"case:{case.id}",
+        probes=[p.id for p in probes if p.data is not None], page="case page",
+    )  # fmt: skip
     return page(
         request,
         "case.html",
         actor,
         case=case,
-        probes=cases.case_probes(db, case=case),
-        video_jobs=[j for j in state.videos.for_case(case.id) if j.state != "done"],
+        probes=probes,
+        video_jobs=[j for j in state.videos.for_case(db, case.id) if j.state != "done"],
         max_video_mb=state.settings.service.max_video_mb,
         searches=case_searches,
-        reviews=[r for r in case_reviews if r.search_id not in hidden],
-        hidden_reviews=sum(1 for r in case_reviews if r.search_id in hidden),
+        reviews=visible.shown,
+        review_history=visible.history,
+        hidden_reviews=visible.hidden,
         timeline=timeline.case_timeline(db, case=case, blind_searches=hidden),
         assignable=cases.assignable_users(db, actor=actor) if actor.can(Perm.CASE_ASSIGN) else [],
         outcomes=cases.OUTCOME_LABELS,
@@ -238,8 +230,13 @@ def results(
 ) -> HTMLResponse:
     """The probe face beside each candidate, with score, warnings and provenance."""
     case, search = searches.get_search(db, actor=actor, search_id=search_id)
-    of_search = [r for r in reviews.case_reviews(db, case=case) if r.search_id == search.id]
-    hide = blind(actor, search, of_search)
+    visible = reviews.visible_reviews(db, actor=actor, case=case)
+    of_search = [r for r in visible.shown if r.search_id == search.id]
+    hidden = sum(
+        1
+        for r in reviews.case_reviews(db, case=case)
+        if r.search_id == search.id and search.id in visible.blind_searches
+    )
     probe = searches.get_probe(db, actor=actor, probe_id=search.probe_id)
     frames, best = _person_frames(db, probe, search)
     if frame is not None and 0 <= frame < len(frames):
@@ -254,8 +251,10 @@ def results(
         frames=frames,
         best_frame=best,
         chosen_frame=frame if frames and frame is not None and 0 <= frame < len(frames) else None,
-        reviews=[] if hide else of_search,
-        hidden_reviews=len(of_search) if hide else 0,
+        reviews=of_search,
+        review_history=visible.history,
+        hidden_reviews=hidden,
+        own_review=next((r for r in of_search if r.reviewer_id == actor.id), None),
         can_review=actor.can(Perm.REVIEW) and cases.is_active(case),
     )
 
@@ -266,11 +265,19 @@ def compare(
 ) -> HTMLResponse:
     """The probe face and one candidate's reference face side by side, aligned at one
     scale and zoomable together, with the subject's other photos to flip through."""
-    case, search = searches.get_search(db, actor=actor, search_id=search_id)
+    case, search = searches.get_search(db, actor=actor, search_id=search_id, audited=False)
     candidate = next((c for c in search.candidates if c.id == candidate_id), None)
     if candidate is None:
         raise NotFound(f"search {search_id} has no candidate {candidate_id}")
     photos = collections.subject_photos_of(db, actor=actor, photo_id=candidate.photo_id)
+    searches.audit_results_view(
+        db,
+        actor=actor,
+        case=case,
+        search=search,
+        photos=[p.id for p in photos],
+        view=f"compare candidate {candidate.rank}",
+    )
     probe = searches.get_probe(db, actor=actor, probe_id=search.probe_id)
     frames, best = _person_frames(db, probe, search, candidate)
     return page(
@@ -295,6 +302,10 @@ def probe_page(
     to search a face (or draw a box round a face the detector missed)."""
     probe = searches.get_probe(db, actor=actor, probe_id=probe_id)
     case = cases.get_case(db, actor=actor, case_id=probe.case_id)
+    searches.audit_probes_shown(
+        db, actor=actor, case_id=case.id, target=f"probe:{probe.id}", probes=[probe.id],
+        page="probe page",
+    )  # fmt: skip
     of_probe = [s for s in cases.case_searches(db, case=case) if s.probe_id == probe.id]
     if probe.kind == "video":
         return page(

@@ -96,8 +96,10 @@ def _size(value: int) -> int:
     return min(ALIGNED_SIZES, key=lambda s: abs(s - value))
 
 
-def _probe_pixels(db: Db, actor: CurrentActor, probe_id: Id) -> tuple[Probe, npt.NDArray[np.uint8]]:
-    probe = searches.get_probe(db, actor=actor, probe_id=probe_id)
+def _probe_pixels(
+    db: Db, actor: CurrentActor, probe_id: Id, view: str
+) -> tuple[Probe, npt.NDArray[np.uint8]]:
+    probe = searches.view_probe_image(db, actor=actor, probe_id=probe_id, view=view)
     if probe.kind == "video":
         raise NotFound("a probe video has no single photo: see its persons' key frames")
     if probe.data is None:
@@ -113,8 +115,9 @@ def _probe_face_of(probe: Probe, index: int) -> ProbeFaceRow:
 
 def _key_frame(db: Db, actor: CurrentActor, probe_id: Id, index: int, frame: int) -> KeyFrame:
     """Key frame ``frame`` of person ``index`` of a video probe (its crop of the original
-    frame); gone with the video at the end of the retention period."""
-    probe = searches.get_probe(db, actor=actor, probe_id=probe_id)
+    frame); gone with the video at the end of the retention period. Audited as a view
+    of the probe unless a page just viewed lists it."""
+    probe = searches.view_probe_image(db, actor=actor, probe_id=probe_id, view="key frame")
     if probe.data is None:
         raise NotFound("the probe video was deleted at the end of its retention period")
     frames = videos.key_frames(_probe_face_of(probe, index).extra or {})
@@ -145,7 +148,7 @@ def probe_face(probe_id: Id, index: Index, actor: CurrentActor, db: Db) -> Respo
     a video's person, their best key frame."""
     if _is_track(db, actor, probe_id, index):
         return probe_key_frame(probe_id, index, 0, actor, db)
-    probe, pixels = _probe_pixels(db, actor, probe_id)
+    probe, pixels = _probe_pixels(db, actor, probe_id, "face")
     if index < 0:
         return _crop(pixels, None, 640)
     return _crop(pixels, _probe_face_of(probe, index).box)
@@ -154,7 +157,7 @@ def probe_face(probe_id: Id, index: Index, actor: CurrentActor, db: Db) -> Respo
 @router.get("/probes/{probe_id}/photo.jpg")
 def probe_photo(probe_id: Id, actor: CurrentActor, db: Db) -> Response:
     """The whole probe photo, upright, its longest side at most 1600 pixels."""
-    _, pixels = _probe_pixels(db, actor, probe_id)
+    _, pixels = _probe_pixels(db, actor, probe_id, "photo")
     return _jpeg(Image.fromarray(pixels), max_side=WHOLE_MAX)
 
 
@@ -176,7 +179,7 @@ def probe_aligned(
             box = (k.box[0] - ox, k.box[1] - oy, k.box[2] - ox, k.box[3] - oy)
         lms = [(x - ox, y - oy) for x, y in k.landmarks] if k.crop_box else None
         return _jpeg(aligned_view(crop, box=box, landmarks=lms or None, size=_size(size)))
-    probe, pixels = _probe_pixels(db, actor, probe_id)
+    probe, pixels = _probe_pixels(db, actor, probe_id, "aligned")
     face = _probe_face_of(probe, index)
     view = aligned_view(
         pixels,

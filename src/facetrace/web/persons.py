@@ -38,6 +38,13 @@ def persons_page(request: Request, case_id: Id, actor: CurrentActor, db: Db) -> 
     """Every unknown person of the case with its faces, and the decisions in force."""
     case = cases.get_case(db, actor=actor, case_id=case_id)
     persons = case_groups.group_case(db, actor=actor, case_id=case.id)
+    decisions = case_groups.case_decisions(db, actor=actor, case_id=case.id)
+    shown = [f.probe_id for p in persons for f in p.faces]
+    shown += [ref[0] for d in decisions for ref in (d.a, d.b)]
+    searches.audit_probes_shown(
+        db, actor=actor, case_id=case.id, target=f"case:{case.id}", probes=shown,
+        page="unknown persons",
+    )  # fmt: skip
     ident = reviews.identification(db, case=case)
     return page(
         request,
@@ -45,7 +52,7 @@ def persons_page(request: Request, case_id: Id, actor: CurrentActor, db: Db) -> 
         actor,
         case=case,
         persons=persons,
-        decisions=case_groups.case_decisions(db, actor=actor, case_id=case.id),
+        decisions=decisions,
         identified_search=ident.candidate.search_id if ident is not None else None,
         identification=ident,
         labels=case_groups.DECISION_LABELS,

@@ -13,8 +13,12 @@ ACTION_TEXT: dict[str, str] = {
     "login_failed": "Failed login",
     "logout": "Logged out",
     "search": "Face search",
-    "view_results": "Viewed search results",
-    "view_probe": "Viewed a probe photo",
+    "view_results": "Viewed search results and their reference photos",
+    "view_probe": "Viewed probe photos",
+    "view_photo": "Viewed a reference photo",
+    "view_subject": "Viewed a gallery subject and its reference photos",
+    "view_collection": "Viewed a collection's subjects",
+    "refused": "Refused attempt",
     "review": "Recorded a review",
     "identification": "Recorded an identification",
     "case_create": "Opened a case",
@@ -29,6 +33,9 @@ ACTION_TEXT: dict[str, str] = {
     "import_cancel": "Cancelled an import",
     "import_resume": "Resumed an interrupted import",
     "import_interrupted": "An import was interrupted (service restart)",
+    "video_queued": "Uploaded a probe video for analysis",
+    "video_cancel": "Cancelled a probe video's analysis",
+    "video_interrupted": "A probe video's analysis was interrupted (service restart)",
     "delete": "Deleted from the gallery",
     "purge": "Deleted probe photos (retention)",
     "admin": "Administration",
@@ -57,6 +64,9 @@ _KEY_TEXT = {
     "faces_added": "faces added",
     "legal_basis": "legal basis",
     "primary_identifier": "primary identifier",
+    "photos": "reference photos shown",
+    "probes": "probe photos shown",
+    "external_id": "subject id",
 }
 
 
@@ -101,6 +111,10 @@ def detail_text(detail: str) -> str:
 
     >>> detail_text('{"case_number": "C-1", "forced": false, "candidates": 2}')
     'case number: C-1; forced: no; candidates: 2'
+    >>> detail_text('{"job": "ab12", "state": "done", "error": "", "photos_added": 8}')
+    'job: ab12; state: done; photos added: 8'
+    >>> detail_text('{"case": 3, "probes": [7], "photos": [12, 15]}')
+    'case: 3; probe photos shown: 7; reference photos shown: 12, 15'
     """
     try:
         data = json.loads(detail or "{}")
@@ -108,7 +122,9 @@ def detail_text(detail: str) -> str:
         return detail
     if not isinstance(data, dict):
         return _value(data)
+    # an empty text says nothing ("error: " on an import that ended well)
     return "; ".join(
         f"{_KEY_TEXT.get(k, k.replace('_', ' '))}: " + _VALUE_TEXT.get(k, {}).get(str(v), _value(v))
         for k, v in data.items()
+        if not (isinstance(v, str) and not v.strip())
     )

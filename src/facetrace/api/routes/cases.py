@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
@@ -10,12 +10,19 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
+from facetrace.config import DetectorKind
 from facetrace.errors import InvalidRequest
 from facetrace.fields import CaseNumber, Id, Index, LegalBasis, Name, Note, OptionalName
 from facetrace.server.deps import CurrentActor, Db, State, read_upload
 from facetrace.service import cases, notifications, reviews, searches
 from facetrace.service.accounts import Perm, require
 from facetrace.store.service_models import Case, Search
+
+DETECTOR_HELP = (
+    "the face detector for this photo: hog (fast, frontal faces), cnn (dlib's CNN: turned, "
+    "tilted and cut faces, ~4.5x the cost) or auto (HOG, then the CNN where it pays); "
+    "default: the service's FACETRACE_DETECT__DETECTOR"
+)
 
 router = APIRouter(tags=["cases"])
 
@@ -85,21 +92,38 @@ class CaseSearchOut(BaseModel):
     no_candidate: bool
 
 
+class ReviewVersionOut(BaseModel):
+    """An earlier version of a reviewer's review of a search."""
+
+    version: int
+    conclusion: str
+    candidate_id: int | None
+    note: str
+    at: datetime
+
+
 class CaseReviewOut(BaseModel):
-    """One reviewer's conclusion on a search of the case."""
+    """One reviewer's review in force of a search of the case (one per reviewer and
+    search), with its earlier versions."""
 
     search_id: int
     reviewer: str
     conclusion: str
     candidate_id: int | None
     note: str
+    version: int = 1
+    at: datetime | None = None
+    history: list[ReviewVersionOut] = []
 
 
 class CaseDetailOut(CaseOut):
-    """A case with its searches and reviews."""
+    """A case with its searches and the reviews the caller may see: others' reviews of a
+    search the caller is to review are hidden (counted in ``hidden_reviews``) until the
+    caller records theirs, so the second review is blind."""
 
     searches: list[CaseSearchOut]
     reviews: list[CaseReviewOut]
+    hidden_reviews: int = 0
 
 
 class SubjectRef(BaseModel):
@@ -154,10 +178,12 @@ class SearchOut(BaseModel):
 
 
 class ReviewOut(BaseModel):
-    """A recorded review."""
+    """A recorded review: ``version`` 1 for a reviewer's first review of the search,
+    higher for a change (the earlier versions are kept)."""
 
     id: int
     conclusion: str
+    version: int = 1
 
 
 class IdentificationOut(BaseModel):
@@ -258,6 +284,7 @@ def get_case(case_id: Id, actor: CurrentActor, db: Db) -> dict[str, Any]:
         {"id": s.id, "face_index": s.face_index, "no_candidate": s.no_candidate}
         for s in cases.case_searches(db, case=case)
     ]
+    visible = reviews.visible_reviews(db, actor=actor, case=case)
     out["reviews"] = [
         {
             "search_id": r.search_id,
@@ -265,9 +292,22 @@ def get_case(case_id: Id, actor: CurrentActor, db: Db) -> dict[str, Any]:
             "conclusion": r.conclusion,
             "candidate_id": r.candidate_id,
             "note": r.note,
+            "version": r.version,
+            "at": r.created_at,
+            "history": [
+                {
+                    "version": o.version,
+                    "conclusion": o.conclusion,
+                    "candidate_id": o.candidate_id,
+                    "note": o.note,
+                    "at": o.created_at,
+                }
+                for o in visible.history.get(r.id, [])
+            ],
         }
-        for r in reviews.case_reviews(db, case=case)
+        for r in visible.shown
     ]
+    out["hidden_reviews"] = visible.hidden
     return out
 
 
@@ -280,6 +320,7 @@ async def search(
     case_id: Annotated[Id | None, Form()] = None,
     face: Annotated[Index | None, Form()] = None,
     force: Annotated[bool, Form()] = False,
+    detector: Annotated[DetectorKind | None, Form(description=DETECTOR_HELP)] = None,
 ) -> dict[str, Any]:
     """Upload a probe photo for a case and search one of its faces: one pipeline run, the
     probe and its faces kept with the case. A search without a case is refused; a photo
@@ -305,6 +346,7 @@ async def search(
         searcher=state.gallery,
         sessions=state.sessions,
         limiter=state.search_limiter,
+        detector=None if detector is None else detector.value,
     )
     return search_json(result)
 
@@ -318,7 +360,8 @@ def get_search(search_id: Id, actor: CurrentActor, db: Db) -> dict[str, Any]:
 
 @router.post("/searches/{search_id}/reviews", status_code=201, response_model=ReviewOut)
 def review(search_id: Id, body: ReviewIn, actor: CurrentActor, db: Db) -> dict[str, Any]:
-    """Record a review of a search."""
+    """Record a review of a search, or change one's own (a new version; the same review
+    sent again changes nothing). Refused (409) to the person who ran the search."""
     r = reviews.record_review(
         db,
         actor=actor,
@@ -327,7 +370,7 @@ def review(search_id: Id, body: ReviewIn, actor: CurrentActor, db: Db) -> dict[s
         note=body.note,
         candidate_id=body.candidate_id,
     )
-    return {"id": r.id, "conclusion": r.conclusion}
+    return {"id": r.id, "conclusion": r.conclusion, "version": r.version}
 
 
 @router.post("/cases/{case_id}/identification", status_code=201, response_model=IdentificationOut)

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, UploadFile
+from fastapi import APIRouter, File, Form, UploadFile
 from pydantic import BaseModel, Field
 
-from facetrace.api.routes.cases import SearchOut, search_json
+from facetrace.api.routes.cases import DETECTOR_HELP, SearchOut, search_json
+from facetrace.config import DetectorKind
 from facetrace.fields import Coordinate, Id, Index
 from facetrace.server.deps import CurrentActor, Db, State, probe_from_upload
 from facetrace.service import searches
@@ -95,10 +96,18 @@ async def upload_probe(
     db: Db,
     state: State,
     image: Annotated[UploadFile, File(description="the probe photo")],
+    detector: Annotated[DetectorKind | None, Form(description=DETECTOR_HELP)] = None,
 ) -> ProbeOut:
     """Keep a probe photo with a case and find its faces, once; search any of them
     with ``POST /probes/{probe_id}/search``. A photo without a face is refused."""
-    probe = await probe_from_upload(state, db, actor=actor, case_id=case_id, upload=image)
+    probe = await probe_from_upload(
+        state,
+        db,
+        actor=actor,
+        case_id=case_id,
+        upload=image,
+        detector=None if detector is None else detector.value,
+    )
     return probe_out(probe)
 
 

@@ -1,0 +1,133 @@
+"""The main face of every photo of a labelled set, through facetrace's own pipeline, cached.
+
+One row per photo: its subject (the folder), the vector of its main face (largest and
+most central; a centred box when no face is found, as ``facetrace eval`` does), the
+face's quality score and how the face was found. Cached per set and detector in
+``.bench/acc-<set>-<detector>.npz`` (gitignored), so the accuracy benchmark's many
+protocol variants re-use one embedding run.
+
+    python -m benchmarks.accuracy_vectors --set lfw --detector auto
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from benchmarks.common import ROOT, faces_dir
+from facetrace.config import DetectorKind, PipelineOptions
+from facetrace.engine import FacePipeline
+from facetrace.errors import FacetraceError
+from facetrace.gallery.ingest import IMAGE_SUFFIXES
+from facetrace.imaging import ImageLimits, load_image
+from facetrace.pool import map_photos
+from facetrace.vision.detect import main_face
+
+SETS = {"lfw": "lfw/images", "att": "att_orl", "webphotos13": "webphotos13/identities"}
+
+
+@dataclass
+class LabelledVectors:
+    """Rows in (subject, file name) order; ``how``: detected, centre or failed."""
+
+    subjects: npt.NDArray[np.str_]
+    paths: npt.NDArray[np.str_]
+    vectors: npt.NDArray[np.float32]
+    quality: npt.NDArray[np.float32]
+    how: npt.NDArray[np.str_]
+
+    def usable(self) -> LabelledVectors:
+        keep = self.how != "failed"
+        return LabelledVectors(
+            self.subjects[keep],
+            self.paths[keep],
+            self.vectors[keep],
+            self.quality[keep],
+            self.how[keep],
+        )
+
+
+def _embed(path: Path, pipeline: FacePipeline, limits: ImageLimits) -> tuple[object, float, str]:
+    try:
+        pixels = load_image(path, limits=limits).pixels
+        faces = pipeline.analyse(pixels)
+        if faces:
+            h, w = pixels.shape[:2]
+            face = faces[main_face([f.detection for f in faces], w, h)]
+            return face.vector, face.quality.score, "detected"
+        face = pipeline.analyse_centred(pixels)
+        return face.vector, face.quality.score, "centre"
+    except FacetraceError:
+        return None, 0.0, "failed"
+
+
+def photos(set_name: str) -> list[tuple[str, Path]]:
+    root = faces_dir() / SETS[set_name]
+    out = []
+    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+        for p in sorted(sub.iterdir()):
+            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES | {".pgm"}:
+                out.append((sub.name, p))
+    return out
+
+
+def cache_path(set_name: str, detector: str) -> Path:
+    return ROOT / ".bench" / f"acc-{set_name}-{detector}.npz"
+
+
+def load(set_name: str, detector: str = "auto", *, workers: int = 2) -> LabelledVectors:
+    """The set's vectors, computed (and cached) on first use."""
+    path = cache_path(set_name, detector)
+    if not path.exists():
+        items = photos(set_name)
+        options = PipelineOptions(
+            detector=DetectorKind(detector), cache_dir=ROOT / ".bench" / "models"
+        )
+        start = time.perf_counter()
+        rows = list(
+            map_photos(
+                _embed,
+                [p for _, p in items],
+                options=options,
+                limits=ImageLimits(),
+                workers=workers,
+            )
+        )
+        dim = next(np.asarray(v).shape[0] for v, _, _ in rows if v is not None)
+        vectors = np.stack(
+            [np.zeros(dim, np.float32) if v is None else np.asarray(v) for v, _, _ in rows]
+        ).astype(np.float32)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(
+            path,
+            subjects=np.array([s for s, _ in items]),
+            paths=np.array([str(p.relative_to(faces_dir())) for _, p in items]),
+            vectors=vectors,
+            quality=np.array([q for _, q, _ in rows], np.float32),
+            how=np.array([h for _, _, h in rows]),
+            seconds=np.array(time.perf_counter() - start),
+        )
+    data = np.load(path)
+    return LabelledVectors(
+        data["subjects"], data["paths"], data["vectors"], data["quality"], data["how"]
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--set", choices=sorted(SETS), default="lfw")
+    ap.add_argument("--detector", default="auto")
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args()
+    lv = load(args.set, args.detector, workers=args.workers)
+    hows = {h: int((lv.how == h).sum()) for h in ("detected", "centre", "failed")}
+    print(f"{args.set}/{args.detector}: {len(lv.subjects)} photos, {hows}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,228 @@
+"""Face analysis for request threads on every core: a pool of spawned worker processes,
+one :class:`~facetrace.engine.FacePipeline` each.
+
+dlib's detector is not for two threads at once and the pipeline holds the GIL for much
+of its run, so a server that analyses probes in its own process runs one at a time
+whatever the number of cores. Here each worker decodes a probe and runs detection,
+landmarks and embedding on it; the server only waits. A worker that dies (the
+out-of-memory killer, a crash in native code) fails the requests it had with
+:class:`~facetrace.errors.InferenceUnavailable` (a 503) instead of leaving them waiting,
+and the pool is started afresh for the next request.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from facetrace import errors
+from facetrace.config import PipelineOptions
+from facetrace.engine import FacePipeline
+from facetrace.imaging import ImageLimits, decode_image
+from facetrace.types import BoundingBox, Face
+
+log = logging.getLogger(__name__)
+
+#: seconds one analysis may take before its request is answered 503: a 20 MB photo
+#: takes a few seconds on a busy machine, so this only catches a stuck worker
+DEFAULT_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    """A decoded photo's size and every face found in it, largest first."""
+
+    width: int
+    height: int
+    faces: tuple[Face, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    """An error raised in a worker, sent back as values (domain errors do not all
+    survive pickling: their constructors take more than the message)."""
+
+    kind: str
+    message: str
+    source: str = ""
+    reason: str = ""
+
+
+_WORKER: dict[str, Any] = {}  # the worker process's pipeline and limits
+
+
+def _init_worker(options: PipelineOptions, limits: ImageLimits) -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _WORKER["pipeline"] = FacePipeline(options.for_worker())
+    _WORKER["limits"] = limits
+
+
+def _run(
+    data: bytes, source: str, box: tuple[int, int, int, int] | None, detector: str | None
+) -> Analysis | _Failure:
+    try:
+        image = decode_image(data, source=source, limits=_WORKER["limits"])
+        pipeline: FacePipeline = _WORKER["pipeline"]
+        if box is None:
+            faces = tuple(pipeline.analyse(image.pixels, detector=detector))
+        else:
+            faces = (pipeline.analyse_box(image.pixels, BoundingBox(*box)),)
+        h, w = image.pixels.shape[:2]
+        return Analysis(width=int(w), height=int(h), faces=faces)
+    except errors.ImageError as exc:
+        return _Failure(type(exc).__name__, str(exc), exc.source, exc.reason)
+    except errors.InvalidRequest as exc:
+        return _Failure("InvalidRequest", str(exc))
+    except Exception as exc:  # any other failure goes back as words, never unpicklable
+        return _Failure(type(exc).__name__, str(exc))
+
+
+def _ping() -> int:
+    """Make the worker load its models (detector and embedder) now; its pid."""
+    pipeline: FacePipeline = _WORKER["pipeline"]
+    pipeline.detect(np.zeros((64, 64, 3), dtype=np.uint8))
+    size = pipeline.descriptor.chip_size
+    pipeline.embed_chips(np.zeros((1, size, size, 3), dtype=np.uint8))
+    return os.getpid()
+
+
+def _raise(failure: _Failure) -> None:
+    if failure.kind == "ImageTooLarge":
+        raise errors.ImageTooLarge(failure.source, failure.reason)
+    if failure.kind == "ImageError":
+        raise errors.ImageError(failure.source, failure.reason)
+    if failure.kind == "InvalidRequest":
+        raise errors.InvalidRequest(failure.message)
+    if failure.kind == "ModelUnavailable":
+        raise errors.ModelUnavailable(failure.message)
+    raise errors.InferenceUnavailable(f"face analysis failed: {failure.kind}: {failure.message}")
+
+
+class InferencePool:
+    """``workers`` processes analysing photos; safe to call from many threads at once.
+
+    Args:
+        options: the gallery's pipeline options (each worker gets one inference thread).
+        limits: the decoding limits for probes.
+        workers: processes (default: one per core).
+        timeout_s: longest wait for one analysis before it is answered as unavailable.
+    """
+
+    def __init__(
+        self,
+        options: PipelineOptions,
+        *,
+        limits: ImageLimits,
+        workers: int | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
+        self.options = options
+        self.limits = limits
+        self.workers = max(1, workers or os.cpu_count() or 1)
+        self.timeout_s = timeout_s
+        self._lock = threading.Lock()
+        self._pool: ProcessPoolExecutor | None = None
+        self._closed = False
+        self.restarts = 0  # pools replaced after a worker died
+
+    def _current(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._closed:
+                raise errors.InferenceUnavailable("the face-analysis workers were shut down")
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(
+                    max_workers=self.workers,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_init_worker,
+                    initargs=(self.options, self.limits),
+                )
+            return self._pool
+
+    def _replace(self, broken: ProcessPoolExecutor) -> None:
+        """Drop a pool whose worker died; the next call starts a new one."""
+        with self._lock:
+            if self._pool is broken:
+                self._pool = None
+                self.restarts += 1
+        broken.shutdown(wait=False, cancel_futures=True)
+
+    def _wait(self, pool: ProcessPoolExecutor, future: Future[Any]) -> Any:
+        try:
+            return future.result(timeout=self.timeout_s)
+        except BrokenProcessPool as exc:
+            log.error("a face-analysis worker died; starting the pool again: %s", exc)
+            self._replace(pool)
+            raise errors.InferenceUnavailable(
+                "a face-analysis worker stopped unexpectedly while analysing this photo; "
+                "the workers are being restarted: try again in a moment"
+            ) from exc
+        except FutureTimeout as exc:
+            future.cancel()
+            raise errors.InferenceUnavailable(
+                f"face analysis did not finish within {self.timeout_s:.0f} s: the service "
+                "is overloaded or a worker is stuck; try again later"
+            ) from exc
+
+    def _call(
+        self,
+        data: bytes,
+        source: str,
+        box: tuple[int, int, int, int] | None,
+        detector: str | None = None,
+    ) -> Analysis:
+        pool = self._current()
+        try:
+            future = pool.submit(_run, data, source, box, detector)
+        except BrokenProcessPool as exc:  # it broke before this request reached it
+            self._replace(pool)
+            raise errors.InferenceUnavailable(
+                "the face-analysis workers stopped unexpectedly and are being restarted: "
+                "try again in a moment"
+            ) from exc
+        result = self._wait(pool, future)
+        if isinstance(result, _Failure):
+            _raise(result)
+        assert isinstance(result, Analysis)
+        return result
+
+    def analyse(self, data: bytes, *, source: str, detector: str | None = None) -> Analysis:
+        """Decode ``data`` and find every face with its vector (one pipeline run, with
+        ``detector`` instead of the configured one if given). Raises ImageError
+        (ImageTooLarge), InvalidRequest (an unknown detector), or InferenceUnavailable
+        when no worker could answer."""
+        return self._call(data, source, None, detector)
+
+    def analyse_box(self, data: bytes, *, source: str, box: tuple[int, int, int, int]) -> Face:
+        """The face inside ``box``: landmarks found in it, then its vector."""
+        return self._call(data, source, box).faces[0]
+
+    def warm(self) -> list[int]:
+        """Start the workers and load their models now rather than on the first probes;
+        returns the worker pids (fewer than ``workers`` if one was still busy)."""
+        pool = self._current()
+        futures = [pool.submit(_ping) for _ in range(self.workers)]
+        return sorted({int(self._wait(pool, f)) for f in futures})
+
+    def pids(self) -> list[int]:
+        """The worker processes alive now (for tests and diagnostics)."""
+        with self._lock:
+            pool = self._pool
+        procs = getattr(pool, "_processes", None) or {}
+        return sorted(int(p) for p in procs)
+
+    def close(self) -> None:
+        """Stop the workers; later calls are refused with InferenceUnavailable."""
+        with self._lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)

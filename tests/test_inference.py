@@ -1,0 +1,95 @@
+"""The probe-analysing worker processes (issue 10 item 2): the same faces as the pipeline in
+this process, the user's errors passed back as they are, and a dead worker answered as
+unavailable (then replaced) instead of a request left waiting. Real models, real LFW
+photos, real processes killed with SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facetrace.config import PipelineOptions
+from facetrace.engine import FacePipeline
+from facetrace.errors import ImageError, ImageTooLarge, InferenceUnavailable
+from facetrace.imaging import ImageLimits, load_image
+from facetrace.inference import InferencePool
+
+
+@pytest.fixture(scope="module")
+def options(tmp_path_factory: pytest.TempPathFactory) -> PipelineOptions:
+    return PipelineOptions(cache_dir=tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture()
+def pool(options: PipelineOptions) -> Iterator[InferencePool]:
+    p = InferencePool(options, limits=ImageLimits(max_bytes=1 << 24), workers=1)
+    yield p
+    p.close()
+
+
+def _photo(faces_dir: Path, name: str = "Laura_Bush", i: int = 1) -> Path:
+    return faces_dir / "lfw" / "images" / name / f"{name}_{i:04d}.jpg"
+
+
+def test_workers_find_the_faces_this_process_finds(
+    pool: InferencePool, options: PipelineOptions, faces_dir: Path
+) -> None:
+    photo = _photo(faces_dir)
+    found = pool.analyse(photo.read_bytes(), source=photo.name)
+    here = FacePipeline(options).analyse(load_image(photo).pixels)
+    assert (found.width, found.height) == (250, 250)
+    assert len(found.faces) == len(here) >= 1
+    for a, b in zip(found.faces, here, strict=True):
+        assert a.detection.box == b.detection.box
+        assert a.model_id == b.model_id
+        np.testing.assert_allclose(a.vector, b.vector, atol=1e-5)
+    box = here[0].detection.box
+    inside = pool.analyse_box(
+        photo.read_bytes(), source=photo.name, box=(box.x1, box.y1, box.x2, box.y2)
+    )
+    assert float(inside.vector @ here[0].vector) > 0.99
+
+
+def test_bad_photos_raise_the_users_error_from_the_worker(
+    pool: InferencePool, faces_dir: Path
+) -> None:
+    with pytest.raises(ImageError, match=r"broken\.jpg") as bad:
+        pool.analyse(b"not a photo at all", source="broken.jpg")
+    assert not isinstance(bad.value, ImageTooLarge)
+    small = InferencePool(pool.options, limits=ImageLimits(max_bytes=1000), workers=1)
+    try:
+        with pytest.raises(ImageTooLarge, match=r"big\.jpg"):
+            small.analyse(_photo(faces_dir).read_bytes(), source="big.jpg")
+    finally:
+        small.close()
+
+
+def test_a_dead_worker_is_a_clear_unavailable_then_the_pool_recovers(
+    pool: InferencePool, faces_dir: Path
+) -> None:
+    photo = _photo(faces_dir).read_bytes()
+    (pid,) = pool.warm()
+    os.kill(pid, signal.SIGKILL)  # the only worker: the next analysis cannot be answered
+    with pytest.raises(InferenceUnavailable, match="stopped unexpectedly"):
+        pool.analyse(photo, source="a.jpg")
+    assert pool.restarts == 1
+    again = pool.analyse(photo, source="a.jpg")  # a new worker answers
+    assert len(again.faces) >= 1
+    assert pool.pids() and pid not in pool.pids()
+
+
+def test_the_pool_has_as_many_workers_as_asked(options: PipelineOptions) -> None:
+    p = InferencePool(options, limits=ImageLimits(), workers=2)
+    try:
+        # warm() keeps each worker busy loading models; both are started for two calls
+        pids = set(p.warm()) | set(p.warm())
+        assert len(p.pids()) == 2 and pids <= set(p.pids())
+    finally:
+        p.close()
+    with pytest.raises(InferenceUnavailable, match="shut down"):
+        p.analyse(b"x", source="x.jpg")
