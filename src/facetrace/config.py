@@ -269,7 +269,19 @@ class ServiceSettings(BaseModel):
     # cannot claim another address by sending the header itself
     trusted_proxies: list[str] = Field(default_factory=list)
     search_per_minute: int = Field(default=30, ge=1)
+    # every POST that runs the face pipeline or searches counts (an upload that is then
+    # searched counts twice): per account, and per client address
+    search_per_minute_per_address: int = Field(default=120, ge=1)
     max_upload_mb: float = Field(default=20.0, gt=0)
+    # admission control before any photo is decoded (docs/security.md): at most
+    # decode_max_photos probe photos decoded or analysed at once, holding at most
+    # decode_max_megapixels decoded pixels together (counted from the header; a JPEG is
+    # decoded at 1/2, 1/4 or 1/8 of its side when the detector needs no more); a request
+    # that finds decode_max_waiting others waiting, or waits decode_wait_s, gets a 503
+    decode_max_photos: int = Field(default=2, ge=1)
+    decode_max_megapixels: float = Field(default=100.0, gt=0)
+    decode_max_waiting: int = Field(default=16, ge=0)
+    decode_wait_s: float = Field(default=60.0, gt=0)
     # a video probe is read into memory and kept with its case: well below video.max_mb
     max_video_mb: float = Field(default=500.0, gt=0)
     max_import_mb: float = Field(default=500.0, gt=0)

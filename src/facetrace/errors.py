@@ -154,6 +154,15 @@ class RateLimited(FacetraceError):
         self.retry_after = int(retry_after) + 1
 
 
+class Busy(FacetraceError):
+    """The service has as much photo work in hand as its memory bound allows and the
+    queue in front of it is full or did not move in time; ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class Cancelled(FacetraceError):
     """A long operation (a video's analysis) was cancelled by its user."""
 

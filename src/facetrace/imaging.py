@@ -19,7 +19,9 @@ import logging
 import math
 import stat
 import threading
+from collections import deque
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,12 +29,14 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, UnidentifiedImageError
 
-from facetrace.errors import ImageError, ImageTooLarge
+from facetrace.errors import Busy, ImageError, ImageTooLarge
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "DecodeBudget",
     "DecodedImage",
+    "ImageHeader",
     "ImageLimits",
     "VideoFrame",
     "VideoInfo",
@@ -41,6 +45,7 @@ __all__ = [
     "is_video",
     "iter_video_frames",
     "load_image",
+    "read_header",
 ]
 
 RGBArray = npt.NDArray[np.uint8]
@@ -134,6 +139,11 @@ class DecodedImage:
         exif_orientation: EXIF Orientation tag 1-8 as found in the file (already applied
             to ``pixels``); 1 when absent or invalid.
         sha256: lowercase hex SHA-256 of the raw file bytes (the gallery's photo id).
+        scale: ``pixels`` side / the upright photo's side: 1.0, or 1/2, 1/4 or 1/8 when a
+            photo was decoded reduced (``decode_image``'s ``max_decoded_pixels``).
+            Coordinates found in ``pixels`` are divided by it to be the photo's own.
+        photo_size: (width, height) of the upright photo at its own size (see
+            :attr:`upright_size`).
     """
 
     pixels: RGBArray
@@ -142,6 +152,114 @@ class DecodedImage:
     original_size: tuple[int, int]
     exif_orientation: int
     sha256: str
+    scale: float = 1.0
+    photo_size: tuple[int, int] | None = None
+
+    @property
+    def upright_size(self) -> tuple[int, int]:
+        """(width, height) of the upright photo at its own size (``pixels``' own size
+        divided by ``scale``, without its rounding)."""
+        if self.photo_size is not None:
+            return self.photo_size
+        h, w = self.pixels.shape[:2]
+        return int(w), int(h)
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What a photo's header says, read without decoding a pixel (:func:`read_header`).
+
+    Attributes:
+        width, height: the stored size in pixels (before EXIF rotation).
+        format: Pillow's format name.
+        decoded_pixels: ``width * height`` as decoded with the same
+            ``max_decoded_pixels`` given to :func:`decode_image` (a JPEG can be decoded
+            at 1/2, 1/4 or 1/8 of its side): what decoding it will hold in memory.
+    """
+
+    width: int
+    height: int
+    format: str
+    decoded_pixels: int
+
+
+def _draft_size(width: int, height: int, max_decoded_pixels: int | None) -> tuple[int, int] | None:
+    """The size to ask a JPEG decoder for, or None to decode it whole: the decoder then
+    picks the smallest of 1/1, 1/2, 1/4, 1/8 of the side that still holds at least
+    ``max_decoded_pixels`` (so nothing a detector working at that area needs is lost)."""
+    if max_decoded_pixels is None or width * height <= max_decoded_pixels:
+        return None
+    f = math.sqrt(max_decoded_pixels / (width * height))
+    return max(1, math.ceil(width * f)), max(1, math.ceil(height * f))
+
+
+def _open(data: bytes, source: str, limits: ImageLimits) -> Image.Image:
+    """The image opened (header read, no pixel decoded), size checked against the limits."""
+    if not data:
+        raise ImageError(source, "empty file")
+    if len(data) > limits.max_bytes:
+        raise ImageTooLarge(
+            source, f"file is {len(data)} bytes, over the limit of {limits.max_bytes} bytes"
+        )
+    formats = _open_formats()
+    try:
+        image = Image.open(io.BytesIO(data), formats=formats)
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge(source, f"decompression bomb refused by Pillow ({exc})") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageError(source, f"not a supported image (formats: {', '.join(formats)})") from exc
+    except Exception as exc:  # any parser failure on hostile bytes is the file's fault
+        raise ImageError(source, f"unreadable image header ({exc})") from exc
+    width, height = image.size
+    if width < 1 or height < 1:
+        image.close()
+        raise ImageError(source, f"image has a zero dimension ({width}x{height})")
+    if width * height > limits.max_pixels:
+        image.close()
+        raise ImageTooLarge(
+            source,
+            f"{width}x{height} is {width * height} pixels, over the limit of {limits.max_pixels}",
+        )
+    return image
+
+
+def _reduced(image: Image.Image, max_decoded_pixels: int) -> Image.Image:
+    """``image`` reduced by the largest whole factor that keeps at least
+    ``max_decoded_pixels`` (box filter), or itself when it is small enough or its mode
+    cannot be reduced."""
+    w, h = image.size
+    factor = 1
+    while math.ceil(w / (factor + 1)) * math.ceil(h / (factor + 1)) >= max_decoded_pixels:
+        factor += 1
+    if factor == 1:
+        return image
+    try:
+        return image.reduce(factor)
+    except ValueError:  # a mode Pillow does not reduce (P, 1): keep it whole
+        return image
+
+
+def _drafts(image: Image.Image) -> bool:
+    return (image.format or "") in ("JPEG", "MPO")
+
+
+def read_header(
+    data: bytes,
+    *,
+    source: str = "<bytes>",
+    limits: ImageLimits = ImageLimits(),
+    max_decoded_pixels: int | None = None,
+) -> ImageHeader:
+    """A photo's size and format from its header, checked against ``limits`` as
+    :func:`decode_image` would, without decoding it: what admission control needs before
+    it lets the decode start. Raises what :func:`decode_image` raises for the header."""
+    with _open(data, source, limits) as image:
+        width, height = image.size
+        draft = _draft_size(width, height, max_decoded_pixels) if _drafts(image) else None
+        if draft is not None:
+            image.draft(None, draft)  # sets the reduced size; decodes nothing
+        decoded = image.size
+        return ImageHeader(width, height, image.format or "unknown", decoded[0] * decoded[1])
 
 
 @dataclass(frozen=True, eq=False)
@@ -162,7 +280,11 @@ class VideoFrame:
 
 
 def decode_image(
-    data: bytes, *, source: str = "<bytes>", limits: ImageLimits = ImageLimits()
+    data: bytes,
+    *,
+    source: str = "<bytes>",
+    limits: ImageLimits = ImageLimits(),
+    max_decoded_pixels: int | None = None,
 ) -> DecodedImage:
     """Decode one photo from memory into upright 8-bit RGB.
 
@@ -174,6 +296,11 @@ def decode_image(
         data: the complete file contents.
         source: name of the file for error messages and logs.
         limits: size limits; ``max_bytes`` and ``max_pixels`` apply.
+        max_decoded_pixels: when set, a JPEG larger than this is decoded reduced (by
+            libjpeg, at 1/2, 1/4 or 1/8 of its side, the smallest that keeps at least
+            this area), so a 79-megapixel photo costs a quarter of the memory and time;
+            another format is decoded whole and reduced by a whole factor (box filter)
+            before its RGB copy is made. ``scale`` says by how much.
 
     Returns:
         The decoded image with its format, original size, orientation and SHA-256.
@@ -184,33 +311,13 @@ def decode_image(
         ImageError: empty input, an unsupported or unrecognised format, truncated or
             corrupt data, a zero dimension, or a colour mode that cannot become RGB.
     """
-    if not data:
-        raise ImageError(source, "empty file")
-    if len(data) > limits.max_bytes:
-        raise ImageTooLarge(
-            source, f"file is {len(data)} bytes, over the limit of {limits.max_bytes} bytes"
-        )
-    formats = _open_formats()
+    image = _open(data, source, limits)
     digest = hashlib.sha256(data).hexdigest()
-    try:
-        image = Image.open(io.BytesIO(data), formats=formats)
-    except Image.DecompressionBombError as exc:
-        raise ImageTooLarge(source, f"decompression bomb refused by Pillow ({exc})") from exc
-    except UnidentifiedImageError as exc:
-        raise ImageError(source, f"not a supported image (formats: {', '.join(formats)})") from exc
-    except Exception as exc:  # any parser failure on hostile bytes is the file's fault
-        raise ImageError(source, f"unreadable image header ({exc})") from exc
-
     with image:
         width, height = image.size
-        if width < 1 or height < 1:
-            raise ImageError(source, f"image has a zero dimension ({width}x{height})")
-        if width * height > limits.max_pixels:
-            raise ImageTooLarge(
-                source,
-                f"{width}x{height} is {width * height} pixels, "
-                f"over the limit of {limits.max_pixels}",
-            )
+        draft = _draft_size(width, height, max_decoded_pixels) if _drafts(image) else None
+        if draft is not None:
+            image.draft(None, draft)  # decoded reduced by the JPEG decoder itself
         file_format = image.format or "unknown"
         # Decode fully before anything else reads the file: some plugins (PNG's getexif)
         # load on demand, and a failure swallowed there leaves a half-decoded image.
@@ -227,6 +334,12 @@ def decode_image(
         heif_orientation = image.info.get("original_orientation")
         if file_format == "HEIF" and heif_orientation in _UPRIGHT:
             orientation, to_apply = int(heif_orientation), 1
+        if draft is None and max_decoded_pixels is not None:
+            # not a JPEG: decoded whole, then reduced before the RGB copy is made
+            image = _reduced(image, max_decoded_pixels)
+        decoded_side = image.size[0]  # after the draft or the reduction, before rotation
+        # upright at its own size: HEIF's decoder has rotated it already (to_apply 1)
+        photo_size = (height, width) if to_apply in (5, 6, 7, 8) else (width, height)
         try:
             pixels = _to_rgb_array(image)
         except Exception as exc:  # e.g. a TIFF colour space Pillow cannot convert
@@ -250,6 +363,8 @@ def decode_image(
         original_size=(width, height),
         exif_orientation=orientation,
         sha256=digest,
+        scale=decoded_side / width,
+        photo_size=photo_size,
     )
 
 
@@ -659,6 +774,17 @@ def _check_frame_pixels(width: int, height: int, source: str, limits: ImageLimit
         )
 
 
+def looks_like_video(head: bytes, filename: str = "") -> bool:
+    """Tell from an upload's first bytes (a few KB) and its name whether it is a video:
+    a video container signature, or a video extension. HEIF and AVIF stills are not.
+
+    >>> mp4, jpeg = b"\\x00\\x00\\x00\\x18ftypmp42" + bytes(8), b"\\xff\\xd8\\xff"
+    >>> looks_like_video(mp4), looks_like_video(jpeg), looks_like_video(jpeg, "a.MOV")
+    (True, False, True)
+    """
+    return Path(filename).suffix.lower() in _VIDEO_EXTENSIONS or _looks_like_video(head)
+
+
 def _looks_like_video(head: bytes) -> bool:
     """Video container signatures in the first bytes of a file."""
     if len(head) >= 12 and head[4:8] == b"ftyp":
@@ -674,3 +800,113 @@ def _looks_like_video(head: bytes) -> bool:
         # also how "GIF" starts, hence three).
         or (len(head) > 376 and head[0] == head[188] == head[376] == 0x47)
     )
+
+
+class DecodeBudget:
+    """Admission control for photo work: at most ``max_photos`` photos decoded or being
+    analysed at once, holding at most ``max_pixels`` decoded pixels together, in the
+    order they asked. Pixels are counted from the header (:func:`read_header`) before a
+    byte is decoded, and held until the caller's work on them ends, so the memory that
+    decoded photos take is bounded whatever mix of allowed uploads arrives: a photo
+    larger than the whole budget waits until it can run alone.
+
+    A request that finds ``max_waiting`` others queued, or is not admitted within
+    ``timeout`` seconds, is refused with :class:`~facetrace.errors.Busy` (a 503 with
+    Retry-After) rather than holding a server thread indefinitely.
+    """
+
+    def __init__(
+        self, *, max_pixels: int, max_photos: int, max_waiting: int = 16, timeout: float = 60.0
+    ) -> None:
+        if max_pixels < 1 or max_photos < 1 or max_waiting < 0:
+            raise ValueError("DecodeBudget needs max_pixels and max_photos of at least 1")
+        self.max_pixels = max_pixels
+        self.max_photos = max_photos
+        self.max_waiting = max_waiting
+        self.timeout = timeout
+        self._cond = threading.Condition()
+        self._pixels = 0
+        self._photos = 0
+        self._queue: deque[object] = deque()
+        self.peak_pixels = 0
+        """The most pixels ever held at once (for benchmarks and tests)."""
+
+    @property
+    def in_flight(self) -> tuple[int, int]:
+        """(photos, pixels) admitted now."""
+        with self._cond:
+            return self._photos, self._pixels
+
+    @contextmanager
+    def admit(self, pixels: int, *, source: str = "<bytes>") -> Iterator[None]:
+        """Hold ``pixels`` of the budget (and one photo) for the ``with`` block."""
+        weight = max(1, min(int(pixels), self.max_pixels))
+        ticket = object()
+        with self._cond:
+            immediate = not self._queue and self._fits(weight)
+            if not immediate and len(self._queue) >= self.max_waiting:
+                raise Busy(
+                    f"{source}: the service is busy with other photos "
+                    f"({len(self._queue)} waiting); try again shortly"
+                )
+            self._queue.append(ticket)
+            try:
+                admitted = self._cond.wait_for(
+                    lambda: self._queue[0] is ticket and self._fits(weight), self.timeout
+                )
+            finally:
+                self._queue.remove(ticket)
+                self._cond.notify_all()  # the next in line may fit now
+            if not admitted:
+                raise Busy(f"{source}: the service is busy with other photos; try again shortly")
+            self._pixels += weight
+            self._photos += 1
+            self.peak_pixels = max(self.peak_pixels, self._pixels)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._pixels -= weight
+                self._photos -= 1
+                self._cond.notify_all()
+
+    def _fits(self, weight: int) -> bool:
+        return self._photos < self.max_photos and self._pixels + weight <= self.max_pixels
+
+    @contextmanager
+    def admitting(
+        self,
+        data: bytes,
+        *,
+        source: str = "<bytes>",
+        limits: ImageLimits = ImageLimits(),
+        max_decoded_pixels: int | None = None,
+    ) -> Iterator[ImageHeader]:
+        """Read the header and hold room for the photo's decoded pixels for the ``with``
+        block, in which the caller (or a worker process it waits for) decodes and
+        analyses it with the same ``max_decoded_pixels``. Refusals of the header (too
+        large, not an image) come before any wait."""
+        header = read_header(
+            data, source=source, limits=limits, max_decoded_pixels=max_decoded_pixels
+        )
+        with self.admit(header.decoded_pixels, source=source):
+            yield header
+
+    @contextmanager
+    def decoding(
+        self,
+        data: bytes,
+        *,
+        source: str = "<bytes>",
+        limits: ImageLimits = ImageLimits(),
+        max_decoded_pixels: int | None = None,
+    ) -> Iterator[DecodedImage]:
+        """Read the header, wait for room in the budget, decode (see
+        :func:`decode_image`) and hold the room while the ``with`` block uses the
+        pixels. Refusals of the header (too large, not an image) come before any wait."""
+        with self.admitting(
+            data, source=source, limits=limits, max_decoded_pixels=max_decoded_pixels
+        ):
+            yield decode_image(
+                data, source=source, limits=limits, max_decoded_pixels=max_decoded_pixels
+            )

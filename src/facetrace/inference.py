@@ -13,13 +13,14 @@ and the pool is started afresh for the next request.
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import os
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -28,7 +29,7 @@ from facetrace import errors
 from facetrace.config import PipelineOptions
 from facetrace.engine import FacePipeline
 from facetrace.imaging import ImageLimits, decode_image
-from facetrace.types import BoundingBox, Face
+from facetrace.types import BoundingBox, Face, Landmarks
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +40,32 @@ DEFAULT_TIMEOUT_S = 120.0
 
 @dataclass(frozen=True, slots=True)
 class Analysis:
-    """A decoded photo's size and every face found in it, largest first."""
+    """A photo's upright size and every face found in it, largest first, in the photo's
+    own coordinates (however it was decoded)."""
 
     width: int
     height: int
     faces: tuple[Face, ...]
+
+
+def _in_photo(face: Face, scale: float) -> Face:
+    """``face`` found in pixels decoded at ``scale`` of the photo's side, in the photo's
+    own coordinates."""
+    if scale == 1.0:
+        return face
+    d = face.detection
+    box = d.box
+    detection = replace(
+        d,
+        box=BoundingBox(
+            math.floor(box.x1 / scale),
+            math.floor(box.y1 / scale),
+            math.ceil(box.x2 / scale),
+            math.ceil(box.y2 / scale),
+        ),
+        landmarks=Landmarks.from_array(d.landmarks.as_array() / scale),
+    )
+    return replace(face, detection=detection)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,24 +82,33 @@ class _Failure:
 _WORKER: dict[str, Any] = {}  # the worker process's pipeline and limits
 
 
-def _init_worker(options: PipelineOptions, limits: ImageLimits) -> None:
+def _init_worker(
+    options: PipelineOptions, limits: ImageLimits, max_decoded_pixels: int | None = None
+) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     _WORKER["pipeline"] = FacePipeline(options.for_worker())
     _WORKER["limits"] = limits
+    _WORKER["max_decoded_pixels"] = max_decoded_pixels
 
 
 def _run(
     data: bytes, source: str, box: tuple[int, int, int, int] | None, detector: str | None
 ) -> Analysis | _Failure:
     try:
-        image = decode_image(data, source=source, limits=_WORKER["limits"])
+        image = decode_image(
+            data,
+            source=source,
+            limits=_WORKER["limits"],
+            max_decoded_pixels=_WORKER.get("max_decoded_pixels"),
+        )
         pipeline: FacePipeline = _WORKER["pipeline"]
         if box is None:
             faces = tuple(pipeline.analyse(image.pixels, detector=detector))
-        else:
-            faces = (pipeline.analyse_box(image.pixels, BoundingBox(*box)),)
-        h, w = image.pixels.shape[:2]
-        return Analysis(width=int(w), height=int(h), faces=faces)
+        else:  # the box is in the photo's own coordinates
+            scaled = BoundingBox(*(round(v * image.scale) for v in box))
+            faces = (pipeline.analyse_box(image.pixels, scaled),)
+        w, h = image.upright_size
+        return Analysis(width=w, height=h, faces=tuple(_in_photo(f, image.scale) for f in faces))
     except errors.ImageError as exc:
         return _Failure(type(exc).__name__, str(exc), exc.source, exc.reason)
     except errors.InvalidRequest as exc:
@@ -115,6 +146,8 @@ class InferencePool:
         limits: the decoding limits for probes.
         workers: processes (default: one per core).
         timeout_s: longest wait for one analysis before it is answered as unavailable.
+        max_decoded_pixels: a larger JPEG is decoded reduced to at least this area (see
+            :func:`facetrace.imaging.decode_image`); the answers say by how much.
     """
 
     def __init__(
@@ -124,8 +157,10 @@ class InferencePool:
         limits: ImageLimits,
         workers: int | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
+        max_decoded_pixels: int | None = None,
     ) -> None:
         self.options = options
+        self.max_decoded_pixels = max_decoded_pixels
         self.limits = limits
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.timeout_s = timeout_s
@@ -143,7 +178,7 @@ class InferencePool:
                     max_workers=self.workers,
                     mp_context=multiprocessing.get_context("spawn"),
                     initializer=_init_worker,
-                    initargs=(self.options, self.limits),
+                    initargs=(self.options, self.limits, self.max_decoded_pixels),
                 )
             return self._pool
 
@@ -202,7 +237,8 @@ class InferencePool:
         return self._call(data, source, None, detector)
 
     def analyse_box(self, data: bytes, *, source: str, box: tuple[int, int, int, int]) -> Face:
-        """The face inside ``box``: landmarks found in it, then its vector."""
+        """The face inside ``box`` (the photo's own coordinates): landmarks found in it,
+        then its vector."""
         return self._call(data, source, box).faces[0]
 
     def warm(self) -> list[int]:

@@ -163,6 +163,44 @@ def test_a_video_without_faces_fails_and_stores_nothing(
     assert _probes(app["client"], app["case"]) == before
 
 
+def test_one_shot_search_takes_a_video(
+    app: dict[str, Any], done: dict[str, Any], faces_dir: Path
+) -> None:
+    """POST /search with a video queues its analysis (202 and the job, as the case's
+    video upload does); photo options are refused for it; a photo still searches."""
+    client: TestClient = app["client"]
+    data = app["video"].read_bytes()
+    before = _probes(client, app["case"])
+    resp = client.post(
+        "/api/v1/search",
+        headers=app["inv"],
+        data={"case_id": str(app["case"]), "face": "0"},
+        files={"image": ("clip.mp4", data, "video/mp4")},
+    )
+    assert resp.status_code == 422 and "photo options" in resp.json()["detail"], resp.text
+    # told by its bytes, whatever its name says
+    resp = client.post(
+        "/api/v1/search",
+        headers=app["inv"],
+        data={"case_id": str(app["case"])},
+        files={"image": ("upload.bin", data, "application/octet-stream")},
+    )
+    assert resp.status_code == 202, resp.text
+    job = resp.json()
+    assert job["state"] in ("queued", "running") and job["filename"] == "upload.bin"
+    body = _wait(client, f"/api/v1/video-jobs/{job['id']}", app["inv"])
+    assert body["state"] == "done" and body["persons"] == 2, body
+    assert body["probe"]["kind"] == "video" and _probes(client, app["case"]) == before + 1
+    jpeg = lfw_photo(faces_dir, "Tony_Blair", 2).read_bytes()
+    photo = client.post(
+        "/api/v1/search",
+        headers=app["inv"],
+        data={"case_id": str(app["case"])},
+        files={"image": ("p.jpg", jpeg, "image/jpeg")},
+    )
+    assert photo.status_code == 201, photo.text
+
+
 def test_retention_purge_takes_the_video_and_its_key_frames(
     app: dict[str, Any], done: dict[str, Any]
 ) -> None:

@@ -158,3 +158,30 @@ def test_embed_prints_vectors(faces_dir: Path, tmp_path: Path) -> None:
     assert all(len(f["vector"]) == 128 for f in faces)
     norms = [sum(x * x for x in f["vector"]) for f in faces]
     assert norms == pytest.approx([1.0, 1.0], abs=1e-4)
+
+
+def test_cli_ingest_and_delete_are_audited(gallery_dir: Path, mini_lfw: Path) -> None:
+    """Issue 11 item 11: the shell's ingest and delete write audit entries (the delete in
+    the transaction that removes the rows; a refused one writes nothing), keyed like the
+    service's."""
+    import sqlite3
+
+    code, _, _ = run(gallery_dir, "delete", "subject", ENROLLED[3], "--yes")
+    assert code == 0
+    code, _, _ = run(gallery_dir, "delete", "subject", "nobody-at-all", "--yes")
+    assert code == 1
+    code, out, _ = run(gallery_dir, "ingest", str(mini_lfw), "--json", "--workers", "1")
+    assert code == 0
+    db = sqlite3.connect(gallery_dir / "facetrace.db")
+    rows = db.execute("SELECT action, target, detail FROM audit_entry ORDER BY seq").fetchall()
+    db.close()
+    by_action = {a: (t, json.loads(d)) for a, t, d in rows}
+    target, detail = by_action["delete"]
+    assert target == f"subject:{ENROLLED[3]}" and detail["via"] == "cli"
+    assert detail["faces_removed"] == 2
+    assert [a for a, _, _ in rows].count("delete") == 1, "the refused delete left nothing"
+    target, detail = by_action["import"]
+    assert detail["via"] == "cli" and detail["source"] == str(mini_lfw)
+    assert detail["skipped"] == 2 and "import_batch" in by_action
+    code, out, _ = run(gallery_dir, "audit", "verify")
+    assert code == 0 and out.startswith("ok:")

@@ -1,7 +1,7 @@
 """One owner per data directory (issue 10 item 4): while a real ``facetrace serve`` holds a
 data directory, CLI commands that write to it are refused (exit 3, one line saying what
 to do) and change nothing; commands that read open the gallery read-only and never save
-the index; CLI ingest, delete and search are in the audit log under the OS user, and a
+the index; CLI ingest, delete and search are in the audit log with the OS user, and a
 search of a service's gallery needs a case, a purpose and a legal basis. A lock left by
 a killed process does not block."""
 
@@ -30,7 +30,7 @@ from facetrace.store.service_models import AuditEntry
 from tests.galleries import DISTRACTORS, ENROLLED
 from tests.live import facetrace_env, free_port, make_user, serve_command, serve_process
 
-ACTOR = f"shell:{getpass.getuser()}"
+USER = getpass.getuser()
 CASE = ["--case", "C-17", "--purpose", "trace_missing", "--legal-basis", "court order 4/26"]
 
 
@@ -149,15 +149,15 @@ def test_the_service_owns_its_data_directory(
             assert resp.status == 200
     assert current_owner(gallery_dir) is None
 
-    searches = audit_rows(gallery_dir, "cli_search")
+    searches = [r for r in audit_rows(gallery_dir, "search") if r["detail"].get("via") == "cli"]
     assert len(searches) == 1  # the refused one ran nothing and recorded nothing
-    assert searches[0]["actor"] == ACTOR
+    assert searches[0]["actor"] == "system" and searches[0]["detail"]["os_user"] == USER
     assert searches[0]["target"].startswith("probe:")
     assert searches[0]["detail"]["case_number"] == "C-17"
     assert searches[0]["detail"]["purpose"] == "trace_missing"
     assert searches[0]["detail"]["legal_basis"] == "court order 4/26"
     assert searches[0]["detail"]["candidates"] >= 1
-    assert audit_rows(gallery_dir, "cli_ingest", "cli_delete") == []
+    assert audit_rows(gallery_dir, "import", "import_batch", "delete") == []
 
     # once the service has stopped, the same commands run, audited under the OS user
     done = cli(gallery_dir, "ingest", str(photos))
@@ -165,12 +165,12 @@ def test_the_service_owns_its_data_directory(
     assert counts(gallery_dir) == (before[0] + 1, before[1] + 2)
     gone = cli(gallery_dir, "delete", "subject", name, "--yes")
     assert gone.returncode == 0, gone.stderr
-    ingests = audit_rows(gallery_dir, "cli_ingest")
-    assert [r["detail"]["phase"] for r in ingests] == ["started", "done"]
-    assert {r["actor"] for r in ingests} == {ACTOR}
-    assert ingests[1]["detail"]["photos_added"] == 2
-    deletes = audit_rows(gallery_dir, "cli_delete")
-    assert len(deletes) == 1 and deletes[0]["actor"] == ACTOR
+    ingests = audit_rows(gallery_dir, "import_batch", "import")
+    assert [r["action"] for r in ingests][-1] == "import"
+    assert {r["detail"]["os_user"] for r in ingests} == {USER}
+    assert ingests[-1]["detail"]["photos_added"] == 2
+    deletes = audit_rows(gallery_dir, "delete")
+    assert len(deletes) == 1 and deletes[0]["detail"]["os_user"] == USER
     assert deletes[0]["target"] == f"subject:{name}"
     assert deletes[0]["detail"]["faces_removed"] >= 2
 
@@ -254,8 +254,9 @@ def test_search_grounds(gallery_dir: Path, probe_of: dict[str, Path]) -> None:
     # a gallery without accounts (CLI only): no case needed, the search is audited
     res = runner.invoke(app, ["--data", str(gallery_dir), "search", probe, "--force"])
     assert res.exit_code == 0, res.stderr
-    (entry,) = audit_rows(gallery_dir, "cli_search")
-    assert entry["actor"] == ACTOR and "case_number" not in entry["detail"]
+    (entry,) = audit_rows(gallery_dir, "search")
+    assert entry["detail"]["via"] == "cli" and entry["detail"]["os_user"] == USER
+    assert "case_number" not in entry["detail"]
     # once the service has accounts there, it needs the case, checked like the web's
     make_user(gallery_dir, "ines", {Role.INVESTIGATOR}, "Forensics")
     bad = [
@@ -266,7 +267,7 @@ def test_search_grounds(gallery_dir: Path, probe_of: dict[str, Path]) -> None:
     for extra, message in bad:
         res = runner.invoke(app, ["--data", str(gallery_dir), "search", probe, "--force", *extra])
         assert res.exit_code == 1 and message in res.stderr, (extra, res.stderr)
-    assert len(audit_rows(gallery_dir, "cli_search")) == 1
+    assert len(audit_rows(gallery_dir, "search")) == 1
     res = runner.invoke(app, ["--data", str(gallery_dir), "search", probe, "--force", *CASE])
     assert res.exit_code == 0, res.stderr
-    assert audit_rows(gallery_dir, "cli_search")[-1]["detail"]["case_number"] == "C-17"
+    assert audit_rows(gallery_dir, "search")[-1]["detail"]["case_number"] == "C-17"

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from facetrace.errors import Conflict, InvalidRequest, NotFound
+from facetrace.imaging import DecodeBudget
 from facetrace.server.ratelimit import RateLimiter
 from facetrace.service import case_groups, cases, searches
 from facetrace.service.accounts import SYSTEM, Actor, Role, actor_of, create_user
@@ -36,6 +37,7 @@ def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GalleryPort]:
         fpir=0.01,
         min_quality=0.3,
         max_upload_bytes=1 << 24,
+        budget=DecodeBudget(max_pixels=100_000_000, max_photos=2),
     )
     yield gp
     gp.close()

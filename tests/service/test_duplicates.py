@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from facetrace.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
+from facetrace.imaging import DecodeBudget
 from facetrace.service import audit, duplicates
 from facetrace.service.accounts import SYSTEM, Actor, Role, actor_of, create_user
 from facetrace.service.gallery_port import GalleryPort
@@ -33,6 +34,7 @@ def port(planted_dir: Path) -> Iterator[GalleryPort]:
         fpir=0.01,
         min_quality=0.3,
         max_upload_bytes=1 << 24,
+        budget=DecodeBudget(max_pixels=100_000_000, max_photos=2),
     )
     yield gp
     gp.close()

@@ -151,3 +151,54 @@ def test_subjects_and_case_numbers_become_scoped(kind: str, tmp_path: Path) -> N
                 purpose="trace_missing", legal_basis="lb", department_id=2, created_by=1,
                 status="open", retention_until=t, created_at=t, outcome_reason=""))  # fmt: skip
         engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "pg"])
+def test_repeated_reviews_become_versions(kind: str, tmp_path: Path) -> None:
+    """0014: a reviewer's repeated reviews of one search, kept before there were versions,
+    become versions 1..n of one review, only the newest in force."""
+    from alembic import command
+    from sqlalchemy import select, text
+
+    from facetrace.service.accounts import Role
+    from facetrace.store.db import alembic_config
+    from facetrace.store.service_models import Review
+    from tests.dbutil import open_database
+    from tests.service.conftest import make_user
+    from tests.service.test_cases import _case, _search
+
+    with database_url(kind, tmp_path) as url:
+        database = open_database(url)
+        try:
+            inv = make_user(database.sessions, "inv", {Role.INVESTIGATOR})
+            rev = make_user(database.sessions, "rev", {Role.REVIEWER})
+            other = make_user(database.sessions, "other", {Role.REVIEWER})
+            case_id = _case(database.sessions, inv)
+            search_id, _ = _search(database.sessions, inv, case_id)
+            cfg = alembic_config(database.engine.url.render_as_string(hide_password=False))
+            with database.engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.downgrade(cfg, "0013")
+            with database.engine.begin() as conn:
+                for who, conclusion in (
+                    (rev.id, "inconclusive"),
+                    (other.id, "no_candidate"),
+                    (rev.id, "no_candidate"),
+                    (rev.id, "inconclusive"),
+                ):
+                    conn.execute(text(
+                        "INSERT INTO review (case_id, search_id, candidate_id, reviewer_id, "
+                        "conclusion, note, created_at) VALUES (:c, :s, NULL, :r, :k, '', "
+                        "CURRENT_TIMESTAMP)"), {"c": case_id, "s": search_id, "r": who,
+                                                "k": conclusion})  # fmt: skip
+            migrate(database.engine)
+            with database.sessions() as s:
+                rows = s.execute(select(Review).order_by(Review.id)).scalars().all()
+                assert [(r.reviewer_id, r.version, r.is_current) for r in rows] == [
+                    (rev.id, 1, False),
+                    (other.id, 1, True),
+                    (rev.id, 2, False),
+                    (rev.id, 3, True),
+                ]
+        finally:
+            database.dispose()

@@ -53,7 +53,13 @@ def _store(factory: sessionmaker[Session], inv: Actor, searcher: FixedSearcher) 
     case_id = _case(factory, inv)
     with factory() as s:
         probe = searches.store_probe(
-            s, actor=inv, case_id=case_id, data=b"photo", filename="p.jpg", searcher=searcher
+            s,
+            actor=inv,
+            case_id=case_id,
+            data=b"photo",
+            filename="p.jpg",
+            searcher=searcher,
+            limiter=RateLimiter(limit=100),
         )
         return probe.id
 
@@ -195,7 +201,13 @@ def test_a_photo_without_a_face_is_not_kept_unless_asked(
     case_id = _case(sessions, inv)
     with sessions() as s, pytest.raises(NoFaceFound):
         searches.store_probe(
-            s, actor=inv, case_id=case_id, data=b"x", filename="p.jpg", searcher=NoFaces()
+            s,
+            actor=inv,
+            case_id=case_id,
+            data=b"x",
+            filename="p.jpg",
+            searcher=NoFaces(),
+            limiter=RateLimiter(limit=100),
         )
     assert _count(sessions, Probe) == 0
     with sessions() as s:
@@ -206,6 +218,7 @@ def test_a_photo_without_a_face_is_not_kept_unless_asked(
             data=b"x",
             filename="p.jpg",
             searcher=NoFaces(),
+            limiter=RateLimiter(limit=100),
             keep_without_faces=True,
         )
         assert probe.faces == []
@@ -217,11 +230,23 @@ def test_a_drawn_box_becomes_a_searchable_face(sessions: sessionmaker[Session]) 
     probe_id = _store(sessions, inv, searcher)
     for bad in [(600, 10, 700, 110), (10, 10, 15, 15), (50, 50, 40, 90)]:
         with sessions() as s, pytest.raises(InvalidRequest):
-            searches.add_manual_face(s, actor=inv, probe_id=probe_id, box=bad, searcher=searcher)
+            searches.add_manual_face(
+                s,
+                actor=inv,
+                probe_id=probe_id,
+                box=bad,
+                searcher=searcher,
+                limiter=RateLimiter(limit=100),
+            )
     assert searcher.model_runs == 1
     with sessions() as s:
         row = searches.add_manual_face(
-            s, actor=inv, probe_id=probe_id, box=(300, 200, 400, 320), searcher=searcher
+            s,
+            actor=inv,
+            probe_id=probe_id,
+            box=(300, 200, 400, 320),
+            searcher=searcher,
+            limiter=RateLimiter(limit=100),
         )
         s.commit()
         assert row.face_index == 2 and row.origin == "manual" and row.added_by == inv.id

@@ -134,6 +134,8 @@ def test_the_second_review_is_blind_until_recorded(sessions: sessionmaker[Sessio
         before = reviews.visible_reviews(s, actor=r2, case=case)
         assert before.shown == [] and before.hidden == 1
         assert before.blind_searches == {search_id}
+        # nor does an agreement tell a blind reviewer what the others concluded
+        assert reviews.agreed_subjects(s, case=case, among=before.shown) == {}
         # the searcher (not a reviewer of it) and the first reviewer see it
         assert len(reviews.visible_reviews(s, actor=inv, case=case).shown) == 1
         assert len(reviews.visible_reviews(s, actor=r1, case=case).shown) == 1

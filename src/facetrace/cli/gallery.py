@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -56,10 +56,12 @@ def ingest(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Add photos to the gallery. Resumable: run it again after an interruption."""
-    from facetrace.gallery.ingest import collect_items
+    from sqlalchemy.orm import Session
+
+    from facetrace.gallery.ingest import Batch, collect_items
     from facetrace.gallery.ingest import ingest as run_ingest
-    from facetrace.service import shell
-    from facetrace.service.audit import Action
+    from facetrace.service import audit
+    from facetrace.service.accounts import SYSTEM
     from facetrace.store.db import transaction
 
     c: Context = ctx.obj
@@ -67,16 +69,32 @@ def ingest(
     if report is None:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         report = c.settings.data / "reports" / f"ingest-{stamp}.csv"
+    source = {"via": "cli", "os_user": _os_user(), "source": str(path)}
     with c.gallery(write="ingest", audited=True) as g, progress_bar() as bar:
-        # audited before it starts (a killed run is in the log too) and when it ends
-        target = f"path:{path.resolve()}"
-        with transaction(g.sessions) as s:
-            shell.record(s, action=Action.CLI_INGEST, target=target,
-                         detail={"phase": "started", "photos": len(items)})  # fmt: skip
         task = bar.add_task("ingest", total=len(items))
 
         def progress(done: int, total: int, _summary: Any) -> None:
             bar.update(task, completed=done)
+
+        def on_batch(session: Session, batch: Batch) -> None:
+            # each committed batch is audited in its own transaction, as the service's
+            # imports are: what is in the gallery is in the log
+            audit.append(
+                session,
+                actor=SYSTEM.username,
+                action=audit.Action.IMPORT_BATCH,
+                target=f"collection:{collection}",
+                detail={
+                    **source,
+                    "batch": batch.number,
+                    "photos": batch.photos,
+                    "photos_added": batch.photos_added,
+                    "faces_added": batch.faces_added,
+                    "skipped": batch.skipped,
+                    "done": batch.done,
+                    "total": batch.total,
+                },
+            )
 
         summary = run_ingest(
             g,
@@ -85,13 +103,24 @@ def ingest(
             allow_deleted=allow_deleted,
             report_path=report,
             progress=progress,
+            on_batch=on_batch,
         )
-        data = summary.as_dict()
         with transaction(g.sessions) as s:
-            done = {k: data[k] for k in ("photos_added", "faces_added", "already_present",
-                                         "skipped")}  # fmt: skip
-            shell.record(s, action=Action.CLI_INGEST, target=target,
-                         detail={"phase": "done", "photos": len(items), **done})  # fmt: skip
+            audit.append(
+                s,
+                actor=SYSTEM.username,
+                action=audit.Action.IMPORT,
+                target=f"collection:{collection}",
+                detail={
+                    **source,
+                    "state": "done",
+                    "photos_added": summary.photos_added,
+                    "faces_added": summary.faces_added,
+                    "already_present": summary.already_present,
+                    "skipped": len(summary.skipped),
+                },
+            )
+    data = summary.as_dict()
     if as_json:
         dump(data)
         return
@@ -104,6 +133,16 @@ def ingest(
         err.print(f"  skipped, {reason}: {n}")
     if summary.report_path:
         err.print(f"  skipped photos are listed in {summary.report_path}")
+
+
+def _os_user() -> str:
+    """Who ran the command, as the operating system knows them (for the audit log)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""
 
 
 def _load_pixels(path: Path) -> Any:
@@ -264,9 +303,7 @@ def _record_search(
     if grounds is not None:
         detail.update(grounds.as_dict())
     with transaction(g.sessions) as s:
-        shell.record(
-            s, action=Action.CLI_SEARCH, target=f"probe:{digest.hexdigest()}", detail=detail
-        )
+        shell.record(s, action=Action.SEARCH, target=f"probe:{digest.hexdigest()}", detail=detail)
 
 
 REVIEW_NOTICE = (
@@ -483,26 +520,30 @@ def delete(
     ] = None,
 ) -> None:
     """Remove vectors and metadata, leaving tombstones so the photos are not re-ingested."""
-    from facetrace.service import shell
-    from facetrace.service.audit import Action
-    from facetrace.store.db import transaction
-
     c: Context = ctx.obj
     if not yes and sys.stdin.isatty():
         typer.confirm(f"Delete {what.value} {ident!r}?", abort=True)
+    from facetrace.service import audit
+    from facetrace.service.accounts import SYSTEM
+    from facetrace.store.db import transaction
+
     with c.gallery(write="delete", audited=True) as g:
         # the rows and the audit entry commit together; then the index forgets the faces
         with transaction(g.sessions) as s:
-            ids = g.remove_rows(
+            kind: DeleteKind = what.value  # the same three names
+            ids = g.remove_rows(s, kind=kind, target=ident, collection=collection)
+            audit.append(
                 s,
-                kind=cast("DeleteKind", what.value),
-                target=ident,
-                collection=collection if what is DeleteWhat.subject else None,
+                actor=SYSTEM.username,
+                action=audit.Action.DELETE,
+                target=f"{what.value}:{ident}",
+                detail={
+                    "via": "cli",
+                    "os_user": _os_user(),
+                    "collection": collection,
+                    "faces_removed": len(ids),
+                },
             )
-            detail: dict[str, Any] = {"faces_removed": len(ids)}
-            if collection is not None and what is DeleteWhat.subject:
-                detail["collection"] = collection
-            shell.record(s, action=Action.CLI_DELETE, target=f"{what.value}:{ident}", detail=detail)
         n = g.forget(ids)
     err.print(f"deleted {what.value} {ident!r}: {n} faces removed")
 

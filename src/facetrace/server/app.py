@@ -18,6 +18,7 @@ from facetrace import __version__
 from facetrace.api.router import router as api_router
 from facetrace.config import ServiceConfig
 from facetrace.gallery.owner import SERVICE, OwnerLock
+from facetrace.imaging import DecodeBudget
 from facetrace.index import set_search_threads
 from facetrace.server import docs, health, problems
 from facetrace.server.proxies import Proxies, parse_networks
@@ -69,6 +70,12 @@ def _build_state(settings: ServiceConfig, owner: OwnerLock) -> ServiceState:
         database.dispose()
         raise
     svc = settings.service
+    budget = DecodeBudget(
+        max_pixels=int(svc.decode_max_megapixels * 1_000_000),
+        max_photos=svc.decode_max_photos,
+        max_waiting=svc.decode_max_waiting,
+        timeout=svc.decode_wait_s,
+    )
     gallery = GalleryPort(
         data_dir,
         database=database,
@@ -76,6 +83,7 @@ def _build_state(settings: ServiceConfig, owner: OwnerLock) -> ServiceState:
         fpir=settings.search.fpir,
         min_quality=settings.search.min_quality,
         max_upload_bytes=int(svc.max_upload_mb * 1024 * 1024),
+        budget=budget,
         index_kind=settings.index_kind,
         index_params=settings.index_params(),
         pipeline=settings.pipeline_options(),
@@ -112,6 +120,8 @@ def _build_state(settings: ServiceConfig, owner: OwnerLock) -> ServiceState:
             max_wait=svc.login_backoff_max_s,
         ),
         search_limiter=RateLimiter(limit=svc.search_per_minute),
+        search_address_limiter=RateLimiter(limit=svc.search_per_minute_per_address),
+        decode_budget=budget,
         templates=make_templates(WEB_DIR / "templates"),
         data_dir=data_dir,
         owner=owner,

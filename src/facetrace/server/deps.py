@@ -12,6 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from sqlalchemy.orm import Session
 
 from facetrace.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
+from facetrace.server.proxies import client_address
+from facetrace.server.ratelimit import ClientLimits
 from facetrace.server.state import ServiceState
 from facetrace.service import audit, imports, searches
 from facetrace.service.accounts import (
@@ -133,6 +135,15 @@ async def get_actor(request: Request, state: State) -> Actor:
 CurrentActor = Annotated[Actor, Depends(get_actor)]
 
 
+def get_limits(request: Request, state: State) -> ClientLimits:
+    """The request's limits on model runs and searches: per account and per client
+    address (server/proxies.py decides the address)."""
+    return state.search_limits(client_address(request))
+
+
+Limits = Annotated[ClientLimits, Depends(get_limits)]
+
+
 async def read_upload(upload: UploadFile, *, limit: int, what: str = "file") -> bytes:
     """The upload's bytes, refusing more than ``limit`` bytes without reading them all."""
     data = await upload.read(limit + 1)
@@ -150,6 +161,7 @@ async def probe_from_upload(
     actor: Actor,
     case_id: int,
     upload: UploadFile,
+    limiter: searches.Limiter,
     keep_without_faces: bool = False,
     detector: str | None = None,
 ) -> Probe:
@@ -166,6 +178,7 @@ async def probe_from_upload(
         data=data,
         filename=upload.filename or "",
         searcher=state.gallery,
+        limiter=limiter,
         keep_without_faces=keep_without_faces,
         detector=detector,
     )

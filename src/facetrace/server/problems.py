@@ -39,6 +39,7 @@ STATUS: list[tuple[type[Exception], int, str]] = [
     (errors.StoreUnavailable, 503, "Storage unavailable"),
     (errors.InferenceUnavailable, 503, "Face analysis unavailable"),
     (errors.RateLimited, 429, "Too many requests"),
+    (errors.Busy, 503, "Busy"),
 ]
 
 
@@ -90,7 +91,7 @@ def install(app: FastAPI) -> None:
     async def domain_error(request: Request, exc: errors.FacetraceError) -> Response:
         status, title = classify(exc)
         headers = {}
-        if isinstance(exc, errors.RateLimited):
+        if isinstance(exc, errors.RateLimited | errors.Busy):
             headers["Retry-After"] = str(exc.retry_after)
         elif isinstance(exc, errors.InferenceUnavailable):
             headers["Retry-After"] = "5"  # the workers restart within seconds

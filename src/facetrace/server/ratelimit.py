@@ -36,6 +36,25 @@ class RateLimiter:
             return None
 
 
+@dataclass(frozen=True)
+class ClientLimits:
+    """The work limits of one request (see :class:`facetrace.service.searches.Limiter`):
+    one event counts against the account's window and the client address's."""
+
+    account: RateLimiter
+    address: RateLimiter
+    client: str
+
+    def hit(self, key: str) -> float | None:
+        """Count one event for account ``key`` and for this client address; None when
+        both allow it, else the seconds to wait (a refusal by the account's window
+        leaves the address's untouched)."""
+        wait = self.account.hit(key)
+        if wait is not None:
+            return wait
+        return self.address.hit(f"ip:{self.client}")
+
+
 @dataclass
 class _Failures:
     count: int = 0

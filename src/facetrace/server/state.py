@@ -10,8 +10,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from facetrace.config import ServiceConfig
 from facetrace.gallery.owner import OwnerLock
+from facetrace.imaging import DecodeBudget
 from facetrace.server.proxies import Proxies
-from facetrace.server.ratelimit import LoginThrottle, RateLimiter
+from facetrace.server.ratelimit import ClientLimits, LoginThrottle, RateLimiter
 from facetrace.service.gallery_port import GalleryPort
 from facetrace.service.imports import ImportJobs, ImportLimits
 from facetrace.service.videos import VideoJobs
@@ -30,11 +31,18 @@ class ServiceState:
     login_limiter: RateLimiter
     login_throttle: LoginThrottle
     search_limiter: RateLimiter
+    search_address_limiter: RateLimiter
+    decode_budget: DecodeBudget
     templates: Jinja2Templates
     data_dir: Path
     videos: VideoJobs
     owner: OwnerLock  # held while the service runs: the data directory is its alone
     proxies: Proxies
+
+    def search_limits(self, client: str) -> ClientLimits:
+        """The model-run and search limits for a request from ``client``: per account
+        and per address, checked by the service before any photo is decoded."""
+        return ClientLimits(self.search_limiter, self.search_address_limiter, client)
 
     @property
     def sessions(self) -> sessionmaker[Session]:

@@ -84,10 +84,6 @@ class Action(StrEnum):
     VIEW_SUBJECT = "view_subject"
     VIEW_COLLECTION = "view_collection"
     AUDIT_KEYED = "audit_keyed"
-    # commands run from the shell on a gallery (actor ``shell:<os user>``)
-    CLI_INGEST = "cli_ingest"
-    CLI_DELETE = "cli_delete"
-    CLI_SEARCH = "cli_search"
 
 
 def canonical(fields: Mapping[str, Any]) -> str:

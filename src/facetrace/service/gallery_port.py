@@ -25,7 +25,7 @@ import numpy.typing as npt
 from sqlalchemy.orm import Session
 
 from facetrace.config import PipelineOptions
-from facetrace.imaging import ImageLimits, decode_image
+from facetrace.imaging import DecodeBudget, ImageLimits
 from facetrace.inference import InferencePool
 from facetrace.service.searches import (
     FoundCandidate,
@@ -58,12 +58,13 @@ def _rate(value: Any) -> float | None:
     return None if math.isnan(rate) else rate
 
 
-def _found(face: Face) -> FoundFace:
-    """The engine's face as the service keeps it."""
+def _found(face: Face, scale: float = 1.0) -> FoundFace:
+    """The engine's face as the service keeps it, in the photo's own coordinates (found
+    in pixels decoded at ``scale`` of its side)."""
     d = face.detection
     return FoundFace(
-        box=_box(d.box.as_list()),
-        landmarks=tuple((float(x), float(y)) for x, y in d.landmarks.as_array()),
+        box=_box([v / scale for v in d.box.as_list()]),
+        landmarks=tuple((float(x) / scale, float(y) / scale) for x, y in d.landmarks.as_array()),
         detector_score=float(d.score),
         quality=float(face.quality.score),
         quality_reasons=tuple(str(r) for r in face.quality.reasons),
@@ -130,6 +131,8 @@ class GalleryPort:
         k: candidates per face; fpir: the false-positive identification rate that sets
         the threshold; min_quality: probe faces below it need ``force``.
         max_upload_bytes: largest probe accepted.
+        budget: admission control for decoding (shared with the web's image views):
+        every probe photo is decoded and analysed inside it.
         index_kind, index_params: the vector index recipe and its parameters (a Milvus
         connection), as for :meth:`facetrace.gallery.directory.Gallery.open`.
         pipeline: the face pipeline's options (model, backend, detector), from
@@ -147,6 +150,7 @@ class GalleryPort:
         fpir: float,
         min_quality: float,
         max_upload_bytes: int,
+        budget: DecodeBudget,
         index_kind: str = "auto",
         index_params: dict[str, Any] | None = None,
         pipeline: PipelineOptions | None = None,
@@ -161,6 +165,9 @@ class GalleryPort:
         self.fpir = fpir
         self._min_quality = min_quality
         self.limits = ImageLimits(max_bytes=max_upload_bytes)
+        self.budget = budget
+        # a JPEG is decoded no larger than the detector looks at (libjpeg's 1/2, 1/4, 1/8)
+        self.max_decoded_pixels = (pipeline or PipelineOptions()).max_detect_pixels
         self._gallery: Any = None
         self._open_lock = threading.Lock()  # opening (and closing) the gallery only
         self.inference_workers = max(0, inference_workers)
@@ -214,7 +221,10 @@ class GalleryPort:
         with self._open_lock:
             if self._inference is None:
                 self._inference = InferencePool(
-                    options, limits=self.limits, workers=self.inference_workers
+                    options,
+                    limits=self.limits,
+                    workers=self.inference_workers,
+                    max_decoded_pixels=self.max_decoded_pixels,
                 )
             return self._inference
 
@@ -225,35 +235,53 @@ class GalleryPort:
 
     def analyse(self, data: bytes, *, source: str, detector: str | None = None) -> PhotoFaces:
         """Decode a photo and find every face with its vector, largest first (one pipeline
-        run, with ``detector`` if given, on a worker process when there are). Raises
-        ImageError, InvalidRequest for an unknown detector; a photo without a face gives no
-        faces; InferenceUnavailable when no worker could answer."""
+        run, with ``detector`` if given, on a worker process when there are), inside the
+        decode budget: its header is read here and the photo waits for room before any
+        process decodes it. Raises ImageError, InvalidRequest for an unknown detector,
+        Busy when the budget has no room in time, InferenceUnavailable when no worker
+        could answer; a photo without a face gives no faces. Boxes and landmarks are in
+        the photo's own (upright) coordinates, however it was decoded."""
         pipeline = self.gallery().pipeline
         pipeline.detector_for(detector)  # an unknown name is refused before decoding
         pool = self.inference()
         if pool is not None:
-            found = pool.analyse(data, source=source, detector=detector)
+            with self.budget.admitting(
+                data, source=source, limits=self.limits, max_decoded_pixels=self.max_decoded_pixels
+            ):
+                found = pool.analyse(data, source=source, detector=detector)
             return PhotoFaces(
-                width=found.width, height=found.height, faces=tuple(_found(f) for f in found.faces)
+                width=found.width,
+                height=found.height,
+                faces=tuple(_found(f) for f in found.faces),
             )
-        image = decode_image(data, source=source, limits=self.limits)
-        with self._pipeline_lock:
-            faces = pipeline.analyse(image.pixels, detector=detector)
-        h, w = image.pixels.shape[:2]
-        return PhotoFaces(width=int(w), height=int(h), faces=tuple(_found(f) for f in faces))
+        with self.budget.decoding(
+            data, source=source, limits=self.limits, max_decoded_pixels=self.max_decoded_pixels
+        ) as image:
+            with self._pipeline_lock:
+                faces = pipeline.analyse(image.pixels, detector=detector)
+            w, h = image.upright_size
+            return PhotoFaces(width=w, height=h, faces=tuple(_found(f, image.scale) for f in faces))
 
     def analyse_box(self, data: bytes, *, source: str, box: tuple[int, int, int, int]) -> FoundFace:
-        """The face inside ``box`` of a photo: landmarks found in the box, then its vector."""
+        """The face inside ``box`` (the photo's own coordinates) of a photo: landmarks
+        found in the box, then its vector; inside the decode budget like :meth:`analyse`."""
         from facetrace.types import BoundingBox
 
         pool = self.inference()
         if pool is not None:
-            return _found(pool.analyse_box(data, source=source, box=box))
-        image = decode_image(data, source=source, limits=self.limits)
-        pipeline = self.gallery().pipeline
-        with self._pipeline_lock:
-            face = pipeline.analyse_box(image.pixels, BoundingBox(*box))
-        return _found(face)
+            with self.budget.admitting(
+                data, source=source, limits=self.limits, max_decoded_pixels=self.max_decoded_pixels
+            ):
+                face = pool.analyse_box(data, source=source, box=box)
+            return _found(face)
+        with self.budget.decoding(
+            data, source=source, limits=self.limits, max_decoded_pixels=self.max_decoded_pixels
+        ) as image:
+            scaled = BoundingBox(*(round(v * image.scale) for v in box))
+            pipeline = self.gallery().pipeline
+            with self._pipeline_lock:
+                face = pipeline.analyse_box(image.pixels, scaled)
+            return _found(face, image.scale)
 
     def search_vector(
         self, vector: npt.NDArray[np.float32], *, collections: Sequence[str] | None

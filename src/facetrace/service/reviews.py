@@ -204,12 +204,15 @@ def visible_reviews(session: Session, *, actor: Actor, case: Case) -> VisibleRev
     )
 
 
-def agreed_subjects(session: Session, *, case: Case) -> dict[str, set[str]]:
+def agreed_subjects(
+    session: Session, *, case: Case, among: Sequence[Review] | None = None
+) -> dict[str, set[str]]:
     """Subject external id -> user names of the reviewers whose review in force of a
     search names that subject as a potential candidate. Two or more names mean
-    agreement; the searcher never counts (they may not review their own search)."""
+    agreement; the searcher never counts (they may not review their own search).
+    ``among`` limits it to those reviews (what a blind reviewer may see)."""
     agreed: dict[str, set[str]] = defaultdict(set)
-    for r in case_reviews(session, case=case):
+    for r in case_reviews(session, case=case) if among is None else among:
         if r.conclusion == Conclusion.POTENTIAL_CANDIDATE and r.candidate is not None:
             agreed[r.candidate.subject_external_id].add(r.reviewer.username)
     return dict(agreed)

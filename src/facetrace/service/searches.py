@@ -178,7 +178,9 @@ class FaceSearcher(Protocol):
 
 
 class Limiter(Protocol):
-    """A per-user rate limit (see :class:`facetrace.server.ratelimit.RateLimiter`)."""
+    """A rate limit on model runs and searches, checked before any photo is decoded (the
+    service's is :class:`facetrace.server.ratelimit.ClientLimits`: per account and per
+    client address)."""
 
     def hit(self, key: str) -> float | None:
         """Count one event for ``key``; None when allowed, else the seconds to wait."""
@@ -319,6 +321,7 @@ def store_probe(
     data: bytes,
     filename: str,
     searcher: FaceSearcher,
+    limiter: Limiter,
     keep_without_faces: bool = False,
     detector: str | None = None,
 ) -> Probe:
@@ -327,9 +330,11 @@ def store_probe(
     checked first; the engine runs between two transactions, so no database lock is held
     meanwhile. A photo without a face raises NoFaceFound and is not kept, unless
     ``keep_without_faces`` (so a user can draw a box around a face the detector missed).
+    Over the actor's rate limit (RateLimited) it is refused before the photo is decoded.
     ``detector`` chooses the face detector for this photo (default: the configured one).
     """
     require(actor, Perm.SEARCH)
+    _limit(actor, limiter)
     filename = Path(filename or "probe").name
     scoped_case(session, actor=actor, case_id=case_id, perm=Perm.SEARCH)
     session.commit()
@@ -350,12 +355,14 @@ def add_manual_face(
     probe_id: int,
     box: tuple[int, int, int, int],
     searcher: FaceSearcher,
+    limiter: Limiter,
 ) -> ProbeFaceRow:
     """Add a face the user drew around (``box`` = x1, y1, x2, y2 in pixels of the upright
     photo) to a stored probe: landmarks and vector are found inside the box, once; the
     new face is searched like any other. Refused (nothing run, nothing stored) for a box
-    outside the photo or under :data:`MIN_BOX_PX`."""
+    outside the photo or under :data:`MIN_BOX_PX`, or over the rate limit."""
     require(actor, Perm.SEARCH)
+    _limit(actor, limiter)
     probe = _usable_probe(session, actor=actor, probe_id=probe_id)
     x1, y1, x2, y2 = box
     if not (0 <= x1 < x2 <= probe.width and 0 <= y1 < y2 <= probe.height):

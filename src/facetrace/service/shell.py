@@ -1,10 +1,10 @@
-"""What the command line answers for when it acts on a gallery: ``facetrace ingest``,
-``delete`` and ``search`` are recorded in the audit log under the operating-system user
-who ran them, and a search of a service's gallery (a data directory with accounts)
+"""What the command line answers for when it acts on a gallery: ``facetrace search`` is
+recorded in the audit log (as ``ingest`` and ``delete`` are), with the operating-system
+user who ran it, and a search of a service's gallery (a data directory with accounts)
 needs what the web asks of every search: a case number, a purpose and a legal basis.
 
-The shell has no login, so the actor is ``shell:<os user>``: the audit log then says
-who ran a command on the server, as the web says which account searched.
+The shell has no login: its entries are the ``system`` actor's, as other shell
+commands' are, with ``via: cli``, the OS user, the host and the process in the detail.
 """
 
 from __future__ import annotations
@@ -21,13 +21,8 @@ from facetrace import fields
 from facetrace.errors import InvalidRequest
 from facetrace.gallery.owner import os_user
 from facetrace.service import audit
-from facetrace.service.accounts import user_count
+from facetrace.service.accounts import SYSTEM, user_count
 from facetrace.service.cases import Purpose
-
-
-def shell_actor() -> str:
-    """The audit actor of a command run from the shell: ``shell:<os user>``."""
-    return f"shell:{os_user()}"
 
 
 def is_service_gallery(session: Session) -> bool:
@@ -99,12 +94,17 @@ def record(
     target: str,
     detail: Mapping[str, Any] | None = None,
 ) -> None:
-    """An audit entry for a shell command, in the caller's transaction: the actor is
-    the OS user; the host and process are kept with the details."""
+    """An audit entry for a shell command, in the caller's transaction."""
     audit.append(
         session,
-        actor=shell_actor(),
+        actor=SYSTEM.username,
         action=action,
         target=target,
-        detail={**dict(detail or {}), "host": socket.gethostname(), "pid": os.getpid()},
+        detail={
+            "via": "cli",
+            "os_user": os_user(),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            **dict(detail or {}),
+        },
     )

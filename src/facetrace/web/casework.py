@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from facetrace.errors import InvalidRequest, LowQualityFace, NotFound
 from facetrace.fields import Coordinate, Id, Index
-from facetrace.server.deps import CurrentActor, Db, State, probe_from_upload
+from facetrace.server.deps import CurrentActor, Db, Limits, State, probe_from_upload
 from facetrace.server.state import ServiceState
 from facetrace.service import (
     cases,
@@ -25,6 +25,7 @@ from facetrace.service import (
     videos,
 )
 from facetrace.service.accounts import Actor, Perm
+from facetrace.service.searches import Limiter
 from facetrace.store.service_models import Probe, Search, SearchCandidate
 from facetrace.web.render import back, page
 
@@ -83,10 +84,13 @@ def case_page(
     case_searches = cases.case_searches(db, case=case)
     visible = reviews.visible_reviews(db, actor=actor, case=case)
     hidden = visible.blind_searches
-    agreed = reviews.agreed_subjects(db, case=case)
+    # agreement as far as the actor may see it: a blind reviewer learns nothing of the
+    # conclusions on searches they have still to review
+    agreed = reviews.agreed_subjects(db, case=case, among=visible.shown)
     agreed_candidates = [
         c
         for s in case_searches
+        if s.id not in hidden
         for c in s.candidates
         if len(agreed.get(c.subject_external_id, ())) >= 2
     ]
@@ -128,9 +132,16 @@ def case_page(
 
 
 def _search(
-    db: Session, actor: Actor, state: ServiceState, probe_id: Id, face: int, force: bool
+    db: Session,
+    actor: Actor,
+    state: ServiceState,
+    limits: Limiter,
+    probe_id: Id,
+    face: int,
+    force: bool,
 ) -> Search:
-    """Search face ``face`` of a stored probe with the app's gallery and rate limit."""
+    """Search face ``face`` of a stored probe with the app's gallery and the request's
+    rate limits."""
     return searches.search_probe(
         db,
         actor=actor,
@@ -139,7 +150,7 @@ def _search(
         force=force,
         searcher=state.gallery,
         sessions=state.sessions,
-        limiter=state.search_limiter,
+        limiter=limits,
     )
 
 
@@ -149,12 +160,19 @@ async def upload_probe(
     actor: CurrentActor,
     db: Db,
     state: State,
+    limits: Limits,
     image: Annotated[UploadFile, File()],
 ) -> Response:
     """Keep the probe with the case (its faces found once); search at once when it has
     one face, else show the whole photo to pick a face or draw a box round one."""
     probe = await probe_from_upload(
-        state, db, actor=actor, case_id=case_id, upload=image, keep_without_faces=True
+        state,
+        db,
+        actor=actor,
+        case_id=case_id,
+        upload=image,
+        limiter=limits,
+        keep_without_faces=True,
     )
     if not probe.faces:
         return back(
@@ -162,7 +180,7 @@ async def upload_probe(
             "No face was found automatically. Draw a box round the face on the photo.",
         )
     if len(probe.faces) == 1:
-        search = await run_in_threadpool(_search, db, actor, state, probe.id, 0, False)
+        search = await run_in_threadpool(_search, db, actor, state, limits, probe.id, 0, False)
         return back(f"/searches/{search.id}")
     return back(
         f"/probes/{probe.id}",
@@ -177,6 +195,7 @@ def draw_face(
     actor: CurrentActor,
     db: Db,
     state: State,
+    limits: Limits,
     x1: Annotated[Coordinate, Form()],
     y1: Annotated[Coordinate, Form()],
     x2: Annotated[Coordinate, Form()],
@@ -185,11 +204,16 @@ def draw_face(
 ) -> Response:
     """Add a face from a box the user drew on the probe photo, and search it."""
     row = searches.add_manual_face(
-        db, actor=actor, probe_id=probe_id, box=(x1, y1, x2, y2), searcher=state.gallery
+        db,
+        actor=actor,
+        probe_id=probe_id,
+        box=(x1, y1, x2, y2),
+        searcher=state.gallery,
+        limiter=limits,
     )
     index = row.face_index
     try:
-        search = _search(db, actor, state, probe_id, index, force)
+        search = _search(db, actor, state, limits, probe_id, index, force)
     except LowQualityFace as exc:
         return back(
             f"/probes/{probe_id}#face-{index}",
@@ -204,11 +228,12 @@ def search_face(
     actor: CurrentActor,
     db: Db,
     state: State,
+    limits: Limits,
     face: Annotated[Index, Form()],
     force: Annotated[bool, Form()] = False,
 ) -> Response:
     """Search one face of a stored probe."""
-    return back(f"/searches/{_search(db, actor, state, probe_id, face, force).id}")
+    return back(f"/searches/{_search(db, actor, state, limits, probe_id, face, force).id}")
 
 
 def _person_frames(

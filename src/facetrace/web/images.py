@@ -6,7 +6,8 @@ the browser."""
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,9 @@ from PIL import Image
 
 from facetrace.errors import ImageError, NotFound
 from facetrace.fields import Id, Index
-from facetrace.imaging import decode_image
-from facetrace.server.deps import CurrentActor, Db
+from facetrace.imaging import DecodedImage, decode_image
+from facetrace.server.deps import CurrentActor, Db, State
+from facetrace.server.state import ServiceState
 from facetrace.service import collections, searches, videos
 from facetrace.service.videos import KeyFrame
 from facetrace.store.service_models import Probe, ProbeFaceRow
@@ -96,15 +98,29 @@ def _size(value: int) -> int:
     return min(ALIGNED_SIZES, key=lambda s: abs(s - value))
 
 
-def _probe_pixels(
-    db: Db, actor: CurrentActor, probe_id: Id, view: str
-) -> tuple[Probe, npt.NDArray[np.uint8]]:
+@contextmanager
+def _decoded(state: ServiceState, data: bytes, source: str) -> Iterator[DecodedImage]:
+    """A stored photo decoded inside the service's decode budget (as a search's is), a
+    large JPEG at the detector's size (``scale`` < 1: stored boxes and landmarks are
+    multiplied by it): a page of crops of a 79-megapixel probe cannot take the memory
+    that the budget keeps for searches."""
+    with state.decode_budget.decoding(
+        data, source=source, max_decoded_pixels=state.gallery.max_decoded_pixels
+    ) as image:
+        yield image
+
+
+def _scaled(values: Sequence[float], scale: float) -> list[float]:
+    return [float(v) * scale for v in values]
+
+
+def _probe_photo(db: Db, actor: CurrentActor, probe_id: Id, view: str) -> Probe:
     probe = searches.view_probe_image(db, actor=actor, probe_id=probe_id, view=view)
     if probe.kind == "video":
         raise NotFound("a probe video has no single photo: see its persons' key frames")
     if probe.data is None:
         raise NotFound("the probe photo was deleted at the end of its retention period")
-    return probe, decode_image(probe.data, source=probe.filename).pixels
+    return probe
 
 
 def _probe_face_of(probe: Probe, index: int) -> ProbeFaceRow:
@@ -143,27 +159,36 @@ def probe_key_frame(
 
 
 @router.get("/probes/{probe_id}/faces/{index}.jpg")
-def probe_face(probe_id: Id, index: Index, actor: CurrentActor, db: Db) -> Response:
+def probe_face(probe_id: Id, index: Index, actor: CurrentActor, db: Db, state: State) -> Response:
     """The crop of one face of a probe (or the whole photo, smaller, for index -1); for
     a video's person, their best key frame."""
     if _is_track(db, actor, probe_id, index):
         return probe_key_frame(probe_id, index, 0, actor, db)
-    probe, pixels = _probe_pixels(db, actor, probe_id, "face")
-    if index < 0:
-        return _crop(pixels, None, 640)
-    return _crop(pixels, _probe_face_of(probe, index).box)
+    probe = _probe_photo(db, actor, probe_id, "face")
+    box = None if index < 0 else _probe_face_of(probe, index).box
+    with _decoded(state, bytes(probe.data or b""), probe.filename) as image:
+        if box is None:
+            return _crop(image.pixels, None, 640)
+        return _crop(image.pixels, [round(v) for v in _scaled(box, image.scale)])
 
 
 @router.get("/probes/{probe_id}/photo.jpg")
-def probe_photo(probe_id: Id, actor: CurrentActor, db: Db) -> Response:
+def probe_photo(probe_id: Id, actor: CurrentActor, db: Db, state: State) -> Response:
     """The whole probe photo, upright, its longest side at most 1600 pixels."""
-    _, pixels = _probe_pixels(db, actor, probe_id, "photo")
-    return _jpeg(Image.fromarray(pixels), max_side=WHOLE_MAX)
+    probe = _probe_photo(db, actor, probe_id, "photo")
+    with _decoded(state, bytes(probe.data or b""), probe.filename) as image:
+        return _jpeg(Image.fromarray(image.pixels), max_side=WHOLE_MAX)
 
 
 @router.get("/probes/{probe_id}/faces/{index}/aligned.jpg")
 def probe_aligned(
-    probe_id: Id, index: Index, actor: CurrentActor, db: Db, size: int = 480, frame: int = 0
+    probe_id: Id,
+    index: Index,
+    actor: CurrentActor,
+    db: Db,
+    state: State,
+    size: int = 480,
+    frame: int = 0,
 ) -> Response:
     """One probe face aligned for comparison (see :func:`aligned_view`); for a video's
     person, key frame ``frame`` (0 = the best)."""
@@ -179,51 +204,61 @@ def probe_aligned(
             box = (k.box[0] - ox, k.box[1] - oy, k.box[2] - ox, k.box[3] - oy)
         lms = [(x - ox, y - oy) for x, y in k.landmarks] if k.crop_box else None
         return _jpeg(aligned_view(crop, box=box, landmarks=lms or None, size=_size(size)))
-    probe, pixels = _probe_pixels(db, actor, probe_id, "aligned")
+    probe = _probe_photo(db, actor, probe_id, "aligned")
     face = _probe_face_of(probe, index)
-    view = aligned_view(
-        pixels,
-        box=face.box,
-        landmarks=face.landmarks or None,
-        size=_size(size),
-    )
+    with _decoded(state, bytes(probe.data or b""), probe.filename) as image:
+        view = aligned_view(
+            image.pixels,
+            box=_scaled(face.box, image.scale),
+            landmarks=[_scaled(p, image.scale) for p in face.landmarks] if face.landmarks else None,
+            size=_size(size),
+        )
     return _jpeg(view)
 
 
-def _reference_pixels(
-    db: Db, actor: CurrentActor, photo_id: Id, view: str
-) -> npt.NDArray[np.uint8]:
+@contextmanager
+def _reference(
+    db: Db, actor: CurrentActor, state: ServiceState, photo_id: Id, view: str
+) -> Iterator[DecodedImage]:
     photo = collections.get_photo(db, actor=actor, photo_id=photo_id, view=view)
     path = Path(photo.path)
-    try:
-        return decode_image(path.read_bytes(), source=path.name).pixels
-    except (OSError, ImageError) as exc:
-        raise NotFound("the reference photo file is no longer available") from exc
+    with ExitStack() as stack:
+        try:
+            image = stack.enter_context(_decoded(state, path.read_bytes(), path.name))
+        except (OSError, ImageError) as exc:
+            raise NotFound("the reference photo file is no longer available") from exc
+        yield image
 
 
 @router.get("/photos/{photo_id}/face.jpg")
-def reference_face(photo_id: Id, actor: CurrentActor, db: Db) -> Response:
+def reference_face(photo_id: Id, actor: CurrentActor, db: Db, state: State) -> Response:
     """The subject face of a gallery photo."""
-    pixels = _reference_pixels(db, actor, photo_id, "face")
-    face = collections.subject_face(db, actor=actor, photo_id=photo_id)
-    return _crop(pixels, [face.x1, face.y1, face.x2, face.y2] if face else None)
+    with _reference(db, actor, state, photo_id, "face") as image:
+        face = collections.subject_face(db, actor=actor, photo_id=photo_id)
+        box = [face.x1, face.y1, face.x2, face.y2] if face else None
+        return _crop(image.pixels, [round(v) for v in _scaled(box, image.scale)] if box else None)
 
 
 @router.get("/photos/{photo_id}/photo.jpg")
-def reference_photo(photo_id: Id, actor: CurrentActor, db: Db) -> Response:
+def reference_photo(photo_id: Id, actor: CurrentActor, db: Db, state: State) -> Response:
     """The whole reference photo, upright, its longest side at most 1600 pixels."""
-    pixels = _reference_pixels(db, actor, photo_id, "photo")
-    return _jpeg(Image.fromarray(pixels), max_side=WHOLE_MAX)
+    with _reference(db, actor, state, photo_id, "photo") as image:
+        return _jpeg(Image.fromarray(image.pixels), max_side=WHOLE_MAX)
 
 
 @router.get("/photos/{photo_id}/aligned.jpg")
-def reference_aligned(photo_id: Id, actor: CurrentActor, db: Db, size: int = 480) -> Response:
+def reference_aligned(
+    photo_id: Id, actor: CurrentActor, db: Db, state: State, size: int = 480
+) -> Response:
     """The subject face of a gallery photo aligned for comparison."""
-    pixels = _reference_pixels(db, actor, photo_id, "aligned")
-    face = collections.subject_face(db, actor=actor, photo_id=photo_id)
-    if face is None:
-        h, w = pixels.shape[:2]
-        box, landmarks = [0, 0, w, h], None
-    else:
-        box, landmarks = [face.x1, face.y1, face.x2, face.y2], face.landmarks
-    return _jpeg(aligned_view(pixels, box=box, landmarks=landmarks, size=_size(size)))
+    with _reference(db, actor, state, photo_id, "aligned") as image:
+        face = collections.subject_face(db, actor=actor, photo_id=photo_id)
+        if face is None:
+            h, w = image.pixels.shape[:2]
+            box: list[float] = [0, 0, w, h]
+            landmarks = None
+        else:
+            box = _scaled([face.x1, face.y1, face.x2, face.y2], image.scale)
+            landmarks = [_scaled(p, image.scale) for p in face.landmarks or []] or None
+        view = aligned_view(image.pixels, box=box, landmarks=landmarks, size=_size(size))
+    return _jpeg(view)

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from facetrace.errors import InvalidRequest
 from facetrace.fields import Id
-from facetrace.server.deps import CurrentActor, Db, State
+from facetrace.server.deps import CurrentActor, Db, Limits, State
 from facetrace.service import case_groups, cases, reviews, searches
 from facetrace.service.accounts import Perm
 from facetrace.web.render import back, page
@@ -100,6 +100,7 @@ def search_person(
     actor: CurrentActor,
     db: Db,
     state: State,
+    limits: Limits,
     face: Annotated[list[str], Form()],
     force: Annotated[bool, Form()] = False,
 ) -> Response:
@@ -113,7 +114,7 @@ def search_person(
         force=force,
         searcher=state.gallery,
         sessions=state.sessions,
-        limiter=state.search_limiter,
+        limiter=limits,
     )
     return back(
         f"/searches/{search.id}",

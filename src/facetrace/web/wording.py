@@ -48,9 +48,6 @@ ACTION_TEXT: dict[str, str] = {
     "decision": "Recorded two subjects as different people",
     "person_decision": "Recorded faces of a case as one person or as different people",
     "person_decision_revoke": "Revoked a decision on faces of a case",
-    "cli_ingest": "Ingested photos from the shell (facetrace ingest)",
-    "cli_delete": "Deleted from the gallery from the shell (facetrace delete)",
-    "cli_search": "Face search from the shell (facetrace search)",
     "audit_keyed": "The audit log was keyed (entries from here on are signed)",
 }
 
@@ -61,7 +58,7 @@ _KEY_TEXT = {
     "op": "what",
     "photos_added": "photos added",
     "faces_removed": "faces removed",
-    "faces_added": "faces added",
+    "os_user": "user (operating system)",
     "legal_basis": "legal basis",
     "primary_identifier": "primary identifier",
     "photos": "reference photos shown",

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from facetrace.api.routes.cases import SearchOut, search_json
 from facetrace.fields import Id, Index, Note
-from facetrace.server.deps import CurrentActor, Db, State
+from facetrace.server.deps import CurrentActor, Db, Limits, State
 from facetrace.service import case_groups, searches
 
 router = APIRouter(tags=["persons"])
@@ -186,7 +186,12 @@ def revoke(case_id: Id, decision_id: Id, body: RevokeIn, actor: CurrentActor, db
 
 @router.post("/cases/{case_id}/persons/search", status_code=201, response_model=SearchOut)
 def search_person(
-    case_id: Id, body: PersonSearchIn, actor: CurrentActor, db: Db, state: State
+    case_id: Id,
+    body: PersonSearchIn,
+    actor: CurrentActor,
+    db: Db,
+    state: State,
+    limits: Limits,
 ) -> dict[str, Any]:
     """Search a person as one template face (adopted once, then reused): a vector search,
     reviewed and identified like any other."""
@@ -199,6 +204,6 @@ def search_person(
         force=body.force,
         searcher=state.gallery,
         sessions=state.sessions,
-        limiter=state.search_limiter,
+        limiter=limits,
     )
     return search_json(result)
