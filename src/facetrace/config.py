@@ -62,6 +62,15 @@ class DetectorKind(StrEnum):
     AUTO = "auto"
 
 
+class ScoreKind(StrEnum):
+    """How a probe's candidates are scored: the raw cosine, or AS-norm (the index's top
+    candidates re-scored against a cohort of strangers, then put on the cosine scale by
+    the false-match tables: :mod:`facetrace.scoring.asnorm`)."""
+
+    COSINE = "cosine"
+    ASNORM = "asnorm"
+
+
 @dataclass(frozen=True, slots=True)
 class PipelineOptions:
     """The face pipeline's plain values, as :class:`facetrace.engine.FacePipeline` takes
@@ -69,7 +78,8 @@ class PipelineOptions:
     descriptor, smallest face side and largest image area the detector looks at, chips per
     inference batch, the model cache folder, and inference threads (0: ONNX Runtime's
     default, one per core); the face detector and the largest area the CNN detector looks
-    at (it costs far more per pixel than HOG)."""
+    at (it costs far more per pixel than HOG); and how the gallery scores candidates
+    (``FACETRACE_SEARCH__SCORE``)."""
 
     model: str = "dlib-resnet-v1"
     backend: Backend = Backend.ONNX
@@ -77,6 +87,7 @@ class PipelineOptions:
     max_detect_pixels: int = 16_000_000
     detector: DetectorKind = DetectorKind.AUTO
     max_cnn_pixels: int = 4_000_000
+    score: ScoreKind = ScoreKind.ASNORM
     batch_size: int = 32
     cache_dir: Path | None = None
     threads: int = 0
@@ -87,11 +98,13 @@ class PipelineOptions:
 
 
 class SearchSettings(BaseModel):
-    """Defaults for searches; each can be overridden per request."""
+    """Defaults for searches; each can be overridden per request. ``score``: ``asnorm``
+    (default) or ``cosine`` (see :class:`ScoreKind`)."""
 
     k: int = Field(10, ge=1, le=1000)
     fpir: float = Field(0.01, gt=0, lt=1)
     min_quality: float = Field(0.3, ge=0, le=1)
+    score: ScoreKind = ScoreKind.ASNORM
 
 
 class DetectSettings(BaseModel):
@@ -227,6 +240,7 @@ class Settings(BaseSettings):
             max_detect_pixels=self.detect.max_detect_pixels,
             detector=self.detect.detector,
             max_cnn_pixels=self.detect.max_cnn_pixels,
+            score=self.search.score,
             batch_size=self.pipeline.batch_size,
             cache_dir=self.data / "models",
             threads=self.pipeline.threads,

@@ -108,6 +108,25 @@ def test_identify_split_rules(tmp_path: Path) -> None:
     assert split(tmp_path, seed=1) != (gallery, probes)
 
 
+def test_identify_split_enrols_several_photos_on_fixed_probes(tmp_path: Path) -> None:
+    for name, n in [("solo", 1), ("pair", 2), *[(f"multi{i}", 5) for i in range(8)]]:
+        (tmp_path / name).mkdir()
+        for j in range(n):
+            (tmp_path / name / f"{j}.jpg").write_bytes(b"x")
+    one, probes1 = split(tmp_path, enrol=1, probe_from=3)
+    three, probes3 = split(tmp_path, enrol=3, probe_from=3)
+    assert probes1 == probes3  # the same probes: only the gallery differs
+    assert {p.name for _, p, _ in probes3} == {"3.jpg", "4.jpg"}
+    enrolled = {n for n, _, mated in probes3 if mated}
+    for name in enrolled:
+        assert sum(1 for g, _ in three if g == name) == 3
+        assert sum(1 for g, _ in one if g == name) == 1
+    # subjects with too few photos are distractors with up to `enrol` photos
+    assert sum(1 for g, _ in three if g == "pair") == 2
+    with pytest.raises(ValueError, match="probe_from"):
+        split(tmp_path, enrol=3, probe_from=2)
+
+
 def test_identify_on_att_subset(faces_dir: Path, tmp_path: Path) -> None:
     root = tmp_path / "att"
     for s in sorted((faces_dir / "att_orl").iterdir())[:6]:

@@ -451,15 +451,41 @@ def calibrate(
     output: Annotated[
         Path | None, typer.Option(help="Write the table here instead of the gallery.")
     ] = None,
+    cohort_out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also make an AS-norm cohort of about a fifth of the people (chosen by a "
+            "hash of the name) and write it here (.npz); the tables are then fitted on "
+            "the other people only.",
+            show_default=False,
+        ),
+    ] = None,
+    asnorm_output: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the AS-norm table here (default: with the raw table: the gallery, "
+            "or beside --output as NAME-asnorm.json).",
+            show_default=False,
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Measure score -> false-match rate on impostor pairs of a labelled set."""
+    """Measure score -> false-match rate on impostor pairs of a labelled set, for the raw
+    cosine and for AS-norm scores (against the model's packaged cohort, or one carved
+    from the set with --cohort-out). The people of the set must not be in the cohort."""
     import numpy as np
 
     from facetrace.calibration import fit_calibration, impostor_scores, save_calibration
     from facetrace.engine import FacePipeline
     from facetrace.eval.embedding import embed_photos
     from facetrace.gallery.ingest import scan_folder
+    from facetrace.scoring.asnorm import (
+        Cohort,
+        impostor_scores_normalised,
+        in_cohort,
+        packaged_cohort,
+        save_cohort,
+    )
 
     c: Context = ctx.obj
     items = scan_folder(images)
@@ -478,23 +504,57 @@ def calibrate(
         raise FacetraceError(f"{images}: no face was found in any photo")
     matrix = np.stack([vecs[i].vector for i in keep]).astype(np.float32)  # type: ignore[misc]
     labels = np.array([items[i].provenance.subject_id for i in keep])
+    pipeline = FacePipeline(c.options)
+    model_id = pipeline.model_id
+    cohort: Cohort | None = None
+    if cohort_out is not None:
+        chosen = np.array([in_cohort(str(n)) for n in labels])
+        if chosen.sum() < 50 or (~chosen).sum() < 50:
+            raise InvalidRequest(f"{images}: too few people to carve a cohort from")
+        cohort = Cohort(
+            model_id,
+            matrix[chosen],
+            top_k=min(200, int(chosen.sum())),
+            source=f"{images.name}: {int(chosen.sum())} photos of "
+            f"{len(set(labels[chosen]))} subjects",
+        )
+        save_cohort(cohort, cohort_out)
+        matrix, labels = matrix[~chosen], labels[~chosen]
+    else:
+        name = pipeline.descriptor.calibration_name
+        cohort = packaged_cohort(name) if name else None
+        if cohort is not None and cohort.model_id != model_id:
+            cohort = None
+    source = f"{images.name}: {len(labels)} photos, {len(set(labels))} subjects"
     try:
-        cal = fit_calibration(
-            impostor_scores(matrix, labels),
-            model_id=FacePipeline(c.options).model_id,
-            source=f"{images.name}: {len(keep)} photos, {len(set(labels))} subjects",
+        cal = fit_calibration(impostor_scores(matrix, labels), model_id=model_id, source=source)
+        norm = (
+            None
+            if cohort is None
+            else fit_calibration(
+                impostor_scores_normalised(matrix, labels, cohort),
+                model_id=model_id,
+                source=f"{source}; AS-norm, cohort {cohort.source}",
+            )
         )
     except ValueError as exc:  # too few impostor pairs: a property of the photo set
         raise InvalidRequest(f"{images}: {exc}") from exc
+    if asnorm_output is None and output is not None:
+        asnorm_output = output.with_name(output.stem + "-asnorm.json")
     if output is not None:
         save_calibration(cal, output)
-    else:
+    if norm is not None and asnorm_output is not None:
+        save_calibration(norm, asnorm_output)
+    if output is None:
         with c.gallery(write="calibrate") as g:
             g.set_calibration(cal)
+            if norm is not None and asnorm_output is None:
+                g.set_calibration(norm, key="calibration_asnorm")
     summary = {
         "impostor_pairs": cal.impostor_pairs,
         "source": cal.source,
         **{f"threshold_at_fmr_{f:g}": cal.threshold_for_fmr(f) for f in (1e-3, 1e-4, 1e-5, 1e-6)},
+        "asnorm": None if norm is None else norm.source,
     }
     if as_json:
         dump(summary)

@@ -29,7 +29,7 @@ import numpy.typing as npt
 from sqlalchemy.orm import Session
 
 from facetrace.calibration import Calibration, packaged_calibration
-from facetrace.config import PipelineOptions
+from facetrace.config import PipelineOptions, ScoreKind
 from facetrace.engine import FacePipeline
 from facetrace.errors import (
     DeletedPhoto,
@@ -54,6 +54,7 @@ from facetrace.index.factory import canonical_kind, choose_kind, load_index, mak
 from facetrace.index.faiss_ann import auto_nlist
 from facetrace.index.persist import is_manifest, read_manifest
 from facetrace.rwlock import RWLock
+from facetrace.scoring.asnorm import Cohort, packaged_cohort
 from facetrace.store import repo
 from facetrace.store.db import Database, sqlite_url, transaction
 from facetrace.types import Face
@@ -88,12 +89,14 @@ class Candidate:
     gallery_fpir: float
     above_threshold: bool
     info: repo.FaceInfo
+    cosine: float | None = None  # the raw cosine when ``score`` is AS-norm on its scale
 
     def as_dict(self) -> dict[str, Any]:
         i = self.info
         return {
             "rank": self.rank,
             "score": round(self.score, 4),
+            "cosine": round(self.score if self.cosine is None else self.cosine, 4),
             "false_match_rate": self.false_match_rate,
             "gallery_fpir": self.gallery_fpir,
             "above_threshold": self.above_threshold,
@@ -896,16 +899,19 @@ class Gallery:
         name = self.descriptor.calibration_name
         return packaged_calibration(name) if name else None
 
-    def set_calibration(self, calibration: Calibration) -> None:
-        """Store a table measured on the operator's own labelled data."""
+    def set_calibration(self, calibration: Calibration, *, key: str = "calibration") -> None:
+        """Store a table measured on the operator's own labelled data (``key``
+        ``calibration_asnorm`` for the AS-norm score's table)."""
         self._writable("the calibration is stored by the directory's owner")
         if calibration.model_id != self.descriptor.model_id:
             raise ModelMismatch(
                 f"calibration of {calibration.model_id!r} for a gallery of "
                 f"{self.descriptor.model_id!r}"
             )
+        if key not in ("calibration", "calibration_asnorm"):
+            raise ValueError(f"unknown calibration key {key!r}")
         with transaction(self.sessions) as s:
-            repo.set_meta(s, key="calibration", value=calibration.to_json())
+            repo.set_meta(s, key=key, value=calibration.to_json())
 
     # -- reads -------------------------------------------------------------
 
@@ -995,12 +1001,17 @@ class Gallery:
             scores, ids = self.index.search(vectors.astype(np.float32), fetch, selector)
         with self.reads() as s:
             info = repo.face_info(s, {int(i) for i in ids.reshape(-1) if i >= 0})
+        cosines: npt.NDArray[np.floating[Any]] = scores
+        ranked: npt.NDArray[np.floating[Any]] = scores
+        norm = self.score_normalisation() if cal is not None else None
+        if norm is not None and cal is not None:
+            ranked, ids, cosines = self._as_norm(vectors, scores, ids, norm, cal)
         out: list[tuple[float, list[Candidate], list[Candidate]]] = []
-        for row_scores, row_ids in zip(scores, ids, strict=True):
+        for row_scores, row_ids, row_cos in zip(ranked, ids, cosines, strict=True):
             seen: set[int] = set()
             above: list[Candidate] = []
             below: list[Candidate] = []
-            for score, fid in zip(row_scores, row_ids, strict=True):
+            for score, fid, cos in zip(row_scores, row_ids, row_cos, strict=True):
                 fi = info.get(int(fid))
                 if fid < 0 or fi is None or fi.subject_id in seen:
                     continue
@@ -1013,12 +1024,70 @@ class Gallery:
                     gallery_fpir=cal.gallery_fpir(float(score), n_subjects) if cal else fmr,
                     above_threshold=bool(score >= threshold),
                     info=fi,
+                    cosine=None if norm is None else float(cos),
                 )
                 (above if cand.above_threshold else below).append(cand)
                 if len(seen) >= k:
                     break
             out.append((threshold, above, below if include_below else []))
         return out
+
+    def score_normalisation(self) -> tuple[Cohort, Calibration] | None:
+        """The cohort and the AS-norm false-match table when candidates are AS-normed:
+        the pipeline's ``score`` is ``asnorm`` and both exist for the model (packaged,
+        or from ``facetrace calibrate``); else None (raw cosines)."""
+        if self.pipeline.options.score != ScoreKind.ASNORM:
+            return None
+        name = self.descriptor.calibration_name
+        with self.reads() as s:
+            data = repo.get_meta(s, "calibration_asnorm")
+        table = Calibration.from_json(data) if data else None
+        if table is None and name:
+            table = packaged_calibration(f"{name}-asnorm")
+        cohort = packaged_cohort(name) if name else None
+        if table is None or cohort is None or cohort.model_id != self.descriptor.model_id:
+            return None
+        return cohort, table
+
+    def _as_norm(
+        self,
+        vectors: npt.NDArray[np.float32],
+        scores: npt.NDArray[np.float32],
+        ids: npt.NDArray[np.int64],
+        norm: tuple[Cohort, Calibration],
+        cal: Calibration,
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """The fetched faces re-scored by AS-norm and re-ranked; each normalised score is
+        put on the raw-cosine scale (the cosine with the same estimated false-match rate),
+        so thresholds, rates and the pages keep their meaning. Returns (scores, ids, raw
+        cosines), rows sorted by the new score; faces without a stored vector drop out."""
+        cohort, table = norm
+        wanted = np.unique(ids[ids >= 0])
+        with self.reads() as s:
+            found, refs = repo.vectors_for(s, wanted, self.descriptor.dim)
+        where = {int(i): r for r, i in enumerate(found)}
+        ref_mean, ref_sd = cohort.stats(refs) if len(found) else (np.zeros(0), np.zeros(0))
+        probe_mean, probe_sd = cohort.stats(vectors)
+        out_s = np.full(scores.shape, -np.inf)
+        out_ids = np.full(ids.shape, -1, dtype=np.int64)
+        out_cos = np.zeros(scores.shape, dtype=np.float32)
+        for r in range(ids.shape[0]):
+            rows = [(j, where[int(i)]) for j, i in enumerate(ids[r]) if int(i) in where]
+            if not rows:
+                continue
+            cols = np.array([j for j, _ in rows])
+            refs_at = np.array([k for _, k in rows])
+            z = cohort.normalise(
+                scores[r, cols],
+                (probe_mean[r], probe_sd[r]),
+                (ref_mean[refs_at], ref_sd[refs_at]),
+            )
+            order = np.argsort(-z, kind="stable")
+            n = order.size
+            out_s[r, :n] = [cal.score_for_fmr(table.false_match_rate(float(v))) for v in z[order]]
+            out_ids[r, :n] = ids[r, cols[order]]
+            out_cos[r, :n] = scores[r, cols[order]]
+        return out_s, out_ids, out_cos
 
     def search(
         self,

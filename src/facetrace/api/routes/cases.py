@@ -9,6 +9,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
 
 from facetrace.config import DetectorKind
 from facetrace.errors import InvalidRequest
@@ -16,7 +17,7 @@ from facetrace.fields import CaseNumber, Id, Index, LegalBasis, Name, Note, Opti
 from facetrace.imaging import looks_like_video
 from facetrace.server.deps import CurrentActor, Db, Limits, State, read_upload
 from facetrace.service import cases, notifications, reviews, searches
-from facetrace.service.accounts import Perm, require
+from facetrace.service.accounts import Actor, Perm, require
 from facetrace.store.service_models import Case, Search
 
 DETECTOR_HELP = (
@@ -346,8 +347,9 @@ async def search(
     A video (told by its container's signature or its extension) is checked at once
     and its analysis queued, as ``POST /cases/{case_id}/videos`` does: the answer is
     **202** with the job; when it is done, its probe has one face per person seen, each
-    searched with ``POST /probes/{probe_id}/search``. ``face``, ``force`` and
-    ``detector`` are photo options and are refused for a video."""
+    searched once stored (``force``: a person of low quality too; one the rules refuse
+    is left to ``POST /probes/{probe_id}/search``), and the job lists the searches when
+    it is done. ``face`` and ``detector`` are photo options, refused for a video."""
     if case_id is None:
         raise InvalidRequest(
             "every search belongs to a case: create one (POST /api/v1/cases with number, "
@@ -357,12 +359,24 @@ async def search(
     head = await image.read(4096)
     await image.seek(0)
     if looks_like_video(head, image.filename or ""):
-        if face is not None or force or detector is not None:
+        if face is not None or detector is not None:
             raise InvalidRequest(
-                "face, force and detector are photo options: a video's persons are "
-                "searched one by one once its analysis is done"
+                "face and detector are photo options: every person seen in a video is "
+                "searched once its analysis is done"
             )
         from facetrace.api.routes.videos import job_out  # it imports this module
+
+        def search_person(s: Session, who: Actor, probe_id: int, index: int) -> Search:
+            return searches.search_probe(
+                s,
+                actor=who,
+                probe_id=probe_id,
+                face=index,
+                force=force,
+                searcher=state.gallery,
+                sessions=state.sessions,
+                limiter=limits,
+            )
 
         video = await read_upload(image, limit=state.max_video, what="video")
         job = await run_in_threadpool(
@@ -372,6 +386,7 @@ async def search(
             case_id=case_id,
             data=video,
             filename=image.filename or "",
+            search=search_person,
         )
         return JSONResponse(job_out(job).model_dump(mode="json"), status_code=202)
     data = await read_upload(image, limit=state.max_upload, what="photo")
