@@ -128,6 +128,11 @@ class PermissionDenied(FacetraceError):
     """The user's roles do not allow the action (or the record is another department's)."""
 
 
+class PasswordChangeRequired(PermissionDenied):
+    """The account's password is a one-time password (set by an administrator): nothing
+    but changing it is allowed until it is changed."""
+
+
 class InvalidRequest(FacetraceError):
     """A request that breaks a rule: a missing case, purpose or legal basis, a bad value."""
 

@@ -117,7 +117,8 @@ def users_add(
     ] = None,
     full_name: Annotated[str, typer.Option()] = "",
 ) -> None:
-    """Add an account and print its one-time password."""
+    """Add an account and print its one-time password (changed at the first login). A
+    department that does not exist yet (case aside) is created."""
     from facetrace.service import accounts
 
     password = accounts.generate_password()
@@ -130,7 +131,18 @@ def users_add(
             roles=accounts.parse_roles(role),
             department=department,
             full_name=full_name,
+            one_time=True,
         )
+    sys.stdout.write(f"{username.lower()}\t{password}\n")
+
+
+@users_app.command("reset-password")
+def users_reset_password(ctx: typer.Context, username: str) -> None:
+    """Give an account a new one-time password (printed; changed at its next login)."""
+    from facetrace.service import accounts
+
+    with _transaction(ctx) as s:
+        password = accounts.reset_password(s, actor=accounts.SYSTEM, username=username)
     sys.stdout.write(f"{username.lower()}\t{password}\n")
 
 
