@@ -90,6 +90,7 @@ def _build_state(settings: ServiceConfig, owner: OwnerLock) -> ServiceState:
         inference_workers=os.cpu_count() or 1
         if svc.inference_workers is None
         else svc.inference_workers,
+        import_nice=svc.import_nice,
     )
     imports = ImportJobs(
         root=data_dir / "imports",
