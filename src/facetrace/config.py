@@ -309,6 +309,10 @@ class ServiceSettings(BaseModel):
     # processes that analyse probes (detection, landmarks, embedding) for searches, each
     # with its own pipeline; None: one per core. 0: in the server process, one at a time
     inference_workers: int | None = Field(default=None, ge=0, le=256)
+    # niceness added to an import's pipeline processes: when a search's worker and an
+    # import's both want a core, the scheduler gives it to the search (about 9 to 1 at
+    # 10), so searches keep their idle latency and an import uses what is left
+    import_nice: int = Field(default=10, ge=0, le=19)
     probe_retention_days: int = Field(default=365, ge=1)
     import_root: Path | None = None  # where uploaded manifests may name photos
 
