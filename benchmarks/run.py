@@ -7,6 +7,9 @@ import sys
 
 BENCHES = [
     "benchmarks.bench_engine",
+    # issue 15: detectors (faces found, cost) and the open-set accuracy levers
+    "benchmarks.bench_detect",
+    "benchmarks.bench_accuracy",
     "benchmarks.profile_pipeline",
     "benchmarks.bench_embed",
     "benchmarks.bench_index",

@@ -27,6 +27,7 @@ RANKS: list[tuple[str, int]] = [
     ("facetrace.store", 1),
     ("facetrace.engine", 2),
     ("facetrace.calibration", 2),
+    ("facetrace.scoring", 2),  # subject templates, AS-norm: pure numpy
     ("facetrace.pool", 2),
     ("facetrace.inference", 2),  # face analysis for request threads, on worker processes
     ("facetrace.grouping", 2),  # graph, clustering, constraints: pure, on the index

@@ -75,6 +75,21 @@ class Calibration:
         idx = int(np.argmax(fs <= fmr))
         return float(xs[idx])
 
+    def score_for_fmr(self, fmr: float) -> float:
+        """The score whose estimated FMR is ``fmr``, interpolated (the inverse of
+        :meth:`false_match_rate` where it is strictly decreasing): how another score with
+        its own table (AS-norm) is put on this table's scale."""
+        fmr = min(1.0, max(MIN_FMR, fmr))
+        if fmr <= self.tail_fmr:
+            return self.tail_start + math.log(fmr / self.tail_fmr) / self.tail_slope
+        xs = np.append(self.grid, self.tail_start)
+        fs = np.append(self.fmr, self.tail_fmr)
+        # np.interp needs increasing x: interpolate score against -log FMR
+        keys = -np.log(np.maximum(fs, MIN_FMR))
+        order = np.argsort(keys, kind="stable")
+        keys, xs = keys[order], xs[order]
+        return float(np.interp(-math.log(fmr), keys, xs))
+
     def threshold_for_fpir(self, fpir: float, gallery_size: int) -> float:
         """Score threshold so that a search of ``gallery_size`` subjects has FPIR ``fpir``."""
         if not 0 < fpir < 1:

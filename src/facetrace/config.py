@@ -62,6 +62,15 @@ class DetectorKind(StrEnum):
     AUTO = "auto"
 
 
+class ScoreKind(StrEnum):
+    """How a probe's candidates are scored: the raw cosine, or AS-norm (the index's top
+    candidates re-scored against a cohort of strangers, then put on the cosine scale by
+    the false-match tables: :mod:`facetrace.scoring.asnorm`)."""
+
+    COSINE = "cosine"
+    ASNORM = "asnorm"
+
+
 @dataclass(frozen=True, slots=True)
 class PipelineOptions:
     """The face pipeline's plain values, as :class:`facetrace.engine.FacePipeline` takes
@@ -69,7 +78,8 @@ class PipelineOptions:
     descriptor, smallest face side and largest image area the detector looks at, chips per
     inference batch, the model cache folder, and inference threads (0: ONNX Runtime's
     default, one per core); the face detector and the largest area the CNN detector looks
-    at (it costs far more per pixel than HOG)."""
+    at (it costs far more per pixel than HOG); and how the gallery scores candidates
+    (``FACETRACE_SEARCH__SCORE``)."""
 
     model: str = "dlib-resnet-v1"
     backend: Backend = Backend.ONNX
@@ -77,6 +87,7 @@ class PipelineOptions:
     max_detect_pixels: int = 16_000_000
     detector: DetectorKind = DetectorKind.AUTO
     max_cnn_pixels: int = 4_000_000
+    score: ScoreKind = ScoreKind.COSINE
     batch_size: int = 32
     cache_dir: Path | None = None
     threads: int = 0
@@ -87,11 +98,14 @@ class PipelineOptions:
 
 
 class SearchSettings(BaseModel):
-    """Defaults for searches; each can be overridden per request."""
+    """Defaults for searches; each can be overridden per request. ``score``: ``cosine``
+    (default) or ``asnorm`` (see :class:`ScoreKind`: it lowers FNIR at FPIR 0.01 on LFW
+    but not at 0.1 or 0.001, nor on AT&T; BENCHMARKS.md "accuracy")."""
 
     k: int = Field(10, ge=1, le=1000)
     fpir: float = Field(0.01, gt=0, lt=1)
     min_quality: float = Field(0.3, ge=0, le=1)
+    score: ScoreKind = ScoreKind.COSINE
 
 
 class DetectSettings(BaseModel):
@@ -227,6 +241,7 @@ class Settings(BaseSettings):
             max_detect_pixels=self.detect.max_detect_pixels,
             detector=self.detect.detector,
             max_cnn_pixels=self.detect.max_cnn_pixels,
+            score=self.search.score,
             batch_size=self.pipeline.batch_size,
             cache_dir=self.data / "models",
             threads=self.pipeline.threads,
@@ -294,6 +309,10 @@ class ServiceSettings(BaseModel):
     # processes that analyse probes (detection, landmarks, embedding) for searches, each
     # with its own pipeline; None: one per core. 0: in the server process, one at a time
     inference_workers: int | None = Field(default=None, ge=0, le=256)
+    # niceness added to an import's pipeline processes: when a search's worker and an
+    # import's both want a core, the scheduler gives it to the search (about 9 to 1 at
+    # 10), so searches keep their idle latency and an import uses what is left
+    import_nice: int = Field(default=10, ge=0, le=19)
     probe_retention_days: int = Field(default=365, ge=1)
     import_root: Path | None = None  # where uploaded manifests may name photos
 

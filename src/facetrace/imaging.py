@@ -774,6 +774,17 @@ def _check_frame_pixels(width: int, height: int, source: str, limits: ImageLimit
         )
 
 
+def looks_like_video(head: bytes, filename: str = "") -> bool:
+    """Tell from an upload's first bytes (a few KB) and its name whether it is a video:
+    a video container signature, or a video extension. HEIF and AVIF stills are not.
+
+    >>> mp4, jpeg = b"\\x00\\x00\\x00\\x18ftypmp42" + bytes(8), b"\\xff\\xd8\\xff"
+    >>> looks_like_video(mp4), looks_like_video(jpeg), looks_like_video(jpeg, "a.MOV")
+    (True, False, True)
+    """
+    return Path(filename).suffix.lower() in _VIDEO_EXTENSIONS or _looks_like_video(head)
+
+
 def _looks_like_video(head: bytes) -> bool:
     """Video container signatures in the first bytes of a file."""
     if len(head) >= 12 and head[4:8] == b"ftyp":

@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from facetrace.service.accounts import Role
-from facetrace.store.service_models import Probe
+from facetrace.store.service_models import Probe, Search
 from tests.api.conftest import add_user, make_client
 from tests.video.synthetic import BROWN, Shot, lfw_photo, two_people_cut_return, write_video
 
@@ -161,6 +161,62 @@ def test_a_video_without_faces_fails_and_stores_nothing(
     assert body["state"] == "failed" and "no face was seen" in body["error"]
     assert "empty.mp4" in body["error"] and body["probe"] is None
     assert _probes(app["client"], app["case"]) == before
+
+
+def test_one_shot_search_takes_a_video(
+    app: dict[str, Any], done: dict[str, Any], faces_dir: Path
+) -> None:
+    """POST /search with a video queues its analysis (202 and the job, as the case's
+    video upload does) and searches every person once stored, before the job says done;
+    photo options are refused for it; a photo still searches."""
+    client: TestClient = app["client"]
+    data = app["video"].read_bytes()
+    before = _probes(client, app["case"])
+    resp = client.post(
+        "/api/v1/search",
+        headers=app["inv"],
+        data={"case_id": str(app["case"]), "face": "0"},
+        files={"image": ("clip.mp4", data, "video/mp4")},
+    )
+    assert resp.status_code == 422 and "photo options" in resp.json()["detail"], resp.text
+    with client.app.state.service.sessions() as s:  # type: ignore[attr-defined]
+        searches_before = s.query(Search).count()
+    # told by its bytes, whatever its name says
+    resp = client.post(
+        "/api/v1/search",
+        headers=app["inv"],
+        data={"case_id": str(app["case"])},
+        files={"image": ("upload.bin", data, "application/octet-stream")},
+    )
+    assert resp.status_code == 202, resp.text
+    job = resp.json()
+    assert job["state"] in ("queued", "running") and job["filename"] == "upload.bin"
+    body = _wait(client, f"/api/v1/video-jobs/{job['id']}", app["inv"])
+    assert body["state"] == "done" and body["persons"] == 2, body
+    assert body["probe"]["kind"] == "video" and _probes(client, app["case"]) == before + 1
+    # each person searched once, with the photo search's record and provenance
+    assert len(body["searches"]) == 2, body
+    with client.app.state.service.sessions() as s:  # type: ignore[attr-defined]
+        assert s.query(Search).count() == searches_before + 2
+    names = set()
+    for sid in body["searches"]:
+        result = client.get(f"/api/v1/searches/{sid}", headers=app["inv"])
+        assert result.status_code == 200, result.text
+        names.add(result.json()["candidates"][0]["subject"]["id"])
+    assert names == {"Colin_Powell", "Tony_Blair"}
+    # a job made by the case's video upload lists the searches made by hand
+    assert (
+        len(client.get(f"/api/v1/video-jobs/{done['id']}", headers=app["inv"]).json()["searches"])
+        >= 2
+    )
+    jpeg = lfw_photo(faces_dir, "Tony_Blair", 2).read_bytes()
+    photo = client.post(
+        "/api/v1/search",
+        headers=app["inv"],
+        data={"case_id": str(app["case"])},
+        files={"image": ("p.jpg", jpeg, "image/jpeg")},
+    )
+    assert photo.status_code == 201, photo.text
 
 
 def test_retention_purge_takes_the_video_and_its_key_frames(

@@ -54,7 +54,8 @@ def test_users_commands(data: Path) -> None:
 
 def test_audit_verify_reports_tampering(data: Path) -> None:
     code, out = _run(data, "audit", "verify")
-    assert code == 0 and out.startswith("ok: 3 entries")
+    # the department made by 'users add --department', two users, one disabled
+    assert code == 0 and out.startswith("ok: 4 entries")
     db = sqlite3.connect(data / "facetrace.db")
     db.execute("UPDATE audit_entry SET actor = 'mallory' WHERE seq = 2")
     db.commit()
@@ -85,7 +86,7 @@ def test_audit_verify_uses_the_key_file_and_needs_it(data: Path, tmp_path_factor
     assert missing.exit_code == 1 and "no audit key file" in missing.stderr
     env = {"FACETRACE_AUDIT_KEY_FILE": str(moved)}
     ok = runner.invoke(app, ["--data", str(data), "audit", "verify"], env=env)
-    assert ok.exit_code == 0 and ok.stdout.startswith("ok: 3 entries, keyed from entry 1")
+    assert ok.exit_code == 0 and ok.stdout.startswith("ok: 4 entries, keyed from entry 1")
     assert not key_file.exists(), "verify creates no key"
     db = sqlite3.connect(data / "facetrace.db")
     db.execute("DELETE FROM audit_entry")

@@ -30,11 +30,32 @@ def _gallery_zip(faces: Path) -> bytes:
     return buf.getvalue()
 
 
+OWN_PASSWORD = "journey-passphrase-77"
+
+
+def _first_login(page: Any, base: str, user: str, one_time: str) -> None:
+    """Log in with a one-time password: the account page asks for a password of one's
+    own first (issue 11, item 14); then log in with it."""
+    page.goto(f"{base}/login")
+    page.fill("input[name=username]", user)
+    page.fill("input[name=password]", one_time)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r".*/account\?msg=.*"))
+    assert "Choose your password" in page.content()
+    shot(page, f"00-choose-password-{user}")
+    page.fill("#password input[name=current]", one_time)
+    page.fill("#password input[name=new]", OWN_PASSWORD)
+    page.click("#password button")
+    page.wait_for_url(re.compile(r".*/login.*"))
+    login(page, base, user, OWN_PASSWORD)
+
+
 def _add_user(page: Any, base: str, name: str, dept: str, roles: list[str]) -> str:
     page.goto(f"{base}/admin/users")
     form = page.locator("#add-user")
     form.locator("input[name=username]").fill(name)
-    form.locator("input[name=department]").fill(dept)
+    if dept:
+        form.locator("select[name=department]").select_option(dept)
     for role in roles:
         form.locator(f"input[name=roles][value={role}]").check()
     form.locator("button").click()
@@ -52,7 +73,7 @@ def test_investigator_journey(
     page.set_default_timeout(60_000)
 
     # The administrator creates a collection and imports a gallery.
-    login(page, base, "admin", admin_password)
+    _first_login(page, base, "admin", admin_password)
     shot(page, "01-home-admin")
     page.goto(f"{base}/collections")
     form = page.locator("#new-collection")
@@ -70,6 +91,11 @@ def test_investigator_journey(
     assert "Photos added: 8" in page.locator("#import-summary").inner_text()
     shot(page, "02-import-done")
 
+    page.goto(f"{base}/admin/departments")
+    page.fill("#add-department input[name=name]", "Forensics")
+    page.click("#add-department button")
+    page.wait_for_url(re.compile(r".*/admin/departments\?msg=.*"))
+    shot(page, "03-departments")
     inv_pw = _add_user(page, base, "ines", "Forensics", ["investigator", "reviewer", "supervisor"])
     rev_pw = _add_user(page, base, "rafael", "Forensics", ["reviewer"])
     rev2_pw = _add_user(page, base, "rosa", "Forensics", ["reviewer"])
@@ -78,7 +104,7 @@ def test_investigator_journey(
     logout(page)
 
     # The investigator opens a case and searches a photo not in the gallery.
-    login(page, base, "ines", inv_pw)
+    _first_login(page, base, "ines", inv_pw)
     page.goto(f"{base}/cases")
     form = page.locator("#new-case")
     form.locator("input[name=number]").fill("2026-0042")
@@ -104,7 +130,7 @@ def test_investigator_journey(
     logout(page)
 
     # The searcher does not review her own search: two other reviewers do.
-    login(page, base, "rafael", rev_pw)
+    _first_login(page, base, "rafael", rev_pw)
     page.goto(search_url)
     page.check("#review-form input[value=potential_candidate]")
     page.select_option(
@@ -116,7 +142,7 @@ def test_investigator_journey(
     logout(page)
 
     # A second reviewer agrees.
-    login(page, base, "rosa", rev2_pw)
+    _first_login(page, base, "rosa", rev2_pw)
     page.goto(search_url)
     page.check("#review-form input[value=potential_candidate]")
     page.select_option(
@@ -128,7 +154,7 @@ def test_investigator_journey(
     logout(page)
 
     # The investigator records the primary identifier, a contact and a notification.
-    login(page, base, "ines", inv_pw)
+    login(page, base, "ines", OWN_PASSWORD)
     page.goto(case_url)
     page.select_option("#identify-form select[name=primary_identifier]", "dental_records")
     page.fill("#identify-form textarea[name=evidence]", "Odontology report OD-77, Dr Lima")
@@ -167,7 +193,7 @@ def test_investigator_journey(
     logout(page)
 
     # The auditor reads the log; the chain is intact and holds the journey.
-    login(page, base, "aude", aud_pw)
+    _first_login(page, base, "aude", aud_pw)
     page.goto(f"{base}/audit")
     assert "Chain intact" in page.locator("#chain-status").inner_text()
     log_text = page.locator("table.audit").inner_text()

@@ -50,19 +50,69 @@ def eval_identify(
     ctx: typer.Context,
     images: Annotated[Path, typer.Option(help="Folder per subject.")],
     seed: Annotated[int, typer.Option(help="Seed of the enrolled/held-out split.")] = 0,
+    enrol: Annotated[
+        int, typer.Option(min=1, help="Photos enrolled per subject (its first N).")
+    ] = 1,
+    probe_from: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Probes are each subject's photos from this number on (default: --enrol); "
+            "compare 1 and 3 enrolled photos on the same probes with --probe-from 3.",
+            show_default=False,
+        ),
+    ] = None,
+    templates: Annotated[
+        bool,
+        typer.Option(
+            help="Search each subject's template (quality-weighted mean, sub-centroids when "
+            "the photos are spread) alongside its faces."
+        ),
+    ] = False,
+    cohort: Annotated[
+        Path | None,
+        typer.Option(
+            help="Re-score the top candidates by AS-norm against this cohort (.npz from "
+            "'facetrace calibrate --cohort-out'; default: the model's packaged cohort "
+            "when FACETRACE_SEARCH__SCORE=asnorm, as the gallery's search); its people must not "
+            "be in IMAGES (the packaged one is made of a fifth of the shared LFW half).",
+            show_default=False,
+        ),
+    ] = None,
     workers: Annotated[int | None, typer.Option()] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Open-set 1:N: rank-1/rank-10 hit rates and FNIR at FPIR 0.01 and 0.001."""
+    """Open-set 1:N: rank-1/rank-10 hit rates and FNIR at FPIR 0.1, 0.01 and 0.001."""
+    from facetrace.config import ScoreKind
+    from facetrace.errors import FacetraceError
     from facetrace.eval.identify import evaluate_identify
+    from facetrace.scoring.asnorm import read_cohort
 
     c: Context = ctx.obj
+    if probe_from is not None and probe_from < enrol:
+        raise FacetraceError(f"--probe-from ({probe_from}) must be at least --enrol ({enrol})")
+    loaded = None
+    if cohort is not None:
+        try:
+            loaded = read_cohort(cohort.read_bytes(), what=str(cohort))
+        except (OSError, ValueError) as exc:
+            raise FacetraceError(f"cannot read the cohort {cohort}: {exc}") from exc
+    elif c.options.score == ScoreKind.ASNORM:
+        from facetrace.scoring.asnorm import packaged_cohort
+        from facetrace.vision.models import DLIB_RESNET_V1
+
+        if c.options.model in (DLIB_RESNET_V1.name, DLIB_RESNET_V1.model_id):
+            loaded = packaged_cohort(str(DLIB_RESNET_V1.calibration_name))
     with progress_bar() as bar:
         res = evaluate_identify(
             images,
             options=c.options,
             workers=workers_for(workers, c.settings),
             seed=seed,
+            enrol=enrol,
+            probe_from=probe_from,
+            templates=templates,
+            cohort=loaded,
             progress=counter(bar, "embed"),
         )
     if as_json:
@@ -72,12 +122,17 @@ def eval_identify(
     def pct(v: float | None) -> str:
         return "n/a (too few non-mated probes)" if v is None else f"{100 * v:.2f}%"
 
+    by_photos = ", ".join(
+        f"{n} photo{'s' if n != '1' else ''}: {k}"
+        for n, k in res["subjects_by_enrolled_photos"].items()
+    )
     out.print(
-        f"gallery {res['gallery_size']}, mated probes {res['mated_probes']}, "
-        f"non-mated probes {res['nonmated_probes']}"
+        f"gallery {res['gallery_size']} subjects ({by_photos}), mated probes "
+        f"{res['mated_probes']}, non-mated probes {res['nonmated_probes']}; score "
+        f"{res['score']}{', templates' if res['templates'] else ''}"
     )
     out.print(f"rank-1 {pct(res['rank1'])}, rank-10 {pct(res['rank10'])}")
-    for f in ("0.01", "0.001"):
+    for f in ("0.1", "0.01", "0.001"):
         out.print(f"FNIR at FPIR {f}: {pct(res[f'fnir_at_fpir_{f}'])}")
 
 

@@ -65,6 +65,8 @@ def serve(
     one-time password."""
     import uvicorn
 
+    from facetrace.errors import DataDirInUse
+    from facetrace.gallery.owner import SERVICE, current_owner, refusal
     from facetrace.server.app import create_app
     from facetrace.server.health import require_data_dir
     from facetrace.service import accounts
@@ -72,6 +74,9 @@ def serve(
     cfg = _config(ctx)
     # fail now with one line, not in the server's start-up with a traceback
     require_data_dir(cfg.data)
+    owner = current_owner(cfg.data)
+    if owner is not None:
+        raise DataDirInUse(refusal(cfg.data, owner, SERVICE))
     service = cfg.service.model_copy(
         update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     )
@@ -112,7 +117,8 @@ def users_add(
     ] = None,
     full_name: Annotated[str, typer.Option()] = "",
 ) -> None:
-    """Add an account and print its one-time password."""
+    """Add an account and print its one-time password (changed at the first login). A
+    department that does not exist yet (case aside) is created."""
     from facetrace.service import accounts
 
     password = accounts.generate_password()
@@ -125,7 +131,18 @@ def users_add(
             roles=accounts.parse_roles(role),
             department=department,
             full_name=full_name,
+            one_time=True,
         )
+    sys.stdout.write(f"{username.lower()}\t{password}\n")
+
+
+@users_app.command("reset-password")
+def users_reset_password(ctx: typer.Context, username: str) -> None:
+    """Give an account a new one-time password (printed; changed at its next login)."""
+    from facetrace.service import accounts
+
+    with _transaction(ctx) as s:
+        password = accounts.reset_password(s, actor=accounts.SYSTEM, username=username)
     sys.stdout.write(f"{username.lower()}\t{password}\n")
 
 

@@ -22,12 +22,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class PhotoVector:
-    """The main face's vector of one photo; ``how`` is detected, centre (fallback) or failed."""
+    """The main face's vector of one photo; ``how`` is detected, centre (fallback) or failed;
+    ``quality`` the face's quality score (it weighs the face in a subject template)."""
 
     path: str
     vector: npt.NDArray[np.float32] | None
     how: str
     error: str = ""
+    quality: float = 1.0
 
 
 def embed_main_face(path: Path, pipeline: FacePipeline, limits: ImageLimits) -> PhotoVector:
@@ -38,8 +40,11 @@ def embed_main_face(path: Path, pipeline: FacePipeline, limits: ImageLimits) -> 
         if faces:
             h, w = pixels.shape[:2]
             i = main_face([f.detection for f in faces], w, h)
-            return PhotoVector(str(path), faces[i].vector, "detected")
-        return PhotoVector(str(path), pipeline.analyse_centred(pixels).vector, "centre")
+            return PhotoVector(
+                str(path), faces[i].vector, "detected", quality=faces[i].quality.score
+            )
+        face = pipeline.analyse_centred(pixels)
+        return PhotoVector(str(path), face.vector, "centre", quality=face.quality.score)
     except FacetraceError as exc:
         return PhotoVector(str(path), None, "failed", str(exc))
 

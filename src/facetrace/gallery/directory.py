@@ -29,7 +29,7 @@ import numpy.typing as npt
 from sqlalchemy.orm import Session
 
 from facetrace.calibration import Calibration, packaged_calibration
-from facetrace.config import PipelineOptions
+from facetrace.config import PipelineOptions, ScoreKind
 from facetrace.engine import FacePipeline
 from facetrace.errors import (
     DeletedPhoto,
@@ -38,6 +38,7 @@ from facetrace.errors import (
     LowQualityFace,
     ModelMismatch,
     NoFaceFound,
+    ReadOnlyGallery,
 )
 from facetrace.index import batch_threads, use_search_threads
 from facetrace.index.base import (
@@ -53,6 +54,7 @@ from facetrace.index.factory import canonical_kind, choose_kind, load_index, mak
 from facetrace.index.faiss_ann import auto_nlist
 from facetrace.index.persist import is_manifest, read_manifest
 from facetrace.rwlock import RWLock
+from facetrace.scoring.asnorm import Cohort, packaged_cohort
 from facetrace.store import repo
 from facetrace.store.db import Database, sqlite_url, transaction
 from facetrace.types import Face
@@ -87,12 +89,14 @@ class Candidate:
     gallery_fpir: float
     above_threshold: bool
     info: repo.FaceInfo
+    cosine: float | None = None  # the raw cosine when ``score`` is AS-norm on its scale
 
     def as_dict(self) -> dict[str, Any]:
         i = self.info
         return {
             "rank": self.rank,
             "score": round(self.score, 4),
+            "cosine": round(self.score if self.cosine is None else self.cosine, 4),
             "false_match_rate": self.false_match_rate,
             "gallery_fpir": self.gallery_fpir,
             "above_threshold": self.above_threshold,
@@ -196,10 +200,14 @@ class Gallery:
         index_params: dict[str, Any] | None = None,
         database: Database | None = None,
         rebuild_in_background: bool = False,
+        read_only: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir)
+        # a reader (a CLI search while the service owns the directory) repairs its copy
+        # of the index in memory and never writes the index file or the gallery's SQL
+        self.read_only = read_only
         self.index_kind = index_kind
-        self._background = rebuild_in_background
+        self._background = rebuild_in_background and not read_only
         # Searches read the index on the shared side of ``_rw``; a change to it (an
         # import batch's faces, a delete, the switch to a rebuilt index) takes the
         # exclusive side for that step only. ``_writes`` orders the writers and the
@@ -248,6 +256,7 @@ class Gallery:
         index_params: dict[str, Any] | None = None,
         database: Database | None = None,
         rebuild_in_background: bool = False,
+        read_only: bool = False,
     ) -> Gallery:
         """Open (creating if needed) the gallery in ``data_dir``.
 
@@ -256,7 +265,10 @@ class Gallery:
         index keeps its kind until ``rebuild_index``. ``database`` is an open
         :class:`~facetrace.store.db.Database` to share (the service's); without it the
         gallery opens its own on ``database_url`` (default: SQLite in ``data_dir``)
-        and closes it with itself.
+        and closes it with itself. A ``read_only`` gallery never writes: its index is
+        repaired from SQL in memory only, never saved, and every write is refused
+        (:class:`~facetrace.errors.ReadOnlyGallery`); it may run beside the directory's
+        owner (see :mod:`facetrace.gallery.owner`).
         """
         return cls(
             data_dir,
@@ -266,6 +278,7 @@ class Gallery:
             index_params=index_params,
             database=database,
             rebuild_in_background=rebuild_in_background,
+            read_only=read_only,
         )
 
     def __enter__(self) -> Gallery:
@@ -286,7 +299,7 @@ class Gallery:
         next open starts it again)."""
         with self._writes:
             self._closed = True
-            if self._unsaved:
+            if self._unsaved and not self.read_only:
                 self.save_index()
         close = getattr(self.index, "close", None)  # Milvus: its client (Lite: a file lock)
         if close is not None:
@@ -297,17 +310,31 @@ class Gallery:
     # -- consistency -------------------------------------------------------
 
     def _check_model(self) -> None:
+        if self.read_only:
+            with self.reads() as s:
+                stored = repo.get_meta(s, "model_id")
+            if stored is not None and stored != self.descriptor.model_id:
+                raise self._mismatch(stored)
+            return
         with transaction(self.sessions) as s:
             stored = repo.get_meta(s, "model_id")
             if stored is None:
                 repo.set_meta(s, key="model_id", value=self.descriptor.model_id)
                 repo.set_meta(s, key="dim", value=self.descriptor.dim)
             elif stored != self.descriptor.model_id:
-                raise ModelMismatch(
-                    f"the gallery in {self.data_dir} holds vectors of model {stored!r}; "
-                    f"the configured model is {self.descriptor.model_id!r}. A gallery never "
-                    "mixes models: use another data directory or re-ingest."
-                )
+                raise self._mismatch(stored)
+
+    def _mismatch(self, stored: Any) -> ModelMismatch:
+        return ModelMismatch(
+            f"the gallery in {self.data_dir} holds vectors of model {stored!r}; "
+            f"the configured model is {self.descriptor.model_id!r}. A gallery never "
+            "mixes models: use another data directory or re-ingest."
+        )
+
+    def _writable(self, what: str) -> None:
+        """Refuse ``what`` on a gallery opened read-only."""
+        if self.read_only:
+            raise ReadOnlyGallery(f"{self.data_dir}: the gallery was opened read-only; {what}")
 
     def _saved_kind(self) -> str | None:
         """The kind recorded in the index file, None if there is none or it is unreadable."""
@@ -484,6 +511,7 @@ class Gallery:
         The new index is saved atomically over the old one only once complete, so an
         interrupted rebuild leaves the previous index in place.
         """
+        self._writable("the index is rebuilt by the directory's owner")
         if kind.strip().lower() == "milvus":
             raise IndexUnavailable(
                 "a Milvus collection is not rebuilt in place: drop it with Milvus's tools and "
@@ -545,6 +573,11 @@ class Gallery:
         :meth:`reconcile` runs. Returns what was done, also kept in ``last_repair``.
         """
         start = time.perf_counter()
+        if self.read_only and isinstance(self.index, RemoteIndex):
+            # the collection lives on a server its owner keeps in step: a reader never
+            # writes to it
+            self.last_repair = {"mode": "none (read-only, remote index)"}
+            return self.last_repair
         with self.reads() as s:
             state = repo.get_meta(s, INDEX_STATE_KEY)
         with self._writes:
@@ -673,7 +706,7 @@ class Gallery:
         then leaves no index file, and the next open starts the rebuild again.
         """
         with self._writes:  # no writer changes the index meanwhile; searches go on
-            if self._temporary:
+            if self._temporary or self.read_only:  # a reader's copy is never saved
                 self._unsaved = 0
                 self._last_save = time.monotonic()
                 return
@@ -727,6 +760,7 @@ class Gallery:
         (unless ``allow_deleted``), the others are stored all the same.
         ``in_transaction(session, results)`` runs inside the batch's transaction (an
         import's progress and audit entry commit with its photos, or not at all)."""
+        self._writable("photos are added by the directory's owner")
         for photo in photos:
             for face in photo.faces:
                 if face.model_id != self.descriptor.model_id:
@@ -799,6 +833,7 @@ class Gallery:
         open: the faces never return. Saving here would rewrite a whole HNSW graph
         (0.9 GB at 1M) per delete. Returns the number of faces.
         """
+        self._writable("faces are deleted by the directory's owner")
         ids = [int(i) for i in face_ids]
         with self._writes:
             with self._rw.write():
@@ -830,6 +865,7 @@ class Gallery:
 
     def delete(self, kind: DeleteKind, target: str, collection: str | None = None) -> int:
         """:meth:`remove_rows` in a transaction of its own, then :meth:`forget`."""
+        self._writable("deletions are made by the directory's owner")
         with transaction(self.sessions) as s:
             ids = self.remove_rows(s, kind=kind, target=target, collection=collection)
         return self.forget(ids)
@@ -863,15 +899,19 @@ class Gallery:
         name = self.descriptor.calibration_name
         return packaged_calibration(name) if name else None
 
-    def set_calibration(self, calibration: Calibration) -> None:
-        """Store a table measured on the operator's own labelled data."""
+    def set_calibration(self, calibration: Calibration, *, key: str = "calibration") -> None:
+        """Store a table measured on the operator's own labelled data (``key``
+        ``calibration_asnorm`` for the AS-norm score's table)."""
+        self._writable("the calibration is stored by the directory's owner")
         if calibration.model_id != self.descriptor.model_id:
             raise ModelMismatch(
                 f"calibration of {calibration.model_id!r} for a gallery of "
                 f"{self.descriptor.model_id!r}"
             )
+        if key not in ("calibration", "calibration_asnorm"):
+            raise ValueError(f"unknown calibration key {key!r}")
         with transaction(self.sessions) as s:
-            repo.set_meta(s, key="calibration", value=calibration.to_json())
+            repo.set_meta(s, key=key, value=calibration.to_json())
 
     # -- reads -------------------------------------------------------------
 
@@ -961,12 +1001,17 @@ class Gallery:
             scores, ids = self.index.search(vectors.astype(np.float32), fetch, selector)
         with self.reads() as s:
             info = repo.face_info(s, {int(i) for i in ids.reshape(-1) if i >= 0})
+        cosines: npt.NDArray[np.floating[Any]] = scores
+        ranked: npt.NDArray[np.floating[Any]] = scores
+        norm = self.score_normalisation() if cal is not None else None
+        if norm is not None and cal is not None:
+            ranked, ids, cosines = self._as_norm(vectors, scores, ids, norm, cal)
         out: list[tuple[float, list[Candidate], list[Candidate]]] = []
-        for row_scores, row_ids in zip(scores, ids, strict=True):
+        for row_scores, row_ids, row_cos in zip(ranked, ids, cosines, strict=True):
             seen: set[int] = set()
             above: list[Candidate] = []
             below: list[Candidate] = []
-            for score, fid in zip(row_scores, row_ids, strict=True):
+            for score, fid, cos in zip(row_scores, row_ids, row_cos, strict=True):
                 fi = info.get(int(fid))
                 if fid < 0 or fi is None or fi.subject_id in seen:
                     continue
@@ -979,12 +1024,70 @@ class Gallery:
                     gallery_fpir=cal.gallery_fpir(float(score), n_subjects) if cal else fmr,
                     above_threshold=bool(score >= threshold),
                     info=fi,
+                    cosine=None if norm is None else float(cos),
                 )
                 (above if cand.above_threshold else below).append(cand)
                 if len(seen) >= k:
                     break
             out.append((threshold, above, below if include_below else []))
         return out
+
+    def score_normalisation(self) -> tuple[Cohort, Calibration] | None:
+        """The cohort and the AS-norm false-match table when candidates are AS-normed:
+        the pipeline's ``score`` is ``asnorm`` and both exist for the model (packaged,
+        or from ``facetrace calibrate``); else None (raw cosines)."""
+        if self.pipeline.options.score != ScoreKind.ASNORM:
+            return None
+        name = self.descriptor.calibration_name
+        with self.reads() as s:
+            data = repo.get_meta(s, "calibration_asnorm")
+        table = Calibration.from_json(data) if data else None
+        if table is None and name:
+            table = packaged_calibration(f"{name}-asnorm")
+        cohort = packaged_cohort(name) if name else None
+        if table is None or cohort is None or cohort.model_id != self.descriptor.model_id:
+            return None
+        return cohort, table
+
+    def _as_norm(
+        self,
+        vectors: npt.NDArray[np.float32],
+        scores: npt.NDArray[np.float32],
+        ids: npt.NDArray[np.int64],
+        norm: tuple[Cohort, Calibration],
+        cal: Calibration,
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """The fetched faces re-scored by AS-norm and re-ranked; each normalised score is
+        put on the raw-cosine scale (the cosine with the same estimated false-match rate),
+        so thresholds, rates and the pages keep their meaning. Returns (scores, ids, raw
+        cosines), rows sorted by the new score; faces without a stored vector drop out."""
+        cohort, table = norm
+        wanted = np.unique(ids[ids >= 0])
+        with self.reads() as s:
+            found, refs = repo.vectors_for(s, wanted, self.descriptor.dim)
+        where = {int(i): r for r, i in enumerate(found)}
+        ref_mean, ref_sd = cohort.stats(refs) if len(found) else (np.zeros(0), np.zeros(0))
+        probe_mean, probe_sd = cohort.stats(vectors)
+        out_s = np.full(scores.shape, -np.inf)
+        out_ids = np.full(ids.shape, -1, dtype=np.int64)
+        out_cos = np.zeros(scores.shape, dtype=np.float32)
+        for r in range(ids.shape[0]):
+            rows = [(j, where[int(i)]) for j, i in enumerate(ids[r]) if int(i) in where]
+            if not rows:
+                continue
+            cols = np.array([j for j, _ in rows])
+            refs_at = np.array([k for _, k in rows])
+            z = cohort.normalise(
+                scores[r, cols],
+                (probe_mean[r], probe_sd[r]),
+                (ref_mean[refs_at], ref_sd[refs_at]),
+            )
+            order = np.argsort(-z, kind="stable")
+            n = order.size
+            out_s[r, :n] = [cal.score_for_fmr(table.false_match_rate(float(v))) for v in z[order]]
+            out_ids[r, :n] = ids[r, cols[order]]
+            out_cos[r, :n] = scores[r, cols[order]]
+        return out_s, out_ids, out_cos
 
     def search(
         self,

@@ -11,7 +11,12 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.orm import Session
 
-from facetrace.errors import AuthenticationFailed, InvalidRequest, PermissionDenied
+from facetrace.errors import (
+    AuthenticationFailed,
+    InvalidRequest,
+    PasswordChangeRequired,
+    PermissionDenied,
+)
 from facetrace.server.proxies import client_address
 from facetrace.server.ratelimit import ClientLimits
 from facetrace.server.state import ServiceState
@@ -129,10 +134,18 @@ async def get_actor(request: Request, state: State) -> Actor:
             check_csrf(state.secret, token, presented)
     request.state.session_token = token
     request.state.actor = actor
+    if actor.must_change_password and (request.method, request.url.path) not in ONE_TIME_ALLOWED:
+        raise PasswordChangeRequired(
+            "your password is a one-time password set by an administrator: change it on "
+            "the Account page (/account) before doing anything else"
+        )
     return actor
 
 
 CurrentActor = Annotated[Actor, Depends(get_actor)]
+
+#: what an account with a one-time password may do: change it, see the page for it, leave
+ONE_TIME_ALLOWED = {("GET", "/account"), ("POST", "/account/password"), ("POST", "/logout")}
 
 
 def get_limits(request: Request, state: State) -> ClientLimits:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import logging
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -102,6 +103,8 @@ def install(app: FastAPI) -> None:
             api_resp = problem(request, status, title, str(exc), **extra)
             api_resp.headers.update(headers)
             return api_resp
+        if isinstance(exc, errors.PasswordChangeRequired):  # the page to change it
+            return RedirectResponse("/account?msg=" + quote(str(exc)), status_code=303)
         page_resp = _html(request, status, title, str(exc))
         page_resp.headers.update(headers)
         return page_resp

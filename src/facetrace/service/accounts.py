@@ -127,6 +127,7 @@ class Actor:
     roles: frozenset[Role]
     department_id: int | None
     department: str
+    must_change_password: bool = False
 
     def can(self, perm: Perm) -> bool:
         """True when any of the actor's roles allows ``perm``."""
@@ -178,6 +179,7 @@ def actor_of(user: User) -> Actor:
         roles=parse_roles(user.roles),
         department_id=user.department_id,
         department=user.department.name if user.department else "",
+        must_change_password=bool(user.must_change_password),
     )
 
 
@@ -188,6 +190,94 @@ def actor_of(user: User) -> Actor:
 def _hasher() -> PasswordHasher:
     # argon2-cffi's defaults follow RFC 9106's low-memory recommendation.
     return PasswordHasher()
+
+
+# Passwords refused whatever their length: the most common ones in published breach
+# lists, and their obvious variants (checked lower-cased, digits and symbols at the end
+# stripped, so "Password2024!" is refused like "password").
+COMMON_PASSWORDS = frozenset(
+    [
+        "password",
+        "passw0rd",
+        "p@ssword",
+        "p@ssw0rd",
+        "password1",
+        "qwerty",
+        "qwertyuiop",
+        "qwertyuiop123",
+        "asdfghjkl",
+        "zxcvbnm",
+        "1q2w3e4r5t",
+        "1qaz2wsx3edc",
+        "letmein",
+        "welcome",
+        "welcome1",
+        "iloveyou",
+        "admin",
+        "administrator",
+        "root",
+        "changeme",
+        "default",
+        "secret",
+        "sunshine",
+        "princess",
+        "football",
+        "baseball",
+        "dragon",
+        "monkey",
+        "master",
+        "shadow",
+        "superman",
+        "batman",
+        "trustno1",
+        "starwars",
+        "whatever",
+        "freedom",
+        "michael",
+        "jennifer",
+        "computer",
+        "internet",
+        "facetrace",
+        "forensics",
+        "investigator",
+        "police",
+        "polizei",
+        "gendarmerie",
+        "abcdefghij",
+        "abcdefghijk",
+        "abc123abc123",
+        "123456789a",
+    ]
+)
+MAX_PASSWORD = 1024
+
+
+def password_problem(password: str, *, username: str = "") -> str | None:
+    """Why ``password`` is refused by the policy, or None: at least MIN_PASSWORD
+    characters, not a common password (:data:`COMMON_PASSWORDS` or a variant), not the
+    user name, not one character or a plain run of digits or letters repeated."""
+    if len(password) < MIN_PASSWORD:
+        return f"a password needs at least {MIN_PASSWORD} characters"
+    if len(password) > MAX_PASSWORD:
+        return f"a password has at most {MAX_PASSWORD} characters"
+    lowered = password.lower()
+    stem = lowered.rstrip("0123456789!@#$%^&*()-_=+.,;:?~ ")
+    if lowered in COMMON_PASSWORDS or stem in COMMON_PASSWORDS:
+        return "this password is one of the most common ones; choose another"
+    if username and username.lower() in lowered:
+        return "a password may not contain the user name"
+    if len(set(lowered)) <= 2 or (lowered.isdigit() and len(set(lowered)) <= 4):
+        return "a password needs more than a few repeated characters"
+    if lowered in "0123456789012345678901234567890" or lowered in "abcdefghijklmnopqrstuvwxyz":
+        return "a password may not be a plain run of digits or letters"
+    return None
+
+
+def check_password(password: str, *, username: str = "") -> None:
+    """Raise InvalidRequest when ``password`` breaks the policy (:func:`password_problem`)."""
+    problem = password_problem(password, username=username)
+    if problem is not None:
+        raise InvalidRequest(problem)
 
 
 def hash_password(password: str) -> str:
@@ -206,23 +296,40 @@ def generate_password() -> str:
 
 
 def find_department(session: Session, *, name: str, create: bool = True) -> Department:
-    """The department called ``name``, created when missing and ``create`` is true."""
-    name = name.strip()
-    if not name:
+    """The department called ``name`` (case and spacing aside, see
+    :mod:`facetrace.service.departments`), created (by the operator's shell) when
+    missing and ``create`` is true; NotFound otherwise."""
+    from facetrace.service import departments
+
+    if not name.strip():
         raise InvalidRequest("a department needs a name")
-    row = session.execute(select(Department).where(Department.name == name)).scalar_one_or_none()
+    row = departments.find(session, name=name)
     if row is None:
         if not create:
-            raise NotFound(f"no department called {name!r}")
-        row = Department(name=name)
-        session.add(row)
-        session.flush()
+            raise NotFound(f"no department called {name.strip()!r}")
+        row = departments.create_department(session, actor=SYSTEM, name=name)
     return row
+
+
+def _assigned_department(session: Session, *, actor: Actor, name: str | None) -> Department | None:
+    """The department a user is assigned to: one of the managed departments (case and
+    spacing aside); the operator's shell (SYSTEM) may also name a new one, which is
+    created and audited."""
+    from facetrace.service import departments
+
+    if not (name or "").strip():
+        return None
+    assert name is not None
+    if actor is SYSTEM:
+        return find_department(session, name=name, create=True)
+    return departments.require_department(session, name=name)
 
 
 def list_departments(session: Session) -> list[Department]:
     """All departments by name."""
-    return list(session.execute(select(Department).order_by(Department.name)).scalars())
+    from facetrace.service import departments
+
+    return departments.list_departments(session)
 
 
 def create_user(
@@ -234,8 +341,12 @@ def create_user(
     roles: frozenset[Role],
     department: str | None = None,
     full_name: str = "",
+    one_time: bool = False,
 ) -> User:
-    """Create an account (admin only). Department-scoped roles need a department."""
+    """Create an account (admin only). Department-scoped roles need a department, one of
+    the managed departments. ``one_time``: the password was made for the user by
+    someone else (shown once), so it must be changed at the first login. A password an
+    administrator chose must meet the policy (:func:`password_problem`)."""
     require(actor, Perm.USERS_MANAGE)
     username = username.strip().lower()
     if not _USERNAME.match(username):
@@ -247,7 +358,9 @@ def create_user(
         raise InvalidRequest("investigators, reviewers and supervisors need a department")
     if session.execute(select(User.id).where(User.username == username)).first():
         raise Conflict(f"user {username!r} exists already")
-    dept = find_department(session, name=department) if department else None
+    if actor is not SYSTEM:  # the operator's shell generates its passwords
+        check_password(password, username=username)
+    dept = _assigned_department(session, actor=actor, name=department)
     user = User(
         username=username,
         full_name=full_name.strip(),
@@ -256,6 +369,7 @@ def create_user(
         department_id=dept.id if dept else None,
         department=dept,
         active=True,
+        must_change_password=one_time,
     )
     session.add(user)
     try:
@@ -327,7 +441,7 @@ def set_roles(
     user = get_user(session, username=username)
     if roles & DEPARTMENT_ROLES and not (department or "").strip():
         raise InvalidRequest("investigators, reviewers and supervisors need a department")
-    dept = find_department(session, name=department) if department else None
+    dept = _assigned_department(session, actor=actor, name=department)
     if user.id == actor.id and Role.ADMIN not in roles:
         raise InvalidRequest("you cannot remove your own admin role")
     user.roles = _roles_text(roles)
@@ -365,16 +479,23 @@ def bootstrap_admin(session: Session) -> str | None:
         password=password,
         roles=frozenset({Role.ADMIN}),
         full_name="First administrator",
+        one_time=True,
     )
     return password
 
 
 def change_password(session: Session, *, actor: Actor, old: str, new: str) -> None:
-    """Change the actor's own password after checking the old one."""
+    """Change the actor's own password after checking the old one (ends its sessions);
+    the new one must meet the policy and differ from the old. Clears a one-time
+    password's must-change mark."""
     user = session.get(User, actor.id)
     if user is None or not _verify(user.password_hash, old):
         raise InvalidRequest("the current password is wrong")
+    if new == old:
+        raise InvalidRequest("the new password must differ from the current one")
+    check_password(new, username=user.username)
     user.password_hash = hash_password(new)
+    user.must_change_password = False
     session.execute(delete(LoginSession).where(LoginSession.user_id == user.id))
     audit.append(
         session,
@@ -383,6 +504,28 @@ def change_password(session: Session, *, actor: Actor, old: str, new: str) -> No
         target=f"user:{user.username}",
         detail={"op": "password_change"},
     )
+
+
+def reset_password(session: Session, *, actor: Actor, username: str) -> str:
+    """An administrator's reset of another user's password: a new one-time password
+    (returned, to hand over; shown once), to be changed at the next login; the user's
+    sessions end (API keys stay). Audited."""
+    require(actor, Perm.USERS_MANAGE)
+    user = get_user(session, username=username)
+    if user.id == actor.id:
+        raise InvalidRequest("change your own password on the Account page")
+    password = generate_password()
+    user.password_hash = hash_password(password)
+    user.must_change_password = True
+    session.execute(delete(LoginSession).where(LoginSession.user_id == user.id))
+    audit.append(
+        session,
+        actor=actor.username,
+        action=audit.Action.ADMIN,
+        target=f"user:{user.username}",
+        detail={"op": "password_reset"},
+    )
+    return password
 
 
 def _verify(stored: str, password: str) -> bool:

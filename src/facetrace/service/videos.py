@@ -98,6 +98,13 @@ class VideoAnalyser(Protocol):
         ...
 
 
+class PersonSearch(Protocol):
+    """Searches one person of a stored video probe (the one-shot search's rules:
+    permission, rate limit, quality; audited), in ``session``; the caller commits."""
+
+    def __call__(self, session: Session, actor: Actor, probe_id: int, face: int, /) -> Any: ...
+
+
 class JobState(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
@@ -188,6 +195,7 @@ class VideoJobs:
         # per job started by this process: who started it and its cancel flag
         self._actors: dict[str, Actor] = {}
         self._cancel: dict[str, threading.Event] = {}
+        self._searches: dict[str, PersonSearch] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="video")
@@ -233,12 +241,21 @@ class VideoJobs:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def start(
-        self, session: Session, *, actor: Actor, case_id: int, data: bytes, filename: str
+        self,
+        session: Session,
+        *,
+        actor: Actor,
+        case_id: int,
+        data: bytes,
+        filename: str,
+        search: PersonSearch | None = None,
     ) -> VideoJob:
         """Check the case and the video, then queue its analysis (the job's row is
         committed before the worker sees it). Refused with nothing stored or queued: no
         right to search, a closed case or another department's, a file over the size
-        limit, anything the analyser's check refuses."""
+        limit, anything the analyser's check refuses. With ``search`` (the one-shot
+        search), each person is searched once stored, before the job says done; a person
+        the search refuses (low quality, rate limit) is left to search by hand."""
         require(actor, Perm.SEARCH)
         filename = Path(filename or "video").name[:300]
         require_open(scoped_case(session, actor=actor, case_id=case_id, perm=Perm.SEARCH))
@@ -288,6 +305,8 @@ class VideoJobs:
         with self._lock:
             self._actors[job_id] = actor
             self._cancel[job_id] = threading.Event()
+            if search is not None:
+                self._searches[job_id] = search
         self._pool.submit(self._run, job_id, path)
         return job
 
@@ -349,6 +368,7 @@ class VideoJobs:
         with self._lock:
             actor = self._actors.get(job_id)
             event = self._cancel.get(job_id) or threading.Event()
+            search = self._searches.get(job_id)
         try:
             if self._stopping.is_set() or actor is None:
                 return  # left queued: the next start marks it interrupted
@@ -373,7 +393,10 @@ class VideoJobs:
             )
             if event.is_set():
                 raise Cancelled("cancelled")
-            self._store(job_id, actor, filename, data, found)
+            probe_id = self._store(job_id, actor, filename, data, found, done=search is None)
+            if search is not None:
+                self._search_persons(job_id, actor, probe_id, len(found.persons), search)
+                self._update(job_id, state=JobState.DONE)
         except FacetraceError as exc:
             if event.is_set() and self._stopping.is_set():
                 state, error = JobState.INTERRUPTED, STOPPED
@@ -395,11 +418,33 @@ class VideoJobs:
             with self._lock:
                 self._actors.pop(job_id, None)
                 self._cancel.pop(job_id, None)
+                self._searches.pop(job_id, None)
+
+    def _search_persons(
+        self, job_id: str, actor: Actor, probe_id: int, persons: int, search: PersonSearch
+    ) -> None:
+        """Search each stored person once (audited by the search itself); a refusal
+        leaves that person to be searched by hand and the others go on."""
+        for face in range(persons):
+            with self.sessions() as s:
+                try:
+                    search(s, actor, probe_id, face)
+                    s.commit()
+                except FacetraceError as exc:
+                    s.rollback()
+                    log.info("video job %s: person %d not searched: %s", job_id, face + 1, exc)
 
     def _store(
-        self, job_id: str, actor: Actor, filename: str, data: bytes, found: VideoPersons
-    ) -> None:
-        """The probe, its persons and the job's end in one transaction."""
+        self,
+        job_id: str,
+        actor: Actor,
+        filename: str,
+        data: bytes,
+        found: VideoPersons,
+        *,
+        done: bool,
+    ) -> int:
+        """The probe, its persons and (``done``) the job's end in one transaction."""
         with self.sessions.begin() as s:
             row = self._row(s, job_id)
             probe = add_probe(
@@ -414,10 +459,22 @@ class VideoJobs:
             add_probe_faces(
                 s, actor=actor, probe_id=probe.id, faces=found.persons, origin=FaceOrigin.TRACK
             )
-            row.state = JobState.DONE
+            if done:
+                row.state = JobState.DONE
             row.probe_id = int(probe.id)
             row.persons = len(found.persons)
             row.video_s, row.eta_s, row.finished_at = row.duration_s, 0.0, _now()
+            return int(probe.id)
+
+
+def probe_searches(session: Session, *, probe_id: int) -> list[int]:
+    """The ids of the searches made of a probe's faces, oldest first."""
+    return [
+        int(i)
+        for i in session.execute(
+            select(Search.id).where(Search.probe_id == probe_id).order_by(Search.id)
+        ).scalars()
+    ]
 
 
 @dataclass(frozen=True, slots=True)

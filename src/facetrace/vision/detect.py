@@ -251,11 +251,14 @@ class CnnDetector:
         self._network = OnnxMmodFaceDetector(folder, threshold=threshold, border=border)
         self._landmarks = landmarks or LandmarkPredictor()
 
-    def boxes(self, pixels: RGBImage) -> list[tuple[BoundingBox, float]]:
+    def boxes(
+        self, pixels: RGBImage, *, min_face_px: int | None = None
+    ) -> list[tuple[BoundingBox, float]]:
         """Face boxes in ``pixels`` coordinates (clipped to the photo) with the network's
-        scores, largest first."""
+        scores, largest first; ``min_face_px`` overrides the smallest face looked for."""
         h, w = pixels.shape[:2]
-        scale = detection_scale(w, h, min_face_px=self.min_face_px, max_pixels=self.max_pixels)
+        smallest = min_face_px or self.min_face_px
+        scale = detection_scale(w, h, min_face_px=smallest, max_pixels=self.max_pixels)
         work = pixels
         if abs(scale - 1.0) > 1e-6:
             size = (max(1, round(w * scale)), max(1, round(h * scale)))
@@ -307,37 +310,53 @@ class AutoDetector:
         self._landmarks = hog._landmarks
 
     def boxes(self, pixels: RGBImage) -> list[tuple[BoundingBox, float]]:
-        strong = self.hog._boxes(pixels, self.hog.threshold)
+        # one HOG run at the region threshold: greedy suppression takes boxes best first,
+        # so the boxes at or above HOG's own threshold are those a run at it gives
+        retry = self.hog.retry_threshold
+        lowest = min(
+            REGION_THRESHOLD, self.hog.threshold, self.hog.threshold if retry is None else retry
+        )
+        every = self.hog._boxes(pixels, lowest)
+        strong = [(b, s) for b, s in every if s >= self.hog.threshold]
         if len(strong) >= 2 or not strong:
             extra = self.cnn.boxes(pixels)
         else:
-            extra = self._regions(pixels, strong)
+            weak = [(b, s) for b, s in every if s < self.hog.threshold]
+            extra = self._regions(pixels, strong, weak)
         found = list(strong)
         for box, score in extra:
             if all(overlap(box, b) < SAME_FACE_OVERLAP for b, _ in found):
                 found.append((box, score))
-        if not found:
-            found = self.hog.boxes(pixels)  # HOG's weak retry
+        if not found and every and retry is not None:
+            # HOG's weak retry (HogDetector.boxes): the surest box, if it reaches ``retry``
+            best = max(every, key=lambda item: item[1])
+            if best[1] >= retry:
+                found = [best]
         found.sort(key=lambda item: item[0].area, reverse=True)
         return found
 
     def _regions(
-        self, pixels: RGBImage, strong: list[tuple[BoundingBox, float]]
+        self,
+        pixels: RGBImage,
+        strong: list[tuple[BoundingBox, float]],
+        weak: list[tuple[BoundingBox, float]],
     ) -> list[tuple[BoundingBox, float]]:
-        """The CNN's faces in crops around the boxes HOG nearly accepted."""
+        """The CNN's faces in crops around the boxes HOG nearly accepted, each crop scaled
+        so that a face of the box's size spans the CNN's window about twice."""
         h, w = pixels.shape[:2]
         out: list[tuple[BoundingBox, float]] = []
-        for box, score in self.hog._boxes(pixels, REGION_THRESHOLD):
-            if score >= self.hog.threshold or any(overlap(box, b) >= 0.3 for b, _ in strong):
+        for box, _ in weak:
+            if any(overlap(box, b) >= 0.3 for b, _ in strong):
                 continue
             cx, cy = box.center
-            half = REGION_CONTEXT * max(box.width, box.height) / 2.0
+            side = max(box.width, box.height)
+            half = REGION_CONTEXT * side / 2.0
             x1, y1 = max(0, math.floor(cx - half)), max(0, math.floor(cy - half))
             x2, y2 = min(w, math.ceil(cx + half)), min(h, math.ceil(cy + half))
             if x2 - x1 < 8 or y2 - y1 < 8:
                 continue
             crop = np.ascontiguousarray(pixels[y1:y2, x1:x2])
-            for b, s in self.cnn.boxes(crop):
+            for b, s in self.cnn.boxes(crop, min_face_px=max(20, round(side / 2))):
                 moved = BoundingBox(b.x1 + x1, b.y1 + y1, b.x2 + x1, b.y2 + y1)
                 if overlap(moved, box) >= 0.3:
                     out.append((moved, s))

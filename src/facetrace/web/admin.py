@@ -8,9 +8,9 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 
 from facetrace.errors import NotFound
-from facetrace.fields import Id, JobId, Offset
+from facetrace.fields import Id, JobId, Name, Offset
 from facetrace.server.deps import CurrentActor, Db, State, import_from_upload
-from facetrace.service import accounts, collections
+from facetrace.service import accounts, collections, departments
 from facetrace.service.accounts import Perm, require
 from facetrace.web.render import back, page
 
@@ -40,7 +40,7 @@ def add_user(
     department: Annotated[str, Form()] = "",
     roles: Annotated[list[str] | None, Form()] = None,
 ) -> HTMLResponse:
-    """Create an account and show its one-time password."""
+    """Create an account and show its one-time password (changed at the first login)."""
     password = accounts.generate_password()
     user = accounts.create_user(
         db,
@@ -50,6 +50,7 @@ def add_user(
         roles=accounts.parse_roles(roles or []),
         department=department.strip() or None,
         full_name=full_name,
+        one_time=True,
     )
     return page(
         request,
@@ -79,6 +80,50 @@ def set_roles(
         department=department.strip() or None,
     )
     return back("/admin/users", f"Roles of {username} changed.")
+
+
+@router.post("/admin/users/{username}/password-reset", response_class=HTMLResponse)
+def reset_password(request: Request, username: str, actor: CurrentActor, db: Db) -> HTMLResponse:
+    """Give a user a new one-time password (shown once; changed at their next login)."""
+    password = accounts.reset_password(db, actor=actor, username=username)
+    return page(
+        request,
+        "users.html",
+        actor,
+        users=accounts.list_users(db, actor=actor),
+        departments=accounts.list_departments(db),
+        roles=list(accounts.Role),
+        reset=(username.strip().lower(), password),
+    )
+
+
+@router.get("/admin/departments", response_class=HTMLResponse)
+def departments_page(request: Request, actor: CurrentActor, db: Db) -> HTMLResponse:
+    """The departments, what each holds, and the forms to add, rename and remove them."""
+    return page(request, "departments.html", actor, uses=departments.usage(db, actor=actor))
+
+
+@router.post("/admin/departments")
+def add_department(actor: CurrentActor, db: Db, name: Annotated[Name, Form()]) -> Response:
+    """Add a department."""
+    row = departments.create_department(db, actor=actor, name=name)
+    return back("/admin/departments", f"Department {row.name} added.")
+
+
+@router.post("/admin/departments/{department_id}/rename")
+def rename_department(
+    department_id: Id, actor: CurrentActor, db: Db, name: Annotated[Name, Form()]
+) -> Response:
+    """Rename a department (its users, cases and collections stay with it)."""
+    row = departments.rename_department(db, actor=actor, department_id=department_id, name=name)
+    return back("/admin/departments", f"Department renamed {row.name}.")
+
+
+@router.post("/admin/departments/{department_id}/delete")
+def delete_department(department_id: Id, actor: CurrentActor, db: Db) -> Response:
+    """Remove a department nothing refers to."""
+    departments.delete_department(db, actor=actor, department_id=department_id)
+    return back("/admin/departments", "Department removed.")
 
 
 @router.post("/admin/users/{username}/{op}")

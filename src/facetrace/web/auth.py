@@ -5,11 +5,12 @@ from __future__ import annotations
 import hmac
 import secrets
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from facetrace.errors import AuthenticationFailed, RateLimited
+from facetrace.errors import AuthenticationFailed, InvalidRequest, RateLimited
 from facetrace.fields import Id
 from facetrace.server.deps import SESSION_COOKIE, CurrentActor, Db, State
 from facetrace.server.proxies import client_address, is_https
@@ -25,6 +26,10 @@ def _safe_next(value: str) -> str:
 
 
 LOGIN_COOKIE = "ft_login"
+ONE_TIME = (
+    "Your password was set by an administrator and works once: choose your own password "
+    "below to continue."
+)
 
 
 def _secure(request: Request) -> bool:
@@ -87,6 +92,7 @@ def login(
     try:
         with state.sessions.begin() as db:
             user = accounts.authenticate(db, username=username, password=password)
+            one_time = user.must_change_password
             token = accounts.open_session(
                 db, secret=state.secret, user=user, hours=state.settings.service.session_hours
             )
@@ -101,7 +107,8 @@ def login(
             )
         return _login_page(request, next, error=str(exc), status_code=401)
     state.login_throttle.succeeded(account, client)
-    resp = RedirectResponse(_safe_next(next), status_code=303)
+    target = "/account?msg=" + quote(ONE_TIME) if one_time else _safe_next(next)
+    resp = RedirectResponse(target, status_code=303)
     resp.delete_cookie(LOGIN_COOKIE)
     resp.set_cookie(
         SESSION_COOKIE,
@@ -160,6 +167,9 @@ def change_password(
     current: Annotated[str, Form()],
     new: Annotated[str, Form()],
 ) -> Response:
-    """Change the own password (ends all sessions)."""
-    accounts.change_password(db, actor=actor, old=current, new=new)
+    """Change the own password (ends all sessions); a refused one is said on the page."""
+    try:
+        accounts.change_password(db, actor=actor, old=current, new=new)
+    except InvalidRequest as exc:  # nothing was changed
+        return back("/account#password", f"Password not changed: {exc}.")
     return back("/login", "Password changed; please log in again.")

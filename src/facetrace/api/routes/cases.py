@@ -7,15 +7,17 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
 
 from facetrace.config import DetectorKind
 from facetrace.errors import InvalidRequest
 from facetrace.fields import CaseNumber, Id, Index, LegalBasis, Name, Note, OptionalName
+from facetrace.imaging import looks_like_video
 from facetrace.server.deps import CurrentActor, Db, Limits, State, read_upload
 from facetrace.service import cases, notifications, reviews, searches
-from facetrace.service.accounts import Perm, require
+from facetrace.service.accounts import Actor, Perm, require
 from facetrace.store.service_models import Case, Search
 
 DETECTOR_HELP = (
@@ -311,29 +313,82 @@ def get_case(case_id: Id, actor: CurrentActor, db: Db) -> dict[str, Any]:
     return out
 
 
-@router.post("/search", status_code=201, response_model=SearchOut)
+@router.post(
+    "/search",
+    status_code=201,
+    response_model=SearchOut,
+    responses={
+        202: {
+            "description": "a video: its analysis is queued (follow GET /video-jobs/{id})",
+            # VideoJobOut, declared by the video routes (which import this module)
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/VideoJobOut"}}
+            },
+        }
+    },
+)
 async def search(
     actor: CurrentActor,
     db: Db,
     state: State,
     limits: Limits,
-    image: Annotated[UploadFile, File(description="the probe photo")],
+    image: Annotated[UploadFile, File(description="the probe photo, or a probe video")],
     case_id: Annotated[Id | None, Form()] = None,
     face: Annotated[Index | None, Form()] = None,
     force: Annotated[bool, Form()] = False,
     detector: Annotated[DetectorKind | None, Form(description=DETECTOR_HELP)] = None,
-) -> dict[str, Any]:
+) -> Any:
     """Upload a probe photo for a case and search one of its faces: one pipeline run, the
     probe and its faces kept with the case. A search without a case is refused; a photo
     with several faces needs ``face`` (the answer lists them), or upload it once with
     ``POST /cases/{case_id}/probes`` and search each face with
-    ``POST /probes/{probe_id}/search``. A refused search stores nothing."""
+    ``POST /probes/{probe_id}/search``. A refused search stores nothing.
+
+    A video (told by its container's signature or its extension) is checked at once
+    and its analysis queued, as ``POST /cases/{case_id}/videos`` does: the answer is
+    **202** with the job; when it is done, its probe has one face per person seen, each
+    searched once stored (``force``: a person of low quality too; one the rules refuse
+    is left to ``POST /probes/{probe_id}/search``), and the job lists the searches when
+    it is done. ``face`` and ``detector`` are photo options, refused for a video."""
     if case_id is None:
         raise InvalidRequest(
             "every search belongs to a case: create one (POST /api/v1/cases with number, "
             "purpose and legal basis) and pass its case_id"
         )
     require(actor, Perm.SEARCH)
+    head = await image.read(4096)
+    await image.seek(0)
+    if looks_like_video(head, image.filename or ""):
+        if face is not None or detector is not None:
+            raise InvalidRequest(
+                "face and detector are photo options: every person seen in a video is "
+                "searched once its analysis is done"
+            )
+        from facetrace.api.routes.videos import job_out  # it imports this module
+
+        def search_person(s: Session, who: Actor, probe_id: int, index: int) -> Search:
+            return searches.search_probe(
+                s,
+                actor=who,
+                probe_id=probe_id,
+                face=index,
+                force=force,
+                searcher=state.gallery,
+                sessions=state.sessions,
+                limiter=limits,
+            )
+
+        video = await read_upload(image, limit=state.max_video, what="video")
+        job = await run_in_threadpool(
+            state.videos.start,
+            db,
+            actor=actor,
+            case_id=case_id,
+            data=video,
+            filename=image.filename or "",
+            search=search_person,
+        )
+        return JSONResponse(job_out(job).model_dump(mode="json"), status_code=202)
     data = await read_upload(image, limit=state.max_upload, what="photo")
     result = await run_in_threadpool(
         searches.search_upload,

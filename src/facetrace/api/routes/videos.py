@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from facetrace.api.routes.probes import ProbeOut, probe_out
 from facetrace.fields import Id
 from facetrace.server.deps import CurrentActor, Db, State, read_upload
-from facetrace.service import searches
+from facetrace.service import searches, videos
 from facetrace.service.accounts import Perm, require
 from facetrace.service.videos import JobState, VideoJob
 
@@ -34,9 +34,16 @@ class VideoJobOut(BaseModel):
     error: str = Field(description="why it failed (nothing was stored)")
     persons: int
     probe: ProbeOut | None = Field(description="the stored probe, with a face per person")
+    searches: list[int] = Field(
+        default_factory=list,
+        description="searches of the probe's persons so far (GET /searches/{id}); a video "
+        "sent to POST /search has each person searched before it is done",
+    )
 
 
-def job_out(job: VideoJob, probe: ProbeOut | None = None) -> VideoJobOut:
+def job_out(
+    job: VideoJob, probe: ProbeOut | None = None, search_ids: list[int] | None = None
+) -> VideoJobOut:
     """The public form of a job."""
     p = job.progress
     return VideoJobOut(
@@ -51,6 +58,7 @@ def job_out(job: VideoJob, probe: ProbeOut | None = None) -> VideoJobOut:
         error=job.error,
         persons=job.persons,
         probe=probe,
+        searches=search_ids or [],
     )
 
 
@@ -82,10 +90,11 @@ async def upload_video(
 def get_video_job(job_id: str, actor: CurrentActor, db: Db, state: State) -> VideoJobOut:
     """A video job: progress while it runs; when done, the probe and its persons."""
     job = state.videos.get(db, actor=actor, job_id=job_id)
-    probe = None
+    probe, made = None, []
     if job.probe_id is not None:
         probe = probe_out(searches.get_probe(db, actor=actor, probe_id=job.probe_id))
-    return job_out(job, probe)
+        made = videos.probe_searches(db, probe_id=job.probe_id)
+    return job_out(job, probe, made)
 
 
 @router.delete("/video-jobs/{job_id}", response_model=VideoJobOut)

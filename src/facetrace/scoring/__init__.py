@@ -1,0 +1,1 @@
+"""Scores beyond one face against one face: subject templates and cohort normalisation."""
