@@ -158,7 +158,7 @@ def multi_face_table(tallies: dict[str, Tally], detectors: list[str]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--detectors", default=",".join(DETECTORS))
-    ap.add_argument("--lfw", type=int, default=300, help="LFW photos in the sample")
+    ap.add_argument("--lfw", type=int, default=200, help="LFW photos in the sample")
     ap.add_argument("--sets", default="multi_face,webphotos13,lfw")
     ap.add_argument("--cache", type=Path, default=Path(".bench/models"))
     ap.add_argument("--sheets", type=Path, default=None, help="write lonely-face sheets here")

@@ -4,9 +4,7 @@ and a user with an API key made directly in a data directory's database."""
 
 from __future__ import annotations
 
-import ctypes
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -54,9 +52,20 @@ def serve_thread(cfg: ServiceConfig) -> Iterator[tuple[str, Any]]:
         thread.join(timeout=30)
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    # PR_SET_PDEATHSIG: a SIGKILLed pytest leaves no server behind
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+# PR_SET_PDEATHSIG (a SIGKILLed pytest leaves no server behind), set by the child itself
+# before it becomes the server (execv keeps the pid and the setting). Not a preexec_fn:
+# that forces a fork() whose atfork handlers abort the child when gRPC (pymilvus, from an
+# earlier test) has threads running; without one the child is started with vfork.
+_DIE_WITH_PARENT = (
+    "import ctypes, os, signal, sys; "
+    "ctypes.CDLL('libc.so.6', use_errno=True).prctl(1, signal.SIGTERM); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
+def die_with_parent(command: list[str]) -> list[str]:
+    """``command`` run so that it gets SIGTERM when the test process dies."""
+    return [sys.executable, "-c", _DIE_WITH_PARENT, *command]
 
 
 def serve_command(data: Path, port: int) -> list[str]:
@@ -99,12 +108,11 @@ def serve_process(
     connections; stopped (SIGTERM, then SIGKILL) at the end."""
     port = free_port()
     proc = subprocess.Popen(
-        serve_command(data, port),
+        die_with_parent(serve_command(data, port)),
         env=env or facetrace_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=_die_with_parent,
     )
     try:
         deadline = time.monotonic() + timeout

@@ -62,6 +62,15 @@ class StoreUnavailable(FacetraceError):
     the service's fault, not the request's (a 503 while it lasts)."""
 
 
+class DataDirInUse(FacetraceError):
+    """Another process owns the data directory (the running service, or a CLI command
+    that writes): a second writer would diverge from it. See facetrace.gallery.owner."""
+
+
+class ReadOnlyGallery(FacetraceError):
+    """A write to a gallery opened read-only (a command that only reads)."""
+
+
 class InferenceUnavailable(FacetraceError):
     """No face-analysis worker could answer (one died, or none finished in time): the
     service's fault and temporary, a 503; the request may be tried again."""

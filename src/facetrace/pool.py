@@ -30,8 +30,10 @@ MIN_ITEMS_FOR_POOL = 4  # below this, starting processes costs more than it save
 CHUNKSIZE = 4
 
 
-def _init_worker(options: PipelineOptions, limits: ImageLimits) -> None:
+def _init_worker(options: PipelineOptions, limits: ImageLimits, nice: int = 0) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if nice:
+        os.nice(nice)
     _WORKER["pipeline"] = FacePipeline(options.for_worker())
     _WORKER["limits"] = limits
 
@@ -48,6 +50,7 @@ def map_photos(
     limits: ImageLimits,
     workers: int,
     inline: FacePipeline | None = None,
+    nice: int = 0,
 ) -> Iterator[R]:
     """``fn(item, pipeline, limits)`` for each item, in input order.
 
@@ -58,6 +61,8 @@ def map_photos(
         limits: image limits passed to ``fn``.
         workers: processes; 1 (or a short list) runs here, with ``inline`` if given.
         inline: an already-built pipeline to reuse when running in this process.
+        nice: added to the workers' niceness (a service's import yields the cores to its
+            searches: the scheduler runs a search's worker first when both are ready).
     """
     if workers <= 1 or len(items) < MIN_ITEMS_FOR_POOL:
         pipeline = inline or FacePipeline(options)
@@ -66,7 +71,10 @@ def map_photos(
         return
     ctx = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(
-        max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(options, limits)
+        max_workers=workers,
+        mp_context=ctx,
+        initializer=_init_worker,
+        initargs=(options, limits, nice),
     )
     try:
         yield from pool.map(functools.partial(_call_in_worker, fn), items, chunksize=CHUNKSIZE)

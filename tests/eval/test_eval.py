@@ -137,3 +137,35 @@ def test_identify_on_att_subset(faces_dir: Path, tmp_path: Path) -> None:
     assert res["mated_probes"] + res["nonmated_probes"] == 12
     assert res["rank1"] is not None and 0 <= res["rank1"] <= res["rank10"] <= 1
     assert "fnir_at_fpir_0.01" in res
+
+
+def test_eval_identify_cli_scores_as_the_gallery_does(
+    faces_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "att"
+    for s in sorted((faces_dir / "att_orl").iterdir())[:6]:
+        (root / s.name).mkdir(parents=True)
+        for p in sorted(s.glob("*.pgm"))[:4]:
+            (root / s.name / p.name).symlink_to(p)
+
+    def run(*extra: str) -> dict:
+        res = runner.invoke(
+            app,
+            ["--data", str(tmp_path / "d"), "eval", "identify", "--images", str(root),
+             "--json", "--workers", "1", *extra],
+        )  # fmt: skip
+        assert res.exit_code == 0, res.output
+        return dict(json.loads(res.stdout))
+
+    monkeypatch.setenv("FACETRACE_SEARCH__SCORE", "asnorm")
+    default = run("--enrol", "2", "--templates")
+    assert default["score"] == "as-norm" and default["cohort"]["top_k"] == 400
+    assert default["subjects_by_enrolled_photos"] == {"2": default["gallery_size"]}
+    assert default["templated_subjects"] == default["gallery_size"]
+    monkeypatch.setenv("FACETRACE_SEARCH__SCORE", "cosine")
+    plain = run("--enrol", "1", "--probe-from", "2")
+    assert plain["score"] == "cosine" and plain["cohort"] is None
+    assert plain["mated_probes"] == default["mated_probes"]  # the same probes
+    bad = runner.invoke(app, ["eval", "identify", "--images", str(root), "--enrol", "3",
+                              "--probe-from", "2"])  # fmt: skip
+    assert bad.exit_code == 1 and "--probe-from" in bad.output

@@ -17,6 +17,7 @@ from facetrace.server.app import create_app
 from facetrace.service import accounts
 from facetrace.service.accounts import Role
 from facetrace.vision.arcface import ArcFaceEmbedder
+from facetrace.vision.detect import AutoDetector, CnnDetector, HogDetector
 from facetrace.vision.dlib_onnx import DlibEmbedder
 from tests.onnx_models import tiny_model
 
@@ -76,6 +77,7 @@ def test_detector_and_dlib_fields(
     with service(tmp_path / "default", {}, monkeypatch) as client:
         assert _search(client, _investigator(client), small) == 201
     env = {
+        "FACETRACE_DETECT__DETECTOR": "hog",
         "FACETRACE_DETECT__MIN_FACE_PX": "120",
         "FACETRACE_DETECT__MAX_DETECT_PIXELS": "500000",
         "FACETRACE_PIPELINE__BACKEND": "dlib",
@@ -85,12 +87,26 @@ def test_detector_and_dlib_fields(
         # ...and not with a smallest face of 120 px: the service detects what it is told to
         assert _search(client, _investigator(client), small) == 422
         pipeline = _gallery(client).pipeline
-        assert pipeline.options.min_face_px == pipeline.detector.min_face_px == 120
-        assert pipeline.options.max_detect_pixels == pipeline.detector.max_pixels == 500_000
+        detector = pipeline.detector
+        assert isinstance(detector, HogDetector)
+        assert pipeline.options.min_face_px == detector.min_face_px == 120
+        assert pipeline.options.max_detect_pixels == detector.max_pixels == 500_000
         assert pipeline.options.backend is Backend.DLIB
         assert isinstance(pipeline.embedder, DlibEmbedder)
         assert pipeline.embedder.batch_size == 7
         assert pipeline.options.cache_dir == tmp_path / "configured" / "models"
+
+
+def test_the_default_detector_and_its_cnn_area(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = {"FACETRACE_DETECT__MAX_CNN_PIXELS": "300000", "FACETRACE_DETECT__MIN_FACE_PX": "60"}
+    with service(tmp_path / "data", env, monkeypatch) as client:
+        detector = _gallery(client).pipeline.detector
+        assert isinstance(detector, AutoDetector)  # HOG, confirmed and completed by the CNN
+        assert isinstance(detector.cnn, CnnDetector)
+        assert detector.cnn.max_pixels == 300_000
+        assert detector.hog.min_face_px == detector.cnn.min_face_px == 60
 
 
 def test_serve_runs_an_arcface_gallery(

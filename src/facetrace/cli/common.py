@@ -11,7 +11,8 @@ import json
 import math
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -21,7 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from facetrace.errors import FacetraceError, ManifestError
+from facetrace.errors import DataDirInUse, FacetraceError, ManifestError
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -35,8 +36,9 @@ out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True)
 
 # Exit status of a refused command: 2 for an unusable manifest or folder (as for a usage
-# error: nothing was read), else 1.
-EXIT_CODES: tuple[tuple[type[FacetraceError], int], ...] = ((ManifestError, 2),)
+# error: nothing was read), 3 for a data directory another process owns (the service:
+# nothing was done, do it through the service or stop it), else 1.
+EXIT_CODES: tuple[tuple[type[FacetraceError], int], ...] = ((ManifestError, 2), (DataDirInUse, 3))
 
 
 def exit_code(exc: FacetraceError) -> int:
@@ -83,34 +85,46 @@ class Context:
         """The face pipeline's options (:meth:`facetrace.config.Settings.pipeline_options`)."""
         return self.settings.pipeline_options()
 
-    def gallery(self) -> Gallery:
-        """Open the data directory's gallery, searches on the configured thread count."""
+    @contextmanager
+    def gallery(self, *, write: str | None = None, audited: bool = False) -> Iterator[Gallery]:
+        """The data directory's gallery for the command's run, searches on the configured
+        thread count.
+
+        ``write`` names a command that changes the gallery: it holds the directory's
+        owner lock for its run, and is refused (exit 3) while the service or another
+        writer holds it. Without it the gallery is opened read-only: it may run beside
+        the service and never saves the index. ``audited``: the database is bound to the
+        audit key (created on first use), for commands that write audit entries."""
         from facetrace.gallery.directory import Gallery
+        from facetrace.gallery.owner import OwnerLock
         from facetrace.index import set_search_threads
 
         set_search_threads(self.settings.search_threads)
-        return Gallery.open(
-            self.settings.data,
-            database_url=self.settings.database_url,
-            pipeline=self.options,
-            index_kind=self.settings.index_kind,
-            index_params=self.settings.index_params(),
-        )
+        with ExitStack() as stack:
+            if write is not None:
+                stack.enter_context(OwnerLock(self.settings.data, command=write))
+            key = self._audit_key() if audited else None
+            gallery = stack.enter_context(
+                Gallery.open(
+                    self.settings.data,
+                    database_url=self.settings.database_url,
+                    pipeline=self.options,
+                    index_kind=self.settings.index_kind,
+                    index_params=self.settings.index_params(),
+                    read_only=write is None,
+                )
+            )
+            if key is not None:
+                from facetrace.service import audit
 
-    def audited_gallery(self) -> Gallery:
-        """The gallery, its database bound to the audit key (created on first use), for
-        commands that write audit entries."""
-        from facetrace.service import audit
+                # a reader changes nothing until it appends (which seals an unkeyed log)
+                (audit.bind if write else audit.bind_key)(gallery.database, key)
+            yield gallery
+
+    def _audit_key(self) -> bytes:
         from facetrace.service.audit_key import key_path, load_key
 
-        key = load_key(key_path(self.settings.data, self.settings.audit_key_file))
-        gallery = self.gallery()
-        try:
-            audit.bind(gallery.database, key)
-        except BaseException:
-            gallery.close()
-            raise
-        return gallery
+        return load_key(key_path(self.settings.data, self.settings.audit_key_file))
 
 
 def load_settings(cls: type[S], overrides: dict[str, Any]) -> S:

@@ -63,7 +63,7 @@ def duplicates(
     from facetrace.service.accounts import SYSTEM
 
     c: Context = ctx.obj
-    with c.audited_gallery() as g, g.sessions() as s:
+    with c.gallery(audited=True) as g, g.sessions() as s:
         pairs = service.list_proposals(s, actor=SYSTEM, finder=_Finder(g, collection), fmr=fmr)
         s.commit()
     if as_json:
@@ -85,12 +85,14 @@ def duplicates(
     )
 
 
-def _run(ctx: typer.Context, action: str, **kwargs: Any) -> Any:
+def _run(ctx: typer.Context, action: str, command: str | None, **kwargs: Any) -> Any:
+    """``action`` of the duplicates service; ``command`` names a change (it then holds
+    the data directory's owner lock), None a read."""
     from facetrace.service import duplicates as service
     from facetrace.service.accounts import SYSTEM
 
     c: Context = ctx.obj
-    with c.audited_gallery() as g, g.sessions() as s:
+    with c.gallery(write=command, audited=True) as g, g.sessions() as s:
         result = getattr(service, action)(s, actor=SYSTEM, **kwargs)
         s.commit()
         return result
@@ -104,7 +106,7 @@ def merge(
     note: Note = "",
 ) -> None:
     """Merge subject SOURCE into TARGET (its photos keep their provenance); undoable."""
-    row = _run(ctx, "merge", source_id=source, target_id=target, note=note)
+    row = _run(ctx, "merge", "duplicates merge", source_id=source, target_id=target, note=note)
     dump({"merge": row.id, "photos_moved": len(row.photo_ids), "faces_moved": len(row.face_ids)})
 
 
@@ -115,7 +117,7 @@ def undo(
     note: Note = "",
 ) -> None:
     """Undo a merge: its photos go back to the subject they came from."""
-    row = _run(ctx, "undo", merge_id=merge_id, note=note)
+    row = _run(ctx, "undo", "duplicates undo", merge_id=merge_id, note=note)
     dump({"merge": row.id, "photos_moved_back": len(row.photo_ids)})
 
 
@@ -127,14 +129,14 @@ def different(
     note: Note = "",
 ) -> None:
     """Record that two subjects are different people: never proposed again."""
-    _run(ctx, "mark_different", subject_a=a, subject_b=b, note=note)
+    _run(ctx, "mark_different", "duplicates different", subject_a=a, subject_b=b, note=note)
     dump({"different": [a, b]})
 
 
 @duplicates_app.command("merges")
 def merges(ctx: typer.Context) -> None:
     """The latest merges, newest first (JSON)."""
-    rows = _run(ctx, "recent_merges")
+    rows = _run(ctx, "recent_merges", None)
     dump(
         [
             {

@@ -4,15 +4,20 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from facetrace.cli.common import Context, dump, err, out, progress_bar, workers_for
 from facetrace.errors import FacetraceError, InvalidRequest
+
+if TYPE_CHECKING:
+    from facetrace.gallery.directory import DeleteKind, Gallery
+    from facetrace.service.shell import SearchGrounds
 
 
 def status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
@@ -65,7 +70,7 @@ def ingest(
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         report = c.settings.data / "reports" / f"ingest-{stamp}.csv"
     source = {"via": "cli", "os_user": _os_user(), "source": str(path)}
-    with c.audited_gallery() as g, progress_bar() as bar:
+    with c.gallery(write="ingest", audited=True) as g, progress_bar() as bar:
         task = bar.add_task("ingest", total=len(items))
 
         def progress(done: int, total: int, _summary: Any) -> None:
@@ -174,18 +179,42 @@ def search(
     crops: Annotated[
         Path | None, typer.Option(help="Video: write each person's key-frame crops here.")
     ] = None,
+    case: Annotated[
+        str | None,
+        typer.Option(
+            "--case", help="Case number (required on a service's gallery).", show_default=False
+        ),
+    ] = None,
+    purpose: Annotated[
+        str | None,
+        typer.Option(
+            help="identify_deceased, identify_detained, trace_missing or "
+            "verify_identity (required on a service's gallery).",
+            show_default=False,
+        ),
+    ] = None,
+    legal_basis: Annotated[
+        str | None,
+        typer.Option(
+            help="Legal basis of the search (required on a service's gallery).", show_default=False
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Search every face of a photo, or every person of a video, against the gallery (1:N).
 
     A video is sampled, its faces tracked through each shot and the tracks of one person
     merged; each person is searched once, with a template of their best frames.
+
+    Every search is in the audit log under your OS user; on a service's gallery it needs
+    --case, --purpose and --legal-basis, as a search on the web does.
     """
     from facetrace.imaging import is_video
 
     c: Context = ctx.obj
     s = c.settings.search
     fpir = s.fpir if fpir is None else fpir
+    why = _Why(case, purpose, legal_basis)
     if is_video(probe):
         if face is not None or min_quality is not None or force:
             raise InvalidRequest(
@@ -193,12 +222,14 @@ def search(
                 "video is searched, with a template of their best frames"
             )
         _search_video(c, probe, k=k, fpir=fpir, collections=collection, show_below=show_below,
-                      sample_fps=sample_fps, crops=crops, as_json=as_json)  # fmt: skip
+                      sample_fps=sample_fps, crops=crops, as_json=as_json,
+                      why=why)  # fmt: skip
         return
     if sample_fps is not None or crops is not None:
         raise InvalidRequest(f"{probe}: --sample-fps and --crops apply to videos only")
     pixels = _load_pixels(probe)
-    with c.gallery() as g:
+    with c.gallery(audited=True) as g:
+        grounds = why.grounds(g)
         results = g.search(
             pixels,
             k=k,
@@ -209,6 +240,10 @@ def search(
             collections=collection or None,
             include_below=show_below,
         )
+        _record_search(
+            g, probe, grounds, faces=len(results),
+            candidates=sum(len(r.candidates) for r in results), k=k, collections=collection,
+        )  # fmt: skip
     if as_json:
         dump({"photo": str(probe), "faces": [r.as_dict() for r in results]})
         return
@@ -221,6 +256,54 @@ def search(
         )
         _print_candidates(r.no_candidate, list(r.candidates) + list(r.below_threshold))
     err.print(REVIEW_NOTICE)
+
+
+@dataclass(frozen=True)
+class _Why:
+    """The --case, --purpose and --legal-basis of a search, as given."""
+
+    case: str | None
+    purpose: str | None
+    legal_basis: str | None
+
+    def grounds(self, g: Gallery) -> SearchGrounds | None:
+        """Checked against the gallery (required on a service's), before any model runs."""
+        from facetrace.service.shell import search_grounds
+
+        with g.reads() as s:
+            return search_grounds(
+                s, case_number=self.case, purpose=self.purpose, legal_basis=self.legal_basis
+            )
+
+
+def _record_search(
+    g: Gallery,
+    probe: Path,
+    grounds: SearchGrounds | None,
+    *,
+    faces: int,
+    candidates: int,
+    k: int,
+    collections: list[str] | None,
+) -> None:
+    """The search in the audit log: the probe's SHA-256, what was found, and why."""
+    import hashlib
+
+    from facetrace.service import shell
+    from facetrace.service.audit import Action
+    from facetrace.store.db import transaction
+
+    digest = hashlib.sha256()
+    with probe.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    detail: dict[str, Any] = {"faces": faces, "candidates": candidates, "k": k}
+    if collections:
+        detail["collections"] = list(collections)
+    if grounds is not None:
+        detail.update(grounds.as_dict())
+    with transaction(g.sessions) as s:
+        shell.record(s, action=Action.SEARCH, target=f"probe:{digest.hexdigest()}", detail=detail)
 
 
 REVIEW_NOTICE = (
@@ -272,6 +355,7 @@ def _search_video(
     sample_fps: float | None,
     crops: Path | None,
     as_json: bool,
+    why: _Why,
 ) -> None:
     from facetrace.gallery.video import search_video, write_crops
     from facetrace.video import VideoOptions, video_limits
@@ -280,7 +364,8 @@ def _search_video(
         {} if sample_fps is None else {"sample_fps": sample_fps, "long_sample_fps": sample_fps}
     )
     options = VideoOptions.from_settings(c.settings.video, **changes)
-    with c.gallery() as g, progress_bar() as bar:
+    with c.gallery(audited=True) as g, progress_bar() as bar:
+        grounds = why.grounds(g)
         task = bar.add_task("video (s)", total=None)
 
         def progress(p: Any) -> None:
@@ -297,6 +382,11 @@ def _search_video(
             include_below=show_below,
             progress=progress,
         )
+        _record_search(
+            g, path, grounds, faces=len(result.persons),
+            candidates=sum(len(pr.candidates) for pr in result.persons), k=k,
+            collections=collections,
+        )  # fmt: skip
     written = write_crops(result, crops) if crops is not None else None
     if as_json:
         dump(
@@ -456,7 +546,7 @@ def calibrate(
     if norm is not None and asnorm_output is not None:
         save_calibration(norm, asnorm_output)
     if output is None:
-        with c.gallery() as g:
+        with c.gallery(write="calibrate") as g:
             g.set_calibration(cal)
             if norm is not None and asnorm_output is None:
                 g.set_calibration(norm, key="calibration_asnorm")
@@ -493,12 +583,11 @@ def delete(
     c: Context = ctx.obj
     if not yes and sys.stdin.isatty():
         typer.confirm(f"Delete {what.value} {ident!r}?", abort=True)
-    from facetrace.gallery.directory import DeleteKind
     from facetrace.service import audit
     from facetrace.service.accounts import SYSTEM
     from facetrace.store.db import transaction
 
-    with c.audited_gallery() as g:
+    with c.gallery(write="delete", audited=True) as g:
         # the rows and the audit entry commit together; then the index forgets the faces
         with transaction(g.sessions) as s:
             kind: DeleteKind = what.value  # the same three names

@@ -69,7 +69,7 @@ def index_rebuild(
     c: Context = ctx.obj
     params = {} if shards is None else {"shards": shards}
     # the build itself runs FAISS on every core (Gallery._build_index)
-    with c.gallery() as g:
+    with c.gallery(write="index rebuild") as g:
         err.print(f"rebuilding the index of {g.index.count} faces as {kind}...")
         settings = g.rebuild_index(kind, **params)
     dump({"index": settings})

@@ -65,6 +65,8 @@ def serve(
     one-time password."""
     import uvicorn
 
+    from facetrace.errors import DataDirInUse
+    from facetrace.gallery.owner import SERVICE, current_owner, refusal
     from facetrace.server.app import create_app
     from facetrace.server.health import require_data_dir
     from facetrace.service import accounts
@@ -72,6 +74,9 @@ def serve(
     cfg = _config(ctx)
     # fail now with one line, not in the server's start-up with a traceback
     require_data_dir(cfg.data)
+    owner = current_owner(cfg.data)
+    if owner is not None:
+        raise DataDirInUse(refusal(cfg.data, owner, SERVICE))
     service = cfg.service.model_copy(
         update={k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     )

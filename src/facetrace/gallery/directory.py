@@ -38,6 +38,7 @@ from facetrace.errors import (
     LowQualityFace,
     ModelMismatch,
     NoFaceFound,
+    ReadOnlyGallery,
 )
 from facetrace.index import batch_threads, use_search_threads
 from facetrace.index.base import (
@@ -199,10 +200,14 @@ class Gallery:
         index_params: dict[str, Any] | None = None,
         database: Database | None = None,
         rebuild_in_background: bool = False,
+        read_only: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir)
+        # a reader (a CLI search while the service owns the directory) repairs its copy
+        # of the index in memory and never writes the index file or the gallery's SQL
+        self.read_only = read_only
         self.index_kind = index_kind
-        self._background = rebuild_in_background
+        self._background = rebuild_in_background and not read_only
         # Searches read the index on the shared side of ``_rw``; a change to it (an
         # import batch's faces, a delete, the switch to a rebuilt index) takes the
         # exclusive side for that step only. ``_writes`` orders the writers and the
@@ -251,6 +256,7 @@ class Gallery:
         index_params: dict[str, Any] | None = None,
         database: Database | None = None,
         rebuild_in_background: bool = False,
+        read_only: bool = False,
     ) -> Gallery:
         """Open (creating if needed) the gallery in ``data_dir``.
 
@@ -259,7 +265,10 @@ class Gallery:
         index keeps its kind until ``rebuild_index``. ``database`` is an open
         :class:`~facetrace.store.db.Database` to share (the service's); without it the
         gallery opens its own on ``database_url`` (default: SQLite in ``data_dir``)
-        and closes it with itself.
+        and closes it with itself. A ``read_only`` gallery never writes: its index is
+        repaired from SQL in memory only, never saved, and every write is refused
+        (:class:`~facetrace.errors.ReadOnlyGallery`); it may run beside the directory's
+        owner (see :mod:`facetrace.gallery.owner`).
         """
         return cls(
             data_dir,
@@ -269,6 +278,7 @@ class Gallery:
             index_params=index_params,
             database=database,
             rebuild_in_background=rebuild_in_background,
+            read_only=read_only,
         )
 
     def __enter__(self) -> Gallery:
@@ -289,7 +299,7 @@ class Gallery:
         next open starts it again)."""
         with self._writes:
             self._closed = True
-            if self._unsaved:
+            if self._unsaved and not self.read_only:
                 self.save_index()
         close = getattr(self.index, "close", None)  # Milvus: its client (Lite: a file lock)
         if close is not None:
@@ -300,17 +310,31 @@ class Gallery:
     # -- consistency -------------------------------------------------------
 
     def _check_model(self) -> None:
+        if self.read_only:
+            with self.reads() as s:
+                stored = repo.get_meta(s, "model_id")
+            if stored is not None and stored != self.descriptor.model_id:
+                raise self._mismatch(stored)
+            return
         with transaction(self.sessions) as s:
             stored = repo.get_meta(s, "model_id")
             if stored is None:
                 repo.set_meta(s, key="model_id", value=self.descriptor.model_id)
                 repo.set_meta(s, key="dim", value=self.descriptor.dim)
             elif stored != self.descriptor.model_id:
-                raise ModelMismatch(
-                    f"the gallery in {self.data_dir} holds vectors of model {stored!r}; "
-                    f"the configured model is {self.descriptor.model_id!r}. A gallery never "
-                    "mixes models: use another data directory or re-ingest."
-                )
+                raise self._mismatch(stored)
+
+    def _mismatch(self, stored: Any) -> ModelMismatch:
+        return ModelMismatch(
+            f"the gallery in {self.data_dir} holds vectors of model {stored!r}; "
+            f"the configured model is {self.descriptor.model_id!r}. A gallery never "
+            "mixes models: use another data directory or re-ingest."
+        )
+
+    def _writable(self, what: str) -> None:
+        """Refuse ``what`` on a gallery opened read-only."""
+        if self.read_only:
+            raise ReadOnlyGallery(f"{self.data_dir}: the gallery was opened read-only; {what}")
 
     def _saved_kind(self) -> str | None:
         """The kind recorded in the index file, None if there is none or it is unreadable."""
@@ -487,6 +511,7 @@ class Gallery:
         The new index is saved atomically over the old one only once complete, so an
         interrupted rebuild leaves the previous index in place.
         """
+        self._writable("the index is rebuilt by the directory's owner")
         if kind.strip().lower() == "milvus":
             raise IndexUnavailable(
                 "a Milvus collection is not rebuilt in place: drop it with Milvus's tools and "
@@ -548,6 +573,11 @@ class Gallery:
         :meth:`reconcile` runs. Returns what was done, also kept in ``last_repair``.
         """
         start = time.perf_counter()
+        if self.read_only and isinstance(self.index, RemoteIndex):
+            # the collection lives on a server its owner keeps in step: a reader never
+            # writes to it
+            self.last_repair = {"mode": "none (read-only, remote index)"}
+            return self.last_repair
         with self.reads() as s:
             state = repo.get_meta(s, INDEX_STATE_KEY)
         with self._writes:
@@ -676,7 +706,7 @@ class Gallery:
         then leaves no index file, and the next open starts the rebuild again.
         """
         with self._writes:  # no writer changes the index meanwhile; searches go on
-            if self._temporary:
+            if self._temporary or self.read_only:  # a reader's copy is never saved
                 self._unsaved = 0
                 self._last_save = time.monotonic()
                 return
@@ -730,6 +760,7 @@ class Gallery:
         (unless ``allow_deleted``), the others are stored all the same.
         ``in_transaction(session, results)`` runs inside the batch's transaction (an
         import's progress and audit entry commit with its photos, or not at all)."""
+        self._writable("photos are added by the directory's owner")
         for photo in photos:
             for face in photo.faces:
                 if face.model_id != self.descriptor.model_id:
@@ -802,6 +833,7 @@ class Gallery:
         open: the faces never return. Saving here would rewrite a whole HNSW graph
         (0.9 GB at 1M) per delete. Returns the number of faces.
         """
+        self._writable("faces are deleted by the directory's owner")
         ids = [int(i) for i in face_ids]
         with self._writes:
             with self._rw.write():
@@ -833,6 +865,7 @@ class Gallery:
 
     def delete(self, kind: DeleteKind, target: str, collection: str | None = None) -> int:
         """:meth:`remove_rows` in a transaction of its own, then :meth:`forget`."""
+        self._writable("deletions are made by the directory's owner")
         with transaction(self.sessions) as s:
             ids = self.remove_rows(s, kind=kind, target=target, collection=collection)
         return self.forget(ids)
@@ -869,6 +902,7 @@ class Gallery:
     def set_calibration(self, calibration: Calibration, *, key: str = "calibration") -> None:
         """Store a table measured on the operator's own labelled data (``key``
         ``calibration_asnorm`` for the AS-norm score's table)."""
+        self._writable("the calibration is stored by the directory's owner")
         if calibration.model_id != self.descriptor.model_id:
             raise ModelMismatch(
                 f"calibration of {calibration.model_id!r} for a gallery of "

@@ -430,6 +430,7 @@ def ingest(
     should_stop: Callable[[], bool] | None = None,
     photo_store: Path | None = None,
     inline_lock: AbstractContextManager[Any] | None = None,
+    nice: int = 0,
 ) -> IngestSummary:
     """Store ``items`` in ``gallery`` (a :class:`facetrace.gallery.Gallery`).
 
@@ -443,7 +444,8 @@ def ingest(
     With ``photo_store``, each stored photo is recorded at its copy there
     (:func:`keep_photo`), not at its source path. ``inline_lock`` is held around each
     photo when the pipeline runs in this process (the gallery's pipeline, which a
-    service's searches share). Returns the summary; skipped photos and their reasons
+    service's searches share); ``nice`` is added to the pool processes' niceness.
+    Returns the summary; skipped photos and their reasons
     also go to ``report_path`` as CSV when given.
     """
     limits = limits or ImageLimits()
@@ -519,6 +521,7 @@ def ingest(
         limits=limits,
         workers=workers,
         inline=gallery.pipeline,
+        nice=nice,
     )
     if inline_lock is not None and (workers <= 1 or len(todo) < MIN_ITEMS_FOR_POOL):
         results = _one_at_a_time(results, inline_lock)

@@ -17,6 +17,7 @@ import facetrace.web
 from facetrace import __version__
 from facetrace.api.router import router as api_router
 from facetrace.config import ServiceConfig
+from facetrace.gallery.owner import SERVICE, OwnerLock
 from facetrace.imaging import DecodeBudget
 from facetrace.index import set_search_threads
 from facetrace.server import docs, health, problems
@@ -45,10 +46,22 @@ WEB_DIR = Path(facetrace.web.__file__).resolve().parent
 
 
 def build_state(settings: ServiceConfig) -> ServiceState:
-    """Open the database (migrating it), the secret and the gallery port. The service and
-    the gallery share the one :class:`~facetrace.store.db.Database`."""
+    """Take the data directory's owner lock (refused while another service or a writing
+    CLI command holds it), open the database (migrating it), the secret and the gallery
+    port. The service and the gallery share the one
+    :class:`~facetrace.store.db.Database`."""
     data_dir = settings.data
     health.require_data_dir(data_dir)
+    owner = OwnerLock(data_dir, command=SERVICE, port=settings.service.port).acquire()
+    try:
+        return _build_state(settings, owner)
+    except BaseException:
+        owner.release()
+        raise
+
+
+def _build_state(settings: ServiceConfig, owner: OwnerLock) -> ServiceState:
+    data_dir = settings.data
     audit_key = load_key(key_path(data_dir, settings.audit_key_file))
     database = Database.open(settings.database_url or sqlite_url(data_dir))
     try:
@@ -77,6 +90,7 @@ def build_state(settings: ServiceConfig) -> ServiceState:
         inference_workers=os.cpu_count() or 1
         if svc.inference_workers is None
         else svc.inference_workers,
+        import_nice=svc.import_nice,
     )
     imports = ImportJobs(
         root=data_dir / "imports",
@@ -111,6 +125,7 @@ def build_state(settings: ServiceConfig) -> ServiceState:
         decode_budget=budget,
         templates=make_templates(WEB_DIR / "templates"),
         data_dir=data_dir,
+        owner=owner,
         videos=videos,
         proxies=Proxies(parse_networks(svc.trusted_proxies)),
     )
@@ -134,6 +149,7 @@ def create_app(settings: ServiceConfig) -> FastAPI:
             state.videos.shutdown()
             state.gallery.close()
             state.database.dispose()
+            state.owner.release()  # last: the index is saved, nobody writes any more
 
     app = FastAPI(
         title="facetrace",

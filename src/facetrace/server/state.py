@@ -9,6 +9,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session, sessionmaker
 
 from facetrace.config import ServiceConfig
+from facetrace.gallery.owner import OwnerLock
 from facetrace.imaging import DecodeBudget
 from facetrace.server.proxies import Proxies
 from facetrace.server.ratelimit import ClientLimits, LoginThrottle, RateLimiter
@@ -35,6 +36,7 @@ class ServiceState:
     templates: Jinja2Templates
     data_dir: Path
     videos: VideoJobs
+    owner: OwnerLock  # held while the service runs: the data directory is its alone
     proxies: Proxies
 
     def search_limits(self, client: str) -> ClientLimits:

@@ -139,6 +139,8 @@ class GalleryPort:
         :meth:`facetrace.config.Settings.pipeline_options` as for the CLI.
         inference_workers: processes that analyse probes (the service: one per core);
         0 analyses them in this process, one at a time (tests, small tools).
+        import_nice: niceness added to an import's pipeline processes, so that searches
+        get the cores first when both want them (see ``ServiceSettings.import_nice``).
     """
 
     def __init__(
@@ -155,6 +157,7 @@ class GalleryPort:
         index_params: dict[str, Any] | None = None,
         pipeline: PipelineOptions | None = None,
         inference_workers: int = 0,
+        import_nice: int = 0,
     ) -> None:
         self.data_dir = data_dir
         self.pipeline_options = pipeline
@@ -171,6 +174,7 @@ class GalleryPort:
         self._gallery: Any = None
         self._open_lock = threading.Lock()  # opening (and closing) the gallery only
         self.inference_workers = max(0, inference_workers)
+        self.import_nice = import_nice
         self._inference: InferencePool | None = None
         self._pipeline_lock = threading.Lock()  # one dlib detector: not for two threads at once
 
@@ -370,6 +374,7 @@ class GalleryPort:
             photo_store=photo_store,
             inline_lock=self._pipeline_lock,
             batch_size=batch_size,
+            nice=self.import_nice,
         )
         out = dict(summary.as_dict())
         out["stopped"] = summary.stopped

@@ -58,6 +58,7 @@ _KEY_TEXT = {
     "op": "what",
     "photos_added": "photos added",
     "faces_removed": "faces removed",
+    "os_user": "user (operating system)",
     "legal_basis": "legal basis",
     "primary_identifier": "primary identifier",
     "photos": "reference photos shown",

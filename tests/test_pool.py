@@ -1,0 +1,32 @@
+"""The per-photo process pool: its workers run at the niceness asked (a service's import
+yields the cores to its searches). Real spawned processes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from facetrace.config import PipelineOptions
+from facetrace.imaging import ImageLimits
+from facetrace.pool import map_photos
+
+
+def _niceness(item: int, pipeline: Any, limits: ImageLimits) -> tuple[int, int]:
+    return os.getpid(), os.getpriority(os.PRIO_PROCESS, 0)
+
+
+def test_pool_workers_run_at_the_niceness_asked(tmp_path: Path) -> None:
+    here = os.getpriority(os.PRIO_PROCESS, 0)
+    options = PipelineOptions(cache_dir=tmp_path)
+    niced = list(
+        map_photos(
+            _niceness, list(range(8)), options=options, limits=ImageLimits(), workers=2, nice=5
+        )
+    )
+    assert {pid for pid, _ in niced} - {os.getpid()}  # ran in worker processes
+    assert {n for _, n in niced} == {min(here + 5, 19)}
+    plain = list(
+        map_photos(_niceness, list(range(8)), options=options, limits=ImageLimits(), workers=2)
+    )
+    assert {n for _, n in plain} == {here}
