@@ -132,6 +132,8 @@ def run(label: str, photo: bytes, filename: str, env: dict[str, str], small: Pat
     codes: dict[int, int] = {}
     for a in answers:
         codes[a.status_code] = codes.get(a.status_code, 0) + 1
+        if a.status_code >= 500:
+            print(f"  {a.status_code}: {a.text[:300]}", file=sys.stderr)
     return Run(
         label, len(photo) / 1e6, baseline / 1024, hwm / 1024, hwm_sum / 1024, wall, codes, load
     )

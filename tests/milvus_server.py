@@ -108,6 +108,43 @@ def _loopback_config() -> type:
     return LoopbackConfig
 
 
+#: what the server is started through: PR_SET_PDEATHSIG (SIGKILL when the process that
+#: started it dies, however it dies, even with its watchdog killed alongside), set before
+#: it execs the real binary (same pid). Exits at once if that process is already gone.
+_DIE_WITH_PARENT = """#!{python}
+import ctypes, os, signal, sys
+ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+if os.getppid() != {parent}:
+    sys.exit(1)
+os.execv({binary!r}, [{binary!r}, *sys.argv[1:]])
+"""
+
+
+def _dying_server() -> type:
+    """The milvus package's server class, started so that it dies with this process.
+
+    The package runs ``bin/milvus`` itself (no preexec hook; a preexec_fn would fork
+    while gRPC threads run anyway): its executable becomes a small wrapper beside the
+    binary (same directory, so the package's LD_LIBRARY_PATH still finds the libraries).
+    """
+    from milvus import MilvusServer
+
+    class DyingServer(MilvusServer):  # type: ignore[misc]
+        def get_milvus_executable_path(self) -> str:
+            binary = Path(super().get_milvus_executable_path())
+            binary.parent.mkdir(parents=True, exist_ok=True)
+            wrapper = binary.with_name("milvus-die-with-parent")
+            wrapper.write_text(
+                _DIE_WITH_PARENT.format(
+                    python=sys.executable, parent=os.getpid(), binary=str(binary)
+                )
+            )
+            wrapper.chmod(0o755)
+            return str(wrapper)
+
+    return DyingServer
+
+
 @dataclass(frozen=True, slots=True)
 class RunningMilvus:
     """A server the tests may use: its URI, and (when we started it) the process handle."""
@@ -174,6 +211,7 @@ def spawn_watchdog(server_pid: int, data_dir: Path | None) -> subprocess.Popen[b
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # a kill of pytest's process group leaves it to clean up
     )
 
 
@@ -221,8 +259,7 @@ def start_milvus(
     stopped and tried again with new ports, up to ``attempts`` times. ``extra_config``
     sets keys of the server's ``milvus.yaml`` that its template has (``"proxy.timeTickInterval"``).
     """
-    from milvus import MilvusServer
-
+    server_class = _dying_server()
     _LoopbackConfig = _loopback_config()
     last: Exception | None = None
     for attempt in range(1, attempts + 1):
@@ -236,7 +273,7 @@ def start_milvus(
             config.set(f"{component}.ip", "127.0.0.1")
         for key, value in (extra_config or {}).items():
             config.set(key, value)
-        server = MilvusServer(config, wait_for_started=False)
+        server = server_class(config, wait_for_started=False)
         server.webservice_port = ports[-1]  # the health/metrics listener
         running = RunningMilvus(
             uri=f"http://127.0.0.1:{ports[_PORT_KEYS.index('proxy_port')]}",

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 _OWNER = """
@@ -74,3 +76,41 @@ def test_the_watchdog_leaves_when_the_server_stops_normally(tmp_path: Path) -> N
     server.wait(timeout=10)
     assert dog.wait(timeout=20) == 0
     assert tmp_path.exists(), "a normal stop keeps the data for the fixture to remove"
+
+
+_REAL_OWNER = """
+import sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from tests.milvus_server import _unwatch, start_milvus
+running = start_milvus(Path(sys.argv[2]), attempts=1)
+_unwatch(running)  # the watchdog is gone too (a process-group kill takes it along)
+print(running.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_real_server_dies_with_its_owner_even_without_the_watchdog(tmp_path: Path) -> None:
+    """The standalone binary itself gets PR_SET_PDEATHSIG: a SIGKILLed pytest whose
+    watchdog died alongside (seen: a server left with parent pid 1) leaves no server."""
+    pytest.importorskip("milvus")
+    owner = subprocess.Popen(
+        [sys.executable, "-c", _REAL_OWNER, str(ROOT), str(tmp_path / "milvus")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert owner.stdout is not None
+    line = owner.stdout.readline()
+    server_pid = int(line) if line.strip() else None
+    try:
+        assert server_pid is not None, "the owner did not start the server"
+        assert not _gone(server_pid), "the server must run while its owner lives"
+        owner.send_signal(signal.SIGKILL)
+        owner.wait(timeout=10)
+        assert _wait(lambda: _gone(server_pid)), "the orphaned server was not killed"
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait(timeout=10)
+        if server_pid is not None and not _gone(server_pid):
+            os.kill(server_pid, signal.SIGKILL)

@@ -270,8 +270,9 @@ class ServiceSettings(BaseModel):
     port: int = Field(default=8000, ge=1, le=65535)
     secure_cookies: bool = False
     session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
-    # every POST /login from one client address, token-less ones included
-    login_per_minute: int = Field(default=10, ge=1)
+    # POST /login from one client address that did not log anyone in (wrong passwords,
+    # token-less posts); successful logins give their count back
+    login_per_minute: int = Field(default=30, ge=1)
     # failed passwords for one account from one address before each further attempt
     # waits 1, 2, 4 ... seconds (up to login_backoff_max_s); from addresses the account
     # has not logged in from, login_account_failures failures in all (any address) start

@@ -163,3 +163,13 @@ def test_forwarded_for_from_a_trusted_proxy_names_the_client(tmp_path: Path) -> 
         assert _failed_login(base, "198.51.100.66, 127.0.0.1") == 401
         assert _forged_posts(base, 4) == [400] * 4, "each client address has its own window"
     assert _failed_login_targets(tmp_path) == ["ip:198.51.100.66"]
+
+
+def test_a_team_behind_one_address_logs_in_whatever_its_size(tmp_path: Path) -> None:
+    """Successful logins give their slot back: an office behind one address is held back
+    by failures only (a browser walk as a new team logged in 11 times in a minute)."""
+    with app_for(tmp_path, login_per_minute=3) as client:
+        office = from_address(client, "198.51.100.20")
+        assert [attempt(office, PASSWORD).status_code for _ in range(8)] == [303] * 8
+        assert [attempt(office, "wrong-password").status_code for _ in range(3)] == [401] * 3
+        assert attempt(office, PASSWORD).status_code == 429  # failures still count

@@ -7,6 +7,7 @@ same search succeeds again, without restarting the service.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -45,6 +46,7 @@ def own_server() -> Iterator[RunningMilvus]:
         yield running
     finally:
         stop_milvus(running)
+        shutil.rmtree(data, ignore_errors=True)  # ~520 MB; the watchdog only removes an orphan's
 
 
 def test_down_server_is_503_and_searches_resume(

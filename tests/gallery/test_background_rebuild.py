@@ -70,12 +70,21 @@ def test_lost_index_rebuilt_behind_exact_search(
             ids, vecs = repo.vectors_for(s, np.asarray(_truth(g)[:5]), 128)
         _, found = g.index.search(vecs, 1)
         assert found[:, 0].tolist() == ids.tolist()
+        # exactly: random probes get the true ten nearest of every face in SQL
+        with g.sessions() as s:
+            all_ids, all_vecs = repo.vectors_for(s, np.asarray(_truth(g)), 128)
+        probes = rng.standard_normal((20, 128)).astype(np.float32)
+        probes /= np.linalg.norm(probes, axis=1, keepdims=True)
+        _, got = g.index.search(probes, 10)
+        want = all_ids[np.argsort(-(probes @ all_vecs.T), axis=1)[:, :10]]
+        assert got.tolist() == want.tolist()
         assert held.wait(300), "the rebuild never reached its third chunk"
         # another process sees the progress (and does not start a rebuild of its own)
         res = CliRunner().invoke(app, ["--data", str(data), "index", "status"])
         assert res.exit_code == 0, res.stderr
         shown = json.loads(res.stdout)["rebuild"]
         assert shown["state"] == "building" and shown["done"] == 200 and shown["total"] == N
+        assert shown["started"] == g.rebuild["started"] and shown["started"].endswith("+00:00")
 
         # writes while it builds
         for i in range(7):
@@ -100,6 +109,11 @@ def test_lost_index_rebuilt_behind_exact_search(
     finally:
         gate.set()
         g.close()
+    res = CliRunner().invoke(app, ["--data", str(data), "index", "status"])
+    assert res.exit_code == 0, res.stderr
+    shown = json.loads(res.stdout)
+    assert shown["index"]["kind"] == "hnsw"
+    assert shown["last_rebuild"]["state"] == "done" and shown["last_rebuild"]["done"] == N + 2
     with Gallery.open(data) as again:  # the rebuilt index was saved and is described
         assert again.index.settings()["kind"] == "hnsw"
         assert again.last_repair["mode"] == "watermark"

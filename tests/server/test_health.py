@@ -50,6 +50,7 @@ def test_healthz_and_readyz(tmp_path: Path) -> None:
         assert ready == {
             "status": "ready",
             "checks": {"database": None, "index": None, "data_directory": None},
+            "index_rebuild": None,  # no lost index being rebuilt
         }
 
 

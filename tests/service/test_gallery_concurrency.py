@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from facetrace.gallery.ingest import Batch
+from facetrace.imaging import DecodeBudget
 from facetrace.rwlock import LockState
 from facetrace.service.gallery_port import GalleryPort
 from facetrace.store.db import Database, sqlite_url
@@ -34,6 +35,7 @@ def port(gallery_dir: Path) -> Iterator[GalleryPort]:
         fpir=0.01,
         min_quality=0.3,
         max_upload_bytes=1 << 24,
+        budget=DecodeBudget(max_pixels=100_000_000, max_photos=2),
     )
     yield gp
     gp.close()

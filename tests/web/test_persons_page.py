@@ -15,8 +15,10 @@ from facetrace.service import accounts, reviews, searches
 from facetrace.store.service_models import AuditEntry, Search
 from tests.web.desk import Desk, login, shot
 
-# Held-out photos (the gallery holds photos 1 and 2 of each).
-PROBES = [("Laura_Bush", i) for i in (3, 5, 7)] + [("Jacques_Chirac", i) for i in (4, 5, 8)]
+# Held-out photos (the gallery holds photos 1 and 2 of each), one face in each: photo 7
+# of Laura Bush also shows George W. Bush, cut by the frame, which the default (auto)
+# detector rightly finds, so it would be a third person.
+PROBES = [("Laura_Bush", i) for i in (3, 5, 6)] + [("Jacques_Chirac", i) for i in (4, 5, 8)]
 
 
 def _seed_probes(desk: Desk, case_id: int) -> None:

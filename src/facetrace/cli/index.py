@@ -17,13 +17,15 @@ index_app = typer.Typer(no_args_is_help=True, help="Inspect or rebuild the vecto
 @index_app.command("status")
 def index_status(ctx: typer.Context) -> None:
     """The index's kind, parameters, size and health (for Milvus: the server's version,
-    load state and latency), and the kind recommended for that size (JSON)."""
+    load state and latency), and the kind recommended for that size (JSON). While the
+    service rebuilds a lost index in the background: that rebuild's progress (state,
+    faces done of total, started); afterwards the last one's outcome as ``last_rebuild``."""
     from facetrace.index.factory import choose_kind
 
     c: Context = ctx.obj
-    elsewhere = _rebuild_elsewhere(c)
-    if elsewhere is not None:  # opening the gallery now would start a second rebuild
-        dump({"rebuild": elsewhere})
+    last = _last_rebuild(c)
+    if last is not None and last.get("state") == "building":
+        dump({"rebuild": last})  # opening the gallery now would start a second rebuild
         return
     with c.gallery() as g:
         settings = g.index.settings()
@@ -32,21 +34,30 @@ def index_status(ctx: typer.Context) -> None:
             "health": g.index_health(),
             "recommended_kind": choose_kind(g.index.count),
         }
+    if last is not None:
+        info["last_rebuild"] = last
     dump(info)
 
 
-def _rebuild_elsewhere(c: Context) -> dict[str, Any] | None:
-    """The progress another process (the service) writes while it rebuilds a lost index
-    in the background, if that process is still alive and building."""
+def _last_rebuild(c: Context) -> dict[str, Any] | None:
+    """What another process (the service) wrote of its background rebuild of a lost
+    index: its progress while it builds, else how it ended. A rebuild whose process is
+    gone while it said "building" was interrupted (the next open starts it again)."""
     from facetrace.gallery.directory import REBUILD_STATUS_FILE
 
     path = Path(c.settings.data) / REBUILD_STATUS_FILE
     try:
         status = json.loads(path.read_text())
-        os.kill(int(status["pid"]), 0)  # alive?
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError):
         return None
-    return status if status.get("state") == "building" else None
+    if not isinstance(status, dict):
+        return None
+    if status.get("state") == "building":
+        try:
+            os.kill(int(status["pid"]), 0)  # alive?
+        except (OSError, ValueError, KeyError, TypeError):
+            status["state"] = "interrupted"
+    return status
 
 
 @index_app.command("rebuild")

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -396,13 +397,15 @@ class Gallery:
 
     def _start_rebuild(self, kind: str, n_faces: int, params: dict[str, Any]) -> None:
         self._pending_rebuild = None
+        now = time.time()
         self.rebuild = {
             "state": "building",
             "kind": kind,
             "done": 0,
             "total": n_faces,
             "serving": "flat (exact search)",
-            "started_at": time.time(),
+            "started_at": now,
+            "started": datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds"),
         }
         self._write_rebuild_status()
         self._rebuilder = threading.Thread(

@@ -16,6 +16,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -107,11 +108,37 @@ class Health(BaseModel):
     status: str
 
 
+class IndexRebuild(BaseModel):
+    """A lost index rebuilt in the background while exact search serves: how far it is.
+    Counts and times only (a failure's message, which may name a server, goes to the log)."""
+
+    state: str  # building, done or failed
+    kind: str
+    done: int
+    total: int
+    started_at: float  # seconds since the epoch
+
+
 class Readiness(BaseModel):
-    """Each dependency: null when it is fine, else why it is not."""
+    """Each dependency: null when it is fine, else why it is not; and a background index
+    rebuild's progress (null when none ran). A rebuild does not make the service unready:
+    searches are answered meanwhile, by exact search."""
 
     status: str
     checks: dict[str, str | None]
+    index_rebuild: IndexRebuild | None = None
+
+
+def _rebuild(progress: dict[str, Any] | None) -> IndexRebuild | None:
+    if progress is None:
+        return None
+    return IndexRebuild(
+        state=str(progress.get("state", "unknown")),
+        kind=str(progress.get("kind", "unknown")),
+        done=int(progress.get("done", 0)),
+        total=int(progress.get("total", 0)),
+        started_at=float(progress.get("started_at", 0.0)),
+    )
 
 
 @router.get("/healthz", response_model=Health)
@@ -123,7 +150,8 @@ def healthz() -> Health:
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
 async def readyz(request: Request, state: State) -> JSONResponse:
     """Readiness: 200 when the database answers, the face index is open and the data
-    directory takes writes; else 503 naming each failing dependency."""
+    directory takes writes; else 503 naming each failing dependency. ``index_rebuild``
+    reports a lost index being rebuilt behind exact search (faces done of total)."""
     warmup: IndexWarmup = request.app.state.index_warmup
     database = await run_in_threadpool(state.database.ping)
     data = await run_in_threadpool(check_data_dir, state.data_dir)
@@ -137,6 +165,10 @@ async def readyz(request: Request, state: State) -> JSONResponse:
     failing = [reason for reason in checks.values() if reason is not None]
     if failing:
         log.warning("not ready: %s", {k: v for k, v in details.items() if v is not None})
-    body = Readiness(status="not ready" if failing else "ready", checks=checks)
+    body = Readiness(
+        status="not ready" if failing else "ready",
+        checks=checks,
+        index_rebuild=_rebuild(state.gallery.rebuild_progress()),
+    )
     headers = {"Retry-After": "5"} if failing else {}
     return JSONResponse(body.model_dump(), status_code=503 if failing else 200, headers=headers)

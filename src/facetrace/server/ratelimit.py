@@ -35,6 +35,15 @@ class RateLimiter:
                     del self._events[k]
             return None
 
+    def refund(self, key: str) -> None:
+        """Take back ``key``'s newest event: a login that succeeded gives its slot back,
+        so a team logging in from one office address is never held back by its own
+        successes, only by failures and token-less posts."""
+        with self._lock:
+            q = self._events.get(key)
+            if q:
+                q.pop()
+
 
 @dataclass(frozen=True)
 class ClientLimits:

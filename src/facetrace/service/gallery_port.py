@@ -203,6 +203,13 @@ class GalleryPort:
                 )
             return self._gallery
 
+    def rebuild_progress(self) -> dict[str, Any] | None:
+        """A background rebuild's progress (state, kind, done, total, started_at), None
+        when none ran; never opens the gallery (readiness asks while it is opening)."""
+        gallery = self._gallery
+        rebuild = None if gallery is None else gallery.rebuild
+        return None if rebuild is None else dict(rebuild)
+
     def close(self) -> None:
         """Save the index and release the gallery."""
         with self._open_lock:

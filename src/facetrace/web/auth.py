@@ -72,9 +72,11 @@ def login(
     """Check the password and start a session.
 
     Every POST counts against the client address's window first (token-less ones too:
-    they cost nothing else). Only a real password check counts against the account, and
-    it is met with a back-off that grows with the failures (server/ratelimit.py
-    ``LoginThrottle``), never with a lock that a stranger naming the user could set off.
+    they cost nothing else); a login that succeeds gives its count back, so colleagues
+    behind one address are held back only by failures. Only a real password check
+    counts against the account, and it is met with a back-off that grows with the
+    failures (server/ratelimit.py ``LoginThrottle``), never with a lock that a stranger
+    naming the user could set off.
     """
     client = client_address(request)
     wait = state.login_limiter.hit(f"ip:{client}")
@@ -107,6 +109,7 @@ def login(
             )
         return _login_page(request, next, error=str(exc), status_code=401)
     state.login_throttle.succeeded(account, client)
+    state.login_limiter.refund(f"ip:{client}")
     target = "/account?msg=" + quote(ONE_TIME) if one_time else _safe_next(next)
     resp = RedirectResponse(target, status_code=303)
     resp.delete_cookie(LOGIN_COOKIE)
