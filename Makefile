@@ -42,15 +42,10 @@ clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
 
 # Regenerate the default score -> false-match-rate table shipped with the package,
-# from every photo of the LFW half in $(FACETRACE_FACES) (grouping and duplicates use it);
-# then the AS-norm cohort (a fifth of the LFW people, by a hash of the name) and the
-# AS-norm table, fitted on the other people (issue 15; BENCHMARKS.md "accuracy").
+# from every photo of the LFW half in $(FACETRACE_FACES) (grouping and duplicates use it).
+# No AS-norm cohort ships: it would be other people's face vectors; an operator makes one
+# from their own labelled people with 'facetrace calibrate --cohort-out' (README, "Scores").
 calibration-default: $(STAMP)
 	$(BIN)/facetrace --data .bench/calibration-data calibrate \
 	  --images $(FACETRACE_FACES)/lfw/images \
 	  --output "src/facetrace/data/calibration-dlib-resnet-v1+flip.json"
-	$(BIN)/facetrace --data .bench/calibration-data calibrate \
-	  --images $(FACETRACE_FACES)/lfw/images \
-	  --cohort-out "src/facetrace/data/cohort-dlib-resnet-v1+flip.npz" \
-	  --output .bench/calibration-without-cohort.json \
-	  --asnorm-output "src/facetrace/data/calibration-dlib-resnet-v1+flip-asnorm.json"

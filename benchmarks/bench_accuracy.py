@@ -48,7 +48,7 @@ FPIRS = (0.1, 0.01, 0.001)
 
 
 def role(name: str) -> str:
-    """cohort (1/5, :func:`facetrace.scoring.asnorm.in_cohort`: the people the packaged
+    """cohort (1/5, :func:`facetrace.scoring.asnorm.in_cohort`: the people the benchmark's
     cohort is made of), dev or test (2/5 each), from hashes of the identity's name."""
     if in_cohort(name):
         return "cohort"
@@ -303,8 +303,9 @@ def verification(
 
 
 def write_defaults(lfw: accuracy_vectors.LabelledVectors, roles: dict[str, str]) -> None:
-    """The packaged cohort (the cohort people's faces) and the AS-norm false-match table
-    (impostor pairs of everyone else), as ``facetrace calibrate --cohort-out`` makes them."""
+    """The benchmark's cohort (the cohort people's faces) and the AS-norm false-match table
+    (impostor pairs of everyone else) into .bench/, as ``facetrace calibrate --cohort-out``
+    makes them (never into the package: no cohort of other people's faces ships)."""
     from facetrace.calibration import fit_calibration, save_calibration
     from facetrace.scoring.asnorm import impostor_scores_normalised, save_cohort
     from facetrace.vision.models import DLIB_RESNET_V1 as descriptor
@@ -317,7 +318,8 @@ def write_defaults(lfw: accuracy_vectors.LabelledVectors, roles: dict[str, str])
         top_k=TOP_K,
         source=f"lfw: {int(chosen.sum())} photos of {len(set(lfw.subjects[chosen]))} subjects",
     )
-    data = Path(__file__).resolve().parents[1] / "src" / "facetrace" / "data"
+    data = Path(__file__).resolve().parents[1] / ".bench"
+    data.mkdir(exist_ok=True)
     save_cohort(cohort, data / f"cohort-{name}.npz")
     rest_v, rest_l = lfw.vectors[~chosen], lfw.subjects[~chosen]
     table = fit_calibration(
@@ -362,8 +364,8 @@ def main() -> None:
     ap.add_argument(
         "--write-defaults",
         action="store_true",
-        help="write the packaged cohort and AS-norm table from the cached LFW vectors "
-        "(what 'make calibration-default' does through 'facetrace calibrate')",
+        help="write the benchmark's cohort and AS-norm table into .bench/ from the cached "
+        "LFW vectors (what 'facetrace calibrate --cohort-out' does for a gallery)",
     )
     args = ap.parse_args()
     load0 = os.getloadavg()[0]

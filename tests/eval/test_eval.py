@@ -12,8 +12,11 @@ from typer.testing import CliRunner
 from facetrace.cli.main import app
 from facetrace.config import PipelineOptions
 from facetrace.errors import ManifestError
+from facetrace.eval.embedding import embed_photos
 from facetrace.eval.identify import evaluate_identify, fnir_at_fpir, split
 from facetrace.eval.lfw import best_threshold, fold_accuracies, read_pairs
+from facetrace.scoring.asnorm import Cohort, save_cohort
+from facetrace.vision.models import DLIB_RESNET_V1
 
 runner = CliRunner()
 
@@ -158,8 +161,18 @@ def test_eval_identify_cli_scores_as_the_gallery_does(
         return dict(json.loads(res.stdout))
 
     monkeypatch.setenv("FACETRACE_SEARCH__SCORE", "asnorm")
-    default = run("--enrol", "2", "--templates")
-    assert default["score"] == "as-norm" and default["cohort"]["top_k"] == 400
+    refused = runner.invoke(app, ["eval", "identify", "--images", str(root)])
+    assert refused.exit_code == 1 and "--cohort" in refused.output  # none ships
+    # a cohort of other people (AT&T subjects not in the evaluated set)
+    others = [sorted(s.glob("*.pgm"))[0] for s in sorted((faces_dir / "att_orl").iterdir())[6:30]]
+    vecs = [e.vector for e in embed_photos(others, options=PipelineOptions())]
+    cohort_file = tmp_path / "cohort.npz"
+    save_cohort(
+        Cohort(DLIB_RESNET_V1.model_id, np.stack([v for v in vecs if v is not None]), top_k=10),
+        cohort_file,
+    )
+    default = run("--enrol", "2", "--templates", "--cohort", str(cohort_file))
+    assert default["score"] == "as-norm" and default["cohort"]["top_k"] == 10
     assert default["subjects_by_enrolled_photos"] == {"2": default["gallery_size"]}
     assert default["templated_subjects"] == default["gallery_size"]
     monkeypatch.setenv("FACETRACE_SEARCH__SCORE", "cosine")

@@ -73,9 +73,8 @@ def eval_identify(
         Path | None,
         typer.Option(
             help="Re-score the top candidates by AS-norm against this cohort (.npz from "
-            "'facetrace calibrate --cohort-out'; default: the model's packaged cohort "
-            "when FACETRACE_SEARCH__SCORE=asnorm, as the gallery's search); its people must not "
-            "be in IMAGES (the packaged one is made of a fifth of the shared LFW half).",
+            "'facetrace calibrate --cohort-out'; needed when FACETRACE_SEARCH__SCORE=asnorm); "
+            "its people must not be in IMAGES.",
             show_default=False,
         ),
     ] = None,
@@ -98,11 +97,10 @@ def eval_identify(
         except (OSError, ValueError) as exc:
             raise FacetraceError(f"cannot read the cohort {cohort}: {exc}") from exc
     elif c.options.score == ScoreKind.ASNORM:
-        from facetrace.scoring.asnorm import packaged_cohort
-        from facetrace.vision.models import DLIB_RESNET_V1
-
-        if c.options.model in (DLIB_RESNET_V1.name, DLIB_RESNET_V1.model_id):
-            loaded = packaged_cohort(str(DLIB_RESNET_V1.calibration_name))
+        raise FacetraceError(
+            "AS-norm needs a cohort of people outside the evaluation: --cohort FILE "
+            "(made by 'facetrace calibrate --cohort-out'); no cohort ships with facetrace"
+        )
     with progress_bar() as bar:
         res = evaluate_identify(
             images,

@@ -455,8 +455,9 @@ def calibrate(
         Path | None,
         typer.Option(
             help="Also make an AS-norm cohort of about a fifth of the people (chosen by a "
-            "hash of the name) and write it here (.npz); the tables are then fitted on "
-            "the other people only.",
+            "hash of the name) and write it here (.npz; the gallery keeps a copy when its "
+            "tables are stored there); the tables are then fitted on the other people only. "
+            "Without it there is no AS-norm table: no cohort ships with facetrace.",
             show_default=False,
         ),
     ] = None,
@@ -471,8 +472,8 @@ def calibrate(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Measure score -> false-match rate on impostor pairs of a labelled set, for the raw
-    cosine and for AS-norm scores (against the model's packaged cohort, or one carved
-    from the set with --cohort-out). The people of the set must not be in the cohort."""
+    cosine and, with --cohort-out, for AS-norm scores against a cohort carved from the
+    set (its people are then left out of both tables)."""
     import numpy as np
 
     from facetrace.calibration import fit_calibration, impostor_scores, save_calibration
@@ -483,7 +484,6 @@ def calibrate(
         Cohort,
         impostor_scores_normalised,
         in_cohort,
-        packaged_cohort,
         save_cohort,
     )
 
@@ -520,11 +520,6 @@ def calibrate(
         )
         save_cohort(cohort, cohort_out)
         matrix, labels = matrix[~chosen], labels[~chosen]
-    else:
-        name = pipeline.descriptor.calibration_name
-        cohort = packaged_cohort(name) if name else None
-        if cohort is not None and cohort.model_id != model_id:
-            cohort = None
     source = f"{images.name}: {len(labels)} photos, {len(set(labels))} subjects"
     try:
         cal = fit_calibration(impostor_scores(matrix, labels), model_id=model_id, source=source)
@@ -548,7 +543,8 @@ def calibrate(
     if output is None:
         with c.gallery(write="calibrate") as g:
             g.set_calibration(cal)
-            if norm is not None and asnorm_output is None:
+            if norm is not None and cohort is not None and asnorm_output is None:
+                g.set_cohort(cohort)
                 g.set_calibration(norm, key="calibration_asnorm")
     summary = {
         "impostor_pairs": cal.impostor_pairs,

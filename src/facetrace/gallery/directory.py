@@ -12,6 +12,7 @@ filter applied inside the index, whatever the number of faces in those collectio
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -55,7 +56,7 @@ from facetrace.index.factory import canonical_kind, choose_kind, load_index, mak
 from facetrace.index.faiss_ann import auto_nlist
 from facetrace.index.persist import is_manifest, read_manifest
 from facetrace.rwlock import RWLock
-from facetrace.scoring.asnorm import Cohort, packaged_cohort
+from facetrace.scoring.asnorm import Cohort, cohort_bytes, read_cohort
 from facetrace.store import repo
 from facetrace.store.db import Database, sqlite_url, transaction
 from facetrace.types import Face
@@ -1037,20 +1038,33 @@ class Gallery:
 
     def score_normalisation(self) -> tuple[Cohort, Calibration] | None:
         """The cohort and the AS-norm false-match table when candidates are AS-normed:
-        the pipeline's ``score`` is ``asnorm`` and both exist for the model (packaged,
-        or from ``facetrace calibrate``); else None (raw cosines)."""
+        the pipeline's ``score`` is ``asnorm`` and ``facetrace calibrate --cohort-out``
+        stored both, measured on the operator's own labelled people; else None (raw
+        cosines). No cohort ships with the package: it would be other people's faces."""
         if self.pipeline.options.score != ScoreKind.ASNORM:
             return None
-        name = self.descriptor.calibration_name
         with self.reads() as s:
             data = repo.get_meta(s, "calibration_asnorm")
-        table = Calibration.from_json(data) if data else None
-        if table is None and name:
-            table = packaged_calibration(f"{name}-asnorm")
-        cohort = packaged_cohort(name) if name else None
-        if table is None or cohort is None or cohort.model_id != self.descriptor.model_id:
+            packed = repo.get_meta(s, "asnorm_cohort")
+        if not data or not packed:
+            return None
+        table = Calibration.from_json(data)
+        cohort = read_cohort(base64.b64decode(packed), what="the gallery's AS-norm cohort")
+        if cohort.model_id != self.descriptor.model_id:
             return None
         return cohort, table
+
+    def set_cohort(self, cohort: Cohort) -> None:
+        """Store the AS-norm cohort (faces of people outside every test) in the gallery."""
+        self._writable("the cohort is stored by the directory's owner")
+        if cohort.model_id != self.descriptor.model_id:
+            raise ModelMismatch(
+                f"cohort of {cohort.model_id!r} for a gallery of {self.descriptor.model_id!r}"
+            )
+        with transaction(self.sessions) as s:
+            repo.set_meta(
+                s, key="asnorm_cohort", value=base64.b64encode(cohort_bytes(cohort)).decode()
+            )
 
     def _as_norm(
         self,

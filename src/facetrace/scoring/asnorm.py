@@ -15,12 +15,10 @@ normalised score has its own false-match table (a raw-cosine table does not appl
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 import json
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +27,7 @@ import numpy.typing as npt
 Vectors = npt.NDArray[np.float32]
 
 # cohort scores per side that make the statistics: chosen on the LFW dev part from 50, 100,
-# 200 and 400 of the packaged 1,283 cohort faces (BENCHMARKS.md "accuracy")
+# 200 and 400 of a 1,283-face LFW cohort (BENCHMARKS.md "accuracy")
 TOP_K = 400
 MIN_SIGMA = 1e-3
 
@@ -85,14 +83,20 @@ class Cohort:
         return self.normalise(raw, (ma[:, None], sa[:, None]), (mb[None, :], sb[None, :]))
 
 
-def save_cohort(cohort: Cohort, path: Path) -> None:
-    """Write a cohort as ``.npz`` (vectors as float16: 256 bytes a 128-d face) with its
+def cohort_bytes(cohort: Cohort) -> bytes:
+    """A cohort as ``.npz`` bytes (vectors as float16: 256 bytes a 128-d face) with its
     model, ``top_k`` and source."""
     meta = {"model_id": cohort.model_id, "top_k": cohort.top_k, "source": cohort.source}
-    with path.open("wb") as fh:
-        np.savez_compressed(
-            fh, vectors=cohort.vectors.astype(np.float16), meta=np.array(json.dumps(meta))
-        )
+    buf = io.BytesIO()
+    np.savez_compressed(
+        buf, vectors=cohort.vectors.astype(np.float16), meta=np.array(json.dumps(meta))
+    )
+    return buf.getvalue()
+
+
+def save_cohort(cohort: Cohort, path: Path) -> None:
+    """Write a cohort as an ``.npz`` file (:func:`cohort_bytes`)."""
+    path.write_bytes(cohort_bytes(cohort))
 
 
 def read_cohort(data: bytes, *, what: str) -> Cohort:
@@ -110,16 +114,6 @@ def read_cohort(data: bytes, *, what: str) -> Cohort:
         )
     except (OSError, KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"malformed cohort {what}: {exc}") from exc
-
-
-@functools.lru_cache(maxsize=8)
-def packaged_cohort(name: str) -> Cohort | None:
-    """The default cohort shipped with the package for a model, if there is one."""
-    try:
-        data = resources.files("facetrace").joinpath(f"data/cohort-{name}.npz").read_bytes()
-    except FileNotFoundError:
-        return None
-    return read_cohort(data, what=f"cohort-{name}.npz")
 
 
 def impostor_scores_normalised(
