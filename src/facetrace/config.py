@@ -296,7 +296,8 @@ class ServiceSettings(BaseModel):
     # that finds decode_max_waiting others waiting, or waits decode_wait_s, gets a 503
     decode_max_photos: int = Field(default=2, ge=1)
     decode_max_megapixels: float = Field(default=100.0, gt=0)
-    decode_max_waiting: int = Field(default=16, ge=0)
+    # 64: 32 clients of one office searching at once queue rather than get 503 (issue 10)
+    decode_max_waiting: int = Field(default=64, ge=0)
     decode_wait_s: float = Field(default=60.0, gt=0)
     # a video probe is read into memory and kept with its case: well below video.max_mb
     max_video_mb: float = Field(default=500.0, gt=0)
