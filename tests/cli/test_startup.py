@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 HEAVY = (
     "alembic",
@@ -73,3 +74,17 @@ def test_the_command_loads_what_it_needs(tmp_path: object) -> None:
     loaded = _loaded("--data", str(tmp_path), "users", "list")
     assert "sqlalchemy" in loaded and "pydantic_settings" in loaded
     assert "fastapi" not in loaded and "onnxruntime" not in loaded and "faiss" not in loaded
+
+
+def test_status_of_a_sqlite_gallery_loads_no_sql_or_numerics(gallery_dir: Path) -> None:
+    # the counts come from the stdlib's sqlite3, the index from its manifest
+    # (facetrace.gallery.peek); tests/cli/test_status_quick.py checks the output
+    loaded = _loaded("--data", str(gallery_dir), "status")
+    assert not {"sqlalchemy", "numpy", "faiss", "alembic"} & {m.split(".")[0] for m in loaded}
+    loaded = _loaded("--data", str(gallery_dir), "status", "--json")
+    assert not {"sqlalchemy", "numpy", "faiss", "alembic"} & {m.split(".")[0] for m in loaded}
+
+
+def test_status_opens_the_gallery_when_it_cannot_peek(gallery_dir: Path) -> None:
+    (gallery_dir / "index.faiss").unlink()  # the gallery rebuilds it: only it can say
+    assert "sqlalchemy" in _loaded("--data", str(gallery_dir), "status", "--json")

@@ -42,6 +42,7 @@ from facetrace.errors import (
     NoFaceFound,
     ReadOnlyGallery,
 )
+from facetrace.gallery.peek import INDEX_FILE, INDEX_STATE_KEY
 from facetrace.index import batch_threads, use_search_threads
 from facetrace.index.base import (
     RemoteIndex,
@@ -67,9 +68,6 @@ log = logging.getLogger(__name__)
 
 DeleteKind = Literal["subject", "photo", "collection"]
 
-INDEX_FILE = "index.faiss"  # a FAISS file (flat) or the manifest of another kind
-#: gallery_meta key: which saved index file SQL describes, and its watermark
-INDEX_STATE_KEY = "index_state"
 #: a background rebuild's progress, for other processes (``facetrace index status``)
 REBUILD_STATUS_FILE = "index.rebuild.json"
 SAVE_EVERY_S = 30.0

@@ -20,7 +20,6 @@ PostgreSQL needs neither: both factories are plain sessions, and
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,13 +30,13 @@ from sqlalchemy import Engine, create_engine, event, exc, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from facetrace.errors import StoreUnavailable
+from facetrace.store.revisions import MIGRATIONS, head_revision
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS = Path(__file__).parent / "migrations"
 _BEGIN = "facetrace_sqlite_begin"  # execution option: how a SQLite transaction begins
 
 
@@ -106,23 +105,6 @@ def alembic_config(url: str) -> Config:
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return cfg
-
-
-def head_revision() -> str | None:
-    """The newest packaged migration, read from the files without importing Alembic:
-    the one revision no other names as its parent (None if there is not exactly one)."""
-    revisions: set[str] = set()
-    parents: set[str] = set()
-    for path in (MIGRATIONS / "versions").glob("*.py"):
-        source = path.read_text()
-        rev = re.search(r"^revision\s*=\s*['\"]([^'\"]+)['\"]", source, re.MULTILINE)
-        down = re.search(r"^down_revision\s*=\s*(.+)$", source, re.MULTILINE)
-        if rev:
-            revisions.add(rev.group(1))
-        if down:
-            parents.update(re.findall(r"['\"]([^'\"]+)['\"]", down.group(1)))
-    heads = revisions - parents
-    return heads.pop() if len(heads) == 1 else None
 
 
 def _current_revisions(engine: Engine) -> set[str]:

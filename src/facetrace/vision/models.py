@@ -7,55 +7,22 @@ geometry, and the default decision threshold. An unknown model name raises.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 
 from facetrace.config import Backend
 from facetrace.errors import ModelUnavailable
+from facetrace.vision.descriptors import DLIB_RESNET_V1, Alignment, ModelDescriptor
 from facetrace.vision.embed import Embedder
 from facetrace.vision.ort import OrtRuntime
 
-
-class Alignment(StrEnum):
-    """How chips are cut for a model."""
-
-    DLIB_150 = "dlib-150"
-    ARCFACE_112 = "arcface-112"
-
-
-@dataclass(frozen=True, slots=True)
-class ModelDescriptor:
-    """Identity and geometry of one embedding model.
-
-    ``verify_threshold`` is the cosine similarity at which 1:1 verification
-    says "same"; it is chosen on LFW for the dlib model. With ``flip`` the
-    vector is the normalised sum of the chip's and its mirror image's vectors
-    (test-time augmentation: +0.4 points on LFW for dlib's model, at twice the
-    embedding cost); it is part of the model id, because such vectors must
-    not be mixed with plain ones.
-    """
-
-    name: str
-    model_id: str
-    dim: int
-    chip_size: int
-    alignment: Alignment
-    verify_threshold: float
-    calibration_name: str | None
-    flip: bool = False
-
-
-DLIB_RESNET_V1 = ModelDescriptor(
-    name="dlib-resnet-v1",
-    model_id="dlib-resnet-v1+flip",
-    dim=128,
-    chip_size=150,
-    alignment=Alignment.DLIB_150,
-    verify_threshold=0.91,
-    calibration_name="dlib-resnet-v1+flip",
-    flip=True,
-)
+# the descriptors are re-exported: they live in a module light enough for `facetrace status`
+__all__ = [
+    "DLIB_RESNET_V1",
+    "Alignment",
+    "ModelDescriptor",
+    "arcface_descriptor",
+    "make_embedder",
+]
 
 
 def default_cache_dir() -> Path:
