@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from facetrace.imaging import DecodeBudget
 from facetrace.service.accounts import SYSTEM, Actor, Role, actor_of, create_user
+from facetrace.service.gallery_port import GalleryPort
+from facetrace.store.db import sqlite_url
 from tests.dbutil import database_url, open_database
 
 
@@ -18,6 +22,27 @@ def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[session
     with database_url(request.param, tmp_path) as url:
         database = open_database(url)
         yield database.sessions
+        database.dispose()
+
+
+@contextmanager
+def sqlite_port(data: Path) -> Iterator[GalleryPort]:
+    """The service's gallery port on the SQLite gallery in ``data``, analysing in this
+    process (no inference workers), closed with its database afterwards."""
+    database = open_database(sqlite_url(data))
+    gp = GalleryPort(
+        data,
+        database=database,
+        k=10,
+        fpir=0.01,
+        min_quality=0.3,
+        max_upload_bytes=1 << 24,
+        budget=DecodeBudget(max_pixels=100_000_000, max_photos=2),
+    )
+    try:
+        yield gp
+    finally:
+        gp.close()
         database.dispose()
 
 

@@ -12,14 +12,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from facetrace.errors import Conflict, InvalidRequest, NotFound
-from facetrace.imaging import DecodeBudget
 from facetrace.server.ratelimit import RateLimiter
 from facetrace.service import case_groups, cases, searches
 from facetrace.service.accounts import SYSTEM, Actor, Role, actor_of, create_user
 from facetrace.service.gallery_port import GalleryPort
-from facetrace.store.db import sqlite_url
 from facetrace.store.service_models import AuditEntry, Probe, User
-from tests.dbutil import open_database
+from tests.service.conftest import sqlite_port
 
 JOLIE = ["id01/img1.jpg", "id01/img2.jpg", "id01/img4.jpg"]
 ANISTON = ["id04/img3.jpg", "id04/img53.jpg"]
@@ -29,19 +27,8 @@ ANISTON = ["id04/img3.jpg", "id04/img53.jpg"]
 def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GalleryPort]:
     data = tmp_path_factory.mktemp("case") / "data"
     data.mkdir()
-    database = open_database(sqlite_url(data))
-    gp = GalleryPort(
-        data,
-        database=database,
-        k=10,
-        fpir=0.01,
-        min_quality=0.3,
-        max_upload_bytes=1 << 24,
-        budget=DecodeBudget(max_pixels=100_000_000, max_photos=2),
-    )
-    yield gp
-    gp.close()
-    database.dispose()
+    with sqlite_port(data) as gp:
+        yield gp
 
 
 Setup = tuple[sessionmaker[Session], Actor, int]

@@ -11,34 +11,21 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from facetrace.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
-from facetrace.imaging import DecodeBudget
 from facetrace.service import audit, duplicates
 from facetrace.service.accounts import SYSTEM, Actor, Role, actor_of, create_user
 from facetrace.service.gallery_port import GalleryPort
-from facetrace.store.db import sqlite_url
 from facetrace.store.models import Collection
 from facetrace.store.service_models import AuditEntry
-from tests.dbutil import open_database
 from tests.galleries import COPIED, OTHER_PHOTO, subject_id
+from tests.service.conftest import sqlite_port
 
 FMR = 1e-4
 
 
 @pytest.fixture()
 def port(planted_dir: Path) -> Iterator[GalleryPort]:
-    database = open_database(sqlite_url(planted_dir))
-    gp = GalleryPort(
-        planted_dir,
-        database=database,
-        k=10,
-        fpir=0.01,
-        min_quality=0.3,
-        max_upload_bytes=1 << 24,
-        budget=DecodeBudget(max_pixels=100_000_000, max_photos=2),
-    )
-    yield gp
-    gp.close()
-    database.dispose()
+    with sqlite_port(planted_dir) as gp:
+        yield gp
 
 
 @pytest.fixture()

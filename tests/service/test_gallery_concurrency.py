@@ -16,30 +16,18 @@ import pytest
 from sqlalchemy.orm import Session
 
 from facetrace.gallery.ingest import Batch
-from facetrace.imaging import DecodeBudget
 from facetrace.rwlock import LockState
 from facetrace.service.gallery_port import GalleryPort
-from facetrace.store.db import Database, sqlite_url
 from tests.galleries import ENROLLED
+from tests.service.conftest import sqlite_port
 
 HANG = 60.0  # seconds before a wait counts as a deadlock
 
 
 @pytest.fixture()
 def port(gallery_dir: Path) -> Iterator[GalleryPort]:
-    database = Database.open(sqlite_url(gallery_dir))
-    gp = GalleryPort(
-        gallery_dir,
-        database=database,
-        k=10,
-        fpir=0.01,
-        min_quality=0.3,
-        max_upload_bytes=1 << 24,
-        budget=DecodeBudget(max_pixels=100_000_000, max_photos=2),
-    )
-    yield gp
-    gp.close()
-    database.dispose()
+    with sqlite_port(gallery_dir) as gp:
+        yield gp
 
 
 def _a_vector(port: GalleryPort) -> np.ndarray[Any, np.dtype[np.float32]]:

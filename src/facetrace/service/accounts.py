@@ -494,15 +494,22 @@ def change_password(session: Session, *, actor: Actor, old: str, new: str) -> No
     if new == old:
         raise InvalidRequest("the new password must differ from the current one")
     check_password(new, username=user.username)
-    user.password_hash = hash_password(new)
-    user.must_change_password = False
+    _set_password(session, actor, user, new, one_time=False, op="password_change")
+
+
+def _set_password(
+    session: Session, actor: Actor, user: User, password: str, *, one_time: bool, op: str
+) -> None:
+    """Store a new password hash, end the user's sessions (API keys stay) and audit it."""
+    user.password_hash = hash_password(password)
+    user.must_change_password = one_time
     session.execute(delete(LoginSession).where(LoginSession.user_id == user.id))
     audit.append(
         session,
         actor=actor.username,
         action=audit.Action.ADMIN,
         target=f"user:{user.username}",
-        detail={"op": "password_change"},
+        detail={"op": op},
     )
 
 
@@ -515,16 +522,7 @@ def reset_password(session: Session, *, actor: Actor, username: str) -> str:
     if user.id == actor.id:
         raise InvalidRequest("change your own password on the Account page")
     password = generate_password()
-    user.password_hash = hash_password(password)
-    user.must_change_password = True
-    session.execute(delete(LoginSession).where(LoginSession.user_id == user.id))
-    audit.append(
-        session,
-        actor=actor.username,
-        action=audit.Action.ADMIN,
-        target=f"user:{user.username}",
-        detail={"op": "password_reset"},
-    )
+    _set_password(session, actor, user, password, one_time=True, op="password_reset")
     return password
 
 

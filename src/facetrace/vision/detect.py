@@ -85,7 +85,29 @@ def detection_scale(width: int, height: int, *, min_face_px: int, max_pixels: in
     return max(min(wanted, cap), 1e-3)
 
 
-class HogDetector:
+class _BoxesWithLandmarks:
+    """What every detector here shares: boxes from :meth:`boxes`, each given dlib's five
+    landmarks. Subclasses set ``_landmarks`` and implement ``boxes``."""
+
+    _landmarks: LandmarkPredictor
+
+    def boxes(self, pixels: RGBImage) -> list[tuple[BoundingBox, float]]:
+        raise NotImplementedError
+
+    def detect(self, pixels: RGBImage) -> list[Detection]:
+        pixels = np.ascontiguousarray(pixels)
+        return [
+            Detection(box=box, landmarks=self._landmarks.predict(pixels, box), score=score)
+            for box, score in self.boxes(pixels)
+        ]
+
+    def detect_in_box(self, pixels: RGBImage, box: BoundingBox) -> Detection:
+        """A detection for a box given from outside (a manifest or a fallback), score 0."""
+        pixels = np.ascontiguousarray(pixels)
+        return Detection(box=box, landmarks=self._landmarks.predict(pixels, box), score=0.0)
+
+
+class HogDetector(_BoxesWithLandmarks):
     """dlib's HOG + linear SVM frontal face detector with 5-point landmarks."""
 
     name = "hog"
@@ -149,18 +171,6 @@ class HogDetector:
         found.sort(key=lambda item: item[0].area, reverse=True)
         return found
 
-    def detect(self, pixels: RGBImage) -> list[Detection]:
-        pixels = np.ascontiguousarray(pixels)
-        return [
-            Detection(box=box, landmarks=self._landmarks.predict(pixels, box), score=score)
-            for box, score in self.boxes(pixels)
-        ]
-
-    def detect_in_box(self, pixels: RGBImage, box: BoundingBox) -> Detection:
-        """A detection for a box given from outside (a manifest or a fallback), score 0."""
-        pixels = np.ascontiguousarray(pixels)
-        return Detection(box=box, landmarks=self._landmarks.predict(pixels, box), score=0.0)
-
 
 def central_box(width: int, height: int, fraction: float = 0.5) -> BoundingBox:
     """A centred square box covering ``fraction`` of the shorter side.
@@ -221,7 +231,7 @@ def overlap(a: BoundingBox, b: BoundingBox) -> float:
     return ix * iy / float(min(a.area, b.area))
 
 
-class CnnDetector:
+class CnnDetector(_BoxesWithLandmarks):
     """dlib's CNN (MMOD) face detector (:mod:`facetrace.vision.dlib_cnn_onnx`) with the
     photo path's scaling and 5-point landmarks.
 
@@ -275,20 +285,8 @@ class CnnDetector:
         found.sort(key=lambda item: item[0].area, reverse=True)
         return found
 
-    def detect(self, pixels: RGBImage) -> list[Detection]:
-        pixels = np.ascontiguousarray(pixels)
-        return [
-            Detection(box=box, landmarks=self._landmarks.predict(pixels, box), score=score)
-            for box, score in self.boxes(pixels)
-        ]
 
-    def detect_in_box(self, pixels: RGBImage, box: BoundingBox) -> Detection:
-        """A detection for a box given from outside, score 0 (as HOG's)."""
-        pixels = np.ascontiguousarray(pixels)
-        return Detection(box=box, landmarks=self._landmarks.predict(pixels, box), score=0.0)
-
-
-class AutoDetector:
+class AutoDetector(_BoxesWithLandmarks):
     """HOG first; the CNN only where it pays (BENCHMARKS.md, "Face detectors").
 
     - HOG found nothing: the CNN looks at the whole photo (HOG's weak retry is kept
@@ -361,16 +359,6 @@ class AutoDetector:
                 if overlap(moved, box) >= 0.3:
                     out.append((moved, s))
         return out
-
-    def detect(self, pixels: RGBImage) -> list[Detection]:
-        pixels = np.ascontiguousarray(pixels)
-        return [
-            Detection(box=box, landmarks=self._landmarks.predict(pixels, box), score=score)
-            for box, score in self.boxes(pixels)
-        ]
-
-    def detect_in_box(self, pixels: RGBImage, box: BoundingBox) -> Detection:
-        return self.hog.detect_in_box(pixels, box)
 
 
 def make_detector(
