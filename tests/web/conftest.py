@@ -43,9 +43,6 @@ def _chromium() -> str:
 def serve(data: Path) -> Iterator[tuple[str, Any]]:
     """(base URL, app) of the service running on ``data`` in a thread, on a free port."""
     cfg = ServiceConfig(data=data)
-    # every browser test logs in from 127.0.0.1: keep the per-address login window out of
-    # the way (tests/api/test_login_limits.py tests it)
-    cfg.service.login_per_minute = 1000
     with serve_thread(cfg) as running:
         yield running
 
