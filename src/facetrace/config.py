@@ -18,7 +18,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import platformdirs
 from pydantic import (
     BaseModel,
     Field,
@@ -29,6 +28,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from facetrace.config_quick import default_data_dir
+
 
 def settings_error(exc: ValidationError) -> str:
     """A settings validation error as one line naming the environment variables."""
@@ -37,11 +38,6 @@ def settings_error(exc: ValidationError) -> str:
         name = "FACETRACE_" + "__".join(str(part).upper() for part in error["loc"])
         parts.append(f"{name}: {error['msg']}")
     return "invalid settings: " + "; ".join(parts)
-
-
-def default_data_dir() -> Path:
-    """The per-user data directory (``~/.local/share/facetrace`` on Linux)."""
-    return Path(platformdirs.user_data_dir("facetrace", appauthor=False))
 
 
 class Backend(StrEnum):
