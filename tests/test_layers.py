@@ -54,7 +54,14 @@ SEPARATE = [("facetrace.api", "facetrace.web")]
 
 # Third-party packages that belong to a layer: web frameworks only from the HTTP layers up,
 # the CLI framework only in the CLI.
-THIRD_PARTY_MIN_RANK = {"fastapi": 5, "starlette": 5, "jinja2": 5, "uvicorn": 7, "typer": 8}
+THIRD_PARTY_MIN_RANK = {
+    "fastapi": 5,
+    "starlette": 5,
+    "jinja2": 5,
+    "uvicorn": 7,
+    "typer": 8,
+    "matplotlib": 3,  # the evaluation's figures (facetrace.eval.plots), never below
+}
 
 
 def _rank(module: str) -> tuple[int, str]:

@@ -15,6 +15,7 @@ HEAVY = (
     "argon2",
     "faiss",
     "fastapi",
+    "matplotlib",
     "numpy",
     "onnx",
     "onnxruntime",
