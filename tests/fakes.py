@@ -8,6 +8,7 @@ import numpy as np
 import numpy.typing as npt
 
 from facetrace.service import searches
+from facetrace.types import Provenance
 
 MODEL = "fixed-model"
 
@@ -67,11 +68,7 @@ class FixedSearcher:
                 photo_id=rank,
                 box=(0, 0, 10, 10),
                 quality=0.8,
-                collection="c",
-                legal_basis="lb",
-                source_url="https://example.org",
-                source_title="t",
-                captured_date="2020",
+                provenance=Provenance("c", "lb", "https://example.org", "t", "2020"),
             )
 
         return searches.VectorResult(0.5, (cand(1, "s-1", 0.8), cand(2, "s-2", 0.6)))

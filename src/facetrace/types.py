@@ -160,3 +160,30 @@ class Face:
     quality: Quality
     vector: Vector
     model_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    """Where a reference photo comes from and under what authority it is held: the
+    collection it was imported into, the legal basis (the photo's own, else its
+    collection's), the source it was taken from (``source_url`` and/or ``source_title``:
+    the profile, record or archive), and when it was captured (as the source gives it,
+    ``""`` when unknown). The one value every layer passes on, from the gallery's rows to
+    the API's JSON, the web pages and the CLI."""
+
+    collection: str = "default"
+    legal_basis: str = ""
+    source_url: str = ""
+    source_title: str = ""
+    captured_date: str = ""
+
+    @property
+    def source(self) -> str:
+        """The source in words: its title, else its URL (``""`` when neither is known).
+
+        >>> Provenance("archive", source_url="https://example.org/r/7", source_title="R 7").source
+        'R 7'
+        >>> Provenance("missing persons 2024", legal_basis="family consent").source
+        ''
+        """
+        return self.source_title or self.source_url

@@ -146,7 +146,7 @@ def test_the_same_external_id_in_two_collections_is_two_subjects(world: World) -
     shared = world.client.get(
         f"/api/v1/subjects/{world.ids['lfw:subject']}", headers=_headers(world.keys["inv-b"])
     ).json()
-    assert {p["collection"] for p in shared["photos"]} == {"lfw"}
+    assert {p["provenance"]["collection"] for p in shared["photos"]} == {"lfw"}
     assert len(shared["photos"]) == 2
 
 

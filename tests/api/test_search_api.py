@@ -149,7 +149,7 @@ def test_delete_subject_and_audit(gallery: dict[str, Any]) -> None:
     hewitt = next(s for s in subjects if s["external_id"] == "Lleyton_Hewitt")
     detail = client.get(f"/api/v1/subjects/{hewitt['id']}", headers=gallery["admin"]).json()
     assert len(detail["photos"]) == 2
-    assert detail["photos"][0]["legal_basis"] == "Act 12"
+    assert detail["photos"][0]["provenance"]["legal_basis"] == "Act 12"
     resp = client.delete(f"/api/v1/subjects/{hewitt['id']}", headers=gallery["admin"])
     assert resp.status_code == 200 and resp.json()["faces_removed"] >= 2
     log = client.get("/api/v1/audit", headers=gallery["aud"]).json()
@@ -237,8 +237,9 @@ def test_manifest_import_keeps_provenance_and_stays_in_its_folder(
     ).json()
     rec = next(s for s in subjects if s["external_id"] == "rec-77")
     photos = client.get(f"/api/v1/subjects/{rec['id']}", headers=gallery["admin"]).json()
-    assert photos["photos"][0]["source_url"] == "https://records.example/77"
-    assert photos["photos"][0]["collection"] == "register"  # not "other"
+    provenance = photos["photos"][0]["provenance"]
+    assert provenance["source_url"] == "https://records.example/77"
+    assert provenance["collection"] == "register"  # not "other"
 
     evil = io.BytesIO()
     with zipfile.ZipFile(evil, "w") as zf:

@@ -76,7 +76,7 @@ def test_manifest_links_other_than_http_are_refused(tmp_path: Path, url: str) ->
         read_manifest(manifest)
     ok = tmp_path / "ok.csv"
     ok.write_text("path,subject_id,source_url\na.jpg,P-1,  https://example.org/a \n")
-    assert read_manifest(ok)[0].provenance.source_url == "https://example.org/a"
+    assert read_manifest(ok)[0].record.provenance.source_url == "https://example.org/a"
 
 
 def test_a_stored_javascript_link_is_not_rendered_as_a_link(

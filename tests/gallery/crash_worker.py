@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from facetrace.gallery.directory import Gallery
-from facetrace.store.repo import Provenance
-from facetrace.types import BoundingBox, Detection, Face, Landmarks, Quality
+from facetrace.store.repo import PhotoRecord
+from facetrace.types import BoundingBox, Detection, Face, Landmarks, Provenance, Quality
 
 
 def fake_face(rng: np.random.Generator, model_id: str) -> Face:
@@ -49,7 +49,7 @@ def add_random_photo(g: Gallery, rng: np.random.Generator, tag: str) -> str:
         height=100,
         faces=[fake_face(rng, g.descriptor.model_id)],
         subject_face=0,
-        provenance=Provenance(subject_id=f"s-{tag}", collection="crash"),
+        record=PhotoRecord(subject_id=f"s-{tag}", provenance=Provenance(collection="crash")),
     )
     return sha
 

@@ -12,7 +12,7 @@ from facetrace.errors import DeletedPhoto, LowQualityFace, ModelMismatch, NoFace
 from facetrace.gallery.directory import Gallery
 from facetrace.gallery.ingest import ingest, scan_folder
 from facetrace.imaging import load_image
-from facetrace.store.repo import Provenance
+from facetrace.store.repo import PhotoRecord
 from tests.galleries import DISTRACTORS, ENROLLED
 
 
@@ -197,7 +197,7 @@ def test_add_photo_refuses_foreign_vectors(gallery: Gallery, probe_of: dict[str,
             height=10,
             faces=[alien],
             subject_face=0,
-            provenance=Provenance(subject_id="x"),
+            record=PhotoRecord(subject_id="x"),
         )
     assert gallery.status()["photos"] == 2 * len(ENROLLED) + len(DISTRACTORS)
 
@@ -219,7 +219,7 @@ def test_deleted_photo_refused_by_add_photo(gallery: Gallery) -> None:
             height=1,
             faces=[],
             subject_face=None,
-            provenance=Provenance(subject_id="x"),
+            record=PhotoRecord(subject_id="x"),
         )
 
 

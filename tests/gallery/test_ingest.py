@@ -18,6 +18,7 @@ from facetrace.errors import ManifestError
 from facetrace.gallery.directory import Gallery
 from facetrace.gallery.ingest import ingest, read_manifest, scan_folder
 from facetrace.imaging import load_image
+from facetrace.types import Provenance
 
 
 def _counts(g: Gallery) -> tuple[int, int, int]:
@@ -42,11 +43,12 @@ def test_csv_manifest_records_provenance(tmp_path: Path, faces_dir: Path) -> Non
         hit = g.search(load_image(photo).pixels, force=True)[0].candidates[0].info
     assert hit.subject_external_id == "P-1"
     assert hit.subject_name == "Person One"
-    assert (hit.collection, hit.legal_basis) == ("missing-2022", "Art. 6(1)(e) GDPR")
-    assert (hit.source_url, hit.source_title, hit.captured_date) == (
-        "https://records.example/1",
-        "Record 1",
-        "2021-05-01",
+    assert hit.provenance == Provenance(
+        collection="missing-2022",
+        legal_basis="Art. 6(1)(e) GDPR",
+        source_url="https://records.example/1",
+        source_title="Record 1",
+        captured_date="2021-05-01",
     )
 
 

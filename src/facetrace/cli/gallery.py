@@ -344,9 +344,9 @@ def _print_candidates(no_candidate: bool, rows: list[Any]) -> None:
             f"{cand.false_match_rate:.2g}",
             i.subject_external_id,
             i.subject_name,
-            i.collection,
-            i.legal_basis,
-            i.source_url or i.source_title,
+            i.provenance.collection,
+            i.provenance.legal_basis,
+            i.provenance.source_url or i.provenance.source_title,
             i.photo_path,
         )
     out.print(t)
@@ -517,7 +517,7 @@ def calibrate(
     if not keep:
         raise FacetraceError(f"{images}: no face was found in any photo")
     matrix = np.stack([vecs[i].vector for i in keep]).astype(np.float32)  # type: ignore[misc]
-    labels = np.array([items[i].provenance.subject_id for i in keep])
+    labels = np.array([items[i].record.subject_id for i in keep])
     pipeline = FacePipeline(c.options)
     model_id = pipeline.model_id
     cohort: Cohort | None = None

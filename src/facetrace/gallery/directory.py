@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -104,13 +104,7 @@ class Candidate:
             "face_id": i.face_id,
             "photo": {"id": i.photo_id, "sha256": i.photo_sha256, "path": i.photo_path},
             "box": list(i.box),
-            "provenance": {
-                "collection": i.collection,
-                "legal_basis": i.legal_basis,
-                "source_url": i.source_url,
-                "source_title": i.source_title,
-                "captured_date": i.captured_date,
-            },
+            "provenance": asdict(i.provenance),
         }
 
 
@@ -177,14 +171,15 @@ class AddResult:
 
 @dataclass(frozen=True, slots=True)
 class NewPhoto:
-    """A photo for :meth:`Gallery.add_photos`: its hash, size, faces and provenance."""
+    """A photo for :meth:`Gallery.add_photos`: its hash, size, faces and record (subject,
+    provenance, path)."""
 
     sha256: str
     width: int
     height: int
     faces: Sequence[Face]
     subject_face: int | None
-    provenance: repo.Provenance
+    record: repo.PhotoRecord
 
 
 class Gallery:
@@ -732,7 +727,7 @@ class Gallery:
         height: int,
         faces: Sequence[Face],
         subject_face: int | None,
-        provenance: repo.Provenance,
+        record: repo.PhotoRecord,
         allow_deleted: bool = False,
     ) -> AddResult:
         """Store a photo with all its faces; the subject face goes into the index.
@@ -741,7 +736,7 @@ class Gallery:
         deleted one raises :class:`DeletedPhoto` unless ``allow_deleted``.
         """
         result = self.add_photos(
-            [NewPhoto(sha256, width, height, faces, subject_face, provenance)],
+            [NewPhoto(sha256, width, height, faces, subject_face, record)],
             allow_deleted=allow_deleted,
         )[0]
         if isinstance(result, DeletedPhoto):
@@ -787,7 +782,7 @@ class Gallery:
                     if not allow_deleted:
                         results.append(
                             DeletedPhoto(
-                                f"{photo.provenance.path or photo.sha256}: this photo was "
+                                f"{photo.record.path or photo.sha256}: this photo was "
                                 "deleted from the gallery; use allow_deleted to ingest it again"
                             )
                         )
@@ -798,7 +793,7 @@ class Gallery:
                     sha256=photo.sha256,
                     width=photo.width,
                     height=photo.height,
-                    provenance=photo.provenance,
+                    record=photo.record,
                     faces=photo.faces,
                     subject_face=photo.subject_face,
                 )

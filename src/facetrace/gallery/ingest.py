@@ -30,8 +30,8 @@ from facetrace.engine import FacePipeline
 from facetrace.errors import DeletedPhoto, FacetraceError, InvalidRequest, ManifestError
 from facetrace.imaging import ImageLimits, load_image
 from facetrace.pool import MIN_ITEMS_FOR_POOL, map_photos
-from facetrace.store.repo import Provenance, known_hashes
-from facetrace.types import BoundingBox, Face
+from facetrace.store.repo import PhotoRecord, known_hashes
+from facetrace.types import BoundingBox, Face, Provenance
 from facetrace.vision.detect import main_face
 
 if TYPE_CHECKING:
@@ -51,10 +51,11 @@ MANIFEST_FIELDS = (
 
 @dataclass(frozen=True, slots=True)
 class IngestItem:
-    """One photo to ingest, with its provenance and optionally the subject's face box."""
+    """One photo to ingest, with its record (subject and provenance) and optionally the
+    subject's face box."""
 
     path: Path
-    provenance: Provenance
+    record: PhotoRecord
     box: BoundingBox | None = None
 
 
@@ -133,11 +134,10 @@ def scan_folder(
                 items.append(
                     IngestItem(
                         path=path,
-                        provenance=Provenance(
+                        record=PhotoRecord(
                             subject_id=sub.name,
                             subject_name=_subject_name(sub.name),
-                            collection=collection,
-                            legal_basis=legal_basis,
+                            provenance=Provenance(collection=collection, legal_basis=legal_basis),
                             path=str(path),
                         ),
                     )
@@ -185,14 +185,16 @@ def _row_to_item(
         raise ManifestError(source, line, str(exc)) from exc
     return IngestItem(
         path=path,
-        provenance=Provenance(
+        record=PhotoRecord(
             subject_id=subject,
             subject_name=str(row.get("subject_name") or ""),
-            collection=str(row.get("collection") or collection),
-            source_url=source_url,
-            source_title=str(row.get("source_title") or ""),
-            captured_date=str(row.get("captured_date") or ""),
-            legal_basis=str(row.get("legal_basis") or legal_basis),
+            provenance=Provenance(
+                collection=str(row.get("collection") or collection),
+                legal_basis=str(row.get("legal_basis") or legal_basis),
+                source_url=source_url,
+                source_title=str(row.get("source_title") or ""),
+                captured_date=str(row.get("captured_date") or ""),
+            ),
             path=str(path),
             extra=meta,
         ),
@@ -504,10 +506,10 @@ def ingest(
                 height=p.height,
                 faces=p.faces,
                 subject_face=p.subject_face,
-                provenance=p.item.provenance
+                record=p.item.record
                 if photo_store is None
                 else replace(
-                    p.item.provenance, path=str(keep_photo(p.item.path, p.sha256, photo_store))
+                    p.item.record, path=str(keep_photo(p.item.path, p.sha256, photo_store))
                 ),
             )
             for p in batch

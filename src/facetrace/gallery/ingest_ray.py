@@ -29,7 +29,7 @@ from facetrace.engine import FacePipeline
 from facetrace.errors import DeletedPhoto, FacetraceError
 from facetrace.gallery.ingest import IngestItem, IngestSummary, Prepared, prepare, skip_known
 from facetrace.imaging import ImageLimits
-from facetrace.store.repo import Provenance
+from facetrace.store.repo import PhotoRecord
 from facetrace.types import BoundingBox, Detection, Face, Landmarks, Quality, QualityReason
 
 log = logging.getLogger(__name__)
@@ -84,10 +84,10 @@ class _PrepareBatch:
             "skipped": [],
         }
         for row, path, box in zip(batch["row"], batch["path"], batch["box"], strict=True):
-            # workers need the path and the box; provenance stays with the driver
+            # workers need the path and the box; the record stays with the driver
             item = IngestItem(
                 path=Path(str(path)),
-                provenance=Provenance(subject_id=""),
+                record=PhotoRecord(subject_id=""),
                 box=BoundingBox(*json.loads(str(box))) if box else None,
             )
             result = prepare(item, self.pipeline, self.limits)
@@ -227,7 +227,7 @@ def _store(
             height=int(row["height"]),
             faces=faces,
             subject_face=int(row["subject_face"]),
-            provenance=item.provenance,
+            record=item.record,
             allow_deleted=allow_deleted,
         )
     except DeletedPhoto as exc:

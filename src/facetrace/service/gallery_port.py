@@ -38,7 +38,7 @@ from facetrace.store.db import Database
 from facetrace.types import Face
 
 if TYPE_CHECKING:
-    from facetrace.gallery.directory import DeleteKind
+    from facetrace.gallery.directory import Candidate, DeleteKind
     from facetrace.gallery.duplicates import DuplicatePair
     from facetrace.gallery.ingest import BatchHook
 
@@ -73,24 +73,20 @@ def _found(face: Face, scale: float = 1.0) -> FoundFace:
     )
 
 
-def _candidate(c: Any) -> FoundCandidate:
+def _candidate(c: Candidate) -> FoundCandidate:
     i = c.info
     return FoundCandidate(
-        rank=int(c.rank),
-        score=float(c.score),
+        rank=c.rank,
+        score=float(c.score),  # numpy's float32 from the index
         false_match_rate=_rate(c.false_match_rate),
         above_threshold=bool(c.above_threshold),
-        subject_external_id=str(i.subject_external_id),
-        subject_name=str(i.subject_name),
-        face_id=int(i.face_id),
-        photo_id=int(i.photo_id),
+        subject_external_id=i.subject_external_id,
+        subject_name=i.subject_name,
+        face_id=i.face_id,
+        photo_id=i.photo_id,
         box=_box(i.box),
         quality=float(i.quality),
-        collection=str(i.collection),
-        legal_basis=str(i.legal_basis),
-        source_url=str(i.source_url),
-        source_title=str(i.source_title),
-        captured_date=str(i.captured_date),
+        provenance=i.provenance,
     )
 
 
@@ -368,7 +364,9 @@ class GalleryPort:
                 raise ManifestError(
                     path.name, None, f"a row names a photo outside the upload: {item.path.name}"
                 )
-            items.append(replace(item, provenance=replace(item.provenance, collection=collection)))
+            # every row goes into the collection imported into, whatever it names
+            provenance = replace(item.record.provenance, collection=collection)
+            items.append(replace(item, record=replace(item.record, provenance=provenance)))
         progress(0, len(items))
         summary = ingest(
             self.gallery(),

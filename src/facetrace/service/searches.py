@@ -37,6 +37,7 @@ from facetrace.service.accounts import Actor, Perm, require
 from facetrace.service.cases import require_open, scoped_case
 from facetrace.service.collections import searchable_collections
 from facetrace.store.service_models import Case, Probe, ProbeFaceRow, Search, SearchCandidate
+from facetrace.types import Provenance
 
 FaceT = TypeVar("FaceT")
 
@@ -100,11 +101,7 @@ class FoundCandidate:
     photo_id: int
     box: tuple[int, int, int, int]
     quality: float
-    collection: str
-    legal_basis: str
-    source_url: str
-    source_title: str
-    captured_date: str
+    provenance: Provenance
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,11 +393,7 @@ def _candidate_row(search_id: int, c: FoundCandidate) -> SearchCandidate:
         photo_id=c.photo_id,
         box=list(c.box),
         quality=c.quality,
-        collection=c.collection,
-        legal_basis=c.legal_basis,
-        source_url=c.source_url,
-        source_title=c.source_title,
-        captured_date=c.captured_date,
+        provenance=c.provenance,
     )
 
 

@@ -25,6 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from facetrace.store.base import Base
+from facetrace.types import Provenance
 
 
 def utcnow() -> datetime:
@@ -90,6 +91,23 @@ class Photo(Base):
 
     subject: Mapped[Subject | None] = relationship()
     collection: Mapped[Collection] = relationship()
+
+    @property
+    def provenance(self) -> Provenance:
+        """Where the photo comes from, as one value (reads its collection, from the
+        session's identity map when loaded)."""
+        return self.provenance_in(self.collection)
+
+    def provenance_in(self, collection: Collection) -> Provenance:
+        """The provenance of the photo as held in ``collection``: its name, and the
+        photo's legal basis, else the collection's."""
+        return Provenance(
+            collection=collection.name,
+            legal_basis=self.legal_basis or collection.legal_basis,
+            source_url=self.source_url,
+            source_title=self.source_title,
+            captured_date=self.captured_date,
+        )
 
 
 class FaceRow(Base):

@@ -25,20 +25,18 @@ from facetrace.store.models import (
     Subject,
     Tombstone,
 )
-from facetrace.types import Face
+from facetrace.types import Face, Provenance
 
 
 @dataclass(frozen=True, slots=True)
-class Provenance:
-    """Where a reference photo came from and under what authority."""
+class PhotoRecord:
+    """What is stored with a new reference photo besides its faces: whose photo it is
+    (the subject's external id and name), its :class:`~facetrace.types.Provenance`, where
+    the file is kept, and the manifest's free-form metadata."""
 
     subject_id: str
     subject_name: str = ""
-    collection: str = "default"
-    source_url: str = ""
-    source_title: str = ""
-    captured_date: str = ""
-    legal_basis: str = ""
+    provenance: Provenance = field(default_factory=Provenance)
     path: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -130,30 +128,31 @@ def insert_photo(
     sha256: str,
     width: int,
     height: int,
-    provenance: Provenance,
+    record: PhotoRecord,
     faces: Sequence[Face],
     subject_face: int | None,
 ) -> tuple[Photo, list[FaceRow]]:
     """Store a photo, its subject and all its faces; returns the new rows (ids assigned)."""
+    provenance = record.provenance
     collection = get_or_create_collection(
         session, name=provenance.collection, legal_basis=provenance.legal_basis
     )
     subject = get_or_create_subject(
         session,
-        external_id=provenance.subject_id,
-        name=provenance.subject_name,
+        external_id=record.subject_id,
+        name=record.subject_name,
         collection=collection,
     )
     photo = Photo(
         sha256=sha256,
         subject=subject,
         collection=collection,
-        path=provenance.path,
+        path=record.path,
         source_url=provenance.source_url,
         source_title=provenance.source_title,
         captured_date=provenance.captured_date,
         legal_basis=provenance.legal_basis or collection.legal_basis,
-        extra=provenance.extra,
+        extra=record.extra,
         width=width,
         height=height,
     )
@@ -356,11 +355,7 @@ class FaceInfo:
     photo_id: int
     photo_sha256: str
     photo_path: str
-    collection: str
-    legal_basis: str
-    source_url: str
-    source_title: str
-    captured_date: str
+    provenance: Provenance
     box: tuple[int, int, int, int]
     quality: float
 
@@ -387,11 +382,7 @@ def face_info(session: Session, ids: Iterable[int]) -> dict[int, FaceInfo]:
             photo_id=photo.id,
             photo_sha256=photo.sha256,
             photo_path=photo.path,
-            collection=coll.name,
-            legal_basis=photo.legal_basis or coll.legal_basis,
-            source_url=photo.source_url,
-            source_title=photo.source_title,
-            captured_date=photo.captured_date,
+            provenance=photo.provenance_in(coll),
             box=(face.x1, face.y1, face.x2, face.y2),
             quality=face.quality,
         )

@@ -27,9 +27,10 @@ from sqlalchemy import (
 )
 from sqlalchemy import false as sa_false
 from sqlalchemy import true as sa_true
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, composite, mapped_column, relationship
 
 from facetrace.store.base import Base
+from facetrace.types import Provenance
 
 
 def utcnow() -> datetime:
@@ -282,6 +283,10 @@ class SearchCandidate(Base):
     source_url: Mapped[str] = mapped_column(Text, default="")
     source_title: Mapped[str] = mapped_column(Text, default="")
     captured_date: Mapped[str] = mapped_column(String(40), default="")
+    # the five columns above as the one value (read and written whole)
+    provenance: Mapped[Provenance] = composite(
+        "collection", "legal_basis", "source_url", "source_title", "captured_date"
+    )
 
 
 class Review(Base):

@@ -19,6 +19,7 @@ from facetrace.server.deps import CurrentActor, Db, Limits, State, read_upload
 from facetrace.service import cases, notifications, reviews, searches
 from facetrace.service.accounts import Actor, Perm, require
 from facetrace.store.service_models import Case, Search
+from facetrace.types import Provenance
 
 DETECTOR_HELP = (
     "the face detector for this photo: hog (fast, frontal faces), cnn (dlib's CNN: turned, "
@@ -135,16 +136,6 @@ class SubjectRef(BaseModel):
     name: str
 
 
-class ProvenanceOut(BaseModel):
-    """Where a reference photo comes from and under which legal basis it is held."""
-
-    collection: str
-    legal_basis: str
-    source_url: str
-    source_title: str
-    captured_date: str
-
-
 class CandidateOut(BaseModel):
     """One ranked candidate of a search."""
 
@@ -159,7 +150,9 @@ class CandidateOut(BaseModel):
     photo_id: int
     face_id: int
     quality: float
-    provenance: ProvenanceOut
+    provenance: Provenance = Field(
+        description="where the reference photo comes from and under which legal basis it is held"
+    )
 
 
 class SearchOut(BaseModel):
@@ -243,13 +236,7 @@ def search_json(s: Search) -> dict[str, Any]:
                 "photo_id": c.photo_id,
                 "face_id": c.face_id,
                 "quality": c.quality,
-                "provenance": {
-                    "collection": c.collection,
-                    "legal_basis": c.legal_basis,
-                    "source_url": c.source_url,
-                    "source_title": c.source_title,
-                    "captured_date": c.captured_date,
-                },
+                "provenance": c.provenance,
             }
             for c in s.candidates
         ],

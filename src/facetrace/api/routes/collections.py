@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from facetrace.fields import Id, JobId, LegalBasis, Limit, Name, Note, Offset, ShortText
 from facetrace.server.deps import CurrentActor, Db, State, import_from_upload
 from facetrace.service import collections
+from facetrace.types import Provenance
 
 router = APIRouter(tags=["gallery"])
 
@@ -98,11 +99,7 @@ class SubjectPhotoOut(BaseModel):
 
     id: int
     sha256: str
-    source_url: str
-    source_title: str
-    captured_date: str
-    legal_basis: str
-    collection: str
+    provenance: Provenance
 
 
 class SubjectOut(BaseModel):
@@ -218,18 +215,7 @@ def get_subject(subject_id: Id, actor: CurrentActor, db: Db) -> dict[str, Any]:
         "id": subject.id,
         "external_id": subject.external_id,
         "name": subject.name,
-        "photos": [
-            {
-                "id": p.id,
-                "sha256": p.sha256,
-                "source_url": p.source_url,
-                "source_title": p.source_title,
-                "captured_date": p.captured_date,
-                "legal_basis": p.legal_basis,
-                "collection": p.collection.name,
-            }
-            for p in photos
-        ],
+        "photos": [{"id": p.id, "sha256": p.sha256, "provenance": p.provenance} for p in photos],
     }
 
 
