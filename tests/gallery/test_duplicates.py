@@ -78,8 +78,11 @@ def test_a_merge_moves_photos_with_provenance_and_undoes(
         info = repo.face_info(s, moved)
     assert len(moved) == len(before) + 1
     planted_face = next(i for fid, i in info.items() if fid not in before)
-    assert planted_face.collection == "registry"  # provenance and collection unchanged
-    assert planted_face.legal_basis == "test"
+    # provenance and collection unchanged
+    assert (planted_face.provenance.collection, planted_face.provenance.legal_basis) == (
+        "registry",
+        "test",
+    )
     assert frozenset((OTHER_PHOTO, f"R-{OTHER_PHOTO}")) not in _names(find_duplicates(planted))
     # a search now names one subject for both records
     hits = planted.search(load_image(probe_of[OTHER_PHOTO]).pixels, k=5, force=True)

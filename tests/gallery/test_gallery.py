@@ -44,8 +44,7 @@ def test_search_finds_enrolled_subject_first(
     assert top.candidates, f"{name}: no candidate above {top.threshold}"
     first = top.candidates[0]
     assert first.info.subject_external_id == name
-    assert first.info.collection == "lfw"
-    assert first.info.legal_basis == "test"
+    assert (first.info.provenance.collection, first.info.provenance.legal_basis) == ("lfw", "test")
     assert 0 < first.false_match_rate < 1e-3
     # candidates are distinct subjects in descending score order
     subjects = [c.info.subject_id for c in top.candidates]

@@ -50,7 +50,7 @@ def _found(
     _, above, below = g.search_vectors(
         vector, k=10, fpir=0.5, selector=g.selector_for(collections), include_below=True
     )[0]
-    return [(c.info.subject_external_id, c.info.collection) for c in above + below]
+    return [(c.info.subject_external_id, c.info.provenance.collection) for c in above + below]
 
 
 def _check_filters(g: Gallery, vector: npt.NDArray[np.float32]) -> None:
