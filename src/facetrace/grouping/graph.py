@@ -274,8 +274,12 @@ def two_hop(
     a, b = np.concatenate(parts_a), np.concatenate(parts_b)
     lo, hi = np.minimum(a, b), np.maximum(a, b)
     big = np.int64(max(n, 1))
-    key = np.unique(lo * big + hi)
-    key = key[~np.isin(key, graph.src * big + graph.dst)]
+    key = np.sort(lo * big + hi)
+    fresh = np.ones(key.size, dtype=bool)
+    fresh[1:] = key[1:] != key[:-1]
+    have = np.sort(graph.src * big + graph.dst)  # from_pairs keys: sorted already
+    at = np.clip(np.searchsorted(have, key), 0, have.size - 1)
+    key = key[fresh & (have[at] != key)]
     lo, hi = key // big, key % big
     score = np.empty(key.size, dtype=np.float32)
     for start in range(0, key.size, 1 << 18):
