@@ -164,3 +164,61 @@ def test_kill_9_then_resume_matches_a_clean_run(
         resumed = _counts(g)
     with Gallery.open(built_gallery) as clean:
         assert resumed == _counts(clean)
+
+
+def test_a_batch_stores_each_photo_with_its_own_subject_collection_and_faces(
+    tmp_path: Path,
+) -> None:
+    """add_photos writes a batch in multi-row INSERTs: every photo still gets its own
+    subject (looked up once per batch, the same external id in two collections being two
+    subjects), its faces in order, and only its subject face indexed."""
+    import hashlib
+
+    import numpy as np
+    from sqlalchemy import select
+
+    from facetrace.gallery.directory import NewPhoto
+    from facetrace.store.models import FaceRow, Photo, Subject
+    from facetrace.store.repo import Provenance
+    from tests.gallery.crash_worker import fake_face
+
+    rng = np.random.default_rng(7)
+    with Gallery.open(tmp_path / "data") as g:
+        model = g.descriptor.model_id
+
+        def photo(tag: str, prov: Provenance, n_faces: int, subject: int | None) -> NewPhoto:
+            faces = tuple(fake_face(rng, model) for _ in range(n_faces))
+            sha = hashlib.sha256(tag.encode()).hexdigest()
+            return NewPhoto(sha, 100, 100, faces, subject, prov)
+
+        batch = [
+            photo("a", Provenance(subject_id="P1", collection="c1"), 2, 1),
+            photo("b", Provenance(subject_id="P1", subject_name="Ann", collection="c1"), 1, 0),
+            photo("c", Provenance(subject_id="P1", collection="c2", legal_basis="L2"), 3, None),
+            photo("a", Provenance(subject_id="P9", collection="c1"), 1, 0),  # same bytes as a
+        ]
+        results = g.add_photos(batch)
+        assert [r.duplicate for r in results] == [False, False, False, True]
+        assert [len(r.face_ids) for r in results] == [2, 1, 3, 0]
+        with g.reads() as s:
+            subjects = {
+                (sub.collection.name, sub.external_id): sub for sub in s.scalars(select(Subject))
+            }
+            assert sorted(subjects) == [("c1", "P1"), ("c2", "P1")]
+            assert subjects[("c1", "P1")].name == "P1"  # created from the first photo
+            for r, p in zip(results[:3], batch[:3], strict=True):
+                row = s.get(Photo, r.photo_id)
+                assert row is not None and row.sha256 == p.sha256
+                assert row.subject_id == subjects[(p.provenance.collection, "P1")].id
+                faces = [s.get(FaceRow, i) for i in r.face_ids]
+                assert [f.face_index for f in faces if f] == list(range(len(p.faces)))
+                assert [f.is_subject for f in faces if f] == [
+                    i == p.subject_face for i in range(len(p.faces))
+                ]
+                for f, face in zip(faces, p.faces, strict=True):
+                    assert f is not None and f.photo_id == r.photo_id
+                    assert np.frombuffer(f.vector, dtype=np.float32).tolist() == (
+                        face.vector.tolist()
+                    )
+            assert s.get(Photo, results[2].photo_id).legal_basis == "L2"  # type: ignore[union-attr]
+        assert g.index.count == 2  # the subject faces of a and b; c names none
