@@ -222,3 +222,54 @@ def test_a_batch_stores_each_photo_with_its_own_subject_collection_and_faces(
                     )
             assert s.get(Photo, results[2].photo_id).legal_basis == "L2"  # type: ignore[union-attr]
         assert g.index.count == 2  # the subject faces of a and b; c names none
+
+
+def test_pool_ingest_stores_the_faces_and_vectors_of_the_in_process_pipeline(
+    tmp_path: Path, faces_dir: Path
+) -> None:
+    """The pool's workers (one ONNX Runtime thread per model, the batch written in
+    multi-row INSERTs) store the same boxes and, within float tolerance, the same
+    mirrored-chip vectors as the pipeline run here with its default threads, on LFW
+    photos that take each of the auto detector's paths: HOG alone, HOG with CNN crops
+    round a near miss, the CNN over the whole photo after two HOG faces, and after none."""
+    import numpy as np
+    from sqlalchemy import select
+
+    from facetrace.config import PipelineOptions
+    from facetrace.engine import FacePipeline
+    from facetrace.store.models import FaceRow, Photo
+
+    lfw = faces_dir / "lfw" / "images"
+    names = [
+        "Aaron_Sorkin/Aaron_Sorkin_0001.jpg",
+        "Abdullah_Gul/Abdullah_Gul_0011.jpg",
+        "Abdullah_Gul/Abdullah_Gul_0008.jpg",
+        "Abdoulaye_Wade/Abdoulaye_Wade_0003.jpg",
+    ]
+    src = tmp_path / "photos"
+    for name in names:
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).symlink_to(lfw / name)
+    cache = tmp_path / "data" / "models"
+    here = FacePipeline(PipelineOptions(cache_dir=cache))
+    expected = {}
+    for name in names:
+        faces = here.analyse(load_image(lfw / name).pixels)
+        expected[name.split("/")[1]] = faces
+    assert [len(f) for f in expected.values()] == [1, 2, 3, 1]  # each path found its faces
+    with Gallery.open(tmp_path / "data") as g:
+        summary = ingest(g, scan_folder(src), workers=2)
+        assert summary.photos_added == 4
+        with g.reads() as s:
+            for photo in s.scalars(select(Photo)):
+                rows = s.scalars(
+                    select(FaceRow).where(FaceRow.photo_id == photo.id).order_by(FaceRow.face_index)
+                ).all()
+                want = expected[Path(photo.path).name]
+                assert [(r.x1, r.y1, r.x2, r.y2) for r in rows] == [
+                    (f.detection.box.x1, f.detection.box.y1, f.detection.box.x2, f.detection.box.y2)
+                    for f in want
+                ]
+                for r, f in zip(rows, want, strict=True):
+                    got = np.frombuffer(r.vector, dtype=np.float32)
+                    assert np.allclose(got, f.vector, atol=1e-5)
