@@ -11,12 +11,21 @@ FNIR at FPIR: the threshold ``T`` is set so that a fraction FPIR of non-mated
 probes has a top score ``>= T``; FNIR is the fraction of mated probes whose
 mate is not returned within the candidate list (``rank <= 10``) at a score
 ``>= T`` (NIST's FNIR(N, R=L, T)).
+
+The search is the gallery's own (:meth:`facetrace.gallery.directory.Gallery.search_vectors`
+on a throw-away gallery of the enrolled photos' vectors): its best face per subject, its
+subject templates and its template false-match tables, exactly as an investigator's
+search runs. The gallery's own "no candidate" threshold at each FPIR is checked against
+the non-mated probes too (``gallery_threshold``: the FPIR it really gives). Only AS-norm
+(``cohort``) is scored by :func:`rank_subjects` over the same vectors, since a gallery
+AS-norms with a false-match table of its own that the evaluation does not have.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +34,12 @@ import numpy.typing as npt
 
 from facetrace.config import PipelineOptions
 from facetrace.eval.embedding import embed_photos
+from facetrace.gallery.directory import Gallery, NewPhoto
 from facetrace.gallery.ingest import IMAGE_SUFFIXES
 from facetrace.scoring.asnorm import Cohort
 from facetrace.scoring.templates import subject_template
+from facetrace.store.repo import Provenance
+from facetrace.types import BoundingBox, Detection, Face, Landmarks, Quality
 
 CANDIDATES = 10
 RESCORE = 50  # candidates re-scored by AS-norm (the gallery's search does the same)
@@ -139,6 +151,68 @@ def rank_subjects(
     return scores, top
 
 
+def gallery_search(
+    enrolled: Sequence[tuple[str, npt.NDArray[np.float32], float]],
+    probes: npt.NDArray[np.float32],
+    *,
+    options: PipelineOptions,
+    templates: bool = True,
+    k: int = CANDIDATES,
+    fpirs: Sequence[float] = (0.1, 0.01, 0.001),
+) -> tuple[list[list[tuple[str, float, str]]], dict[float, list[bool]], dict[float, float]]:
+    """Search ``probes`` with a gallery's own search, in a throw-away gallery holding
+    ``enrolled`` (subject, vector, quality) as one photo each.
+
+    Returns, per probe, its top-``k`` candidates (subject, score, matched_by); per FPIR
+    of ``fpirs``, whether each probe had a candidate above the gallery's own threshold;
+    and those thresholds."""
+    with (
+        tempfile.TemporaryDirectory(prefix="facetrace-eval-") as tmp,
+        Gallery.open(Path(tmp), pipeline=options, index_kind="flat") as g,
+    ):
+        model = g.descriptor.model_id
+        photos = [
+            NewPhoto(
+                sha256=hashlib.sha256(f"{n}:{name}".encode()).hexdigest(),
+                width=1,
+                height=1,
+                faces=[_face(vector, quality, model)],
+                subject_face=0,
+                provenance=Provenance(subject_id=name, collection="eval"),
+            )
+            for n, (name, vector, quality) in enumerate(enrolled)
+        ]
+        for start in range(0, len(photos), 1000):
+            g.add_photos(photos[start : start + 1000])
+        ranked: list[list[tuple[str, float, str]]] = []
+        answered: dict[float, list[bool]] = {f: [] for f in fpirs}
+        thresholds = {f: g.threshold(f) for f in fpirs}
+        for start in range(0, probes.shape[0], 256):
+            rows = g.search_vectors(
+                probes[start : start + 256], k=k, include_below=True, templates=templates
+            )
+            for _, above, below in rows:
+                cands = sorted(above + below, key=lambda c: c.rank)
+                ranked.append([(c.info.subject_external_id, c.score, c.matched_by) for c in cands])
+                top = cands[0].score if cands else -np.inf
+                for f in fpirs:
+                    answered[f].append(bool(top >= thresholds[f]))
+    return ranked, answered, thresholds
+
+
+def _face(vector: npt.NDArray[np.float32], quality: float, model_id: str) -> Face:
+    """An enrolled photo's main face as the gallery stores it (only its vector and quality
+    count for a search)."""
+    return Face(
+        detection=Detection(
+            box=BoundingBox(0, 0, 1, 1), landmarks=Landmarks.from_array(np.zeros((5, 2))), score=1.0
+        ),
+        quality=Quality(score=float(quality)),
+        vector=np.asarray(vector, dtype=np.float32),
+        model_id=model_id,
+    )
+
+
 def evaluate_identify(
     images: Path,
     *,
@@ -147,16 +221,17 @@ def evaluate_identify(
     seed: int = 0,
     enrol: int = 1,
     probe_from: int | None = None,
-    templates: bool = False,
+    templates: bool = True,
     cohort: Cohort | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Run the protocol on ``images`` (folder per subject); returns a JSON-ready dict.
 
     ``enrol`` photos per enrolled subject (probes from photo ``probe_from`` on, see
-    :func:`split`); ``templates`` searches each subject's template
-    (:func:`facetrace.scoring.templates.subject_template`) alongside its faces;
-    ``cohort`` re-scores the top candidates by AS-norm.
+    :func:`split`), searched by the gallery's own search (:func:`gallery_search`);
+    ``templates`` lets it search the subjects' templates alongside their faces, as a
+    gallery does by default; ``cohort`` re-scores the top candidates by AS-norm
+    (:func:`rank_subjects`, with templates when ``templates``).
     """
     gallery, probes = split(images, seed, enrol=enrol, probe_from=probe_from)
     paths = [p for _, p in gallery] + [p for _, p, _ in probes]
@@ -171,34 +246,54 @@ def evaluate_identify(
     for (name, _), v in zip(gallery, g_vecs, strict=True):
         if v.vector is not None:
             faces[name].append((v.vector, v.quality))
-    refs: list[npt.NDArray[np.float32]] = []
-    owner: list[int] = []
-    templated = 0
-    for name in names:
-        vs = np.stack([f for f, _ in faces[name]]).astype(np.float32)
-        refs.append(vs)
-        owner += [number[name]] * len(vs)
-        if templates and len(vs) > 1:
-            template = subject_template(vs, [q for _, q in faces[name]])
-            refs.append(template)
-            owner += [number[name]] * len(template)
-            templated += 1
     usable = [i for i, v in enumerate(p_vecs) if v.vector is not None]
     q = np.stack([p_vecs[i].vector for i in usable]).astype(np.float32)  # type: ignore[misc]
-    scores, ids = rank_subjects(
-        q, np.concatenate(refs), np.array(owner, dtype=np.int64), len(names), cohort=cohort
-    )
+    templated = sum(1 for n in names if len(faces[n]) > 1) if templates else 0
+    answered: dict[float, list[bool]] = {}
+    thresholds: dict[float, float] = {}
+    by_template = 0
+    if cohort is None:
+        enrolled = [(n, v, qual) for n in names for v, qual in faces[n]]
+        ranked, answered, thresholds = gallery_search(
+            enrolled, q, options=options, templates=templates
+        )
+        ids = np.full((len(ranked), CANDIDATES), -1, dtype=np.int64)
+        scores = np.full((len(ranked), CANDIDATES), -np.inf)
+        for row, cands in enumerate(ranked):
+            for col, (name, score, _) in enumerate(cands[:CANDIDATES]):
+                ids[row, col] = number[name]
+                scores[row, col] = score
+        tops = [c[0][2] for c in ranked if c]
+        by_template = sum(1 for how in tops if how == "template")
+    else:
+        refs: list[npt.NDArray[np.float32]] = []
+        owner: list[int] = []
+        for name in names:
+            vs = np.stack([f for f, _ in faces[name]]).astype(np.float32)
+            refs.append(vs)
+            owner += [number[name]] * len(vs)
+            if templates and len(vs) > 1:
+                template = subject_template(vs, [qual for _, qual in faces[name]])
+                refs.append(template)
+                owner += [number[name]] * len(template)
+        scores, ids = rank_subjects(
+            q, np.concatenate(refs), np.array(owner, dtype=np.int64), len(names), cohort=cohort
+        )
     mate_rank: list[int | None] = []
     mate_score: list[float] = []
     nonmated_top: list[float] = []
+    nonmated_rows: list[int] = []
+    mated_rows: list[int] = []
     for row, i in enumerate(usable):
         name, _, mated = probes[i]
         if mated:
             rank = next((r for r, gid in enumerate(ids[row]) if gid == number.get(name)), None)
             mate_rank.append(rank)
             mate_score.append(float(scores[row, rank]) if rank is not None else -np.inf)
+            mated_rows.append(row)
         else:
             nonmated_top.append(float(scores[row, 0]))
+            nonmated_rows.append(row)
     ranks = np.array([r if r is not None else 10**9 for r in mate_rank])
     ms = np.array(mate_score)
     nm = np.array(nonmated_top)
@@ -239,4 +334,18 @@ def evaluate_identify(
         result[f"fnir_at_fpir_{fpir:g}"] = fnir
         result[f"threshold_at_fpir_{fpir:g}"] = t
         result[f"nonmated_probes_at_fpir_{fpir:g}"] = int(np.floor(fpir * nm.size))
+    # the gallery's own "no candidate" thresholds (calibration tables and gallery size):
+    # the FPIR they really give on these non-mated probes, and the FNIR
+    result["gallery_threshold"] = {
+        f"{fpir:g}": {
+            "threshold": round(thr, 4),
+            "measured_fpir": float(np.mean([answered[fpir][r] for r in nonmated_rows]))
+            if nonmated_rows
+            else None,
+            "fnir": float((ms < thr).mean()) if ms.size else None,
+        }
+        for fpir, thr in thresholds.items()
+    }
+    result["search"] = "gallery" if cohort is None else "rank_subjects (AS-norm)"
+    result["top_candidates_by_template"] = by_template
     return result

@@ -1054,6 +1054,7 @@ class Gallery:
         fpir: float = 0.01,
         selector: Selector | None = None,
         include_below: bool = False,
+        templates: bool = True,
     ) -> list[tuple[float, list[Candidate], list[Candidate]]]:
         """Top-``k`` subjects per vector: (threshold, above, below) per query.
 
@@ -1062,7 +1063,8 @@ class Gallery:
         (:mod:`facetrace.gallery.templates`), that score put on the single-face scale by
         the template false-match tables; the subject keeps the better of the two, its
         provenance the best of its faces the search may read (``Candidate.template``
-        says when the template scored best).
+        says when the template scored best). ``templates=False`` searches faces only
+        (``facetrace eval identify --no-templates`` compares the two).
         """
         cal = self.calibration()
         n_subjects = self.subject_count()
@@ -1078,7 +1080,11 @@ class Gallery:
         norm = self.score_normalisation() if cal is not None else None
         if norm is not None and cal is not None:
             ranked, ids, cosines = self._as_norm(vectors, scores, ids, norm, cal)
-        hits = self._template_hits(vectors, k=max(2 * k, 20), selector=selector, cal=cal, norm=norm)
+        hits = (
+            self._template_hits(vectors, k=max(2 * k, 20), selector=selector, cal=cal, norm=norm)
+            if templates
+            else [{} for _ in range(vectors.shape[0])]
+        )
         rows: list[list[tuple[float, repo.FaceInfo, float | None, TemplateMatch | None]]] = []
         for r, (row_scores, row_ids, row_cos) in enumerate(zip(ranked, ids, cosines, strict=True)):
             best: dict[int, tuple[float, repo.FaceInfo, float | None, TemplateMatch | None]] = {}

@@ -1,4 +1,5 @@
-"""Subject templates: the mean vector of a subject's reference faces per collection.
+"""Subject templates: the mean vector of a subject's reference faces per collection, and
+what gave a recorded search candidate its score (a face or a template).
 
 The rows are derived from the faces; an upgraded gallery has none until it opens, when
 the gallery's template repair (``facetrace.gallery.templates``) computes every subject's.
@@ -31,8 +32,19 @@ def upgrade() -> None:
         sqlite_autoincrement=True,
     )
     op.create_index("ix_subject_template_subject_id", "subject_template", ["subject_id"])
+    # what gave a recorded candidate its score: a reference face or the subject's template
+    op.add_column(
+        "search_candidate",
+        sa.Column("matched_by", sa.String(length=20), nullable=False, server_default="face"),
+    )
+    op.add_column(
+        "search_candidate",
+        sa.Column("template_faces", sa.Integer(), nullable=False, server_default="0"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_column("search_candidate", "template_faces")
+    op.drop_column("search_candidate", "matched_by")
     op.drop_index("ix_subject_template_subject_id", table_name="subject_template")
     op.drop_table("subject_template")
