@@ -4,7 +4,10 @@ Usage: ``python crash_worker.py DATA_DIR SEED MODE``. Prints ``ready`` once the 
 is open and ``writing`` after its tenth add, then writes as fast as it can until the
 parent kills it with SIGKILL. MODE
 ``mixed`` adds photos (random unit vectors), deletes some (each delete saves the
-index) and saves the index; ``adds`` only adds, so the saved index is always behind;
+index) and saves the index; ``adds`` only adds, so the saved index is always behind.
+``torn`` adds ten photos, then SIGKILLs itself inside the eleventh's index write, after
+SQL committed it and before the index got it: the one moment a Milvus server (which
+keeps every write it acknowledged) is left behind SQL, hit for certain.
 ``templates`` adds batches of photos of a few subjects (vectors close to each subject's
 own, so each subject has a template that every batch rewrites) and deletes some.
 """
@@ -12,7 +15,9 @@ own, so each subject has a template that every batch rewrites) and deletes some.
 from __future__ import annotations
 
 import hashlib
+import os
 import random
+import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -109,8 +114,11 @@ def main() -> None:
     while True:
         if n == 10:  # the parent's random delay starts once writing is under way
             print("writing", flush=True)
+            if mode == "torn":
+                die = lambda *_, **__: os.kill(os.getpid(), signal.SIGKILL)  # noqa: E731
+                g.index.add = die  # type: ignore[method-assign]
         op = pick.random()
-        if mode == "adds" or op < 0.5 or not added:
+        if mode in ("adds", "torn") or op < 0.5 or not added:
             added.append(add_random_photo(g, rng, f"{seed}-{n}"))
             n += 1
         elif op < 0.7:
