@@ -116,7 +116,7 @@ def eval_identify(
         typer.Option(
             help="Let the gallery's search use each subject's template (quality-weighted "
             "mean of its faces) alongside its faces, as a gallery does; --no-templates "
-            "searches single faces only."
+            "searches single faces only (both are measured under 'levers')."
         ),
     ] = True,
     cohort: Annotated[
@@ -203,13 +203,11 @@ def eval_identify(
     out.print(f"rank-1 {pct(res['rank1'])}, rank-10 {pct(res['rank10'])}")
     for f in ("0.1", "0.01", "0.001"):
         out.print(f"FNIR at FPIR {f}: {pct(res[f'fnir_at_fpir_{f}'])}")
-<<<<<<< HEAD
     for f, g in res.get("gallery_threshold", {}).items():
         out.print(
-            f"gallery threshold for FPIR {f}: {g['threshold']}, gives FPIR "
-            f"{pct(g['measured_fpir'])} and FNIR {pct(g['fnir'])} here"
+            f"the gallery's threshold for FPIR {f}: {g['threshold']}, here FPIR "
+            f"{pct(g['measured_fpir'])} and FNIR {pct(g['fnir'])}"
         )
-=======
     if len(res["levers"]) > 1:
         out.print("each configuration on the same probes:")
         for lever in res["levers"]:
@@ -218,7 +216,6 @@ def eval_identify(
                 f"  {lever['label']}{mark}: rank-1 {pct(lever['rank1'])}, FNIR at FPIR 0.01 "
                 f"{pct(lever['fnir_at_fpir_0.01'])}"
             )
->>>>>>> main
 
 
 def register(app: typer.Typer) -> None:
