@@ -4,16 +4,16 @@ what gave a recorded search candidate its score (a face or a template).
 The rows are derived from the faces; an upgraded gallery has none until it opens, when
 the gallery's template repair (``facetrace.gallery.templates``) computes every subject's.
 
-Revision ID: 0016
-Revises: 0015
+Revision ID: 0017
+Revises: 0016
 Create Date: 2026-12-04 01:40:00
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0016"
-down_revision = "0015"
+revision = "0017"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
