@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from facetrace.config import PipelineOptions
+from facetrace.eval.curves import LeverCurves, cmc, identification_det
 from facetrace.eval.embedding import embed_photos
 from facetrace.gallery.ingest import IMAGE_SUFFIXES
 from facetrace.scoring.asnorm import Cohort
@@ -157,6 +159,12 @@ def evaluate_identify(
     :func:`split`); ``templates`` searches each subject's template
     (:func:`facetrace.scoring.templates.subject_template`) alongside its faces;
     ``cohort`` re-scores the top candidates by AS-norm.
+
+    The figures at the top level are the configuration asked for; ``levers`` lists
+    every configuration the same embeddings allow (cosine on faces only; with templates
+    when a subject has several photos; with AS-norm when a ``cohort`` is given; both),
+    each with its figures and its DET and CMC curves (:class:`LeverCurves`), so each
+    lever can be drawn as its own line (:mod:`facetrace.eval.plots`).
     """
     gallery, probes = split(images, seed, enrol=enrol, probe_from=probe_from)
     paths = [p for _, p in gallery] + [p for _, p, _ in probes]
@@ -171,37 +179,23 @@ def evaluate_identify(
     for (name, _), v in zip(gallery, g_vecs, strict=True):
         if v.vector is not None:
             faces[name].append((v.vector, v.quality))
-    refs: list[npt.NDArray[np.float32]] = []
-    owner: list[int] = []
-    templated = 0
-    for name in names:
-        vs = np.stack([f for f, _ in faces[name]]).astype(np.float32)
-        refs.append(vs)
-        owner += [number[name]] * len(vs)
-        if templates and len(vs) > 1:
-            template = subject_template(vs, [q for _, q in faces[name]])
-            refs.append(template)
-            owner += [number[name]] * len(template)
-            templated += 1
     usable = [i for i, v in enumerate(p_vecs) if v.vector is not None]
     q = np.stack([p_vecs[i].vector for i in usable]).astype(np.float32)  # type: ignore[misc]
-    scores, ids = rank_subjects(
-        q, np.concatenate(refs), np.array(owner, dtype=np.int64), len(names), cohort=cohort
-    )
-    mate_rank: list[int | None] = []
-    mate_score: list[float] = []
-    nonmated_top: list[float] = []
-    for row, i in enumerate(usable):
-        name, _, mated = probes[i]
-        if mated:
-            rank = next((r for r, gid in enumerate(ids[row]) if gid == number.get(name)), None)
-            mate_rank.append(rank)
-            mate_score.append(float(scores[row, rank]) if rank is not None else -np.inf)
-        else:
-            nonmated_top.append(float(scores[row, 0]))
-    ranks = np.array([r if r is not None else 10**9 for r in mate_rank])
-    ms = np.array(mate_score)
-    nm = np.array(nonmated_top)
+    mated = [probes[i][2] for i in usable]
+    mate_of = [number.get(probes[i][0], -1) for i in usable]
+    several = any(len(f) > 1 for f in faces.values())
+    levers = [
+        (lever_label(t, c is not None), t, c)
+        for t in ([False, True] if several else [False])
+        for c in ([None, cohort] if cohort is not None else [None])
+    ]
+    measured = {
+        label: _measure(q, mated, mate_of, names, faces, number, templates=t, cohort=c)
+        for label, t, c in levers
+    }
+    configured = lever_label(templates and several, cohort is not None)
+    run = measured[configured]
+    ranks, nm, templated = run.ranks, run.nonmated_top, run.templated
     per_subject = np.bincount([len(faces[n]) for n in names])
     result: dict[str, Any] = {
         "protocol": "open-set-1:N",
@@ -222,21 +216,109 @@ def evaluate_identify(
             "top_k": cohort.top_k,
             "source": cohort.source,
         },
-        "mated_probes": len(mate_rank),
-        "nonmated_probes": len(nonmated_top),
+        "mated_probes": int(ranks.size),
+        "nonmated_probes": int(nm.size),
         "unreadable": [v.path for v in vecs if v.vector is None],
         "no_face_detected": sum(1 for v in vecs if v.how == "centre"),
         "no_face_policy": "detector retried at threshold -0.5, then a centred box (half the image)",
-        "rank1": float((ranks == 0).mean()) if ranks.size else None,
-        "rank10": float((ranks < 10).mean()) if ranks.size else None,
+        **run.figures(),
         "seed": seed,
         "candidate_list_length": CANDIDATES,
         "model": options.model,
         "detector": str(options.detector),
     }
-    for fpir in (0.1, 0.01, 0.001):
-        fnir, t = fnir_at_fpir(ms, nm, fpir)
-        result[f"fnir_at_fpir_{fpir:g}"] = fnir
-        result[f"threshold_at_fpir_{fpir:g}"] = t
-        result[f"nonmated_probes_at_fpir_{fpir:g}"] = int(np.floor(fpir * nm.size))
+    result["levers"] = [
+        m.curves(label, configured=label == configured).as_dict() for label, m in measured.items()
+    ]
     return result
+
+
+def lever_label(templates: bool, asnorm: bool) -> str:
+    """A configuration in words, as the figures' legends and ``levers`` name it."""
+    parts = (["templates"] if templates else []) + (["AS-norm"] if asnorm else [])
+    return " + ".join(parts) or "cosine, faces only"
+
+
+@dataclass(frozen=True)
+class _Measured:
+    """One configuration's outcome on the probes: each mated probe's mate rank (0-based;
+    10**9 when the mate is not in the list) and mate score (-inf then), each non-mated
+    probe's top score, and how many subjects got a template."""
+
+    ranks: npt.NDArray[np.int64]
+    mate_scores: npt.NDArray[np.float64]
+    nonmated_top: npt.NDArray[np.float64]
+    templated: int
+
+    def figures(self) -> dict[str, Any]:
+        """rank-1, rank-10 and, at FPIR 0.1, 0.01 and 0.001, FNIR, its threshold and the
+        number of non-mated probes allowed above it."""
+        r, ms, nm = self.ranks, self.mate_scores, self.nonmated_top
+        out: dict[str, Any] = {
+            "rank1": float((r == 0).mean()) if r.size else None,
+            "rank10": float((r < 10).mean()) if r.size else None,
+        }
+        for fpir in (0.1, 0.01, 0.001):
+            fnir, t = fnir_at_fpir(ms, nm, fpir)
+            out[f"fnir_at_fpir_{fpir:g}"] = fnir
+            out[f"threshold_at_fpir_{fpir:g}"] = t
+            out[f"nonmated_probes_at_fpir_{fpir:g}"] = int(np.floor(fpir * nm.size))
+        return out
+
+    def curves(self, label: str, *, configured: bool) -> LeverCurves:
+        """The DET (FNIR against FPIR) and CMC (ranks 1 to 10) of this configuration."""
+        x, y = identification_det(self.mate_scores, self.nonmated_top)
+        return LeverCurves(
+            label=label,
+            det_x=x,
+            det_y=y,
+            cmc=cmc(self.ranks, CANDIDATES),
+            configured=configured,
+            summary=self.figures(),
+        )
+
+
+def _measure(
+    q: npt.NDArray[np.float32],
+    mated: list[bool],
+    mate_of: list[int],
+    names: list[str],
+    faces: dict[str, list[tuple[npt.NDArray[np.float32], float]]],
+    number: dict[str, int],
+    *,
+    templates: bool,
+    cohort: Cohort | None,
+) -> _Measured:
+    """Search the probes ``q`` against the gallery built from ``faces`` (with templates,
+    re-scored by AS-norm against ``cohort`` if given)."""
+    refs: list[npt.NDArray[np.float32]] = []
+    owner: list[int] = []
+    templated = 0
+    for name in names:
+        vs = np.stack([f for f, _ in faces[name]]).astype(np.float32)
+        refs.append(vs)
+        owner += [number[name]] * len(vs)
+        if templates and len(vs) > 1:
+            template = subject_template(vs, [qual for _, qual in faces[name]])
+            refs.append(template)
+            owner += [number[name]] * len(template)
+            templated += 1
+    scores, ids = rank_subjects(
+        q, np.concatenate(refs), np.array(owner, dtype=np.int64), len(names), cohort=cohort
+    )
+    mate_rank: list[int] = []
+    mate_score: list[float] = []
+    nonmated_top: list[float] = []
+    for row, (is_mated, mate) in enumerate(zip(mated, mate_of, strict=True)):
+        if is_mated:
+            rank = next((r for r, gid in enumerate(ids[row]) if gid == mate), None)
+            mate_rank.append(10**9 if rank is None else rank)
+            mate_score.append(float(scores[row, rank]) if rank is not None else -np.inf)
+        else:
+            nonmated_top.append(float(scores[row, 0]))
+    return _Measured(
+        ranks=np.array(mate_rank, dtype=np.int64),
+        mate_scores=np.array(mate_score, dtype=np.float64),
+        nonmated_top=np.array(nonmated_top, dtype=np.float64),
+        templated=templated,
+    )
