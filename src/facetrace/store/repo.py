@@ -144,6 +144,7 @@ class StoredFace:
     face_index: int
     is_subject: bool
     collection_id: int
+    subject_id: int | None
 
 
 def insert_photos(
@@ -233,7 +234,7 @@ def insert_photos(
     )
     out: list[tuple[int, list[StoredFace]]] = []
     at = 0
-    for p, photo_id, (collection, _) in zip(photos, photo_ids, owners, strict=True):
+    for p, photo_id, (collection, subject) in zip(photos, photo_ids, owners, strict=True):
         out.append(
             (
                 photo_id,
@@ -243,6 +244,7 @@ def insert_photos(
                         face_index=i,
                         is_subject=i == p.subject_face,
                         collection_id=collection.id,
+                        subject_id=subject.id if i == p.subject_face else None,
                     )
                     for i in range(len(p.faces))
                 ],
