@@ -137,7 +137,9 @@ def _load() -> str:
         return " ".join(f.read().split()[:3])
 
 
-def run_size(n: int, n_queries: int, uri: str, pid: int | None) -> dict[str, Any]:
+def run_size(
+    n: int, n_queries: int, uri: str, pid: int | None, faiss_kind: str = ""
+) -> dict[str, Any]:
     load_start = _load()
     if lfw_embeddings.CACHE.exists():
         gallery, enrolled, strangers, _ = build_gallery(n)
@@ -163,7 +165,7 @@ def run_size(n: int, n_queries: int, uri: str, pid: int | None) -> dict[str, Any
         "milvus": {},
     }
 
-    kind = choose_kind(n)
+    kind = faiss_kind or choose_kind(n)
     start = time.perf_counter()
     fx = make_index(kind, gallery.shape[1])
     fx.add(ids, gallery, groups)
@@ -299,6 +301,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="100000,1000000")
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument(
+        "--faiss-kind",
+        default="",
+        help="the FAISS kind beside the server (default: what facetrace picks for the size; "
+        "flat saves the 1M HNSW build on a busy machine)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     sys.path.insert(0, str(ROOT))
@@ -310,7 +318,7 @@ def main() -> None:
     results = []
     with milvus_server() as running:
         for n in sizes:
-            results.append(run_size(n, args.queries, running.uri, running.pid))
+            results.append(run_size(n, args.queries, running.uri, running.pid, args.faiss_kind))
     saved = []
     for path in sorted(OUT.glob("milvus-*.json"), key=lambda p: int(p.stem.split("-")[1])):
         saved.append(json.loads(path.read_text()))
@@ -327,7 +335,8 @@ def main() -> None:
     write_section(
         "milvus",
         "Milvus standalone server next to FAISS",
-        f"python -m benchmarks.bench_milvus --sizes {args.sizes} --queries {args.queries}",
+        f"python -m benchmarks.bench_milvus --sizes {args.sizes} --queries {args.queries}"
+        + (f" --faiss-kind {args.faiss_kind}" if args.faiss_kind else ""),
         body,
     )
     print(markdown(results))
