@@ -273,28 +273,17 @@ def markdown(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def capacity_row(results: list[dict[str, Any]]) -> str:
-    """The capacity table's row for the server, from its RSS at the largest size measured:
-    the whole server process (its baseline, the loaded collection, the HNSW graphs), so an
-    upper bound of the bytes per face. Same columns and 75 % usable memory as the FAISS
-    rows of the index section; the cluster column adds no 30 % here (it is measured)."""
-    from benchmarks.bench_index import CAPACITY_RAM, CLUSTER, USABLE
+def capacity_row() -> str:
+    """The capacity table's header and the server's row (see
+    :func:`benchmarks.bench_index.milvus_capacity_row`, which adds it to the index
+    section's table too)."""
+    from benchmarks.bench_index import CAPACITY_RAM, CLUSTER, milvus_capacity_row
 
-    res = max(results, key=lambda r: int(r["n"]))
-    bpf = res["milvus"]["rss_mib"] * 2**20 / int(res["n"])
-    fits = [f"{USABLE * ram / bpf / 1e6:,.0f}M" for ram in CAPACITY_RAM.values()]
-    cluster = f"{USABLE * CLUSTER[1] / bpf / 1e9:,.1f}B"
     header = (
         "| index | bytes/face (measured at) | " + " | ".join(CAPACITY_RAM) + f" | {CLUSTER[0]} |"
     )
-    return "\n".join(
-        [
-            header,
-            "|---|---|" + "---|" * (len(CAPACITY_RAM) + 1),
-            f"| Milvus server, {res['milvus']['index']} (server RSS) | {bpf:.0f} "
-            f"({int(res['n']):,}) | " + " | ".join(fits) + f" | {cluster} |",
-        ]
-    )
+    rule = "|---|---|" + "---|" * (len(CAPACITY_RAM) + 1)
+    return "\n".join([header, rule, milvus_capacity_row()])
 
 
 def main() -> None:
@@ -330,7 +319,7 @@ def main() -> None:
         "the server's next time tick (200 ms by default); `Bounded` is the search itself.\n\n"
         + markdown(saved)
         + "\n\nCapacity, measured (the row the index section's capacity table gains for the "
-        "server; 75 % of memory usable):\n\n" + capacity_row(saved)
+        "server; 75 % of memory usable):\n\n" + capacity_row()
     )
     write_section(
         "milvus",
