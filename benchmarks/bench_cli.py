@@ -28,21 +28,21 @@ DATA = ROOT / ".bench" / "cli"
 FACETRACE = str(Path(sys.executable).with_name("facetrace"))
 
 
-def _gallery() -> Path:
-    """A data directory holding a few LFW subjects (built on the first run)."""
-    if (DATA / "facetrace.db").exists():
-        return DATA
-    src = faces_dir() / "lfw" / "images"
+def _gallery(src: str | None = None) -> Path:
+    """A data directory holding a few LFW subjects, ingested by this checkout (or by the
+    checkout ``src``, in a directory of its own: each reads its own schema), built on the
+    first run. Remove ``.bench/cli*`` when a migration changes the schema."""
+    data = DATA if src is None else DATA.with_name("cli-baseline")
+    if (data / "facetrace.db").exists():
+        return data
+    images = faces_dir() / "lfw" / "images"
     photos = DATA.parent / "cli-photos"
     shutil.rmtree(photos, ignore_errors=True)
-    for name in sorted(p.name for p in src.iterdir())[:20]:
-        shutil.copytree(src / name, photos / name)
-    subprocess.run(
-        [FACETRACE, "--data", str(DATA), "ingest", str(photos), "--workers", "1"],
-        check=True,
-        capture_output=True,
-    )
-    return DATA
+    for name in sorted(p.name for p in images.iterdir())[:20]:
+        shutil.copytree(images / name, photos / name)
+    argv, env = _argv(src, ["--data", str(data), "ingest", str(photos), "--workers", "1"])
+    subprocess.run(argv, check=True, capture_output=True, env=env)
+    return data
 
 
 def _argv(src: str | None, args: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -53,15 +53,16 @@ def _argv(src: str | None, args: list[str]) -> tuple[list[str], dict[str, str]]:
     return [sys.executable, "-m", "facetrace.cli", *args], {**env, "PYTHONPATH": src}
 
 
-def _time(args: list[str], runs: int, srcs: list[str | None]) -> list[tuple[float, float, float]]:
-    """(median wall s, min wall s, mean CPU s) of ``facetrace args`` for each of ``srcs``
-    (``None``: this checkout), their runs interleaved."""
-    commands = [_argv(src, args) for src in srcs]
+def _time(
+    commands: list[tuple[list[str], dict[str, str]]], runs: int
+) -> list[tuple[float, float, float]]:
+    """(median wall s, min wall s, mean CPU s) of each ``(argv, env)``, their runs
+    interleaved."""
     for _ in range(2):
         for argv, env in commands:
             subprocess.run(argv, capture_output=True, env=env, check=True)
-    walls: list[list[float]] = [[] for _ in srcs]
-    cpus: list[list[float]] = [[] for _ in srcs]
+    walls: list[list[float]] = [[] for _ in commands]
+    cpus: list[list[float]] = [[] for _ in commands]
     for _ in range(runs):
         for i, (argv, env) in enumerate(commands):
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -98,21 +99,28 @@ def main() -> None:
         "--baseline", help="another checkout's src, run side by side (e.g. /work/main/src)"
     )
     args = parser.parse_args()
-    data = str(_gallery())
+    srcs: list[str | None] = [None] if args.baseline is None else [None, args.baseline]
+    galleries = [str(_gallery(src)) for src in srcs]
     uptime_before = _uptime()
     commands = [
         ("facetrace --help", ["--help"]),
-        ("facetrace status --help (start-up with settings)", ["--data", data, "status", "--help"]),
-        ("facetrace status (20 subjects)", ["--data", data, "status"]),
-        ("facetrace users list", ["--data", data, "users", "list"]),
+        (
+            "facetrace status --help (start-up with settings)",
+            ["--data", "{data}", "status", "--help"],
+        ),
+        ("facetrace status (20 subjects)", ["--data", "{data}", "status"]),
+        ("facetrace users list", ["--data", "{data}", "users", "list"]),
     ]
-    srcs: list[str | None] = [None] if args.baseline is None else [None, args.baseline]
     head = "| command | median wall | fastest | CPU (user+sys) |"
     if args.baseline is not None:
         head += " baseline median wall | baseline CPU |"
     rows = [head, "|---" + "|---:" * (head.count("|") - 2) + "|"]
     for label, argv in commands:
-        results = _time(argv, args.runs, srcs)
+        runs = [
+            _argv(src, [a.replace("{data}", data) for a in argv])
+            for src, data in zip(srcs, galleries, strict=True)
+        ]
+        results = _time(runs, args.runs)
         median, fastest, cpu = (round(v * 1000) for v in results[0])
         row = f"| `{label}` | {median} ms | {fastest} ms | {cpu} ms |"
         for b_median, _, b_cpu in results[1:]:
