@@ -206,7 +206,7 @@ def test_repeated_reviews_become_versions(kind: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("kind", ["sqlite", "pg"])
 def test_an_identification_names_its_person(kind: str, tmp_path: Path) -> None:
-    """0017: an identification recorded when a case held one names the person of its
+    """0018: an identification recorded when a case held one names the person of its
     candidate's search; a case with two identifications refuses the downgrade (nothing
     is deleted to fit the old schema)."""
     from alembic import command
@@ -229,7 +229,7 @@ def test_an_identification_names_its_person(kind: str, tmp_path: Path) -> None:
             cfg = alembic_config(database.engine.url.render_as_string(hide_password=False))
             with database.engine.begin() as conn:
                 cfg.attributes["connection"] = conn
-                command.downgrade(cfg, "0016")
+                command.downgrade(cfg, "0017")
             with database.engine.begin() as conn:
                 conn.execute(text(
                     "INSERT INTO identification (case_id, candidate_id, primary_identifier, "
@@ -256,7 +256,7 @@ def test_an_identification_names_its_person(kind: str, tmp_path: Path) -> None:
             with database.engine.begin() as conn:
                 cfg.attributes["connection"] = conn
                 with pytest.raises(RuntimeError, match="several identifications"):
-                    command.downgrade(cfg, "0016")
+                    command.downgrade(cfg, "0017")
             with database.sessions() as s:
                 assert len(s.scalars(select(Identification)).all()) == 2
         finally:

@@ -7,16 +7,16 @@ rows), and is unique per case and person instead of per case.
 The downgrade refuses while a case holds more than one identification (the old schema
 cannot hold them; nothing is deleted to make it fit).
 
-Revision ID: 0017
-Revises: 0016
+Revision ID: 0018
+Revises: 0017
 Create Date: 2026-12-04 01:50:00
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0017"
-down_revision = "0016"
+revision = "0018"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 
@@ -59,7 +59,7 @@ def downgrade() -> None:
     if several is not None:
         raise RuntimeError(
             f"case {several[0]} records several identifications (one per person); the "
-            "schema before 0017 holds one per case, so it cannot be downgraded"
+            "schema before 0018 holds one per case, so it cannot be downgraded"
         )
     with op.batch_alter_table("identification", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_identification_case_id"))
