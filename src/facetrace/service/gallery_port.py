@@ -87,6 +87,8 @@ def _candidate(c: Candidate) -> FoundCandidate:
         box=_box(i.box),
         quality=float(i.quality),
         provenance=i.provenance,
+        matched_by=c.matched_by,
+        template_faces=0 if c.template is None else c.template.n_faces,
     )
 
 

@@ -102,6 +102,8 @@ class FoundCandidate:
     box: tuple[int, int, int, int]
     quality: float
     provenance: Provenance
+    matched_by: str = "face"  # "template": the subject's template gave the score
+    template_faces: int = 0  # the faces that template averages
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,6 +396,8 @@ def _candidate_row(search_id: int, c: FoundCandidate) -> SearchCandidate:
         box=list(c.box),
         quality=c.quality,
         provenance=c.provenance,
+        matched_by=c.matched_by,
+        template_faces=c.template_faces,
     )
 
 
