@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from facetrace.config import PipelineOptions
-from facetrace.eval.embedding import embed_photos
+from facetrace.eval.embedding import SUBJECT_POLICY, embed_photos
 from facetrace.gallery.ingest import IMAGE_SUFFIXES
 from facetrace.scoring.asnorm import Cohort
 from facetrace.scoring.templates import subject_template
@@ -226,6 +226,8 @@ def evaluate_identify(
         "nonmated_probes": len(nonmated_top),
         "unreadable": [v.path for v in vecs if v.vector is None],
         "no_face_detected": sum(1 for v in vecs if v.how == "centre"),
+        "subject_policy": SUBJECT_POLICY,
+        "centre_face_by_cnn": sum(1 for v in vecs if v.how == "centre-cnn"),
         "no_face_policy": "detector retried at threshold -0.5, then a centred box (half the image)",
         "rank1": float((ranks == 0).mean()) if ranks.size else None,
         "rank10": float((ranks < 10).mean()) if ranks.size else None,
