@@ -131,7 +131,16 @@ def synthetic_gallery(n: int, n_queries: int, dim: int = 128) -> tuple[F32, F32,
     return gallery, queries, "synthetic clustered vectors (no LFW cache)"
 
 
-def run_size(n: int, n_queries: int, uri: str, pid: int | None) -> dict[str, Any]:
+def _load() -> str:
+    """The load average (1, 5, 15 minutes): the machine is shared."""
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def run_size(
+    n: int, n_queries: int, uri: str, pid: int | None, faiss_kind: str = ""
+) -> dict[str, Any]:
+    load_start = _load()
     if lfw_embeddings.CACHE.exists():
         gallery, enrolled, strangers, _ = build_gallery(n)
         queries = np.vstack([enrolled[: n_queries // 2], strangers[: n_queries // 2]])
@@ -151,11 +160,12 @@ def run_size(n: int, n_queries: int, uri: str, pid: int | None) -> dict[str, Any
         "n": n,
         "queries": len(queries),
         "data": source,
+        "load_start": load_start,
         "faiss": {},
         "milvus": {},
     }
 
-    kind = choose_kind(n)
+    kind = faiss_kind or choose_kind(n)
     start = time.perf_counter()
     fx = make_index(kind, gallery.shape[1])
     fx.add(ids, gallery, groups)
@@ -224,6 +234,7 @@ def run_size(n: int, n_queries: int, uri: str, pid: int | None) -> dict[str, Any
     finally:
         index._client.drop_collection(index.collection)
         index.close()
+    res["load_end"] = _load()
     OUT.mkdir(exist_ok=True)
     (OUT / f"milvus-{n}.json").write_text(json.dumps(res, indent=1))
     return res
@@ -250,15 +261,60 @@ def markdown(results: list[dict[str, Any]]) -> str:
         m = res["milvus"]
         lines.append(
             f"\n{n} faces ({res.get('data', 'LFW')}): Milvus insert {m['insert_s']:.0f} s "
-            f"of the {m['build_s']:.0f} s build, server RSS {m['rss_mib']:.0f} MiB after loading."
+            f"of the {m['build_s']:.0f} s build, server RSS {m['rss_mib']:.0f} MiB after loading"
+            f" ({m['rss_mib'] * 2**20 / res['n']:.0f} bytes per face, the whole server)."
+            + (
+                f" Load average (1/5/15 min) {res['load_start']} at the start of this size, "
+                f"{res['load_end']} at its end."
+                if "load_start" in res
+                else ""
+            )
         )
     return "\n".join(lines)
+
+
+def capacity_row() -> str:
+    """The capacity table's header and the server's row (see
+    :func:`benchmarks.bench_index.milvus_capacity_row`, which adds it to the index
+    section's table too)."""
+    from benchmarks.bench_index import CAPACITY_RAM, CLUSTER, milvus_capacity_row
+
+    header = (
+        "| index | bytes/face (measured at) | " + " | ".join(CAPACITY_RAM) + f" | {CLUSTER[0]} |"
+    )
+    rule = "|---|---|" + "---|" * (len(CAPACITY_RAM) + 1)
+    row = milvus_capacity_row()
+    return "\n".join([header, rule, row]) if row else "(needs a run at 1M faces or more)"
+
+
+def write(command: str) -> None:
+    """The ``milvus`` section of BENCHMARKS.md from every size saved in ``.bench``."""
+    saved = []
+    for path in sorted(OUT.glob("milvus-*.json"), key=lambda p: int(p.stem.split("-")[1])):
+        saved.append(json.loads(path.read_text()))
+    body = (
+        "Milvus 2.3.5 standalone (PyPI `milvus`, default server settings, embedded etcd, "
+        "local storage) on this machine, through facetrace's MilvusIndex over gRPC on "
+        "loopback, next to FAISS in the same run on the same vectors and queries. "
+        "Latency is one query at a time from one client thread. `Strong` reads wait for "
+        "the server's next time tick (200 ms by default); `Bounded` is the search itself.\n\n"
+        + markdown(saved)
+        + "\n\nCapacity, measured (the row the index section's capacity table gains for the "
+        "server; 75 % of memory usable):\n\n" + capacity_row()
+    )
+    write_section("milvus", "Milvus standalone server next to FAISS", command, body)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="100000,1000000")
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument(
+        "--faiss-kind",
+        default="",
+        help="the FAISS kind beside the server (default: what facetrace picks for the size; "
+        "flat saves the 1M HNSW build on a busy machine)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     sys.path.insert(0, str(ROOT))
@@ -270,23 +326,10 @@ def main() -> None:
     results = []
     with milvus_server() as running:
         for n in sizes:
-            results.append(run_size(n, args.queries, running.uri, running.pid))
-    saved = []
-    for path in sorted(OUT.glob("milvus-*.json"), key=lambda p: int(p.stem.split("-")[1])):
-        saved.append(json.loads(path.read_text()))
-    body = (
-        "Milvus 2.3.5 standalone (PyPI `milvus`, default server settings, embedded etcd, "
-        "local storage) on this machine, through facetrace's MilvusIndex over gRPC on "
-        "loopback, next to FAISS in the same run on the same vectors and queries. "
-        "Latency is one query at a time from one client thread. `Strong` reads wait for "
-        "the server's next time tick (200 ms by default); `Bounded` is the search itself.\n\n"
-        + markdown(saved)
-    )
-    write_section(
-        "milvus",
-        "Milvus standalone server next to FAISS",
-        f"python -m benchmarks.bench_milvus --sizes {args.sizes} --queries {args.queries}",
-        body,
+            results.append(run_size(n, args.queries, running.uri, running.pid, args.faiss_kind))
+    write(
+        f"python -m benchmarks.bench_milvus --sizes {args.sizes} --queries {args.queries}"
+        + (f" --faiss-kind {args.faiss_kind}" if args.faiss_kind else "")
     )
     print(markdown(results))
 

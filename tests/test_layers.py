@@ -19,6 +19,7 @@ RANKS: list[tuple[str, int]] = [
     ("facetrace.errors", 0),
     ("facetrace.types", 0),
     ("facetrace.config", 0),
+    ("facetrace.config_quick", 0),  # the data directory and model without pydantic
     ("facetrace.fields", 0),
     ("facetrace.imaging", 0),
     ("facetrace.rwlock", 0),  # the index's readers-writer lock
@@ -54,7 +55,14 @@ SEPARATE = [("facetrace.api", "facetrace.web")]
 
 # Third-party packages that belong to a layer: web frameworks only from the HTTP layers up,
 # the CLI framework only in the CLI.
-THIRD_PARTY_MIN_RANK = {"fastapi": 5, "starlette": 5, "jinja2": 5, "uvicorn": 7, "typer": 8}
+THIRD_PARTY_MIN_RANK = {
+    "fastapi": 5,
+    "starlette": 5,
+    "jinja2": 5,
+    "uvicorn": 7,
+    "typer": 8,
+    "matplotlib": 3,  # the evaluation's figures (facetrace.eval.plots), never below
+}
 
 
 def _rank(module: str) -> tuple[int, str]:

@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 from facetrace.config import PipelineOptions
 from facetrace.errors import ManifestError
+from facetrace.eval.curves import LeverCurves, verification_det
 from facetrace.eval.embedding import SUBJECT_POLICY, embed_photos
 
 
@@ -130,6 +131,7 @@ def evaluate_lfw(
     scores[~finite] = -2.0
     accs, thresholds = fold_accuracies(scores, same, folds)
     acc = np.array(accs)
+    det = verification_det(scores, same)
     return {
         "protocol": "lfw-pairs",
         "folds": n_folds,
@@ -149,4 +151,13 @@ def evaluate_lfw(
         "model": options.model,
         "backend": str(options.backend),
         "detector": str(options.detector),
+        "levers": [
+            LeverCurves(
+                label="cosine",
+                det_x=det[0],
+                det_y=det[1],
+                configured=True,
+                summary={"accuracy": float(acc.mean())},
+            ).as_dict()
+        ],
     }
