@@ -1280,6 +1280,7 @@ class Gallery:
         fpir: float = 0.01,
         collections: Iterable[str] | None = None,
         include_below: bool = False,
+        templates: bool = True,
     ) -> list[ProbeResult]:
         """Search every face of a probe photo (or only face number ``face``).
 
@@ -1309,6 +1310,7 @@ class Gallery:
             fpir=fpir,
             selector=self.selector_for(collections),
             include_below=include_below,
+            templates=templates,
         )
         return [
             ProbeResult(
