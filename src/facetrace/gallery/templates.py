@@ -45,15 +45,17 @@ from sqlalchemy.orm import Session
 from facetrace.index.base import Selector
 from facetrace.index.flat import FlatIndex
 from facetrace.rwlock import RWLock
-from facetrace.scoring.templates import MAX_CENTROIDS, subject_template
+from facetrace.scoring.templates import subject_template
 from facetrace.store import templates as rows
 
 log = logging.getLogger(__name__)
 
 MIN_FACES = 2  # a part's faces needed for a template
-#: sub-centroids per part when its faces are spread (1: always one mean); read at each
-#: build, so a benchmark can compare the two
-CENTROIDS = MAX_CENTROIDS
+#: sub-centroids per part when its faces are spread (1: always one mean). One: on LFW
+#: (3 photos enrolled) up to 3 sub-centroids gave exactly the figures of one mean at a
+#: higher cost (BENCHMARKS.md, "Subject templates in the gallery's search"); galleries
+#: spanning decades may differ. Read at each build, so a benchmark can compare them.
+CENTROIDS = 1
 
 
 @dataclass(frozen=True, slots=True)
