@@ -91,6 +91,7 @@ def _build_state(settings: ServiceConfig, owner: OwnerLock) -> ServiceState:
         if svc.inference_workers is None
         else svc.inference_workers,
         import_nice=svc.import_nice,
+        mode_policy=settings.search.mode_policy(),
     )
     imports = ImportJobs(
         root=data_dir / "imports",
