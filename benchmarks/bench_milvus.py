@@ -131,7 +131,14 @@ def synthetic_gallery(n: int, n_queries: int, dim: int = 128) -> tuple[F32, F32,
     return gallery, queries, "synthetic clustered vectors (no LFW cache)"
 
 
+def _load() -> str:
+    """The load average (1, 5, 15 minutes): the machine is shared."""
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
 def run_size(n: int, n_queries: int, uri: str, pid: int | None) -> dict[str, Any]:
+    load_start = _load()
     if lfw_embeddings.CACHE.exists():
         gallery, enrolled, strangers, _ = build_gallery(n)
         queries = np.vstack([enrolled[: n_queries // 2], strangers[: n_queries // 2]])
@@ -151,6 +158,7 @@ def run_size(n: int, n_queries: int, uri: str, pid: int | None) -> dict[str, Any
         "n": n,
         "queries": len(queries),
         "data": source,
+        "load_start": load_start,
         "faiss": {},
         "milvus": {},
     }
@@ -224,6 +232,7 @@ def run_size(n: int, n_queries: int, uri: str, pid: int | None) -> dict[str, Any
     finally:
         index._client.drop_collection(index.collection)
         index.close()
+    res["load_end"] = _load()
     OUT.mkdir(exist_ok=True)
     (OUT / f"milvus-{n}.json").write_text(json.dumps(res, indent=1))
     return res
@@ -250,9 +259,40 @@ def markdown(results: list[dict[str, Any]]) -> str:
         m = res["milvus"]
         lines.append(
             f"\n{n} faces ({res.get('data', 'LFW')}): Milvus insert {m['insert_s']:.0f} s "
-            f"of the {m['build_s']:.0f} s build, server RSS {m['rss_mib']:.0f} MiB after loading."
+            f"of the {m['build_s']:.0f} s build, server RSS {m['rss_mib']:.0f} MiB after loading"
+            f" ({m['rss_mib'] * 2**20 / res['n']:.0f} bytes per face, the whole server)."
+            + (
+                f" Load average (1/5/15 min) {res['load_start']} at the start of this size, "
+                f"{res['load_end']} at its end."
+                if "load_start" in res
+                else ""
+            )
         )
     return "\n".join(lines)
+
+
+def capacity_row(results: list[dict[str, Any]]) -> str:
+    """The capacity table's row for the server, from its RSS at the largest size measured:
+    the whole server process (its baseline, the loaded collection, the HNSW graphs), so an
+    upper bound of the bytes per face. Same columns and 75 % usable memory as the FAISS
+    rows of the index section; the cluster column adds no 30 % here (it is measured)."""
+    from benchmarks.bench_index import CAPACITY_RAM, CLUSTER, USABLE
+
+    res = max(results, key=lambda r: int(r["n"]))
+    bpf = res["milvus"]["rss_mib"] * 2**20 / int(res["n"])
+    fits = [f"{USABLE * ram / bpf / 1e6:,.0f}M" for ram in CAPACITY_RAM.values()]
+    cluster = f"{USABLE * CLUSTER[1] / bpf / 1e9:,.1f}B"
+    header = (
+        "| index | bytes/face (measured at) | " + " | ".join(CAPACITY_RAM) + f" | {CLUSTER[0]} |"
+    )
+    return "\n".join(
+        [
+            header,
+            "|---|---|" + "---|" * (len(CAPACITY_RAM) + 1),
+            f"| Milvus server, {res['milvus']['index']} (server RSS) | {bpf:.0f} "
+            f"({int(res['n']):,}) | " + " | ".join(fits) + f" | {cluster} |",
+        ]
+    )
 
 
 def main() -> None:
@@ -281,6 +321,8 @@ def main() -> None:
         "Latency is one query at a time from one client thread. `Strong` reads wait for "
         "the server's next time tick (200 ms by default); `Bounded` is the search itself.\n\n"
         + markdown(saved)
+        + "\n\nCapacity, measured (the row the index section's capacity table gains for the "
+        "server; 75 % of memory usable):\n\n" + capacity_row(saved)
     )
     write_section(
         "milvus",

@@ -7,6 +7,8 @@ import sys
 
 BENCHES = [
     "benchmarks.bench_engine",
+    # issue 10 item 6: facetrace ingest against the plain dlib pipeline in one run
+    "benchmarks.bench_ingest_ratio",
     # issue 15: detectors (faces found, cost) and the open-set accuracy levers
     "benchmarks.bench_detect",
     "benchmarks.bench_accuracy",

@@ -11,6 +11,7 @@ when a test fails. ``ray stop`` is never used: it stops every Ray on the machine
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -205,6 +206,8 @@ def ray_cluster(
         if cluster is not None:
             for node in reversed(cluster.nodes):
                 _stop_node(node)
+        for used in Path("/tmp").glob(f"{short.name}-*"):  # the head's sockets and logs
+            shutil.rmtree(used, ignore_errors=True)
 
 
 def _join_node(

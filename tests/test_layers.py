@@ -19,6 +19,7 @@ RANKS: list[tuple[str, int]] = [
     ("facetrace.errors", 0),
     ("facetrace.types", 0),
     ("facetrace.config", 0),
+    ("facetrace.config_quick", 0),  # the data directory and model without pydantic
     ("facetrace.fields", 0),
     ("facetrace.imaging", 0),
     ("facetrace.rwlock", 0),  # the index's readers-writer lock

@@ -30,3 +30,19 @@ def test_pool_workers_run_at_the_niceness_asked(tmp_path: Path) -> None:
         map_photos(_niceness, list(range(8)), options=options, limits=ImageLimits(), workers=2)
     )
     assert {n for _, n in plain} == {here}
+
+
+def _threads(item: int, pipeline: Any, limits: ImageLimits) -> tuple[int, int, int]:
+    detector = pipeline.detector
+    return os.getpid(), pipeline.embedder.runtime.intra_op_threads, detector.cnn.threads
+
+
+def test_pool_workers_run_every_model_on_one_thread(tmp_path: Path) -> None:
+    """As many workers as cores: the embedder and the auto detector's CNN each get one
+    ONNX Runtime thread per worker (the CNN had one per core in each worker)."""
+    options = PipelineOptions(cache_dir=tmp_path)  # threads=0 here: one per core
+    seen = list(
+        map_photos(_threads, list(range(8)), options=options, limits=ImageLimits(), workers=2)
+    )
+    assert {pid for pid, _, _ in seen} - {os.getpid()}
+    assert {(emb, cnn) for _, emb, cnn in seen} == {(1, 1)}

@@ -13,12 +13,12 @@ built by :meth:`Settings.pipeline_options` only.
 from __future__ import annotations
 
 import ipaddress
+import os
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import platformdirs
 from pydantic import (
     BaseModel,
     Field,
@@ -29,6 +29,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from facetrace.config_quick import default_data_dir
+
 
 def settings_error(exc: ValidationError) -> str:
     """A settings validation error as one line naming the environment variables."""
@@ -37,11 +39,6 @@ def settings_error(exc: ValidationError) -> str:
         name = "FACETRACE_" + "__".join(str(part).upper() for part in error["loc"])
         parts.append(f"{name}: {error['msg']}")
     return "invalid settings: " + "; ".join(parts)
-
-
-def default_data_dir() -> Path:
-    """The per-user data directory (``~/.local/share/facetrace`` on Linux)."""
-    return Path(platformdirs.user_data_dir("facetrace", appauthor=False))
 
 
 class Backend(StrEnum):
@@ -346,11 +343,12 @@ class ServiceSettings(BaseModel):
     search_per_minute_per_address: int = Field(default=120, ge=1)
     max_upload_mb: float = Field(default=20.0, gt=0)
     # admission control before any photo is decoded (docs/security.md): at most
-    # decode_max_photos probe photos decoded or analysed at once, holding at most
-    # decode_max_megapixels decoded pixels together (counted from the header; a JPEG is
-    # decoded at 1/2, 1/4 or 1/8 of its side when the detector needs no more); a request
-    # that finds decode_max_waiting others waiting, or waits decode_wait_s, gets a 503
-    decode_max_photos: int = Field(default=2, ge=1)
+    # decode_max_photos probe photos decoded or analysed at once (None: one per
+    # inference worker, see decode_photos), holding at most decode_max_megapixels
+    # decoded pixels together (counted from the header; a JPEG is decoded at 1/2, 1/4 or
+    # 1/8 of its side when the detector needs no more); a request that finds
+    # decode_max_waiting others waiting, or waits decode_wait_s, gets a 503
+    decode_max_photos: int | None = Field(default=None, ge=1)
     decode_max_megapixels: float = Field(default=100.0, gt=0)
     # 64: 32 clients of one office searching at once queue rather than get 503 (issue 10)
     decode_max_waiting: int = Field(default=64, ge=0)
@@ -373,6 +371,21 @@ class ServiceSettings(BaseModel):
     import_nice: int = Field(default=10, ge=0, le=19)
     probe_retention_days: int = Field(default=365, ge=1)
     import_root: Path | None = None  # where uploaded manifests may name photos
+
+    def inference_worker_count(self) -> int:
+        """Processes that analyse probes: ``inference_workers``, or one per core."""
+        if self.inference_workers is None:
+            return os.cpu_count() or 1
+        return self.inference_workers
+
+    def decode_photos(self) -> int:
+        """Probe photos decoded or analysed at once: ``decode_max_photos``, or one per
+        inference worker (each analyses one photo at a time: more would wait holding
+        their decoded pixels, fewer would leave workers idle), at least one (the
+        server's own thread when ``inference_workers`` is 0)."""
+        if self.decode_max_photos is not None:
+            return self.decode_max_photos
+        return max(1, self.inference_worker_count())
 
     @field_validator("trusted_proxies")
     @classmethod

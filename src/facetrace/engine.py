@@ -56,6 +56,7 @@ class FacePipeline:
             max_pixels=o.max_detect_pixels,
             max_cnn_pixels=o.max_cnn_pixels,
             cache_dir=o.cache_dir,
+            threads=o.threads,
         )
 
     def detector_for(self, kind: str | None) -> HogDetector | CnnDetector | AutoDetector:

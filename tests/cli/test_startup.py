@@ -77,13 +77,63 @@ def test_the_command_loads_what_it_needs(tmp_path: object) -> None:
     assert "fastapi" not in loaded and "onnxruntime" not in loaded and "faiss" not in loaded
 
 
-def test_status_of_a_sqlite_gallery_loads_no_sql_or_numerics(gallery_dir: Path) -> None:
+def _loaded_with(env: dict[str, str], *args: str) -> list[str]:
+    old = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        return _loaded(*args)
+    finally:
+        for name, value in old.items():
+            if value is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = value
+
+
+QUICK_FREE = {"sqlalchemy", "numpy", "faiss", "alembic", "pydantic", "pydantic_settings"}
+
+
+def test_status_of_a_sqlite_gallery_loads_no_sql_numerics_or_pydantic(gallery_dir: Path) -> None:
     # the counts come from the stdlib's sqlite3, the index from its manifest
-    # (facetrace.gallery.peek); tests/cli/test_status_quick.py checks the output
-    loaded = _loaded("--data", str(gallery_dir), "status")
-    assert not {"sqlalchemy", "numpy", "faiss", "alembic"} & {m.split(".")[0] for m in loaded}
-    loaded = _loaded("--data", str(gallery_dir), "status", "--json")
-    assert not {"sqlalchemy", "numpy", "faiss", "alembic"} & {m.split(".")[0] for m in loaded}
+    # (facetrace.gallery.peek); tests/cli/test_status_quick.py checks the output. The
+    # data directory and model are read without pydantic (facetrace.config_quick), and
+    # the options are coerced without typer's pydantic adapters (cli.common.plain_coercion)
+    for args in (["status"], ["status", "--json"], ["-v", "status"]):
+        loaded = _loaded("--data", str(gallery_dir), *args)
+        assert not QUICK_FREE & {m.split(".")[0] for m in loaded}, args
+    model = {"FACETRACE_PIPELINE__MODEL": "dlib-resnet-v1", "FACETRACE_SERVICE__PORT": "x"}
+    loaded = _loaded_with({"FACETRACE_DATA": str(gallery_dir), **model}, "status")
+    assert not QUICK_FREE & {m.split(".")[0] for m in loaded}
+
+
+def test_status_validates_every_setting_it_does_not_read_itself(gallery_dir: Path) -> None:
+    # any other setting (here valid) sends status through Settings, which validates it
+    for env in ({"FACETRACE_SEARCH__K": "20"}, {"facetrace_detect__min_face_px": "60"}):
+        assert "pydantic_settings" in _loaded_with(env, "--data", str(gallery_dir), "status")
+
+
+def _status(data: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "facetrace.cli", "--data", str(data), *args, "status"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **env},
+    )
+
+
+def test_bad_settings_fail_status_on_a_gallery_it_can_peek(gallery_dir: Path) -> None:
+    for name, value in [
+        ("FACETRACE_DETECT__MIN_FACE_PX", "5"),
+        ("facetrace_search__k", "0"),  # names match in any case, as pydantic-settings does
+        ("FACETRACE_PIPELINE__MODEL", ""),
+        ("FACETRACE_WORKERS", "many"),
+    ]:
+        proc = _status(gallery_dir, env={name: value})
+        assert proc.returncode == 1, (name, proc.stdout)
+        assert name.upper() in proc.stderr and "Traceback" not in proc.stderr
+    proc = _status(gallery_dir, "--model", "", env={})
+    assert proc.returncode == 1 and "FACETRACE_PIPELINE__MODEL" in proc.stderr
 
 
 def test_status_opens_the_gallery_when_it_cannot_peek(gallery_dir: Path) -> None:

@@ -5,12 +5,17 @@ is open and ``writing`` after its tenth add, then writes as fast as it can until
 parent kills it with SIGKILL. MODE
 ``mixed`` adds photos (random unit vectors), deletes some (each delete saves the
 index) and saves the index; ``adds`` only adds, so the saved index is always behind.
+``torn`` adds ten photos, then SIGKILLs itself inside the eleventh's index write, after
+SQL committed it and before the index got it: the one moment a Milvus server (which
+keeps every write it acknowledged) is left behind SQL, hit for certain.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import random
+import signal
 import sys
 from pathlib import Path
 
@@ -60,8 +65,11 @@ def main() -> None:
     while True:
         if n == 10:  # the parent's random delay starts once writing is under way
             print("writing", flush=True)
+            if mode == "torn":
+                die = lambda *_, **__: os.kill(os.getpid(), signal.SIGKILL)  # noqa: E731
+                g.index.add = die  # type: ignore[method-assign]
         op = pick.random()
-        if mode == "adds" or op < 0.5 or not added:
+        if mode in ("adds", "torn") or op < 0.5 or not added:
             added.append(add_random_photo(g, rng, f"{seed}-{n}"))
             n += 1
         elif op < 0.7:

@@ -54,6 +54,18 @@ def test_bad_uri_is_one_clear_line(uri: str) -> None:
     assert "cannot connect to Milvus" in message
 
 
+def test_a_server_that_refuses_says_what_to_check() -> None:
+    """pymilvus gives one message for a server that is down, a wrong token and a TLS
+    mismatch: the error adds the settings to check (a refused token and a client without
+    TLS are shown on a real server in test_milvus_secure.py)."""
+    with pytest.raises(IndexUnavailable) as info:
+        MilvusIndex(DIM, uri="http://127.0.0.1:1", token="root:s3cret-4711", timeout=5)
+    message = str(info.value)
+    assert "\n" not in message and "s3cret" not in message
+    for setting in ("FACETRACE_MILVUS__TOKEN", "FACETRACE_MILVUS__SECURE", "__SERVER_PEM_PATH"):
+        assert setting in message
+
+
 def test_manifest_keeps_no_token_and_configured_settings_win(tmp_path: Path) -> None:
     uri = str(tmp_path / "vectors.db")
     x = np.eye(DIM, dtype=np.float32)

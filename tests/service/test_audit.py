@@ -7,6 +7,7 @@ import functools
 import itertools
 import stat
 from collections.abc import Callable
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from facetrace.errors import AuditKeyError
 from facetrace.service import audit, audit_key
 from facetrace.service.audit_key import key_id
-from facetrace.store.service_models import AuditEntry, AuditHead
+from facetrace.store.service_models import AuditCover, AuditEntry, AuditHead
 from tests.dbutil import TEST_AUDIT_KEY, database_url, open_database
 
 
@@ -405,3 +406,61 @@ def test_unusable_key_files_are_refused(tmp_path: Path) -> None:
     unreadable.mkdir()
     with pytest.raises(AuditKeyError, match="cannot read the audit key file"):
         audit_key.load_key(unreadable)
+
+
+def _view(factory: sessionmaker[Session], actor: str, **detail: object) -> None:
+    with factory.begin() as s:
+        audit.append(s, actor=actor, action=audit.Action.VIEW_RESULTS, target="search:1",
+                     detail=detail)  # fmt: skip
+
+
+def test_a_pages_entry_covers_its_images_however_busy_the_log(
+    sessions: sessionmaker[Session],
+) -> None:
+    _view(sessions, "ines", case=1, probes=[7], photos=[3, 5])
+    _fill(sessions, 600)  # others' entries since (the cover looked at the newest 500 only)
+    with sessions.begin() as s:
+        assert audit.covered(s, actor="ines", photo=5)
+        assert audit.covered(s, actor="ines", probe=7)
+        assert not audit.covered(s, actor="ines", photo=7)  # a probe id is not a photo's
+        assert not audit.covered(s, actor="ines", probe=3)
+        assert not audit.covered(s, actor="olga", photo=5)  # another user's view
+        assert not audit.covered(s, actor="ines")
+
+
+def test_cover_ends_with_its_window_and_is_one_lookup(
+    sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy import event
+
+    _view(sessions, "ines", photos=[3])
+    _fill(sessions, 50)
+    engine = sessions.kw["bind"]
+    statements: list[str] = []
+
+    def note(_conn: object, _cur: object, sql: str, *_args: object) -> None:
+        statements.append(sql)
+
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        with sessions.begin() as s:
+            assert audit.covered(s, actor="ines", photo=3)
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    selects = [q for q in statements if q.lstrip().upper().startswith("SELECT")]
+    assert len(selects) == 1 and "audit_entry" not in selects[0], statements
+    # ten minutes later the entry covers nothing, and its note is cleared by the next one
+    later = audit.COVER_WINDOW + timedelta(seconds=1)
+    real = audit.datetime
+
+    class Later(real):  # type: ignore[misc, valid-type]
+        @classmethod
+        def now(cls, tz: object = None) -> real:  # type: ignore[override, valid-type]
+            return real.now(UTC) + later
+
+    monkeypatch.setattr(audit, "datetime", Later)
+    with sessions.begin() as s:
+        assert not audit.covered(s, actor="ines", photo=3)
+    _view(sessions, "ines", photos=[4])
+    with sessions.begin() as s:
+        assert s.execute(select(AuditCover.ref_id)).scalars().all() == [4]

@@ -6,6 +6,7 @@ its timeline tells the story in order. Refusals read as plain words."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from tests.web.desk import Desk, login, logout, shot
@@ -221,5 +222,26 @@ def test_reports_and_audit_for_a_date_range(desk: Desk, browser: Any) -> None:
     assert all(r[3] == "case_close" and r[1].startswith(today.isoformat()) for r in rows[1:])
     page.goto(f"{desk.base}/audit?start={later}")
     assert "No entries match." in page.locator("table.audit").inner_text()
+    logout(page)
+    page.close()
+
+
+def test_an_unusable_photo_keeps_the_layout(desk: Desk, browser: Any, tmp_path: Path) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(60_000)
+    case_id = desk.open_case("CW-PHOTO")
+    bad = tmp_path / "statement.jpg"
+    bad.write_bytes(b"a witness statement, not a photo\n" * 50)
+    login(page, desk.base, "ines")
+    page.goto(f"{desk.base}/cases/{case_id}")
+    page.set_input_files("#probe-form input[type=file]", str(bad))
+    page.click("#probe-form button")
+    page.wait_for_load_state()
+    assert page.locator("main h1").inner_text() == "Unusable photo"
+    # the menu and the user, as on every page; the menu leads on
+    assert page.locator("header .who").inner_text().startswith("ines")
+    shot(page, "casework-unusable-photo")
+    page.click("header nav >> text=Cases")
+    page.wait_for_url(f"{desk.base}/cases")
     logout(page)
     page.close()

@@ -143,6 +143,9 @@ def test_not_a_video_is_refused_and_nothing_kept(desk: Desk, browser: Any, tmp_p
     text = page.locator("main").inner_text()
     assert "Unusable video" in text and "statement.mp4: not a video" in text, text
     assert str(desk.state.data_dir) not in text and "/tmp" not in text, text
+    # in the normal layout: the menu and the user, to go on from here
+    assert page.locator("header nav a", has_text="Cases").count() == 1
+    assert page.locator("header .who").inner_text().startswith("ines")
     shot(page, "video-07-not-a-video")
     assert _probes(desk, case_id) == []
     page.close()

@@ -14,7 +14,9 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from enum import Enum
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
     from facetrace.config import PipelineOptions, Settings
+    from facetrace.config_quick import QuickSettings
     from facetrace.gallery.directory import Gallery
 
 S = TypeVar("S", bound="Settings")
@@ -64,6 +67,63 @@ class ErrorBoundary(TyperGroup):
             report(exc)
             raise typer.Exit(exit_code(exc)) from exc
 
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        plain_coercion(self.get_params(ctx))
+        return super().parse_args(ctx, args)
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is not None:
+            plain_coercion(command.get_params(ctx))
+        return name, command, rest
+
+
+def plain_coercion(params: list[Any]) -> None:
+    """Let ``params`` (the callback's options and the command's) coerce plain values
+    without pydantic.
+
+    Typer (0.2x) converts each option value through a pydantic ``TypeAdapter`` built on
+    first use: importing pydantic and building them is about a fifth of ``facetrace
+    status``'s start-up. A flag's ``bool``, a ``str``, a :class:`~pathlib.Path` (typer's
+    own checks of the path still apply) or an :class:`~enum.Enum` choice needs no pydantic;
+    :class:`_PlainParam` converts those and hands anything else (or a value it cannot
+    convert, so the error message stays typer's) to typer's own coercion. Another
+    typer, without this internal hook, simply keeps its own (tests/cli/test_startup.py
+    notices: status then loads pydantic)."""
+    try:
+        from typer._coercion import RuntimeParam, build_runtime_param
+        from typer._param_types import coerce_cli_choice, coerce_cli_path
+    except ImportError:
+        return
+
+    class _PlainParam(RuntimeParam):
+        def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
+            ann, info = self.annotation, self.parameter_info
+            if ann is bool and isinstance(value, bool):
+                return value
+            if isinstance(value, str) and isinstance(ann, type) and info.parser is None:
+                if ann is str:
+                    return value
+                if issubclass(ann, Path) and info.path_type is None:
+                    return coerce_cli_path(ann(value), info, path_type=ann, param=param, ctx=ctx)
+                if issubclass(ann, Enum):
+                    try:
+                        return coerce_cli_choice(
+                            value, choices=tuple(ann), case_sensitive=info.case_sensitive
+                        )
+                    except ValueError:
+                        pass  # typer's own error message
+            typer_own = build_runtime_param(param.type_descriptor)
+            return typer_own._coerce_value(value, param=param, ctx=ctx)
+
+    for param in params:
+        desc = getattr(param, "type_descriptor", None)
+        if desc is None or getattr(param, "_runtime_param", False) is not None:
+            continue  # not typer's parameter, or its coercion already built
+        ann = desc.annotation
+        if ann in (bool, str, Path) or (isinstance(ann, type) and issubclass(ann, Enum)):
+            param._runtime_param = _PlainParam(parameter_info=desc.parameter_info, annotation=ann)
+
 
 @dataclass
 class Context:
@@ -79,6 +139,15 @@ class Context:
         from facetrace.config import Settings
 
         return load_settings(Settings, self.overrides)
+
+    def quick_settings(self) -> QuickSettings | None:
+        """The data directory and model without building :attr:`settings` (no pydantic),
+        or ``None`` when the environment or the options set anything else that
+        ``Settings`` would validate (:func:`facetrace.config_quick.quick_settings`): the
+        caller then uses :attr:`settings`."""
+        from facetrace.config_quick import quick_settings
+
+        return quick_settings(self.overrides)
 
     @property
     def options(self) -> PipelineOptions:

@@ -30,8 +30,16 @@ def status(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] 
 
     c: Context = ctx.obj
     # the counts and the index manifest read directly when that gives the same answer
-    # (no SQLAlchemy, numpy or FAISS: a fraction of the start-up); else open the gallery
-    info = peek_status(c.settings.data, model=c.options.model, database_url=c.settings.database_url)
+    # (no SQLAlchemy, numpy or FAISS: a fraction of the start-up); else open the gallery.
+    # Settings (pydantic) are built only when the environment sets more than the data
+    # directory and the model, or the quick read cannot answer: every other value is
+    # validated before anything else is read
+    quick = c.quick_settings()
+    if quick is not None:
+        info = peek_status(quick.data, model=quick.model, database_url=None)
+    else:
+        s = c.settings
+        info = peek_status(s.data, model=c.options.model, database_url=s.database_url)
     if info is None:
         with c.gallery() as g:
             info = g.status()

@@ -82,6 +82,14 @@ TLS_OPTIONS = (
 )
 
 
+#: what to check when pymilvus cannot tell why the server refused the connection (it gives
+#: the same message for a server that is down, a wrong token and TLS on one side only)
+CONNECT_HINT = (
+    "check that the server is up, the token (FACETRACE_MILVUS__TOKEN) and the TLS "
+    "settings (FACETRACE_MILVUS__SECURE, __SERVER_PEM_PATH or __CA_PEM_PATH, __SERVER_NAME)"
+)
+
+
 def _client(
     uri: str, token: str | None, db_name: str, timeout: float, tls: dict[str, Any] | None = None
 ) -> Any:
@@ -95,7 +103,11 @@ def _client(
     try:
         return MilvusClient(uri=uri, token=token or "", db_name=db_name, timeout=timeout, **extra)
     except Exception as exc:  # pymilvus raises assorted connection errors
-        raise IndexUnavailable(f"cannot connect to Milvus at {uri}: {_reason(exc)}") from exc
+        reason = _reason(exc)
+        if "illegal connection params" in reason and not uri.endswith(".db"):
+            # a server that is down, a refused token and a TLS mismatch all look alike
+            reason += f" ({CONNECT_HINT})"
+        raise IndexUnavailable(f"cannot connect to Milvus at {uri}: {reason}") from exc
 
 
 def check_connection(params: dict[str, Any]) -> None:

@@ -72,7 +72,7 @@ def _build_state(settings: ServiceConfig, owner: OwnerLock) -> ServiceState:
     svc = settings.service
     budget = DecodeBudget(
         max_pixels=int(svc.decode_max_megapixels * 1_000_000),
-        max_photos=svc.decode_max_photos,
+        max_photos=svc.decode_photos(),
         max_waiting=svc.decode_max_waiting,
         timeout=svc.decode_wait_s,
     )
@@ -87,9 +87,7 @@ def _build_state(settings: ServiceConfig, owner: OwnerLock) -> ServiceState:
         index_kind=settings.index_kind,
         index_params=settings.index_params(),
         pipeline=settings.pipeline_options(),
-        inference_workers=os.cpu_count() or 1
-        if svc.inference_workers is None
-        else svc.inference_workers,
+        inference_workers=svc.inference_worker_count(),
         import_nice=svc.import_nice,
         mode_policy=settings.search.mode_policy(),
     )

@@ -144,6 +144,24 @@ async def get_actor(request: Request, state: State) -> Actor:
 
 CurrentActor = Annotated[Actor, Depends(get_actor)]
 
+
+async def note_signed_in(request: Request, state: ServiceState) -> None:
+    """Note the session cookie's user on the request (as :func:`get_actor` does) for a
+    page whose route never asked for one (a mistyped address: its 404 page shows the
+    normal menu). Best effort and read-only: no cookie, an ended session or a database
+    that cannot answer leaves the request without a user."""
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token or getattr(request.state, "actor", None) is not None:
+        return
+    try:
+        actor = await run_in_threadpool(_resolve, state, None, token)
+    except Exception:  # the error page is being drawn already: never a second error
+        log.debug("no signed-in user for the error page", exc_info=True)
+        return
+    request.state.session_token = token
+    request.state.actor = actor
+
+
 #: what an account with a one-time password may do: change it, see the page for it, leave
 ONE_TIME_ALLOWED = {("GET", "/account"), ("POST", "/account/password"), ("POST", "/logout")}
 

@@ -15,6 +15,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from facetrace import errors
+from facetrace.server.deps import note_signed_in
+from facetrace.service.accounts import csrf_token
 from facetrace.store.db import UNAVAILABLE, unavailable_reason
 
 log = logging.getLogger(__name__)
@@ -74,13 +76,27 @@ def problem(request: Request, status: int, title: str, detail: str, **extra: Any
 
 
 def _html(request: Request, status: int, title: str, detail: str) -> Response:
+    """The error page in the normal layout: the navigation bar and the signed-in user
+    (:func:`facetrace.server.deps.get_actor` noted them on the request) when the request
+    got that far, as every other page has them."""
     if status == 401:
         return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
-    templates = request.app.state.service.templates
-    return templates.TemplateResponse(
+    state = request.app.state.service
+    actor = getattr(request.state, "actor", None)
+    token = getattr(request.state, "session_token", None)
+    if actor is not None and actor.must_change_password:
+        actor = None  # only the Account page is open to it: no menu to other pages
+    return state.templates.TemplateResponse(
         request,
         "error.html",
-        {"title": title, "detail": detail, "status": status},
+        {
+            "title": title,
+            "detail": detail,
+            "status": status,
+            "actor": actor,
+            # the layout's log-out form needs the session's token
+            "csrf": csrf_token(state.secret, token) if actor is not None and token else "",
+        },
         status_code=status,
     )
 
@@ -124,6 +140,7 @@ def install(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if is_api(request):
             return problem(request, exc.status_code, str(exc.detail), str(exc.detail))
+        await note_signed_in(request, request.app.state.service)
         return _html(request, exc.status_code, str(exc.detail), str(exc.detail))
 
     async def database_down(request: Request, exc: Exception) -> Response:

@@ -28,13 +28,13 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, delete, insert, or_, select
 from sqlalchemy.orm import Session
 
 from facetrace.errors import AuditKeyError, StoreUnavailable
 from facetrace.service.audit_key import key_id
 from facetrace.store.db import Database
-from facetrace.store.service_models import AuditEntry, AuditHead
+from facetrace.store.service_models import AuditCover, AuditEntry, AuditHead
 
 log = logging.getLogger(__name__)
 
@@ -281,6 +281,8 @@ def _write(
     head.seq = seq
     head.hash = digest
     _sign(key, head)
+    if str(action) in _COVERING_NAMES:
+        _note_cover(session, actor=actor, seq=seq, at=at, detail=detail or {})
     session.flush()
     return entry
 
@@ -288,9 +290,29 @@ def _write(
 # Pages that show photos list them in their one entry (``photos``: reference photo ids,
 # ``probes``: probe ids); the images the browser then fetches for that page are covered
 # by it instead of writing an entry each (a results page of 30 candidates was 31 rows).
+# Each listed id is noted in audit_cover with the entry, so that covering is one indexed
+# lookup per image (it read the newest 500 entries and parsed their JSON per image).
 COVERING = (Action.VIEW_RESULTS, Action.VIEW_SUBJECT, Action.VIEW_PHOTO, Action.VIEW_PROBE)
+_COVERING_NAMES = frozenset(str(a) for a in COVERING)
 COVER_WINDOW = timedelta(minutes=10)
-COVER_SCAN = 500  # newest entries looked at: bounded work; a miss only writes an entry
+_COVER_KINDS = (("photo", "photos"), ("probe", "probes"))
+
+
+def _note_cover(
+    session: Session, *, actor: str, seq: int, at: str, detail: Mapping[str, Any]
+) -> None:
+    """Note the photos and probes a covering entry lists (and forget notes older than
+    :data:`COVER_WINDOW`: they cover nothing any more)."""
+    rows = [
+        {"actor": actor, "kind": kind, "ref_id": ref, "seq": seq, "at": at}
+        for kind, key in _COVER_KINDS
+        for ref in sorted(set(detail.get(key) or ()))
+        if isinstance(ref, int) and not isinstance(ref, bool)
+    ]
+    stale = (datetime.fromisoformat(at) - COVER_WINDOW).isoformat(timespec="microseconds")
+    session.execute(delete(AuditCover).where(AuditCover.at < stale))
+    if rows:
+        session.execute(insert(AuditCover), rows)
 
 
 def covered(
@@ -298,34 +320,22 @@ def covered(
 ) -> bool:
     """True when ``actor`` viewed, in the last :data:`COVER_WINDOW`, a page whose entry
     lists this reference ``photo`` (or ``probe``): showing its image again needs no
-    entry of its own. Only the newest :data:`COVER_SCAN` entries are looked at, so when
-    in doubt an entry is written."""
-    head = session.get(AuditHead, 1)
-    if head is None:
-        return False
+    entry of its own. One indexed lookup (``audit_cover``); entries written before that
+    table existed cover nothing, so their images are audited again (never less)."""
     since = (datetime.now(UTC) - COVER_WINDOW).isoformat(timespec="microseconds")
-    details = session.execute(
-        select(AuditEntry.detail)
+    wanted = [(kind, ref) for kind, ref in (("photo", photo), ("probe", probe)) if ref is not None]
+    if not wanted:
+        return False
+    found = session.execute(
+        select(AuditCover.id)
         .where(
-            AuditEntry.seq > head.seq - COVER_SCAN,
-            AuditEntry.actor == actor,
-            AuditEntry.action.in_([str(a) for a in COVERING]),
-            AuditEntry.at >= since,
+            AuditCover.actor == actor,
+            or_(*(and_(AuditCover.kind == kind, AuditCover.ref_id == ref) for kind, ref in wanted)),
+            AuditCover.at >= since,
         )
-        .order_by(AuditEntry.seq.desc())
-    ).scalars()
-    for text in details:
-        try:
-            detail = json.loads(text)
-        except json.JSONDecodeError:
-            continue
-        if not isinstance(detail, dict):
-            continue
-        if photo is not None and photo in (detail.get("photos") or ()):
-            return True
-        if probe is not None and probe in (detail.get("probes") or ()):
-            return True
-    return False
+        .limit(1)
+    ).first()
+    return found is not None
 
 
 _REFUSALS = "facetrace.audit.refusals"

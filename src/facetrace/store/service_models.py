@@ -18,6 +18,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -424,6 +425,24 @@ class AuditEntry(Base):
     detail: Mapped[str] = mapped_column(Text, default="{}")
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditCover(Base):
+    """A photo or probe that a recent audit entry lists (``kind`` ``photo`` or ``probe``,
+    ``ref_id`` its id, ``seq`` the entry, ``at`` its time), written with the entry: the
+    images a page shows are covered by the page's entry, found by one indexed lookup
+    (``facetrace.service.audit.covered``) instead of reading recent entries. Derived from
+    the log and outside its chain; rows older than the cover window are deleted."""
+
+    __tablename__ = "audit_cover"
+    __table_args__ = (Index("ix_audit_cover_lookup", "actor", "kind", "ref_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(10))
+    ref_id: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(Integer)
+    at: Mapped[str] = mapped_column(String(40), index=True)
 
 
 class AuditHead(Base):

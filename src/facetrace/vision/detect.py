@@ -251,14 +251,22 @@ class CnnDetector(_BoxesWithLandmarks):
         threshold: float = 0.0,
         border: int = CNN_BORDER_PX,
         landmarks: LandmarkPredictor | None = None,
+        threads: int = 0,
     ) -> None:
         from facetrace.config import default_data_dir
         from facetrace.vision.dlib_cnn_onnx import OnnxMmodFaceDetector
+        from facetrace.vision.ort import OrtRuntime
 
         self.min_face_px = min_face_px
         self.max_pixels = max_pixels
+        self.threads = threads
         folder = Path(cache_dir) if cache_dir is not None else default_data_dir() / "models"
-        self._network = OnnxMmodFaceDetector(folder, threshold=threshold, border=border)
+        self._network = OnnxMmodFaceDetector(
+            folder,
+            threshold=threshold,
+            border=border,
+            runtime=OrtRuntime(intra_op_threads=threads),
+        )
         self._landmarks = landmarks or LandmarkPredictor()
 
     def boxes(
@@ -368,15 +376,22 @@ def make_detector(
     max_pixels: int = 16_000_000,
     max_cnn_pixels: int = 4_000_000,
     cache_dir: Path | None = None,
+    threads: int = 0,
 ) -> HogDetector | CnnDetector | AutoDetector:
     """The detector named by ``kind`` (``hog``, ``cnn`` or ``auto``), sharing one
-    landmark model. Raises ValueError for another name."""
+    landmark model; ``threads``: the CNN's ONNX Runtime intra-op threads (0: one per
+    core; a pool's worker passes 1, as for the embedder). Raises ValueError for another
+    name."""
     landmarks = LandmarkPredictor()
     hog = HogDetector(min_face_px=min_face_px, max_pixels=max_pixels, landmarks=landmarks)
     if kind == "hog":
         return hog
     cnn = CnnDetector(
-        cache_dir, min_face_px=min_face_px, max_pixels=max_cnn_pixels, landmarks=landmarks
+        cache_dir,
+        min_face_px=min_face_px,
+        max_pixels=max_cnn_pixels,
+        landmarks=landmarks,
+        threads=threads,
     )
     if kind == "cnn":
         return cnn

@@ -411,6 +411,11 @@ class OnnxDlibEmbedder:
         self._lock = threading.Lock()
 
     @property
+    def runtime(self) -> OrtRuntime:
+        """The session setup (threads, optimisation) this embedder opens its graph with."""
+        return self._runtime
+
+    @property
     def onnx_path(self) -> Path:
         """Where the converted graph is cached."""
         return self.cache_dir / ONNX_FILENAME
