@@ -17,8 +17,10 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tests.video.synthetic import (
@@ -36,7 +38,8 @@ from facetrace.config import PipelineOptions
 from facetrace.engine import FacePipeline
 from facetrace.imaging import load_image
 from facetrace.video import VideoAnalysis, VideoOptions, analyse_video
-from facetrace.video.faces import VideoFaceFinder
+from facetrace.video.analyse import make_finder
+from facetrace.video.workers import FrameWorkers
 
 DISTRACTORS = 300
 
@@ -51,6 +54,30 @@ class Scene:
 
 def _load() -> float:
     return os.getloadavg()[0]
+
+
+def _cpu_s(pids: list[int]) -> float:
+    """CPU seconds (user + system) used so far by this process and ``pids``."""
+    total = time.process_time()
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def _timed(path: Path, pipeline: FacePipeline, options: VideoOptions, finder: Any) -> Run:
+    pids = finder.pids() if isinstance(finder, FrameWorkers) else []
+    cpu = _cpu_s(pids)
+    result = analyse_video(path, pipeline, options=options, finder=finder)
+    return Run(result, _cpu_s(pids) - cpu, _load())
+
+
+@dataclass
+class Run:
+    result: VideoAnalysis
+    cpu_s: float
+    load_after: float
 
 
 def _truth_score(scene: Scene, result: VideoAnalysis) -> dict[str, int]:
@@ -122,7 +149,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-video-"))
     pipeline = FacePipeline(PipelineOptions(cache_dir=tmp / "models"))
     options = VideoOptions()
-    finder = VideoFaceFinder(pipeline, detect_pixels=options.detect_pixels)
+    finder = make_finder(pipeline, options)
     scenes = [
         Scene("two people, a cut, a return (640x360, 7 s)", two_people_cut_return(faces), 640, 360),
         Scene("twins in one frame (640x360, 3 s)", twins(faces), 640, 360),
@@ -134,35 +161,42 @@ def main() -> None:
         path = tmp / f"scene{i}.mp4"
         write_video(path, scene.shots, width=scene.width, height=scene.height)
         paths.append(path)
+    finder.warm()
     analyse_video(paths[1], pipeline, options=options, finder=finder)  # warm-up: models loaded
 
-    speed_rows = []
+    speed_rows: list[tuple[str, Run]] = []
     load_before = _load()
-    r = analyse_video(clip, pipeline, options=options, finder=finder)
-    speed_rows.append(("shared clip, 640x360 H.264", r, _load()))
+    speed_rows.append(("shared clip, 640x360 H.264", _timed(clip, pipeline, options, finder)))
     results = []
     for scene, path in zip(scenes, paths, strict=True):
-        res = analyse_video(path, pipeline, options=options, finder=finder)
-        results.append(res)
+        run = _timed(path, pipeline, options, finder)
+        results.append(run.result)
         if scene.width == 1280:
-            speed_rows.append((f"synthetic {scene.name}", res, _load()))
-            high = analyse_video(
-                path, pipeline, options=VideoOptions(sample_fps=5.0), finder=finder
-            )
-            speed_rows.append(("the same at 5 frames/s", high, _load()))
+            speed_rows.append((f"synthetic {scene.name}", run))
+            high = _timed(path, pipeline, VideoOptions(sample_fps=5.0), finder)
+            speed_rows.append(("the same at 5 frames/s", high))
+    finder.close()
 
+    workers = finder.workers if isinstance(finder, FrameWorkers) else 1
     lines = [
         f"Default sampling {options.sample_fps:g} frames/s, detection at "
-        f"{options.detect_pixels} pixels per frame; models loaded before timing; "
-        f"1-min load average {load_before:.1f} before the runs.",
+        f"{options.detect_pixels} pixels per frame, faces found in {workers} worker "
+        f"process{'es' if workers > 1 else ''} (one per core); models loaded before timing; "
+        f"1-min load average {load_before:.1f} before the runs. CPU s: the analysing "
+        "process and its workers, user + system; CPU per video second does not depend "
+        "on the load, so it tells what a quiet machine can do (2 cores: a real-time "
+        "factor up to 2 / that).",
         "",
-        "| video | duration s | sampled frames | wall s | real-time factor | load after |",
-        "|---|---|---|---|---|---|",
+        "| video | duration s | sampled frames | wall s | real-time factor | CPU s "
+        "| CPU s per video s | load after |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for name, res, load in speed_rows:
+    for name, run in speed_rows:
+        res = run.result
         lines.append(
             f"| {name} | {res.info.duration_s:.1f} | {res.frames_sampled} | "
-            f"{res.elapsed_s:.1f} | {res.speed:.2f}x | {load:.1f} |"
+            f"{res.elapsed_s:.1f} | {res.speed:.2f}x | {run.cpu_s:.1f} | "
+            f"{run.cpu_s / res.info.duration_s:.2f} | {run.load_after:.1f} |"
         )
     lines += [
         "",

@@ -375,3 +375,119 @@ def choose_mode(
         expected_fnir=expected,
         max_fnir=policy.max_fnir,
     )
+
+
+#: template sizes (faces averaged) with a false-match table of their own; a template of
+#: more faces uses the last one
+TEMPLATE_SIZES = (2, 3, 4, 5)
+
+
+@dataclass(frozen=True)
+class TemplateCalibration:
+    """False-match tables of template scores, one per number of faces averaged.
+
+    A template (the mean of ``n`` faces of one person) lies closer to the mean face of
+    everyone than any single face does, so strangers score higher against it: a template
+    score needs its own table. :meth:`on_face_scale` maps a template score to the single-
+    face score with the same estimated false-match rate, so one threshold, one FMR column
+    and one ranking serve faces and templates alike.
+    """
+
+    tables: dict[int, Calibration]
+
+    def table(self, n_faces: int) -> Calibration:
+        """The table for a template of ``n_faces`` faces (the largest size measured for more)."""
+        sizes = sorted(self.tables)
+        fit = [s for s in sizes if s <= n_faces]
+        return self.tables[fit[-1] if fit else sizes[0]]
+
+    def false_match_rate(self, score: float, n_faces: int) -> float:
+        """Estimated fraction of strangers' faces scoring at least ``score`` against a
+        template of ``n_faces`` faces."""
+        return self.table(n_faces).false_match_rate(score)
+
+    def on_face_scale(self, score: float, n_faces: int, faces: Calibration) -> float:
+        """The single-face score (on ``faces``' table) with this template score's FMR."""
+        return faces.score_for_fmr(self.false_match_rate(score, n_faces))
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain numbers, for the package data file and the gallery's settings table."""
+        return {"tables": {str(n): t.to_json() for n, t in sorted(self.tables.items())}}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TemplateCalibration:
+        """Inverse of :meth:`to_json`; raises ``ValueError`` on a malformed table."""
+        try:
+            tables = {int(n): Calibration.from_json(t) for n, t in data["tables"].items()}
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"malformed template calibration: {exc}") from exc
+        if not tables:
+            raise ValueError("malformed template calibration: no tables")
+        return cls(tables)
+
+    @property
+    def model_id(self) -> str:
+        """The model the scores come from."""
+        return next(iter(self.tables.values())).model_id
+
+
+def template_impostor_scores(
+    vectors: npt.NDArray[np.float32],
+    labels: npt.ArrayLike,
+    n_faces: int,
+    *,
+    quality: npt.ArrayLike | None = None,
+) -> npt.NDArray[np.float32]:
+    """Cosine scores of templates of ``n_faces`` faces against strangers' single faces.
+
+    Every label with at least ``n_faces`` vectors gives one template (the quality-weighted
+    mean of its first ``n_faces`` vectors, as the gallery averages them, one centroid),
+    scored against every vector of every other label."""
+    from facetrace.scoring.templates import subject_template
+
+    labels_arr = np.asarray(labels)
+    q = np.ones(len(labels_arr)) if quality is None else np.asarray(quality, dtype=np.float64)
+    out: list[npt.NDArray[np.float32]] = []
+    for label in np.unique(labels_arr):
+        rows = np.flatnonzero(labels_arr == label)
+        if rows.size < n_faces:
+            continue
+        take = rows[:n_faces]
+        t = subject_template(vectors[take], q[take], max_centroids=1)[0]
+        out.append((vectors[labels_arr != label] @ t).astype(np.float32))
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+
+def fit_template_calibration(
+    vectors: npt.NDArray[np.float32],
+    labels: npt.ArrayLike,
+    *,
+    model_id: str,
+    source: str,
+    quality: npt.ArrayLike | None = None,
+    sizes: tuple[int, ...] = TEMPLATE_SIZES,
+) -> TemplateCalibration:
+    """Template tables for each of ``sizes`` measurable on a labelled set (at least 1,000
+    impostor pairs); raises ``ValueError`` when none is."""
+    tables: dict[int, Calibration] = {}
+    for n in sizes:
+        scores = template_impostor_scores(vectors, labels, n, quality=quality)
+        if scores.size >= 1000:
+            tables[n] = fit_calibration(
+                scores, model_id=model_id, source=f"{source}; templates of {n} faces"
+            )
+    if not tables:
+        raise ValueError("no template size has 1000 impostor pairs in this set")
+    return TemplateCalibration(tables)
+
+
+@functools.lru_cache(maxsize=8)
+def packaged_template_calibration(name: str) -> TemplateCalibration | None:
+    """The default template tables shipped with the package for a model, if any."""
+    try:
+        text = (
+            resources.files("facetrace").joinpath(f"data/calibration-{name}-template.json")
+        ).read_text()
+    except FileNotFoundError:
+        return None
+    return TemplateCalibration.from_json(json.loads(text))

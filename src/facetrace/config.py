@@ -189,7 +189,9 @@ class VideoSettings(BaseModel):
     videos longer than ``long_after_s`` (CCTV) the lower ``long_sample_fps``; the limits
     a video must keep to (file size in MB, duration in seconds, frame area in pixels:
     3840x2160 by default), each refused with a clear error beyond them; how long a face
-    may go unseen before its track closes, and the least usable faces a track needs."""
+    may go unseen before its track closes, and the least usable faces a track needs;
+    ``workers``: processes that find the frames' faces (0: one per core, 1: the analysing
+    process itself)."""
 
     sample_fps: float = Field(3.0, gt=0, le=60)
     long_after_s: float = Field(600.0, gt=0)
@@ -199,6 +201,7 @@ class VideoSettings(BaseModel):
     max_pixels: int = Field(3840 * 2160, ge=10_000)
     max_lost_s: float = Field(1.0, ge=0, le=60)
     min_usable_faces: int = Field(3, ge=1, le=1000)
+    workers: int = Field(0, ge=0, le=64)
 
 
 class MilvusSettings(BaseModel):

@@ -8,6 +8,8 @@ index) and saves the index; ``adds`` only adds, so the saved index is always beh
 ``torn`` adds ten photos, then SIGKILLs itself inside the eleventh's index write, after
 SQL committed it and before the index got it: the one moment a Milvus server (which
 keeps every write it acknowledged) is left behind SQL, hit for certain.
+``templates`` adds batches of photos of a few subjects (vectors close to each subject's
+own, so each subject has a template that every batch rewrites) and deletes some.
 """
 
 from __future__ import annotations
@@ -17,11 +19,14 @@ import os
 import random
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from sqlalchemy import select
 
-from facetrace.gallery.directory import Gallery
+from facetrace.gallery.directory import Gallery, NewPhoto
+from facetrace.store.models import Photo
 from facetrace.store.repo import Provenance
 from facetrace.types import BoundingBox, Detection, Face, Landmarks, Quality
 
@@ -54,12 +59,56 @@ def add_random_photo(g: Gallery, rng: np.random.Generator, tag: str) -> str:
     return sha
 
 
+def near_face(rng: np.random.Generator, base: np.ndarray, model_id: str) -> Face:
+    """A face whose vector is ``base`` plus a little noise (one person's photos)."""
+    face = fake_face(rng, model_id)
+    vec = base + 0.15 * face.vector
+    return replace(face, vector=(vec / np.linalg.norm(vec)).astype(np.float32))
+
+
+def add_subject_batch(g: Gallery, rng: np.random.Generator, bases: np.ndarray, tag: str) -> None:
+    """One batch of four photos, each of one of the few subjects."""
+    photos = []
+    for j in range(4):
+        who = int(rng.integers(len(bases)))
+        photos.append(
+            NewPhoto(
+                sha256=hashlib.sha256(f"{tag}-{j}".encode()).hexdigest(),
+                width=100,
+                height=100,
+                faces=[near_face(rng, bases[who], g.descriptor.model_id)],
+                subject_face=0,
+                provenance=Provenance(subject_id=f"t-{who}", collection="crash"),
+            )
+        )
+    g.add_photos(photos)
+
+
+def templates_loop(g: Gallery, rng: np.random.Generator, pick: random.Random, seed: int) -> None:
+    bases = np.random.default_rng(99).standard_normal((5, 128)).astype(np.float32)
+    bases /= np.linalg.norm(bases, axis=1, keepdims=True)
+    n = 0
+    while True:
+        if n == 10:
+            print("writing", flush=True)
+        if pick.random() < 0.8:
+            add_subject_batch(g, rng, bases, f"{seed}-{n}")
+        else:
+            with g.session() as s:
+                photos = list(s.scalars(select(Photo.id).order_by(Photo.id.desc()).limit(20)))
+            if photos:
+                g.delete_photo(str(pick.choice(photos)))
+        n += 1
+
+
 def main() -> None:
     data, seed, mode = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
     rng = np.random.default_rng(seed)
     pick = random.Random(seed)
     g = Gallery.open(data)
     print("ready", flush=True)
+    if mode == "templates":
+        templates_loop(g, rng, pick, seed)
     added: list[str] = []
     n = 0
     while True:

@@ -143,3 +143,26 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(
         assert g.index.settings()["kind"] == kind  # repairs never change the kind
         with g.sessions() as s:
             assert repo.searchable_ids(s).size > 300  # the writer did write
+
+
+def test_kill_9_mid_batch_leaves_no_template_behind_sql(tmp_path: Path) -> None:
+    """Batches of photos of a few subjects, each rewriting their templates, and deletes,
+    killed at random moments: on reopen SQL's templates cover exactly SQL's faces (they
+    commit together), so the repair on open has nothing to fix, and the in-memory
+    template index holds exactly SQL's templates."""
+    from facetrace.gallery import templates
+    from facetrace.store import templates as stored
+
+    data = tmp_path / "data"
+    Gallery.open(data).close()
+    pick = random.Random("templates")
+    for round_no in range(3):
+        _kill_during_writes(data, seed=round_no + 1, delay=pick.uniform(0.2, 1.5), mode="templates")
+        with Gallery.open(data) as g:
+            assert g.last_repair["templates"] == {"subjects": 0, "templates": 0}
+            with g.sessions() as s:
+                assert templates.stale_subjects(s) == set()
+                truth = stored.template_ids(s)
+                n_subjects = len(stored.template_parts(s))
+            assert sorted(g.templates._rows) == truth.tolist()
+            assert n_subjects == 5  # every subject has its template

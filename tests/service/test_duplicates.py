@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -139,3 +140,65 @@ def test_different_people_holds_across_passes_and_blocks_a_merge(
         assert frozenset((COPIED, f"R-{COPIED}")) not in _pairs(sessions, admin, port)
     with sessions() as s, pytest.raises(Conflict):
         duplicates.merge(s, actor=admin, source_id=b, target_id=a, note="merge anyway")
+
+
+def test_a_merge_and_its_undo_move_the_template_and_filters_hold(
+    sessions: sessionmaker[Session], port: GalleryPort
+) -> None:
+    """Al Pacino's two lfw faces are merged into the registry's record of him: their
+    template follows them to that subject, keeps the lfw collection's group (a reader of
+    the registry alone never meets it), and goes back with the undo."""
+    from facetrace.index.base import Selector
+    from facetrace.store.models import SubjectTemplate
+
+    gallery = port.gallery()
+    admin = _actor(sessions, "admin-b", {Role.ADMIN}, "Dept B")
+
+    def held() -> dict[int, tuple[int, list[int]]]:
+        with sessions() as s:
+            return {
+                t.subject_id: (t.collection_id, t.face_ids)
+                for t in s.scalars(select(SubjectTemplate))
+            }
+
+    with sessions() as s:
+        lfw_id, registry_id = subject_id(s, OTHER_PHOTO), subject_id(s, f"R-{OTHER_PHOTO}")
+        lfw, registry = (
+            s.scalars(select(Collection.id).where(Collection.name == n)).one()
+            for n in ("lfw", "registry")
+        )
+    before = held()
+    assert lfw_id in before and registry_id not in before
+    with sessions() as s:
+        row = duplicates.merge(s, actor=admin, source_id=lfw_id, target_id=registry_id, note="him")
+        s.commit()
+        merge_id = row.id
+    after = held()
+    assert lfw_id not in after and after[registry_id] == before[lfw_id]
+    # the gallery's template index catches up from SQL (the merge ran in the service's
+    # session, not through the gallery)
+    gallery.sync_templates()
+    with sessions() as s:
+        vecs = np.stack(
+            [
+                np.frombuffer(v, np.float32)
+                for v in s.scalars(
+                    select(SubjectTemplate.vector).where(SubjectTemplate.subject_id == registry_id)
+                )
+            ]
+        )
+    assert gallery.templates.search(vecs, 1, None)[0][0].subject_id == registry_id
+    assert not any(gallery.templates.search(vecs, 5, frozenset({registry})))
+    # searched with the registry only, the subject's lfw template stays out
+    (_, above, below), *_ = gallery.search_vectors(
+        vecs[:1], selector=Selector(groups=frozenset({registry})), include_below=True
+    )
+    assert all(c.template is None and c.info.collection == "registry" for c in above + below)
+    with sessions() as s:
+        duplicates.undo(s, actor=admin, merge_id=merge_id, note="not him")
+        s.commit()
+    assert held() == before
+    gallery.sync_templates()
+    assert {h.subject_id for h in gallery.templates.search(vecs, 1, frozenset({lfw}))[0]} == {
+        lfw_id
+    }

@@ -114,10 +114,11 @@ def eval_identify(
     templates: Annotated[
         bool,
         typer.Option(
-            help="Search each subject's template (quality-weighted mean, sub-centroids when "
-            "the photos are spread) alongside its faces."
+            help="Let the gallery's search use each subject's template (quality-weighted "
+            "mean of its faces) alongside its faces, as a gallery does; --no-templates "
+            "searches single faces only (both are measured under 'levers')."
         ),
-    ] = False,
+    ] = True,
     cohort: Annotated[
         Path | None,
         typer.Option(
@@ -202,6 +203,11 @@ def eval_identify(
     out.print(f"rank-1 {pct(res['rank1'])}, rank-10 {pct(res['rank10'])}")
     for f in ("0.1", "0.01", "0.001"):
         out.print(f"FNIR at FPIR {f}: {pct(res[f'fnir_at_fpir_{f}'])}")
+    for f, g in res.get("gallery_threshold", {}).items():
+        out.print(
+            f"the gallery's threshold for FPIR {f}: {g['threshold']}, here FPIR "
+            f"{pct(g['measured_fpir'])} and FNIR {pct(g['fnir'])}"
+        )
     if len(res["levers"]) > 1:
         out.print("each configuration on the same probes:")
         for lever in res["levers"]:

@@ -11,13 +11,23 @@ FNIR at FPIR: the threshold ``T`` is set so that a fraction FPIR of non-mated
 probes has a top score ``>= T``; FNIR is the fraction of mated probes whose
 mate is not returned within the candidate list (``rank <= 10``) at a score
 ``>= T`` (NIST's FNIR(N, R=L, T)).
+
+The search is the gallery's own (:meth:`facetrace.gallery.directory.Gallery.search_vectors`
+on a throw-away gallery of the enrolled photos' vectors, :func:`gallery_search`): its best
+face per subject, its subject templates and its template false-match tables, as an
+investigator's search runs. The gallery's own "no candidate" threshold at each FPIR is
+checked against the non-mated probes too (``gallery_threshold``: the FPIR it really
+gives). Only AS-norm (``cohort``) is scored by :func:`rank_subjects` over the same
+vectors, since a gallery AS-norms with a false-match table of its own that an evaluation
+does not have.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
-from dataclasses import dataclass
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +37,12 @@ import numpy.typing as npt
 from facetrace.config import PipelineOptions
 from facetrace.eval.curves import LeverCurves, cmc, identification_det
 from facetrace.eval.embedding import embed_photos
+from facetrace.gallery.directory import Gallery, NewPhoto
 from facetrace.gallery.ingest import IMAGE_SUFFIXES
 from facetrace.scoring.asnorm import Cohort
 from facetrace.scoring.templates import subject_template
+from facetrace.store.repo import Provenance
+from facetrace.types import BoundingBox, Detection, Face, Landmarks, Quality
 
 CANDIDATES = 10
 RESCORE = 50  # candidates re-scored by AS-norm (the gallery's search does the same)
@@ -190,7 +203,9 @@ def evaluate_identify(
         for c in ([None, cohort] if cohort is not None else [None])
     ]
     measured = {
-        label: _measure(q, mated, mate_of, names, faces, number, templates=t, cohort=c)
+        label: _measure(
+            q, mated, mate_of, names, faces, number, templates=t, cohort=c, options=options
+        )
         for label, t, c in levers
     }
     configured = lever_label(templates and several, cohort is not None)
@@ -249,6 +264,10 @@ class _Measured:
     mate_scores: npt.NDArray[np.float64]
     nonmated_top: npt.NDArray[np.float64]
     templated: int
+    search: str = "gallery"  # or "rank_subjects (AS-norm)"
+    # FPIR -> the gallery's own threshold, the FPIR and FNIR it gives on these probes
+    gallery_threshold: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    top_by_template: int = 0  # probes whose first candidate was scored by a template
 
     def figures(self) -> dict[str, Any]:
         """rank-1, rank-10 and, at FPIR 0.1, 0.01 and 0.001, FNIR, its threshold and the
@@ -263,6 +282,9 @@ class _Measured:
             out[f"fnir_at_fpir_{fpir:g}"] = fnir
             out[f"threshold_at_fpir_{fpir:g}"] = t
             out[f"nonmated_probes_at_fpir_{fpir:g}"] = int(np.floor(fpir * nm.size))
+        out["search"] = self.search
+        out["gallery_threshold"] = self.gallery_threshold
+        out["top_candidates_by_template"] = self.top_by_template
         return out
 
     def curves(self, label: str, *, configured: bool) -> LeverCurves:
@@ -288,24 +310,54 @@ def _measure(
     *,
     templates: bool,
     cohort: Cohort | None,
+    options: PipelineOptions | None = None,
 ) -> _Measured:
-    """Search the probes ``q`` against the gallery built from ``faces`` (with templates,
-    re-scored by AS-norm against ``cohort`` if given)."""
-    refs: list[npt.NDArray[np.float32]] = []
-    owner: list[int] = []
-    templated = 0
-    for name in names:
-        vs = np.stack([f for f, _ in faces[name]]).astype(np.float32)
-        refs.append(vs)
-        owner += [number[name]] * len(vs)
-        if templates and len(vs) > 1:
-            template = subject_template(vs, [qual for _, qual in faces[name]])
-            refs.append(template)
-            owner += [number[name]] * len(template)
-            templated += 1
-    scores, ids = rank_subjects(
-        q, np.concatenate(refs), np.array(owner, dtype=np.int64), len(names), cohort=cohort
-    )
+    """Search the probes ``q`` against the gallery built from ``faces``: the gallery's own
+    search (:func:`gallery_search`, with its templates if ``templates``), or with a
+    ``cohort`` :func:`rank_subjects` re-scoring by AS-norm."""
+    templated = sum(1 for n in names if len(faces[n]) > 1) if templates else 0
+    gallery_threshold: dict[str, dict[str, float | None]] = {}
+    by_template = 0
+    if cohort is None:
+        enrolled = [(n, v, qual) for n in names for v, qual in faces[n]]
+        ranked, answered, thresholds = gallery_search(
+            enrolled, q, options=options, templates=templates
+        )
+        ids = np.full((len(ranked), CANDIDATES), -1, dtype=np.int64)
+        scores = np.full((len(ranked), CANDIDATES), -np.inf)
+        for row, cands in enumerate(ranked):
+            for col, (name, score, _) in enumerate(cands[:CANDIDATES]):
+                ids[row, col] = number[name]
+                scores[row, col] = score
+        by_template = sum(1 for c in ranked if c and c[0][2] == "template")
+        nonmated_rows = [r for r, m in enumerate(mated) if not m]
+        mate_best = [
+            float(scores[r, list(ids[r]).index(mate)]) if mate in ids[r] else -np.inf
+            for r, (m, mate) in enumerate(zip(mated, mate_of, strict=True))
+            if m
+        ]
+        for fpir, thr in thresholds.items():
+            gallery_threshold[f"{fpir:g}"] = {
+                "threshold": round(thr, 4),
+                "measured_fpir": float(np.mean([answered[fpir][r] for r in nonmated_rows]))
+                if nonmated_rows
+                else None,
+                "fnir": float(np.mean(np.array(mate_best) < thr)) if mate_best else None,
+            }
+    else:
+        refs: list[npt.NDArray[np.float32]] = []
+        owner: list[int] = []
+        for name in names:
+            vs = np.stack([f for f, _ in faces[name]]).astype(np.float32)
+            refs.append(vs)
+            owner += [number[name]] * len(vs)
+            if templates and len(vs) > 1:
+                template = subject_template(vs, [qual for _, qual in faces[name]])
+                refs.append(template)
+                owner += [number[name]] * len(template)
+        scores, ids = rank_subjects(
+            q, np.concatenate(refs), np.array(owner, dtype=np.int64), len(names), cohort=cohort
+        )
     mate_rank: list[int] = []
     mate_score: list[float] = []
     nonmated_top: list[float] = []
@@ -321,4 +373,69 @@ def _measure(
         mate_scores=np.array(mate_score, dtype=np.float64),
         nonmated_top=np.array(nonmated_top, dtype=np.float64),
         templated=templated,
+        search="gallery" if cohort is None else "rank_subjects (AS-norm)",
+        gallery_threshold=gallery_threshold,
+        top_by_template=by_template,
+    )
+
+
+def gallery_search(
+    enrolled: Sequence[tuple[str, npt.NDArray[np.float32], float]],
+    probes: npt.NDArray[np.float32],
+    *,
+    options: PipelineOptions | None = None,
+    templates: bool = True,
+    k: int = CANDIDATES,
+    fpirs: Sequence[float] = (0.1, 0.01, 0.001),
+) -> tuple[list[list[tuple[str, float, str]]], dict[float, list[bool]], dict[float, float]]:
+    """Search ``probes`` with a gallery's own search, in a throw-away gallery holding
+    ``enrolled`` (subject, vector, quality) as one photo each.
+
+    Returns, per probe, its top-``k`` candidates (subject, score, matched_by); per FPIR
+    of ``fpirs``, whether each probe had a candidate at or above the gallery's own
+    threshold; and those thresholds."""
+    with (
+        tempfile.TemporaryDirectory(prefix="facetrace-eval-") as tmp,
+        Gallery.open(Path(tmp), pipeline=options, index_kind="flat") as g,
+    ):
+        model = g.descriptor.model_id
+        photos = [
+            NewPhoto(
+                sha256=hashlib.sha256(f"{n}:{name}".encode()).hexdigest(),
+                width=1,
+                height=1,
+                faces=[_face(vector, quality, model)],
+                subject_face=0,
+                provenance=Provenance(subject_id=name, collection="eval"),
+            )
+            for n, (name, vector, quality) in enumerate(enrolled)
+        ]
+        for start in range(0, len(photos), 1000):
+            g.add_photos(photos[start : start + 1000])
+        ranked: list[list[tuple[str, float, str]]] = []
+        answered: dict[float, list[bool]] = {f: [] for f in fpirs}
+        thresholds = {f: g.threshold(f) for f in fpirs}
+        for start in range(0, probes.shape[0], 256):
+            rows = g.search_vectors(
+                probes[start : start + 256], k=k, include_below=True, templates=templates
+            )
+            for _, above, below in rows:
+                cands = sorted(above + below, key=lambda c: c.rank)
+                ranked.append([(c.info.subject_external_id, c.score, c.matched_by) for c in cands])
+                top = cands[0].score if cands else -np.inf
+                for f in fpirs:
+                    answered[f].append(bool(top >= thresholds[f]))
+    return ranked, answered, thresholds
+
+
+def _face(vector: npt.NDArray[np.float32], quality: float, model_id: str) -> Face:
+    """An enrolled photo's main face as the gallery stores it (only its vector and quality
+    count for a search)."""
+    return Face(
+        detection=Detection(
+            box=BoundingBox(0, 0, 1, 1), landmarks=Landmarks.from_array(np.zeros((5, 2))), score=1.0
+        ),
+        quality=Quality(score=float(quality)),
+        vector=np.asarray(vector, dtype=np.float32),
+        model_id=model_id,
     )

@@ -30,7 +30,14 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy.orm import Session
 
-from facetrace.calibration import Calibration, ModeChoice, choose_mode, packaged_calibration
+from facetrace.calibration import (
+    Calibration,
+    ModeChoice,
+    TemplateCalibration,
+    choose_mode,
+    packaged_calibration,
+    packaged_template_calibration,
+)
 from facetrace.config import ModePolicy, PipelineOptions, ScoreKind, SearchMode
 from facetrace.engine import FacePipeline
 from facetrace.errors import (
@@ -42,6 +49,7 @@ from facetrace.errors import (
     NoFaceFound,
     ReadOnlyGallery,
 )
+from facetrace.gallery import templates
 from facetrace.gallery.peek import INDEX_FILE, INDEX_STATE_KEY
 from facetrace.index import batch_threads, use_search_threads
 from facetrace.index.base import (
@@ -59,6 +67,7 @@ from facetrace.index.persist import is_manifest, read_manifest
 from facetrace.rwlock import RWLock
 from facetrace.scoring.asnorm import Cohort, cohort_bytes, read_cohort
 from facetrace.store import repo
+from facetrace.store import templates as stored_templates
 from facetrace.store.db import Database, sqlite_url, transaction
 from facetrace.types import Face
 from facetrace.vision.detect import main_face
@@ -72,6 +81,17 @@ DeleteKind = Literal["subject", "photo", "collection"]
 REBUILD_STATUS_FILE = "index.rebuild.json"
 SAVE_EVERY_S = 30.0
 REBUILD_CHUNK = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateMatch:
+    """A candidate's template that scored above its best single face: its raw cosine
+    (``Candidate.score`` is that cosine on the single-face scale: the face score with the
+    same estimated false-match rate) and the faces it averages."""
+
+    cosine: float
+    n_faces: int
+    face_ids: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,13 +110,24 @@ class Candidate:
     above_threshold: bool
     info: repo.FaceInfo
     cosine: float | None = None  # the raw cosine when ``score`` is AS-norm on its scale
+    template: TemplateMatch | None = None  # set when the subject's template scored best
+
+    @property
+    def matched_by(self) -> str:
+        """``template`` when the subject's template gave the score, else ``face``."""
+        return "face" if self.template is None else "template"
 
     def as_dict(self) -> dict[str, Any]:
         i = self.info
+        t = self.template
         return {
             "rank": self.rank,
             "score": round(self.score, 4),
             "cosine": round(self.score if self.cosine is None else self.cosine, 4),
+            "matched_by": self.matched_by,
+            "template": None
+            if t is None
+            else {"faces": t.n_faces, "cosine": round(t.cosine, 4), "face_ids": list(t.face_ids)},
             "false_match_rate": self.false_match_rate,
             "gallery_fpir": self.gallery_fpir,
             "above_threshold": self.above_threshold,
@@ -248,6 +279,9 @@ class Gallery:
         self._last_save = time.monotonic()
         self._watermark = 0  # the highest face id this process knows to be in the index
         self.last_repair: dict[str, Any] = {}
+        # subject templates: SQL rows kept with the faces, searched from memory
+        # (facetrace.gallery.templates says why)
+        self.templates = templates.TemplateIndex(self.descriptor.dim)
         self.repair()
         if self._pending_rebuild is not None:
             self._start_rebuild(*self._pending_rebuild)
@@ -585,7 +619,10 @@ class Gallery:
         if self.read_only and isinstance(self.index, RemoteIndex):
             # the collection lives on a server its owner keeps in step: a reader never
             # writes to it
-            self.last_repair = {"mode": "none (read-only, remote index)"}
+            self.last_repair = {
+                "mode": "none (read-only, remote index)",
+                "templates": self.repair_templates(),
+            }
             return self.last_repair
         with self.reads() as s:
             state = repo.get_meta(s, INDEX_STATE_KEY)
@@ -594,10 +631,28 @@ class Gallery:
                 done: dict[str, Any] = {"mode": "full", **self.reconcile()}
             else:
                 done = {"mode": "watermark", **self._repair_from(int(state.get("watermark", 0)))}
+        done["templates"] = self.repair_templates()
         done["seconds"] = round(time.perf_counter() - start, 3)
         self.last_repair = done
         log.info("index repair on open: %s", done)
         return done
+
+    def repair_templates(self) -> dict[str, int]:
+        """Recompute the subject templates SQL holds out of step with its faces (none,
+        unless the gallery predates templates or was written without them), then bring
+        the in-memory template index in line with SQL. A read-only gallery only loads."""
+        done = {"subjects": 0, "templates": 0}
+        if not self.read_only:
+            with transaction(self.sessions) as s:
+                done = templates.repair(s)
+        self.sync_templates()
+        return done
+
+    def sync_templates(self) -> dict[str, int]:
+        """Catch the in-memory template index up with SQL's templates (a cheap check when
+        nothing changed; another process's merge or import is picked up here)."""
+        with self.reads() as s:
+            return self.templates.sync(s)
 
     def _repair_from(self, watermark: int) -> dict[str, Any]:
         dim = self.descriptor.dim
@@ -782,6 +837,7 @@ class Gallery:
                 raise FaceIndexError(f"subject face {photo.subject_face} of {n} faces")
         results: list[AddResult | DeletedPhoto] = []
         indexed: list[tuple[int, Any, int]] = []
+        touched: set[int] = set()  # subjects whose templates the batch changes
         with transaction(self.sessions) as s:
             shas = [p.sha256 for p in photos]
             present = repo.present_hashes(s, shas)
@@ -810,16 +866,21 @@ class Gallery:
                     subject_face=photo.subject_face,
                 )
                 present.add(photo.sha256)
+                touched.update(r.subject_id for r in rows if r.is_subject and r.subject_id)
                 indexed.extend(
                     (r.id, photo.faces[r.face_index].vector, r.collection_id)
                     for r in rows
                     if r.is_subject
                 )
                 results.append(AddResult(photo_id=row.id, face_ids=[r.id for r in rows]))
+            # the batch's subjects' templates commit with its faces, or not at all
+            templates.refresh(s, touched)
             if in_transaction is not None:
                 in_transaction(s, results)
         if indexed:
             self._add_indexed(indexed)
+        if touched:
+            self.sync_templates()
         return results
 
     def _add_indexed(self, indexed: list[tuple[int, Any, int]]) -> None:
@@ -849,6 +910,7 @@ class Gallery:
                 self.index.remove(ids)
             self._unsaved += max(1, len(ids))
             self._maybe_save()
+        self.sync_templates()  # the deleting transaction rewrote its subjects' templates
         return len(ids)
 
     @staticmethod
@@ -862,14 +924,19 @@ class Gallery:
 
         The ids are also logged in that transaction as deletes the index has yet to
         confirm, so that the repair on open removes them even if :meth:`forget` never
-        runs (a crash) or the index is not saved before one."""
+        runs (a crash) or the index is not saved before one. The templates of the
+        subjects that lose faces are rewritten in that transaction too."""
         if kind == "subject":
+            touched = {repo.find_subject(session, target, collection).id}
             ids = repo.delete_subject(session, external_id=target, collection=collection)
         elif kind == "photo":
+            touched = stored_templates.subjects_of_photo(session, target)
             ids = repo.delete_photo(session, photo=target)
         else:
+            touched = stored_templates.subjects_of_collection(session, target)
             ids = repo.delete_collection(session, name=target)
         repo.log_pending_deletes(session, face_ids=ids)
+        templates.refresh(session, touched)
         return ids
 
     def delete(self, kind: DeleteKind, target: str, collection: str | None = None) -> int:
@@ -1014,10 +1081,17 @@ class Gallery:
         fpir: float = 0.01,
         selector: Selector | None = None,
         include_below: bool = False,
+        templates: bool = True,
     ) -> list[tuple[float, list[Candidate], list[Candidate]]]:
         """Top-``k`` subjects per vector: (threshold, above, below) per query.
 
-        Faces are fetched generously and collapsed to the best face per subject.
+        Faces are fetched generously and collapsed to the best face per subject. A
+        subject with several faces in a collection is also scored by its template there
+        (:mod:`facetrace.gallery.templates`), that score put on the single-face scale by
+        the template false-match tables; the subject keeps the better of the two, its
+        provenance the best of its faces the search may read (``Candidate.template``
+        says when the template scored best). ``templates=False`` searches faces only
+        (``facetrace eval identify --no-templates`` compares the two).
         """
         cal = self.calibration()
         n_subjects = self.subject_count()
@@ -1033,31 +1107,124 @@ class Gallery:
         norm = self.score_normalisation() if cal is not None else None
         if norm is not None and cal is not None:
             ranked, ids, cosines = self._as_norm(vectors, scores, ids, norm, cal)
-        out: list[tuple[float, list[Candidate], list[Candidate]]] = []
-        for row_scores, row_ids, row_cos in zip(ranked, ids, cosines, strict=True):
-            seen: set[int] = set()
-            above: list[Candidate] = []
-            below: list[Candidate] = []
+        hits = (
+            self._template_hits(vectors, k=max(2 * k, 20), selector=selector, cal=cal, norm=norm)
+            if templates
+            else [{} for _ in range(vectors.shape[0])]
+        )
+        rows: list[list[tuple[float, repo.FaceInfo, float | None, TemplateMatch | None]]] = []
+        for r, (row_scores, row_ids, row_cos) in enumerate(zip(ranked, ids, cosines, strict=True)):
+            best: dict[int, tuple[float, repo.FaceInfo, float | None, TemplateMatch | None]] = {}
             for score, fid, cos in zip(row_scores, row_ids, row_cos, strict=True):
                 fi = info.get(int(fid))
-                if fid < 0 or fi is None or fi.subject_id in seen:
+                if fid < 0 or fi is None or fi.subject_id in best:
                     continue
-                seen.add(fi.subject_id)
-                fmr = cal.false_match_rate(float(score)) if cal else float("nan")
+                best[fi.subject_id] = (float(score), fi, None if norm is None else float(cos), None)
+            for sid, (mapped, tpl, face) in hits[r].items():
+                if sid not in best or mapped > best[sid][0]:
+                    fi = best[sid][1] if sid in best else face
+                    best[sid] = (mapped, fi, None, tpl)
+            rows.append(sorted(best.values(), key=lambda e: -e[0])[:k])
+        out: list[tuple[float, list[Candidate], list[Candidate]]] = []
+        for entries in rows:
+            above: list[Candidate] = []
+            below: list[Candidate] = []
+            for rank, (score, fi, cos, match) in enumerate(entries, start=1):
+                fmr = cal.false_match_rate(score) if cal else float("nan")
                 cand = Candidate(
-                    rank=len(seen),
-                    score=float(score),
+                    rank=rank,
+                    score=score,
                     false_match_rate=fmr,
-                    gallery_fpir=cal.gallery_fpir(float(score), n_subjects) if cal else fmr,
+                    gallery_fpir=cal.gallery_fpir(score, n_subjects) if cal else fmr,
                     above_threshold=bool(score >= threshold),
                     info=fi,
-                    cosine=None if norm is None else float(cos),
+                    cosine=cos,
+                    template=match,
                 )
                 (above if cand.above_threshold else below).append(cand)
-                if len(seen) >= k:
-                    break
             out.append((threshold, above, below if include_below else []))
         return out
+
+    def template_calibration(self) -> TemplateCalibration | None:
+        """The gallery's own template false-match tables if calibrated, else the packaged
+        default for the model; None: templates are not searched (their scores could not
+        be given an honest false-match rate)."""
+        with self.reads() as s:
+            data = repo.get_meta(s, "calibration_template")
+        if data is not None:
+            return TemplateCalibration.from_json(data)
+        name = self.descriptor.calibration_name
+        return packaged_template_calibration(name) if name else None
+
+    def set_template_calibration(self, calibration: TemplateCalibration) -> None:
+        """Store template tables measured on the operator's own labelled data."""
+        self._writable("the calibration is stored by the directory's owner")
+        if calibration.model_id != self.descriptor.model_id:
+            raise ModelMismatch(
+                f"calibration of {calibration.model_id!r} for a gallery of "
+                f"{self.descriptor.model_id!r}"
+            )
+        with transaction(self.sessions) as s:
+            repo.set_meta(s, key="calibration_template", value=calibration.to_json())
+
+    def _template_hits(
+        self,
+        vectors: npt.NDArray[np.float32],
+        *,
+        k: int,
+        selector: Selector | None,
+        cal: Calibration | None,
+        norm: tuple[Cohort, Calibration] | None,
+    ) -> list[dict[int, tuple[float, TemplateMatch, repo.FaceInfo]]]:
+        """Per query: subject id -> (its best template's score on the single-face scale,
+        the template, the template's face most like the query: the provenance shown when
+        none of the subject's faces came back from the face index).
+
+        None are searched without both false-match tables, with AS-norm scores (not
+        measured with templates) or with a selector of face ids (a template averages
+        faces such a list might exclude); a collection selector applies to templates as
+        to faces, each template being made of one collection's faces."""
+        empty: list[dict[int, tuple[float, TemplateMatch, repo.FaceInfo]]] = [
+            {} for _ in range(vectors.shape[0])
+        ]
+        if cal is None or norm is not None:
+            return empty
+        if selector is not None and (selector.allow is not None or selector.deny):
+            return empty
+        tcal = self.template_calibration()
+        if tcal is None or tcal.model_id != self.descriptor.model_id:
+            return empty
+        self.sync_templates()
+        found = self.templates.search(vectors, k, None if selector is None else selector.groups)
+        members = {f for row in found for h in row for f in h.face_ids}
+        if not members:
+            return empty
+        with self.reads() as s:
+            got, vecs = repo.vectors_for(
+                s, np.array(sorted(members), dtype=np.int64), vectors.shape[1]
+            )
+            where = {int(f): j for j, f in enumerate(got)}
+            picks: list[dict[int, tuple[float, TemplateMatch, int]]] = []
+            for q, row in zip(vectors, found, strict=True):
+                mine: dict[int, tuple[float, TemplateMatch, int]] = {}
+                for h in row:
+                    mapped = tcal.on_face_scale(h.score, h.n_faces, cal)
+                    if h.subject_id in mine and mine[h.subject_id][0] >= mapped:
+                        continue
+                    have = [f for f in h.face_ids if f in where]
+                    if not have:
+                        continue  # its faces were deleted since: SQL says so, skip it
+                    face = max(have, key=lambda f: float(vecs[where[f]] @ q))
+                    mine[h.subject_id] = (
+                        mapped,
+                        TemplateMatch(h.score, h.n_faces, h.face_ids),
+                        face,
+                    )
+                picks.append(mine)
+            info = repo.face_info(s, {f for row in picks for _, _, f in row.values()})
+        return [
+            {sid: (m, t, info[f]) for sid, (m, t, f) in row.items() if f in info} for row in picks
+        ]
 
     def score_normalisation(self) -> tuple[Cohort, Calibration] | None:
         """The cohort and the AS-norm false-match table when candidates are AS-normed:

@@ -19,6 +19,7 @@ from typing import Protocol
 from sqlalchemy.orm import Session
 
 from facetrace.errors import InvalidRequest, NotFound
+from facetrace.gallery import templates
 from facetrace.gallery.duplicates import DuplicatePair
 from facetrace.service import audit
 from facetrace.service.accounts import Actor, Perm, require
@@ -140,6 +141,9 @@ def merge(
         merged_by=actor.username,
         score=score,
     )
+    # the moved faces' templates change in the merge's transaction (the gallery's
+    # in-memory template index catches up from SQL before its next search)
+    templates.refresh(session, {row.source_id, row.target_id})
     audit.append(
         session,
         actor=actor.username,
@@ -167,6 +171,7 @@ def undo(session: Session, *, actor: Actor, merge_id: int, note: str) -> Subject
     _readable_subject(session, actor, row.source_id)
     _readable_subject(session, actor, row.target_id)
     row = links.undo_merge(session, merge_id=merge_id, note=why, undone_by=actor.username)
+    templates.refresh(session, {row.source_id, row.target_id})
     audit.append(
         session,
         actor=actor.username,

@@ -91,6 +91,8 @@ def _candidate(c: Any) -> FoundCandidate:
         source_url=str(i.source_url),
         source_title=str(i.source_title),
         captured_date=str(i.captured_date),
+        matched_by=str(getattr(c, "matched_by", "face")),
+        template_faces=0 if getattr(c, "template", None) is None else int(c.template.n_faces),
     )
 
 

@@ -106,6 +106,8 @@ class FoundCandidate:
     source_url: str
     source_title: str
     captured_date: str
+    matched_by: str = "face"  # "template": the subject's template gave the score
+    template_faces: int = 0  # the faces that template averages
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,6 +417,8 @@ def _candidate_row(search_id: int, c: FoundCandidate) -> SearchCandidate:
         source_url=c.source_url,
         source_title=c.source_title,
         captured_date=c.captured_date,
+        matched_by=c.matched_by,
+        template_faces=c.template_faces,
     )
 
 

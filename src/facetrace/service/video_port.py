@@ -2,10 +2,11 @@
 :class:`facetrace.service.videos.VideoAnalyser` on the gallery's face pipeline, so a
 person's template is comparable with the gallery's vectors.
 
-The video path detects with its own CNN detector and landmark predictor (one
-:class:`~facetrace.video.faces.VideoFaceFinder`, used by the one video worker thread),
-and embeds with the pipeline's ONNX session, which is safe to share: it does not take
-the photo path's detector lock, so photo searches go on while a video is analysed.
+The video path detects with its own CNN detector and landmark predictor, in worker
+processes of its own (:class:`~facetrace.video.workers.FrameWorkers`, one per core, kept
+between videos and started on the first one; ``FACETRACE_VIDEO__WORKERS=1`` analyses in
+the one video worker thread instead), with the gallery's pipeline options, so photo
+searches go on while a video is analysed.
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ class VideoPort:
 
         return video_limits(self.settings)
 
+    def close(self) -> None:
+        """Stop the worker processes (a later video starts them again)."""
+        if self._finder is not None:
+            self._finder.close()
+
     def check(self, path: Path, *, source: str) -> VideoCheck:
         """Refuse what cannot be analysed: not a video, truncated, no video stream, an
         unsupported codec, over the size, duration or frame-area limits."""
@@ -63,12 +69,12 @@ class VideoPort:
         """Analyse the video; one :class:`FoundFace` per person (template vector, the best
         frame's box, landmarks, quality and time; intervals and key frames in ``extra``)."""
         from facetrace.video import VideoOptions, analyse_video
-        from facetrace.video.faces import VideoFaceFinder
+        from facetrace.video.analyse import make_finder
 
         pipeline = self._gallery().pipeline
         options = VideoOptions.from_settings(self.settings)
         if self._finder is None:
-            self._finder = VideoFaceFinder(pipeline, detect_pixels=options.detect_pixels)
+            self._finder = make_finder(pipeline, options)
         try:
             result = analyse_video(
                 path,

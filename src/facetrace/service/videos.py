@@ -97,6 +97,10 @@ class VideoAnalyser(Protocol):
         """Every person of the video (NoFaceFound when none, Cancelled when asked)."""
         ...
 
+    def close(self) -> None:
+        """Stop what the analyses keep running between videos (worker processes)."""
+        ...
+
 
 class PersonSearch(Protocol):
     """Searches one person of a stored video probe (the one-shot search's rules:
@@ -239,6 +243,7 @@ class VideoJobs:
             for event in self._cancel.values():
                 event.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self.analyser.close()
 
     def start(
         self,

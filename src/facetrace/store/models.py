@@ -123,6 +123,30 @@ class FaceRow(Base):
     subject: Mapped[Subject | None] = relationship()
 
 
+class SubjectTemplate(Base):
+    """One vector standing for several reference faces of a subject in one collection: a
+    quality-weighted mean of their vectors (see :mod:`facetrace.gallery.templates`).
+
+    Written in the transaction that changes those faces (an import batch, a delete, a
+    merge or its undo), so SQL's templates are never behind its faces; rows are replaced,
+    never updated, and ids never reused (AUTOINCREMENT), so that a gallery's in-memory
+    template index catches up by comparing ids. ``subject_id`` is a plain column, not a
+    foreign key: a subject's delete and its templates' delete are one transaction either
+    way. ``face_ids`` are the faces averaged into this vector (its provenance).
+    """
+
+    __tablename__ = "subject_template"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subject_id: Mapped[int] = mapped_column(Integer, index=True)
+    collection_id: Mapped[int] = mapped_column(Integer)
+    centroid: Mapped[int] = mapped_column(Integer, default=0)
+    n_faces: Mapped[int] = mapped_column(Integer)
+    face_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class Tombstone(Base):
     """The hash of a deleted photo, so that the same photo is not ingested again by accident."""
 

@@ -299,6 +299,10 @@ class SearchCandidate(Base):
     source_url: Mapped[str] = mapped_column(Text, default="")
     source_title: Mapped[str] = mapped_column(Text, default="")
     captured_date: Mapped[str] = mapped_column(String(40), default="")
+    # "template" when the subject's template (the mean of ``template_faces`` of its
+    # faces) gave the score, "face" when one reference face did
+    matched_by: Mapped[str] = mapped_column(String(20), default="face", server_default="face")
+    template_faces: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Review(Base):

@@ -7,8 +7,11 @@ bounded pool of candidate key-frame crops (:class:`~facetrace.video.keyframes.Ke
 
 from __future__ import annotations
 
+import os
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,7 @@ from facetrace.video.keyframes import KeyFramePool, frame_quality, pick_key_fram
 from facetrace.video.merge import MERGE_COSINE, merge_fragments
 from facetrace.video.shots import CUT_THRESHOLD, CutDetector
 from facetrace.video.track import Track, Tracker
+from facetrace.video.workers import FrameWorkers
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,8 @@ class VideoOptions:
         cut_threshold: histogram distance of a shot cut (:mod:`facetrace.video.shots`).
         merge_cosine: fragments merge from this template cosine (:mod:`.merge`).
         max_duration_s: the longest video accepted.
+        workers: processes finding the frames' faces (:mod:`facetrace.video.workers`);
+            0: one per core; 1: in the calling process.
     """
 
     sample_fps: float = 3.0
@@ -60,6 +66,7 @@ class VideoOptions:
     cut_threshold: float = CUT_THRESHOLD
     merge_cosine: float = MERGE_COSINE
     max_duration_s: float = 3 * 3600.0
+    workers: int = 0
 
     @classmethod
     def from_settings(cls, video: VideoSettings, **changes: Any) -> VideoOptions:
@@ -71,6 +78,7 @@ class VideoOptions:
             "max_duration_s": video.max_duration_s,
             "max_lost_s": video.max_lost_s,
             "min_usable_faces": video.min_usable_faces,
+            "workers": video.workers,
         }
         values.update(changes)
         return cls(**values)
@@ -160,7 +168,7 @@ def analyse_video(
     limits: ImageLimits = ImageLimits(),
     progress: Callable[[VideoProgress], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
-    finder: VideoFaceFinder | None = None,
+    finder: VideoFaceFinder | FrameWorkers | None = None,
 ) -> VideoAnalysis:
     """Find, track and describe every person in a video.
 
@@ -173,7 +181,9 @@ def analyse_video(
         progress: called after every sampled frame.
         cancelled: polled after every sampled frame; when it returns True the analysis
             stops with :class:`~facetrace.errors.Cancelled`.
-        finder: the face finder (reused across videos to keep its models loaded).
+        finder: the face finder, in process or a pool of worker processes (reused
+            across videos to keep its models loaded; the caller closes it); default: one
+            made by :func:`make_finder` for this video, closed at the end.
 
     Returns:
         The :class:`VideoAnalysis`.
@@ -194,7 +204,6 @@ def analyse_video(
         max_video_bytes=limits.max_video_bytes,
         max_frames=max(limits.max_frames, needed),
     )
-    finder = finder or VideoFaceFinder(pipeline, detect_pixels=options.detect_pixels)
     cuts = CutDetector(options.cut_threshold)
     tracker = Tracker(
         max_lost=max(1, round(options.max_lost_s * rate)),
@@ -205,22 +214,46 @@ def analyse_video(
     )
     frames = faces_seen = 0
     shots = 1
-    for frame in iter_video_frames(path, every_seconds=1.0 / rate, limits=frame_limits):
-        if frame.timestamp_s > options.max_duration_s:
-            raise ImageTooLarge(
-                info.source, f"the video is longer than the limit of {options.max_duration_s:.0f} s"
-            )
-        if cuts.is_cut(frame.pixels):
+    own = finder is None
+    work = finder if finder is not None else make_finder(pipeline, options)
+    # frames sent to the workers, oldest first: (timestamp, is a cut, its faces)
+    pending: deque[tuple[float, bool, Future[list[FrameFace]]]] = deque()
+
+    def take() -> None:
+        nonlocal frames, faces_seen, shots
+        timestamp_s, cut, future = pending.popleft()
+        found = work.result(future)
+        if cut:
             tracker.cut()
             shots += 1
-        found = finder.faces(frame.pixels, frame.index, frame.timestamp_s)
         faces_seen += len(found)
         tracker.step(found)
         frames += 1
         if progress is not None:
-            progress(_progress(frame.timestamp_s, info.duration_s, frames, started))
+            progress(_progress(timestamp_s, info.duration_s, frames, started))
         if cancelled is not None and cancelled():
-            raise Cancelled(f"{info.source}: analysis cancelled after {frame.timestamp_s:.1f} s")
+            raise Cancelled(f"{info.source}: analysis cancelled after {timestamp_s:.1f} s")
+
+    try:
+        for frame in iter_video_frames(path, every_seconds=1.0 / rate, limits=frame_limits):
+            if frame.timestamp_s > options.max_duration_s:
+                raise ImageTooLarge(
+                    info.source,
+                    f"the video is longer than the limit of {options.max_duration_s:.0f} s",
+                )
+            cut = cuts.is_cut(frame.pixels)
+            pending.append(
+                (frame.timestamp_s, cut, work.submit(frame.pixels, frame.index, frame.timestamp_s))
+            )
+            while len(pending) > work.window:
+                take()
+        while pending:
+            take()
+    finally:
+        for _, _, future in pending:
+            future.cancel()
+        if own:
+            work.close()
     tracks = tracker.finish()
     kept = [
         t
@@ -244,6 +277,15 @@ def analyse_video(
         tracks_kept=len(kept),
         elapsed_s=time.monotonic() - started,
     )
+
+
+def make_finder(pipeline: FacePipeline, options: VideoOptions) -> VideoFaceFinder | FrameWorkers:
+    """The face finder ``options`` ask for: a pool of ``options.workers`` processes (one
+    per core for 0), or the calling process when that is one. The caller closes it."""
+    workers = options.workers or os.cpu_count() or 1
+    if workers <= 1:
+        return VideoFaceFinder(pipeline, detect_pixels=options.detect_pixels)
+    return FrameWorkers(pipeline.options, detect_pixels=options.detect_pixels, workers=workers)
 
 
 def video_limits(video: VideoSettings) -> ImageLimits:

@@ -13,6 +13,7 @@ video face's vector is comparable with the gallery's.
 from __future__ import annotations
 
 import math
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from facetrace.config import default_data_dir
 from facetrace.engine import FacePipeline
 from facetrace.types import BoundingBox, Detection, Face
 from facetrace.vision.detect import LandmarkPredictor
+from facetrace.vision.ort import OrtRuntime
 
 RGBImage = npt.NDArray[np.uint8]
 
@@ -63,7 +65,14 @@ class VideoFaceFinder:
         detect_pixels: the area each frame is scaled to for detection.
         min_score: the CNN detector's minimum score (dlib's default is 0).
         cache_dir: where the converted detector is cached; default the pipeline's.
+        threads: the detector's inference threads (0: ONNX Runtime's default, one per
+            core; 1 in a worker process of :class:`~facetrace.video.workers.FrameWorkers`).
+
+    It also answers as a pool of no workers (``submit``, ``result``, ``window`` 0), so
+    :func:`~facetrace.video.analyse.analyse_video` drives both alike.
     """
+
+    window = 0
 
     def __init__(
         self,
@@ -72,6 +81,7 @@ class VideoFaceFinder:
         detect_pixels: int = DETECT_PIXELS,
         min_score: float = 0.0,
         cache_dir: Path | None = None,
+        threads: int = 0,
     ) -> None:
         from facetrace.vision.dlib_cnn_onnx import OnnxMmodFaceDetector
 
@@ -80,8 +90,31 @@ class VideoFaceFinder:
         self.pipeline = pipeline
         self.detect_pixels = detect_pixels
         folder = cache_dir or pipeline.options.cache_dir or default_data_dir() / "models"
-        self._detector = OnnxMmodFaceDetector(folder, threshold=min_score)
+        self._detector = OnnxMmodFaceDetector(
+            folder, threshold=min_score, runtime=OrtRuntime(intra_op_threads=threads)
+        )
         self._landmarks = LandmarkPredictor()
+
+    def warm(self) -> None:
+        """Load the detector, landmark and descriptor models now (a blank frame)."""
+        blank = np.zeros((120, 160, 3), dtype=np.uint8)
+        self._detector.detect(blank)
+        side = self.pipeline.descriptor.chip_size
+        self.pipeline.embed_chips(np.zeros((1, side, side, 3), dtype=np.uint8))
+
+    def submit(
+        self, pixels: RGBImage, frame_index: int, timestamp_s: float
+    ) -> Future[list[FrameFace]]:
+        """The faces of the frame, found now (errors are raised here)."""
+        future: Future[list[FrameFace]] = Future()
+        future.set_result(self.faces(pixels, frame_index, timestamp_s))
+        return future
+
+    def result(self, future: Future[list[FrameFace]]) -> list[FrameFace]:
+        return future.result()
+
+    def close(self) -> None:
+        """Nothing to stop (the pool's interface)."""
 
     def detect(self, pixels: RGBImage) -> list[Detection]:
         """Every face of an RGB frame (h, w, 3), boxes in frame pixels, largest first."""

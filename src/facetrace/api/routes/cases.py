@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
@@ -168,6 +168,13 @@ class CandidateOut(BaseModel):
     face_id: int
     quality: float
     provenance: ProvenanceOut
+    matched_by: Literal["face", "template"] = Field(
+        "face",
+        description="template: the subject's template (the mean of several of its reference "
+        "faces) gave the score, its false-match rate from the template tables; photo_id and "
+        "face_id are then the subject's best-scoring face",
+    )
+    template_faces: int = Field(0, description="faces averaged by the matching template")
 
 
 class ModeChoiceOut(BaseModel):
@@ -298,6 +305,8 @@ def search_json(s: Search) -> dict[str, Any]:
                     "source_title": c.source_title,
                     "captured_date": c.captured_date,
                 },
+                "matched_by": c.matched_by,
+                "template_faces": c.template_faces,
             }
             for c in s.candidates
         ],

@@ -1,0 +1,132 @@
+"""Subject templates in the gallery: written with the faces (ingest, delete), repaired
+from SQL on open, searched with collection filters, on real LFW photos."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import delete, select, update
+
+from facetrace.gallery.directory import Gallery
+from facetrace.gallery.ingest import ingest, scan_folder
+from facetrace.scoring.templates import subject_template
+from facetrace.store import repo
+from facetrace.store.models import FaceRow, SubjectTemplate
+from tests.galleries import DISTRACTORS, ENROLLED, subject_id
+
+
+def _templates(g: Gallery) -> dict[int, list[SubjectTemplate]]:
+    """SQL's templates by subject id."""
+    out: dict[int, list[SubjectTemplate]] = {}
+    with g.session() as s:
+        for t in s.scalars(select(SubjectTemplate).order_by(SubjectTemplate.id)):
+            out.setdefault(t.subject_id, []).append(t)
+    return out
+
+
+def _faces(g: Gallery, sid: int) -> tuple[list[int], np.ndarray, list[float]]:
+    with g.session() as s:
+        rows = list(
+            s.scalars(
+                select(FaceRow)
+                .where(FaceRow.subject_id == sid, FaceRow.is_subject.is_(True))
+                .order_by(FaceRow.id)
+            )
+        )
+    vecs = np.stack([np.frombuffer(r.vector, dtype=np.float32) for r in rows])
+    return [r.id for r in rows], vecs, [r.quality for r in rows]
+
+
+def _sid(g: Gallery, name: str) -> int:
+    with g.session() as s:
+        return subject_id(s, name)
+
+
+def test_ingest_keeps_the_template_of_every_subject_with_several_faces(gallery: Gallery) -> None:
+    held = _templates(gallery)
+    for name in ENROLLED:  # two photos each: one template of both faces
+        sid = _sid(gallery, name)
+        ids, vecs, quality = _faces(gallery, sid)
+        assert len(ids) == 2 and sid in held, name
+        (t,) = held[sid]
+        assert t.face_ids == ids and t.n_faces == 2
+        want = subject_template(vecs, quality)[0]
+        np.testing.assert_allclose(np.frombuffer(t.vector, dtype=np.float32), want, atol=1e-6)
+    for name in DISTRACTORS:  # one photo: its face is its own template
+        assert _sid(gallery, name) not in held
+    # the in-memory template index holds exactly SQL's templates
+    assert gallery.templates.count == sum(len(v) for v in held.values()) == len(ENROLLED)
+
+
+def test_a_new_photo_and_a_delete_rewrite_the_subjects_template(
+    gallery: Gallery, probe_of: dict[str, Path], tmp_path: Path
+) -> None:
+    name = ENROLLED[0]
+    sid = _sid(gallery, name)
+    (tmp_path / "more" / name).mkdir(parents=True)
+    shutil.copy(probe_of[name], tmp_path / "more" / name / "third.jpg")
+    summary = ingest(gallery, scan_folder(tmp_path / "more", collection="lfw"))
+    assert summary.photos_added == 1
+    ids, vecs, quality = _faces(gallery, sid)
+    (t,) = _templates(gallery)[sid]
+    assert len(ids) == 3 and t.face_ids == ids
+    np.testing.assert_allclose(
+        np.frombuffer(t.vector, dtype=np.float32), subject_template(vecs, quality)[0], atol=1e-6
+    )
+    # searching the third photo's vector finds the template of three faces
+    hit = gallery.templates.search(vecs[2:3], 1, None)[0][0]
+    assert hit.subject_id == sid and hit.n_faces == 3
+
+    gallery.delete_photo(_photo_of(gallery, ids[0]))
+    (t,) = _templates(gallery)[sid]
+    assert t.face_ids == ids[1:]  # the deleted face is in no template
+    gallery.delete_photo(_photo_of(gallery, ids[1]))
+    assert sid not in _templates(gallery)  # one face left: no template
+    gallery.delete_subject(ENROLLED[1], collection="lfw")
+    assert _sid_or_none(gallery, ENROLLED[1]) is None
+    assert gallery.templates.count == len(_flat(_templates(gallery))) == len(ENROLLED) - 2
+    # no template the index returns averages a face SQL no longer holds
+    with gallery.session() as s:
+        alive = set(repo.searchable_ids(s).tolist())
+    probe = vecs[1:2]
+    for hit in gallery.templates.search(probe, 10, None)[0]:
+        assert set(hit.face_ids) <= alive
+
+
+def _photo_of(g: Gallery, face_id: int) -> str:
+    with g.session() as s:
+        return str(s.scalars(select(FaceRow.photo_id).where(FaceRow.id == face_id)).one())
+
+
+def _sid_or_none(g: Gallery, name: str) -> int | None:
+    try:
+        return _sid(g, name)
+    except Exception:
+        return None
+
+
+def _flat(held: dict[int, list[SubjectTemplate]]) -> list[SubjectTemplate]:
+    return [t for ts in held.values() for t in ts]
+
+
+def test_the_repair_on_open_rebuilds_templates_sql_lost_or_got_wrong(gallery_dir: Path) -> None:
+    with Gallery.open(gallery_dir) as g:
+        before = {sid: (ts[0].face_ids, ts[0].vector) for sid, ts in _templates(g).items()}
+        wade, sandler = _sid(g, ENROLLED[0]), _sid(g, ENROLLED[1])
+        with g.sessions.begin() as s:  # as a version without templates would leave it
+            s.execute(delete(SubjectTemplate).where(SubjectTemplate.subject_id == wade))
+            s.execute(
+                update(SubjectTemplate)
+                .where(SubjectTemplate.subject_id == sandler)
+                .values(face_ids=[1, 2], vector=np.zeros(128, np.float32).tobytes())
+            )
+    with Gallery.open(gallery_dir) as g:
+        assert g.last_repair["templates"]["subjects"] == 2
+        after = {sid: (ts[0].face_ids, ts[0].vector) for sid, ts in _templates(g).items()}
+        assert after == before
+        assert g.templates.count == len(before)
+        # and nothing more to do on the next open
+    with Gallery.open(gallery_dir) as g:
+        assert g.last_repair["templates"]["subjects"] == 0
