@@ -367,7 +367,31 @@ def capacity_table(results: dict[str, Any]) -> str:
         # Milvus keeps its own copy per replica and ~30% overhead (segments, growing data)
         cluster = f"{USABLE * CLUSTER[1] / (bpf * 1.3) / 1e9:,.1f}B"
         lines.append(f"| {kind} | {bpf:.0f} ({n:,}) | " + " | ".join(fits) + f" | {cluster} |")
+    server = milvus_capacity_row()
+    if server:
+        lines.append(server)
     return "\n".join(lines)
+
+
+def milvus_capacity_row() -> str:
+    """The Milvus server's row, measured by ``benchmarks.bench_milvus`` at its largest size
+    (``.bench/milvus-<n>.json``): the whole server's RSS after loading per face, so an
+    upper bound; no 30 % added for the cluster column, the overhead is in the figure.
+    "" when the server has not been measured here."""
+    saved = []
+    for path in OUT.glob("milvus-*.json"):
+        res = json.loads(path.read_text())
+        if res.get("milvus", {}).get("rss_mib"):
+            saved.append(res)
+    if not saved:
+        return ""
+    res = max(saved, key=lambda r: int(r["n"]))
+    n = int(res["n"])
+    bpf = float(res["milvus"]["rss_mib"]) * 2**20 / n
+    fits = [f"{USABLE * ram / bpf / 1e6:,.0f}M" for ram in CAPACITY_RAM.values()]
+    cluster = f"{USABLE * CLUSTER[1] / bpf / 1e9:,.1f}B"
+    name = f"Milvus server, {res['milvus']['index']} (server RSS)"
+    return f"| {name} | {bpf:.0f} ({n:,}) | " + " | ".join(fits) + f" | {cluster} |"
 
 
 def similarity_table(results: dict[str, Any]) -> str:

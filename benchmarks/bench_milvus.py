@@ -137,7 +137,9 @@ def _load() -> str:
         return " ".join(f.read().split()[:3])
 
 
-def run_size(n: int, n_queries: int, uri: str, pid: int | None) -> dict[str, Any]:
+def run_size(
+    n: int, n_queries: int, uri: str, pid: int | None, faiss_kind: str = ""
+) -> dict[str, Any]:
     load_start = _load()
     if lfw_embeddings.CACHE.exists():
         gallery, enrolled, strangers, _ = build_gallery(n)
@@ -163,7 +165,7 @@ def run_size(n: int, n_queries: int, uri: str, pid: int | None) -> dict[str, Any
         "milvus": {},
     }
 
-    kind = choose_kind(n)
+    kind = faiss_kind or choose_kind(n)
     start = time.perf_counter()
     fx = make_index(kind, gallery.shape[1])
     fx.add(ids, gallery, groups)
@@ -271,34 +273,29 @@ def markdown(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def capacity_row(results: list[dict[str, Any]]) -> str:
-    """The capacity table's row for the server, from its RSS at the largest size measured:
-    the whole server process (its baseline, the loaded collection, the HNSW graphs), so an
-    upper bound of the bytes per face. Same columns and 75 % usable memory as the FAISS
-    rows of the index section; the cluster column adds no 30 % here (it is measured)."""
-    from benchmarks.bench_index import CAPACITY_RAM, CLUSTER, USABLE
+def capacity_row() -> str:
+    """The capacity table's header and the server's row (see
+    :func:`benchmarks.bench_index.milvus_capacity_row`, which adds it to the index
+    section's table too)."""
+    from benchmarks.bench_index import CAPACITY_RAM, CLUSTER, milvus_capacity_row
 
-    res = max(results, key=lambda r: int(r["n"]))
-    bpf = res["milvus"]["rss_mib"] * 2**20 / int(res["n"])
-    fits = [f"{USABLE * ram / bpf / 1e6:,.0f}M" for ram in CAPACITY_RAM.values()]
-    cluster = f"{USABLE * CLUSTER[1] / bpf / 1e9:,.1f}B"
     header = (
         "| index | bytes/face (measured at) | " + " | ".join(CAPACITY_RAM) + f" | {CLUSTER[0]} |"
     )
-    return "\n".join(
-        [
-            header,
-            "|---|---|" + "---|" * (len(CAPACITY_RAM) + 1),
-            f"| Milvus server, {res['milvus']['index']} (server RSS) | {bpf:.0f} "
-            f"({int(res['n']):,}) | " + " | ".join(fits) + f" | {cluster} |",
-        ]
-    )
+    rule = "|---|---|" + "---|" * (len(CAPACITY_RAM) + 1)
+    return "\n".join([header, rule, milvus_capacity_row()])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="100000,1000000")
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument(
+        "--faiss-kind",
+        default="",
+        help="the FAISS kind beside the server (default: what facetrace picks for the size; "
+        "flat saves the 1M HNSW build on a busy machine)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     sys.path.insert(0, str(ROOT))
@@ -310,7 +307,7 @@ def main() -> None:
     results = []
     with milvus_server() as running:
         for n in sizes:
-            results.append(run_size(n, args.queries, running.uri, running.pid))
+            results.append(run_size(n, args.queries, running.uri, running.pid, args.faiss_kind))
     saved = []
     for path in sorted(OUT.glob("milvus-*.json"), key=lambda p: int(p.stem.split("-")[1])):
         saved.append(json.loads(path.read_text()))
@@ -322,12 +319,13 @@ def main() -> None:
         "the server's next time tick (200 ms by default); `Bounded` is the search itself.\n\n"
         + markdown(saved)
         + "\n\nCapacity, measured (the row the index section's capacity table gains for the "
-        "server; 75 % of memory usable):\n\n" + capacity_row(saved)
+        "server; 75 % of memory usable):\n\n" + capacity_row()
     )
     write_section(
         "milvus",
         "Milvus standalone server next to FAISS",
-        f"python -m benchmarks.bench_milvus --sizes {args.sizes} --queries {args.queries}",
+        f"python -m benchmarks.bench_milvus --sizes {args.sizes} --queries {args.queries}"
+        + (f" --faiss-kind {args.faiss_kind}" if args.faiss_kind else ""),
         body,
     )
     print(markdown(results))

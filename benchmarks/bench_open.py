@@ -259,6 +259,12 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
     OUT.mkdir(exist_ok=True)
     (OUT / "open.json").write_text(json.dumps(rows, indent=1))
+    write(rows, started, f"--sizes {args.sizes} --backends {args.backends}")
+    print(markdown(rows))
+
+
+def write(rows: list[dict[str, Any]], started: str, options: str) -> None:
+    """The ``open`` section of BENCHMARKS.md from ``rows`` (also ``.bench/open.json``)."""
     body = (
         f"Load average (1/5/15 min) at the start: {started}; per row in the table.\n\n"
         "One SQLite gallery per backend, synthetic unit vectors in ten collections. "
@@ -271,10 +277,9 @@ def main() -> None:
     write_section(
         "open",
         "Gallery open time against gallery size (repair on open)",
-        f"python -m benchmarks.bench_open --sizes {args.sizes} --backends {args.backends}",
+        f"python -m benchmarks.bench_open {options}",
         body,
     )
-    print(markdown(rows))
 
 
 if __name__ == "__main__":

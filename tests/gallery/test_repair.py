@@ -88,8 +88,10 @@ def test_writes_after_the_last_save_are_repaired_from_the_record(
         monkeypatch.undo()
         assert sorted(again.index.ids().tolist()) == _truth(again)
         assert len(_truth(again)) == 44
-        with again.sessions() as s:
-            assert repo.pending_deletes(s) == []  # confirmed by the save after the repair
+    with Gallery.open(data, index_kind="milvus", index_params=params) as last:
+        assert last.last_repair["added"] == 0 and last.last_repair["removed"] == 0
+        with last.sessions() as s:
+            assert repo.pending_deletes(s) == []  # confirmed by the save at close
 
 
 def test_rows_lost_behind_our_back_are_found_by_the_counts(
@@ -142,3 +144,29 @@ def test_faiss_gallery_repairs_from_the_record_too(tmp_path: Path) -> None:
         done = again.last_repair
         assert done["mode"] == "watermark" and done["added"] == 4 and done["removed"] == 1
         assert sorted(again.index.ids().tolist()) == _truth(again)
+
+
+def test_the_repair_on_open_does_not_rewrite_the_index_file(tmp_path: Path) -> None:
+    """A FAISS save rewrites the whole file (seconds at 1M faces): the repair of a few
+    faces keeps its changes in memory until the next save, here the close; a crash
+    before it repeats the same repair."""
+    data = tmp_path / "data"
+    rng = np.random.default_rng(5)
+    with Gallery.open(data) as g:
+        for i in range(20):
+            add_random_photo(g, rng, f"f-{i}")
+    g = Gallery.open(data)
+    for i in range(3):
+        add_random_photo(g, rng, f"unsaved-{i}")
+    g.engine.dispose()  # dies with three faces the index file lacks
+    before = (data / "index.faiss").stat()
+    again = Gallery.open(data)
+    assert again.last_repair["added"] == 3 and again.index.count == 23
+    after = (data / "index.faiss").stat()
+    assert (after.st_mtime_ns, after.st_size) == (before.st_mtime_ns, before.st_size)
+    again.engine.dispose()  # dies again before any save: the next open repairs the same
+    with Gallery.open(data) as third:
+        assert third.last_repair["mode"] == "watermark" and third.last_repair["added"] == 3
+        assert sorted(third.index.ids().tolist()) == _truth(third)
+    with Gallery.open(data) as fourth:  # the close saved it
+        assert fourth.last_repair["added"] == 0 and fourth.index.count == 23
