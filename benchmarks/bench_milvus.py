@@ -283,7 +283,26 @@ def capacity_row() -> str:
         "| index | bytes/face (measured at) | " + " | ".join(CAPACITY_RAM) + f" | {CLUSTER[0]} |"
     )
     rule = "|---|---|" + "---|" * (len(CAPACITY_RAM) + 1)
-    return "\n".join([header, rule, milvus_capacity_row()])
+    row = milvus_capacity_row()
+    return "\n".join([header, rule, row]) if row else "(needs a run at 1M faces or more)"
+
+
+def write(command: str) -> None:
+    """The ``milvus`` section of BENCHMARKS.md from every size saved in ``.bench``."""
+    saved = []
+    for path in sorted(OUT.glob("milvus-*.json"), key=lambda p: int(p.stem.split("-")[1])):
+        saved.append(json.loads(path.read_text()))
+    body = (
+        "Milvus 2.3.5 standalone (PyPI `milvus`, default server settings, embedded etcd, "
+        "local storage) on this machine, through facetrace's MilvusIndex over gRPC on "
+        "loopback, next to FAISS in the same run on the same vectors and queries. "
+        "Latency is one query at a time from one client thread. `Strong` reads wait for "
+        "the server's next time tick (200 ms by default); `Bounded` is the search itself.\n\n"
+        + markdown(saved)
+        + "\n\nCapacity, measured (the row the index section's capacity table gains for the "
+        "server; 75 % of memory usable):\n\n" + capacity_row()
+    )
+    write_section("milvus", "Milvus standalone server next to FAISS", command, body)
 
 
 def main() -> None:
@@ -308,25 +327,9 @@ def main() -> None:
     with milvus_server() as running:
         for n in sizes:
             results.append(run_size(n, args.queries, running.uri, running.pid, args.faiss_kind))
-    saved = []
-    for path in sorted(OUT.glob("milvus-*.json"), key=lambda p: int(p.stem.split("-")[1])):
-        saved.append(json.loads(path.read_text()))
-    body = (
-        "Milvus 2.3.5 standalone (PyPI `milvus`, default server settings, embedded etcd, "
-        "local storage) on this machine, through facetrace's MilvusIndex over gRPC on "
-        "loopback, next to FAISS in the same run on the same vectors and queries. "
-        "Latency is one query at a time from one client thread. `Strong` reads wait for "
-        "the server's next time tick (200 ms by default); `Bounded` is the search itself.\n\n"
-        + markdown(saved)
-        + "\n\nCapacity, measured (the row the index section's capacity table gains for the "
-        "server; 75 % of memory usable):\n\n" + capacity_row()
-    )
-    write_section(
-        "milvus",
-        "Milvus standalone server next to FAISS",
+    write(
         f"python -m benchmarks.bench_milvus --sizes {args.sizes} --queries {args.queries}"
-        + (f" --faiss-kind {args.faiss_kind}" if args.faiss_kind else ""),
-        body,
+        + (f" --faiss-kind {args.faiss_kind}" if args.faiss_kind else "")
     )
     print(markdown(results))
 

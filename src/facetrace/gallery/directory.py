@@ -848,6 +848,8 @@ class Gallery:
             shas = [p.sha256 for p in photos]
             present = repo.present_hashes(s, shas)
             tombstoned = repo.tombstoned_hashes(s, shas)
+            slots: list[int] = []  # where each photo to store goes in ``results``
+            to_store: list[repo.PhotoInsert] = []
             for photo in photos:
                 if photo.sha256 in present:
                     results.append(AddResult(photo_id=None, duplicate=True))
@@ -862,23 +864,28 @@ class Gallery:
                         )
                         continue
                     repo.clear_tombstone(s, sha256=photo.sha256)
-                row, rows = repo.insert_photo(
-                    s,
-                    sha256=photo.sha256,
-                    width=photo.width,
-                    height=photo.height,
-                    provenance=photo.provenance,
-                    faces=photo.faces,
-                    subject_face=photo.subject_face,
-                )
                 present.add(photo.sha256)
-                touched.update(r.subject_id for r in rows if r.is_subject and r.subject_id)
+                slots.append(len(results))
+                results.append(AddResult(photo_id=None))  # filled in below
+                to_store.append(
+                    repo.PhotoInsert(
+                        sha256=photo.sha256,
+                        width=photo.width,
+                        height=photo.height,
+                        provenance=photo.provenance,
+                        faces=photo.faces,
+                        subject_face=photo.subject_face,
+                    )
+                )
+            stored = repo.insert_photos(s, photos=to_store)
+            for slot, insert, (photo_id, rows) in zip(slots, to_store, stored, strict=True):
                 indexed.extend(
-                    (r.id, photo.faces[r.face_index].vector, r.collection_id)
+                    (r.id, insert.faces[r.face_index].vector, r.collection_id)
                     for r in rows
                     if r.is_subject
                 )
-                results.append(AddResult(photo_id=row.id, face_ids=[r.id for r in rows]))
+                touched.update(r.subject_id for r in rows if r.is_subject and r.subject_id)
+                results[slot] = AddResult(photo_id=photo_id, face_ids=[r.id for r in rows])
             # the batch's subjects' templates commit with its faces, or not at all
             templates.refresh(s, touched)
             if in_transaction is not None:
