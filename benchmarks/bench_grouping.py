@@ -144,7 +144,12 @@ def scale_gallery(n: int, seed: int = 1) -> tuple[F32, I64]:
     return vectors, labels
 
 
-def run_scale(sizes: list[int], fmr: float = DEFAULT_FMR, sample: int = 2000) -> dict[str, Any]:
+def run_scale(
+    sizes: list[int],
+    fmr: float = DEFAULT_FMR,
+    sample: int = 2000,
+    methods: list[Algorithm] | None = None,
+) -> dict[str, Any]:
     """Time and memory of each step of grouping ``n`` faces, for each size."""
     out: dict[str, Any] = {"fmr": fmr, "k": DEFAULT_K, "sizes": []}
     t = _threshold(fmr)
@@ -172,7 +177,7 @@ def run_scale(sizes: list[int], fmr: float = DEFAULT_FMR, sample: int = 2000) ->
         row["edge_recall"] = _edge_recall(vectors, graph, t, sample)
         log.info("%s", {k: v for k, v in row.items() if k != "algorithms"})
         row["algorithms"] = []
-        runs: list[tuple[Algorithm, float, float]] = [(m, fmr, t) for m in Algorithm]
+        runs: list[tuple[Algorithm, float, float]] = [(m, fmr, t) for m in methods or Algorithm]
         sized = fmr_for_size(fmr, n)
         if sized < fmr:  # the threshold facetrace group uses at this size
             runs.append((Algorithm.AVERAGE, sized, _threshold(sized)))
@@ -400,19 +405,24 @@ def main() -> None:
     parser.add_argument("--parts", default="quality,scale")
     parser.add_argument("--sizes", default="100000,1000000")
     parser.add_argument("--no-write", action="store_true", help="leave BENCHMARKS.md alone")
+    parser.add_argument(
+        "--algorithms", default="", help="comma-separated, for the scale part (default: all)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     parts = args.parts.split(",")
     if "quality" in parts:
         run_quality()
     if "scale" in parts:
-        run_scale([int(s) for s in args.sizes.split(",")])
+        chosen = [Algorithm(a) for a in args.algorithms.split(",") if a]
+        run_scale([int(s) for s in args.sizes.split(",")], methods=chosen or None)
     if not args.no_write and parts == ["scale"]:
         # a scale run alone has its own section: the quality figures above stay as measured
         write_section(
             "grouping-scale",
             "Grouping faces into people: scale",
-            f"python -m benchmarks.bench_grouping --parts {args.parts} --sizes {args.sizes}",
+            f"python -m benchmarks.bench_grouping --parts {args.parts} --sizes {args.sizes}"
+            + (f" --algorithms {args.algorithms}" if args.algorithms else ""),
             markdown(None, _load("grouping-scale.json")),
         )
     elif not args.no_write:
