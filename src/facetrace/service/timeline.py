@@ -63,8 +63,7 @@ def case_timeline(
             if r.note:
                 text += f" — {r.note}"
         out.append(Entry(as_utc(r.created_at), "review", r.reviewer.username, text, r.search_id))
-    ident = reviews.identification(session, case=case)
-    if ident is not None:
+    for ident in reviews.identifications(session, case=case):
         c = ident.candidate
         text = (
             f"{c.subject_name or c.subject_external_id}, confirmed by "

@@ -343,15 +343,23 @@ class CaseFaceDecision(Base):
 
 
 class Identification(Base):
-    """The confirmation that makes a case "identified": a candidate two reviewers agreed
-    on, confirmed by a primary identifier."""
+    """The confirmation that identifies one person of a case: a candidate two reviewers
+    agreed on, confirmed by a primary identifier. The person is the searched face of the
+    candidate's search (``probe_id``, ``face_index``): one probe face, or the template of
+    an unknown person grouped from several faces. A case of several unknown persons (a
+    mass-casualty event) records one identification per person; the first makes the
+    case "identified"."""
 
     __tablename__ = "identification"
-    __table_args__ = (UniqueConstraint("case_id", name="uq_identification_case"),)
+    __table_args__ = (
+        UniqueConstraint("case_id", "probe_id", "face_index", name="uq_identification_person"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    case_id: Mapped[int] = mapped_column(ForeignKey("case_file.id"))
+    case_id: Mapped[int] = mapped_column(ForeignKey("case_file.id"), index=True)
     candidate_id: Mapped[int] = mapped_column(ForeignKey("search_candidate.id"))
+    probe_id: Mapped[int] = mapped_column(ForeignKey("probe.id"))
+    face_index: Mapped[int] = mapped_column(Integer)
     primary_identifier: Mapped[str] = mapped_column(String(40))
     evidence: Mapped[str] = mapped_column(Text)
     recorded_by: Mapped[int] = mapped_column(ForeignKey("app_user.id"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 from typing import Annotated
 
@@ -26,7 +27,14 @@ from facetrace.service import (
 )
 from facetrace.service.accounts import Actor, Perm
 from facetrace.service.searches import Limiter
-from facetrace.store.service_models import Probe, Search, SearchCandidate
+from facetrace.store.service_models import (
+    Case,
+    Identification,
+    Probe,
+    Review,
+    Search,
+    SearchCandidate,
+)
 from facetrace.web.render import back, page
 
 router = APIRouter()
@@ -84,23 +92,8 @@ def case_page(
     case_searches = cases.case_searches(db, case=case)
     visible = reviews.visible_reviews(db, actor=actor, case=case)
     hidden = visible.blind_searches
-    # agreement as far as the actor may see it: a blind reviewer learns nothing of the
-    # conclusions on searches they have still to review
-    agreed = reviews.agreed_subjects(db, case=case, among=visible.shown)
-    agreed_candidates = [
-        c
-        for s in case_searches
-        if s.id not in hidden
-        for c in s.candidates
-        if len(agreed.get(c.subject_external_id, ())) >= 2
-    ]
-    # One candidate row per agreed subject is enough for the identification form.
-    seen: set[str] = set()
-    unique = []
-    for c in agreed_candidates:
-        if c.subject_external_id not in seen:
-            seen.add(c.subject_external_id)
-            unique.append(c)
+    idents = reviews.identifications(db, case=case)
+    agreed = _agreed_candidates(db, case, case_searches, visible.shown, hidden, idents)
     probes = cases.case_probes(db, case=case)
     searches.audit_probes_shown(
         db, actor=actor, case_id=case.id, target=f"case:{case.id}",
@@ -121,14 +114,58 @@ def case_page(
         timeline=timeline.case_timeline(db, case=case, blind_searches=hidden),
         assignable=cases.assignable_users(db, actor=actor) if actor.can(Perm.CASE_ASSIGN) else [],
         outcomes=cases.OUTCOME_LABELS,
-        agreed=agreed,
-        agreed_candidates=unique,
-        identification=reviews.identification(db, case=case),
+        agreed_candidates=agreed,
+        identifications=idents,
         contacts=notifications.case_contacts(db, case=case),
         notifications=notifications.case_notifications(db, case=case),
         retention_ended=cases.retention_ended(case),
         today=date.today().isoformat(),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Agreed:
+    """A candidate two reviewers agree on for one person of the case (the form's row)."""
+
+    candidate: SearchCandidate
+    reviewers: list[str]
+    person: str
+
+
+def _agreed_candidates(
+    db: Session,
+    case: Case,
+    case_searches: list[Search],
+    shown: list[Review],
+    hidden: frozenset[int],
+    idents: list[Identification],
+) -> list[_Agreed]:
+    """One row per person not identified yet and subject two reviewers agree on for it.
+
+    Agreement as far as the actor may see it: a blind reviewer learns nothing of the
+    conclusions on searches they have still to review."""
+    identified = [reviews.person_faces(db, i.probe_id, i.face_index) for i in idents]
+    taken = {i.candidate.subject_external_id for i in idents}
+    seen: set[tuple[frozenset[tuple[int, int]], str]] = set()
+    out: list[_Agreed] = []
+    for s in case_searches:
+        if s.id in hidden:
+            continue
+        person = reviews.person_faces(db, s.probe_id, s.face_index)
+        if any(person & faces for faces in identified):
+            continue
+        agreed = reviews.agreed_subjects(db, case=case, among=shown, person=person)
+        for c in s.candidates:
+            names = agreed.get(c.subject_external_id, set())
+            key = (person, c.subject_external_id)
+            if len(names) < 2 or key in seen or c.subject_external_id in taken:
+                continue
+            seen.add(key)
+            who = f"probe {s.probe_id}, face {s.face_index + 1}"
+            if len(person) > 1:
+                who = f"unknown person of {len(person) - 1} faces ({who})"
+            out.append(_Agreed(c, sorted(names), who))
+    return out
 
 
 def _search(

@@ -18,7 +18,7 @@ from facetrace.imaging import looks_like_video
 from facetrace.server.deps import CurrentActor, Db, Limits, State, read_upload
 from facetrace.service import cases, notifications, reviews, searches
 from facetrace.service.accounts import Actor, Perm, require
-from facetrace.store.service_models import Case, Search
+from facetrace.store.service_models import Case, Identification, Search
 
 DETECTOR_HELP = (
     "the face detector for this photo: hog (fast, frontal faces), cnn (dlib's CNN: turned, "
@@ -118,6 +118,17 @@ class CaseReviewOut(BaseModel):
     history: list[ReviewVersionOut] = []
 
 
+class IdentificationOut(BaseModel):
+    """A recorded identification of one person of a case: the searched face of the
+    candidate's search (a probe face, or an unknown person's template face)."""
+
+    id: int
+    status: str
+    probe_id: int
+    face_index: int
+    subject: str
+
+
 class CaseDetailOut(CaseOut):
     """A case with its searches and the reviews the caller may see: others' reviews of a
     search the caller is to review are hidden (counted in ``hidden_reviews``) until the
@@ -126,6 +137,7 @@ class CaseDetailOut(CaseOut):
     searches: list[CaseSearchOut]
     reviews: list[CaseReviewOut]
     hidden_reviews: int = 0
+    identifications: list[IdentificationOut] = []
 
 
 class SubjectRef(BaseModel):
@@ -193,13 +205,6 @@ class ReviewOut(BaseModel):
     id: int
     conclusion: str
     version: int = 1
-
-
-class IdentificationOut(BaseModel):
-    """A recorded identification."""
-
-    id: int
-    status: str
 
 
 class CreatedOut(BaseModel):
@@ -319,6 +324,9 @@ def get_case(case_id: Id, actor: CurrentActor, db: Db) -> dict[str, Any]:
         for r in visible.shown
     ]
     out["hidden_reviews"] = visible.hidden
+    out["identifications"] = [
+        _identification_json(i) for i in reviews.identifications(db, case=case)
+    ]
     return out
 
 
@@ -449,7 +457,17 @@ def identify(case_id: Id, body: IdentificationIn, actor: CurrentActor, db: Db) -
         primary_identifier=body.primary_identifier.value,
         evidence=body.evidence,
     )
-    return {"id": ident.id, "status": "identified"}
+    return _identification_json(ident)
+
+
+def _identification_json(ident: Identification) -> dict[str, Any]:
+    return {
+        "id": ident.id,
+        "status": "identified",
+        "probe_id": ident.probe_id,
+        "face_index": ident.face_index,
+        "subject": ident.candidate.subject_external_id,
+    }
 
 
 @router.post("/cases/{case_id}/contacts", status_code=201, response_model=CreatedOut)
