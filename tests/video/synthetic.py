@@ -226,13 +226,80 @@ def long_720p(faces_dir: Path, *, shots: int = 3, shot_s: float = 10.0) -> list[
     return out
 
 
+def lfw_people(faces_dir: Path, *, min_photos: int) -> list[str]:
+    """The LFW identities in the shared folder with at least ``min_photos`` photos, sorted."""
+    root = faces_dir / "lfw" / "images"
+    return sorted(
+        p.name for p in root.iterdir() if p.is_dir() and len(list(p.glob("*.jpg"))) >= min_photos
+    )
+
+
+def recurring_cast(
+    faces_dir: Path,
+    *,
+    seed: int,
+    recurring: int = 4,
+    appearances: int = 3,
+    others: int = 3,
+    shot_s: float = 2.4,
+) -> list[Shot]:
+    """Several people who come back, cut after cut, each time in *another* photo of them,
+    between other people seen once: the merge has to join one person's appearances across
+    cuts (a different picture every time) and keep everybody else apart.
+
+    ``recurring`` identities with at least 8 LFW photos each appear ``appearances`` times
+    (photos 1, 2, ... in turn); ``others`` identities appear once. Shots hold one to three
+    people, side by side, walking a little; nobody is twice in one shot. The same seed
+    gives the same video."""
+    rng = np.random.default_rng(seed)
+    pool = lfw_people(faces_dir, min_photos=8)
+    chosen = [pool[i] for i in rng.choice(len(pool), recurring + others, replace=False)]
+    cast = [(name, 1 + k) for name in chosen[:recurring] for k in range(appearances)]
+    cast += [(name, 1) for name in chosen[recurring:]]
+    order = [cast[i] for i in rng.permutation(len(cast))]
+    shots_people: list[list[tuple[str, int]]] = []
+    while order:
+        want = int(rng.integers(1, 4))
+        group: list[tuple[str, int]] = []
+        rest: list[tuple[str, int]] = []
+        for item in order:
+            names = {n for n, _ in group}
+            previous = {n for n, _ in shots_people[-1]} if shots_people else set()
+            # nobody twice in one shot, nor in two shots in a row (a cut must part them)
+            if len(group) < want and item[0] not in names and item[0] not in previous:
+                group.append(item)
+            else:
+                rest.append(item)
+        if not group:  # only people of the last shot are left: a shot of someone else
+            group, rest = [rest[0]], rest[1:]
+        shots_people.append(group)
+        order = rest
+    colours = [GREY, BLUE, GREEN, BROWN, (150, 80, 90), (70, 70, 40)]
+    slots = {1: [0.5], 2: [0.3, 0.7], 3: [0.18, 0.5, 0.82]}
+    out: list[Shot] = []
+    for s, group in enumerate(shots_people):
+        xs = slots[len(group)]
+        size = 0.55 if len(group) < 3 else 0.45
+        actors = tuple(
+            Actor(name, lfw_photo(faces_dir, name, photo), 0.0, shot_s,
+                  (x - 0.03, 0.5), (x + 0.03, 0.48), size)
+            for (name, photo), x in zip(group, xs, strict=True)
+        )  # fmt: skip
+        out.append(Shot(shot_s, colours[s % len(colours)], actors))
+    return out
+
+
 def who(shots: Sequence[Shot], t: float, x: float, y: float, *, width: int, height: int) -> str:
-    """The identity on screen at video time ``t`` nearest the point (x, y) in pixels
-    (e.g. a key frame's face centre); "" when nobody is on screen then."""
+    """The identity on screen at video time ``t`` whose face is at the point (x, y) in
+    pixels (e.g. a key frame's face centre); "" when nobody is on screen then, or when the
+    point is off the middle of every photo shown: another face in a photo's background (a
+    bystander in an LFW picture is somebody else).
+
+    A frame at a cut's exact time belongs to the shot that starts there."""
     t0 = 0.0
     for shot in shots:
-        if t < t0 + shot.duration_s + 1e-6:
-            best, dist = "", float("inf")
+        if t < t0 + shot.duration_s - 1e-6:
+            best, dist, side = "", float("inf"), 0.0
             for a in shot.actors:
                 rel = t - t0
                 if not a.start_s - 1e-6 <= rel <= a.end_s + 1e-6:
@@ -242,7 +309,8 @@ def who(shots: Sequence[Shot], t: float, x: float, y: float, *, width: int, heig
                 cy = (a.start[1] + f * (a.end[1] - a.start[1])) * height
                 d = math.hypot(cx - x, cy - y)
                 if d < dist:
-                    best, dist = a.name, d
-            return best
+                    best, dist, side = a.name, d, a.size * height
+            # an LFW photo's own face is centred (its middle ~45 %)
+            return best if dist <= 0.25 * side else ""
         t0 += shot.duration_s
     return ""

@@ -11,7 +11,16 @@ from facetrace.engine import FacePipeline
 from facetrace.errors import NoFaceFound
 from facetrace.video import VideoAnalysis, VideoOptions, analyse_video
 from facetrace.video.faces import VideoFaceFinder
-from tests.video.synthetic import BROWN, Shot, Truth, twins, two_people_cut_return, write_video
+from tests.video.synthetic import (
+    BROWN,
+    Shot,
+    Truth,
+    recurring_cast,
+    twins,
+    two_people_cut_return,
+    who,
+    write_video,
+)
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +98,29 @@ def test_a_video_without_faces_is_refused(
     write_video(path, [Shot(1.0, BROWN, ())])
     with pytest.raises(NoFaceFound, match="no face was seen"):
         analyse_video(path, pipeline, options=OPTIONS, finder=finder)
+
+
+@pytest.mark.slow  # a 22 s video at the default settings
+def test_people_who_come_back_in_other_photos_are_each_reported_once(
+    faces_dir: Path, tmp_path: Path, pipeline: FacePipeline
+) -> None:
+    """Four people come back three times each, cut after cut, each time in another LFW
+    photo of them, between three people seen once: seven persons, each one identity."""
+    from facetrace.video.workers import FrameWorkers
+
+    shots = recurring_cast(faces_dir, seed=1)
+    path = tmp_path / "cast.mp4"
+    truth = write_video(path, shots)
+    with FrameWorkers(pipeline.options, workers=2) as workers:
+        result = analyse_video(path, pipeline, finder=workers)
+    assert result.shots == len(shots)
+    identities = []
+    for p in result.persons:
+        seen = {
+            who(shots, ff.timestamp_s, *ff.box.center, width=640, height=360) for ff in p.key_frames
+        }
+        assert len(seen) == 1, seen  # one identity per person
+        identities.append(seen.pop())
+    assert sorted(identities) == truth.names  # each once: no fragment, nobody missing
+    returning = [p for p in result.persons if len(p.tracks) == 3]
+    assert len(returning) == 4
