@@ -34,9 +34,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from facetrace.calibration import TemplateCalibration
 from facetrace.config import PipelineOptions
 from facetrace.eval.curves import LeverCurves, cmc, identification_det
-from facetrace.eval.embedding import embed_photos
+from facetrace.eval.embedding import SUBJECT_POLICY, embed_photos
 from facetrace.gallery.directory import Gallery, NewPhoto
 from facetrace.gallery.ingest import IMAGE_SUFFIXES
 from facetrace.scoring.asnorm import Cohort
@@ -235,6 +236,8 @@ def evaluate_identify(
         "nonmated_probes": int(nm.size),
         "unreadable": [v.path for v in vecs if v.vector is None],
         "no_face_detected": sum(1 for v in vecs if v.how == "centre"),
+        "subject_policy": SUBJECT_POLICY,
+        "centre_face_by_cnn": sum(1 for v in vecs if v.how == "centre-cnn"),
         "no_face_policy": "detector retried at threshold -0.5, then a centred box (half the image)",
         **run.figures(),
         "seed": seed,
@@ -387,9 +390,11 @@ def gallery_search(
     templates: bool = True,
     k: int = CANDIDATES,
     fpirs: Sequence[float] = (0.1, 0.01, 0.001),
+    template_calibration: TemplateCalibration | None = None,
 ) -> tuple[list[list[tuple[str, float, str]]], dict[float, list[bool]], dict[float, float]]:
     """Search ``probes`` with a gallery's own search, in a throw-away gallery holding
-    ``enrolled`` (subject, vector, quality) as one photo each.
+    ``enrolled`` (subject, vector, quality) as one photo each (``template_calibration``:
+    template tables of its own instead of the packaged ones).
 
     Returns, per probe, its top-``k`` candidates (subject, score, matched_by); per FPIR
     of ``fpirs``, whether each probe had a candidate at or above the gallery's own
@@ -410,6 +415,8 @@ def gallery_search(
             )
             for n, (name, vector, quality) in enumerate(enrolled)
         ]
+        if template_calibration is not None:
+            g.set_template_calibration(template_calibration)
         for start in range(0, len(photos), 1000):
             g.add_photos(photos[start : start + 1000])
         ranked: list[list[tuple[str, float, str]]] = []

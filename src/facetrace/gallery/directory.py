@@ -32,11 +32,13 @@ from sqlalchemy.orm import Session
 
 from facetrace.calibration import (
     Calibration,
+    ModeChoice,
     TemplateCalibration,
+    choose_mode,
     packaged_calibration,
     packaged_template_calibration,
 )
-from facetrace.config import PipelineOptions, ScoreKind
+from facetrace.config import ModePolicy, PipelineOptions, ScoreKind, SearchMode
 from facetrace.engine import FacePipeline
 from facetrace.errors import (
     DeletedPhoto,
@@ -68,6 +70,7 @@ from facetrace.store import repo
 from facetrace.store import templates as stored_templates
 from facetrace.store.db import Database, sqlite_url, transaction
 from facetrace.types import Face
+from facetrace.vision.descriptors import dlib_descriptor
 from facetrace.vision.detect import main_face
 from facetrace.vision.models import ModelDescriptor
 
@@ -139,17 +142,22 @@ class Candidate:
 
 @dataclass(frozen=True, slots=True)
 class ProbeResult:
-    """The search result for one face of the probe photo."""
+    """The search result for one face of the probe photo. In the identification mode
+    ``candidates`` are the subjects at or above ``threshold``; in the investigation mode
+    they are the ``k`` most similar, whatever their score (``threshold`` is then the
+    identification threshold, for reference, and ``below_threshold`` is empty)."""
 
     face_index: int
     face: Face
     threshold: float
     candidates: tuple[Candidate, ...]
     below_threshold: tuple[Candidate, ...] = ()
+    mode: ModeChoice | None = None
 
     @property
     def no_candidate(self) -> bool:
-        """True when no gallery subject scores above the threshold."""
+        """True when the answer lists nobody: no subject reaches the threshold
+        (identification), or the gallery has nobody to list (investigation)."""
         return not self.candidates
 
     def as_dict(self) -> dict[str, Any]:
@@ -160,6 +168,8 @@ class ProbeResult:
             "detector_score": round(self.face.detection.score, 4),
             "quality": q.score,
             "quality_reasons": [str(r) for r in q.reasons],
+            "mode": None if self.mode is None else str(self.mode.mode),
+            "mode_choice": None if self.mode is None else self.mode.as_dict(),
             "threshold": round(self.threshold, 4),
             "no_candidate": self.no_candidate,
             "candidates": [c.as_dict() for c in self.candidates],
@@ -352,10 +362,17 @@ class Gallery:
                 raise self._mismatch(stored)
 
     def _mismatch(self, stored: Any) -> ModelMismatch:
+        known = isinstance(stored, str) and dlib_descriptor(stored) is not None
+        hint = (
+            f"set FACETRACE_PIPELINE__MODEL={stored} to search it with its own model, "
+            "or re-ingest it into another data directory"
+            if known
+            else "use another data directory or re-ingest"
+        )
         return ModelMismatch(
             f"the gallery in {self.data_dir} holds vectors of model {stored!r}; "
             f"the configured model is {self.descriptor.model_id!r}. A gallery never "
-            "mixes models: use another data directory or re-ingest."
+            f"mixes models: {hint}."
         )
 
     def _writable(self, what: str) -> None:
@@ -1049,6 +1066,24 @@ class Gallery:
         """The "no candidate" score threshold for a target FPIR at the current size."""
         return self._threshold(self.calibration(), fpir, self.subject_count())
 
+    def choose_mode(
+        self,
+        requested: SearchMode | None,
+        *,
+        policy: ModePolicy,
+        fpir: float,
+        n_subjects: int | None = None,
+    ) -> ModeChoice:
+        """The mode of a search of this gallery (:func:`facetrace.calibration.choose_mode`
+        with this gallery's table and size)."""
+        return choose_mode(
+            self.calibration(),
+            policy=policy,
+            requested=requested,
+            fpir=fpir,
+            gallery_subjects=self.subject_count() if n_subjects is None else n_subjects,
+        )
+
     def _threshold(self, cal: Calibration | None, fpir: float, n_subjects: int) -> float:
         if cal is None:
             return self.descriptor.verify_threshold
@@ -1288,8 +1323,12 @@ class Gallery:
         fpir: float = 0.01,
         collections: Iterable[str] | None = None,
         include_below: bool = False,
+        templates: bool = True,
+        mode: SearchMode | None = None,
+        policy: ModePolicy | None = None,
     ) -> list[ProbeResult]:
-        """Search every face of a probe photo (or only face number ``face``).
+        """Search every face of a probe photo (or only face number ``face``), in ``mode``
+        or the one ``policy`` chooses (:meth:`choose_mode`; default policy: by size).
 
         Raises :class:`NoFaceFound` if the photo has no face, :class:`FaceIndexError`
         for a face number it does not have, and :class:`LowQualityFace` when a
@@ -1311,20 +1350,24 @@ class Gallery:
                 raise LowQualityFace(worst.score, min_quality, [str(r) for r in worst.reasons])
             chosen = good
         vectors = np.stack([faces[i].vector for i in chosen])
+        how = self.choose_mode(mode, policy=policy or ModePolicy(), fpir=fpir)
+        investigating = how.mode == SearchMode.INVESTIGATION
         rows = self.search_vectors(
             vectors,
             k=k,
             fpir=fpir,
             selector=self.selector_for(collections),
-            include_below=include_below,
+            include_below=include_below or investigating,
+            templates=templates,
         )
         return [
             ProbeResult(
                 face_index=i,
                 face=faces[i],
                 threshold=thr,
-                candidates=tuple(above),
-                below_threshold=tuple(below),
+                candidates=tuple(listed(above, below, how.mode)),
+                below_threshold=() if investigating else tuple(below),
+                mode=how,
             )
             for i, (thr, above, below) in zip(chosen, rows, strict=True)
         ]
@@ -1375,6 +1418,16 @@ class Gallery:
     def session(self) -> Session:
         """A plain session for read-only callers (the service layer)."""
         return self.reads()
+
+
+def listed(
+    above: Sequence[Candidate], below: Sequence[Candidate], mode: SearchMode
+) -> list[Candidate]:
+    """The candidates a result lists in ``mode``: those at or above the threshold
+    (identification), or every one fetched, best first (investigation)."""
+    if mode == SearchMode.IDENTIFICATION:
+        return list(above)
+    return sorted([*above, *below], key=lambda c: c.rank)
 
 
 def _wrong_groups(

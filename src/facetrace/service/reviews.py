@@ -54,6 +54,19 @@ CONCLUSION_LABELS: dict[Conclusion, str] = {
     Conclusion.INCONCLUSIVE: "Inconclusive",
 }
 
+#: the same conclusions said of a search in the investigation mode, whose list always
+#: has names: "no candidate" there means none of the listed people is the person
+INVESTIGATION_CONCLUSION_LABELS: dict[Conclusion, str] = {
+    Conclusion.POTENTIAL_CANDIDATE: "Potential candidate (one of the listed people)",
+    Conclusion.NO_CANDIDATE: "No candidate: none of the listed people is the person",
+    Conclusion.INCONCLUSIVE: "Inconclusive",
+}
+
+
+def conclusion_labels(mode: str) -> dict[Conclusion, str]:
+    """The conclusions' labels for a search in ``mode`` (identification or investigation)."""
+    return INVESTIGATION_CONCLUSION_LABELS if mode == "investigation" else CONCLUSION_LABELS
+
 
 class PrimaryIdentifier(StrEnum):
     """Evidence that can confirm an identity (INTERPOL's primary identifiers plus

@@ -49,8 +49,13 @@ def case_timeline(
             text = f"{p.filename}: {faces} face{'' if faces == 1 else 's'} found"
         out.append(Entry(as_utc(p.created_at), "probe", "", text, p.id))
     for s in cases.case_searches(session, case=case):
-        found = sum(1 for c in s.candidates if c.above_threshold)
-        result = "no candidate" if s.no_candidate else f"{found} candidate(s)"
+        found = len(s.listed)
+        if s.no_candidate:
+            result = "no candidate"
+        elif s.investigation:
+            result = f"{found} people listed for review (investigation mode)"
+        else:
+            result = f"{found} candidate(s)"
         text = f"search {s.id} of face {s.face_index + 1}: {result}"
         out.append(Entry(as_utc(s.created_at), "search", s.user.username, text, s.id))
     for r in reviews.case_reviews(session, case=case):

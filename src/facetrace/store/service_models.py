@@ -250,6 +250,11 @@ class Search(Base):
     threshold: Mapped[float] = mapped_column(Float)
     no_candidate: Mapped[bool] = mapped_column(Boolean)
     forced: Mapped[bool] = mapped_column(Boolean, default=False)
+    # facetrace.config.SearchMode: identification (thresholded) or investigation (a list
+    # for review, no threshold; ``threshold`` is then identification's, for reference)
+    mode: Mapped[str] = mapped_column(
+        String(20), default="identification", server_default="identification"
+    )
     # what the scores rest on (searches.ScoreEvidence.as_dict); {} for older searches
     evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -258,6 +263,18 @@ class Search(Base):
         order_by="SearchCandidate.rank", lazy="selectin"
     )
     user: Mapped[User] = relationship(lazy="joined")
+
+    @property
+    def investigation(self) -> bool:
+        """True for a search in the investigation mode (a list for review, no threshold)."""
+        return self.mode == "investigation"
+
+    @property
+    def listed(self) -> list[SearchCandidate]:
+        """The candidates the search's answer lists: every one in the investigation mode,
+        those at or above the threshold in the identification mode (the others kept are
+        look-alikes below it)."""
+        return [c for c in self.candidates if self.investigation or c.above_threshold]
 
 
 class SearchCandidate(Base):

@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
+from facetrace.config import SearchMode
 from facetrace.errors import InvalidRequest, LowQualityFace, NotFound
 from facetrace.fields import Coordinate, Id, Index
 from facetrace.server.deps import CurrentActor, Db, Limits, State, probe_from_upload
@@ -176,9 +177,10 @@ def _search(
     probe_id: Id,
     face: int,
     force: bool,
+    mode: SearchMode | None = None,
 ) -> Search:
     """Search face ``face`` of a stored probe with the app's gallery and the request's
-    rate limits."""
+    rate limits, in ``mode`` (None: the gallery's choice)."""
     return searches.search_probe(
         db,
         actor=actor,
@@ -188,7 +190,19 @@ def _search(
         searcher=state.gallery,
         sessions=state.sessions,
         limiter=limits,
+        mode=mode,
     )
+
+
+def _mode(value: str) -> SearchMode | None:
+    """The form's mode field: empty lets the gallery choose."""
+    if not value.strip():
+        return None
+    try:
+        return SearchMode(value.strip())
+    except ValueError as exc:
+        allowed = ", ".join(m.value for m in SearchMode)
+        raise InvalidRequest(f"mode must be empty or one of: {allowed}") from exc
 
 
 @router.post("/cases/{case_id}/probes")
@@ -199,9 +213,12 @@ async def upload_probe(
     state: State,
     limits: Limits,
     image: Annotated[UploadFile, File()],
+    mode: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
     """Keep the probe with the case (its faces found once); search at once when it has
-    one face, else show the whole photo to pick a face or draw a box round one."""
+    one face (in ``mode``, empty: the gallery's choice), else show the whole photo to pick
+    a face or draw a box round one."""
+    chosen = _mode(mode)
     probe = await probe_from_upload(
         state,
         db,
@@ -217,7 +234,9 @@ async def upload_probe(
             "No face was found automatically. Draw a box round the face on the photo.",
         )
     if len(probe.faces) == 1:
-        search = await run_in_threadpool(_search, db, actor, state, limits, probe.id, 0, False)
+        search = await run_in_threadpool(
+            _search, db, actor, state, limits, probe.id, 0, False, chosen
+        )
         return back(f"/searches/{search.id}")
     return back(
         f"/probes/{probe.id}",
@@ -268,9 +287,11 @@ def search_face(
     limits: Limits,
     face: Annotated[Index, Form()],
     force: Annotated[bool, Form()] = False,
+    mode: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
-    """Search one face of a stored probe."""
-    return back(f"/searches/{_search(db, actor, state, limits, probe_id, face, force).id}")
+    """Search one face of a stored probe (in ``mode``; empty: the gallery's choice)."""
+    search = _search(db, actor, state, limits, probe_id, face, force, _mode(mode))
+    return back(f"/searches/{search.id}")
 
 
 def _person_frames(
