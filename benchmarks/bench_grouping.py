@@ -37,8 +37,16 @@ from benchmarks.common import ROOT, write_section
 from facetrace.calibration import packaged_calibration
 from facetrace.grouping.cluster import Algorithm, cluster
 from facetrace.grouping.folder import DEFAULT_FMR, DEFAULT_MIN_QUALITY
-from facetrace.grouping.graph import DEFAULT_K, build_index, knn_graph
+from facetrace.grouping.graph import (
+    DEFAULT_K,
+    GRAPH_HNSW_EF,
+    build_index,
+    fmr_for_size,
+    knn_graph,
+    two_hop,
+)
 from facetrace.grouping.metrics import score
+from facetrace.index.flat import FlatIndex
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +144,12 @@ def scale_gallery(n: int, seed: int = 1) -> tuple[F32, I64]:
     return vectors, labels
 
 
-def run_scale(sizes: list[int], fmr: float = DEFAULT_FMR, sample: int = 2000) -> dict[str, Any]:
+def run_scale(
+    sizes: list[int],
+    fmr: float = DEFAULT_FMR,
+    sample: int = 2000,
+    methods: list[Algorithm] | None = None,
+) -> dict[str, Any]:
     """Time and memory of each step of grouping ``n`` faces, for each size."""
     out: dict[str, Any] = {"fmr": fmr, "k": DEFAULT_K, "sizes": []}
     t = _threshold(fmr)
@@ -147,34 +160,94 @@ def run_scale(sizes: list[int], fmr: float = DEFAULT_FMR, sample: int = 2000) ->
         index = build_index(vectors)
         row["index"] = type(index).__name__
         row["index_s"] = time.perf_counter() - start
+        row["ef_search"] = GRAPH_HNSW_EF[1] if row["index"] == "HnswIndex" else None
         start = time.perf_counter()
         graph = knn_graph(index, vectors, min_score=t, k=DEFAULT_K)
         row["graph_s"] = time.perf_counter() - start
+        row["edges_searched"] = graph.edges
+        row["edge_recall_searched"] = _edge_recall(vectors, graph, t, sample)
+        exact = isinstance(index, FlatIndex)
+        del index
+        start = time.perf_counter()
+        if not exact:  # as neighbour_graph does for an approximate index
+            graph = two_hop(graph, vectors, min_score=t)
+        row["two_hop_s"] = time.perf_counter() - start
         row["edges"] = graph.edges
         row["rss_graph_gib"] = peak_rss_gib()
         row["edge_recall"] = _edge_recall(vectors, graph, t, sample)
-        del index
+        log.info("%s", {k: v for k, v in row.items() if k != "algorithms"})
         row["algorithms"] = []
-        for method in Algorithm:
+        runs: list[tuple[Algorithm, float, float]] = [(m, fmr, t) for m in methods or Algorithm]
+        sized = fmr_for_size(fmr, n)
+        if sized < fmr:  # the threshold facetrace group uses at this size
+            runs.append((Algorithm.AVERAGE, sized, _threshold(sized)))
+        for method, run_fmr, run_t in runs:
             if method == Algorithm.LEIDEN and n > 200_000:
                 continue  # its Python edge list alone would need several GiB at 1M
             start = time.perf_counter()
-            found = cluster(graph, method, threshold=t, vectors=vectors)
+            found = cluster(graph, method, threshold=run_t, vectors=vectors)
             took = time.perf_counter() - start
             s = score(found, labels)
             row["algorithms"].append(
                 {
                     "algorithm": method.value,
+                    "fmr": run_fmr,
+                    "threshold": run_t,
                     "seconds": took,
                     "rss_gib": peak_rss_gib(),
                     **s.as_dict(),
                 }
             )
-            log.info("%d faces, %s: %.1f s", n, method.value, took)
+            log.info("%d faces, %s at %.4f: %.1f s %s", n, method.value, run_t, took, s.as_dict())
         out["sizes"].append(row)
-        log.info("%s", {k: v for k, v in row.items() if k != "algorithms"})
+        _save("grouping-scale.json", out)
+    out["synthetic"] = realism(fmr)
     _save("grouping-scale.json", out)
     return out
+
+
+def realism(fmr: float, n: int = 200_000, pairs: int = 10_000_000) -> dict[str, Any]:
+    """How the synthetic faces compare with the real ones they were fitted to: genuine
+    and impostor score percentiles of each, and the share of impostor pairs of each at
+    or above the grouping thresholds next to the calibration table's estimate."""
+    lfw = labelled_sets.load("lfw")
+    model = gallery_data.fit(lfw.vectors, lfw.labels)
+    synth, synth_labels = gallery_data.synthesize(model, n, seed=7)
+    cal = packaged_calibration(CALIBRATION)
+    assert cal is not None
+    out: dict[str, Any] = {
+        "real": gallery_data.similarity_stats(lfw.vectors, lfw.labels),
+        "synthetic": gallery_data.similarity_stats(synth, synth_labels),
+        "pairs": pairs,
+        "rates": [],
+    }
+    real = _impostor_scores(lfw.vectors, lfw.labels, pairs)
+    fake = _impostor_scores(synth, synth_labels, pairs)
+    for target in sorted({fmr, 1e-4, 1e-5, 1e-6, fmr_for_size(fmr, 1_000_000)}, reverse=True):
+        t = _threshold(target)
+        out["rates"].append(
+            {
+                "fmr": target,
+                "threshold": t,
+                "table": float(cal.false_match_rate(t)),
+                "real": float((real >= t).mean()),
+                "synthetic": float((fake >= t).mean()),
+            }
+        )
+    log.info("synthetic realism: %s", out)
+    return out
+
+
+def _impostor_scores(vectors: F32, labels: I64, pairs: int) -> F32:
+    """Scores of ``pairs`` random pairs of faces of different people."""
+    rng = np.random.default_rng(3)
+    parts = []
+    for _ in range(0, pairs, 1_000_000):
+        a = rng.integers(0, len(vectors), 1_000_000)
+        b = rng.integers(0, len(vectors), 1_000_000)
+        diff = labels[a] != labels[b]
+        parts.append(np.einsum("ij,ij->i", vectors[a[diff]], vectors[b[diff]]))
+    return np.concatenate(parts)
 
 
 def _edge_recall(vectors: F32, graph: Any, t: float, sample: int) -> float:
@@ -269,20 +342,25 @@ def markdown(quality: dict[str, Any] | None, scale: dict[str, Any] | None) -> st
             f"k = {scale['k']}\n"
         )
         parts.append(
-            "| faces | graph index | index build s | neighbour search s | edges | edge recall "
-            "| peak RSS after graph GiB |\n|---|---|---|---|---|---|---|"
+            "| faces | graph index | efSearch | index build s | neighbour search s "
+            "| edge recall searched | two-hop s | edges | edge recall | peak RSS after graph GiB "
+            "|\n|---|---|---|---|---|---|---|---|---|---|"
         )
         for row in scale["sizes"]:
             parts.append(
-                f"| {row['n']:,} | {row['index']} | {row['index_s']:.1f} | {row['graph_s']:.1f} "
-                f"| {row['edges']:,} | {row['edge_recall']:.4f} | {row['rss_graph_gib']:.2f} |"
+                f"| {row['n']:,} | {row['index']} | {row.get('ef_search') or '-'} "
+                f"| {row['index_s']:.1f} | {row['graph_s']:.1f} "
+                f"| {row.get('edge_recall_searched', row['edge_recall']):.4f} "
+                f"| {row.get('two_hop_s', 0.0):.1f} | {row['edges']:,} "
+                f"| {row['edge_recall']:.4f} | {row['rss_graph_gib']:.2f} |"
             )
         parts.append(
-            "\n| faces | algorithm | seconds | total with graph s | pairwise P | pairwise R "
-            "| BCubed P | BCubed R | peak RSS GiB |\n|---|---|---|---|---|---|---|---|---|"
+            "\n| faces | algorithm | pair FMR | threshold | seconds | total with graph s "
+            "| pairwise P | pairwise R | BCubed P | BCubed R | peak RSS GiB |"
+            "\n|---|---|---|---|---|---|---|---|---|---|---|"
         )
         for row in scale["sizes"]:
-            base = row["index_s"] + row["graph_s"]
+            base = row["index_s"] + row["graph_s"] + row.get("two_hop_s", 0.0)
             for a in row["algorithms"]:
                 q = [
                     _f(a[k]) if k in a else "-"
@@ -295,9 +373,30 @@ def markdown(quality: dict[str, Any] | None, scale: dict[str, Any] | None) -> st
                 ]
                 rss = f"{a['rss_gib']:.2f}" if "rss_gib" in a else "-"
                 parts.append(
-                    f"| {row['n']:,} | {a['algorithm']} | {a['seconds']:.1f} "
+                    f"| {row['n']:,} | {a['algorithm']} | {a.get('fmr', scale['fmr']):.2g} "
+                    f"| {a.get('threshold', row['threshold']):.4f} | {a['seconds']:.1f} "
                     f"| {base + a['seconds']:.1f} | " + " | ".join(q) + f" | {rss} |"
                 )
+        real = scale.get("synthetic")
+        if real is not None:
+            parts.append(
+                "\n**How realistic the synthetic faces are.** Impostor pairs (different "
+                "people) at or above each threshold: the calibration table's estimate, the "
+                "real LFW half and 200,000 synthetic faces (10M random pairs each):\n"
+            )
+            parts.append(
+                "| pair FMR target | threshold | table | real LFW | synthetic |\n"
+                "|---|---|---|---|---|"
+            )
+            for r in real["rates"]:
+                parts.append(
+                    f"| {r['fmr']:.2g} | {r['threshold']:.4f} | {r['table']:.2g} "
+                    f"| {r['real']:.2g} | {r['synthetic']:.2g} |"
+                )
+            st = ("genuine_p1", "genuine_p50", "impostor_p50", "impostor_p99", "impostor_p99.99")
+            parts.append("\n| scores | " + " | ".join(st) + " |\n|---" * 1 + "|---" * len(st) + "|")
+            for name in ("real", "synthetic"):
+                parts.append(f"| {name} | " + " | ".join(f"{real[name][k]:.4f}" for k in st) + " |")
     return "\n".join(parts)
 
 
@@ -306,19 +405,24 @@ def main() -> None:
     parser.add_argument("--parts", default="quality,scale")
     parser.add_argument("--sizes", default="100000,1000000")
     parser.add_argument("--no-write", action="store_true", help="leave BENCHMARKS.md alone")
+    parser.add_argument(
+        "--algorithms", default="", help="comma-separated, for the scale part (default: all)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     parts = args.parts.split(",")
     if "quality" in parts:
         run_quality()
     if "scale" in parts:
-        run_scale([int(s) for s in args.sizes.split(",")])
+        chosen = [Algorithm(a) for a in args.algorithms.split(",") if a]
+        run_scale([int(s) for s in args.sizes.split(",")], methods=chosen or None)
     if not args.no_write and parts == ["scale"]:
         # a scale run alone has its own section: the quality figures above stay as measured
         write_section(
             "grouping-scale",
             "Grouping faces into people: scale",
-            f"python -m benchmarks.bench_grouping --parts {args.parts} --sizes {args.sizes}",
+            f"python -m benchmarks.bench_grouping --parts {args.parts} --sizes {args.sizes}"
+            + (f" --algorithms {args.algorithms}" if args.algorithms else ""),
             markdown(None, _load("grouping-scale.json")),
         )
     elif not args.no_write:

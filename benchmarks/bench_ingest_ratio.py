@@ -98,9 +98,15 @@ def run_reference(listing: Path) -> dict[str, Any]:
     return {"wall": wall, "cpu": cpu, "faces": json.loads(out)["faces"]}
 
 
-def run_ingest(tree: Path, data: Path, detector: str | None) -> dict[str, Any]:
+def run_ingest(
+    tree: Path, data: Path, detector: str | None, src: str | None = None
+) -> dict[str, Any]:
+    """``facetrace ingest`` (defaults, all cores) into a fresh ``data``; with ``src``, the
+    facetrace package is imported from that source tree instead (an older checkout)."""
     shutil.rmtree(data, ignore_errors=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("FACETRACE_")}
+    if src is not None:
+        env["PYTHONPATH"] = os.pathsep.join([src, *filter(None, [env.get("PYTHONPATH")])])
     env["FACETRACE_FACES"] = str(faces_dir())
     if detector is not None:
         env["FACETRACE_DETECT__DETECTOR"] = detector
@@ -120,6 +126,11 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=1, help="interleaved runs of each; medians")
     ap.add_argument("--detectors", default="auto", help="facetrace detectors to run, e.g. auto,hog")
+    ap.add_argument(
+        "--baseline",
+        default=None,
+        help="also run ingest from this source tree (e.g. an older checkout's src/)",
+    )
     ap.add_argument("--no-write", action="store_true", help="print only, leave BENCHMARKS.md")
     args = ap.parse_args()
     photos = lfw_subset(args.limit)
@@ -139,6 +150,10 @@ def main() -> None:
                 res = run_ingest(tree, tmp / "data", None if d == "auto" else d)
                 runs.setdefault(d, []).append(res)
                 print(f"round {r + 1}: ingest {d} {res}", file=sys.stderr)
+            if args.baseline:
+                res = run_ingest(tree, tmp / "data", None, src=args.baseline)
+                runs.setdefault("baseline", []).append(res)
+                print(f"round {r + 1}: baseline ingest {res}", file=sys.stderr)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     load_after = uptime()
@@ -159,7 +174,9 @@ def main() -> None:
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     labels = {"reference": "reference: dlib HOG (upsample 1) + 5-point chip + 1 descriptor, "
-              "1 process"}  # fmt: skip
+              "1 process",
+              "baseline": f"`facetrace ingest` from {args.baseline} (detector auto, "
+              f"{os.cpu_count() or 1} workers)"}  # fmt: skip
     cores = os.cpu_count() or 1
     for name, rows in runs.items():
         wall, cpu = med(rows, "wall"), med(rows, "cpu")
@@ -175,6 +192,7 @@ def main() -> None:
         cmd = (
             "flock /tmp/facetrace-bench.lock python -m benchmarks.bench_ingest_ratio "
             f"--limit {args.limit} --rounds {args.rounds} --detectors {args.detectors}"
+            + (f" --baseline {args.baseline}" if args.baseline else "")
         )
         write_section("ingest-ratio", "Ingest against the plain dlib pipeline", cmd, text)
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from facetrace.config import SearchMode
 from facetrace.service import searches
 
 MODEL = "fixed-model"
@@ -51,7 +52,11 @@ class FixedSearcher:
         return _face(box, 0.7)
 
     def search_vector(
-        self, vector: npt.NDArray[np.float32], *, collections: Sequence[str] | None
+        self,
+        vector: npt.NDArray[np.float32],
+        *,
+        collections: Sequence[str] | None,
+        mode: SearchMode | None = None,
     ) -> searches.VectorResult:
         self.searches += 1
 
@@ -74,4 +79,8 @@ class FixedSearcher:
                 captured_date="2020",
             )
 
-        return searches.VectorResult(0.5, (cand(1, "s-1", 0.8), cand(2, "s-2", 0.6)))
+        return searches.VectorResult(
+            0.5,
+            (cand(1, "s-1", 0.8), cand(2, "s-2", 0.6)),
+            mode=mode or SearchMode.IDENTIFICATION,
+        )

@@ -46,3 +46,15 @@ def test_pool_workers_run_every_model_on_one_thread(tmp_path: Path) -> None:
     )
     assert {pid for pid, _, _ in seen} - {os.getpid()}
     assert {(emb, cnn) for _, emb, cnn in seen} == {(1, 1)}
+
+
+def test_the_pool_converts_missing_models_once_before_its_workers_start(tmp_path: Path) -> None:
+    """A fresh data directory: the parent converts the descriptor's and the CNN's ONNX
+    graphs into the cache before spawning, so the workers open them instead of each
+    converting the same files (here the workers never touch a model at all)."""
+    from facetrace.vision import dlib_cnn_onnx, dlib_onnx
+
+    options = PipelineOptions(cache_dir=tmp_path)
+    list(map_photos(_niceness, list(range(8)), options=options, limits=ImageLimits(), workers=2))
+    assert (tmp_path / dlib_onnx.ONNX_FILENAME).is_file()
+    assert (tmp_path / dlib_cnn_onnx.ONNX_FILENAME).is_file()

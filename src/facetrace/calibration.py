@@ -11,6 +11,12 @@ For a search against a gallery of ``n`` subjects, the chance that at least
 one impostor scores above a threshold (the false-positive identification
 rate, FPIR) is ``1 - (1 - FMR)^n``; the "no candidate" threshold is the score
 whose FPIR equals the target.
+
+A table may also hold its **mated** curve: the share of searches of people who *are*
+in the gallery whose mate scores below a threshold (FNIR, or 1:1 FNMR), measured on
+same-person pairs of the labelled set. With it the gallery can tell at which size the
+threshold starts hiding more of those people than a setting allows, and switch to the
+investigation mode there (:meth:`Calibration.investigation_from`, :func:`choose_mode`).
 """
 
 from __future__ import annotations
@@ -26,9 +32,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from facetrace.config import ModePolicy, SearchMode
+
 GRID_STEP = 0.002
 TAIL_PAIRS = 2000  # impostor pairs used to fit the exponential tail
 MIN_FMR = 1e-12
+MATED_POINTS = 101  # quantiles kept of the mated scores
+MATED_PAIRS_PER_SUBJECT = 45  # pairs of a subject's first 10 photos: no one person dominates
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,41 @@ class Calibration:
     tail_slope: float
     impostor_pairs: int
     source: str
+    mated: tuple[tuple[float, float], ...] = ()
+    mated_source: str = ""
+
+    def miss_rate(self, threshold: float) -> float | None:
+        """Estimated share of mated searches (the person is in the gallery) whose mate
+        scores below ``threshold``, from the mated curve; None without one, or outside the
+        scores it was measured at."""
+        if not self.mated or not self.mated[0][0] <= threshold <= self.mated[-1][0]:
+            return None
+        xs = np.array([s for s, _ in self.mated])
+        ys = np.array([f for _, f in self.mated])
+        return float(np.interp(threshold, xs, ys))
+
+    def investigation_from(self, fpir: float, max_fnir: float) -> int | None:
+        """The smallest gallery (in subjects) whose threshold at ``fpir`` is estimated to
+        miss more than ``max_fnir`` of the people who are in it; None without a mated
+        curve, or when no gallery size gets there.
+
+        The threshold rises with the gallery (:meth:`threshold_for_fpir`); the mated
+        curve gives the score ``t`` at which ``max_fnir`` of mates fall below; the size
+        is the first ``n`` whose per-pair rate ``1 - (1 - fpir)^(1/n)`` puts the
+        threshold above ``t``.
+        """
+        if not self.mated or not 0 < max_fnir < 1 or not 0 < fpir < 1:
+            return None
+        xs = np.array([s for s, _ in self.mated])
+        ys = np.array([f for _, f in self.mated])
+        if ys[-1] <= max_fnir:
+            return None
+        t = float(np.interp(max_fnir, ys, xs))  # ys non-decreasing along xs
+        fmr = self.false_match_rate(t)
+        if fmr >= 1:
+            return 1
+        n = math.log1p(-fpir) / math.log1p(-fmr)
+        return max(1, math.floor(n) + 1)
 
     def false_match_rate(self, score: float) -> float:
         """Estimated fraction of impostor pairs scoring at least ``score``."""
@@ -115,6 +160,14 @@ class Calibration:
             "tail_slope": self.tail_slope,
             "impostor_pairs": self.impostor_pairs,
             "source": self.source,
+            **(
+                {
+                    "mated": [[round(a, 5), round(b, 5)] for a, b in self.mated],
+                    "mated_source": self.mated_source,
+                }
+                if self.mated
+                else {}
+            ),
         }
 
     @classmethod
@@ -132,6 +185,8 @@ class Calibration:
                 tail_slope=float(data["tail_slope"]),
                 impostor_pairs=int(data["impostor_pairs"]),
                 source=str(data.get("source", "")),
+                mated=tuple((float(a), float(b)) for a, b in data.get("mated", [])),
+                mated_source=str(data.get("mated_source", "")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed calibration table: {exc}") from exc
@@ -155,6 +210,38 @@ def impostor_scores(
             mask = labels_arr[row + 1 :] != labels_arr[row]
             out.append(block[i, row + 1 :][mask])
     return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+
+def mated_scores(
+    vectors: npt.NDArray[np.float32],
+    labels: npt.ArrayLike,
+    *,
+    per_subject: int = MATED_PAIRS_PER_SUBJECT,
+) -> npt.NDArray[np.float32]:
+    """Cosine scores of same-person pairs: each subject's photos paired with each other,
+    at most ``per_subject`` pairs (those of its first photos) so that a person with
+    hundreds of photos does not make the curve theirs."""
+    labels_arr = np.asarray(labels)
+    out: list[npt.NDArray[np.float32]] = []
+    for label in np.unique(labels_arr):
+        rows = np.flatnonzero(labels_arr == label)
+        if rows.size < 2:
+            continue
+        block = vectors[rows] @ vectors[rows].T
+        upper = block[np.triu_indices(rows.size, k=1)]
+        out.append(upper[:per_subject].astype(np.float32))
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+
+def mated_curve(scores: npt.NDArray[np.float32]) -> tuple[tuple[float, float], ...]:
+    """(score, share of mated scores below it) at :data:`MATED_POINTS` quantiles,
+    ascending; empty with fewer than 100 pairs (too few to say anything)."""
+    if scores.size < 100:
+        return ()
+    s = np.sort(scores.astype(np.float64))
+    qs = np.linspace(0.0, 1.0, MATED_POINTS)
+    points = np.quantile(s, qs)
+    return tuple((float(x), float(q)) for x, q in zip(points, qs, strict=True))
 
 
 def fit_calibration(scores: npt.NDArray[np.float32], *, model_id: str, source: str) -> Calibration:
@@ -207,6 +294,87 @@ def packaged_calibration(name: str) -> Calibration | None:
 def save_calibration(calibration: Calibration, path: Path) -> None:
     """Write a table as JSON (used to regenerate the packaged default)."""
     path.write_text(json.dumps(calibration.to_json(), indent=None, separators=(",", ":")) + "\n")
+
+
+@dataclass(frozen=True, slots=True)
+class ModeChoice:
+    """The mode of one search and why (kept with the search, shown on its page).
+
+    Attributes:
+        mode: the mode the search ran in.
+        chosen_by: ``request`` (the searcher asked), ``setting`` (``FACETRACE_SEARCH__MODE``)
+            or ``gallery size``.
+        gallery_subjects: the gallery's size at the search.
+        investigation_from: the size from which the gallery chooses investigation (None:
+            unknown, no mated curve and no setting).
+        switch_source: where that size comes from: ``setting`` or ``calibration``.
+        expected_fnir: the estimated share of people in the gallery whom the
+            identification threshold would miss at this size (None without a mated curve).
+        max_fnir: the share above which investigation is chosen.
+    """
+
+    mode: SearchMode
+    chosen_by: str
+    gallery_subjects: int
+    investigation_from: int | None
+    switch_source: str
+    expected_fnir: float | None
+    max_fnir: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly (the search's evidence, the CLI's --json, the audit entry)."""
+        return {
+            "mode": str(self.mode),
+            "chosen_by": self.chosen_by,
+            "gallery_subjects": self.gallery_subjects,
+            "investigation_from": self.investigation_from,
+            "switch_source": self.switch_source,
+            "expected_fnir": None if self.expected_fnir is None else round(self.expected_fnir, 4),
+            "max_fnir": self.max_fnir,
+        }
+
+
+def choose_mode(
+    calibration: Calibration | None,
+    *,
+    policy: ModePolicy,
+    requested: SearchMode | None,
+    fpir: float,
+    gallery_subjects: int,
+) -> ModeChoice:
+    """The mode of a search: ``requested`` if given, else the policy's fixed mode, else
+    by size: investigation from ``policy.investigation_from`` subjects on or, unset, from
+    :meth:`Calibration.investigation_from` (the size at which the threshold for ``fpir``
+    misses more than ``policy.max_fnir`` of mates); identification below it, and when
+    neither is known (no calibration, or a table without a mated curve)."""
+    n = max(0, gallery_subjects)
+    expected = None
+    if calibration is not None:
+        expected = calibration.miss_rate(calibration.threshold_for_fpir(fpir, max(1, n)))
+    switch: int | None = None
+    source = ""
+    if policy.investigation_from is not None:
+        switch, source = policy.investigation_from, "setting"
+    elif calibration is not None:
+        switch = calibration.investigation_from(fpir, policy.max_fnir)
+        source = "calibration" if switch is not None else ""
+    if requested is not None:
+        mode, by = requested, "request"
+    elif policy.mode is not None:
+        mode, by = policy.mode, "setting"
+    else:
+        by = "gallery size"
+        big = switch is not None and n >= switch
+        mode = SearchMode.INVESTIGATION if big else SearchMode.IDENTIFICATION
+    return ModeChoice(
+        mode=mode,
+        chosen_by=by,
+        gallery_subjects=n,
+        investigation_from=switch,
+        switch_source=source,
+        expected_fnir=expected,
+        max_fnir=policy.max_fnir,
+    )
 
 
 #: template sizes (faces averaged) with a false-match table of their own; a template of

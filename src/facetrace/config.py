@@ -94,15 +94,71 @@ class PipelineOptions:
         return replace(self, threads=1)
 
 
+class SearchMode(StrEnum):
+    """How a 1:N search answers (NIST's two uses of a face search).
+
+    ``identification``: thresholded; only people scoring at least the threshold for the
+    target false-positive identification rate are candidates, and "no candidate" is the
+    answer when nobody does. ``investigation``: a fixed-length list of the most similar
+    people, whatever their score, for a trained reviewer; no threshold, "no candidate"
+    only when the gallery has nobody to list. At a fixed FPIR the threshold rises with the
+    gallery, so a large gallery's threshold hides most of the people who are in it: the
+    gallery chooses investigation above a size derived from its calibration
+    (:func:`facetrace.calibration.choose_mode`).
+    """
+
+    IDENTIFICATION = "identification"
+    INVESTIGATION = "investigation"
+
+
+class ModeSetting(StrEnum):
+    """``FACETRACE_SEARCH__MODE``: a search's mode (:class:`facetrace.types.SearchMode`),
+    or ``auto``: chosen by the gallery's size."""
+
+    AUTO = "auto"
+    IDENTIFICATION = "identification"
+    INVESTIGATION = "investigation"
+
+
+@dataclass(frozen=True, slots=True)
+class ModePolicy:
+    """How the gallery chooses a search's mode, as plain values: ``mode`` forces one
+    (None: by size); ``investigation_from`` is the gallery size (subjects) from which
+    investigation is chosen (None: derived from the calibration's mated curve, where the
+    threshold would miss more than ``max_fnir`` of the people who are in the gallery)."""
+
+    mode: SearchMode | None = None
+    investigation_from: int | None = None
+    max_fnir: float = 0.5
+
+
 class SearchSettings(BaseModel):
     """Defaults for searches; each can be overridden per request. ``score``: ``cosine``
     (default) or ``asnorm`` (see :class:`ScoreKind`: it lowers FNIR at FPIR 0.01 on LFW
-    but not at 0.1 or 0.001, nor on AT&T; BENCHMARKS.md "accuracy")."""
+    but not at 0.1 or 0.001, nor on AT&T; BENCHMARKS.md "accuracy").
+
+    ``mode``: ``auto`` (default) lets the gallery choose identification (thresholded) or
+    investigation (the ``k`` most similar people, no threshold) by its size:
+    investigation from ``investigation_from_subjects`` subjects on or, when that is not
+    set, from the size at which the threshold for ``fpir`` is estimated (the calibration
+    table's mated curve) to miss more than ``identification_max_fnir`` of the people who
+    are in the gallery (0.5: the threshold would hide more of them than it shows)."""
 
     k: int = Field(10, ge=1, le=1000)
     fpir: float = Field(0.01, gt=0, lt=1)
     min_quality: float = Field(0.3, ge=0, le=1)
     score: ScoreKind = ScoreKind.COSINE
+    mode: ModeSetting = ModeSetting.AUTO
+    investigation_from_subjects: int | None = Field(None, ge=1)
+    identification_max_fnir: float = Field(0.5, gt=0, lt=1)
+
+    def mode_policy(self) -> ModePolicy:
+        """The settings' mode rules as the gallery takes them."""
+        return ModePolicy(
+            mode=None if self.mode == ModeSetting.AUTO else SearchMode(self.mode.value),
+            investigation_from=self.investigation_from_subjects,
+            max_fnir=self.identification_max_fnir,
+        )
 
 
 class DetectSettings(BaseModel):

@@ -79,6 +79,16 @@ class FacePipeline:
             self._detectors[kind] = self._make_detector(kind)
         return self._detectors[kind]
 
+    def cache_models(self) -> None:
+        """Convert the models this pipeline converts at first use (the dlib descriptor's
+        and the CNN detector's ONNX graphs) into the cache folder now, without loading
+        them: a process pool's parent does it once, so a fresh data directory's workers
+        do not each convert the same files."""
+        for part in (self.embedder, self.detector):
+            cache = getattr(part, "cache_model", None)
+            if cache is not None:
+                cache()
+
     @property
     def model_id(self) -> str:
         return self.descriptor.model_id

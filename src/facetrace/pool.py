@@ -8,6 +8,7 @@ photos, results in input order. Only the parent writes anywhere.
 from __future__ import annotations
 
 import functools
+import logging
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -16,7 +17,10 @@ from typing import Any, TypeVar
 
 from facetrace.config import PipelineOptions
 from facetrace.engine import FacePipeline
+from facetrace.errors import FacetraceError
 from facetrace.imaging import ImageLimits
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -69,6 +73,10 @@ def map_photos(
         for item in items:
             yield fn(item, pipeline, limits)
         return
+    try:  # convert missing model files once here, not in every worker at once
+        (inline or FacePipeline(options)).cache_models()
+    except FacetraceError as exc:  # each worker then reports it for its photos
+        log.warning("could not prepare the model cache: %s", exc)
     ctx = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(
         max_workers=workers,

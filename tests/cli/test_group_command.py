@@ -78,3 +78,19 @@ def test_a_folder_without_photos_is_refused(tmp_path: Path) -> None:
         res = runner.invoke(app, ["--data", str(tmp_path / "d"), "group", str(target)])
         assert res.exit_code == 1
         assert "error:" in res.stderr
+
+
+def test_a_long_caption_keeps_its_end_the_face_number() -> None:
+    """Faces of one group photo differ only in their number, at the end of the caption:
+    a caption too long for its tile is shortened in the middle."""
+    from PIL import ImageDraw
+
+    from facetrace.grouping.sheet import THUMB, _font, fit_caption
+
+    draw = ImageDraw.Draw(Image.new("RGB", (10, 10)))
+    font = _font(11)
+    names = [fit_caption(draw, f"selfie-many-people.jpg #{i}", font, THUMB) for i in (3, 4)]
+    assert names[0] != names[1]
+    assert all(n.endswith(f"#{i}") and "…" in n for n, i in zip(names, (3, 4), strict=True))
+    assert all(draw.textlength(n, font=font) <= THUMB for n in names)
+    assert fit_caption(draw, "img1.jpg", font, THUMB) == "img1.jpg"

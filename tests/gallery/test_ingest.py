@@ -164,3 +164,118 @@ def test_kill_9_then_resume_matches_a_clean_run(
         resumed = _counts(g)
     with Gallery.open(built_gallery) as clean:
         assert resumed == _counts(clean)
+
+
+def test_a_batch_stores_each_photo_with_its_own_subject_collection_and_faces(
+    tmp_path: Path,
+) -> None:
+    """add_photos writes a batch in multi-row INSERTs: every photo still gets its own
+    subject (looked up once per batch, the same external id in two collections being two
+    subjects), its faces in order, and only its subject face indexed."""
+    import hashlib
+
+    import numpy as np
+    from sqlalchemy import select
+
+    from facetrace.gallery.directory import NewPhoto
+    from facetrace.store.models import FaceRow, Photo, Subject
+    from facetrace.store.repo import Provenance
+    from tests.gallery.crash_worker import fake_face
+
+    rng = np.random.default_rng(7)
+    with Gallery.open(tmp_path / "data") as g:
+        model = g.descriptor.model_id
+
+        def photo(tag: str, prov: Provenance, n_faces: int, subject: int | None) -> NewPhoto:
+            faces = tuple(fake_face(rng, model) for _ in range(n_faces))
+            sha = hashlib.sha256(tag.encode()).hexdigest()
+            return NewPhoto(sha, 100, 100, faces, subject, prov)
+
+        batch = [
+            photo("a", Provenance(subject_id="P1", collection="c1"), 2, 1),
+            photo("b", Provenance(subject_id="P1", subject_name="Ann", collection="c1"), 1, 0),
+            photo("c", Provenance(subject_id="P1", collection="c2", legal_basis="L2"), 3, None),
+            photo("a", Provenance(subject_id="P9", collection="c1"), 1, 0),  # same bytes as a
+        ]
+        results = g.add_photos(batch)
+        assert [r.duplicate for r in results] == [False, False, False, True]
+        assert [len(r.face_ids) for r in results] == [2, 1, 3, 0]
+        with g.reads() as s:
+            subjects = {
+                (sub.collection.name, sub.external_id): sub for sub in s.scalars(select(Subject))
+            }
+            assert sorted(subjects) == [("c1", "P1"), ("c2", "P1")]
+            assert subjects[("c1", "P1")].name == "P1"  # created from the first photo
+            for r, p in zip(results[:3], batch[:3], strict=True):
+                row = s.get(Photo, r.photo_id)
+                assert row is not None and row.sha256 == p.sha256
+                assert row.subject_id == subjects[(p.provenance.collection, "P1")].id
+                faces = [s.get(FaceRow, i) for i in r.face_ids]
+                assert [f.face_index for f in faces if f] == list(range(len(p.faces)))
+                assert [f.is_subject for f in faces if f] == [
+                    i == p.subject_face for i in range(len(p.faces))
+                ]
+                for f, face in zip(faces, p.faces, strict=True):
+                    assert f is not None and f.photo_id == r.photo_id
+                    assert np.frombuffer(f.vector, dtype=np.float32).tolist() == (
+                        face.vector.tolist()
+                    )
+            assert s.get(Photo, results[2].photo_id).legal_basis == "L2"  # type: ignore[union-attr]
+        assert g.index.count == 2  # the subject faces of a and b; c names none
+        # a later batch finds the stored subject instead of making another
+        later = g.add_photos([photo("d", Provenance(subject_id="P1", collection="c1"), 1, 0)])
+        with g.reads() as s:
+            row = s.get(Photo, later[0].photo_id)
+            assert row is not None and row.subject_id == subjects[("c1", "P1")].id
+            assert len(s.scalars(select(Subject)).all()) == 2
+
+
+def test_pool_ingest_stores_the_faces_and_vectors_of_the_in_process_pipeline(
+    tmp_path: Path, faces_dir: Path
+) -> None:
+    """The pool's workers (one ONNX Runtime thread per model, the batch written in
+    multi-row INSERTs) store the same boxes and, within float tolerance, the same
+    mirrored-chip vectors as the pipeline run here with its default threads, on LFW
+    photos that take each of the auto detector's paths: HOG alone, HOG with CNN crops
+    round a near miss, the CNN over the whole photo after two HOG faces, and after none."""
+    import numpy as np
+    from sqlalchemy import select
+
+    from facetrace.config import PipelineOptions
+    from facetrace.engine import FacePipeline
+    from facetrace.store.models import FaceRow, Photo
+
+    lfw = faces_dir / "lfw" / "images"
+    names = [
+        "Aaron_Sorkin/Aaron_Sorkin_0001.jpg",
+        "Abdullah_Gul/Abdullah_Gul_0011.jpg",
+        "Abdullah_Gul/Abdullah_Gul_0008.jpg",
+        "Abdoulaye_Wade/Abdoulaye_Wade_0003.jpg",
+    ]
+    src = tmp_path / "photos"
+    for name in names:
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).symlink_to(lfw / name)
+    cache = tmp_path / "data" / "models"
+    here = FacePipeline(PipelineOptions(cache_dir=cache))
+    expected = {}
+    for name in names:
+        faces = here.analyse(load_image(lfw / name).pixels)
+        expected[name.split("/")[1]] = faces
+    assert [len(f) for f in expected.values()] == [1, 2, 3, 1]  # each path found its faces
+    with Gallery.open(tmp_path / "data") as g:
+        summary = ingest(g, scan_folder(src), workers=2)
+        assert summary.photos_added == 4
+        with g.reads() as s:
+            for photo in s.scalars(select(Photo)):
+                rows = s.scalars(
+                    select(FaceRow).where(FaceRow.photo_id == photo.id).order_by(FaceRow.face_index)
+                ).all()
+                want = expected[Path(photo.path).name]
+                assert [(r.x1, r.y1, r.x2, r.y2) for r in rows] == [
+                    (f.detection.box.x1, f.detection.box.y1, f.detection.box.x2, f.detection.box.y2)
+                    for f in want
+                ]
+                for r, f in zip(rows, want, strict=True):
+                    got = np.frombuffer(r.vector, dtype=np.float32)
+                    assert np.allclose(got, f.vector, atol=1e-5)

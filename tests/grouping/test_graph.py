@@ -6,11 +6,15 @@ import pytest
 from facetrace.calibration import packaged_calibration
 from facetrace.errors import InvalidRequest
 from facetrace.grouping.graph import (
+    REFERENCE_FACES,
     NeighbourGraph,
     build_index,
     edge_threshold,
+    fmr_for_size,
     from_pairs,
     knn_graph,
+    neighbour_graph,
+    two_hop,
 )
 from facetrace.index.base import Selector
 from facetrace.index.flat import FlatIndex
@@ -95,3 +99,42 @@ def test_the_threshold_comes_from_the_calibration_table() -> None:
     for bad in (0.0, 1.0, -1e-3):
         with pytest.raises(InvalidRequest):
             edge_threshold(cal, bad, fallback=0.9)
+
+
+def test_two_hops_find_the_pairs_an_approximate_search_missed() -> None:
+    """A person's photos linked only in a chain (what a lossy index may give) get every
+    pair above the threshold back; nothing below it, nor between people, is added."""
+    vectors, labels = clustered([6, 5, 1], dim=32, seed=4)
+    exact = knn_graph(build_index(vectors), vectors, min_score=0.9, k=10)
+    chain = exact.without(np.abs(exact.src - exact.dst) != 1)
+    assert chain.edges < exact.edges
+    closed = chain
+    for _ in range(5):  # each pass closes one more hop
+        closed = two_hop(closed, vectors, min_score=0.9)
+    assert _pairs(closed) == _pairs(exact)
+    assert all(labels[a] == labels[b] for a, b in _pairs(closed))
+    once = two_hop(chain, vectors, min_score=0.9)
+    assert _pairs(chain) < _pairs(once) <= _pairs(exact)
+    assert np.all(once.score >= 0.9)
+    assert two_hop(chain, vectors, min_score=0.9999).edges == chain.edges
+
+
+def test_a_large_set_is_searched_approximately_then_closed() -> None:
+    vectors, _ = clustered([5] * 400, dim=32, seed=3)
+    exact = knn_graph(build_index(vectors), vectors, min_score=0.9, k=10)
+    approx = neighbour_graph(vectors, min_score=0.9, k=10, exact_max=100)
+    assert len(_pairs(approx) & _pairs(exact)) >= 0.99 * exact.edges
+
+
+def test_large_sets_group_at_a_stricter_per_pair_rate() -> None:
+    """The expected number of strangers above the threshold per face stays where the
+    default was validated: unchanged up to the reference size, then shrinking with n."""
+    assert fmr_for_size(5e-5, 400) == 5e-5
+    assert fmr_for_size(5e-5, REFERENCE_FACES) == 5e-5
+    million = fmr_for_size(5e-5, 1_000_000)
+    assert million * (1_000_000 - 1) == pytest.approx(5e-5 * (REFERENCE_FACES - 1))
+    cal = packaged_calibration("dlib-resnet-v1+flip")
+    assert cal is not None
+    assert edge_threshold(cal, million, fallback=0.5) > edge_threshold(cal, 5e-5, fallback=0.5)
+    with pytest.raises(InvalidRequest):
+        fmr_for_size(0.0, 10)

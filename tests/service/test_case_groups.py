@@ -3,6 +3,7 @@ becomes one searchable face of the case."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,9 +12,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from facetrace.errors import Conflict, InvalidRequest, NotFound
+from facetrace.errors import Conflict, InvalidRequest, NotFound, RuleViolation
+from facetrace.gallery.ingest import ingest, scan_folder
 from facetrace.server.ratelimit import RateLimiter
-from facetrace.service import case_groups, cases, searches
+from facetrace.service import case_groups, cases, reviews, searches
 from facetrace.service.accounts import SYSTEM, Actor, Role, actor_of, create_user
 from facetrace.service.gallery_port import GalleryPort
 from facetrace.store.service_models import AuditEntry, Probe, User
@@ -211,3 +213,94 @@ def actor_of_other(sessions: sessionmaker[Session]) -> Actor:
     with sessions() as s:
         user = s.scalars(select(User).where(User.username == "olga")).first()
     return actor_of(user) if user is not None else _other_department(sessions)
+
+
+def _reviewer(sessions: sessionmaker[Session], name: str) -> Actor:
+    with sessions.begin() as s:
+        return actor_of(
+            create_user(
+                s,
+                actor=SYSTEM,
+                username=name,
+                password="password-123",
+                roles=frozenset({Role.REVIEWER}),
+                department="Dept A",
+            )
+        )
+
+
+def test_two_persons_of_one_case_are_identified_each(
+    port: GalleryPort, mci: Setup, faces_dir: Path, tmp_path: Path
+) -> None:
+    """Each unknown person is searched as its template, reviewed and identified on its
+    own; the identification covers the person's faces, so a search of one of them alone
+    takes no review afterwards."""
+    sessions, inv, case_id = mci
+    r1, r2 = _reviewer(sessions, "rafael"), _reviewer(sessions, "rita")
+    # a few records for the searches to name (strangers to both: candidates are leads)
+    records = tmp_path / "records"
+    for person in ("Abdoulaye_Wade", "Al_Pacino", "Colin_Powell"):
+        (records / person).mkdir(parents=True)
+        shutil.copy(faces_dir / "lfw" / "images" / person / f"{person}_0001.jpg", records / person)
+    ingest(port.gallery(), scan_folder(records, collection="registry", legal_basis="test"))
+    with sessions() as s:
+        probes = {p.filename: p.id for p in s.scalars(select(Probe))}
+        persons = case_groups.group_case(s, actor=inv, case_id=case_id)
+    wanted = {name: (probes[name], 0) for name in (JOLIE[0], ANISTON[0])}
+    found: dict[str, tuple[int, int]] = {}
+    for name, ref in wanted.items():
+        person = next(p for p in persons if ref in p.refs)
+        with sessions.begin() as s:
+            row = case_groups.adopt_person(s, actor=inv, case_id=case_id, faces=person.refs)
+            template = (row.probe_id, row.face_index)
+        with sessions() as s:
+            search = searches.search_probe(
+                s,
+                actor=inv,
+                probe_id=template[0],
+                face=template[1],
+                force=True,
+                searcher=port,
+                sessions=sessions,
+                limiter=RateLimiter(limit=100),
+            )
+            # a subject not named for the other person (one subject, one person)
+            taken = {sid for sid, _ in found.values()}
+            candidate = next(c for c in search.candidates if c.subject_external_id not in taken)
+            for who in (r1, r2):
+                reviews.record_review(
+                    s,
+                    actor=who,
+                    search_id=search.id,
+                    conclusion="potential_candidate",
+                    candidate_id=candidate.id,
+                )
+            ident = reviews.record_identification(
+                s,
+                actor=inv,
+                case_id=case_id,
+                candidate_id=candidate.id,
+                primary_identifier="dental_records",
+                evidence=f"odontogram for {name}",
+            )
+            assert (ident.probe_id, ident.face_index) == template
+            found[name] = (candidate.subject_external_id, search.id)
+            s.commit()
+    with sessions() as s:
+        case = cases.get_case(s, actor=inv, case_id=case_id)
+        assert case.status == "identified"
+        assert len(reviews.identifications(s, case=case)) == 2
+        # a member face of an identified person searched alone: no review any more
+        alone = searches.search_probe(
+            s,
+            actor=inv,
+            probe_id=probes[ANISTON[1]],
+            face=0,
+            force=True,
+            searcher=port,
+            sessions=sessions,
+            limiter=RateLimiter(limit=100),
+        )
+        s.commit()
+    with sessions.begin() as s, pytest.raises(RuleViolation, match="identified already"):
+        reviews.record_review(s, actor=r1, search_id=alone.id, conclusion="no_candidate")

@@ -202,3 +202,62 @@ def test_repeated_reviews_become_versions(kind: str, tmp_path: Path) -> None:
                 ]
         finally:
             database.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "pg"])
+def test_an_identification_names_its_person(kind: str, tmp_path: Path) -> None:
+    """0018: an identification recorded when a case held one names the person of its
+    candidate's search; a case with two identifications refuses the downgrade (nothing
+    is deleted to fit the old schema)."""
+    from alembic import command
+    from sqlalchemy import select, text
+
+    from facetrace.service.accounts import Role
+    from facetrace.store.db import alembic_config
+    from facetrace.store.service_models import Identification, Search
+    from tests.dbutil import open_database
+    from tests.service.conftest import make_user
+    from tests.service.test_cases import _case, _search
+
+    with database_url(kind, tmp_path) as url:
+        database = open_database(url)
+        try:
+            inv = make_user(database.sessions, "inv", {Role.INVESTIGATOR})
+            case_id = _case(database.sessions, inv)
+            search_id, (candidate, _) = _search(database.sessions, inv, case_id)
+            other_id, (other_candidate, _) = _search(database.sessions, inv, case_id)
+            cfg = alembic_config(database.engine.url.render_as_string(hide_password=False))
+            with database.engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                command.downgrade(cfg, "0017")
+            with database.engine.begin() as conn:
+                conn.execute(text(
+                    "INSERT INTO identification (case_id, candidate_id, primary_identifier, "
+                    "evidence, recorded_by, created_at) VALUES (:c, :k, 'dna', 'lab 7', :u, "
+                    "CURRENT_TIMESTAMP)"), {"c": case_id, "k": candidate, "u": inv.id})  # fmt: skip
+            migrate(database.engine)
+            with database.sessions.begin() as s:
+                search = s.get(Search, search_id)
+                other = s.get(Search, other_id)
+                assert search is not None and other is not None
+                (row,) = s.scalars(select(Identification)).all()
+                assert (row.probe_id, row.face_index) == (search.probe_id, search.face_index)
+                s.add(
+                    Identification(
+                        case_id=case_id,
+                        candidate_id=other_candidate,
+                        probe_id=other.probe_id,
+                        face_index=other.face_index,
+                        primary_identifier="dna",
+                        evidence="lab 8",
+                        recorded_by=inv.id,
+                    )
+                )
+            with database.engine.begin() as conn:
+                cfg.attributes["connection"] = conn
+                with pytest.raises(RuntimeError, match="several identifications"):
+                    command.downgrade(cfg, "0017")
+            with database.sessions() as s:
+                assert len(s.scalars(select(Identification)).all()) == 2
+        finally:
+            database.dispose()

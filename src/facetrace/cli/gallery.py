@@ -16,6 +16,8 @@ from facetrace.cli.common import Context, dump, err, out, progress_bar, workers_
 from facetrace.errors import FacetraceError, InvalidRequest
 
 if TYPE_CHECKING:
+    from facetrace.calibration import ModeChoice
+    from facetrace.config import SearchMode
     from facetrace.gallery.directory import DeleteKind, Gallery
     from facetrace.service.shell import SearchGrounds
 
@@ -181,6 +183,15 @@ def search(
     show_below: Annotated[
         bool, typer.Option(help="Also list candidates below the threshold, marked.")
     ] = False,
+    mode: Annotated[
+        ModeOption | None,
+        typer.Option(
+            help="identification (only people above the threshold; 'no candidate' when "
+            "nobody is), investigation (the -k most similar people, no threshold) or auto "
+            "(chosen by the gallery's size). Default: FACETRACE_SEARCH__MODE (auto).",
+            show_default=False,
+        ),
+    ] = None,
     sample_fps: Annotated[
         float | None,
         typer.Option(
@@ -229,6 +240,8 @@ def search(
     s = c.settings.search
     fpir = s.fpir if fpir is None else fpir
     why = _Why(case, purpose, legal_basis)
+    policy = s.mode_policy()
+    requested = _requested_mode(mode)
     if is_video(probe):
         if face is not None or min_quality is not None or force:
             raise InvalidRequest(
@@ -237,7 +250,7 @@ def search(
             )
         _search_video(c, probe, k=k, fpir=fpir, collections=collection, show_below=show_below,
                       sample_fps=sample_fps, crops=crops, as_json=as_json,
-                      why=why)  # fmt: skip
+                      why=why, mode=requested)  # fmt: skip
         return
     if sample_fps is not None or crops is not None:
         raise InvalidRequest(f"{probe}: --sample-fps and --crops apply to videos only")
@@ -253,23 +266,100 @@ def search(
             fpir=fpir,
             collections=collection or None,
             include_below=show_below,
+            mode=requested,
+            policy=policy,
         )
+        how = results[0].mode if results else None
         _record_search(
             g, probe, grounds, faces=len(results),
             candidates=sum(len(r.candidates) for r in results), k=k, collections=collection,
+            mode=how,
         )  # fmt: skip
     if as_json:
-        dump({"photo": str(probe), "faces": [r.as_dict() for r in results]})
+        dump(
+            {
+                "photo": str(probe),
+                "mode": None if how is None else str(how.mode),
+                "mode_choice": None if how is None else how.as_dict(),
+                "faces": [r.as_dict() for r in results],
+            }
+        )
         return
+    from facetrace.config import SearchMode
+
+    if how is not None:
+        out.print(mode_words(how))
     for r in results:
         q = r.face.quality
         reasons = ", ".join(str(x) for x in q.reasons) or "none"
+        limit = (
+            f"threshold {r.threshold:.3f}"
+            if how is None or how.mode == SearchMode.IDENTIFICATION
+            else f"no threshold (identification's would be {r.threshold:.3f})"
+        )
         err.print(
             f"\nface {r.face_index} at {r.face.detection.box.as_list()}: quality {q.score:.2f} "
-            f"(warnings: {reasons}); threshold {r.threshold:.3f}"
+            f"(warnings: {reasons}); {limit}"
         )
-        _print_candidates(r.no_candidate, list(r.candidates) + list(r.below_threshold))
+        _print_candidates(r.no_candidate, list(r.candidates) + list(r.below_threshold), how)
     err.print(REVIEW_NOTICE)
+
+
+class ModeOption(StrEnum):
+    """--mode (the CLI's copy of facetrace.config.ModeSetting: the settings module loads
+    pydantic, too heavy for the CLI's start-up)."""
+
+    auto = "auto"
+    identification = "identification"
+    investigation = "investigation"
+
+
+def _requested_mode(mode: ModeOption | None) -> SearchMode | None:
+    """--mode as the gallery takes it: None lets the settings' policy choose."""
+    from facetrace.config import SearchMode
+
+    return None if mode is None or mode == ModeOption.auto else SearchMode(mode.value)
+
+
+def mode_words(how: ModeChoice) -> str:
+    """The mode of a search and why, in one line a reviewer understands."""
+    from facetrace.config import SearchMode
+
+    n = how.gallery_subjects
+    if how.mode == SearchMode.INVESTIGATION:
+        head = (
+            "mode: investigation: the most similar people in the gallery, listed for review "
+            "whatever their score (no threshold); the person may not be among them"
+        )
+    else:
+        head = (
+            "mode: identification: only people above the threshold are candidates; "
+            "'no candidate' when nobody is"
+        )
+    if how.chosen_by == "request":
+        why = "as asked (--mode)"
+    elif how.chosen_by == "setting":
+        why = "set by FACETRACE_SEARCH__MODE"
+    elif how.investigation_from is None:
+        why = (
+            f"gallery of {n:,} subjects; no size for the investigation mode is known (no "
+            "measured miss rate in the calibration table; FACETRACE_SEARCH__"
+            "INVESTIGATION_FROM_SUBJECTS sets one)"
+        )
+    else:
+        side = "at or above" if n >= how.investigation_from else "below"
+        source = "set" if how.switch_source == "setting" else "from the calibration table"
+        why = (
+            f"gallery of {n:,} subjects, {side} the {how.investigation_from:,} from which "
+            f"investigation is chosen ({source})"
+        )
+    miss = (
+        ""
+        if how.expected_fnir is None
+        else f"; at this size the threshold would miss about {100 * how.expected_fnir:.0f}% "
+        "of the people who are in the gallery"
+    )
+    return f"{head}. {why}{miss}."
 
 
 @dataclass(frozen=True)
@@ -299,8 +389,10 @@ def _record_search(
     candidates: int,
     k: int,
     collections: list[str] | None,
+    mode: ModeChoice | None = None,
 ) -> None:
-    """The search in the audit log: the probe's SHA-256, what was found, and why."""
+    """The search in the audit log: the probe's SHA-256, its mode, what was found, and
+    why."""
     import hashlib
 
     from facetrace.service import shell
@@ -312,6 +404,9 @@ def _record_search(
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     detail: dict[str, Any] = {"faces": faces, "candidates": candidates, "k": k}
+    if mode is not None:
+        detail["mode"] = str(mode.mode)
+        detail["mode_chosen_by"] = mode.chosen_by
     if collections:
         detail["collections"] = list(collections)
     if grounds is not None:
@@ -326,18 +421,25 @@ REVIEW_NOTICE = (
 )
 
 
-def _print_candidates(no_candidate: bool, rows: list[Any]) -> None:
+def _print_candidates(no_candidate: bool, rows: list[Any], how: ModeChoice | None = None) -> None:
     from rich.table import Table
 
+    from facetrace.config import SearchMode
+
+    investigating = how is not None and how.mode == SearchMode.INVESTIGATION
     if no_candidate:
-        out.print("  no candidate: nobody in the gallery scores above the threshold")
+        out.print(
+            "  no candidate: the gallery has nobody to list (none in the collections searched)"
+            if investigating
+            else "  no candidate: nobody in the gallery scores above the threshold"
+        )
     if not rows:
         return
     t = Table("rank", "score", "est. false-match rate", "subject", "name", "collection",
               "legal basis", "source", "photo")  # fmt: skip
     for cand in rows:
         i = cand.info
-        mark = "" if cand.above_threshold else " (below threshold)"
+        mark = "" if investigating or cand.above_threshold else " (below threshold)"
         t.add_row(
             str(cand.rank),
             f"{cand.score:.3f}{mark}",
@@ -370,6 +472,7 @@ def _search_video(
     crops: Path | None,
     as_json: bool,
     why: _Why,
+    mode: SearchMode | None = None,
 ) -> None:
     from facetrace.gallery.video import search_video, write_crops
     from facetrace.video import VideoOptions, video_limits
@@ -395,17 +498,21 @@ def _search_video(
             collections=collections or None,
             include_below=show_below,
             progress=progress,
+            mode=mode,
+            policy=c.settings.search.mode_policy(),
         )
+        how = result.persons[0].mode if result.persons else None
         _record_search(
             g, path, grounds, faces=len(result.persons),
             candidates=sum(len(pr.candidates) for pr in result.persons), k=k,
-            collections=collections,
+            collections=collections, mode=how,
         )  # fmt: skip
     written = write_crops(result, crops) if crops is not None else None
     if as_json:
         dump(
             {
                 "video": str(path),
+                "mode": None if how is None else str(how.mode),
                 **result.summary(),
                 "persons": [pr.as_dict(written) for pr in result.persons],
             }
@@ -418,6 +525,8 @@ def _search_video(
         f"{info['shots']} shots, {info['faces_seen']} faces, {len(result.persons)} persons "
         f"({info['speed']:.2f}x real time)"
     )
+    if how is not None:
+        out.print(mode_words(how))
     for pr in result.persons:
         p = pr.person
         when = ", ".join(f"{_timecode(a)}-{_timecode(b)}" for a, b in p.intervals)
@@ -430,7 +539,7 @@ def _search_video(
         if written is not None:
             files = [str(written[(p.number, i)]) for i in range(len(p.key_frames))]
             err.print(f"  key frames: {', '.join(files)}")
-        _print_candidates(pr.no_candidate, list(pr.candidates) + list(pr.below_threshold))
+        _print_candidates(pr.no_candidate, list(pr.candidates) + list(pr.below_threshold), how)
     if written is None:
         err.print("\n(--crops DIR writes each person's key frames)")
     err.print(REVIEW_NOTICE)
@@ -488,9 +597,17 @@ def calibrate(
     """Measure score -> false-match rate on impostor pairs of a labelled set, for the raw
     cosine and, with --cohort-out, for AS-norm scores against a cohort carved from the
     set (its people are then left out of both tables)."""
+    from dataclasses import replace
+
     import numpy as np
 
-    from facetrace.calibration import fit_calibration, impostor_scores, save_calibration
+    from facetrace.calibration import (
+        fit_calibration,
+        impostor_scores,
+        mated_curve,
+        mated_scores,
+        save_calibration,
+    )
     from facetrace.engine import FacePipeline
     from facetrace.eval.embedding import embed_photos
     from facetrace.gallery.ingest import scan_folder
@@ -548,6 +665,14 @@ def calibrate(
         )
     except ValueError as exc:  # too few impostor pairs: a property of the photo set
         raise InvalidRequest(f"{images}: {exc}") from exc
+    # the same set's same-person pairs: how many people in the gallery a threshold misses,
+    # from which the gallery sizes its switch to the investigation mode
+    mates = mated_scores(matrix, labels)
+    cal = replace(
+        cal,
+        mated=mated_curve(mates),
+        mated_source=f"{source}: {mates.size} same-person pairs" if mates.size >= 100 else "",
+    )
     if asnorm_output is None and output is not None:
         asnorm_output = output.with_name(output.stem + "-asnorm.json")
     if output is not None:
@@ -564,6 +689,10 @@ def calibrate(
         "impostor_pairs": cal.impostor_pairs,
         "source": cal.source,
         **{f"threshold_at_fmr_{f:g}": cal.threshold_for_fmr(f) for f in (1e-3, 1e-4, 1e-5, 1e-6)},
+        "mated_pairs": int(mates.size),
+        "investigation_from_subjects": cal.investigation_from(
+            c.settings.search.fpir, c.settings.search.identification_max_fnir
+        ),
         "asnorm": None if norm is None else norm.source,
     }
     if as_json:

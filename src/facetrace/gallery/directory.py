@@ -32,11 +32,13 @@ from sqlalchemy.orm import Session
 
 from facetrace.calibration import (
     Calibration,
+    ModeChoice,
     TemplateCalibration,
+    choose_mode,
     packaged_calibration,
     packaged_template_calibration,
 )
-from facetrace.config import PipelineOptions, ScoreKind
+from facetrace.config import ModePolicy, PipelineOptions, ScoreKind, SearchMode
 from facetrace.engine import FacePipeline
 from facetrace.errors import (
     DeletedPhoto,
@@ -145,17 +147,22 @@ class Candidate:
 
 @dataclass(frozen=True, slots=True)
 class ProbeResult:
-    """The search result for one face of the probe photo."""
+    """The search result for one face of the probe photo. In the identification mode
+    ``candidates`` are the subjects at or above ``threshold``; in the investigation mode
+    they are the ``k`` most similar, whatever their score (``threshold`` is then the
+    identification threshold, for reference, and ``below_threshold`` is empty)."""
 
     face_index: int
     face: Face
     threshold: float
     candidates: tuple[Candidate, ...]
     below_threshold: tuple[Candidate, ...] = ()
+    mode: ModeChoice | None = None
 
     @property
     def no_candidate(self) -> bool:
-        """True when no gallery subject scores above the threshold."""
+        """True when the answer lists nobody: no subject reaches the threshold
+        (identification), or the gallery has nobody to list (investigation)."""
         return not self.candidates
 
     def as_dict(self) -> dict[str, Any]:
@@ -166,6 +173,8 @@ class ProbeResult:
             "detector_score": round(self.face.detection.score, 4),
             "quality": q.score,
             "quality_reasons": [str(r) for r in q.reasons],
+            "mode": None if self.mode is None else str(self.mode.mode),
+            "mode_choice": None if self.mode is None else self.mode.as_dict(),
             "threshold": round(self.threshold, 4),
             "no_candidate": self.no_candidate,
             "candidates": [c.as_dict() for c in self.candidates],
@@ -839,6 +848,8 @@ class Gallery:
             shas = [p.sha256 for p in photos]
             present = repo.present_hashes(s, shas)
             tombstoned = repo.tombstoned_hashes(s, shas)
+            slots: list[int] = []  # where each photo to store goes in ``results``
+            to_store: list[repo.PhotoInsert] = []
             for photo in photos:
                 if photo.sha256 in present:
                     results.append(AddResult(photo_id=None, duplicate=True))
@@ -853,23 +864,28 @@ class Gallery:
                         )
                         continue
                     repo.clear_tombstone(s, sha256=photo.sha256)
-                row, rows = repo.insert_photo(
-                    s,
-                    sha256=photo.sha256,
-                    width=photo.width,
-                    height=photo.height,
-                    provenance=photo.provenance,
-                    faces=photo.faces,
-                    subject_face=photo.subject_face,
-                )
                 present.add(photo.sha256)
-                touched.update(r.subject_id for r in rows if r.is_subject and r.subject_id)
+                slots.append(len(results))
+                results.append(AddResult(photo_id=None))  # filled in below
+                to_store.append(
+                    repo.PhotoInsert(
+                        sha256=photo.sha256,
+                        width=photo.width,
+                        height=photo.height,
+                        provenance=photo.provenance,
+                        faces=photo.faces,
+                        subject_face=photo.subject_face,
+                    )
+                )
+            stored = repo.insert_photos(s, photos=to_store)
+            for slot, insert, (photo_id, rows) in zip(slots, to_store, stored, strict=True):
                 indexed.extend(
-                    (r.id, photo.faces[r.face_index].vector, r.collection_id)
+                    (r.id, insert.faces[r.face_index].vector, r.collection_id)
                     for r in rows
                     if r.is_subject
                 )
-                results.append(AddResult(photo_id=row.id, face_ids=[r.id for r in rows]))
+                touched.update(r.subject_id for r in rows if r.is_subject and r.subject_id)
+                results[slot] = AddResult(photo_id=photo_id, face_ids=[r.id for r in rows])
             # the batch's subjects' templates commit with its faces, or not at all
             templates.refresh(s, touched)
             if in_transaction is not None:
@@ -1046,6 +1062,24 @@ class Gallery:
     def threshold(self, fpir: float) -> float:
         """The "no candidate" score threshold for a target FPIR at the current size."""
         return self._threshold(self.calibration(), fpir, self.subject_count())
+
+    def choose_mode(
+        self,
+        requested: SearchMode | None,
+        *,
+        policy: ModePolicy,
+        fpir: float,
+        n_subjects: int | None = None,
+    ) -> ModeChoice:
+        """The mode of a search of this gallery (:func:`facetrace.calibration.choose_mode`
+        with this gallery's table and size)."""
+        return choose_mode(
+            self.calibration(),
+            policy=policy,
+            requested=requested,
+            fpir=fpir,
+            gallery_subjects=self.subject_count() if n_subjects is None else n_subjects,
+        )
 
     def _threshold(self, cal: Calibration | None, fpir: float, n_subjects: int) -> float:
         if cal is None:
@@ -1286,8 +1320,11 @@ class Gallery:
         fpir: float = 0.01,
         collections: Iterable[str] | None = None,
         include_below: bool = False,
+        mode: SearchMode | None = None,
+        policy: ModePolicy | None = None,
     ) -> list[ProbeResult]:
-        """Search every face of a probe photo (or only face number ``face``).
+        """Search every face of a probe photo (or only face number ``face``), in ``mode``
+        or the one ``policy`` chooses (:meth:`choose_mode`; default policy: by size).
 
         Raises :class:`NoFaceFound` if the photo has no face, :class:`FaceIndexError`
         for a face number it does not have, and :class:`LowQualityFace` when a
@@ -1309,20 +1346,23 @@ class Gallery:
                 raise LowQualityFace(worst.score, min_quality, [str(r) for r in worst.reasons])
             chosen = good
         vectors = np.stack([faces[i].vector for i in chosen])
+        how = self.choose_mode(mode, policy=policy or ModePolicy(), fpir=fpir)
+        investigating = how.mode == SearchMode.INVESTIGATION
         rows = self.search_vectors(
             vectors,
             k=k,
             fpir=fpir,
             selector=self.selector_for(collections),
-            include_below=include_below,
+            include_below=include_below or investigating,
         )
         return [
             ProbeResult(
                 face_index=i,
                 face=faces[i],
                 threshold=thr,
-                candidates=tuple(above),
-                below_threshold=tuple(below),
+                candidates=tuple(listed(above, below, how.mode)),
+                below_threshold=() if investigating else tuple(below),
+                mode=how,
             )
             for i, (thr, above, below) in zip(chosen, rows, strict=True)
         ]
@@ -1373,6 +1413,16 @@ class Gallery:
     def session(self) -> Session:
         """A plain session for read-only callers (the service layer)."""
         return self.reads()
+
+
+def listed(
+    above: Sequence[Candidate], below: Sequence[Candidate], mode: SearchMode
+) -> list[Candidate]:
+    """The candidates a result lists in ``mode``: those at or above the threshold
+    (identification), or every one fetched, best first (investigation)."""
+    if mode == SearchMode.IDENTIFICATION:
+        return list(above)
+    return sorted([*above, *below], key=lambda c: c.rank)
 
 
 def _wrong_groups(

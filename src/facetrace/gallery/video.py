@@ -21,6 +21,8 @@ from facetrace.video import Person, VideoAnalysis, VideoOptions, VideoProgress, 
 from facetrace.video.faces import FrameFace
 
 if TYPE_CHECKING:
+    from facetrace.calibration import ModeChoice
+    from facetrace.config import ModePolicy, SearchMode
     from facetrace.gallery.directory import Candidate, Gallery
 
 
@@ -32,6 +34,7 @@ class PersonResult:
     threshold: float
     candidates: tuple[Candidate, ...]
     below_threshold: tuple[Candidate, ...] = ()
+    mode: ModeChoice | None = None  # as for a photo's ProbeResult
 
     @property
     def no_candidate(self) -> bool:
@@ -50,6 +53,8 @@ class PersonResult:
                 key_frame_dict(ff, None if crops is None else crops.get((p.number, i)))
                 for i, ff in enumerate(p.key_frames)
             ],
+            "mode": None if self.mode is None else str(self.mode.mode),
+            "mode_choice": None if self.mode is None else self.mode.as_dict(),
             "threshold": round(self.threshold, 4),
             "no_candidate": self.no_candidate,
             "candidates": [c.as_dict() for c in self.candidates],
@@ -113,8 +118,11 @@ def search_video(
     include_below: bool = False,
     progress: Callable[[VideoProgress], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
+    mode: SearchMode | None = None,
+    policy: ModePolicy | None = None,
 ) -> VideoSearch:
-    """Analyse a video with the gallery's pipeline and search every person once.
+    """Analyse a video with the gallery's pipeline and search every person once, in
+    ``mode`` or the one ``policy`` chooses (as :meth:`Gallery.search`).
 
     Raises what :func:`~facetrace.video.analyse_video` raises: ImageError (not a video,
     truncated, no video stream, unsupported codec), ImageTooLarge (over the limits),
@@ -128,16 +136,27 @@ def search_video(
         progress=progress,
         cancelled=cancelled,
     )
+    from facetrace.config import ModePolicy, SearchMode
+    from facetrace.gallery.directory import listed
+
     vectors = np.stack([p.template for p in analysis.persons]).astype(np.float32)
+    how = gallery.choose_mode(mode, policy=policy or ModePolicy(), fpir=fpir)
+    investigating = how.mode == SearchMode.INVESTIGATION
     rows = gallery.search_vectors(
         vectors,
         k=k,
         fpir=fpir,
         selector=gallery.selector_for(collections),
-        include_below=include_below,
+        include_below=include_below or investigating,
     )
     persons = tuple(
-        PersonResult(p, thr, tuple(above), tuple(below))
+        PersonResult(
+            p,
+            thr,
+            tuple(listed(above, below, how.mode)),
+            () if investigating else tuple(below),
+            mode=how,
+        )
         for p, (thr, above, below) in zip(analysis.persons, rows, strict=True)
     )
     return VideoSearch(analysis, persons)

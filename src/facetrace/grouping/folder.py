@@ -30,7 +30,7 @@ from facetrace.engine import FacePipeline
 from facetrace.errors import FacetraceError, InvalidRequest
 from facetrace.gallery.ingest import IMAGE_SUFFIXES
 from facetrace.grouping.cluster import DEFAULT_ALGORITHM, Algorithm, algorithm, cluster
-from facetrace.grouping.graph import DEFAULT_K, build_index, edge_threshold, knn_graph
+from facetrace.grouping.graph import DEFAULT_K, edge_threshold, fmr_for_size, neighbour_graph
 from facetrace.grouping.sheet import Tile, contact_sheet, face_thumbnail, save_sheet
 from facetrace.imaging import ImageLimits, load_image
 from facetrace.pool import map_photos
@@ -161,6 +161,8 @@ class GroupReport:
             "model": self.model,
             "algorithm": self.algorithm,
             "false_match_rate": self.fmr,
+            # what the threshold was set for: the target, made stricter for large sets
+            "pair_false_match_rate": fmr_for_size(self.fmr, len(self.faces)),
             "threshold": round(self.threshold, 4),
             "calibration": self.calibration,
             "summary": self.summary(),
@@ -188,12 +190,18 @@ def group_faces(
     method: Algorithm | str = DEFAULT_ALGORITHM,
     k: int = DEFAULT_K,
 ) -> tuple[npt.NDArray[np.int64], float]:
-    """Group faces: (labels 1-based, group 1 the largest; the score threshold used)."""
-    threshold = edge_threshold(calibration, fmr, fallback=fallback_threshold)
+    """Group faces: (labels 1-based, group 1 the largest; the score threshold used).
+
+    The threshold is the score of the per-pair false-match rate
+    :func:`~facetrace.grouping.graph.fmr_for_size` gives for ``fmr`` and this many faces
+    (``fmr`` itself up to the size of the set it was validated on)."""
+    threshold = edge_threshold(
+        calibration, fmr_for_size(fmr, len(faces)), fallback=fallback_threshold
+    )
     if not faces:
         return np.empty(0, dtype=np.int64), threshold
     vectors = np.stack([f.vector for f in faces]).astype(np.float32)
-    graph = knn_graph(build_index(vectors), vectors, min_score=threshold, k=k)
+    graph = neighbour_graph(vectors, min_score=threshold, k=k)
     labels = cluster(graph, method, threshold=threshold, vectors=vectors)
     return labels + 1, threshold
 

@@ -43,9 +43,12 @@ Progress = Callable[[int, int], None]
 EXACT_MAX = 50_000
 #: The graph index beyond EXACT_MAX: HNSW with 16 links per face, light build and
 #: search effort (edge recall 0.984 at 100k at efSearch 32; at 1M efSearch 32 gave
-#: 0.766 in 74 s of search, 80 gave 0.874 in 150 s: BENCHMARKS.md, "grouping-scale").
+#: 0.766 in 74 s of search, 80 gave 0.874 in 150 s: BENCHMARKS.md, "grouping-scale"),
+#: so 1M faces search at 128 and the graph is then closed over two hops (:func:`two_hop`).
 GRAPH_HNSW_M = 16
-GRAPH_HNSW_EF = (40, 80)  # construction, search
+GRAPH_HNSW_EF = (40, 128)  # construction, search
+#: Neighbours of a face (its best) whose pairs the two-hop pass scores exactly.
+TWO_HOP_FAN = 10
 DEFAULT_K = 20
 BATCH = 8192
 
@@ -233,6 +236,103 @@ def build_index(
             )
         index.add(ids, vectors)
     return index
+
+
+def two_hop(
+    graph: NeighbourGraph,
+    vectors: npt.NDArray[np.float32],
+    *,
+    min_score: float,
+    fan: int = TWO_HOP_FAN,
+) -> NeighbourGraph:
+    """``graph`` plus every pair of faces that share a neighbour and score at least
+    ``min_score`` (scored exactly from ``vectors``).
+
+    An approximate index misses some of a face's neighbours, mostly inside a person
+    it found other photos of: two photos of one person that each link to a third are
+    likely one another's neighbours too (the idea of NN-descent). Only each face's
+    ``fan`` best neighbours are paired, so the work is at most ``n * fan^2 / 2`` dot
+    products whatever the graph.
+    """
+    n = graph.n
+    if graph.edges == 0:
+        return graph
+    indptr, nbrs, _ = graph.adjacency()
+    degree = np.minimum(np.diff(indptr), fan)
+    parts_a: list[Ids] = []
+    parts_b: list[Ids] = []
+    for d in range(2, int(degree.max()) + 1):
+        middle = np.flatnonzero(degree == d)
+        if middle.size == 0:
+            continue
+        rows = nbrs[indptr[middle][:, None] + np.arange(d)[None, :]]  # (m, d) best first
+        i, j = np.triu_indices(d, 1)
+        parts_a.append(rows[:, i].reshape(-1))
+        parts_b.append(rows[:, j].reshape(-1))
+    if not parts_a:
+        return graph
+    a, b = np.concatenate(parts_a), np.concatenate(parts_b)
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    big = np.int64(max(n, 1))
+    key = np.sort(lo * big + hi)
+    fresh = np.ones(key.size, dtype=bool)
+    fresh[1:] = key[1:] != key[:-1]
+    have = np.sort(graph.src * big + graph.dst)  # from_pairs keys: sorted already
+    at = np.clip(np.searchsorted(have, key), 0, have.size - 1)
+    key = key[fresh & (have[at] != key)]
+    lo, hi = key // big, key % big
+    score = np.empty(key.size, dtype=np.float32)
+    for start in range(0, key.size, 1 << 18):
+        x, y = lo[start : start + (1 << 18)], hi[start : start + (1 << 18)]
+        score[start : start + x.size] = np.einsum("ij,ij->i", vectors[x], vectors[y])
+    keep = score >= min_score
+    log.info("two-hop pass: %d pairs scored, %d edges added", key.size, int(keep.sum()))
+    return from_pairs(
+        n,
+        np.concatenate([graph.src, lo[keep]]),
+        np.concatenate([graph.dst, hi[keep]]),
+        np.concatenate([graph.score, score[keep]]),
+    )
+
+
+def neighbour_graph(
+    vectors: npt.NDArray[np.float32],
+    *,
+    min_score: float,
+    k: int = DEFAULT_K,
+    exact_max: int = EXACT_MAX,
+    progress: Progress | None = None,
+) -> NeighbourGraph:
+    """The neighbour graph of ``vectors`` on an index built for the job
+    (:func:`build_index`); when that index is approximate (beyond ``exact_max`` faces)
+    the graph is closed over two hops (:func:`two_hop`) to find what it missed."""
+    index = build_index(vectors, exact_max=exact_max)
+    graph = knn_graph(index, vectors, min_score=min_score, k=k, progress=progress)
+    if isinstance(index, FlatIndex):
+        return graph
+    del index
+    return two_hop(graph, vectors, min_score=min_score)
+
+
+#: Faces of the labelled set the default false-match rates were chosen on (the LFW half,
+#: faces of quality >= 0.3: BENCHMARKS.md, "Grouping").
+REFERENCE_FACES = 6_071
+
+
+def fmr_for_size(fmr: float, n: int, *, reference: int = REFERENCE_FACES) -> float:
+    """The per-pair false-match rate for grouping ``n`` faces at target ``fmr``.
+
+    A face meets ``n - 1`` others, so at a fixed per-pair rate its expected number of
+    strangers above the threshold grows with ``n`` (at 5e-5: 0.3 among LFW's 6,071
+    faces, 50 among a million), and so do wrong merges. Beyond ``reference`` faces the
+    rate shrinks as ``fmr * (reference - 1) / (n - 1)``, which keeps that expectation
+    where the target was validated; smaller sets keep ``fmr``.
+    """
+    if not 0 < fmr < 1:
+        raise InvalidRequest(f"the target false-match rate must be in (0, 1), got {fmr}")
+    if n <= reference:
+        return fmr
+    return fmr * (reference - 1) / (n - 1)
 
 
 def edge_threshold(calibration: Calibration | None, fmr: float, *, fallback: float) -> float:

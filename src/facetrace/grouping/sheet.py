@@ -58,13 +58,24 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
-def _fit(draw: ImageDraw.ImageDraw, text: str, font: object, width: int) -> str:
-    """``text`` cut with an ellipsis to fit ``width`` pixels."""
+def fit_caption(draw: ImageDraw.ImageDraw, text: str, font: object, width: int) -> str:
+    """``text`` shortened in the middle with an ellipsis to fit ``width`` pixels.
+
+    The end stays: it holds what tells tiles apart (the face number of a group photo
+    and the file's extension), where the start of a long name seldom does."""
     if draw.textlength(text, font=font) <= width:  # type: ignore[arg-type]
         return text
-    while text and draw.textlength(text + "…", font=font) > width:  # type: ignore[arg-type]
-        text = text[:-1]
-    return text + "…"
+    keep = min(10, len(text) // 2)
+    head, tail = text[: len(text) - keep], text[len(text) - keep :]
+    while head or tail:
+        if head:
+            head = head[:-1]
+        else:
+            tail = tail[1:]
+        short = head + "…" + tail
+        if draw.textlength(short, font=font) <= width:  # type: ignore[arg-type]
+            return short
+    return "…"
 
 
 def contact_sheet(title: str, tiles: Sequence[Tile], *, columns: int = COLUMNS) -> Image.Image:
@@ -79,7 +90,7 @@ def contact_sheet(title: str, tiles: Sequence[Tile], *, columns: int = COLUMNS) 
     draw = ImageDraw.Draw(sheet)
     more = len(tiles) - len(shown)
     head = title + (f"  (+{more} more not shown)" if more > 0 else "")
-    draw.text((MARGIN, 8), _fit(draw, head, _font(16), width - 2 * MARGIN), fill=TEXT,
+    draw.text((MARGIN, 8), fit_caption(draw, head, _font(16), width - 2 * MARGIN), fill=TEXT,
               font=_font(16))  # fmt: skip
     small = _font(11)
     for i, tile in enumerate(shown):
@@ -87,7 +98,7 @@ def contact_sheet(title: str, tiles: Sequence[Tile], *, columns: int = COLUMNS) 
         y = HEADER + (i // cols) * cell_h
         with Image.open(io.BytesIO(tile.thumbnail)) as thumb:
             sheet.paste(thumb.convert("RGB").resize((THUMB, THUMB)), (x, y))
-        draw.text((x, y + THUMB + 3), _fit(draw, tile.caption, small, THUMB), fill=MUTED,
+        draw.text((x, y + THUMB + 3), fit_caption(draw, tile.caption, small, THUMB), fill=MUTED,
                   font=small)  # fmt: skip
     return sheet
 

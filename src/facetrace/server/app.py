@@ -89,6 +89,7 @@ def _build_state(settings: ServiceConfig, owner: OwnerLock) -> ServiceState:
         pipeline=settings.pipeline_options(),
         inference_workers=svc.inference_worker_count(),
         import_nice=svc.import_nice,
+        mode_policy=settings.search.mode_policy(),
     )
     imports = ImportJobs(
         root=data_dir / "imports",

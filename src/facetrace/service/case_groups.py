@@ -33,7 +33,7 @@ from facetrace.errors import InvalidRequest, NotFound
 from facetrace.grouping.cluster import cluster
 from facetrace.grouping.constraints import Constraints
 from facetrace.grouping.folder import DEFAULT_FMR
-from facetrace.grouping.graph import build_index, edge_threshold, knn_graph
+from facetrace.grouping.graph import edge_threshold, fmr_for_size, neighbour_graph
 from facetrace.service import audit
 from facetrace.service.accounts import Actor, Perm, require
 from facetrace.service.cases import require_open, scoped_case
@@ -216,10 +216,12 @@ def group_case(
     if not rows:
         return []
     model = models.pop()
-    threshold = edge_threshold(packaged_calibration(model), fmr, fallback=UNCALIBRATED_THRESHOLD)
+    threshold = edge_threshold(
+        packaged_calibration(model), fmr_for_size(fmr, len(rows)), fallback=UNCALIBRATED_THRESHOLD
+    )
     constraints = _constraints(rows, _decisions(session, case.id))
     vectors = _vectors(rows)
-    graph = knn_graph(build_index(vectors), vectors, min_score=threshold)
+    graph = neighbour_graph(vectors, min_score=threshold)
     labels = cluster(graph, threshold=threshold, vectors=vectors, constraints=constraints)
     bound = constraints.components(len(rows))
     templates = {t.members: t for t in _templates(session, case)}

@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy.orm import Session
 
-from facetrace.config import PipelineOptions
+from facetrace.config import ModePolicy, PipelineOptions, SearchMode
 from facetrace.imaging import DecodeBudget, ImageLimits
 from facetrace.inference import InferencePool
 from facetrace.service.searches import (
@@ -143,6 +143,8 @@ class GalleryPort:
         0 analyses them in this process, one at a time (tests, small tools).
         import_nice: niceness added to an import's pipeline processes, so that searches
         get the cores first when both want them (see ``ServiceSettings.import_nice``).
+        mode_policy: how a search's mode is chosen when the request names none
+        (:meth:`facetrace.config.SearchSettings.mode_policy`; default: by gallery size).
     """
 
     def __init__(
@@ -160,8 +162,10 @@ class GalleryPort:
         pipeline: PipelineOptions | None = None,
         inference_workers: int = 0,
         import_nice: int = 0,
+        mode_policy: ModePolicy | None = None,
     ) -> None:
         self.data_dir = data_dir
+        self.mode_policy = mode_policy or ModePolicy()
         self.pipeline_options = pipeline
         self.index_kind = index_kind
         self.index_params = dict(index_params or {})
@@ -297,11 +301,22 @@ class GalleryPort:
             return _found(face, image.scale)
 
     def search_vector(
-        self, vector: npt.NDArray[np.float32], *, collections: Sequence[str] | None
+        self,
+        vector: npt.NDArray[np.float32],
+        *,
+        collections: Sequence[str] | None,
+        mode: SearchMode | None = None,
     ) -> VectorResult:
-        """Candidates for one probe vector (``collections`` limits the search)."""
+        """Candidates for one probe vector (``collections`` limits the search), in
+        ``mode`` or the one the gallery chooses under :attr:`mode_policy`: identification
+        keeps the best 3 below the threshold as look-alikes; investigation lists all
+        ``k``, best first."""
+        from facetrace.gallery.directory import listed
+
         gallery = self.gallery()
         selector = gallery.selector_for(list(collections) if collections is not None else None)
+        n = int(gallery.subject_count())
+        how = gallery.choose_mode(mode, policy=self.mode_policy, fpir=self.fpir, n_subjects=n)
         ((threshold, above, below),) = gallery.search_vectors(
             np.asarray(vector, dtype=np.float32)[None, :],
             k=self.k,
@@ -309,15 +324,17 @@ class GalleryPort:
             selector=selector,
             include_below=True,
         )
+        investigating = how.mode == SearchMode.INVESTIGATION
         return VectorResult(
             threshold=float(threshold),
-            candidates=tuple(_candidate(c) for c in above),
-            below_threshold=tuple(_candidate(c) for c in below[:3]),
-            evidence=self._evidence(),
+            candidates=tuple(_candidate(c) for c in listed(above, below, how.mode)),
+            below_threshold=() if investigating else tuple(_candidate(c) for c in below[:3]),
+            evidence=self._evidence(how.as_dict()),
+            mode=how.mode,
         )
 
-    def _evidence(self) -> ScoreEvidence:
-        """The calibration's extent and the threshold's inputs ."""
+    def _evidence(self, mode: dict[str, Any]) -> ScoreEvidence:
+        """The calibration's extent, the threshold's inputs and how the mode was chosen."""
         g = self.gallery()
         cal = g.calibration()
         n = int(g.subject_count())
@@ -329,6 +346,7 @@ class GalleryPort:
             fpir=self.fpir,
             verify_threshold=float(g.descriptor.verify_threshold),
             examples=tuple((s, cal.threshold_for_fpir(self.fpir, s)) for s in sizes) if cal else (),
+            mode=mode,
         )
 
     def ingest(

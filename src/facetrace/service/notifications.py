@@ -14,7 +14,7 @@ from facetrace.errors import InvalidRequest, RuleViolation
 from facetrace.service import audit
 from facetrace.service.accounts import Actor, Perm
 from facetrace.service.cases import CaseStatus, rows_of_case, scoped_case, utcnow
-from facetrace.service.reviews import case_reviews, identification
+from facetrace.service.reviews import case_reviews, identifications
 from facetrace.store.service_models import Case, Contact, Identification, Notification, Review
 
 
@@ -117,7 +117,8 @@ class NotificationRecord:
     """Everything the printable notification record shows."""
 
     case: Case
-    identification: Identification
+    identification: Identification  # the first (the one that made the case identified)
+    identifications: list[Identification]  # one per identified person, oldest first
     reviews: list[Review]
     contacts: list[Contact]
     notifications: list[Notification]
@@ -128,14 +129,14 @@ class NotificationRecord:
 def notification_record(session: Session, *, actor: Actor, case_id: int) -> NotificationRecord:
     """The notification record of an identified case; audited as an export."""
     case = scoped_case(session, actor=actor, case_id=case_id, perm=Perm.EXPORT)
-    ident = identification(session, case=case)
-    if ident is None:
+    found = identifications(session, case=case)
+    if not found:
         raise RuleViolation("only an identified case has a notification record")
-    subject = ident.candidate.subject_external_id
+    subjects = {i.candidate.subject_external_id for i in found}
     reviews = [
         r
         for r in case_reviews(session, case=case)
-        if r.candidate is not None and r.candidate.subject_external_id == subject
+        if r.candidate is not None and r.candidate.subject_external_id in subjects
     ]
     audit.append(
         session,
@@ -146,7 +147,8 @@ def notification_record(session: Session, *, actor: Actor, case_id: int) -> Noti
     )
     return NotificationRecord(
         case=case,
-        identification=ident,
+        identification=found[0],
+        identifications=found,
         reviews=reviews,
         contacts=case_contacts(session, case=case),
         notifications=case_notifications(session, case=case),

@@ -1,6 +1,14 @@
-"""Reviews of searches and the identification of a case: a reviewer's conclusion, two
+"""Reviews of searches and the identifications of a case: a reviewer's conclusion, two
 reviewers agreeing on a candidate, and a primary identifier confirming it. Nothing is
 called identified by the machine alone.
+
+An identification identifies one *person* of the case: the searched face of the
+candidate's search, which is one probe face or the template of an unknown person
+grouped from several faces (:mod:`facetrace.service.case_groups`), standing for its
+members. A case of several unknown persons (a mass-casualty event) records one
+identification per person, under the same rules each time; the first makes the case
+"identified". A person identified already (any of its faces) takes no more reviews or
+identifications, and one gallery subject identifies at most one person of a case.
 """
 
 from __future__ import annotations
@@ -19,7 +27,17 @@ from facetrace.errors import Conflict, InvalidRequest, NotFound, RuleViolation
 from facetrace.service import audit
 from facetrace.service.accounts import Actor, Perm
 from facetrace.service.cases import CaseStatus, require_open, rows_of_case, scoped_case, utcnow
-from facetrace.store.service_models import Case, Identification, Review, Search, SearchCandidate
+from facetrace.store.service_models import (
+    Case,
+    Identification,
+    ProbeFaceRow,
+    Review,
+    Search,
+    SearchCandidate,
+)
+
+FaceRef = tuple[int, int]
+"""A face of a case: (probe id, face index)."""
 
 
 class Conclusion(StrEnum):
@@ -35,6 +53,19 @@ CONCLUSION_LABELS: dict[Conclusion, str] = {
     Conclusion.NO_CANDIDATE: "No candidate",
     Conclusion.INCONCLUSIVE: "Inconclusive",
 }
+
+#: the same conclusions said of a search in the investigation mode, whose list always
+#: has names: "no candidate" there means none of the listed people is the person
+INVESTIGATION_CONCLUSION_LABELS: dict[Conclusion, str] = {
+    Conclusion.POTENTIAL_CANDIDATE: "Potential candidate (one of the listed people)",
+    Conclusion.NO_CANDIDATE: "No candidate: none of the listed people is the person",
+    Conclusion.INCONCLUSIVE: "Inconclusive",
+}
+
+
+def conclusion_labels(mode: str) -> dict[Conclusion, str]:
+    """The conclusions' labels for a search in ``mode`` (identification or investigation)."""
+    return INVESTIGATION_CONCLUSION_LABELS if mode == "investigation" else CONCLUSION_LABELS
 
 
 class PrimaryIdentifier(StrEnum):
@@ -85,8 +116,9 @@ def record_review(
         allowed = ", ".join(c.value for c in Conclusion)
         raise InvalidRequest(f"conclusion must be one of: {allowed}") from exc
     require_open(case)
-    if case.status == CaseStatus.IDENTIFIED:
-        raise RuleViolation("the case is identified already")
+    done = _identifying(session, case, search)
+    if done is not None:
+        raise RuleViolation(f"this person is identified already ({_subject(done)})")
     candidate: SearchCandidate | None = None
     if value is Conclusion.POTENTIAL_CANDIDATE:
         if candidate_id is None:
@@ -205,16 +237,31 @@ def visible_reviews(session: Session, *, actor: Actor, case: Case) -> VisibleRev
 
 
 def agreed_subjects(
-    session: Session, *, case: Case, among: Sequence[Review] | None = None
+    session: Session,
+    *,
+    case: Case,
+    among: Sequence[Review] | None = None,
+    person: frozenset[FaceRef] | None = None,
 ) -> dict[str, set[str]]:
     """Subject external id -> user names of the reviewers whose review in force of a
     search names that subject as a potential candidate. Two or more names mean
     agreement; the searcher never counts (they may not review their own search).
-    ``among`` limits it to those reviews (what a blind reviewer may see)."""
+    ``among`` limits it to those reviews (what a blind reviewer may see); ``person``
+    (faces, :func:`person_faces`) to reviews of searches of that person, so two
+    reviewers agree on who *this* person is, not on two persons of one case."""
     agreed: dict[str, set[str]] = defaultdict(set)
+    faces_of: dict[int, frozenset[FaceRef]] = {}
     for r in case_reviews(session, case=case) if among is None else among:
-        if r.conclusion == Conclusion.POTENTIAL_CANDIDATE and r.candidate is not None:
-            agreed[r.candidate.subject_external_id].add(r.reviewer.username)
+        if r.conclusion != Conclusion.POTENTIAL_CANDIDATE or r.candidate is None:
+            continue
+        if person is not None:
+            if r.search_id not in faces_of:
+                search = session.get(Search, r.search_id)
+                assert search is not None  # a review's search is kept with its case
+                faces_of[r.search_id] = person_faces(session, search.probe_id, search.face_index)
+            if not faces_of[r.search_id] & person:
+                continue
+        agreed[r.candidate.subject_external_id].add(r.reviewer.username)
     return dict(agreed)
 
 
@@ -232,8 +279,6 @@ def record_identification(
     evidence = fields.check(fields.Note, evidence, field="evidence")
     case = scoped_case(session, actor=actor, case_id=case_id, perm=Perm.IDENTIFY)
     require_open(case)
-    if case.status == CaseStatus.IDENTIFIED:
-        raise RuleViolation("the case is identified already")
     try:
         kind = PrimaryIdentifier(primary_identifier)
     except ValueError as exc:
@@ -245,26 +290,54 @@ def record_identification(
     search = session.get(Search, candidate.search_id) if candidate else None
     if candidate is None or search is None or search.case_id != case.id:
         raise InvalidRequest(f"candidate {candidate_id} is not in this case")
-    reviewers = agreed_subjects(session, case=case).get(candidate.subject_external_id, set())
+    done = _identifying(session, case, search)
+    if done is not None:
+        raise RuleViolation(f"this person is identified already ({_subject(done)})")
+    twice = next(
+        (
+            i
+            for i in identifications(session, case=case)
+            if i.candidate.subject_external_id == candidate.subject_external_id
+        ),
+        None,
+    )
+    if twice is not None:
+        raise RuleViolation(
+            f"{_subject(twice)} identifies another person of this case already (probe "
+            f"{twice.probe_id} face {twice.face_index + 1}); if both show one person, mark "
+            "their faces as the same person on the unknown persons page and search them "
+            "together"
+        )
+    person = person_faces(session, search.probe_id, search.face_index)
+    reviewers = agreed_subjects(session, case=case, person=person).get(
+        candidate.subject_external_id, set()
+    )
     # the person recording the identification does not count as one of its two reviewers
     others = reviewers - {actor.username}
     if len(others) < 2:
         raise RuleViolation(
             "two different reviewers, other than the person recording the identification, "
-            "must record this candidate as a potential candidate first (so far: "
+            "must record this candidate as a potential candidate of this person first (so "
+            "far: "
             f"{', '.join(sorted(reviewers)) or 'none'})"
         )
     ident = Identification(
         case_id=case.id,
         candidate_id=candidate.id,
+        probe_id=search.probe_id,
+        face_index=search.face_index,
         primary_identifier=kind.value,
         evidence=evidence.strip(),
         recorded_by=actor.id,
     )
     session.add(ident)
-    case.status = CaseStatus.IDENTIFIED.value
-    case.identified_at = utcnow()
-    session.flush()
+    if case.status != CaseStatus.IDENTIFIED:
+        case.status = CaseStatus.IDENTIFIED.value
+        case.identified_at = utcnow()
+    try:
+        session.flush()
+    except IntegrityError as exc:  # the same person identified twice at one moment
+        raise Conflict("this person was identified meanwhile: reload the case") from exc
     audit.append(
         session,
         actor=actor.username,
@@ -274,13 +347,53 @@ def record_identification(
             "subject": candidate.subject_external_id,
             "primary_identifier": kind.value,
             "reviewers": sorted(reviewers),
+            "person": [search.probe_id, search.face_index],
+            "search": search.id,
         },
     )
     return ident
 
 
+def identifications(session: Session, *, case: Case) -> list[Identification]:
+    """The case's identifications, one per identified person, oldest first."""
+    return list(
+        session.scalars(
+            select(Identification)
+            .where(Identification.case_id == case.id)
+            .order_by(Identification.id)
+        )
+    )
+
+
 def identification(session: Session, *, case: Case) -> Identification | None:
-    """The case's identification, if any."""
-    return session.execute(
-        select(Identification).where(Identification.case_id == case.id)
-    ).scalar_one_or_none()
+    """The case's first identification, if any (the one that made it identified)."""
+    found = identifications(session, case=case)
+    return found[0] if found else None
+
+
+def person_faces(session: Session, probe_id: int, face_index: int) -> frozenset[FaceRef]:
+    """The faces a searched face stands for: itself, and the members of an unknown
+    person's template (origin ``person``)."""
+    row = session.scalars(
+        select(ProbeFaceRow).where(
+            ProbeFaceRow.probe_id == probe_id, ProbeFaceRow.face_index == face_index
+        )
+    ).first()
+    out = {(probe_id, face_index)}
+    if row is not None:
+        out |= {(int(m["probe_id"]), int(m["face_index"])) for m in row.extra.get("person", [])}
+    return frozenset(out)
+
+
+def _identifying(session: Session, case: Case, search: Search) -> Identification | None:
+    """The identification of the person ``search`` searched (one sharing a face), if any."""
+    mine = person_faces(session, search.probe_id, search.face_index)
+    for ident in identifications(session, case=case):
+        if mine & person_faces(session, ident.probe_id, ident.face_index):
+            return ident
+    return None
+
+
+def _subject(ident: Identification) -> str:
+    c = ident.candidate
+    return c.subject_name or c.subject_external_id

@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy.orm import Session, sessionmaker
 
+from facetrace.config import SearchMode
 from facetrace.errors import (
     FaceIndexError,
     InvalidRequest,
@@ -123,10 +124,14 @@ class ScoreEvidence:
     fpir: float
     verify_threshold: float
     examples: tuple[tuple[int, float], ...] = ()
+    # how the mode was chosen (facetrace.calibration.ModeChoice.as_dict): chosen_by,
+    # investigation_from, switch_source, expected_fnir, max_fnir
+    mode: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly form stored with the search."""
         return {
+            "mode": dict(self.mode),
             "impostor_pairs": self.impostor_pairs,
             "calibration_source": self.calibration_source,
             "gallery_subjects": self.gallery_subjects,
@@ -138,13 +143,17 @@ class ScoreEvidence:
 
 @dataclass(frozen=True, slots=True)
 class VectorResult:
-    """The gallery's answer for one probe vector: the "no candidate" threshold, the
-    candidates above it, the best few below it, and what the scores rest on."""
+    """The gallery's answer for one probe vector, in its ``mode``
+    (:class:`facetrace.config.SearchMode`): identification lists the candidates at or
+    above the "no candidate" threshold and keeps the best few below it; investigation
+    lists the ``k`` most similar, whatever their score (``threshold`` is identification's,
+    for reference). With what the scores rest on."""
 
     threshold: float
     candidates: tuple[FoundCandidate, ...]
     below_threshold: tuple[FoundCandidate, ...] = field(default=())
     evidence: ScoreEvidence | None = None
+    mode: SearchMode = SearchMode.IDENTIFICATION
 
 
 class FaceSearcher(Protocol):
@@ -173,9 +182,14 @@ class FaceSearcher(Protocol):
         ...
 
     def search_vector(
-        self, vector: npt.NDArray[np.float32], *, collections: Sequence[str] | None
+        self,
+        vector: npt.NDArray[np.float32],
+        *,
+        collections: Sequence[str] | None,
+        mode: SearchMode | None = None,
     ) -> VectorResult:
-        """The gallery's candidates for one probe vector (``collections`` limits them)."""
+        """The gallery's candidates for one probe vector (``collections`` limits them), in
+        ``mode`` or, None, the one the gallery chooses (by its size)."""
         ...
 
 
@@ -434,6 +448,7 @@ def record_search(
         threshold=result.threshold,
         no_candidate=not result.candidates,
         forced=force,
+        mode=str(result.mode),
         evidence=result.evidence.as_dict() if result.evidence else {},
     )
     session.add(search)
@@ -455,6 +470,7 @@ def record_search(
             "probe_sha256": probe.sha256,
             "face": face,
             "forced": force,
+            "mode": str(result.mode),
             "candidates": len(result.candidates),
         },
     )
@@ -485,8 +501,10 @@ def search_probe(
     searcher: FaceSearcher,
     sessions: sessionmaker[Session],
     limiter: Limiter,
+    mode: SearchMode | None = None,
 ) -> Search:
-    """Search face ``face`` of a stored probe: a vector search, no model runs.
+    """Search face ``face`` of a stored probe: a vector search, no model runs; in
+    ``mode``, or (None) the one the gallery chooses by its size.
 
     Refused before anything else runs and with nothing stored: over the actor's rate
     limit (RateLimited), a face number the probe does not have (FaceIndexError), a face
@@ -513,7 +531,7 @@ def search_probe(
         again.vector = np.asarray(vector, dtype=np.float32).tobytes()
         again.model_id = found.model_id
         again.landmarks = [[round(x, 2), round(y, 2)] for x, y in found.landmarks]
-    result = searcher.search_vector(vector, collections=scope)
+    result = searcher.search_vector(vector, collections=scope, mode=mode)
     return record_search(
         session, actor=actor, probe_id=probe_id, face=face, force=force, result=result
     )
@@ -536,10 +554,12 @@ def search_upload(
     sessions: sessionmaker[Session],
     limiter: Limiter,
     detector: str | None = None,
+    mode: SearchMode | None = None,
 ) -> Search:
     """Upload a probe photo and search one of its faces in one call: one pipeline run
-    (with ``detector``, default the configured one), then a vector search; the probe,
-    its faces and the search are stored together.
+    (with ``detector``, default the configured one), then a vector search (in ``mode``,
+    default the gallery's choice); the probe, its faces and the search are stored
+    together.
 
     Refused with nothing stored: over the rate limit (before any model runs), a photo
     without a face (NoFaceFound), several faces and no ``face`` (InvalidRequest listing
@@ -569,7 +589,7 @@ def search_upload(
     _check_quality(
         chosen.quality, chosen.quality_reasons, force=force, minimum=searcher.min_quality
     )
-    result = searcher.search_vector(chosen.vector, collections=scope)
+    result = searcher.search_vector(chosen.vector, collections=scope, mode=mode)
     probe = add_probe(
         session, actor=actor, case_id=case_id, data=data, filename=filename, found=found
     )

@@ -49,8 +49,13 @@ def case_timeline(
             text = f"{p.filename}: {faces} face{'' if faces == 1 else 's'} found"
         out.append(Entry(as_utc(p.created_at), "probe", "", text, p.id))
     for s in cases.case_searches(session, case=case):
-        found = sum(1 for c in s.candidates if c.above_threshold)
-        result = "no candidate" if s.no_candidate else f"{found} candidate(s)"
+        found = len(s.listed)
+        if s.no_candidate:
+            result = "no candidate"
+        elif s.investigation:
+            result = f"{found} people listed for review (investigation mode)"
+        else:
+            result = f"{found} candidate(s)"
         text = f"search {s.id} of face {s.face_index + 1}: {result}"
         out.append(Entry(as_utc(s.created_at), "search", s.user.username, text, s.id))
     for r in reviews.case_reviews(session, case=case):
@@ -63,8 +68,7 @@ def case_timeline(
             if r.note:
                 text += f" — {r.note}"
         out.append(Entry(as_utc(r.created_at), "review", r.reviewer.username, text, r.search_id))
-    ident = reviews.identification(session, case=case)
-    if ident is not None:
+    for ident in reviews.identifications(session, case=case):
         c = ident.candidate
         text = (
             f"{c.subject_name or c.subject_external_id}, confirmed by "

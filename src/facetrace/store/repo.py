@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from facetrace.errors import InvalidRequest, NotFound
@@ -124,66 +124,169 @@ def tombstoned_hashes(session: Session, hashes: Sequence[str]) -> set[str]:
     return _hashes_in(session, Tombstone.sha256, hashes)
 
 
-def insert_photo(
-    session: Session,
-    *,
-    sha256: str,
-    width: int,
-    height: int,
-    provenance: Provenance,
-    faces: Sequence[Face],
-    subject_face: int | None,
-) -> tuple[Photo, list[FaceRow]]:
-    """Store a photo, its subject and all its faces; returns the new rows (ids assigned)."""
-    collection = get_or_create_collection(
-        session, name=provenance.collection, legal_basis=provenance.legal_basis
-    )
-    subject = get_or_create_subject(
-        session,
-        external_id=provenance.subject_id,
-        name=provenance.subject_name,
-        collection=collection,
-    )
-    photo = Photo(
-        sha256=sha256,
-        subject=subject,
-        collection=collection,
-        path=provenance.path,
-        source_url=provenance.source_url,
-        source_title=provenance.source_title,
-        captured_date=provenance.captured_date,
-        legal_basis=provenance.legal_basis or collection.legal_basis,
-        extra=provenance.extra,
-        width=width,
-        height=height,
-    )
-    session.add(photo)
-    session.flush()
-    rows: list[FaceRow] = []
-    for i, face in enumerate(faces):
-        box = face.detection.box
-        mine = i == subject_face
-        row = FaceRow(
-            photo_id=photo.id,
-            subject_id=subject.id if mine else None,
-            collection_id=collection.id,
-            face_index=i,
-            is_subject=mine,
-            x1=box.x1,
-            y1=box.y1,
-            x2=box.x2,
-            y2=box.y2,
-            landmarks=face.detection.landmarks.as_array().round(2).tolist(),
-            detector_score=face.detection.score,
-            quality=face.quality.score,
-            quality_reasons=[str(r) for r in face.quality.reasons],
-            model_id=face.model_id,
-            vector=np.asarray(face.vector, dtype=np.float32).tobytes(),
+@dataclass(frozen=True, slots=True)
+class PhotoInsert:
+    """A photo to store with its faces: what :func:`insert_photos` takes."""
+
+    sha256: str
+    width: int
+    height: int
+    provenance: Provenance
+    faces: Sequence[Face]
+    subject_face: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFace:
+    """A face row just written: its id, place in the photo, and whether it is indexed."""
+
+    id: int
+    face_index: int
+    is_subject: bool
+    collection_id: int
+    subject_id: int | None
+
+
+def insert_photos(
+    session: Session, *, photos: Sequence[PhotoInsert]
+) -> list[tuple[int, list[StoredFace]]]:
+    """Store photos, their subjects and all their faces in two multi-row INSERTs (one for
+    the photos, one for the faces); returns each photo's id and its face rows, in order.
+
+    Collections and subjects are looked up (or created) once per name in the batch, not
+    once per photo: a batch's ORM work no longer grows with its photos and faces.
+    """
+    if not photos:
+        return []
+    collections: dict[str, Collection] = {}
+    for p in photos:
+        prov = p.provenance
+        if prov.collection not in collections:
+            collections[prov.collection] = get_or_create_collection(
+                session, name=prov.collection, legal_basis=prov.legal_basis
+            )
+    first: dict[tuple[int, str], str] = {}  # each subject's name on its first photo
+    given: dict[tuple[int, str], str] = {}  # ... and the first name given at all
+    for p in photos:
+        key = (collections[p.provenance.collection].id, p.provenance.subject_id)
+        first.setdefault(key, p.provenance.subject_name)
+        if p.provenance.subject_name:
+            given.setdefault(key, p.provenance.subject_name)
+    subject_ids = _subject_ids(session, first, given)
+    photo_rows: list[dict[str, Any]] = []
+    owners: list[tuple[Collection, int]] = []
+    for p in photos:
+        prov = p.provenance
+        collection = collections[prov.collection]
+        subject_id = subject_ids[(collection.id, prov.subject_id)]
+        owners.append((collection, subject_id))
+        photo_rows.append(
+            {
+                "sha256": p.sha256,
+                "subject_id": subject_id,
+                "collection_id": collection.id,
+                "path": prov.path,
+                "source_url": prov.source_url,
+                "source_title": prov.source_title,
+                "captured_date": prov.captured_date,
+                "legal_basis": prov.legal_basis or collection.legal_basis,
+                "extra": prov.extra,
+                "width": p.width,
+                "height": p.height,
+            }
         )
-        session.add(row)
-        rows.append(row)
-    session.flush()
-    return photo, rows
+    photo_ids = list(
+        session.scalars(insert(Photo).returning(Photo.id, sort_by_parameter_order=True), photo_rows)
+    )
+    face_rows: list[dict[str, Any]] = []
+    for p, photo_id, (collection, subject_id) in zip(photos, photo_ids, owners, strict=True):
+        for i, face in enumerate(p.faces):
+            box = face.detection.box
+            mine = i == p.subject_face
+            face_rows.append(
+                {
+                    "photo_id": photo_id,
+                    "subject_id": subject_id if mine else None,
+                    "collection_id": collection.id,
+                    "face_index": i,
+                    "is_subject": mine,
+                    "x1": box.x1,
+                    "y1": box.y1,
+                    "x2": box.x2,
+                    "y2": box.y2,
+                    "landmarks": face.detection.landmarks.as_array().round(2).tolist(),
+                    "detector_score": face.detection.score,
+                    "quality": face.quality.score,
+                    "quality_reasons": [str(r) for r in face.quality.reasons],
+                    "model_id": face.model_id,
+                    "vector": np.asarray(face.vector, dtype=np.float32).tobytes(),
+                }
+            )
+    face_ids = (
+        list(
+            session.scalars(
+                insert(FaceRow).returning(FaceRow.id, sort_by_parameter_order=True), face_rows
+            )
+        )
+        if face_rows
+        else []
+    )
+    out: list[tuple[int, list[StoredFace]]] = []
+    at = 0
+    for p, photo_id, (collection, subject_id) in zip(photos, photo_ids, owners, strict=True):
+        out.append(
+            (
+                photo_id,
+                [
+                    StoredFace(
+                        id=face_ids[at + i],
+                        face_index=i,
+                        is_subject=i == p.subject_face,
+                        collection_id=collection.id,
+                        subject_id=subject_id if i == p.subject_face else None,
+                    )
+                    for i in range(len(p.faces))
+                ],
+            )
+        )
+        at += len(p.faces)
+    return out
+
+
+def _subject_ids(
+    session: Session, first: dict[tuple[int, str], str], given: dict[tuple[int, str], str]
+) -> dict[tuple[int, str], int]:
+    """Ids of the subjects ``(collection id, external id)`` of ``first``: those not stored
+    yet are created in one INSERT, named ``first[key]`` or their external id; a stored
+    subject without a name gets ``given[key]``, as :func:`get_or_create_subject` does for
+    one subject (one query per collection here, not one per subject)."""
+    names = first
+    ids: dict[tuple[int, str], int] = {}
+    by_collection: dict[int, list[str]] = {}
+    for cid, ext in names:
+        by_collection.setdefault(cid, []).append(ext)
+    for cid, exts in by_collection.items():
+        for i in range(0, len(exts), 500):
+            rows = session.execute(
+                select(Subject.id, Subject.external_id, Subject.name).where(
+                    Subject.collection_id == cid, Subject.external_id.in_(exts[i : i + 500])
+                )
+            )
+            for sid, ext, name in rows:
+                ids[(cid, ext)] = sid
+                if not name and given.get((cid, ext)):
+                    session.execute(
+                        update(Subject).where(Subject.id == sid).values(name=given[(cid, ext)])
+                    )
+    missing = [key for key in names if key not in ids]
+    if missing:
+        created = session.scalars(
+            insert(Subject).returning(Subject.id, sort_by_parameter_order=True),
+            [{"external_id": ext, "name": names[(cid, ext)] or ext, "collection_id": cid}
+             for cid, ext in missing],
+        )  # fmt: skip
+        ids.update(zip(missing, created, strict=True))
+    return ids
 
 
 def searchable_ids(

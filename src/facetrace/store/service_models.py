@@ -249,6 +249,11 @@ class Search(Base):
     threshold: Mapped[float] = mapped_column(Float)
     no_candidate: Mapped[bool] = mapped_column(Boolean)
     forced: Mapped[bool] = mapped_column(Boolean, default=False)
+    # facetrace.config.SearchMode: identification (thresholded) or investigation (a list
+    # for review, no threshold; ``threshold`` is then identification's, for reference)
+    mode: Mapped[str] = mapped_column(
+        String(20), default="identification", server_default="identification"
+    )
     # what the scores rest on (searches.ScoreEvidence.as_dict); {} for older searches
     evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -257,6 +262,18 @@ class Search(Base):
         order_by="SearchCandidate.rank", lazy="selectin"
     )
     user: Mapped[User] = relationship(lazy="joined")
+
+    @property
+    def investigation(self) -> bool:
+        """True for a search in the investigation mode (a list for review, no threshold)."""
+        return self.mode == "investigation"
+
+    @property
+    def listed(self) -> list[SearchCandidate]:
+        """The candidates the search's answer lists: every one in the investigation mode,
+        those at or above the threshold in the identification mode (the others kept are
+        look-alikes below it)."""
+        return [c for c in self.candidates if self.investigation or c.above_threshold]
 
 
 class SearchCandidate(Base):
@@ -343,15 +360,23 @@ class CaseFaceDecision(Base):
 
 
 class Identification(Base):
-    """The confirmation that makes a case "identified": a candidate two reviewers agreed
-    on, confirmed by a primary identifier."""
+    """The confirmation that identifies one person of a case: a candidate two reviewers
+    agreed on, confirmed by a primary identifier. The person is the searched face of the
+    candidate's search (``probe_id``, ``face_index``): one probe face, or the template of
+    an unknown person grouped from several faces. A case of several unknown persons (a
+    mass-casualty event) records one identification per person; the first makes the
+    case "identified"."""
 
     __tablename__ = "identification"
-    __table_args__ = (UniqueConstraint("case_id", name="uq_identification_case"),)
+    __table_args__ = (
+        UniqueConstraint("case_id", "probe_id", "face_index", name="uq_identification_person"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    case_id: Mapped[int] = mapped_column(ForeignKey("case_file.id"))
+    case_id: Mapped[int] = mapped_column(ForeignKey("case_file.id"), index=True)
     candidate_id: Mapped[int] = mapped_column(ForeignKey("search_candidate.id"))
+    probe_id: Mapped[int] = mapped_column(ForeignKey("probe.id"))
+    face_index: Mapped[int] = mapped_column(Integer)
     primary_identifier: Mapped[str] = mapped_column(String(40))
     evidence: Mapped[str] = mapped_column(Text)
     recorded_by: Mapped[int] = mapped_column(ForeignKey("app_user.id"))

@@ -269,6 +269,11 @@ class CnnDetector(_BoxesWithLandmarks):
         )
         self._landmarks = landmarks or LandmarkPredictor()
 
+    def cache_model(self) -> None:
+        """Convert the network into its cache folder now if it is not there (once, in a
+        pool's parent), without loading it."""
+        self._network.cache_model()
+
     def boxes(
         self, pixels: RGBImage, *, min_face_px: int | None = None
     ) -> list[tuple[BoundingBox, float]]:
@@ -314,6 +319,10 @@ class AutoDetector(_BoxesWithLandmarks):
         self.hog = hog
         self.cnn = cnn
         self._landmarks = hog._landmarks
+
+    def cache_model(self) -> None:
+        """See :meth:`CnnDetector.cache_model`."""
+        self.cnn.cache_model()
 
     def boxes(self, pixels: RGBImage) -> list[tuple[BoundingBox, float]]:
         # one HOG run at the region threshold: greedy suppression takes boxes best first,

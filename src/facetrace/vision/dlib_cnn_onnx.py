@@ -113,6 +113,15 @@ class OnnxMmodFaceDetector:
         self._state: tuple[InferenceSession, LossMmod] | None = None
         self._lock = threading.Lock()
 
+    def cache_model(self) -> None:
+        """Convert the network into the cache now if it is not there, without opening it
+        (a process pool's parent, once for all its workers)."""
+        out = self.cache_dir / ONNX_FILENAME
+        if self._state is None and not out.exists():
+            dat = self._dat_path or default_detector_path()
+            if dat.is_file():
+                convert_detector(dat, out)
+
     def _load(self) -> tuple[InferenceSession, LossMmod]:
         if self._state is None:
             with self._lock:

@@ -442,6 +442,14 @@ class OnnxDlibEmbedder:
                 self._session = self._open_cached()
             return self._session
 
+    def cache_model(self) -> None:
+        """Convert the graph into the cache now if it is not there, without opening it:
+        a process pool's parent does this once, so its workers do not each convert."""
+        if self._session is None and not self.onnx_path.exists():
+            dat = self._dat_path if self._dat_path is not None else default_dat_path()
+            if dat.is_file():
+                convert(dat, self.onnx_path)
+
     def _open_cached(self) -> InferenceSession:
         dat = self._dat_path if self._dat_path is not None else default_dat_path()
         # Look convert up at call time so tests can count conversions.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 from typing import Annotated
 
@@ -10,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
+from facetrace.config import SearchMode
 from facetrace.errors import InvalidRequest, LowQualityFace, NotFound
 from facetrace.fields import Coordinate, Id, Index
 from facetrace.server.deps import CurrentActor, Db, Limits, State, probe_from_upload
@@ -26,7 +28,14 @@ from facetrace.service import (
 )
 from facetrace.service.accounts import Actor, Perm
 from facetrace.service.searches import Limiter
-from facetrace.store.service_models import Probe, Search, SearchCandidate
+from facetrace.store.service_models import (
+    Case,
+    Identification,
+    Probe,
+    Review,
+    Search,
+    SearchCandidate,
+)
 from facetrace.web.render import back, page
 
 router = APIRouter()
@@ -84,23 +93,8 @@ def case_page(
     case_searches = cases.case_searches(db, case=case)
     visible = reviews.visible_reviews(db, actor=actor, case=case)
     hidden = visible.blind_searches
-    # agreement as far as the actor may see it: a blind reviewer learns nothing of the
-    # conclusions on searches they have still to review
-    agreed = reviews.agreed_subjects(db, case=case, among=visible.shown)
-    agreed_candidates = [
-        c
-        for s in case_searches
-        if s.id not in hidden
-        for c in s.candidates
-        if len(agreed.get(c.subject_external_id, ())) >= 2
-    ]
-    # One candidate row per agreed subject is enough for the identification form.
-    seen: set[str] = set()
-    unique = []
-    for c in agreed_candidates:
-        if c.subject_external_id not in seen:
-            seen.add(c.subject_external_id)
-            unique.append(c)
+    idents = reviews.identifications(db, case=case)
+    agreed = _agreed_candidates(db, case, case_searches, visible.shown, hidden, idents)
     probes = cases.case_probes(db, case=case)
     searches.audit_probes_shown(
         db, actor=actor, case_id=case.id, target=f"case:{case.id}",
@@ -121,14 +115,58 @@ def case_page(
         timeline=timeline.case_timeline(db, case=case, blind_searches=hidden),
         assignable=cases.assignable_users(db, actor=actor) if actor.can(Perm.CASE_ASSIGN) else [],
         outcomes=cases.OUTCOME_LABELS,
-        agreed=agreed,
-        agreed_candidates=unique,
-        identification=reviews.identification(db, case=case),
+        agreed_candidates=agreed,
+        identifications=idents,
         contacts=notifications.case_contacts(db, case=case),
         notifications=notifications.case_notifications(db, case=case),
         retention_ended=cases.retention_ended(case),
         today=date.today().isoformat(),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Agreed:
+    """A candidate two reviewers agree on for one person of the case (the form's row)."""
+
+    candidate: SearchCandidate
+    reviewers: list[str]
+    person: str
+
+
+def _agreed_candidates(
+    db: Session,
+    case: Case,
+    case_searches: list[Search],
+    shown: list[Review],
+    hidden: frozenset[int],
+    idents: list[Identification],
+) -> list[_Agreed]:
+    """One row per person not identified yet and subject two reviewers agree on for it.
+
+    Agreement as far as the actor may see it: a blind reviewer learns nothing of the
+    conclusions on searches they have still to review."""
+    identified = [reviews.person_faces(db, i.probe_id, i.face_index) for i in idents]
+    taken = {i.candidate.subject_external_id for i in idents}
+    seen: set[tuple[frozenset[tuple[int, int]], str]] = set()
+    out: list[_Agreed] = []
+    for s in case_searches:
+        if s.id in hidden:
+            continue
+        person = reviews.person_faces(db, s.probe_id, s.face_index)
+        if any(person & faces for faces in identified):
+            continue
+        agreed = reviews.agreed_subjects(db, case=case, among=shown, person=person)
+        for c in s.candidates:
+            names = agreed.get(c.subject_external_id, set())
+            key = (person, c.subject_external_id)
+            if len(names) < 2 or key in seen or c.subject_external_id in taken:
+                continue
+            seen.add(key)
+            who = f"probe {s.probe_id}, face {s.face_index + 1}"
+            if len(person) > 1:
+                who = f"unknown person of {len(person) - 1} faces ({who})"
+            out.append(_Agreed(c, sorted(names), who))
+    return out
 
 
 def _search(
@@ -139,9 +177,10 @@ def _search(
     probe_id: Id,
     face: int,
     force: bool,
+    mode: SearchMode | None = None,
 ) -> Search:
     """Search face ``face`` of a stored probe with the app's gallery and the request's
-    rate limits."""
+    rate limits, in ``mode`` (None: the gallery's choice)."""
     return searches.search_probe(
         db,
         actor=actor,
@@ -151,7 +190,19 @@ def _search(
         searcher=state.gallery,
         sessions=state.sessions,
         limiter=limits,
+        mode=mode,
     )
+
+
+def _mode(value: str) -> SearchMode | None:
+    """The form's mode field: empty lets the gallery choose."""
+    if not value.strip():
+        return None
+    try:
+        return SearchMode(value.strip())
+    except ValueError as exc:
+        allowed = ", ".join(m.value for m in SearchMode)
+        raise InvalidRequest(f"mode must be empty or one of: {allowed}") from exc
 
 
 @router.post("/cases/{case_id}/probes")
@@ -162,9 +213,12 @@ async def upload_probe(
     state: State,
     limits: Limits,
     image: Annotated[UploadFile, File()],
+    mode: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
     """Keep the probe with the case (its faces found once); search at once when it has
-    one face, else show the whole photo to pick a face or draw a box round one."""
+    one face (in ``mode``, empty: the gallery's choice), else show the whole photo to pick
+    a face or draw a box round one."""
+    chosen = _mode(mode)
     probe = await probe_from_upload(
         state,
         db,
@@ -180,7 +234,9 @@ async def upload_probe(
             "No face was found automatically. Draw a box round the face on the photo.",
         )
     if len(probe.faces) == 1:
-        search = await run_in_threadpool(_search, db, actor, state, limits, probe.id, 0, False)
+        search = await run_in_threadpool(
+            _search, db, actor, state, limits, probe.id, 0, False, chosen
+        )
         return back(f"/searches/{search.id}")
     return back(
         f"/probes/{probe.id}",
@@ -231,9 +287,11 @@ def search_face(
     limits: Limits,
     face: Annotated[Index, Form()],
     force: Annotated[bool, Form()] = False,
+    mode: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
-    """Search one face of a stored probe."""
-    return back(f"/searches/{_search(db, actor, state, limits, probe_id, face, force).id}")
+    """Search one face of a stored probe (in ``mode``; empty: the gallery's choice)."""
+    search = _search(db, actor, state, limits, probe_id, face, force, _mode(mode))
+    return back(f"/searches/{search.id}")
 
 
 def _person_frames(

@@ -45,7 +45,11 @@ def persons_page(request: Request, case_id: Id, actor: CurrentActor, db: Db) -> 
         db, actor=actor, case_id=case.id, target=f"case:{case.id}", probes=shown,
         page="unknown persons",
     )  # fmt: skip
-    ident = reviews.identification(db, case=case)
+    # each person is identified on its own, through a search of its template
+    identified = {
+        i.candidate.search_id: i.candidate.subject_name or i.candidate.subject_external_id
+        for i in reviews.identifications(db, case=case)
+    }
     return page(
         request,
         "persons.html",
@@ -53,8 +57,7 @@ def persons_page(request: Request, case_id: Id, actor: CurrentActor, db: Db) -> 
         case=case,
         persons=persons,
         decisions=decisions,
-        identified_search=ident.candidate.search_id if ident is not None else None,
-        identification=ident,
+        identified=identified,
         labels=case_groups.DECISION_LABELS,
         can_decide=(actor.can(Perm.SEARCH) or actor.can(Perm.REVIEW)) and cases.is_active(case),
         can_search=actor.can(Perm.SEARCH) and cases.is_active(case),

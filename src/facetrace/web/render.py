@@ -88,6 +88,7 @@ def make_templates(directory: Path) -> Jinja2Templates:
         purposes=cases.PURPOSE_LABELS,
         outcomes=cases.OUTCOME_LABELS,
         conclusions=reviews.CONCLUSION_LABELS,
+        conclusion_labels=reviews.conclusion_labels,
         identifiers=reviews.IDENTIFIER_LABELS,
     )
     return templates

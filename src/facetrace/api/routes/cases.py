@@ -11,19 +11,26 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from facetrace.config import DetectorKind
+from facetrace.config import DetectorKind, SearchMode
 from facetrace.errors import InvalidRequest
 from facetrace.fields import CaseNumber, Id, Index, LegalBasis, Name, Note, OptionalName
 from facetrace.imaging import looks_like_video
 from facetrace.server.deps import CurrentActor, Db, Limits, State, read_upload
 from facetrace.service import cases, notifications, reviews, searches
 from facetrace.service.accounts import Actor, Perm, require
-from facetrace.store.service_models import Case, Search
+from facetrace.store.service_models import Case, Identification, Search
 
 DETECTOR_HELP = (
     "the face detector for this photo: hog (fast, frontal faces), cnn (dlib's CNN: turned, "
     "tilted and cut faces, ~4.5x the cost) or auto (HOG, then the CNN where it pays); "
     "default: the service's FACETRACE_DETECT__DETECTOR"
+)
+
+MODE_HELP = (
+    "identification: only people scoring above the threshold are candidates, 'no "
+    "candidate' when nobody does; investigation: the k most similar people, listed for "
+    "review whatever their score (no threshold); default: chosen by the gallery's size "
+    "(FACETRACE_SEARCH__MODE, FACETRACE_SEARCH__INVESTIGATION_FROM_SUBJECTS)"
 )
 
 router = APIRouter(tags=["cases"])
@@ -91,6 +98,7 @@ class CaseSearchOut(BaseModel):
 
     id: int
     face_index: int
+    mode: SearchMode
     no_candidate: bool
 
 
@@ -118,6 +126,17 @@ class CaseReviewOut(BaseModel):
     history: list[ReviewVersionOut] = []
 
 
+class IdentificationOut(BaseModel):
+    """A recorded identification of one person of a case: the searched face of the
+    candidate's search (a probe face, or an unknown person's template face)."""
+
+    id: int
+    status: str
+    probe_id: int
+    face_index: int
+    subject: str
+
+
 class CaseDetailOut(CaseOut):
     """A case with its searches and the reviews the caller may see: others' reviews of a
     search the caller is to review are hidden (counted in ``hidden_reviews``) until the
@@ -126,6 +145,7 @@ class CaseDetailOut(CaseOut):
     searches: list[CaseSearchOut]
     reviews: list[CaseReviewOut]
     hidden_reviews: int = 0
+    identifications: list[IdentificationOut] = []
 
 
 class SubjectRef(BaseModel):
@@ -169,8 +189,36 @@ class CandidateOut(BaseModel):
     template_faces: int = Field(0, description="faces averaged by the matching template")
 
 
+class ModeChoiceOut(BaseModel):
+    """Why a search ran in its mode."""
+
+    chosen_by: str | None = Field(
+        description="request (asked for), setting (FACETRACE_SEARCH__MODE) or gallery size; "
+        "null for a search made before modes were recorded"
+    )
+    gallery_subjects: int | None = None
+    investigation_from: int | None = Field(
+        None,
+        description="gallery size (subjects) from which the gallery chooses investigation; "
+        "null when unknown",
+    )
+    switch_source: str = Field(
+        "", description="where that size comes from: setting or calibration (measured FNIR)"
+    )
+    expected_fnir: float | None = Field(
+        None,
+        description="estimated share of people in the gallery whom the identification "
+        "threshold misses at this gallery size",
+    )
+    max_fnir: float | None = None
+
+
 class SearchOut(BaseModel):
-    """A search and its ranked candidates; ``no_candidate`` when none is close enough."""
+    """A search and its ranked candidates, in its ``mode``: identification lists the
+    candidates at or above ``threshold`` (``no_candidate`` when none is close enough);
+    investigation lists the k most similar people whatever their score (no threshold is
+    applied; ``threshold`` is identification's, for reference, and ``above_threshold``
+    says which candidates reach it)."""
 
     id: int
     case_id: int
@@ -179,6 +227,8 @@ class SearchOut(BaseModel):
     box: list[int] = Field(description="x1, y1, x2, y2 in pixels")
     quality: float
     quality_reasons: list[str]
+    mode: SearchMode
+    mode_choice: ModeChoiceOut
     threshold: float
     no_candidate: bool
     forced: bool
@@ -193,13 +243,6 @@ class ReviewOut(BaseModel):
     id: int
     conclusion: str
     version: int = 1
-
-
-class IdentificationOut(BaseModel):
-    """A recorded identification."""
-
-    id: int
-    status: str
 
 
 class CreatedOut(BaseModel):
@@ -225,7 +268,17 @@ def case_json(c: Case) -> dict[str, Any]:
 def search_json(s: Search) -> dict[str, Any]:
     """A search with its candidates. Scores are cosine similarities; the false-match rate
     is the estimated chance that a different person scores this high."""
+    choice = dict((s.evidence or {}).get("mode") or {})
     return {
+        "mode": s.mode,
+        "mode_choice": {
+            "chosen_by": choice.get("chosen_by"),
+            "gallery_subjects": choice.get("gallery_subjects"),
+            "investigation_from": choice.get("investigation_from"),
+            "switch_source": choice.get("switch_source", ""),
+            "expected_fnir": choice.get("expected_fnir"),
+            "max_fnir": choice.get("max_fnir"),
+        },
         "id": s.id,
         "case_id": s.case_id,
         "probe_id": s.probe_id,
@@ -292,7 +345,7 @@ def get_case(case_id: Id, actor: CurrentActor, db: Db) -> dict[str, Any]:
     case = cases.get_case(db, actor=actor, case_id=case_id)
     out = case_json(case)
     out["searches"] = [
-        {"id": s.id, "face_index": s.face_index, "no_candidate": s.no_candidate}
+        {"id": s.id, "face_index": s.face_index, "mode": s.mode, "no_candidate": s.no_candidate}
         for s in cases.case_searches(db, case=case)
     ]
     visible = reviews.visible_reviews(db, actor=actor, case=case)
@@ -319,6 +372,9 @@ def get_case(case_id: Id, actor: CurrentActor, db: Db) -> dict[str, Any]:
         for r in visible.shown
     ]
     out["hidden_reviews"] = visible.hidden
+    out["identifications"] = [
+        _identification_json(i) for i in reviews.identifications(db, case=case)
+    ]
     return out
 
 
@@ -346,6 +402,7 @@ async def search(
     face: Annotated[Index | None, Form()] = None,
     force: Annotated[bool, Form()] = False,
     detector: Annotated[DetectorKind | None, Form(description=DETECTOR_HELP)] = None,
+    mode: Annotated[SearchMode | None, Form(description=MODE_HELP)] = None,
 ) -> Any:
     """Upload a probe photo for a case and search one of its faces: one pipeline run, the
     probe and its faces kept with the case. A search without a case is refused; a photo
@@ -385,6 +442,7 @@ async def search(
                 searcher=state.gallery,
                 sessions=state.sessions,
                 limiter=limits,
+                mode=mode,
             )
 
         video = await read_upload(image, limit=state.max_video, what="video")
@@ -412,6 +470,7 @@ async def search(
         sessions=state.sessions,
         limiter=limits,
         detector=None if detector is None else detector.value,
+        mode=mode,
     )
     return search_json(result)
 
@@ -449,7 +508,17 @@ def identify(case_id: Id, body: IdentificationIn, actor: CurrentActor, db: Db) -
         primary_identifier=body.primary_identifier.value,
         evidence=body.evidence,
     )
-    return {"id": ident.id, "status": "identified"}
+    return _identification_json(ident)
+
+
+def _identification_json(ident: Identification) -> dict[str, Any]:
+    return {
+        "id": ident.id,
+        "status": "identified",
+        "probe_id": ident.probe_id,
+        "face_index": ident.face_index,
+        "subject": ident.candidate.subject_external_id,
+    }
 
 
 @router.post("/cases/{case_id}/contacts", status_code=201, response_model=CreatedOut)

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, UploadFile
 from pydantic import BaseModel, Field
 
-from facetrace.api.routes.cases import DETECTOR_HELP, SearchOut, search_json
-from facetrace.config import DetectorKind
+from facetrace.api.routes.cases import DETECTOR_HELP, MODE_HELP, SearchOut, search_json
+from facetrace.config import DetectorKind, SearchMode
 from facetrace.fields import Coordinate, Id, Index
 from facetrace.server.deps import CurrentActor, Db, Limits, State, probe_from_upload
 from facetrace.service import searches
@@ -58,6 +58,7 @@ class SearchIn(BaseModel):
 
     face: Index = 0
     force: bool = Field(False, description="search a face below the minimum quality")
+    mode: SearchMode | None = Field(None, description=MODE_HELP)
 
 
 def face_out(f: ProbeFaceRow) -> ProbeFaceOut:
@@ -145,5 +146,6 @@ def search_face(
         searcher=state.gallery,
         sessions=state.sessions,
         limiter=limits,
+        mode=body.mode,
     )
     return search_json(result)
