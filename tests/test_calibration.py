@@ -82,3 +82,34 @@ def test_packaged_default_exists_for_dlib() -> None:
     assert cal is not None and cal.model_id == "dlib-resnet-v1+flip"
     assert cal.impostor_pairs > 1_000_000
     assert math.isfinite(cal.threshold_for_fpir(0.01, 10_000))
+
+
+def test_template_tables_put_template_scores_on_the_face_scale() -> None:
+    """The packaged template tables (LFW, identities outside the benchmark's test part):
+    strangers score higher against a template than against one face, more so the more
+    faces it averages, so a template score maps to a lower single-face score."""
+    from facetrace.calibration import (
+        TemplateCalibration,
+        packaged_calibration,
+        packaged_template_calibration,
+    )
+
+    faces = packaged_calibration("dlib-resnet-v1+flip")
+    tables = packaged_template_calibration("dlib-resnet-v1+flip")
+    assert faces is not None and tables is not None
+    assert sorted(tables.tables) == [2, 3, 4, 5]
+    at = [faces.threshold_for_fmr(1e-3)] + [
+        tables.table(n).threshold_for_fmr(1e-3) for n in (2, 3, 5)
+    ]
+    assert at == sorted(at) and at[-1] > at[0] + 0.005
+    assert tables.table(40) is tables.tables[5]  # more faces: the largest size measured
+    for score in (0.90, 0.93, 0.95):
+        mapped = tables.on_face_scale(score, 3, faces)
+        assert mapped < score
+        assert faces.false_match_rate(mapped) == pytest.approx(
+            tables.false_match_rate(score, 3), rel=1e-2
+        )
+    again = TemplateCalibration.from_json(tables.to_json())
+    assert again.false_match_rate(0.94, 2) == tables.false_match_rate(0.94, 2)
+    with pytest.raises(ValueError, match="malformed template calibration"):
+        TemplateCalibration.from_json({"tables": {}})

@@ -140,6 +140,10 @@ def test_identify_on_att_subset(faces_dir: Path, tmp_path: Path) -> None:
     assert res["mated_probes"] + res["nonmated_probes"] == 12
     assert res["rank1"] is not None and 0 <= res["rank1"] <= res["rank10"] <= 1
     assert "fnir_at_fpir_0.01" in res
+    # the gallery's own search answered, and its own thresholds are checked on the probes
+    assert res["search"] == "gallery"
+    g = res["gallery_threshold"]["0.01"]
+    assert 0 <= g["measured_fpir"] <= 1 and 0 <= g["fnir"] <= 1 and g["threshold"] > 0
 
 
 def test_eval_identify_cli_scores_as_the_gallery_does(

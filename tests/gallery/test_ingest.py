@@ -222,6 +222,12 @@ def test_a_batch_stores_each_photo_with_its_own_subject_collection_and_faces(
                     )
             assert s.get(Photo, results[2].photo_id).legal_basis == "L2"  # type: ignore[union-attr]
         assert g.index.count == 2  # the subject faces of a and b; c names none
+        # a later batch finds the stored subject instead of making another
+        later = g.add_photos([photo("d", Provenance(subject_id="P1", collection="c1"), 1, 0)])
+        with g.reads() as s:
+            row = s.get(Photo, later[0].photo_id)
+            assert row is not None and row.subject_id == subjects[("c1", "P1")].id
+            assert len(s.scalars(select(Subject)).all()) == 2
 
 
 def test_pool_ingest_stores_the_faces_and_vectors_of_the_in_process_pipeline(

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 from sqlalchemy import delete, select, update
 
 from facetrace.gallery.directory import Gallery
@@ -52,7 +53,7 @@ def test_ingest_keeps_the_template_of_every_subject_with_several_faces(gallery: 
         assert len(ids) == 2 and sid in held, name
         (t,) = held[sid]
         assert t.face_ids == ids and t.n_faces == 2
-        want = subject_template(vecs, quality)[0]
+        want = subject_template(vecs, quality, max_centroids=1)[0]
         np.testing.assert_allclose(np.frombuffer(t.vector, dtype=np.float32), want, atol=1e-6)
     for name in DISTRACTORS:  # one photo: its face is its own template
         assert _sid(gallery, name) not in held
@@ -73,7 +74,9 @@ def test_a_new_photo_and_a_delete_rewrite_the_subjects_template(
     (t,) = _templates(gallery)[sid]
     assert len(ids) == 3 and t.face_ids == ids
     np.testing.assert_allclose(
-        np.frombuffer(t.vector, dtype=np.float32), subject_template(vecs, quality)[0], atol=1e-6
+        np.frombuffer(t.vector, dtype=np.float32),
+        subject_template(vecs, quality, max_centroids=1)[0],
+        atol=1e-6,
     )
     # searching the third photo's vector finds the template of three faces
     hit = gallery.templates.search(vecs[2:3], 1, None)[0][0]
@@ -130,3 +133,45 @@ def test_the_repair_on_open_rebuilds_templates_sql_lost_or_got_wrong(gallery_dir
         # and nothing more to do on the next open
     with Gallery.open(gallery_dir) as g:
         assert g.last_repair["templates"]["subjects"] == 0
+
+
+def test_a_subject_is_found_by_its_template_where_no_single_face_reaches_the_threshold(
+    gallery: Gallery, faces_dir: Path, tmp_path: Path
+) -> None:
+    """Anna Kournikova's first three LFW photos enrolled: her sixth photo scores below the
+    gallery's threshold against each of them, and above it (on the single-face scale, by
+    the template tables) against their template. The search names her, says the
+    template matched, and shows her best-matching reference photo."""
+    from facetrace.imaging import load_image
+
+    name = "Anna_Kournikova"
+    photos = sorted((faces_dir / "lfw" / "images" / name).glob("*.jpg"))
+    (tmp_path / "anna" / name).mkdir(parents=True)
+    for p in photos[:3]:
+        shutil.copy(p, tmp_path / "anna" / name / p.name)
+    assert ingest(gallery, scan_folder(tmp_path / "anna", collection="lfw")).photos_added == 3
+    probe = load_image(photos[5]).pixels
+
+    (faces_only,) = gallery.search(probe, include_below=True, templates=False)
+    assert all(c.info.subject_external_id != name for c in faces_only.candidates)
+    anna = next(c for c in faces_only.below_threshold if c.info.subject_external_id == name)
+    assert anna.template is None and anna.score < faces_only.threshold
+
+    (result,) = gallery.search(probe, include_below=True)
+    best = result.candidates[0]
+    assert best.info.subject_external_id == name and best.rank == 1
+    assert best.matched_by == "template" and best.template is not None
+    assert best.template.n_faces == 3 and best.score >= result.threshold
+    # the score shown is the template's on the single-face scale: its FMR is the template
+    # table's, not the face table's for the raw (higher) cosine
+    tables = gallery.template_calibration()
+    cal = gallery.calibration()
+    assert tables is not None and cal is not None
+    assert best.false_match_rate == pytest.approx(
+        tables.false_match_rate(best.template.cosine, 3), rel=1e-2
+    )
+    assert best.false_match_rate > cal.false_match_rate(best.template.cosine)
+    # provenance: one of her enrolled photos, the one scoring best alone
+    assert Path(best.info.photo_path).name in {p.name for p in photos[:3]}
+    assert best.info.face_id == anna.info.face_id
+    assert best.as_dict()["matched_by"] == "template"

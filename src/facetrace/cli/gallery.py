@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -603,6 +604,7 @@ def calibrate(
 
     from facetrace.calibration import (
         fit_calibration,
+        fit_template_calibration,
         impostor_scores,
         mated_curve,
         mated_scores,
@@ -635,6 +637,7 @@ def calibrate(
         raise FacetraceError(f"{images}: no face was found in any photo")
     matrix = np.stack([vecs[i].vector for i in keep]).astype(np.float32)  # type: ignore[misc]
     labels = np.array([items[i].provenance.subject_id for i in keep])
+    quality = np.array([vecs[i].quality for i in keep], dtype=np.float64)
     pipeline = FacePipeline(c.options)
     model_id = pipeline.model_id
     cohort: Cohort | None = None
@@ -650,7 +653,7 @@ def calibrate(
             f"{len(set(labels[chosen]))} subjects",
         )
         save_cohort(cohort, cohort_out)
-        matrix, labels = matrix[~chosen], labels[~chosen]
+        matrix, labels, quality = matrix[~chosen], labels[~chosen], quality[~chosen]
     source = f"{images.name}: {len(labels)} photos, {len(set(labels))} subjects"
     try:
         cal = fit_calibration(impostor_scores(matrix, labels), model_id=model_id, source=source)
@@ -665,6 +668,12 @@ def calibrate(
         )
     except ValueError as exc:  # too few impostor pairs: a property of the photo set
         raise InvalidRequest(f"{images}: {exc}") from exc
+    try:  # subject templates' own tables, so their scores keep honest false-match rates
+        templates = fit_template_calibration(
+            matrix, labels, quality=quality, model_id=model_id, source=source
+        )
+    except ValueError:
+        templates = None  # too few people with several photos: the packaged tables stay
     # the same set's same-person pairs: how many people in the gallery a threshold misses,
     # from which the gallery sizes its switch to the investigation mode
     mates = mated_scores(matrix, labels)
@@ -677,11 +686,17 @@ def calibrate(
         asnorm_output = output.with_name(output.stem + "-asnorm.json")
     if output is not None:
         save_calibration(cal, output)
+        if templates is not None:
+            output.with_name(output.stem + "-template.json").write_text(
+                json.dumps(templates.to_json(), separators=(",", ":")) + "\n"
+            )
     if norm is not None and asnorm_output is not None:
         save_calibration(norm, asnorm_output)
     if output is None:
         with c.gallery(write="calibrate") as g:
             g.set_calibration(cal)
+            if templates is not None:
+                g.set_template_calibration(templates)
             if norm is not None and cohort is not None and asnorm_output is None:
                 g.set_cohort(cohort)
                 g.set_calibration(norm, key="calibration_asnorm")
@@ -694,6 +709,7 @@ def calibrate(
             c.settings.search.fpir, c.settings.search.identification_max_fnir
         ),
         "asnorm": None if norm is None else norm.source,
+        "template_tables": None if templates is None else sorted(templates.tables),
     }
     if as_json:
         dump(summary)

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from facetrace.calibration import TemplateCalibration
 from facetrace.config import PipelineOptions
 from facetrace.eval.curves import LeverCurves, cmc, identification_det
 from facetrace.eval.embedding import embed_photos
@@ -387,9 +388,11 @@ def gallery_search(
     templates: bool = True,
     k: int = CANDIDATES,
     fpirs: Sequence[float] = (0.1, 0.01, 0.001),
+    template_calibration: TemplateCalibration | None = None,
 ) -> tuple[list[list[tuple[str, float, str]]], dict[float, list[bool]], dict[float, float]]:
     """Search ``probes`` with a gallery's own search, in a throw-away gallery holding
-    ``enrolled`` (subject, vector, quality) as one photo each.
+    ``enrolled`` (subject, vector, quality) as one photo each (``template_calibration``:
+    template tables of its own instead of the packaged ones).
 
     Returns, per probe, its top-``k`` candidates (subject, score, matched_by); per FPIR
     of ``fpirs``, whether each probe had a candidate at or above the gallery's own
@@ -410,6 +413,8 @@ def gallery_search(
             )
             for n, (name, vector, quality) in enumerate(enrolled)
         ]
+        if template_calibration is not None:
+            g.set_template_calibration(template_calibration)
         for start in range(0, len(photos), 1000):
             g.add_photos(photos[start : start + 1000])
         ranked: list[list[tuple[str, float, str]]] = []

@@ -1320,6 +1320,7 @@ class Gallery:
         fpir: float = 0.01,
         collections: Iterable[str] | None = None,
         include_below: bool = False,
+        templates: bool = True,
         mode: SearchMode | None = None,
         policy: ModePolicy | None = None,
     ) -> list[ProbeResult]:
@@ -1354,6 +1355,7 @@ class Gallery:
             fpir=fpir,
             selector=self.selector_for(collections),
             include_below=include_below or investigating,
+            templates=templates,
         )
         return [
             ProbeResult(

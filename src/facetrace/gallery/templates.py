@@ -45,12 +45,17 @@ from sqlalchemy.orm import Session
 from facetrace.index.base import Selector
 from facetrace.index.flat import FlatIndex
 from facetrace.rwlock import RWLock
-from facetrace.scoring.templates import MAX_CENTROIDS, subject_template
+from facetrace.scoring.templates import subject_template
 from facetrace.store import templates as rows
 
 log = logging.getLogger(__name__)
 
 MIN_FACES = 2  # a part's faces needed for a template
+#: sub-centroids per part when its faces are spread (1: always one mean). One: on LFW
+#: (3 photos enrolled) up to 3 sub-centroids gave exactly the figures of one mean at a
+#: higher cost (BENCHMARKS.md, "Subject templates in the gallery's search"); galleries
+#: spanning decades may differ. Read at each build, so a benchmark can compare them.
+CENTROIDS = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +70,13 @@ class TemplateHit:
     face_ids: tuple[int, ...]
 
 
-def build(part: rows.PartFaces, *, max_centroids: int = MAX_CENTROIDS) -> list[rows.NewTemplate]:
-    """The template rows of one part: one per sub-centroid of at least two faces."""
+def build(part: rows.PartFaces, *, max_centroids: int | None = None) -> list[rows.NewTemplate]:
+    """The template rows of one part: one per sub-centroid of at least two faces (at most
+    ``max_centroids``, default :data:`CENTROIDS`)."""
     if part.face_ids.size < MIN_FACES:
         return []
-    cents = subject_template(part.vectors, part.quality, max_centroids=max_centroids)
+    most = CENTROIDS if max_centroids is None else max_centroids
+    cents = subject_template(part.vectors, part.quality, max_centroids=most)
     owner = np.argmax(part.vectors @ cents.T, axis=1) if cents.shape[0] > 1 else None
     out = []
     for c in range(cents.shape[0]):

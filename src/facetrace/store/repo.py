@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from facetrace.errors import InvalidRequest, NotFound
@@ -159,31 +159,31 @@ def insert_photos(
     if not photos:
         return []
     collections: dict[str, Collection] = {}
-    subjects: dict[tuple[int, str], Subject] = {}
-    photo_rows: list[dict[str, Any]] = []
-    owners: list[tuple[Collection, Subject]] = []
     for p in photos:
         prov = p.provenance
-        collection = collections.get(prov.collection)
-        if collection is None:
-            collection = get_or_create_collection(
+        if prov.collection not in collections:
+            collections[prov.collection] = get_or_create_collection(
                 session, name=prov.collection, legal_basis=prov.legal_basis
             )
-            collections[prov.collection] = collection
-        key = (collection.id, prov.subject_id)
-        subject = subjects.get(key)
-        if subject is None:
-            subject = get_or_create_subject(
-                session, external_id=prov.subject_id, name=prov.subject_name, collection=collection
-            )
-            subjects[key] = subject
-        elif prov.subject_name and not subject.name:
-            subject.name = prov.subject_name
-        owners.append((collection, subject))
+    first: dict[tuple[int, str], str] = {}  # each subject's name on its first photo
+    given: dict[tuple[int, str], str] = {}  # ... and the first name given at all
+    for p in photos:
+        key = (collections[p.provenance.collection].id, p.provenance.subject_id)
+        first.setdefault(key, p.provenance.subject_name)
+        if p.provenance.subject_name:
+            given.setdefault(key, p.provenance.subject_name)
+    subject_ids = _subject_ids(session, first, given)
+    photo_rows: list[dict[str, Any]] = []
+    owners: list[tuple[Collection, int]] = []
+    for p in photos:
+        prov = p.provenance
+        collection = collections[prov.collection]
+        subject_id = subject_ids[(collection.id, prov.subject_id)]
+        owners.append((collection, subject_id))
         photo_rows.append(
             {
                 "sha256": p.sha256,
-                "subject_id": subject.id,
+                "subject_id": subject_id,
                 "collection_id": collection.id,
                 "path": prov.path,
                 "source_url": prov.source_url,
@@ -195,19 +195,18 @@ def insert_photos(
                 "height": p.height,
             }
         )
-    session.flush()  # a subject's new name, before the rows that follow
     photo_ids = list(
         session.scalars(insert(Photo).returning(Photo.id, sort_by_parameter_order=True), photo_rows)
     )
     face_rows: list[dict[str, Any]] = []
-    for p, photo_id, (collection, subject) in zip(photos, photo_ids, owners, strict=True):
+    for p, photo_id, (collection, subject_id) in zip(photos, photo_ids, owners, strict=True):
         for i, face in enumerate(p.faces):
             box = face.detection.box
             mine = i == p.subject_face
             face_rows.append(
                 {
                     "photo_id": photo_id,
-                    "subject_id": subject.id if mine else None,
+                    "subject_id": subject_id if mine else None,
                     "collection_id": collection.id,
                     "face_index": i,
                     "is_subject": mine,
@@ -234,7 +233,7 @@ def insert_photos(
     )
     out: list[tuple[int, list[StoredFace]]] = []
     at = 0
-    for p, photo_id, (collection, subject) in zip(photos, photo_ids, owners, strict=True):
+    for p, photo_id, (collection, subject_id) in zip(photos, photo_ids, owners, strict=True):
         out.append(
             (
                 photo_id,
@@ -244,7 +243,7 @@ def insert_photos(
                         face_index=i,
                         is_subject=i == p.subject_face,
                         collection_id=collection.id,
-                        subject_id=subject.id if i == p.subject_face else None,
+                        subject_id=subject_id if i == p.subject_face else None,
                     )
                     for i in range(len(p.faces))
                 ],
@@ -252,6 +251,42 @@ def insert_photos(
         )
         at += len(p.faces)
     return out
+
+
+def _subject_ids(
+    session: Session, first: dict[tuple[int, str], str], given: dict[tuple[int, str], str]
+) -> dict[tuple[int, str], int]:
+    """Ids of the subjects ``(collection id, external id)`` of ``first``: those not stored
+    yet are created in one INSERT, named ``first[key]`` or their external id; a stored
+    subject without a name gets ``given[key]``, as :func:`get_or_create_subject` does for
+    one subject (one query per collection here, not one per subject)."""
+    names = first
+    ids: dict[tuple[int, str], int] = {}
+    by_collection: dict[int, list[str]] = {}
+    for cid, ext in names:
+        by_collection.setdefault(cid, []).append(ext)
+    for cid, exts in by_collection.items():
+        for i in range(0, len(exts), 500):
+            rows = session.execute(
+                select(Subject.id, Subject.external_id, Subject.name).where(
+                    Subject.collection_id == cid, Subject.external_id.in_(exts[i : i + 500])
+                )
+            )
+            for sid, ext, name in rows:
+                ids[(cid, ext)] = sid
+                if not name and given.get((cid, ext)):
+                    session.execute(
+                        update(Subject).where(Subject.id == sid).values(name=given[(cid, ext)])
+                    )
+    missing = [key for key in names if key not in ids]
+    if missing:
+        created = session.scalars(
+            insert(Subject).returning(Subject.id, sort_by_parameter_order=True),
+            [{"external_id": ext, "name": names[(cid, ext)] or ext, "collection_id": cid}
+             for cid, ext in missing],
+        )  # fmt: skip
+        ids.update(zip(missing, created, strict=True))
+    return ids
 
 
 def searchable_ids(
