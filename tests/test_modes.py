@@ -76,7 +76,7 @@ def test_mated_scores_cap_each_subject() -> None:
 
 
 def test_choose_mode_precedence(table: Calibration) -> None:
-    n = table.investigation_from(0.01, 0.5)
+    n = table.investigation_from(0.01, ModePolicy().max_fnir)
     assert n is not None
 
     def mode(**kw: object) -> SearchMode:
@@ -88,7 +88,7 @@ def test_choose_mode_precedence(table: Calibration) -> None:
     assert mode(gallery_subjects=n) == SearchMode.INVESTIGATION
     big = choose_mode(table, policy=ModePolicy(), requested=None, fpir=0.01, gallery_subjects=n)
     assert big.chosen_by == "gallery size" and big.switch_source == "calibration"
-    assert big.expected_fnir is not None and big.expected_fnir > 0.5
+    assert big.expected_fnir is not None and big.expected_fnir > ModePolicy().max_fnir
     # the setting's size wins over the derived one; a fixed mode over the size; a request
     # over both
     assert mode(policy=ModePolicy(investigation_from=5)) == SearchMode.INVESTIGATION
@@ -113,3 +113,22 @@ def test_settings_give_the_policy() -> None:
         SearchSettings(identification_max_fnir=1.5)
     with pytest.raises(ValueError):
         SearchSettings(investigation_from_subjects=0)
+
+
+def test_default_policy_keeps_no_candidate_answers_for_a_few_thousand_people() -> None:
+    """With the packaged table, galleries of a few thousand one-photo subjects (LFW's
+    2,835 people, a typical agency collection) stay in identification, where an empty
+    answer means something; investigation comes only where the threshold would hide
+    nearly every mate."""
+    cal = packaged_calibration(PACKAGED)
+    assert cal is not None
+    policy = SearchSettings().mode_policy()
+
+    def mode(n: int) -> SearchMode:
+        return choose_mode(cal, policy=policy, requested=None, fpir=0.01, gallery_subjects=n).mode
+
+    assert mode(2_835) is SearchMode.IDENTIFICATION
+    assert mode(10_000) is SearchMode.IDENTIFICATION
+    assert mode(100_000) is SearchMode.INVESTIGATION
+    switch = cal.investigation_from(0.01, policy.max_fnir)
+    assert switch is not None and 10_000 < switch < 100_000

@@ -45,7 +45,7 @@ def test_modes_are_said_in_words(desk: Desk, browser: Any) -> None:
     url2 = _search(page, desk, "MODE-2", desk.lfw("Jacques_Chirac", 3), "")
     banner = page.locator("#search-mode").inner_text()
     assert "Identification mode" in banner and "Chosen by the size of the gallery" in banner
-    assert "9 people, below the 2,268 from which facetrace switches" in banner
+    assert "9 people, below the 16,092 from which facetrace switches" in banner
     shot(page, "modes-02-identification")
     logout(page)
     # a reviewer reads conclusions in the words of each mode
