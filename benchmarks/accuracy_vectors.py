@@ -1,7 +1,8 @@
 """The main face of every photo of a labelled set, through facetrace's own pipeline, cached.
 
-One row per photo: its subject (the folder), the vector of its main face (largest and
-most central; a centred box when no face is found, as ``facetrace eval`` does), the
+One row per photo: its subject (the folder), the vector of its subject's face (the face
+covering the centre, as ``facetrace eval`` picks it:
+:func:`facetrace.eval.embedding.embed_main_face`), the
 face's quality score and how the face was found. Cached per set and detector in
 ``.bench/acc-<set>-<detector>.npz`` (gitignored), so the accuracy benchmark's many
 protocol variants re-use one embedding run.
@@ -22,11 +23,10 @@ import numpy.typing as npt
 from benchmarks.common import ROOT, faces_dir
 from facetrace.config import DetectorKind, PipelineOptions
 from facetrace.engine import FacePipeline
-from facetrace.errors import FacetraceError
+from facetrace.eval.embedding import embed_main_face
 from facetrace.gallery.ingest import IMAGE_SUFFIXES
-from facetrace.imaging import ImageLimits, load_image
+from facetrace.imaging import ImageLimits
 from facetrace.pool import map_photos
-from facetrace.vision.detect import main_face
 
 SETS = {"lfw": "lfw/images", "att": "att_orl", "webphotos13": "webphotos13/identities"}
 
@@ -53,17 +53,8 @@ class LabelledVectors:
 
 
 def _embed(path: Path, pipeline: FacePipeline, limits: ImageLimits) -> tuple[object, float, str]:
-    try:
-        pixels = load_image(path, limits=limits).pixels
-        faces = pipeline.analyse(pixels)
-        if faces:
-            h, w = pixels.shape[:2]
-            face = faces[main_face([f.detection for f in faces], w, h)]
-            return face.vector, face.quality.score, "detected"
-        face = pipeline.analyse_centred(pixels)
-        return face.vector, face.quality.score, "centre"
-    except FacetraceError:
-        return None, 0.0, "failed"
+    pv = embed_main_face(path, pipeline, limits)  # the subject's face, as `facetrace eval`
+    return pv.vector, pv.quality if pv.vector is not None else 0.0, pv.how
 
 
 def photos(set_name: str) -> list[tuple[str, Path]]:
@@ -125,7 +116,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
     lv = load(args.set, args.detector, workers=args.workers)
-    hows = {h: int((lv.how == h).sum()) for h in ("detected", "centre", "failed")}
+    hows = {h: int((lv.how == h).sum()) for h in ("detected", "centre-cnn", "centre", "failed")}
     print(f"{args.set}/{args.detector}: {len(lv.subjects)} photos, {hows}")
 
 

@@ -14,7 +14,7 @@ import numpy.typing as npt
 from facetrace.config import DetectorKind, PipelineOptions
 from facetrace.errors import InvalidRequest
 from facetrace.types import BoundingBox, Detection, Face
-from facetrace.vision.align import arcface_chip, dlib_chip
+from facetrace.vision.align import arcface_chip, dlib_chip, dlib_chips, jitter_transforms
 from facetrace.vision.detect import (
     AutoDetector,
     CnnDetector,
@@ -45,6 +45,7 @@ class FacePipeline:
             batch_size=options.batch_size,
             threads=options.threads,
         )
+        self._jitters = jitter_transforms(self.descriptor.jitter)
         self.detector = self._make_detector(str(options.detector))
         self._detectors = {str(options.detector): self.detector}
 
@@ -104,20 +105,36 @@ class FacePipeline:
             return dlib_chip(pixels, detection, size=self.descriptor.chip_size)
         return arcface_chip(pixels, detection, size=self.descriptor.chip_size)
 
-    def embed_chips(self, chips: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
-        """Vectors of aligned chips (n, s, s, 3), mirrored and averaged if the model says so."""
-        if not self.descriptor.flip:
-            return self.embedder.embed(chips)
-        n = chips.shape[0]
-        both = self.embedder.embed(np.concatenate([chips, chips[:, :, ::-1]]))
-        return l2_normalise(both[:n] + both[n:])
+    def chips(self, pixels: RGBImage, detection: Detection) -> npt.NDArray[np.uint8]:
+        """The chips one face's vector is the mean of: (1 + jitter, s, s, 3), the plain
+        chip first, then the model's jittered cuts (``ModelDescriptor.jitter``)."""
+        if self._jitters and self.descriptor.alignment == Alignment.DLIB_150:
+            return dlib_chips(pixels, detection, self._jitters, size=self.descriptor.chip_size)
+        return self.chip(pixels, detection)[None]
+
+    def embed_chips(
+        self, chips: npt.NDArray[np.uint8], per_face: int = 1
+    ) -> npt.NDArray[np.float32]:
+        """Vectors of aligned chips (n * per_face, s, s, 3): each face's ``per_face``
+        consecutive chips, and their mirror images if the model says so, averaged into one
+        L2-normalised vector (n, dim)."""
+        if self.descriptor.flip:
+            m = chips.shape[0]
+            both = self.embedder.embed(np.concatenate([chips, chips[:, :, ::-1]]))
+            each = both[:m] + both[m:]
+        else:
+            each = self.embedder.embed(chips)
+        if per_face == 1:
+            return l2_normalise(each)
+        return l2_normalise(each.reshape(-1, per_face, each.shape[1]).sum(axis=1))
 
     def embed_detections(self, pixels: RGBImage, detections: list[Detection]) -> list[Face]:
         """Align every detection, assess it, and embed all chips in batches."""
         if not detections:
             return []
-        chips = np.stack([self.chip(pixels, d) for d in detections])
-        vectors = self.embed_chips(chips)
+        cuts = [self.chips(pixels, d) for d in detections]
+        chips = np.stack([c[0] for c in cuts])
+        vectors = self.embed_chips(np.concatenate(cuts), per_face=cuts[0].shape[0])
         return [
             Face(
                 detection=d,

@@ -186,3 +186,23 @@ def test_eval_identify_cli_scores_as_the_gallery_does(
     bad = runner.invoke(app, ["eval", "identify", "--images", str(root), "--enrol", "3",
                               "--probe-from", "2"])  # fmt: skip
     assert bad.exit_code == 1 and "--probe-from" in bad.output
+
+
+def test_the_subject_is_the_centre_face_even_when_the_detector_found_only_a_bystander(
+    faces_dir: Path,
+) -> None:
+    # Tung_Chee-hwa_0001: HOG finds only the bystander at the left edge (the subject in
+    # the centre is turned); before, that face stood for Tung Chee-hwa and both of the
+    # photo's LFW pairs failed (cosine 0.81 against his photos 2 and 8)
+    from facetrace.engine import FacePipeline
+    from facetrace.eval.embedding import embed_main_face
+    from facetrace.imaging import ImageLimits
+
+    folder = faces_dir / "lfw" / "images" / "Tung_Chee-hwa"
+    pipeline = FacePipeline(PipelineOptions())
+    first = embed_main_face(folder / "Tung_Chee-hwa_0001.jpg", pipeline, ImageLimits())
+    assert first.how == "centre-cnn"
+    for other in ("Tung_Chee-hwa_0002.jpg", "Tung_Chee-hwa_0008.jpg"):
+        mate = embed_main_face(folder / other, pipeline, ImageLimits())
+        assert mate.how == "detected"
+        assert float(np.dot(first.vector, mate.vector)) > 0.9

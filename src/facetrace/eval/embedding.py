@@ -15,9 +15,15 @@ from facetrace.engine import FacePipeline
 from facetrace.errors import FacetraceError
 from facetrace.imaging import ImageLimits, load_image
 from facetrace.pool import map_photos
-from facetrace.vision.detect import main_face
+from facetrace.vision.detect import centre_face, main_face
 
 log = logging.getLogger(__name__)
+
+SUBJECT_POLICY = (
+    "each photo's subject is the face covering its centre (LFW's photos are centred on "
+    "their subject); if no face found covers it, the CNN detector looks for one that does "
+    "(counted in centre_face_by_cnn); else the largest, most central face"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,13 +39,25 @@ class PhotoVector:
 
 
 def embed_main_face(path: Path, pipeline: FacePipeline, limits: ImageLimits) -> PhotoVector:
-    """The largest, most central face; a centred box when none is detected (pre-cropped sets)."""
+    """The subject's face of a labelled photo: the face covering the photo's centre
+    (:func:`~facetrace.vision.detect.centre_face`; LFW's photos are centred on their
+    subject); when no face found covers it, the CNN detector looks for one that does
+    (``how`` is then ``centre-cnn``), else the largest, most central face is taken; a
+    centred box when no face is detected at all (pre-cropped sets)."""
     try:
         pixels = load_image(path, limits=limits).pixels
+        h, w = pixels.shape[:2]
         faces = pipeline.analyse(pixels)
+        detections = [f.detection for f in faces]
+        if faces and centre_face(detections, w, h) is None and pipeline.detector.name != "cnn":
+            found = pipeline.detect(pixels, detector="cnn")
+            j = centre_face(found, w, h)
+            if j is not None:
+                face = pipeline.embed_detections(pixels, [found[j]])[0]
+                return PhotoVector(str(path), face.vector, "centre-cnn", quality=face.quality.score)
         if faces:
-            h, w = pixels.shape[:2]
-            i = main_face([f.detection for f in faces], w, h)
+            i = centre_face(detections, w, h)
+            i = main_face(detections, w, h) if i is None else i
             return PhotoVector(
                 str(path), faces[i].vector, "detected", quality=faces[i].quality.score
             )

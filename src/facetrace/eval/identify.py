@@ -37,7 +37,7 @@ import numpy.typing as npt
 from facetrace.calibration import TemplateCalibration
 from facetrace.config import PipelineOptions
 from facetrace.eval.curves import LeverCurves, cmc, identification_det
-from facetrace.eval.embedding import embed_photos
+from facetrace.eval.embedding import SUBJECT_POLICY, embed_photos
 from facetrace.gallery.directory import Gallery, NewPhoto
 from facetrace.gallery.ingest import IMAGE_SUFFIXES
 from facetrace.scoring.asnorm import Cohort
@@ -236,6 +236,8 @@ def evaluate_identify(
         "nonmated_probes": int(nm.size),
         "unreadable": [v.path for v in vecs if v.vector is None],
         "no_face_detected": sum(1 for v in vecs if v.how == "centre"),
+        "subject_policy": SUBJECT_POLICY,
+        "centre_face_by_cnn": sum(1 for v in vecs if v.how == "centre-cnn"),
         "no_face_policy": "detector retried at threshold -0.5, then a centred box (half the image)",
         **run.figures(),
         "seed": seed,

@@ -19,7 +19,7 @@ import numpy.typing as npt
 from facetrace.config import PipelineOptions
 from facetrace.errors import ManifestError
 from facetrace.eval.curves import LeverCurves, verification_det
-from facetrace.eval.embedding import embed_photos
+from facetrace.eval.embedding import SUBJECT_POLICY, embed_photos
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +143,8 @@ def evaluate_lfw(
         "fold_accuracies": accs,
         "fold_thresholds": thresholds,
         "no_face_detected": sum(1 for v in vecs if v.how == "centre"),
+        "subject_policy": SUBJECT_POLICY,
+        "centre_face_by_cnn": sum(1 for v in vecs if v.how == "centre-cnn"),
         "no_face_policy": "detector retried at threshold -0.5 first (counted as detected); "
         "then a centred box covering half the image (LFW crops are centred)",
         "unreadable_images": [v.path for v in failed],

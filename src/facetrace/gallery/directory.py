@@ -70,6 +70,7 @@ from facetrace.store import repo
 from facetrace.store import templates as stored_templates
 from facetrace.store.db import Database, sqlite_url, transaction
 from facetrace.types import Face
+from facetrace.vision.descriptors import dlib_descriptor
 from facetrace.vision.detect import main_face
 from facetrace.vision.models import ModelDescriptor
 
@@ -366,10 +367,17 @@ class Gallery:
                 raise self._mismatch(stored)
 
     def _mismatch(self, stored: Any) -> ModelMismatch:
+        known = isinstance(stored, str) and dlib_descriptor(stored) is not None
+        hint = (
+            f"set FACETRACE_PIPELINE__MODEL={stored} to search it with its own model, "
+            "or re-ingest it into another data directory"
+            if known
+            else "use another data directory or re-ingest"
+        )
         return ModelMismatch(
             f"the gallery in {self.data_dir} holds vectors of model {stored!r}; "
             f"the configured model is {self.descriptor.model_id!r}. A gallery never "
-            "mixes models: use another data directory or re-ingest."
+            f"mixes models: {hint}."
         )
 
     def _writable(self, what: str) -> None:

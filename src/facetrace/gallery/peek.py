@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 from facetrace.store.revisions import head_revision
-from facetrace.vision.descriptors import DLIB_RESNET_V1
+from facetrace.vision.descriptors import dlib_descriptor
 
 INDEX_FILE = "index.faiss"  # a FAISS file (flat) or the manifest of another kind
 #: gallery_meta key: which saved index file SQL describes, and its watermark
@@ -38,8 +38,8 @@ def peek_status(data_dir: Path, *, model: str, database_url: str | None) -> dict
     """What :meth:`Gallery.status` would return for ``data_dir`` opened read-only with
     ``model`` and ``database_url``, or ``None`` when that is not certain from a quick
     read (the caller then opens the gallery)."""
-    descriptor = DLIB_RESNET_V1
-    if database_url is not None or model not in (descriptor.name, descriptor.model_id):
+    descriptor = dlib_descriptor(model)
+    if database_url is not None or descriptor is None:
         return None
     db = (data_dir / DATABASE_FILE).resolve()
     index_path = data_dir / INDEX_FILE

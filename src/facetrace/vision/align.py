@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,6 +32,63 @@ ARCFACE_TEMPLATE = np.array(
 NOSE_BASE_OFFSET = 6.0
 
 
+DLIB_PADDING = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class ChipJitter:
+    """One small perturbation of a chip's cut, as dlib's ``jitter_image`` makes them:
+    the cut's centre moved by (``dx``, ``dy``) of its side along the chip's own axes, its
+    side scaled by ``scale``, and turned by ``angle`` radians more."""
+
+    dx: float
+    dy: float
+    scale: float
+    angle: float
+
+
+def _radical_inverse(i: int, base: int) -> float:
+    """The ``i``-th element of van der Corput's sequence in ``base`` (Halton's coordinate).
+
+    >>> [_radical_inverse(i, 2) for i in (1, 2, 3)]
+    [0.5, 0.25, 0.75]
+    """
+    out, f = 0.0, 1.0 / base
+    while i:
+        i, digit = divmod(i, base)
+        out += digit * f
+        f /= base
+    return out
+
+
+def jitter_transforms(n: int) -> tuple[ChipJitter, ...]:
+    """``n`` fixed perturbations spread evenly over dlib's jitter ranges (``jitter_image``:
+    shifts up to 2 % of the side, a cut 0.96-0.99 of the chip's side, turns up to 3
+    degrees), from a Halton sequence: the same on every machine and in every version,
+    so a face's vector does not depend on where or when it was computed."""
+    out = []
+    for i in range(1, n + 1):
+        u = [_radical_inverse(i, b) for b in (2, 3, 5, 7)]
+        out.append(
+            ChipJitter(
+                dx=(2 * u[0] - 1) * 0.02 * 0.96,
+                dy=(2 * u[1] - 1) * 0.02 * 0.96,
+                scale=(144 / 150) / (0.97 + 0.03 * u[2]),
+                angle=math.radians((2 * u[3] - 1) * 3.0),
+            )
+        )
+    return tuple(out)
+
+
+def _dlib_shape(detection: Detection) -> Any:
+    import dlib
+
+    box = detection.box
+    rect = dlib.rectangle(box.x1, box.y1, box.x2 - 1, box.y2 - 1)
+    parts = [dlib.point(round(x), round(y)) for x, y in detection.landmarks.as_array()]
+    return dlib.full_object_detection(rect, parts)
+
+
 def dlib_chip(pixels: RGBImage, detection: Detection, *, size: int = 150) -> RGBImage:
     """dlib's own chip for its ResNet descriptor: (size, size, 3) uint8 RGB.
 
@@ -37,12 +96,42 @@ def dlib_chip(pixels: RGBImage, detection: Detection, *, size: int = 150) -> RGB
     """
     import dlib
 
-    box = detection.box
-    rect = dlib.rectangle(box.x1, box.y1, box.x2 - 1, box.y2 - 1)
-    parts = [dlib.point(round(x), round(y)) for x, y in detection.landmarks.as_array()]
-    shape = dlib.full_object_detection(rect, parts)
-    chip: Any = dlib.get_face_chip(np.ascontiguousarray(pixels), shape, size=size, padding=0.25)
+    shape = _dlib_shape(detection)
+    chip: Any = dlib.get_face_chip(
+        np.ascontiguousarray(pixels), shape, size=size, padding=DLIB_PADDING
+    )
     return np.asarray(chip, dtype=np.uint8)
+
+
+def dlib_chips(
+    pixels: RGBImage,
+    detection: Detection,
+    jitters: tuple[ChipJitter, ...],
+    *,
+    size: int = 150,
+) -> npt.NDArray[np.uint8]:
+    """The plain chip (:func:`dlib_chip`) and one per jitter, cut from the photo itself
+    (not re-sampled from the chip): (1 + len(jitters), size, size, 3) uint8 RGB."""
+    import dlib
+
+    img = np.ascontiguousarray(pixels)
+    base = dlib.get_face_chip_details(_dlib_shape(detection), size=size, padding=DLIB_PADDING)
+    r = base.rect
+    cx, cy = (r.left() + r.right()) / 2.0, (r.top() + r.bottom()) / 2.0
+    side = r.right() - r.left()  # a drectangle's width() counts one more
+    ca, sa = math.cos(base.angle), math.sin(base.angle)
+    out = [np.asarray(dlib.extract_image_chip(img, base), dtype=np.uint8)]
+    for j in jitters:
+        ox, oy = j.dx * side, j.dy * side
+        x, y = cx + ca * ox - sa * oy, cy + sa * ox + ca * oy
+        half = side * j.scale / 2.0
+        cut = dlib.chip_details(
+            dlib.drectangle(x - half, y - half, x + half, y + half),
+            dlib.chip_dims(size, size),
+            base.angle + j.angle,
+        )
+        out.append(np.asarray(dlib.extract_image_chip(img, cut), dtype=np.uint8))
+    return np.stack(out)
 
 
 def similarity_transform(

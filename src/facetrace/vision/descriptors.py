@@ -26,7 +26,9 @@ class ModelDescriptor:
     vector is the normalised sum of the chip's and its mirror image's vectors
     (test-time augmentation: +0.4 points on LFW for dlib's model, at twice the
     embedding cost); it is part of the model id, because such vectors must
-    not be mixed with plain ones.
+    not be mixed with plain ones. ``jitter`` more chips per face, each cut slightly
+    shifted, scaled and turned (:func:`facetrace.vision.align.jitter_transforms`, dlib's
+    ``num_jitters``), are averaged in too; also part of the model id.
     """
 
     name: str
@@ -37,6 +39,7 @@ class ModelDescriptor:
     verify_threshold: float
     calibration_name: str | None
     flip: bool = False
+    jitter: int = 0
 
 
 DLIB_RESNET_V1 = ModelDescriptor(
@@ -49,3 +52,27 @@ DLIB_RESNET_V1 = ModelDescriptor(
     calibration_name="dlib-resnet-v1+flip",
     flip=True,
 )
+
+DLIB_RESNET_V1_JITTER = ModelDescriptor(
+    name="dlib-resnet-v1",
+    model_id="dlib-resnet-v1+flip+jitter8",
+    dim=128,
+    chip_size=150,
+    alignment=Alignment.DLIB_150,
+    verify_threshold=0.91,
+    calibration_name="dlib-resnet-v1+flip+jitter8",
+    flip=True,
+    jitter=8,
+)
+
+#: the dlib descriptors by model id; ``dlib-resnet-v1`` names :data:`DLIB_DEFAULT`
+DLIB_DESCRIPTORS = {d.model_id: d for d in (DLIB_RESNET_V1, DLIB_RESNET_V1_JITTER)}
+DLIB_DEFAULT = DLIB_RESNET_V1
+
+
+def dlib_descriptor(model: str) -> ModelDescriptor | None:
+    """The dlib descriptor ``model`` names (``dlib-resnet-v1``: the default; or a model id,
+    so a gallery of another variant stays usable), None for another model."""
+    if model == DLIB_DEFAULT.name:
+        return DLIB_DEFAULT
+    return DLIB_DESCRIPTORS.get(model)

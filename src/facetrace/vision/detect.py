@@ -204,6 +204,28 @@ def main_face(detections: list[Detection], width: int, height: int) -> int:
     return max(range(len(detections)), key=lambda i: weight(detections[i]))
 
 
+def centre_face(detections: list[Detection], width: int, height: int) -> int | None:
+    """Index of the largest face whose box covers the photo's centre, or None.
+
+    A labelled set's photo cut around its subject (LFW: every photo is centred on the
+    face it is labelled with) shows the subject there, even when a bystander's face is
+    the only one the detector found.
+
+    >>> lm = Landmarks.from_array([(0, 0)] * 5)
+    >>> far = Detection(BoundingBox(0, 0, 40, 40), lm, 1.0)
+    >>> mid = Detection(BoundingBox(40, 40, 60, 60), lm, 0.1)
+    >>> centre_face([far, mid], 100, 100), centre_face([far], 100, 100)
+    (1, None)
+    """
+    cx, cy = width / 2.0, height / 2.0
+    covering = [
+        i
+        for i, d in enumerate(detections)
+        if d.box.x1 <= cx < d.box.x2 and d.box.y1 <= cy < d.box.y2
+    ]
+    return max(covering, key=lambda i: detections[i].box.area) if covering else None
+
+
 # --- dlib's CNN (MMOD) detector and the "auto" combination ------------------------------
 
 # Black border round each level of the CNN's image pyramid, in level pixels: its score

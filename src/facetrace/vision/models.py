@@ -11,13 +11,23 @@ from pathlib import Path
 
 from facetrace.config import Backend
 from facetrace.errors import ModelUnavailable
-from facetrace.vision.descriptors import DLIB_RESNET_V1, Alignment, ModelDescriptor
+from facetrace.vision.descriptors import (
+    DLIB_DEFAULT,
+    DLIB_DESCRIPTORS,
+    DLIB_RESNET_V1,
+    DLIB_RESNET_V1_JITTER,
+    Alignment,
+    ModelDescriptor,
+    dlib_descriptor,
+)
 from facetrace.vision.embed import Embedder
 from facetrace.vision.ort import OrtRuntime
 
 # the descriptors are re-exported: they live in a module light enough for `facetrace status`
 __all__ = [
+    "DLIB_DEFAULT",
     "DLIB_RESNET_V1",
+    "DLIB_RESNET_V1_JITTER",
     "Alignment",
     "ModelDescriptor",
     "arcface_descriptor",
@@ -56,7 +66,9 @@ def make_embedder(
     """The descriptor and an (unloaded) embedder for ``model``.
 
     Args:
-        model: ``"dlib-resnet-v1"`` or a path to an ArcFace-style ``.onnx`` file.
+        model: ``"dlib-resnet-v1"`` (:data:`DLIB_DEFAULT`), a dlib variant's model id
+            (``dlib-resnet-v1+flip``, ``dlib-resnet-v1+flip+jitter8``: a gallery made
+            with one is searched with it), or a path to an ArcFace-style ``.onnx`` file.
         backend: runtime for the dlib model.
         cache_dir: where derived model files (the converted ONNX graph) are kept;
             default: :func:`default_cache_dir`.
@@ -66,18 +78,17 @@ def make_embedder(
     Raises:
         ModelUnavailable: unknown model name or backend.
     """
-    if model in (DLIB_RESNET_V1.name, DLIB_RESNET_V1.model_id):
+    dlib_model = dlib_descriptor(model)
+    if dlib_model is not None:
         from facetrace.vision.dlib_onnx import DlibEmbedder, OnnxDlibEmbedder
 
         if backend == Backend.DLIB:
-            return DLIB_RESNET_V1, DlibEmbedder(batch_size=batch_size)
+            return dlib_model, DlibEmbedder(batch_size=batch_size)
         if backend == Backend.ONNX:
             if cache_dir is None:
                 cache_dir = default_cache_dir()
             runtime = OrtRuntime(intra_op_threads=threads)
-            return DLIB_RESNET_V1, OnnxDlibEmbedder(
-                cache_dir, batch_size=batch_size, runtime=runtime
-            )
+            return dlib_model, OnnxDlibEmbedder(cache_dir, batch_size=batch_size, runtime=runtime)
         raise ModelUnavailable(f"unknown backend {backend!r}")
     path = Path(model)
     if path.suffix == ".onnx":
@@ -93,5 +104,7 @@ def make_embedder(
             runtime=OrtRuntime(intra_op_threads=threads),
         )
     raise ModelUnavailable(
-        f"unknown model {model!r}: use 'dlib-resnet-v1' or a path to an ArcFace .onnx file"
+        f"unknown model {model!r}: use 'dlib-resnet-v1', one of its variants ("
+        + ", ".join(repr(m) for m in DLIB_DESCRIPTORS)
+        + ") or a path to an ArcFace .onnx file"
     )
