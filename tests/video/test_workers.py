@@ -111,3 +111,58 @@ def test_a_worker_that_dies_is_a_clear_error_and_the_next_video_starts_afresh(
         assert np.isfinite(result.persons[0].template).all()
     finally:
         pool.close()
+
+
+_ORPHAN_SCRIPT = """
+import os, sys
+from pathlib import Path
+from facetrace.config import PipelineOptions
+from facetrace.video.workers import FrameWorkers
+
+if __name__ == "__main__":
+    pool = FrameWorkers(PipelineOptions(cache_dir=Path(sys.argv[1])), workers=2)
+    pool.warm()
+    print(" ".join(str(p) for p in pool.pids()), flush=True)
+    sys.stdin.readline()  # killed here
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_workers_end_when_their_process_is_killed(tmp_path: Path, pipeline: FacePipeline) -> None:
+    """A service killed with kill -9 leaves no worker behind with its models loaded."""
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "owner.py"
+    script.write_text(_ORPHAN_SCRIPT)
+    models = pipeline.options.cache_dir or tmp_path
+    owner = subprocess.Popen(
+        [sys.executable, str(script), str(models)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    pids: list[int] = []
+    try:
+        assert owner.stdout is not None
+        pids = [int(p) for p in owner.stdout.readline().split()]
+        assert len(pids) == 2 and all(_alive(p) for p in pids)
+        owner.kill()
+        owner.wait()
+        deadline = time.monotonic() + 60  # a bound for a busy machine, not a speed check
+        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(p) for p in pids)
+    finally:
+        owner.kill()
+        for p in pids:
+            if _alive(p):
+                os.kill(p, signal.SIGKILL)

@@ -18,7 +18,9 @@ threads on 2 busy cores cost about twice the CPU of one for the same frame
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import os
+import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -31,7 +33,25 @@ from facetrace.video.faces import DETECT_PIXELS, FrameFace, RGBImage, VideoFaceF
 _WORKER: dict[str, Any] = {}
 
 
+def _exit_with_parent() -> None:
+    """End this worker when the process that started it ends, however it ends.
+
+    A pool's workers hold both ends of its call queue, so a parent killed with
+    ``kill -9`` (or by the out-of-memory killer) would leave them waiting forever, each
+    with its models loaded. The parent's sentinel becomes ready when it dies."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _init_worker(options: PipelineOptions, detect_pixels: int, min_score: float) -> None:
+    _exit_with_parent()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     pipeline = FacePipeline(options.for_worker())
     _WORKER["finder"] = VideoFaceFinder(
