@@ -193,7 +193,9 @@ def test_a_merge_and_its_undo_move_the_template_and_filters_hold(
     (_, above, below), *_ = gallery.search_vectors(
         vecs[:1], selector=Selector(groups=frozenset({registry})), include_below=True
     )
-    assert all(c.template is None and c.info.provenance.collection == "registry" for c in above + below)
+    assert all(
+        c.template is None and c.info.provenance.collection == "registry" for c in above + below
+    )
     with sessions() as s:
         duplicates.undo(s, actor=admin, merge_id=merge_id, note="not him")
         s.commit()
