@@ -6,7 +6,7 @@ embedders)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 
@@ -53,15 +53,11 @@ DLIB_RESNET_V1 = ModelDescriptor(
     flip=True,
 )
 
-DLIB_RESNET_V1_JITTER = ModelDescriptor(
-    name="dlib-resnet-v1",
+# the same network and chip, 8 jittered cuts averaged in: its own vectors, so its own id
+DLIB_RESNET_V1_JITTER = replace(
+    DLIB_RESNET_V1,
     model_id="dlib-resnet-v1+flip+jitter8",
-    dim=128,
-    chip_size=150,
-    alignment=Alignment.DLIB_150,
-    verify_threshold=0.91,
     calibration_name="dlib-resnet-v1+flip+jitter8",
-    flip=True,
     jitter=8,
 )
 
