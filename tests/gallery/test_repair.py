@@ -170,3 +170,23 @@ def test_the_repair_on_open_does_not_rewrite_the_index_file(tmp_path: Path) -> N
         assert sorted(third.index.ids().tolist()) == _truth(third)
     with Gallery.open(data) as fourth:  # the close saved it
         assert fourth.last_repair["added"] == 0 and fourth.index.count == 23
+
+
+def test_a_repair_by_collection_is_saved_at_close_and_not_repeated(tmp_path: Path) -> None:
+    """A face gone from SQL without a logged delete is found by the counts and removed
+    id by id; that fix is a change like any other, saved at close, so the next open has
+    nothing to compare (it repeated the comparison on every open before)."""
+    data = tmp_path / "data"
+    rng = np.random.default_rng(5)
+    with Gallery.open(data) as g:
+        for i in range(20):
+            add_random_photo(g, rng, f"c-{i}")
+        with transaction(g.sessions) as s:  # behind the index's back: no pending delete
+            repo.delete_photo(s, photo=str(_photo_of(g, _truth(g)[0])))
+    with Gallery.open(data) as g:
+        done = g.last_repair
+        assert done["mode"] == "watermark" and done["collections_compared"] == 1, done
+        assert sorted(g.index.ids().tolist()) == _truth(g)
+    with Gallery.open(data) as g:
+        assert "collections_compared" not in g.last_repair, g.last_repair
+        assert sorted(g.index.ids().tolist()) == _truth(g)

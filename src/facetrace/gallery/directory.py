@@ -688,8 +688,9 @@ class Gallery:
             done.update(
                 {k: done.get(k, 0) + v for k, v in fixed.items()}, collections_compared=len(wrong)
             )
-        if missing.size or removed or pending:
-            # held in memory like any write, saved by the next periodic save or at close:
+        if missing.size or removed or pending or wrong or wrong is None:
+            # held in memory like any write, saved by the next periodic save or at close
+            # (a repair that only compared collections id by id changed the index too):
             # a FAISS save rewrites the whole file (~6 s at 1M faces here) and a Milvus
             # one flushes the server's segments (~3 s), whatever the size of the repair.
             # A crash before that save repeats the same repair on the next open.
