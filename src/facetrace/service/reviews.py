@@ -385,6 +385,53 @@ def person_faces(session: Session, probe_id: int, face_index: int) -> frozenset[
     return frozenset(out)
 
 
+@dataclass(frozen=True, slots=True)
+class AgreedCandidate:
+    """A candidate two reviewers agree on for one person of a case not identified yet:
+    what an identification may be recorded from."""
+
+    candidate: SearchCandidate
+    search: Search
+    reviewers: list[str]
+    person: frozenset[FaceRef]
+
+
+def identifiable_candidates(
+    session: Session,
+    *,
+    case: Case,
+    searches: Sequence[Search],
+    shown: Sequence[Review],
+    hidden: frozenset[int],
+    identified: Sequence[Identification],
+) -> list[AgreedCandidate]:
+    """One entry per person not identified yet and subject two reviewers agree on for
+    it, never a subject that already identifies a person of the case.
+
+    Agreement as far as the actor may see it (``shown``; ``hidden``: searches whose
+    reviews are hidden from them): a blind reviewer learns nothing of the conclusions
+    on searches they have still to review."""
+    done = [person_faces(session, i.probe_id, i.face_index) for i in identified]
+    taken = {i.candidate.subject_external_id for i in identified}
+    seen: set[tuple[frozenset[FaceRef], str]] = set()
+    out: list[AgreedCandidate] = []
+    for s in searches:
+        if s.id in hidden:
+            continue
+        person = person_faces(session, s.probe_id, s.face_index)
+        if any(person & faces for faces in done):
+            continue
+        agreed = agreed_subjects(session, case=case, among=shown, person=person)
+        for c in s.candidates:
+            names = agreed.get(c.subject_external_id, set())
+            key = (person, c.subject_external_id)
+            if len(names) < 2 or key in seen or c.subject_external_id in taken:
+                continue
+            seen.add(key)
+            out.append(AgreedCandidate(c, s, sorted(names), person))
+    return out
+
+
 def _identifying(session: Session, case: Case, search: Search) -> Identification | None:
     """The identification of the person ``search`` searched (one sharing a face), if any."""
     mine = person_faces(session, search.probe_id, search.face_index)

@@ -141,31 +141,16 @@ def _agreed_candidates(
     hidden: frozenset[int],
     idents: list[Identification],
 ) -> list[_Agreed]:
-    """One row per person not identified yet and subject two reviewers agree on for it.
-
-    Agreement as far as the actor may see it: a blind reviewer learns nothing of the
-    conclusions on searches they have still to review."""
-    identified = [reviews.person_faces(db, i.probe_id, i.face_index) for i in idents]
-    taken = {i.candidate.subject_external_id for i in idents}
-    seen: set[tuple[frozenset[tuple[int, int]], str]] = set()
-    out: list[_Agreed] = []
-    for s in case_searches:
-        if s.id in hidden:
-            continue
-        person = reviews.person_faces(db, s.probe_id, s.face_index)
-        if any(person & faces for faces in identified):
-            continue
-        agreed = reviews.agreed_subjects(db, case=case, among=shown, person=person)
-        for c in s.candidates:
-            names = agreed.get(c.subject_external_id, set())
-            key = (person, c.subject_external_id)
-            if len(names) < 2 or key in seen or c.subject_external_id in taken:
-                continue
-            seen.add(key)
-            who = f"probe {s.probe_id}, face {s.face_index + 1}"
-            if len(person) > 1:
-                who = f"unknown person of {len(person) - 1} faces ({who})"
-            out.append(_Agreed(c, sorted(names), who))
+    """The identification form's rows: the service's agreed candidates, each with the
+    person it is for in words."""
+    out = []
+    for a in reviews.identifiable_candidates(
+        db, case=case, searches=case_searches, shown=shown, hidden=hidden, identified=idents
+    ):
+        who = f"probe {a.search.probe_id}, face {a.search.face_index + 1}"
+        if len(a.person) > 1:
+            who = f"unknown person of {len(a.person) - 1} faces ({who})"
+        out.append(_Agreed(a.candidate, a.reviewers, who))
     return out
 
 
