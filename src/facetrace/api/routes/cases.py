@@ -186,8 +186,9 @@ class ModeChoiceOut(BaseModel):
     """Why a search ran in its mode."""
 
     chosen_by: str | None = Field(
+        None,
         description="request (asked for), setting (FACETRACE_SEARCH__MODE) or gallery size; "
-        "null for a search made before modes were recorded"
+        "null for a search made before modes were recorded",
     )
     gallery_subjects: int | None = None
     investigation_from: int | None = Field(
@@ -264,14 +265,9 @@ def search_json(s: Search) -> dict[str, Any]:
     choice = dict((s.evidence or {}).get("mode") or {})
     return {
         "mode": s.mode,
-        "mode_choice": {
-            "chosen_by": choice.get("chosen_by"),
-            "gallery_subjects": choice.get("gallery_subjects"),
-            "investigation_from": choice.get("investigation_from"),
-            "switch_source": choice.get("switch_source", ""),
-            "expected_fnir": choice.get("expected_fnir"),
-            "max_fnir": choice.get("max_fnir"),
-        },
+        # the stored choice (ModeChoice.as_dict), read through the schema's defaults:
+        # a search made before modes were recorded has none of its fields
+        "mode_choice": ModeChoiceOut.model_validate(choice).model_dump(),
         "id": s.id,
         "case_id": s.case_id,
         "probe_id": s.probe_id,
