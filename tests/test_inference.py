@@ -93,3 +93,71 @@ def test_the_pool_has_as_many_workers_as_asked(options: PipelineOptions) -> None
         p.close()
     with pytest.raises(InferenceUnavailable, match="shut down"):
         p.analyse(b"x", source="x.jpg")
+
+
+_ORPHAN_SCRIPT = """
+import os
+import sys
+from pathlib import Path
+from facetrace.config import PipelineOptions
+from facetrace.imaging import ImageLimits
+from facetrace.inference import InferencePool
+
+if __name__ == "__main__":
+    options = PipelineOptions(cache_dir=Path(sys.argv[1]))
+    pool = InferencePool(options, limits=ImageLimits(), workers=2)
+    photo = Path(sys.argv[2])
+    pool.analyse(photo.read_bytes(), source=photo.name)  # the pool is up, models loaded
+    me = str(os.getpid())
+    kids = [
+        p.name for p in Path("/proc").iterdir()
+        if p.name.isdigit() and (p / "stat").exists()
+        and (p / "stat").read_text().rsplit(")", 1)[1].split()[1] == me
+    ]
+    print(" ".join(kids), flush=True)
+    sys.stdin.readline()  # killed here
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_workers_end_when_the_service_is_killed(
+    tmp_path: Path, options: PipelineOptions, faces_dir: Path
+) -> None:
+    """A service killed with kill -9 leaves no analysing workers behind with their models
+    loaded (a pool's workers hold both ends of its queue and would wait forever)."""
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "owner.py"
+    script.write_text(_ORPHAN_SCRIPT)
+    owner = subprocess.Popen(
+        [sys.executable, str(script), str(options.cache_dir), str(_photo(faces_dir))],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    pids: list[int] = []
+    try:
+        assert owner.stdout is not None
+        pids = [int(p) for p in owner.stdout.readline().split()]
+        workers = [p for p in pids if _alive(p)]
+        assert len(workers) >= 2  # the two workers (and the resource tracker)
+        owner.kill()
+        owner.wait()
+        deadline = time.monotonic() + 60  # a bound for a busy machine, not a speed check
+        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(p) for p in pids), [p for p in pids if _alive(p)]
+    finally:
+        owner.kill()
+        for p in pids:
+            if _alive(p):
+                os.kill(p, signal.SIGKILL)

@@ -29,6 +29,7 @@ from facetrace import errors
 from facetrace.config import PipelineOptions
 from facetrace.engine import FacePipeline
 from facetrace.imaging import ImageLimits, decode_image
+from facetrace.pool import exit_with_parent
 from facetrace.types import BoundingBox, Face, Landmarks
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ _WORKER: dict[str, Any] = {}  # the worker process's pipeline and limits
 def _init_worker(
     options: PipelineOptions, limits: ImageLimits, max_decoded_pixels: int | None = None
 ) -> None:
+    exit_with_parent()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     _WORKER["pipeline"] = FacePipeline(options.for_worker())
     _WORKER["limits"] = limits

@@ -10,7 +10,9 @@ from __future__ import annotations
 import functools
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
@@ -34,7 +36,26 @@ MIN_ITEMS_FOR_POOL = 4  # below this, starting processes costs more than it save
 CHUNKSIZE = 4
 
 
+def exit_with_parent() -> None:
+    """End this worker process when the process that started it ends, however it ends.
+
+    A pool's workers hold both ends of its call queue, so a parent killed with
+    ``kill -9`` (or by the out-of-memory killer) would leave them waiting forever, each
+    with its models loaded. Every pool initializer calls this (ingest, the service's
+    face analysis, video frames): the parent's sentinel becomes ready when it dies."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _init_worker(options: PipelineOptions, limits: ImageLimits, nice: int = 0) -> None:
+    exit_with_parent()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     if nice:
         os.nice(nice)

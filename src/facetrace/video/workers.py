@@ -20,7 +20,6 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.connection
 import os
-import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -28,30 +27,14 @@ from typing import Any
 from facetrace.config import PipelineOptions
 from facetrace.engine import FacePipeline
 from facetrace.errors import InferenceUnavailable
+from facetrace.pool import exit_with_parent
 from facetrace.video.faces import DETECT_PIXELS, FrameFace, RGBImage, VideoFaceFinder
 
 _WORKER: dict[str, Any] = {}
 
 
-def _exit_with_parent() -> None:
-    """End this worker when the process that started it ends, however it ends.
-
-    A pool's workers hold both ends of its call queue, so a parent killed with
-    ``kill -9`` (or by the out-of-memory killer) would leave them waiting forever, each
-    with its models loaded. The parent's sentinel becomes ready when it dies."""
-    parent = multiprocessing.parent_process()
-    if parent is None:
-        return
-
-    def watch() -> None:
-        multiprocessing.connection.wait([parent.sentinel])
-        os._exit(0)
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
-
-
 def _init_worker(options: PipelineOptions, detect_pixels: int, min_score: float) -> None:
-    _exit_with_parent()
+    exit_with_parent()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     pipeline = FacePipeline(options.for_worker())
     _WORKER["finder"] = VideoFaceFinder(
