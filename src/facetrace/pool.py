@@ -94,10 +94,6 @@ def map_photos(
         for item in items:
             yield fn(item, pipeline, limits)
         return
-    try:  # convert missing model files once here, not in every worker at once
-        (inline or FacePipeline(options)).cache_models()
-    except FacetraceError as exc:  # each worker then reports it for its photos
-        log.warning("could not prepare the model cache: %s", exc)
     ctx = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(
         max_workers=workers,
@@ -106,6 +102,15 @@ def map_photos(
         initargs=(options, limits, nice),
     )
     try:
+        # Start every worker now (each submit to a pool without an idle worker spawns
+        # one): they import while this process converts the models, instead of after.
+        # They load no model before their first photo, which comes after the conversion.
+        for _ in range(workers):
+            pool.submit(os.getpid)
+        try:  # convert missing model files once here, not in every worker at once
+            (inline or FacePipeline(options)).cache_models()
+        except FacetraceError as exc:  # each worker then reports it for its photos
+            log.warning("could not prepare the model cache: %s", exc)
         yield from pool.map(functools.partial(_call_in_worker, fn), items, chunksize=CHUNKSIZE)
     finally:
         # a caller that stops early (a cancelled import) does not wait for the rest
