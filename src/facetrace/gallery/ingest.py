@@ -30,7 +30,7 @@ from facetrace.engine import FacePipeline
 from facetrace.errors import DeletedPhoto, InvalidRequest, ManifestError
 from facetrace.gallery.photo import Analysed, PhotoJob, Refused, analyse_photo
 from facetrace.imaging import ImageLimits
-from facetrace.pool import MIN_ITEMS_FOR_POOL, map_photos
+from facetrace.pool import MIN_ITEMS_FOR_POOL, PhotoPool, map_photos
 from facetrace.store.repo import PhotoRecord, known_hashes
 from facetrace.types import BoundingBox, Face, Provenance
 
@@ -416,6 +416,7 @@ def ingest(
     photo_store: Path | None = None,
     inline_lock: AbstractContextManager[Any] | None = None,
     nice: int = 0,
+    pool: PhotoPool | None = None,
 ) -> IngestSummary:
     """Store ``items`` in ``gallery`` (a :class:`facetrace.gallery.Gallery`).
 
@@ -430,10 +431,12 @@ def ingest(
     (:func:`keep_photo`), not at its source path. ``inline_lock`` is held around each
     photo when the pipeline runs in this process (the gallery's pipeline, which a
     service's searches share); ``nice`` is added to the pool processes' niceness.
+    ``pool``: workers the caller started earlier (:class:`facetrace.pool.PhotoPool`, with
+    the gallery's pipeline options, ``limits`` and ``nice``), used instead of new ones.
     Returns the summary; skipped photos and their reasons
     also go to ``report_path`` as CSV when given.
     """
-    limits = limits or ImageLimits()
+    limits = limits or (pool.limits if pool is not None else ImageLimits())
     summary = IngestSummary(total=len(items))
     start = time.monotonic()
     todo = skip_known(gallery, items, summary)
@@ -509,9 +512,11 @@ def ingest(
         workers=workers,
         inline=gallery.pipeline,
         nice=nice,
+        pool=pool,
     )
     results: Iterator[Any] = (_with_item(item, r) for item, r in zip(todo, analysed, strict=True))
-    if inline_lock is not None and (workers <= 1 or len(todo) < MIN_ITEMS_FOR_POOL):
+    inline = pool is None and (workers <= 1 or len(todo) < MIN_ITEMS_FOR_POOL)
+    if inline_lock is not None and inline:
         results = _one_at_a_time(results, inline_lock)
     try:
         for result in results:
