@@ -256,8 +256,10 @@ def overlap(a: BoundingBox, b: BoundingBox) -> float:
 def touches_edge(box: BoundingBox, width: int, height: int) -> bool:
     """Whether ``box`` reaches the border of a ``width`` x ``height`` photo (a face cut by it).
 
-    >>> touches_edge(BoundingBox(0, 10, 20, 30), 100, 100), touches_edge(BoundingBox(1, 1, 99, 99), 100, 100)
-    (True, False)
+    >>> touches_edge(BoundingBox(0, 10, 20, 30), 100, 100)
+    True
+    >>> touches_edge(BoundingBox(1, 1, 99, 99), 100, 100)
+    False
     """
     return box.x1 <= 0 or box.y1 <= 0 or box.x2 >= width or box.y2 >= height
 
