@@ -79,9 +79,6 @@ def _build_state(settings: ServiceConfig, owner: OwnerLock) -> ServiceState:
     gallery = GalleryPort(
         data_dir,
         database=database,
-        k=settings.search.k,
-        fpir=settings.search.fpir,
-        min_quality=settings.search.min_quality,
         max_upload_bytes=int(svc.max_upload_mb * 1024 * 1024),
         budget=budget,
         index_kind=settings.index_kind,
@@ -89,7 +86,6 @@ def _build_state(settings: ServiceConfig, owner: OwnerLock) -> ServiceState:
         pipeline=settings.pipeline_options(),
         inference_workers=svc.inference_worker_count(),
         import_nice=svc.import_nice,
-        mode_policy=settings.search.mode_policy(),
     )
     imports = ImportJobs(
         root=data_dir / "imports",

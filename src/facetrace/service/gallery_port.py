@@ -1,5 +1,7 @@
-"""The engine as the service uses it: one :class:`facetrace.gallery.directory.Gallery`, opened on
-first use and shared by request threads.
+"""The service's gallery: one :class:`facetrace.gallery.directory.Gallery`, opened on first
+use and shared by request threads, with the calls the service's imports, deletions and
+duplicate finder make on it. Searches do not pass through here: ``service/searches.py``
+reads the opened gallery itself (its ``SearchGallery`` protocol).
 
 No lock here spans a call. The gallery guards its in-memory index itself with a
 readers-writer lock (:mod:`facetrace.rwlock`): searches read it side by side, and an
@@ -13,7 +15,6 @@ LowQualityFace, ...) pass through.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -21,24 +22,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import numpy.typing as npt
 from sqlalchemy.orm import Session
 
-from facetrace.config import ModePolicy, PipelineOptions, SearchMode
+from facetrace.config import PipelineOptions
 from facetrace.imaging import DecodeBudget, ImageLimits
 from facetrace.inference import InferencePool
-from facetrace.service.searches import (
-    FoundCandidate,
-    FoundFace,
-    PhotoFaces,
-    ScoreEvidence,
-    VectorResult,
-)
+from facetrace.service.searches import FoundFace, PhotoFaces
 from facetrace.store.db import Database
 from facetrace.types import Face
 
 if TYPE_CHECKING:
-    from facetrace.gallery.directory import Candidate, DeleteKind
+    from facetrace.gallery.directory import DeleteKind, Gallery
     from facetrace.gallery.duplicates import DuplicatePair
     from facetrace.gallery.ingest import BatchHook
 
@@ -50,12 +44,6 @@ ImportProgress = Callable[[int, int], None]
 def _box(values: Any) -> tuple[int, int, int, int]:
     x1, y1, x2, y2 = (round(float(v)) for v in values)
     return x1, y1, x2, y2
-
-
-def _rate(value: Any) -> float | None:
-    """The engine's estimated false-match rate, None where it has none (NaN)."""
-    rate = float(value)
-    return None if math.isnan(rate) else rate
 
 
 def _found(face: Face, scale: float = 1.0) -> FoundFace:
@@ -70,25 +58,6 @@ def _found(face: Face, scale: float = 1.0) -> FoundFace:
         quality_reasons=tuple(str(r) for r in face.quality.reasons),
         vector=np.asarray(face.vector, dtype=np.float32),
         model_id=face.model_id,
-    )
-
-
-def _candidate(c: Candidate) -> FoundCandidate:
-    i = c.info
-    return FoundCandidate(
-        rank=c.rank,
-        score=float(c.score),  # numpy's float32 from the index
-        false_match_rate=_rate(c.false_match_rate),
-        above_threshold=bool(c.above_threshold),
-        subject_external_id=i.subject_external_id,
-        subject_name=i.subject_name,
-        face_id=i.face_id,
-        photo_id=i.photo_id,
-        box=_box(i.box),
-        quality=float(i.quality),
-        provenance=i.provenance,
-        matched_by=c.matched_by,
-        template_faces=0 if c.template is None else c.template.n_faces,
     )
 
 
@@ -121,13 +90,14 @@ def user_words(path: str, reason: str, root: Path) -> tuple[str, str]:
 
 
 class GalleryPort:
-    """Implements :class:`facetrace.service.searches.FaceSearcher` and the gallery admin calls.
+    """The service's gallery, opened once and shared, with its admin calls (imports,
+    deletions, duplicates); implements :class:`facetrace.service.searches.FaceAnalyser`.
+    Searches do not come through here: they read the opened gallery itself
+    (:class:`facetrace.service.searches.Searcher`).
 
     Args:
         data_dir: the data directory (index, models cache, SQLite file).
         database: the SQL store the service uses too (one engine, one pool).
-        k: candidates per face; fpir: the false-positive identification rate that sets
-        the threshold; min_quality: probe faces below it need ``force``.
         max_upload_bytes: largest probe accepted.
         budget: admission control for decoding (shared with the web's image views):
         every probe photo is decoded and analysed inside it.
@@ -139,8 +109,6 @@ class GalleryPort:
         0 analyses them in this process, one at a time (tests, small tools).
         import_nice: niceness added to an import's pipeline processes, so that searches
         get the cores first when both want them (see ``ServiceSettings.import_nice``).
-        mode_policy: how a search's mode is chosen when the request names none
-        (:meth:`facetrace.config.SearchSettings.mode_policy`; default: by gallery size).
     """
 
     def __init__(
@@ -148,9 +116,6 @@ class GalleryPort:
         data_dir: Path,
         *,
         database: Database,
-        k: int,
-        fpir: float,
-        min_quality: float,
         max_upload_bytes: int,
         budget: DecodeBudget,
         index_kind: str = "auto",
@@ -158,34 +123,24 @@ class GalleryPort:
         pipeline: PipelineOptions | None = None,
         inference_workers: int = 0,
         import_nice: int = 0,
-        mode_policy: ModePolicy | None = None,
     ) -> None:
         self.data_dir = data_dir
-        self.mode_policy = mode_policy or ModePolicy()
         self.pipeline_options = pipeline
         self.index_kind = index_kind
         self.index_params = dict(index_params or {})
         self.database = database
-        self.k = k
-        self.fpir = fpir
-        self._min_quality = min_quality
         self.limits = ImageLimits(max_bytes=max_upload_bytes)
         self.budget = budget
         # a JPEG is decoded no larger than the detector looks at (libjpeg's 1/2, 1/4, 1/8)
         self.max_decoded_pixels = (pipeline or PipelineOptions()).max_detect_pixels
-        self._gallery: Any = None
+        self._gallery: Gallery | None = None
         self._open_lock = threading.Lock()  # opening (and closing) the gallery only
         self.inference_workers = max(0, inference_workers)
         self.import_nice = import_nice
         self._inference: InferencePool | None = None
         self._pipeline_lock = threading.Lock()  # one dlib detector: not for two threads at once
 
-    @property
-    def min_quality(self) -> float:
-        """Probe faces below this quality are searched only when forced."""
-        return self._min_quality
-
-    def gallery(self) -> Any:
+    def gallery(self) -> Gallery:
         """The opened gallery (models load lazily on its first photo)."""
         gallery = self._gallery
         if gallery is not None:
@@ -241,11 +196,6 @@ class GalleryPort:
                 )
             return self._inference
 
-    @property
-    def model_id(self) -> str:
-        """The gallery's model id (every stored vector carries it)."""
-        return str(self.gallery().descriptor.model_id)
-
     def analyse(self, data: bytes, *, source: str, detector: str | None = None) -> PhotoFaces:
         """Decode a photo and find every face with its vector, largest first (one pipeline
         run, with ``detector`` if given, on a worker process when there are), inside the
@@ -295,55 +245,6 @@ class GalleryPort:
             with self._pipeline_lock:
                 face = pipeline.analyse_box(image.pixels, scaled)
             return _found(face, image.scale)
-
-    def search_vector(
-        self,
-        vector: npt.NDArray[np.float32],
-        *,
-        collections: Sequence[str] | None,
-        mode: SearchMode | None = None,
-    ) -> VectorResult:
-        """Candidates for one probe vector (``collections`` limits the search), in
-        ``mode`` or the one the gallery chooses under :attr:`mode_policy`: identification
-        keeps the best 3 below the threshold as look-alikes; investigation lists all
-        ``k``, best first."""
-        from facetrace.gallery.directory import listed
-
-        gallery = self.gallery()
-        selector = gallery.selector_for(list(collections) if collections is not None else None)
-        n = int(gallery.subject_count())
-        how = gallery.choose_mode(mode, policy=self.mode_policy, fpir=self.fpir, n_subjects=n)
-        ((threshold, above, below),) = gallery.search_vectors(
-            np.asarray(vector, dtype=np.float32)[None, :],
-            k=self.k,
-            fpir=self.fpir,
-            selector=selector,
-            include_below=True,
-        )
-        investigating = how.mode == SearchMode.INVESTIGATION
-        return VectorResult(
-            threshold=float(threshold),
-            candidates=tuple(_candidate(c) for c in listed(above, below, how.mode)),
-            below_threshold=() if investigating else tuple(_candidate(c) for c in below[:3]),
-            evidence=self._evidence(how.as_dict()),
-            mode=how.mode,
-        )
-
-    def _evidence(self, mode: dict[str, Any]) -> ScoreEvidence:
-        """The calibration's extent, the threshold's inputs and how the mode was chosen."""
-        g = self.gallery()
-        cal = g.calibration()
-        n = int(g.subject_count())
-        sizes = sorted({100, 1_000, 10_000, 100_000, 1_000_000, max(n, 1)})
-        return ScoreEvidence(
-            impostor_pairs=int(cal.impostor_pairs) if cal else None,
-            calibration_source=str(cal.source) if cal else "",
-            gallery_subjects=n,
-            fpir=self.fpir,
-            verify_threshold=float(g.descriptor.verify_threshold),
-            examples=tuple((s, cal.threshold_for_fpir(self.fpir, s)) for s in sizes) if cal else (),
-            mode=mode,
-        )
 
     def ingest(
         self,
