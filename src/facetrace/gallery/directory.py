@@ -256,7 +256,9 @@ class Gallery:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._owns_database = database is None
         if database is None:
-            database = Database.open(database_url or sqlite_url(self.data_dir))
+            database = Database.open(
+                database_url or sqlite_url(self.data_dir), upgrade=not read_only
+            )
         self.database = database
         self.database_url = database.url
         self.engine = database.engine
