@@ -14,22 +14,30 @@ from facetrace.calibration import Calibration, ModeChoice, ModePolicy, choose_mo
 from facetrace.config import SearchMode
 from facetrace.gallery.directory import Candidate
 from facetrace.index.base import Selector
+from facetrace.inference import Analysis
 from facetrace.service import searches
 from facetrace.store.repo import FaceInfo
-from facetrace.types import Provenance
+from facetrace.types import (
+    BoundingBox,
+    Detection,
+    Face,
+    Landmarks,
+    Provenance,
+    Quality,
+    QualityReason,
+)
 
 MODEL = "fixed-model"
 
 
-def _face(box: tuple[int, int, int, int], quality: float, *reasons: str) -> searches.FoundFace:
+def _face(box: tuple[int, int, int, int], quality: float, *reasons: QualityReason) -> Face:
     vector = np.zeros(4, dtype=np.float32)
     vector[0] = 1.0
-    return searches.FoundFace(
-        box=box,
-        landmarks=((0.0, 0.0),) * 5,
-        detector_score=1.0,
-        quality=quality,
-        quality_reasons=reasons,
+    return Face(
+        detection=Detection(
+            box=BoundingBox(*box), landmarks=Landmarks.from_array(np.zeros((5, 2))), score=1.0
+        ),
+        quality=Quality(score=quality, reasons=reasons),
         vector=vector,
         model_id=MODEL,
     )
@@ -41,17 +49,18 @@ class FixedAnalyser:
     def __init__(self) -> None:
         self.model_runs = 0
 
-    def analyse(
-        self, data: bytes, *, source: str, detector: str | None = None
-    ) -> searches.PhotoFaces:
+    def analyse(self, data: bytes, *, source: str, detector: str | None = None) -> Analysis:
         self.model_runs += 1
-        return searches.PhotoFaces(
-            640, 480, (_face((10, 10, 110, 110), 0.9), _face((200, 10, 300, 110), 0.2, "blur"))
+        return Analysis(
+            640,
+            480,
+            (
+                _face((10, 10, 110, 110), 0.9),
+                _face((200, 10, 300, 110), 0.2, QualityReason.BLURRED),
+            ),
         )
 
-    def analyse_box(
-        self, data: bytes, *, source: str, box: tuple[int, int, int, int]
-    ) -> searches.FoundFace:
+    def analyse_box(self, data: bytes, *, source: str, box: tuple[int, int, int, int]) -> Face:
         self.model_runs += 1
         return _face(box, 0.7)
 
@@ -140,8 +149,8 @@ def fixed_result(mode: SearchMode | None = None) -> searches.VectorResult:
 
 
 def fixed_faces() -> searches.PhotoFaces:
-    """The two faces the fixed analyser finds in any photo."""
-    return FixedAnalyser().analyse(b"", source="p.jpg")
+    """The two faces the fixed analyser finds in any photo, as a probe keeps them."""
+    return searches.photo_faces(FixedAnalyser().analyse(b"", source="p.jpg"))
 
 
 def model_runs(searcher: searches.Searcher) -> int:

@@ -279,16 +279,16 @@ def test_group_photo_uploaded_once_and_each_face_searched(
     gallery: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client: TestClient = gallery["client"]
-    port: Any = client.app.state.service.gallery  # type: ignore[attr-defined]
+    analyser: Any = client.app.state.service.analyser  # type: ignore[attr-defined]
     runs: list[str] = []
     for name in ("analyse", "analyse_box"):
-        real = getattr(port, name)
+        real = getattr(analyser, name)
 
         def counted(*args: Any, _real: Any = real, _name: str = name, **kw: Any) -> Any:
             runs.append(_name)
             return _real(*args, **kw)
 
-        monkeypatch.setattr(port, name, counted)
+        monkeypatch.setattr(analyser, name, counted)
     group = (gallery["faces"] / "webphotos13" / "multi_face" / "couple.jpg").read_bytes()
     resp = client.post(
         f"/api/v1/cases/{gallery['case']}/probes",

@@ -19,7 +19,7 @@ from facetrace.service import case_groups, cases, reviews, searches
 from facetrace.service.accounts import SYSTEM, Actor, Role, actor_of, create_user
 from facetrace.service.gallery_port import GalleryPort
 from facetrace.store.service_models import AuditEntry, Probe, User
-from tests.service.conftest import port_searcher, sqlite_port
+from tests.service.conftest import port_analyser, port_searcher, sqlite_port
 
 JOLIE = ["id01/img1.jpg", "id01/img2.jpg", "id01/img4.jpg"]
 ANISTON = ["id04/img3.jpg", "id04/img53.jpg"]
@@ -63,7 +63,7 @@ def mci(port: GalleryPort, faces_dir: Path) -> Setup:
         )
         for name in JOLIE + ANISTON + ["../multi_face/couple.jpg"]:
             data = (ids / name).read_bytes()
-            found = port.analyse(data, source=name)
+            found = searches.photo_faces(port_analyser(port).analyse(data, source=name))
             searches.add_probe(s, actor=inv, case_id=case.id, data=data, filename=name, found=found)
         return sessions, inv, case.id
 

@@ -20,6 +20,7 @@ from facetrace.errors import (
     RateLimited,
     RuleViolation,
 )
+from facetrace.inference import Analysis
 from facetrace.server.ratelimit import RateLimiter
 from facetrace.service import cases, searches
 from facetrace.service.accounts import Actor, Role
@@ -193,11 +194,9 @@ def test_a_photo_without_a_face_is_not_kept_unless_asked(
     sessions: sessionmaker[Session],
 ) -> None:
     class NoFaces(FixedAnalyser):
-        def analyse(
-            self, data: bytes, *, source: str, detector: str | None = None
-        ) -> searches.PhotoFaces:
+        def analyse(self, data: bytes, *, source: str, detector: str | None = None) -> Analysis:
             self.model_runs += 1
-            return searches.PhotoFaces(640, 480, ())
+            return Analysis(640, 480, ())
 
     inv = make_user(sessions, "inv", {Role.INVESTIGATOR})
     case_id = _case(sessions, inv)

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from facetrace.config import ServiceConfig
 from facetrace.gallery.owner import OwnerLock
 from facetrace.imaging import DecodeBudget
+from facetrace.inference import ProbeAnalyser
 from facetrace.server.proxies import Proxies
 from facetrace.server.ratelimit import ClientLimits, LoginThrottle, RateLimiter
 from facetrace.service.gallery_port import GalleryPort
@@ -28,6 +29,7 @@ class ServiceState:
     database: Database
     secret: bytes
     gallery: GalleryPort
+    analyser: ProbeAnalyser  # the probes' model runs, on the service's worker processes
     imports: ImportJobs
     login_limiter: RateLimiter
     login_throttle: LoginThrottle
@@ -46,7 +48,7 @@ class ServiceState:
         search = self.settings.search
         return Searcher(
             gallery=self.gallery.gallery(),
-            analyser=self.gallery,
+            analyser=self.analyser,
             k=search.k,
             fpir=search.fpir,
             min_quality=search.min_quality,

@@ -6,10 +6,8 @@ reads the opened gallery itself (its ``SearchGallery`` protocol).
 No lock here spans a call. The gallery guards its in-memory index itself with a
 readers-writer lock (:mod:`facetrace.rwlock`): searches read it side by side, and an
 import batch or a delete holds it alone only for the step that changes it, so a search
-waits for at most one such step, never for an import. Probes are analysed (the model
-work) outside any lock, on a pool of worker processes (:mod:`facetrace.inference`), as
-many as there are cores. The engine's own errors (ImageError, NoFaceFound,
-LowQualityFace, ...) pass through.
+waits for at most one such step, never for an import. The engine's own errors
+(ImageError, ManifestError, ...) pass through.
 """
 
 from __future__ import annotations
@@ -21,15 +19,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from sqlalchemy.orm import Session
 
 from facetrace.config import PipelineOptions
-from facetrace.imaging import DecodeBudget, ImageLimits
-from facetrace.inference import InferencePool
-from facetrace.service.searches import FoundFace, PhotoFaces
+from facetrace.imaging import ImageLimits
 from facetrace.store.db import Database
-from facetrace.types import Face
 
 if TYPE_CHECKING:
     from facetrace.gallery.directory import DeleteKind, Gallery
@@ -39,26 +33,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ImportProgress = Callable[[int, int], None]
-
-
-def _box(values: Any) -> tuple[int, int, int, int]:
-    x1, y1, x2, y2 = (round(float(v)) for v in values)
-    return x1, y1, x2, y2
-
-
-def _found(face: Face, scale: float = 1.0) -> FoundFace:
-    """The engine's face as the service keeps it, in the photo's own coordinates (found
-    in pixels decoded at ``scale`` of its side)."""
-    d = face.detection
-    return FoundFace(
-        box=_box([v / scale for v in d.box.as_list()]),
-        landmarks=tuple((float(x) / scale, float(y) / scale) for x, y in d.landmarks.as_array()),
-        detector_score=float(d.score),
-        quality=float(face.quality.score),
-        quality_reasons=tuple(str(r) for r in face.quality.reasons),
-        vector=np.asarray(face.vector, dtype=np.float32),
-        model_id=face.model_id,
-    )
 
 
 _REASON_WORDS = {
@@ -91,22 +65,18 @@ def user_words(path: str, reason: str, root: Path) -> tuple[str, str]:
 
 class GalleryPort:
     """The service's gallery, opened once and shared, with its admin calls (imports,
-    deletions, duplicates); implements :class:`facetrace.service.searches.FaceAnalyser`.
-    Searches do not come through here: they read the opened gallery itself
-    (:class:`facetrace.service.searches.Searcher`).
+    deletions, duplicates). Searches do not come through here: they read the opened
+    gallery itself (:class:`facetrace.service.searches.Searcher`), and probes are
+    analysed by the state's :class:`facetrace.inference.ProbeAnalyser`.
 
     Args:
         data_dir: the data directory (index, models cache, SQLite file).
         database: the SQL store the service uses too (one engine, one pool).
-        max_upload_bytes: largest probe accepted.
-        budget: admission control for decoding (shared with the web's image views):
-        every probe photo is decoded and analysed inside it.
+        max_upload_bytes: largest photo an import reads (as for a probe).
         index_kind, index_params: the vector index recipe and its parameters (a Milvus
         connection), as for :meth:`facetrace.gallery.directory.Gallery.open`.
         pipeline: the face pipeline's options (model, backend, detector), from
         :meth:`facetrace.config.Settings.pipeline_options` as for the CLI.
-        inference_workers: processes that analyse probes (the service: one per core);
-        0 analyses them in this process, one at a time (tests, small tools).
         import_nice: niceness added to an import's pipeline processes, so that searches
         get the cores first when both want them (see ``ServiceSettings.import_nice``).
     """
@@ -117,11 +87,9 @@ class GalleryPort:
         *,
         database: Database,
         max_upload_bytes: int,
-        budget: DecodeBudget,
         index_kind: str = "auto",
         index_params: dict[str, Any] | None = None,
         pipeline: PipelineOptions | None = None,
-        inference_workers: int = 0,
         import_nice: int = 0,
     ) -> None:
         self.data_dir = data_dir
@@ -130,15 +98,12 @@ class GalleryPort:
         self.index_params = dict(index_params or {})
         self.database = database
         self.limits = ImageLimits(max_bytes=max_upload_bytes)
-        self.budget = budget
-        # a JPEG is decoded no larger than the detector looks at (libjpeg's 1/2, 1/4, 1/8)
-        self.max_decoded_pixels = (pipeline or PipelineOptions()).max_detect_pixels
         self._gallery: Gallery | None = None
         self._open_lock = threading.Lock()  # opening (and closing) the gallery only
-        self.inference_workers = max(0, inference_workers)
         self.import_nice = import_nice
-        self._inference: InferencePool | None = None
-        self._pipeline_lock = threading.Lock()  # one dlib detector: not for two threads at once
+        # one dlib detector: not for two threads at once (an inline import's pipeline and
+        # the service's probe analysis in this process, ProbeAnalyser(lock=...))
+        self.pipeline_lock = threading.Lock()
 
     def gallery(self) -> Gallery:
         """The opened gallery (models load lazily on its first photo)."""
@@ -170,81 +135,9 @@ class GalleryPort:
     def close(self) -> None:
         """Save the index and release the gallery."""
         with self._open_lock:
-            pool, self._inference = self._inference, None
-            if pool is not None:
-                pool.close()
             if self._gallery is not None:
                 self._gallery.close()
                 self._gallery = None
-
-    def inference(self) -> InferencePool | None:
-        """The pool of probe-analysing processes (started on first use), None when probes
-        are analysed in this process."""
-        if self.inference_workers == 0:
-            return None
-        pool = self._inference
-        if pool is not None:
-            return pool
-        options = self.gallery().pipeline.options  # the gallery's, models cache included
-        with self._open_lock:
-            if self._inference is None:
-                self._inference = InferencePool(
-                    options,
-                    limits=self.limits,
-                    workers=self.inference_workers,
-                    max_decoded_pixels=self.max_decoded_pixels,
-                )
-            return self._inference
-
-    def analyse(self, data: bytes, *, source: str, detector: str | None = None) -> PhotoFaces:
-        """Decode a photo and find every face with its vector, largest first (one pipeline
-        run, with ``detector`` if given, on a worker process when there are), inside the
-        decode budget: its header is read here and the photo waits for room before any
-        process decodes it. Raises ImageError, InvalidRequest for an unknown detector,
-        Busy when the budget has no room in time, InferenceUnavailable when no worker
-        could answer; a photo without a face gives no faces. Boxes and landmarks are in
-        the photo's own (upright) coordinates, however it was decoded."""
-        pipeline = self.gallery().pipeline
-        pipeline.detector_for(detector)  # an unknown name is refused before decoding
-        pool = self.inference()
-        if pool is not None:
-            with self.budget.admitting(
-                data, source=source, limits=self.limits, max_decoded_pixels=self.max_decoded_pixels
-            ):
-                found = pool.analyse(data, source=source, detector=detector)
-            return PhotoFaces(
-                width=found.width,
-                height=found.height,
-                faces=tuple(_found(f) for f in found.faces),
-            )
-        with self.budget.decoding(
-            data, source=source, limits=self.limits, max_decoded_pixels=self.max_decoded_pixels
-        ) as image:
-            with self._pipeline_lock:
-                faces = pipeline.analyse(image.pixels, detector=detector)
-            w, h = image.upright_size
-            return PhotoFaces(width=w, height=h, faces=tuple(_found(f, image.scale) for f in faces))
-
-    def analyse_box(self, data: bytes, *, source: str, box: tuple[int, int, int, int]) -> FoundFace:
-        """The face inside ``box`` (the photo's own coordinates) of a photo: landmarks
-        found in the box, then its vector; inside the decode budget like :meth:`analyse`."""
-        from facetrace.types import BoundingBox
-
-        pool = self.inference()
-        if pool is not None:
-            with self.budget.admitting(
-                data, source=source, limits=self.limits, max_decoded_pixels=self.max_decoded_pixels
-            ):
-                face = pool.analyse_box(data, source=source, box=box)
-            return _found(face)
-        with self.budget.decoding(
-            data, source=source, limits=self.limits, max_decoded_pixels=self.max_decoded_pixels
-        ) as image:
-            scaled = BoundingBox(*(round(v * image.scale) for v in box))
-            pipeline = self.gallery().pipeline
-            with self._pipeline_lock:
-                face = pipeline.analyse_box(image.pixels, scaled)
-            return _found(face, image.scale)
 
     def ingest(
         self,
@@ -298,7 +191,7 @@ class GalleryPort:
             on_batch=on_batch,
             should_stop=should_stop,
             photo_store=photo_store,
-            inline_lock=self._pipeline_lock,
+            inline_lock=self.pipeline_lock,
             batch_size=batch_size,
             nice=self.import_nice,
         )

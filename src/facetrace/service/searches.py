@@ -48,11 +48,12 @@ from facetrace.service.cases import require_open, scoped_case
 from facetrace.service.collections import searchable_collections
 from facetrace.store import repo
 from facetrace.store.service_models import Case, Probe, ProbeFaceRow, Search, SearchCandidate
-from facetrace.types import Provenance
+from facetrace.types import Face, Provenance
 
 if TYPE_CHECKING:
     from facetrace.calibration import Calibration, ModeChoice
     from facetrace.gallery.directory import Candidate
+    from facetrace.inference import Analysis
     from facetrace.vision.models import ModelDescriptor
 
 FaceT = TypeVar("FaceT")
@@ -101,6 +102,28 @@ class PhotoFaces:
     width: int
     height: int
     faces: tuple[FoundFace, ...]
+
+
+def found_face(face: Face) -> FoundFace:
+    """The engine's face (in the photo's own coordinates) as a probe face keeps it."""
+    d = face.detection
+    x1, y1, x2, y2 = (round(float(v)) for v in d.box.as_list())
+    return FoundFace(
+        box=(x1, y1, x2, y2),
+        landmarks=tuple((float(x), float(y)) for x, y in d.landmarks.as_array()),
+        detector_score=float(d.score),
+        quality=float(face.quality.score),
+        quality_reasons=tuple(str(r) for r in face.quality.reasons),
+        vector=np.asarray(face.vector, dtype=np.float32),
+        model_id=face.model_id,
+    )
+
+
+def photo_faces(found: Analysis) -> PhotoFaces:
+    """The analyser's answer for a photo as a probe keeps it."""
+    return PhotoFaces(
+        width=found.width, height=found.height, faces=tuple(found_face(f) for f in found.faces)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,16 +193,18 @@ class VectorResult:
 
 class FaceAnalyser(Protocol):
     """The model work of a probe: decoding it and running detection, landmarks and
-    embedding (the service's: on its worker processes, one per core, inside the decode
-    budget). The only part of a search that runs a model."""
+    embedding; the only part of a search that runs a model (the service's is
+    :class:`facetrace.inference.ProbeAnalyser`: on worker processes, one per core,
+    inside the decode budget, no lock held). Boxes and landmarks come back in the
+    photo's own coordinates."""
 
-    def analyse(self, data: bytes, *, source: str, detector: str | None = None) -> PhotoFaces:
-        """Decode a photo and find every face with its vector (``detector``: ``hog``,
-        ``cnn`` or ``auto`` instead of the configured one; InvalidRequest for another
-        name); raises ImageError."""
+    def analyse(self, data: bytes, *, source: str, detector: str | None = None) -> Analysis:
+        """Decode a photo and find every face with its vector, largest first
+        (``detector``: ``hog``, ``cnn`` or ``auto`` instead of the configured one;
+        InvalidRequest for another name); raises ImageError."""
         ...
 
-    def analyse_box(self, data: bytes, *, source: str, box: tuple[int, int, int, int]) -> FoundFace:
+    def analyse_box(self, data: bytes, *, source: str, box: tuple[int, int, int, int]) -> Face:
         """Embed the face inside ``box`` (landmarks found in it); raises ImageError."""
         ...
 
@@ -409,7 +434,7 @@ def store_probe(
     filename = Path(filename or "probe").name
     scoped_case(session, actor=actor, case_id=case_id, perm=Perm.SEARCH)
     session.commit()
-    found = searcher.analyser.analyse(data, source=filename, detector=detector)
+    found = photo_faces(searcher.analyser.analyse(data, source=filename, detector=detector))
     if not found.faces and not keep_without_faces:
         raise NoFaceFound(f"{filename}: no face was found in the photo")
     probe = add_probe(
@@ -445,7 +470,7 @@ def add_manual_face(
         raise InvalidRequest(f"the box is too small: draw at least {MIN_BOX_PX} pixels a side")
     data, filename = bytes(probe.data or b""), probe.filename
     session.commit()
-    found = searcher.analyser.analyse_box(data, source=filename, box=box)
+    found = found_face(searcher.analyser.analyse_box(data, source=filename, box=box))
     return add_probe_faces(
         session, actor=actor, probe_id=probe_id, faces=[found], origin=FaceOrigin.MANUAL
     )[0]
@@ -660,7 +685,9 @@ def search_probe(
         vector = None if row.model_id != searcher.model_id else _vector(row.vector)
         data, filename, box = probe.data, probe.filename, row.box
     if vector is None:  # stored before vectors were kept: embed it once, keep it
-        found = searcher.analyser.analyse_box(bytes(data or b""), source=filename, box=box)
+        found = found_face(
+            searcher.analyser.analyse_box(bytes(data or b""), source=filename, box=box)
+        )
         vector = found.vector
         stored = _probe_for(session, actor=actor, probe_id=probe_id, perm=Perm.SEARCH)
         again = _pick(stored.faces, face)
@@ -709,7 +736,7 @@ def search_upload(
         scoped_case(s, actor=actor, case_id=case_id, perm=Perm.SEARCH)
         scope = search_scope(s, actor=actor)
     session.commit()
-    found = searcher.analyser.analyse(data, source=filename, detector=detector)
+    found = photo_faces(searcher.analyser.analyse(data, source=filename, detector=detector))
     if not found.faces:
         raise NoFaceFound(f"{filename}: no face was found in the photo")
     if face is None:
