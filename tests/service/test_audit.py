@@ -428,6 +428,40 @@ def test_a_pages_entry_covers_its_images_however_busy_the_log(
         assert not audit.covered(s, actor="ines")
 
 
+def test_a_cover_row_added_by_hand_hides_no_view(sessions: sessionmaker[Session]) -> None:
+    """audit_cover is outside the chain: a row there must not stand in for an entry."""
+    from sqlalchemy import insert
+
+    _view(sessions, "ines", photos=[3])
+    with sessions.begin() as s:
+        genuine = s.execute(select(AuditCover)).scalar_one()
+        at, seq = genuine.at, genuine.seq
+        # a row naming the genuine entry for a photo it does not list
+        s.execute(insert(AuditCover).values(actor="ines", kind="photo", ref_id=9, seq=seq, at=at))
+        # a row naming an entry that does not exist
+        s.execute(
+            insert(AuditCover).values(actor="ines", kind="photo", ref_id=8, seq=seq + 99, at=at)
+        )
+        # a row for another user, naming ines's entry
+        s.execute(insert(AuditCover).values(actor="olga", kind="photo", ref_id=3, seq=seq, at=at))
+    with sessions.begin() as s:
+        assert audit.covered(s, actor="ines", photo=3)
+        assert not audit.covered(s, actor="ines", photo=9)
+        assert not audit.covered(s, actor="ines", photo=8)
+        assert not audit.covered(s, actor="olga", photo=3)
+    # an entry whose listed photos were edited in SQL no longer verifies: it covers nothing
+    with sessions.begin() as s:
+        s.execute(
+            update(AuditEntry)
+            .where(AuditEntry.seq == seq)
+            .values(detail=audit.canonical({"photos": [3, 9]}))
+        )
+        s.execute(insert(AuditCover).values(actor="ines", kind="photo", ref_id=9, seq=seq, at=at))
+    with sessions.begin() as s:
+        assert not audit.covered(s, actor="ines", photo=9)
+        assert not audit.covered(s, actor="ines", photo=3)
+
+
 def test_cover_ends_with_its_window_and_is_one_lookup(
     sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -448,7 +482,8 @@ def test_cover_ends_with_its_window_and_is_one_lookup(
     finally:
         event.remove(engine, "before_cursor_execute", note)
     selects = [q for q in statements if q.lstrip().upper().startswith("SELECT")]
-    assert len(selects) == 1 and "audit_entry" not in selects[0], statements
+    # one indexed lookup: the cover note joined to its entry by seq (no scan of the log)
+    assert len(selects) == 1 and "audit_cover" in selects[0], statements
     # ten minutes later the entry covers nothing, and its note is cleared by the next one
     later = audit.COVER_WINDOW + timedelta(seconds=1)
     real = audit.datetime

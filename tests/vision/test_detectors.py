@@ -62,6 +62,26 @@ def test_auto_keeps_hogs_single_face(detectors: dict[str, object]) -> None:
     assert _boxes(detectors["auto"], photo) == _boxes(detectors["hog"], photo)
 
 
+def test_auto_asks_the_cnn_when_hogs_one_face_is_cut_by_the_edge(
+    detectors: dict[str, object],
+) -> None:
+    # LFW's Tung_Chee-hwa_0001: HOG finds only the bystander cut by the left edge; the
+    # subject, smiling in the middle, is what the photo is of
+    photo = (
+        require_dir(faces_root() / "lfw" / "images" / "Tung_Chee-hwa") / "Tung_Chee-hwa_0001.jpg"
+    )
+    pixels = load_rgb(photo)
+    h, w = pixels.shape[:2]
+
+    def centre(boxes: list[BoundingBox]) -> bool:
+        return any(b.x1 <= w / 2 < b.x2 and b.y1 <= h / 2 < b.y2 for b in boxes)
+
+    hog = _boxes(detectors["hog"], photo)
+    assert len(hog) == 1 and hog[0].x1 == 0 and not centre(hog)
+    auto = _boxes(detectors["auto"], photo)
+    assert centre(auto) and hog[0] in auto and len(auto) == 2
+
+
 def test_the_pipeline_takes_the_detector_from_settings_and_per_call(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, selfie: Path
 ) -> None:

@@ -143,7 +143,7 @@ def eval_identify(
     """Open-set 1:N: rank-1/rank-10 hit rates and FNIR at FPIR 0.1, 0.01 and 0.001.
 
     Every configuration the same embeddings allow is measured too (cosine on faces only;
-    templates when --enrol is above 1; AS-norm with --cohort; both): ``levers`` in the
+    templates when --enrol is above 1; AS-norm with --cohort; both): "levers" in the
     JSON, one line each in the figures written with --output."""
     from facetrace.config import ScoreKind
     from facetrace.errors import FacetraceError

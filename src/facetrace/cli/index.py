@@ -19,7 +19,7 @@ def index_status(ctx: typer.Context) -> None:
     """The index's kind, parameters, size and health (for Milvus: the server's version,
     load state and latency), and the kind recommended for that size (JSON). While the
     service rebuilds a lost index in the background: that rebuild's progress (state,
-    faces done of total, started); afterwards the last one's outcome as ``last_rebuild``."""
+    faces done of total, started); afterwards the last one's outcome as "last_rebuild"."""
     from facetrace.index.factory import choose_kind
 
     c: Context = ctx.obj

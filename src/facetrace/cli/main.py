@@ -17,7 +17,12 @@ from facetrace.cli import duplicates, gallery, grouping, index, service
 from facetrace.cli import eval as eval_commands
 from facetrace.cli.common import Context, ErrorBoundary
 
-app = typer.Typer(cls=ErrorBoundary, no_args_is_help=True, add_completion=False, help=__doc__)
+HELP = (
+    "facetrace: search a face gallery for the people in a photo or video, with "
+    "calibrated false-match rates.\n\n"
+    "Machine-readable results (--json) go to stdout; progress and warnings to stderr."
+)
+app = typer.Typer(cls=ErrorBoundary, no_args_is_help=True, add_completion=False, help=HELP)
 
 
 class BackendChoice(StrEnum):

@@ -61,7 +61,7 @@ def serve(
     ] = None,
     port: Annotated[int | None, typer.Option(help="Port (env FACETRACE_SERVICE__PORT).")] = None,
 ) -> None:
-    """Run the web service. On an empty data directory, create ``admin`` and print its
+    """Run the web service. On an empty data directory, create "admin" and print its
     one-time password."""
     import uvicorn
 

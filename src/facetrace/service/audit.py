@@ -321,21 +321,58 @@ def covered(
     """True when ``actor`` viewed, in the last :data:`COVER_WINDOW`, a page whose entry
     lists this reference ``photo`` (or ``probe``): showing its image again needs no
     entry of its own. One indexed lookup (``audit_cover``); entries written before that
-    table existed cover nothing, so their images are audited again (never less)."""
+    table existed cover nothing, so their images are audited again (never less).
+
+    ``audit_cover`` lies outside the hash chain, so a row there is only a pointer: the
+    entry it names must be in the log, verify under the audit key, be a page view of
+    ``actor`` inside the window and list the image. A row added by hand (to hide views
+    from the log) covers nothing."""
     since = (datetime.now(UTC) - COVER_WINDOW).isoformat(timespec="microseconds")
     wanted = [(kind, ref) for kind, ref in (("photo", photo), ("probe", probe)) if ref is not None]
     if not wanted:
         return False
-    found = session.execute(
-        select(AuditCover.id)
+    entries = session.execute(
+        select(AuditEntry)
+        .join(AuditCover, AuditCover.seq == AuditEntry.seq)
         .where(
             AuditCover.actor == actor,
             or_(*(and_(AuditCover.kind == kind, AuditCover.ref_id == ref) for kind, ref in wanted)),
             AuditCover.at >= since,
         )
-        .limit(1)
-    ).first()
-    return found is not None
+        .order_by(AuditEntry.seq.desc())
+        .limit(3)
+    ).scalars()
+    key = session_key(session)
+    return any(_covers(entry, key, actor=actor, since=since, wanted=wanted) for entry in entries)
+
+
+def _covers(
+    entry: AuditEntry, key: bytes, *, actor: str, since: str, wanted: list[tuple[str, int]]
+) -> bool:
+    """Whether ``entry`` is a genuine, recent page view of ``actor`` listing one of
+    ``wanted``: its MAC verifies and its own (hashed) fields say so."""
+    if entry.actor != actor or entry.action not in _COVERING_NAMES or entry.at < since:
+        return False
+    mac = entry_mac(
+        key,
+        seq=entry.seq,
+        at=entry.at,
+        actor=entry.actor,
+        action=entry.action,
+        target=entry.target,
+        detail=entry.detail,
+        prev_hash=entry.prev_hash,
+    )
+    if not hmac.compare_digest(mac, entry.hash):
+        return False
+    try:
+        detail = json.loads(entry.detail)
+    except ValueError:
+        return False
+    if not isinstance(detail, dict):
+        return False
+    keys = dict(_COVER_KINDS)
+    return any(ref in (detail.get(keys[kind]) or ()) for kind, ref in wanted)
 
 
 _REFUSALS = "facetrace.audit.refusals"

@@ -30,7 +30,7 @@ from sqlalchemy import Engine, create_engine, event, exc, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from facetrace.errors import StoreUnavailable
-from facetrace.store.revisions import MIGRATIONS, head_revision
+from facetrace.store.revisions import MIGRATIONS, head_revision, known_revisions
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -115,12 +115,31 @@ def _current_revisions(engine: Engine) -> set[str]:
         return {str(v) for v in rows}
 
 
-def migrate(engine: Engine) -> None:
+def migrate(engine: Engine, *, upgrade: bool = True) -> None:
     """Bring the schema to the newest revision (idempotent). A database already at the
-    head is left alone without loading Alembic, so opening one costs a query."""
+    head is left alone without loading Alembic, so opening one costs a query.
+
+    A schema written by a newer facetrace is never touched (StoreUnavailable saying so,
+    not Alembic's "Can't locate revision"). With ``upgrade`` false (a read-only
+    opening, which may run beside a service of another version) an older schema is
+    refused instead of upgraded; an empty database still gets the schema."""
     head = head_revision()
-    if head is not None and _current_revisions(engine) == {head}:
+    current = _current_revisions(engine)
+    if head is not None and current == {head}:
         return
+    unknown = current - known_revisions()
+    if unknown:
+        raise StoreUnavailable(
+            f"the database's schema ({', '.join(sorted(unknown))}) was written by a newer "
+            f"facetrace than this one (newest known: {head}): upgrade facetrace, or point "
+            "it at another database"
+        )
+    if current and not upgrade:
+        raise StoreUnavailable(
+            f"the database's schema ({', '.join(sorted(current))}) is older than this "
+            f"facetrace's ({head}); a read-only command does not upgrade it: run a command "
+            "that writes (facetrace serve, facetrace ingest) once to upgrade it"
+        )
     from alembic import command
 
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
@@ -168,10 +187,11 @@ class Database:
     reads: sessionmaker[Session]
 
     @classmethod
-    def open(cls, url: str) -> Database:
-        """Connect to ``url`` and migrate the schema to the newest revision. Raises
+    def open(cls, url: str, *, upgrade: bool = True) -> Database:
+        """Connect to ``url`` and migrate the schema to the newest revision (with
+        ``upgrade`` false an older schema is refused, see :func:`migrate`). Raises
         StoreUnavailable, naming the database (never its password), when it cannot be
-        reached or written."""
+        reached or written, or its schema is not this code's."""
         try:
             engine = make_engine(url)
         except exc.NoSuchModuleError as error:
@@ -182,7 +202,10 @@ class Database:
                 "postgresql://user@host:5432/name"
             ) from error
         try:
-            migrate(engine)
+            migrate(engine, upgrade=upgrade)
+        except StoreUnavailable:
+            engine.dispose()
+            raise
         except UNAVAILABLE as error:
             engine.dispose()
             raise StoreUnavailable(

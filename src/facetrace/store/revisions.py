@@ -10,9 +10,22 @@ from pathlib import Path
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+def known_revisions() -> set[str]:
+    """Every packaged migration's revision id: a database at any other was written by a
+    newer facetrace, whose schema this code must not touch."""
+    return _read()[0]
+
+
 def head_revision() -> str | None:
     """The newest packaged migration, read from the files without importing Alembic:
     the one revision no other names as its parent (None if there is not exactly one)."""
+    revisions, parents = _read()
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _read() -> tuple[set[str], set[str]]:
+    """The packaged revisions and the revisions named as parents."""
     revisions: set[str] = set()
     parents: set[str] = set()
     for path in (MIGRATIONS / "versions").glob("*.py"):
@@ -23,5 +36,4 @@ def head_revision() -> str | None:
             revisions.add(rev.group(1))
         if down:
             parents.update(re.findall(r"['\"]([^'\"]+)['\"]", down.group(1)))
-    heads = revisions - parents
-    return heads.pop() if len(heads) == 1 else None
+    return revisions, parents

@@ -449,7 +449,9 @@ class AuditCover(Base):
     ``ref_id`` its id, ``seq`` the entry, ``at`` its time), written with the entry: the
     images a page shows are covered by the page's entry, found by one indexed lookup
     (``facetrace.service.audit.covered``) instead of reading recent entries. Derived from
-    the log and outside its chain; rows older than the cover window are deleted."""
+    the log and outside its chain, so only a pointer: ``covered`` trusts the entry it
+    names (MAC, actor, action, listed ids), never the row. Rows older than the cover
+    window are deleted."""
 
     __tablename__ = "audit_cover"
     __table_args__ = (Index("ix_audit_cover_lookup", "actor", "kind", "ref_id", "at"),)
