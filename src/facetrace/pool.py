@@ -14,7 +14,8 @@ import multiprocessing.connection
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 from facetrace.config import PipelineOptions
@@ -67,6 +68,75 @@ def _call_in_worker(fn: PhotoFn[T, R], item: T) -> R:
     return fn(item, _WORKER["pipeline"], _WORKER["limits"])
 
 
+def _cache_models_in_worker() -> str | None:
+    """Convert the models missing from the cache, here in a worker; why not, if it failed."""
+    pipeline: FacePipeline = _WORKER["pipeline"]
+    try:
+        pipeline.cache_models()
+    except FacetraceError as exc:
+        return str(exc)
+    return None
+
+
+class PhotoPool:
+    """``workers`` spawned processes, each with its own pipeline (one inference thread),
+    started now, before their photos are known.
+
+    A command that knows it will map photos starts its pool first, so that the workers
+    import (about half a second each) while it opens the gallery and converts the models,
+    instead of after; :func:`map_photos` also makes one for itself when given none. Each
+    worker loads its models at its first photo. Close it (or use it as a context manager)
+    to stop the workers."""
+
+    def __init__(
+        self, options: PipelineOptions, limits: ImageLimits, workers: int, *, nice: int = 0
+    ) -> None:
+        self.options = options
+        self.limits = limits
+        self.workers = max(1, workers)
+        self.nice = nice
+        self._executor = ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(options, limits, nice),
+        )
+        # each submit to a pool without an idle worker spawns one: all start now
+        for _ in range(self.workers):
+            self._executor.submit(os.getpid)
+        # The first worker ready converts the models a fresh data directory lacks (about
+        # 0.7 s, most of it importing onnx), once for all and on its own core, while this
+        # process goes on (opening the gallery); no photo is sent before it is done.
+        self._models: Future[str | None] = self._executor.submit(_cache_models_in_worker)
+
+    def wait_for_models(self) -> None:
+        """Return once the models are in the cache (or could not be converted: each worker
+        then reports it for its photos)."""
+        try:
+            problem = self._models.result()
+        except BrokenProcessPool as exc:  # the photos' map reports it again
+            problem = str(exc)
+        if problem:
+            log.warning("could not prepare the model cache: %s", problem)
+
+    def map(self, fn: PhotoFn[T, R], items: Sequence[T]) -> Iterator[R]:
+        """``fn(item, pipeline, limits)`` for each item in the workers, in input order;
+        closing the iterator early drops the items not started."""
+        return self._executor.map(
+            functools.partial(_call_in_worker, fn), items, chunksize=CHUNKSIZE
+        )
+
+    def close(self) -> None:
+        """Stop the workers, dropping the items not started."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> PhotoPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def map_photos(
     fn: PhotoFn[T, R],
     items: Sequence[T],
@@ -76,6 +146,7 @@ def map_photos(
     workers: int,
     inline: FacePipeline | None = None,
     nice: int = 0,
+    pool: PhotoPool | None = None,
 ) -> Iterator[R]:
     """``fn(item, pipeline, limits)`` for each item, in input order.
 
@@ -88,25 +159,27 @@ def map_photos(
         inline: an already-built pipeline to reuse when running in this process.
         nice: added to the workers' niceness (a service's import yields the cores to its
             searches: the scheduler runs a search's worker first when both are ready).
+        pool: workers started earlier (:class:`PhotoPool`, with these ``options``,
+            ``limits`` and ``nice``), used whatever ``workers`` and the item count say;
+            the caller closes it.
+
+    Raises:
+        ValueError: ``pool`` was started with other options, limits or niceness.
     """
-    if workers <= 1 or len(items) < MIN_ITEMS_FOR_POOL:
+    if pool is not None and (pool.options, pool.limits, pool.nice) != (options, limits, nice):
+        raise ValueError("the pool was started with other pipeline options, limits or nice")
+    if pool is None and (workers <= 1 or len(items) < MIN_ITEMS_FOR_POOL):
         pipeline = inline or FacePipeline(options)
         for item in items:
             yield fn(item, pipeline, limits)
         return
-    try:  # convert missing model files once here, not in every worker at once
-        (inline or FacePipeline(options)).cache_models()
-    except FacetraceError as exc:  # each worker then reports it for its photos
-        log.warning("could not prepare the model cache: %s", exc)
-    ctx = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=ctx,
-        initializer=_init_worker,
-        initargs=(options, limits, nice),
-    )
+    own = pool is None
+    running = pool if pool is not None else PhotoPool(options, limits, workers, nice=nice)
     try:
-        yield from pool.map(functools.partial(_call_in_worker, fn), items, chunksize=CHUNKSIZE)
+        # missing models are converted once, by a worker, before any photo is sent: the
+        # workers would otherwise each convert the same files at their first photo
+        running.wait_for_models()
+        yield from running.map(fn, items)
     finally:
-        # a caller that stops early (a cancelled import) does not wait for the rest
-        pool.shutdown(wait=True, cancel_futures=True)
+        if own:  # a caller that stops early (a cancelled import) does not wait for the rest
+            running.close()

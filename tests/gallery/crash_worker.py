@@ -10,6 +10,10 @@ SQL committed it and before the index got it: the one moment a Milvus server (wh
 keeps every write it acknowledged) is left behind SQL, hit for certain.
 ``templates`` adds batches of photos of a few subjects (vectors close to each subject's
 own, so each subject has a template that every batch rewrites) and deletes some.
+``reuse`` adds ten photos, deletes the newest (the face with the highest id), saves the
+index, adds one photo and SIGKILLs itself before any further save: the moment where a
+reused face id (SQLite gave the next face the deleted one's id, at or below the saved
+watermark) would leave that face out of the repaired index.
 """
 
 from __future__ import annotations
@@ -103,6 +107,17 @@ def templates_loop(g: Gallery, rng: np.random.Generator, pick: random.Random, se
         n += 1
 
 
+def reuse_then_die(g: Gallery, rng: np.random.Generator, seed: int) -> None:
+    newest = ""
+    for n in range(10):
+        newest = add_random_photo(g, rng, f"{seed}-{n}")
+    print("writing", flush=True)
+    g.delete_photo(newest)  # the face with the highest id
+    g.save_index()  # the saved watermark is that deleted face's id
+    add_random_photo(g, rng, f"{seed}-after")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 def main() -> None:
     data, seed, mode = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
     rng = np.random.default_rng(seed)
@@ -111,6 +126,8 @@ def main() -> None:
     print("ready", flush=True)
     if mode == "templates":
         templates_loop(g, rng, pick, seed)
+    if mode == "reuse":
+        reuse_then_die(g, rng, seed)
     added: list[str] = []
     n = 0
     while True:

@@ -57,3 +57,16 @@ def test_modes_are_said_in_words(desk: Desk, browser: Any) -> None:
     page.goto(url2)
     form = page.locator("#review-form").inner_text()
     assert "No candidate" in form and "listed people" not in form
+    # reviewed, the investigation search's "no candidate" keeps its words on the case page
+    # and in its timeline, where the identification wording would say nobody was close
+    page.goto(url)
+    page.check("#review-form input[value=no_candidate]")
+    page.fill("#review-form textarea[name=note]", "none of them")
+    page.click("#review-form button")
+    page.wait_for_selector("text=Review recorded.")
+    page.click("h1 a[href^='/cases/']")
+    reviews = page.locator("h2:has-text('Reviews') + table").inner_text()
+    assert "No candidate: none of the listed people is the person" in reviews
+    timeline = page.locator("ol.timeline").inner_text()
+    assert "none of the listed people is the person" in timeline
+    shot(page, "modes-04-case-reviews")

@@ -667,8 +667,9 @@ class Gallery:
             pending = repo.pending_deletes(s)
             with self._rw.write():
                 removed = self.index.remove(pending) if pending else 0
-            # faces above the watermark, and logged deletes whose id SQL has given to a
-            # new face since (SQLite reuses the highest rowid): add those the index lacks
+            # faces above the watermark (face ids are never reused, migration 0020), and
+            # logged deletes whose id SQLite gave to a new face before 0020: add those
+            # the index lacks
             fresh = np.union1d(
                 repo.searchable_after(s, watermark)[0], repo.searchable_among(s, pending)
             )

@@ -13,7 +13,6 @@ from sqlalchemy.orm import Session
 from facetrace.service import cases, notifications, reviews
 from facetrace.service.cases import OUTCOME_LABELS, Outcome
 from facetrace.service.reviews import (
-    CONCLUSION_LABELS,
     IDENTIFIER_LABELS,
     Conclusion,
     PrimaryIdentifier,
@@ -48,7 +47,9 @@ def case_timeline(
         else:
             text = f"{p.filename}: {faces} face{'' if faces == 1 else 's'} found"
         out.append(Entry(as_utc(p.created_at), "probe", "", text, p.id))
-    for s in cases.case_searches(session, case=case):
+    case_searches = cases.case_searches(session, case=case)
+    modes = {s.id: s.mode for s in case_searches}
+    for s in case_searches:
         found = len(s.listed)
         if s.no_candidate:
             result = "no candidate"
@@ -62,7 +63,8 @@ def case_timeline(
         if r.search_id in blind_searches:
             text = f"search {r.search_id}: a review was recorded (shown once you record yours)"
         else:
-            text = f"search {r.search_id}: {CONCLUSION_LABELS[Conclusion(r.conclusion)]}"
+            labels = reviews.conclusion_labels(modes.get(r.search_id, "identification"))
+            text = f"search {r.search_id}: {labels[Conclusion(r.conclusion)]}"
             if r.candidate is not None:
                 text += f", {r.candidate.subject_name or r.candidate.subject_external_id}"
             if r.note:

@@ -111,15 +111,20 @@ class Photo(Base):
 
 
 class FaceRow(Base):
-    """One face found in a photo; ``is_subject`` marks the one that is the photo's subject."""
+    """One face found in a photo; ``is_subject`` marks the one that is the photo's subject.
+
+    Ids are never reused (AUTOINCREMENT on SQLite, a sequence on PostgreSQL): the repair
+    on open finds the faces a saved index lacks as those above its watermark, so a new
+    face must never get the id of a deleted one at or below it."""
 
     __tablename__ = "face"
     __table_args__ = (
         UniqueConstraint("photo_id", "face_index", name="uq_face_photo_index"),
         Index("ix_face_searchable", "is_subject", "collection_id"),
+        {"sqlite_autoincrement": True},
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     photo_id: Mapped[int] = mapped_column(ForeignKey("photo.id", ondelete="CASCADE"))
     subject_id: Mapped[int | None] = mapped_column(ForeignKey("subject.id"), index=True)
     collection_id: Mapped[int] = mapped_column(ForeignKey("collection.id"))
