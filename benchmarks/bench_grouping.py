@@ -1,7 +1,11 @@
 """Grouping benchmark: quality of each algorithm and threshold on labelled sets, and the
 time and memory of grouping 100k and 1M faces.
 
-    python -m benchmarks.bench_grouping [--parts quality,scale] [--sizes 100000,1000000]
+    python -m benchmarks.bench_grouping [--parts quality,scale,resamples] [--sizes 100000,1000000]
+
+*Resamples* (:mod:`benchmarks.grouping_resamples`): precision as an unseen set would see
+it, on identity-disjoint resamples of the LFW half with a calibration refitted on the
+other identities; its own section of BENCHMARKS.md ("grouping-resamples").
 
 *Quality*: the labelled sets of :mod:`benchmarks.labelled_sets` (LFW half, AT&T,
 webphotos13; facetrace's own pipeline vectors), and, to see how precision holds across
@@ -32,7 +36,7 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
-from benchmarks import gallery_data, labelled_sets
+from benchmarks import gallery_data, grouping_resamples, labelled_sets
 from benchmarks.common import ROOT, write_section
 from facetrace.calibration import packaged_calibration
 from facetrace.grouping.cluster import Algorithm, cluster
@@ -408,9 +412,23 @@ def main() -> None:
     parser.add_argument(
         "--algorithms", default="", help="comma-separated, for the scale part (default: all)"
     )
+    parser.add_argument("--splits", type=int, default=20, help="for the resamples part")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     parts = args.parts.split(",")
+    if "resamples" in parts:
+        resampled = grouping_resamples.run(args.splits)
+        _save("grouping-resamples.json", resampled)
+        if not args.no_write:
+            write_section(
+                "grouping-resamples",
+                "Grouping faces into people: precision on unseen people",
+                f"python -m benchmarks.bench_grouping --parts resamples --splits {args.splits}",
+                grouping_resamples.markdown(resampled),
+            )
+        parts.remove("resamples")
+        if not parts:
+            return
     if "quality" in parts:
         run_quality()
     if "scale" in parts:

@@ -58,3 +58,37 @@ def test_the_pool_converts_missing_models_once_before_its_workers_start(tmp_path
     list(map_photos(_niceness, list(range(8)), options=options, limits=ImageLimits(), workers=2))
     assert (tmp_path / dlib_onnx.ONNX_FILENAME).is_file()
     assert (tmp_path / dlib_cnn_onnx.ONNX_FILENAME).is_file()
+
+
+def _pid(item: int, pipeline: Any, limits: ImageLimits) -> int:
+    return os.getpid()
+
+
+def test_a_pool_started_early_runs_the_ingest_that_is_given_it(
+    tmp_path: Path, mini_lfw: Path
+) -> None:
+    """A command starts its workers before it opens the gallery (they import meanwhile):
+    the ingest then runs on those very processes and stores what an ingest starting its
+    own pool stores; a pool started with other options is refused."""
+    import pytest
+
+    from facetrace.gallery.directory import Gallery
+    from facetrace.gallery.ingest import ingest, scan_folder
+    from facetrace.pool import PhotoPool
+
+    with Gallery.open(tmp_path / "own") as own:
+        ingest(own, scan_folder(mini_lfw), workers=2)
+        want = own.status()
+    options = PipelineOptions(cache_dir=tmp_path / "early" / "models")
+    with PhotoPool(options, ImageLimits(), 2) as pool:
+        before = set(pool.map(_pid, list(range(8))))
+        with Gallery.open(tmp_path / "early", pipeline=options) as g:
+            summary = ingest(g, scan_folder(mini_lfw), workers=2, pool=pool)
+            got = g.status()
+        assert set(pool.map(_pid, list(range(8)))) == before  # the same workers, still up
+        assert os.getpid() not in before
+        with pytest.raises(ValueError, match="other pipeline options"):
+            list(map_photos(_pid, [1], options=PipelineOptions(), limits=ImageLimits(),
+                            workers=2, pool=pool))  # fmt: skip
+    assert summary.photos_added > 0
+    assert (got["photos"], got["faces"]) == (want["photos"], want["faces"])

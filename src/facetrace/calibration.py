@@ -108,6 +108,13 @@ class Calibration:
             )
         return float(np.interp(score, self.grid, self.fmr, left=1.0, right=self.fmr[-1]))
 
+    def false_match_rates(self, scores: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """:meth:`false_match_rate` of many scores at once (float64, the shape of ``scores``)."""
+        s = np.asarray(scores, dtype=np.float64)
+        grid = np.interp(s, self.grid, self.fmr, left=1.0, right=self.fmr[-1])
+        tail = np.maximum(MIN_FMR, self.tail_fmr * np.exp(self.tail_slope * (s - self.tail_start)))
+        return np.where(s >= self.tail_start, tail, grid)
+
     def threshold_for_fmr(self, fmr: float) -> float:
         """The lowest score whose estimated FMR is at most ``fmr``."""
         if fmr <= 0:

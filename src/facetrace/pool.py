@@ -67,6 +67,51 @@ def _call_in_worker(fn: PhotoFn[T, R], item: T) -> R:
     return fn(item, _WORKER["pipeline"], _WORKER["limits"])
 
 
+class PhotoPool:
+    """``workers`` spawned processes, each with its own pipeline (one inference thread),
+    started now, before their photos are known.
+
+    A command that knows it will map photos starts its pool first, so that the workers
+    import (about half a second each) while it opens the gallery and converts the models,
+    instead of after; :func:`map_photos` also makes one for itself when given none. Each
+    worker loads its models at its first photo. Close it (or use it as a context manager)
+    to stop the workers."""
+
+    def __init__(
+        self, options: PipelineOptions, limits: ImageLimits, workers: int, *, nice: int = 0
+    ) -> None:
+        self.options = options
+        self.limits = limits
+        self.workers = max(1, workers)
+        self.nice = nice
+        self._executor = ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(options, limits, nice),
+        )
+        # each submit to a pool without an idle worker spawns one: all start now
+        for _ in range(self.workers):
+            self._executor.submit(os.getpid)
+
+    def map(self, fn: PhotoFn[T, R], items: Sequence[T]) -> Iterator[R]:
+        """``fn(item, pipeline, limits)`` for each item in the workers, in input order;
+        closing the iterator early drops the items not started."""
+        return self._executor.map(
+            functools.partial(_call_in_worker, fn), items, chunksize=CHUNKSIZE
+        )
+
+    def close(self) -> None:
+        """Stop the workers, dropping the items not started."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> PhotoPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def map_photos(
     fn: PhotoFn[T, R],
     items: Sequence[T],
@@ -76,6 +121,7 @@ def map_photos(
     workers: int,
     inline: FacePipeline | None = None,
     nice: int = 0,
+    pool: PhotoPool | None = None,
 ) -> Iterator[R]:
     """``fn(item, pipeline, limits)`` for each item, in input order.
 
@@ -88,25 +134,30 @@ def map_photos(
         inline: an already-built pipeline to reuse when running in this process.
         nice: added to the workers' niceness (a service's import yields the cores to its
             searches: the scheduler runs a search's worker first when both are ready).
+        pool: workers started earlier (:class:`PhotoPool`, with these ``options``,
+            ``limits`` and ``nice``), used whatever ``workers`` and the item count say;
+            the caller closes it.
+
+    Raises:
+        ValueError: ``pool`` was started with other options, limits or niceness.
     """
-    if workers <= 1 or len(items) < MIN_ITEMS_FOR_POOL:
+    if pool is not None and (pool.options, pool.limits, pool.nice) != (options, limits, nice):
+        raise ValueError("the pool was started with other pipeline options, limits or nice")
+    if pool is None and (workers <= 1 or len(items) < MIN_ITEMS_FOR_POOL):
         pipeline = inline or FacePipeline(options)
         for item in items:
             yield fn(item, pipeline, limits)
         return
-    try:  # convert missing model files once here, not in every worker at once
-        (inline or FacePipeline(options)).cache_models()
-    except FacetraceError as exc:  # each worker then reports it for its photos
-        log.warning("could not prepare the model cache: %s", exc)
-    ctx = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=ctx,
-        initializer=_init_worker,
-        initargs=(options, limits, nice),
-    )
+    own = pool is None
+    running = pool if pool is not None else PhotoPool(options, limits, workers, nice=nice)
     try:
-        yield from pool.map(functools.partial(_call_in_worker, fn), items, chunksize=CHUNKSIZE)
+        # the workers are starting (or started); they load no model before their first
+        # photo, which is sent after this
+        try:  # convert missing model files once here, not in every worker at once
+            (inline or FacePipeline(options)).cache_models()
+        except FacetraceError as exc:  # each worker then reports it for its photos
+            log.warning("could not prepare the model cache: %s", exc)
+        yield from running.map(fn, items)
     finally:
-        # a caller that stops early (a cancelled import) does not wait for the rest
-        pool.shutdown(wait=True, cancel_futures=True)
+        if own:  # a caller that stops early (a cancelled import) does not wait for the rest
+            running.close()

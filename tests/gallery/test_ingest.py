@@ -281,3 +281,29 @@ def test_pool_ingest_stores_the_faces_and_vectors_of_the_in_process_pipeline(
                 for r, f in zip(rows, want, strict=True):
                     got = np.frombuffer(r.vector, dtype=np.float32)
                     assert np.allclose(got, f.vector, atol=1e-5)
+
+
+def test_an_ingest_worker_gets_the_photo_and_imports_no_sql(
+    tmp_path: Path, faces_dir: Path
+) -> None:
+    """A pool worker is sent only each photo's path and box (its record stays with the
+    parent) and what it runs imports neither SQLAlchemy nor the store: half a second
+    less of start-up in every worker."""
+    from facetrace.config import PipelineOptions
+    from facetrace.gallery.photo import Analysed, PhotoJob
+    from facetrace.imaging import ImageLimits
+    from facetrace.pool import map_photos
+    from tests.gallery.sql_probe import analyse_and_report
+
+    photo = faces_dir / "lfw" / "images" / "Aaron_Sorkin" / "Aaron_Sorkin_0001.jpg"
+    got = list(
+        map_photos(
+            analyse_and_report,
+            [PhotoJob(photo)] * 4,
+            options=PipelineOptions(cache_dir=tmp_path),
+            limits=ImageLimits(),
+            workers=2,
+        )
+    )
+    assert all(isinstance(r, Analysed) and len(r.faces) == 1 for r, _ in got)
+    assert [sql for _, sql in got] == [[]] * 4

@@ -5,6 +5,8 @@ tests run the same flow on the real engine)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from sqlalchemy import func, select
@@ -18,11 +20,12 @@ from facetrace.errors import (
     RateLimited,
     RuleViolation,
 )
+from facetrace.inference import Analysis
 from facetrace.server.ratelimit import RateLimiter
 from facetrace.service import cases, searches
 from facetrace.service.accounts import Actor, Role
 from facetrace.store.service_models import AuditEntry, Probe, ProbeFaceRow, Search
-from tests.fakes import MODEL, FixedSearcher
+from tests.fakes import MODEL, FixedAnalyser, fixed_searcher, model_runs, searches_run
 from tests.service.conftest import make_user
 
 
@@ -49,7 +52,7 @@ def _searches_audited(factory: sessionmaker[Session]) -> int:
         return int(s.scalar(stmt) or 0)
 
 
-def _store(factory: sessionmaker[Session], inv: Actor, searcher: FixedSearcher) -> int:
+def _store(factory: sessionmaker[Session], inv: Actor, searcher: searches.Searcher) -> int:
     case_id = _case(factory, inv)
     with factory() as s:
         probe = searches.store_probe(
@@ -67,7 +70,7 @@ def _store(factory: sessionmaker[Session], inv: Actor, searcher: FixedSearcher) 
 def _search(
     factory: sessionmaker[Session],
     inv: Actor,
-    searcher: FixedSearcher,
+    searcher: searches.Searcher,
     probe_id: int,
     face: int,
     *,
@@ -93,9 +96,9 @@ def test_faces_are_found_once_and_each_searched_as_a_vector(
     sessions: sessionmaker[Session],
 ) -> None:
     inv = make_user(sessions, "inv", {Role.INVESTIGATOR})
-    searcher = FixedSearcher()
+    searcher = fixed_searcher()
     probe_id = _store(sessions, inv, searcher)
-    assert searcher.model_runs == 1
+    assert model_runs(searcher) == 1
     with sessions() as s:
         probe = s.get(Probe, probe_id)
         assert probe is not None and probe.kind == "photo"
@@ -108,7 +111,7 @@ def test_faces_are_found_once_and_each_searched_as_a_vector(
     _search(sessions, inv, searcher, probe_id, 0)
     _search(sessions, inv, searcher, probe_id, 0)
     _search(sessions, inv, searcher, probe_id, 1, force=True)
-    assert searcher.model_runs == 1 and searcher.searches == 3
+    assert model_runs(searcher) == 1 and searches_run(searcher) == 3
     with sessions() as s:
         rows = list(s.scalars(select(Search).order_by(Search.id)))
         assert [r.face_index for r in rows] == [0, 0, 1]
@@ -119,7 +122,7 @@ def test_faces_are_found_once_and_each_searched_as_a_vector(
 
 def test_refused_searches_run_nothing_and_store_nothing(sessions: sessionmaker[Session]) -> None:
     inv = make_user(sessions, "inv", {Role.INVESTIGATOR})
-    searcher = FixedSearcher()
+    searcher = fixed_searcher()
     probe_id = _store(sessions, inv, searcher)
     with pytest.raises(FaceIndexError):
         _search(sessions, inv, searcher, probe_id, 7)
@@ -129,14 +132,14 @@ def test_refused_searches_run_nothing_and_store_nothing(sessions: sessionmaker[S
     spent.hit(inv.username)
     with pytest.raises(RateLimited):
         _search(sessions, inv, searcher, probe_id, 0, limiter=spent)
-    assert searcher.model_runs == 1 and searcher.searches == 0
+    assert model_runs(searcher) == 1 and searches_run(searcher) == 0
     assert _count(sessions, Search) == 0 and _searches_audited(sessions) == 0
 
 
 def _upload(
     factory: sessionmaker[Session],
     inv: Actor,
-    searcher: FixedSearcher,
+    searcher: searches.Searcher,
     case_id: int,
     *,
     face: int | None,
@@ -163,23 +166,23 @@ def _upload(
 def test_upload_and_search_refusals_store_nothing(sessions: sessionmaker[Session]) -> None:
     inv = make_user(sessions, "inv", {Role.INVESTIGATOR})
     case_id = _case(sessions, inv)
-    searcher = FixedSearcher()
+    searcher = fixed_searcher()
     spent = RateLimiter(limit=1)
     spent.hit(inv.username)
     with pytest.raises(RateLimited):
         _upload(sessions, inv, searcher, case_id, face=0, limiter=spent)
-    assert searcher.model_runs == 0  # refused before the photo reached a model
+    assert model_runs(searcher) == 0  # refused before the photo reached a model
     with pytest.raises(InvalidRequest, match="pass face=N"):
         _upload(sessions, inv, searcher, case_id, face=None)  # two faces, none chosen
     with pytest.raises(FaceIndexError):
         _upload(sessions, inv, searcher, case_id, face=2)
     with pytest.raises(LowQualityFace):
         _upload(sessions, inv, searcher, case_id, face=1)
-    assert searcher.searches == 0
+    assert searches_run(searcher) == 0
     assert _count(sessions, Probe) == 0 and _count(sessions, Search) == 0
     assert _searches_audited(sessions) == 0
     search_id = _upload(sessions, inv, searcher, case_id, face=1, force=True)
-    assert searcher.model_runs == 4 and searcher.searches == 1  # one run per upload
+    assert model_runs(searcher) == 4 and searches_run(searcher) == 1  # one run per upload
     with sessions() as s:
         search = s.get(Search, search_id)
         assert search is not None and search.face_index == 1
@@ -190,12 +193,10 @@ def test_upload_and_search_refusals_store_nothing(sessions: sessionmaker[Session
 def test_a_photo_without_a_face_is_not_kept_unless_asked(
     sessions: sessionmaker[Session],
 ) -> None:
-    class NoFaces(FixedSearcher):
-        def analyse(
-            self, data: bytes, *, source: str, detector: str | None = None
-        ) -> searches.PhotoFaces:
+    class NoFaces(FixedAnalyser):
+        def analyse(self, data: bytes, *, source: str, detector: str | None = None) -> Analysis:
             self.model_runs += 1
-            return searches.PhotoFaces(640, 480, ())
+            return Analysis(640, 480, ())
 
     inv = make_user(sessions, "inv", {Role.INVESTIGATOR})
     case_id = _case(sessions, inv)
@@ -206,7 +207,7 @@ def test_a_photo_without_a_face_is_not_kept_unless_asked(
             case_id=case_id,
             data=b"x",
             filename="p.jpg",
-            searcher=NoFaces(),
+            searcher=replace(fixed_searcher(), analyser=NoFaces()),
             limiter=RateLimiter(limit=100),
         )
     assert _count(sessions, Probe) == 0
@@ -217,7 +218,7 @@ def test_a_photo_without_a_face_is_not_kept_unless_asked(
             case_id=case_id,
             data=b"x",
             filename="p.jpg",
-            searcher=NoFaces(),
+            searcher=replace(fixed_searcher(), analyser=NoFaces()),
             limiter=RateLimiter(limit=100),
             keep_without_faces=True,
         )
@@ -226,7 +227,7 @@ def test_a_photo_without_a_face_is_not_kept_unless_asked(
 
 def test_a_drawn_box_becomes_a_searchable_face(sessions: sessionmaker[Session]) -> None:
     inv = make_user(sessions, "inv", {Role.INVESTIGATOR})
-    searcher = FixedSearcher()
+    searcher = fixed_searcher()
     probe_id = _store(sessions, inv, searcher)
     for bad in [(600, 10, 700, 110), (10, 10, 15, 15), (50, 50, 40, 90)]:
         with sessions() as s, pytest.raises(InvalidRequest):
@@ -238,7 +239,7 @@ def test_a_drawn_box_becomes_a_searchable_face(sessions: sessionmaker[Session]) 
                 searcher=searcher,
                 limiter=RateLimiter(limit=100),
             )
-    assert searcher.model_runs == 1
+    assert model_runs(searcher) == 1
     with sessions() as s:
         row = searches.add_manual_face(
             s,
@@ -250,9 +251,9 @@ def test_a_drawn_box_becomes_a_searchable_face(sessions: sessionmaker[Session]) 
         )
         s.commit()
         assert row.face_index == 2 and row.origin == "manual" and row.added_by == inv.id
-    assert searcher.model_runs == 2
+    assert model_runs(searcher) == 2
     _search(sessions, inv, searcher, probe_id, 2)
-    assert searcher.model_runs == 2 and searcher.searches == 1
+    assert model_runs(searcher) == 2 and searches_run(searcher) == 1
     with sessions() as s:
         stmt = select(AuditEntry).where(AuditEntry.action == "probe_face_add")
         assert '"origin":"manual"' in s.scalars(stmt).one().detail
@@ -260,7 +261,7 @@ def test_a_drawn_box_becomes_a_searchable_face(sessions: sessionmaker[Session]) 
 
 def test_video_persons_fit_the_same_model(sessions: sessionmaker[Session]) -> None:
     inv = make_user(sessions, "inv", {Role.INVESTIGATOR})
-    searcher = FixedSearcher()
+    searcher = fixed_searcher()
     probe_id = _store(sessions, inv, searcher)
     person = searches.FoundFace(
         box=(20, 30, 120, 150),
@@ -284,22 +285,22 @@ def test_video_persons_fit_the_same_model(sessions: sessionmaker[Session]) -> No
         assert stored.origin == "track" and stored.frame_index == 41
         assert stored.extra == {"track": 3, "frames": [30, 41, 52]}
     _search(sessions, inv, searcher, probe_id, 2)
-    assert searcher.model_runs == 1
+    assert model_runs(searcher) == 1
 
 
 def test_a_face_stored_without_a_vector_is_embedded_once(
     sessions: sessionmaker[Session],
 ) -> None:
     inv = make_user(sessions, "inv", {Role.INVESTIGATOR})
-    searcher = FixedSearcher()
+    searcher = fixed_searcher()
     probe_id = _store(sessions, inv, searcher)
     with sessions.begin() as s:  # as the migration leaves faces kept before vectors were
         face = s.scalars(select(ProbeFaceRow).where(ProbeFaceRow.face_index == 0)).one()
         face.vector, face.model_id, face.landmarks = None, "", []
     _search(sessions, inv, searcher, probe_id, 0)
-    assert searcher.model_runs == 2
+    assert model_runs(searcher) == 2
     _search(sessions, inv, searcher, probe_id, 0)
-    assert searcher.model_runs == 2 and searcher.searches == 2
+    assert model_runs(searcher) == 2 and searches_run(searcher) == 2
     with sessions() as s:
         face = s.scalars(select(ProbeFaceRow).where(ProbeFaceRow.face_index == 0)).one()
         assert face.model_id == MODEL and face.vector is not None and len(face.landmarks) == 5
@@ -311,7 +312,7 @@ def test_retention_purge_takes_the_vectors_with_the_photo(
     from datetime import UTC, datetime, timedelta
 
     inv = make_user(sessions, "inv", {Role.INVESTIGATOR})
-    searcher = FixedSearcher()
+    searcher = fixed_searcher()
     probe_id = _store(sessions, inv, searcher)
     with sessions.begin() as s:
         assert cases.purge_due(s, now=datetime.now(UTC) + timedelta(days=31)) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -77,6 +78,8 @@ def ingest(
 
     from facetrace.gallery.ingest import Batch, collect_items
     from facetrace.gallery.ingest import ingest as run_ingest
+    from facetrace.imaging import ImageLimits
+    from facetrace.pool import MIN_ITEMS_FOR_POOL, PhotoPool
     from facetrace.service import audit
     from facetrace.service.accounts import SYSTEM
     from facetrace.store.db import transaction
@@ -87,7 +90,14 @@ def ingest(
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         report = c.settings.data / "reports" / f"ingest-{stamp}.csv"
     source = {"via": "cli", "os_user": _os_user(), "source": str(path)}
-    with c.gallery(write="ingest", audited=True) as g, progress_bar() as bar:
+    n_workers = workers_for(workers, c.settings)
+    with ExitStack() as stack:
+        pool = None
+        if n_workers > 1 and len(items) >= MIN_ITEMS_FOR_POOL:
+            # started before the gallery opens, so that the workers import meanwhile
+            pool = stack.enter_context(PhotoPool(c.options, ImageLimits(), n_workers))
+        g = stack.enter_context(c.gallery(write="ingest", audited=True))
+        bar = stack.enter_context(progress_bar())
         task = bar.add_task("ingest", total=len(items))
 
         def progress(done: int, total: int, _summary: Any) -> None:
@@ -116,11 +126,12 @@ def ingest(
         summary = run_ingest(
             g,
             items,
-            workers=workers_for(workers, c.settings),
+            workers=n_workers,
             allow_deleted=allow_deleted,
             report_path=report,
             progress=progress,
             on_batch=on_batch,
+            pool=pool,
         )
         with transaction(g.sessions) as s:
             audit.append(

@@ -65,7 +65,8 @@ def group(
         f"{s['faces']} faces in {s['photos']} photos: {s['groups']} groups of 2 or more "
         f"({s['faces_in_groups']} faces), {s['alone']} faces alone, {s['low_quality']} below "
         f"quality {min_quality}, {s['skipped_photos']} photos without a usable face. "
-        f"Threshold {report.threshold:.4f} (false-match rate {fmr:g}, {report.algorithm}). "
+        f"Threshold {report.threshold:.4f} (false-match rate {fmr:g} or stricter, "
+        f"{report.algorithm}). "
         f"Report: {written['json'].parent}",
         highlight=False,
     )

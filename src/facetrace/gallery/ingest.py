@@ -27,12 +27,12 @@ from sqlalchemy.orm import Session
 
 from facetrace import fields
 from facetrace.engine import FacePipeline
-from facetrace.errors import DeletedPhoto, FacetraceError, InvalidRequest, ManifestError
-from facetrace.imaging import ImageLimits, load_image
-from facetrace.pool import MIN_ITEMS_FOR_POOL, map_photos
+from facetrace.errors import DeletedPhoto, InvalidRequest, ManifestError
+from facetrace.gallery.photo import Analysed, PhotoJob, Refused, analyse_photo
+from facetrace.imaging import ImageLimits
+from facetrace.pool import MIN_ITEMS_FOR_POOL, PhotoPool, map_photos
 from facetrace.store.repo import PhotoRecord, known_hashes
 from facetrace.types import BoundingBox, Face, Provenance
-from facetrace.vision.detect import main_face
 
 if TYPE_CHECKING:
     from facetrace.gallery.directory import Gallery
@@ -283,44 +283,27 @@ def collect_items(
 # -- the pipeline, in workers -----------------------------------------------
 
 
-def _iou(a: BoundingBox, b: BoundingBox) -> float:
-    ix = max(0, min(a.x2, b.x2) - max(a.x1, b.x1))
-    iy = max(0, min(a.y2, b.y2) - max(a.y1, b.y1))
-    inter = ix * iy
-    return inter / float(a.area + b.area - inter)
-
-
 def prepare(item: IngestItem, pipeline: FacePipeline, limits: ImageLimits) -> Prepared | Skipped:
     """Decode, find every face, choose the subject's face and embed; never raises on bad input."""
-    try:
-        image = load_image(item.path, limits=limits)
-        pixels = image.pixels
-        faces = pipeline.analyse(pixels)
-        h, w = pixels.shape[:2]
-        if item.box is not None:
-            overlaps = [_iou(f.detection.box, item.box) for f in faces]
-            if overlaps and max(overlaps) >= 0.3:
-                subject = overlaps.index(max(overlaps))
-            else:
-                faces.append(pipeline.analyse_box(pixels, item.box))
-                subject = len(faces) - 1
-        elif not faces:
-            return Skipped(item, "no face found")
-        else:
-            subject = main_face([f.detection for f in faces], w, h)
-        return Prepared(
-            item=item,
-            sha256=image.sha256,
-            width=w,
-            height=h,
-            faces=tuple(faces),
-            subject_face=subject,
-        )
-    except FacetraceError as exc:
-        return Skipped(item, f"{type(exc).__name__}: {exc}")
-    except (OSError, ValueError, RuntimeError) as exc:
-        log.exception("unexpected error on %s", item.path)
-        return Skipped(item, f"error: {exc}")
+    return _with_item(item, analyse_photo(_job(item), pipeline, limits))
+
+
+def _job(item: IngestItem) -> PhotoJob:
+    return PhotoJob(path=item.path, box=item.box)
+
+
+def _with_item(item: IngestItem, result: Analysed | Refused) -> Prepared | Skipped:
+    """A worker's result for ``item`` (which stayed in the parent), with its record."""
+    if isinstance(result, Refused):
+        return Skipped(item, result.reason)
+    return Prepared(
+        item=item,
+        sha256=result.sha256,
+        width=result.width,
+        height=result.height,
+        faces=result.faces,
+        subject_face=result.subject_face,
+    )
 
 
 def skip_known(
@@ -433,6 +416,7 @@ def ingest(
     photo_store: Path | None = None,
     inline_lock: AbstractContextManager[Any] | None = None,
     nice: int = 0,
+    pool: PhotoPool | None = None,
 ) -> IngestSummary:
     """Store ``items`` in ``gallery`` (a :class:`facetrace.gallery.Gallery`).
 
@@ -447,10 +431,12 @@ def ingest(
     (:func:`keep_photo`), not at its source path. ``inline_lock`` is held around each
     photo when the pipeline runs in this process (the gallery's pipeline, which a
     service's searches share); ``nice`` is added to the pool processes' niceness.
+    ``pool``: workers the caller started earlier (:class:`facetrace.pool.PhotoPool`, with
+    the gallery's pipeline options, ``limits`` and ``nice``), used instead of new ones.
     Returns the summary; skipped photos and their reasons
     also go to ``report_path`` as CSV when given.
     """
-    limits = limits or ImageLimits()
+    limits = limits or (pool.limits if pool is not None else ImageLimits())
     summary = IngestSummary(total=len(items))
     start = time.monotonic()
     todo = skip_known(gallery, items, summary)
@@ -516,16 +502,21 @@ def ingest(
         ]
         return list(gallery.add_photos(photos, allow_deleted=allow_deleted, in_transaction=hook))
 
-    results: Iterator[Any] = map_photos(
-        prepare,
-        todo,
+    # only the path and box go to a worker (facetrace.gallery.photo imports no SQL); the
+    # results come back in input order and are paired with their items here
+    analysed: Iterator[Any] = map_photos(
+        analyse_photo,
+        [_job(item) for item in todo],
         options=gallery.pipeline.options,
         limits=limits,
         workers=workers,
         inline=gallery.pipeline,
         nice=nice,
+        pool=pool,
     )
-    if inline_lock is not None and (workers <= 1 or len(todo) < MIN_ITEMS_FOR_POOL):
+    results: Iterator[Any] = (_with_item(item, r) for item, r in zip(todo, analysed, strict=True))
+    inline = pool is None and (workers <= 1 or len(todo) < MIN_ITEMS_FOR_POOL)
+    if inline_lock is not None and inline:
         results = _one_at_a_time(results, inline_lock)
     try:
         for result in results:
@@ -545,9 +536,10 @@ def ingest(
         else:
             commit()
     finally:
-        close = getattr(results, "close", None)
-        if close is not None:
-            close()  # a stopped run: the pool drops the photos not started
+        for it in (results, analysed):
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()  # a stopped run: the pool drops the photos not started
     if progress:
         progress(done, summary.total, summary)
     gallery.save_index()

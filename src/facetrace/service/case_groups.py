@@ -33,7 +33,12 @@ from facetrace.errors import InvalidRequest, NotFound
 from facetrace.grouping.cluster import cluster
 from facetrace.grouping.constraints import Constraints
 from facetrace.grouping.folder import DEFAULT_FMR
-from facetrace.grouping.graph import edge_threshold, fmr_for_size, neighbour_graph
+from facetrace.grouping.graph import (
+    edge_threshold,
+    fmr_for_size,
+    neighbour_graph,
+    stranger_share_threshold,
+)
 from facetrace.service import audit
 from facetrace.service.accounts import Actor, Perm, require
 from facetrace.service.cases import require_open, scoped_case
@@ -216,12 +221,14 @@ def group_case(
     if not rows:
         return []
     model = models.pop()
-    threshold = edge_threshold(
-        packaged_calibration(model), fmr_for_size(fmr, len(rows)), fallback=UNCALIBRATED_THRESHOLD
+    calibration = packaged_calibration(model)
+    floor = edge_threshold(
+        calibration, fmr_for_size(fmr, len(rows)), fallback=UNCALIBRATED_THRESHOLD
     )
     constraints = _constraints(rows, _decisions(session, case.id))
     vectors = _vectors(rows)
-    graph = neighbour_graph(vectors, min_score=threshold)
+    graph = neighbour_graph(vectors, min_score=floor)
+    threshold = stranger_share_threshold(graph, calibration, floor=floor)
     labels = cluster(graph, threshold=threshold, vectors=vectors, constraints=constraints)
     bound = constraints.components(len(rows))
     templates = {t.members: t for t in _templates(session, case)}
