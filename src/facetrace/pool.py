@@ -126,6 +126,11 @@ class PhotoPool:
             functools.partial(_call_in_worker, fn), items, chunksize=CHUNKSIZE
         )
 
+    def pids(self) -> list[int]:
+        """The worker processes alive now (for tests and diagnostics)."""
+        procs = getattr(self._executor, "_processes", None) or {}
+        return sorted(int(p) for p in procs)
+
     def close(self) -> None:
         """Stop the workers, dropping the items not started."""
         self._executor.shutdown(wait=True, cancel_futures=True)
