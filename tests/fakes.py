@@ -30,24 +30,38 @@ from facetrace.types import (
 MODEL = "fixed-model"
 
 
-def _face(box: tuple[int, int, int, int], quality: float, *reasons: QualityReason) -> Face:
-    vector = np.zeros(4, dtype=np.float32)
-    vector[0] = 1.0
+def face(
+    box: tuple[int, int, int, int],
+    quality: float,
+    *reasons: QualityReason,
+    vector: npt.NDArray[np.float32] | None = None,
+    model_id: str = MODEL,
+) -> Face:
+    """An engine face (five landmarks at the origin); its vector ``vector``, default the
+    first axis of 4 dimensions."""
+    if vector is None:
+        vector = np.eye(1, 4, dtype=np.float32)[0]
     return Face(
         detection=Detection(
             box=BoundingBox(*box), landmarks=Landmarks.from_array(np.zeros((5, 2))), score=1.0
         ),
         quality=Quality(score=quality, reasons=reasons),
         vector=vector,
-        model_id=MODEL,
+        model_id=model_id,
     )
 
 
 class FixedAnalyser:
-    """Two faces in every photo (the second of low quality); counts model runs."""
+    """Two faces in every photo (the second of low quality), both with the first axis of
+    ``dim`` dimensions as vector, of ``model_id``; counts model runs."""
 
-    def __init__(self) -> None:
+    def __init__(self, model_id: str = MODEL, dim: int = 4) -> None:
         self.model_runs = 0
+        self.model_id = model_id
+        self.vector = np.eye(1, dim, dtype=np.float32)[0]
+
+    def _face(self, box: tuple[int, int, int, int], quality: float, *why: QualityReason) -> Face:
+        return face(box, quality, *why, vector=self.vector, model_id=self.model_id)
 
     def analyse(self, data: bytes, *, source: str, detector: str | None = None) -> Analysis:
         self.model_runs += 1
@@ -55,14 +69,14 @@ class FixedAnalyser:
             640,
             480,
             (
-                _face((10, 10, 110, 110), 0.9),
-                _face((200, 10, 300, 110), 0.2, QualityReason.BLURRED),
+                self._face((10, 10, 110, 110), 0.9),
+                self._face((200, 10, 300, 110), 0.2, QualityReason.BLURRED),
             ),
         )
 
     def analyse_box(self, data: bytes, *, source: str, box: tuple[int, int, int, int]) -> Face:
         self.model_runs += 1
-        return _face(box, 0.7)
+        return self._face(box, 0.7)
 
 
 @dataclass(frozen=True)
@@ -160,6 +174,5 @@ def model_runs(searcher: searches.Searcher) -> int:
 
 
 def searches_run(searcher: searches.Searcher) -> int:
-    """Searches the fixed gallery of ``searcher`` answered."""
-    assert isinstance(searcher.gallery, FixedGallery)
-    return searcher.gallery.searches
+    """Searches the gallery of ``searcher`` answered (a fixed or a counting gallery)."""
+    return int(searcher.gallery.searches)  # type: ignore[attr-defined]

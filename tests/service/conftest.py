@@ -14,17 +14,23 @@ from facetrace.inference import ProbeAnalyser
 from facetrace.service.accounts import SYSTEM, Actor, Role, actor_of, create_user
 from facetrace.service.gallery_port import GalleryPort
 from facetrace.service.searches import Searcher
-from facetrace.store.db import sqlite_url
+from facetrace.store.db import Database, sqlite_url
 from tests.dbutil import database_url, open_database
 
 
 @pytest.fixture(params=["sqlite", "pg"])
-def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    """A session factory on a freshly migrated database of each kind."""
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A freshly migrated database of each kind (for the service and a gallery alike)."""
     with database_url(request.param, tmp_path) as url:
-        database = open_database(url)
-        yield database.sessions
-        database.dispose()
+        db = open_database(url)
+        yield db
+        db.dispose()
+
+
+@pytest.fixture()
+def sessions(database: Database) -> sessionmaker[Session]:
+    """A session factory on :func:`database`."""
+    return database.sessions
 
 
 @contextmanager
