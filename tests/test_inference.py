@@ -15,9 +15,9 @@ import pytest
 
 from facetrace.config import PipelineOptions
 from facetrace.engine import FacePipeline
-from facetrace.errors import ImageError, ImageTooLarge, InferenceUnavailable
-from facetrace.imaging import ImageLimits, load_image
-from facetrace.inference import InferencePool
+from facetrace.errors import ImageError, ImageTooLarge, InferenceUnavailable, InvalidRequest
+from facetrace.imaging import DecodeBudget, ImageLimits, load_image
+from facetrace.inference import InferencePool, ProbeAnalyser
 
 
 @pytest.fixture(scope="module")
@@ -161,3 +161,37 @@ def test_workers_end_when_the_service_is_killed(
         for p in pids:
             if _alive(p):
                 os.kill(p, signal.SIGKILL)
+
+
+def test_the_service_analyser_gives_the_same_faces_on_workers_and_in_process(
+    options: PipelineOptions, faces_dir: Path
+) -> None:
+    """The state's ProbeAnalyser (what searches.py's FaceAnalyser is in the service): one
+    worker process or this process, the same faces and box embedding, inside the decode
+    budget; an unknown detector is refused before anything decodes; once closed (the
+    service stopping) no worker is started again."""
+    pipeline = FacePipeline(options)
+    budget = DecodeBudget(max_pixels=100_000_000, max_photos=2)
+    limits = ImageLimits(max_bytes=1 << 24)
+    here = ProbeAnalyser(lambda: pipeline, limits=limits, budget=budget)
+    there = ProbeAnalyser(lambda: pipeline, limits=limits, budget=budget, workers=1)
+    data = _photo(faces_dir).read_bytes()
+    try:
+        assert here.pool() is None
+        a, b = here.analyse(data, source="a.jpg"), there.analyse(data, source="a.jpg")
+        assert (a.width, a.height) == (b.width, b.height) == (250, 250)
+        assert [f.detection.box for f in a.faces] == [f.detection.box for f in b.faces]
+        np.testing.assert_allclose(a.faces[0].vector, b.faces[0].vector, atol=1e-5)
+        box = a.faces[0].detection.box
+        drawn = (box.x1, box.y1, box.x2, box.y2)
+        inside = here.analyse_box(data, source="a.jpg", box=drawn)
+        assert (
+            float(inside.vector @ there.analyse_box(data, source="a.jpg", box=drawn).vector) > 0.99
+        )
+        with pytest.raises(InvalidRequest):
+            here.analyse(b"not decoded", source="b.jpg", detector="sift")
+    finally:
+        there.close()
+        here.close()
+    with pytest.raises(InferenceUnavailable):
+        there.analyse(data, source="a.jpg")

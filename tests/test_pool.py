@@ -48,14 +48,39 @@ def test_pool_workers_run_every_model_on_one_thread(tmp_path: Path) -> None:
     assert {(emb, cnn) for _, emb, cnn in seen} == {(1, 1)}
 
 
-def test_the_pool_converts_missing_models_once_before_its_workers_start(tmp_path: Path) -> None:
-    """A fresh data directory: the parent converts the descriptor's and the CNN's ONNX
-    graphs into the cache before spawning, so the workers open them instead of each
-    converting the same files (here the workers never touch a model at all)."""
+CONVERT_SCRIPT = """
+import json, sys
+from pathlib import Path
+from facetrace.config import PipelineOptions
+from facetrace.imaging import ImageLimits
+from facetrace.pool import map_photos
+from tests.test_pool import _niceness
+options = PipelineOptions(cache_dir=Path(sys.argv[1]))
+got = list(map_photos(_niceness, list(range(8)), options=options, limits=ImageLimits(), workers=2))
+print(json.dumps({"onnx_here": "onnx" in sys.modules, "photos": len(got)}))
+"""
+
+
+def test_a_worker_converts_missing_models_once_before_any_photo(tmp_path: Path) -> None:
+    """A fresh data directory: one worker converts the descriptor's and the CNN's ONNX
+    graphs into the cache before any photo is sent, so the workers open them instead of
+    each converting the same files; the parent never imports onnx (half a second), and
+    goes on meanwhile."""
+    import json
+    import subprocess
+    import sys
+
     from facetrace.vision import dlib_cnn_onnx, dlib_onnx
 
-    options = PipelineOptions(cache_dir=tmp_path)
-    list(map_photos(_niceness, list(range(8)), options=options, limits=ImageLimits(), workers=2))
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run(
+        [sys.executable, "-c", CONVERT_SCRIPT, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=root,
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"onnx_here": False, "photos": 8}
     assert (tmp_path / dlib_onnx.ONNX_FILENAME).is_file()
     assert (tmp_path / dlib_cnn_onnx.ONNX_FILENAME).is_file()
 
@@ -81,12 +106,13 @@ def test_a_pool_started_early_runs_the_ingest_that_is_given_it(
         want = own.status()
     options = PipelineOptions(cache_dir=tmp_path / "early" / "models")
     with PhotoPool(options, ImageLimits(), 2) as pool:
-        before = set(pool.map(_pid, list(range(8))))
+        before = pool.pids()
+        assert len(before) == 2 and os.getpid() not in before
         with Gallery.open(tmp_path / "early", pipeline=options) as g:
             summary = ingest(g, scan_folder(mini_lfw), workers=2, pool=pool)
             got = g.status()
-        assert set(pool.map(_pid, list(range(8)))) == before  # the same workers, still up
-        assert os.getpid() not in before
+        assert pool.pids() == before  # the same workers, still up
+        assert set(pool.map(_pid, list(range(8)))) <= set(before)
         with pytest.raises(ValueError, match="other pipeline options"):
             list(map_photos(_pid, [1], options=PipelineOptions(), limits=ImageLimits(),
                             workers=2, pool=pool))  # fmt: skip

@@ -17,6 +17,7 @@ import math
 import multiprocessing
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
@@ -28,7 +29,7 @@ import numpy as np
 from facetrace import errors
 from facetrace.config import PipelineOptions
 from facetrace.engine import FacePipeline
-from facetrace.imaging import ImageLimits, decode_image
+from facetrace.imaging import DecodeBudget, ImageLimits, decode_image
 from facetrace.pool import exit_with_parent
 from facetrace.types import BoundingBox, Face, Landmarks
 
@@ -264,3 +265,112 @@ class InferencePool:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+class ProbeAnalyser:
+    """Probe photos analysed for request threads: on an :class:`InferencePool` of
+    ``workers`` processes (started on first use, as many as there are cores in the
+    service), or with ``workers=0`` in this process, one at a time under ``lock`` (dlib's
+    detector is not for two threads at once). Either way inside the decode ``budget``:
+    a photo's header is read first and the photo waits for room before anything decodes
+    it. The service's state owns one and closes it at shutdown.
+
+    Args:
+        pipeline: returns the gallery's pipeline (its options, models cache included, are
+            the workers'); called on first use, so the gallery may still be opening.
+        limits: the decoding limits for probes; max_decoded_pixels: a larger JPEG is
+            decoded reduced to at least this area (:func:`facetrace.imaging.decode_image`).
+        lock: held around an analysis in this process (the service shares it with an
+            import that runs its pipeline inline).
+    """
+
+    def __init__(
+        self,
+        pipeline: Callable[[], FacePipeline],
+        *,
+        limits: ImageLimits,
+        budget: DecodeBudget,
+        workers: int = 0,
+        max_decoded_pixels: int | None = None,
+        lock: threading.Lock | None = None,
+    ) -> None:
+        self._pipeline = pipeline
+        self.limits = limits
+        self.budget = budget
+        self.workers = max(0, workers)
+        self.max_decoded_pixels = max_decoded_pixels
+        self._lock = lock or threading.Lock()
+        self._start_lock = threading.Lock()
+        self._pool: InferencePool | None = None
+        self._closed = False
+
+    def pool(self) -> InferencePool | None:
+        """The worker processes (started on first use), None when probes are analysed in
+        this process. Refused (InferenceUnavailable) once closed."""
+        if self.workers == 0:
+            return None
+        pool = self._pool
+        if pool is not None:
+            return pool
+        options = self._pipeline().options
+        with self._start_lock:
+            if self._closed:
+                raise errors.InferenceUnavailable("the face-analysis workers were shut down")
+            if self._pool is None:
+                self._pool = InferencePool(
+                    options,
+                    limits=self.limits,
+                    workers=self.workers,
+                    max_decoded_pixels=self.max_decoded_pixels,
+                )
+            return self._pool
+
+    def analyse(self, data: bytes, *, source: str, detector: str | None = None) -> Analysis:
+        """Decode a photo and find every face with its vector, largest first (one pipeline
+        run, with ``detector`` if given). Raises ImageError, InvalidRequest for an unknown
+        detector (before decoding), Busy when the budget has no room in time,
+        InferenceUnavailable when no worker could answer; a photo without a face gives no
+        faces. Boxes and landmarks are in the photo's own (upright) coordinates."""
+        pipeline = self._pipeline()
+        pipeline.detector_for(detector)  # an unknown name is refused before decoding
+        pool = self.pool()
+        if pool is not None:
+            with self.budget.admitting(
+                data, source=source, limits=self.limits, max_decoded_pixels=self.max_decoded_pixels
+            ):
+                return pool.analyse(data, source=source, detector=detector)
+        with self.budget.decoding(
+            data, source=source, limits=self.limits, max_decoded_pixels=self.max_decoded_pixels
+        ) as image:
+            with self._lock:
+                faces = pipeline.analyse(image.pixels, detector=detector)
+            w, h = image.upright_size
+            return Analysis(
+                width=w, height=h, faces=tuple(_in_photo(f, image.scale) for f in faces)
+            )
+
+    def analyse_box(self, data: bytes, *, source: str, box: tuple[int, int, int, int]) -> Face:
+        """The face inside ``box`` (the photo's own coordinates): landmarks found in the
+        box, then its vector; inside the decode budget like :meth:`analyse`."""
+        pool = self.pool()
+        if pool is not None:
+            with self.budget.admitting(
+                data, source=source, limits=self.limits, max_decoded_pixels=self.max_decoded_pixels
+            ):
+                return pool.analyse_box(data, source=source, box=box)
+        with self.budget.decoding(
+            data, source=source, limits=self.limits, max_decoded_pixels=self.max_decoded_pixels
+        ) as image:
+            scaled = BoundingBox(*(round(v * image.scale) for v in box))
+            pipeline = self._pipeline()
+            with self._lock:
+                face = pipeline.analyse_box(image.pixels, scaled)
+            return _in_photo(face, image.scale)
+
+    def close(self) -> None:
+        """Stop the worker processes; later analyses are refused."""
+        with self._start_lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()

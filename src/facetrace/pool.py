@@ -14,7 +14,8 @@ import multiprocessing.connection
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 from facetrace.config import PipelineOptions
@@ -67,6 +68,16 @@ def _call_in_worker(fn: PhotoFn[T, R], item: T) -> R:
     return fn(item, _WORKER["pipeline"], _WORKER["limits"])
 
 
+def _cache_models_in_worker() -> str | None:
+    """Convert the models missing from the cache, here in a worker; why not, if it failed."""
+    pipeline: FacePipeline = _WORKER["pipeline"]
+    try:
+        pipeline.cache_models()
+    except FacetraceError as exc:
+        return str(exc)
+    return None
+
+
 class PhotoPool:
     """``workers`` spawned processes, each with its own pipeline (one inference thread),
     started now, before their photos are known.
@@ -93,6 +104,20 @@ class PhotoPool:
         # each submit to a pool without an idle worker spawns one: all start now
         for _ in range(self.workers):
             self._executor.submit(os.getpid)
+        # The first worker ready converts the models a fresh data directory lacks (about
+        # 0.7 s, most of it importing onnx), once for all and on its own core, while this
+        # process goes on (opening the gallery); no photo is sent before it is done.
+        self._models: Future[str | None] = self._executor.submit(_cache_models_in_worker)
+
+    def wait_for_models(self) -> None:
+        """Return once the models are in the cache (or could not be converted: each worker
+        then reports it for its photos)."""
+        try:
+            problem = self._models.result()
+        except BrokenProcessPool as exc:  # the photos' map reports it again
+            problem = str(exc)
+        if problem:
+            log.warning("could not prepare the model cache: %s", problem)
 
     def map(self, fn: PhotoFn[T, R], items: Sequence[T]) -> Iterator[R]:
         """``fn(item, pipeline, limits)`` for each item in the workers, in input order;
@@ -100,6 +125,11 @@ class PhotoPool:
         return self._executor.map(
             functools.partial(_call_in_worker, fn), items, chunksize=CHUNKSIZE
         )
+
+    def pids(self) -> list[int]:
+        """The worker processes alive now (for tests and diagnostics)."""
+        procs = getattr(self._executor, "_processes", None) or {}
+        return sorted(int(p) for p in procs)
 
     def close(self) -> None:
         """Stop the workers, dropping the items not started."""
@@ -151,12 +181,9 @@ def map_photos(
     own = pool is None
     running = pool if pool is not None else PhotoPool(options, limits, workers, nice=nice)
     try:
-        # the workers are starting (or started); they load no model before their first
-        # photo, which is sent after this
-        try:  # convert missing model files once here, not in every worker at once
-            (inline or FacePipeline(options)).cache_models()
-        except FacetraceError as exc:  # each worker then reports it for its photos
-            log.warning("could not prepare the model cache: %s", exc)
+        # missing models are converted once, by a worker, before any photo is sent: the
+        # workers would otherwise each convert the same files at their first photo
+        running.wait_for_models()
         yield from running.map(fn, items)
     finally:
         if own:  # a caller that stops early (a cancelled import) does not wait for the rest

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pytest
 from fastapi.routing import APIRoute
 
@@ -18,7 +17,7 @@ from facetrace.service import cases, searches
 from facetrace.service.accounts import SYSTEM, Role, actor_of, get_user
 from facetrace.store.models import Collection
 from tests.api.conftest import ROLE_USERS, Running, login
-from tests.fakes import FixedSearcher
+from tests.fakes import fixed_faces, fixed_result
 
 ADMIN, SUP, INV, REV, AUD = "admin", "supervisor", "investigator", "reviewer", "auditor"
 ALL = {ADMIN, SUP, INV, REV, AUD}
@@ -223,7 +222,7 @@ def ids(running: Running) -> dict[str, Any]:
             case_id=case.id,
             data=b"x",
             filename="p.jpg",
-            found=FixedSearcher().analyse(b"", source="p.jpg"),
+            found=fixed_faces(),
         )
         search = searches.record_search(
             s,
@@ -231,7 +230,7 @@ def ids(running: Running) -> dict[str, Any]:
             probe_id=probe.id,
             face=0,
             force=False,
-            result=FixedSearcher().search_vector(np.ones(4, np.float32), collections=None),
+            result=fixed_result(),
         )
         coll = Collection(name="matrix", legal_basis="lb", retention="r")
         s.add(coll)

@@ -43,7 +43,7 @@ def test_a_dead_worker_gives_a_503_problem_then_searches_resume(
         first = search()
         assert first.status_code == 201, first.text
         state = client.app.state.service  # type: ignore[attr-defined]
-        pool = state.gallery.inference()
+        pool = state.analyser.pool()
         assert pool is not None
         (pid,) = pool.pids()
         assert pid != os.getpid()  # the model ran in the worker, not in the server
@@ -67,8 +67,8 @@ def test_a_dead_worker_gives_a_503_problem_then_searches_resume(
 def test_the_worker_count_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def workers() -> int:
         with TestClient(create_app(ServiceConfig(data=tmp_path / "data"))) as client:
-            gallery = client.app.state.service.gallery  # type: ignore[attr-defined]
-            return int(gallery.inference_workers)
+            analyser = client.app.state.service.analyser  # type: ignore[attr-defined]
+            return int(analyser.workers)
 
     monkeypatch.delenv("FACETRACE_SERVICE__INFERENCE_WORKERS", raising=False)
     assert workers() == (os.cpu_count() or 1)  # default: one per core
@@ -76,4 +76,4 @@ def test_the_worker_count_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert workers() == 3
     monkeypatch.setenv("FACETRACE_SERVICE__INFERENCE_WORKERS", "0")
     with TestClient(create_app(ServiceConfig(data=tmp_path / "data"))) as client:
-        assert client.app.state.service.gallery.inference() is None  # type: ignore[attr-defined]
+        assert client.app.state.service.analyser.pool() is None  # type: ignore[attr-defined]

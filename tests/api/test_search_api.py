@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import re
 import time
+import traceback
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+import facetrace
 from facetrace.service.accounts import Role
 from tests.api.conftest import add_user, login, make_client
 
@@ -277,16 +279,16 @@ def test_group_photo_uploaded_once_and_each_face_searched(
     gallery: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client: TestClient = gallery["client"]
-    port: Any = client.app.state.service.gallery  # type: ignore[attr-defined]
+    analyser: Any = client.app.state.service.analyser  # type: ignore[attr-defined]
     runs: list[str] = []
     for name in ("analyse", "analyse_box"):
-        real = getattr(port, name)
+        real = getattr(analyser, name)
 
         def counted(*args: Any, _real: Any = real, _name: str = name, **kw: Any) -> Any:
             runs.append(_name)
             return _real(*args, **kw)
 
-        monkeypatch.setattr(port, name, counted)
+        monkeypatch.setattr(analyser, name, counted)
     group = (gallery["faces"] / "webphotos13" / "multi_face" / "couple.jpg").read_bytes()
     resp = client.post(
         f"/api/v1/cases/{gallery['case']}/probes",
@@ -524,3 +526,45 @@ def test_reviews_through_the_api_are_blind_versioned_and_not_the_searchers(
     mine = [r for r in seen["reviews"] if r["reviewer"] == "api-rev1"]
     assert len(mine) == 1 and mine[0]["version"] == 2
     assert [v["conclusion"] for v in mine[0]["history"]] == ["inconclusive"]
+
+
+def test_a_search_reaches_the_index_through_the_service_and_the_gallery_only(
+    gallery: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DEVELOPERS.md's four files: the route hands the request to ``service/searches.py``,
+    which calls ``gallery/directory.py``, which calls the index; no module of ours sits
+    between them (there was a port, ``service/gallery_port.py``)."""
+    client: TestClient = gallery["client"]
+    g = client.app.state.service.gallery.gallery()  # type: ignore[attr-defined]
+    package = Path(facetrace.__file__).resolve().parent
+    stacks: list[list[str]] = []
+    real = g.index.search
+
+    def recorded(*args: Any, **kw: Any) -> Any:
+        frames = traceback.extract_stack()
+        ours = [Path(f.filename).resolve() for f in frames]
+        stacks.append(
+            sorted({p.relative_to(package).as_posix() for p in ours if p.is_relative_to(package)})
+        )
+        return real(*args, **kw)
+
+    monkeypatch.setattr(g.index, "search", recorded)
+    one = client.post(
+        "/api/v1/search",
+        headers=gallery["inv"],
+        data={"case_id": str(gallery["case"]), "force": "true"},
+        files={"image": ("p.jpg", _photo(gallery["faces"], "Laura_Bush", 2), "image/jpeg")},
+    )
+    assert one.status_code == 201, one.text
+    again = client.post(
+        f"/api/v1/probes/{one.json()['probe_id']}/search",
+        headers=gallery["inv"],
+        json={"face": 0, "force": True},
+    )
+    assert again.status_code == 201, again.text
+    # the one-call route is async and hands over to a worker thread, so the stack starts
+    # at the service; the stored-probe route runs on the worker thread itself
+    assert stacks == [
+        ["gallery/directory.py", "service/searches.py"],
+        ["api/routes/probes.py", "gallery/directory.py", "service/searches.py"],
+    ]

@@ -1,6 +1,7 @@
 """Child process for the crash test: writes to a gallery until it is killed.
 
-Usage: ``python crash_worker.py DATA_DIR SEED MODE``. Prints ``ready`` once the gallery
+Usage: ``python crash_worker.py DATA_DIR SEED MODE`` (SQL in ``$FACETRACE_CRASH_DATABASE_URL``
+when set, else SQLite in DATA_DIR). Prints ``ready`` once the gallery
 is open and ``writing`` after its tenth add, then writes as fast as it can until the
 parent kills it with SIGKILL. MODE
 ``mixed`` adds photos (random unit vectors), deletes some (each delete saves the
@@ -122,7 +123,7 @@ def main() -> None:
     data, seed, mode = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
     rng = np.random.default_rng(seed)
     pick = random.Random(seed)
-    g = Gallery.open(data)
+    g = Gallery.open(data, database_url=os.environ.get("FACETRACE_CRASH_DATABASE_URL"))
     print("ready", flush=True)
     if mode == "templates":
         templates_loop(g, rng, pick, seed)

@@ -11,6 +11,7 @@ from facetrace.gallery.directory import Gallery
 from facetrace.gallery.ingest import ingest, scan_folder
 from facetrace.store import repo
 
+from ..counts import assert_counts_exact
 from ..dbutil import database_url
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")
@@ -75,6 +76,7 @@ def test_ray_ingest_matches_local_and_resumes(
         with g.sessions() as s:
             assert sorted(g.index.ids().tolist()) == sorted(repo.searchable_ids(s).tolist())
             truth = repo.searchable_groups(s)
+            assert_counts_exact(s)  # kept by the database with every batch
         ids, groups = g.index.id_groups()
         assert sorted(zip(ids.tolist(), groups.tolist(), strict=True)) == sorted(
             zip(truth[0].tolist(), truth[1].tolist(), strict=True)
@@ -102,6 +104,7 @@ def test_ray_ingest_into_postgresql_and_milvus_lite(
             assert g.index.settings()["kind"] == "milvus" and g.index.count == 4
             with g.sessions() as s:
                 assert sorted(g.index.ids().tolist()) == sorted(repo.searchable_ids(s).tolist())
+                assert sum(assert_counts_exact(s).values()) == 4
         finally:
             g.close()
             close = getattr(g.index, "close", None)

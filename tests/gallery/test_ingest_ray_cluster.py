@@ -25,6 +25,7 @@ from facetrace.gallery.directory import Gallery
 from facetrace.gallery.ingest import IngestSummary, ingest, scan_folder
 from facetrace.store import repo
 from facetrace.store.models import Photo
+from tests.counts import assert_counts_exact
 from tests.dbutil import database_url
 from tests.milvus_server import CollectionPool
 from tests.ray_cluster import NODE_IP, driver_node, kill_node, ray_cluster, wait_for_nodes
@@ -56,6 +57,7 @@ def _content(g: Gallery) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
             (p.sha256, p.subject.external_id if p.subject else "") for p in s.scalars(select(Photo))
         )
         ids = repo.searchable_ids(s)
+        assert sum(assert_counts_exact(s).values()) == ids.size  # kept with every batch
         info = repo.face_info(s, {int(i) for i in ids})
         faces = sorted((i.subject_external_id, i.photo_sha256) for i in info.values())
     return photos, faces

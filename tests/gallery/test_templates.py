@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from sqlalchemy import delete, select, update
 
-from facetrace.gallery.directory import Gallery
+from facetrace.gallery.directory import TEMPLATES_CHECKED_KEY, Gallery
 from facetrace.gallery.ingest import ingest, scan_folder
 from facetrace.scoring.templates import subject_template
 from facetrace.store import repo
-from facetrace.store.models import FaceRow, SubjectTemplate
+from facetrace.store.models import FaceRow, GalleryMeta, SubjectTemplate
 from tests.galleries import DISTRACTORS, ENROLLED, subject_id
 
 
@@ -119,6 +119,7 @@ def test_the_repair_on_open_rebuilds_templates_sql_lost_or_got_wrong(gallery_dir
         before = {sid: (ts[0].face_ids, ts[0].vector) for sid, ts in _templates(g).items()}
         wade, sandler = _sid(g, ENROLLED[0]), _sid(g, ENROLLED[1])
         with g.sessions.begin() as s:  # as a version without templates would leave it
+            s.execute(delete(GalleryMeta).where(GalleryMeta.key == TEMPLATES_CHECKED_KEY))
             s.execute(delete(SubjectTemplate).where(SubjectTemplate.subject_id == wade))
             s.execute(
                 update(SubjectTemplate)

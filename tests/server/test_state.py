@@ -30,7 +30,7 @@ def _budget_photos(data: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPa
         monkeypatch.setenv(key, value)
     with TestClient(create_app(ServiceConfig(data=data))) as client:
         state = client.app.state.service  # type: ignore[attr-defined]
-        assert state.gallery.budget is state.decode_budget
+        assert state.analyser.budget is state.decode_budget
         photos: int = state.decode_budget.max_photos
         return photos
 

@@ -10,19 +10,27 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from facetrace.imaging import DecodeBudget
+from facetrace.inference import ProbeAnalyser
 from facetrace.service.accounts import SYSTEM, Actor, Role, actor_of, create_user
 from facetrace.service.gallery_port import GalleryPort
-from facetrace.store.db import sqlite_url
+from facetrace.service.searches import Searcher
+from facetrace.store.db import Database, sqlite_url
 from tests.dbutil import database_url, open_database
 
 
 @pytest.fixture(params=["sqlite", "pg"])
-def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    """A session factory on a freshly migrated database of each kind."""
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A freshly migrated database of each kind (for the service and a gallery alike)."""
     with database_url(request.param, tmp_path) as url:
-        database = open_database(url)
-        yield database.sessions
-        database.dispose()
+        db = open_database(url)
+        yield db
+        db.dispose()
+
+
+@pytest.fixture()
+def sessions(database: Database) -> sessionmaker[Session]:
+    """A session factory on :func:`database`."""
+    return database.sessions
 
 
 @contextmanager
@@ -33,17 +41,31 @@ def sqlite_port(data: Path) -> Iterator[GalleryPort]:
     gp = GalleryPort(
         data,
         database=database,
-        k=10,
-        fpir=0.01,
-        min_quality=0.3,
         max_upload_bytes=1 << 24,
-        budget=DecodeBudget(max_pixels=100_000_000, max_photos=2),
     )
     try:
         yield gp
     finally:
         gp.close()
         database.dispose()
+
+
+def port_analyser(port: GalleryPort) -> ProbeAnalyser:
+    """Probes analysed in this process with the port's gallery's pipeline (no workers)."""
+    return ProbeAnalyser(
+        lambda: port.gallery().pipeline,
+        limits=port.limits,
+        budget=DecodeBudget(max_pixels=100_000_000, max_photos=2),
+        lock=port.pipeline_lock,
+    )
+
+
+def port_searcher(port: GalleryPort) -> Searcher:
+    """A searcher on the port's gallery (opened), analysing in this process: the
+    service's search settings' defaults (10 candidates, FPIR 1 %, minimum quality 0.3)."""
+    return Searcher(
+        gallery=port.gallery(), analyser=port_analyser(port), k=10, fpir=0.01, min_quality=0.3
+    )
 
 
 def make_user(

@@ -19,7 +19,7 @@ from facetrace.service import case_groups, cases, reviews, searches
 from facetrace.service.accounts import SYSTEM, Actor, Role, actor_of, create_user
 from facetrace.service.gallery_port import GalleryPort
 from facetrace.store.service_models import AuditEntry, Probe, User
-from tests.service.conftest import sqlite_port
+from tests.service.conftest import port_analyser, port_searcher, sqlite_port
 
 JOLIE = ["id01/img1.jpg", "id01/img2.jpg", "id01/img4.jpg"]
 ANISTON = ["id04/img3.jpg", "id04/img53.jpg"]
@@ -63,7 +63,7 @@ def mci(port: GalleryPort, faces_dir: Path) -> Setup:
         )
         for name in JOLIE + ANISTON + ["../multi_face/couple.jpg"]:
             data = (ids / name).read_bytes()
-            found = port.analyse(data, source=name)
+            found = searches.photo_faces(port_analyser(port).analyse(data, source=name))
             searches.add_probe(s, actor=inv, case_id=case.id, data=data, filename=name, found=found)
         return sessions, inv, case.id
 
@@ -100,7 +100,7 @@ def test_a_person_becomes_one_searchable_template(port: GalleryPort, mci: Setup)
             probe_id=row.probe_id,
             face=row.face_index,
             force=True,
-            searcher=port,
+            searcher=port_searcher(port),
             sessions=sessions,
             limiter=RateLimiter(limit=100),
         )
@@ -260,7 +260,7 @@ def test_two_persons_of_one_case_are_identified_each(
                 probe_id=template[0],
                 face=template[1],
                 force=True,
-                searcher=port,
+                searcher=port_searcher(port),
                 sessions=sessions,
                 limiter=RateLimiter(limit=100),
             )
@@ -297,7 +297,7 @@ def test_two_persons_of_one_case_are_identified_each(
             probe_id=probes[ANISTON[1]],
             face=0,
             force=True,
-            searcher=port,
+            searcher=port_searcher(port),
             sessions=sessions,
             limiter=RateLimiter(limit=100),
         )

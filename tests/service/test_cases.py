@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
-import numpy as np
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -17,7 +16,7 @@ from facetrace.errors import InvalidRequest, NotFound, PermissionDenied, RuleVio
 from facetrace.service import audit, cases, notifications, reports, reviews, searches
 from facetrace.service.accounts import Actor, Role
 from facetrace.store.service_models import Probe
-from tests.fakes import FixedSearcher
+from tests.fakes import fixed_faces, fixed_result
 from tests.service.conftest import make_user
 
 
@@ -41,7 +40,7 @@ def _search(factory: sessionmaker[Session], inv: Actor, case_id: int) -> tuple[i
             case_id=case_id,
             data=b"jpeg",
             filename="p.jpg",
-            found=FixedSearcher().analyse(b"", source="p.jpg"),
+            found=fixed_faces(),
         )
         search = searches.record_search(
             s,
@@ -49,7 +48,7 @@ def _search(factory: sessionmaker[Session], inv: Actor, case_id: int) -> tuple[i
             probe_id=probe.id,
             face=0,
             force=False,
-            result=FixedSearcher().search_vector(np.ones(4, np.float32), collections=None),
+            result=fixed_result(),
         )
         return search.id, [c.id for c in search.candidates]
 

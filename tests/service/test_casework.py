@@ -3,7 +3,6 @@ case refuses), reopening, notes and the timeline. Refused actions change nothing
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -11,7 +10,7 @@ from facetrace.errors import InvalidRequest, PermissionDenied, RuleViolation
 from facetrace.service import cases, queue, reviews, searches, timeline
 from facetrace.service.accounts import Role
 from facetrace.store.service_models import Case, Search
-from tests.fakes import FixedSearcher
+from tests.fakes import fixed_result
 from tests.service.conftest import make_user
 from tests.service.test_cases import _case, _search
 
@@ -67,7 +66,7 @@ def test_queue_assignment_close_and_reopen(sessions: sessionmaker[Session]) -> N
                 probe_id=s.get(Search, s2).probe_id,
                 face=0,
                 force=False,
-                result=FixedSearcher().search_vector(np.ones(4, np.float32), collections=None),
+                result=fixed_result(),
             )
         with pytest.raises(PermissionDenied):
             cases.reopen_case(s, actor=inv, case_id=second, reason="why")

@@ -16,10 +16,12 @@ import pytest
 from sqlalchemy.orm import Session
 
 from facetrace.gallery.ingest import Batch
+from facetrace.index.base import Selector
 from facetrace.rwlock import LockState
+from facetrace.service import searches
 from facetrace.service.gallery_port import GalleryPort
 from tests.galleries import ENROLLED
-from tests.service.conftest import sqlite_port
+from tests.service.conftest import port_searcher, sqlite_port
 
 HANG = 60.0  # seconds before a wait counts as a deadlock
 
@@ -33,6 +35,18 @@ def port(gallery_dir: Path) -> Iterator[GalleryPort]:
 def _a_vector(port: GalleryPort) -> np.ndarray[Any, np.dtype[np.float32]]:
     g = port.gallery()
     return np.asarray(g.subject_vectors(ENROLLED[0])[0], dtype=np.float32)
+
+
+def _search(
+    port: GalleryPort, vector: np.ndarray[Any, np.dtype[np.float32]], *, scope: Selector | None
+) -> searches.VectorResult:
+    """The service's search of one vector on the port's gallery."""
+    return searches.search_vector(port_searcher(port), vector, scope=scope)
+
+
+def _imported(port: GalleryPort) -> Selector | None:
+    """The selector of a search of the ``imported`` collection only."""
+    return port.gallery().selector_for(["imported"])
 
 
 def _in_thread(target: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
@@ -69,7 +83,7 @@ def test_two_searches_are_inside_the_index_at_once(port: GalleryPort) -> None:
         return real_search(*args, **kwargs)
 
     g.index.search = search_when_both_inside  # the real index, met by two threads at once
-    runs = [_in_thread(lambda: port.search_vector(vector, collections=None)) for _ in range(2)]
+    runs = [_in_thread(lambda: _search(port, vector, scope=None)) for _ in range(2)]
     for t, _ in runs:
         t.join(HANG)
     for _, out in runs:
@@ -90,7 +104,7 @@ def test_a_search_completes_while_an_import_batch_commits(
     during: list[Any] = []
 
     def search_inside_the_batch(session: Session, batch: Batch) -> None:
-        t, out = _in_thread(lambda: port.search_vector(vector, collections=["imported"]))
+        t, out = _in_thread(lambda: _search(port, vector, scope=_imported(port)))
         t.join(HANG)
         during.extend(out)
 
@@ -107,7 +121,7 @@ def test_a_search_completes_while_an_import_batch_commits(
     assert not isinstance(during[0], BaseException), during
     assert during[0].candidates == ()  # the batch's faces were not indexed yet
     g = port.gallery()
-    after = port.search_vector(g.subject_vectors("New_Person")[0], collections=["imported"])
+    after = _search(port, g.subject_vectors("New_Person")[0], scope=_imported(port))
     assert after.candidates[0].subject_external_id == "New_Person"
 
 
@@ -130,7 +144,7 @@ def test_a_delete_waits_for_the_searches_inside_and_holds_new_ones_back(
     g.index.search = held_search
     first: list[Any] = []
     t1 = threading.Thread(
-        target=lambda: first.append(port.search_vector(vector, collections=None)),
+        target=lambda: first.append(_search(port, vector, scope=None)),
         name="first-search",
         daemon=True,
     )
@@ -141,7 +155,7 @@ def test_a_delete_waits_for_the_searches_inside_and_holds_new_ones_back(
         ids = port.remove_rows(s, kind="subject", target=ENROLLED[0], collection="lfw")
     deleter, _ = _in_thread(lambda: port.forget(ids))
     _until(g._rw.state, lambda s: s.writers_waiting == 1)
-    late, late_out = _in_thread(lambda: port.search_vector(vector, collections=None))
+    late, late_out = _in_thread(lambda: _search(port, vector, scope=None))
     _until(g._rw.state, lambda s: s.readers_waiting == 1)  # behind the waiting delete
     assert g.index.count == count_before  # the index is unchanged under the first search
     leave.set()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 from datetime import date
 
-import numpy as np
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,7 +21,7 @@ from facetrace.errors import RuleViolation
 from facetrace.service import audit, cases, notifications, reviews, searches, timeline
 from facetrace.service.accounts import Actor, Role
 from facetrace.store.service_models import AuditEntry, Identification, Review, Search
-from tests.fakes import FixedSearcher
+from tests.fakes import fixed_faces, fixed_result
 from tests.service.conftest import make_user
 from tests.service.test_cases import _case
 
@@ -36,7 +35,7 @@ def _probe_search(factory: sessionmaker[Session], inv: Actor, case_id: int) -> t
             case_id=case_id,
             data=b"jpeg",
             filename="p.jpg",
-            found=FixedSearcher().analyse(b"", source="p.jpg"),
+            found=fixed_faces(),
         )
         search = searches.record_search(
             s,
@@ -44,7 +43,7 @@ def _probe_search(factory: sessionmaker[Session], inv: Actor, case_id: int) -> t
             probe_id=probe.id,
             face=0,
             force=False,
-            result=FixedSearcher().search_vector(np.ones(4, np.float32), collections=None),
+            result=fixed_result(),
         )
         return search.id, probe.id
 
@@ -109,7 +108,7 @@ def test_each_person_of_a_case_is_identified_on_its_own(
             probe_id=probe_1,
             face=0,
             force=False,
-            result=FixedSearcher().search_vector(np.ones(4, np.float32), collections=None),
+            result=fixed_result(),
         ).id
     with sessions.begin() as s, pytest.raises(RuleViolation, match="identified already"):
         reviews.record_review(s, actor=r3, search_id=redo, conclusion="no_candidate")

@@ -28,7 +28,7 @@ def _seed_probes(desk: Desk, case_id: int) -> None:
     for name, i in PROBES:
         path = desk.lfw(name, i)
         data = path.read_bytes()
-        found = state.gallery.analyse(data, source=path.name)
+        found = searches.photo_faces(state.analyser.analyse(data, source=path.name))
         with state.sessions.begin() as s:
             inv = accounts.actor_of(accounts.get_user(s, username="ines"))
             searches.add_probe(

@@ -27,8 +27,10 @@ Design, and why:
   without a message. Templates are at most a few per subject, far fewer than faces; at
   10M subjects this index (about 5 GB of vectors) would want its own Milvus collection.
 * **Repair on open** compares, per part, SQL's faces (count and sum of ids: one grouped
-  query) with what its templates cover, and recomputes the parts that differ (a gallery
-  upgraded from before templates, or written by a version that did not keep them).
+  query over every face) with what its templates cover, and recomputes the parts that
+  differ (a gallery upgraded from before templates, or written by a version that did not
+  keep them). It runs once per gallery, recorded in ``gallery_meta``
+  (``Gallery.repair_templates``): every write since keeps the two in step.
 """
 
 from __future__ import annotations

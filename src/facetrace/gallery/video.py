@@ -9,7 +9,7 @@ same scores, false-match rates, threshold and provenance as a photo's face.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +18,9 @@ from PIL import Image
 
 from facetrace.imaging import ImageLimits
 from facetrace.video import Person, VideoAnalysis, VideoOptions, VideoProgress, analyse_video
+from facetrace.video.analyse import join_persons, numbered
 from facetrace.video.faces import FrameFace
+from facetrace.video.merge import overlaps
 
 if TYPE_CHECKING:
     from facetrace.calibration import ModeChoice
@@ -139,16 +141,20 @@ def search_video(
     from facetrace.config import ModePolicy, SearchMode
     from facetrace.gallery.directory import listed
 
-    vectors = np.stack([p.template for p in analysis.persons]).astype(np.float32)
     how = gallery.choose_mode(mode, policy=policy or ModePolicy(), fpir=fpir)
     investigating = how.mode == SearchMode.INVESTIGATION
-    rows = gallery.search_vectors(
-        vectors,
-        k=k,
-        fpir=fpir,
-        selector=gallery.selector_for(collections),
-        include_below=include_below or investigating,
-    )
+    selector = gallery.selector_for(collections)
+
+    def search(persons: list[Person]) -> list[Row]:
+        vectors = np.stack([p.template for p in persons]).astype(np.float32)
+        return gallery.search_vectors(
+            vectors, k=k, fpir=fpir, selector=selector, include_below=include_below or investigating
+        )
+
+    people = list(analysis.persons)
+    persons_rows = join_same_subject(people, search(people), search, options)
+    people = [p for p, _ in persons_rows]
+    analysis = replace(analysis, persons=tuple(people))
     persons = tuple(
         PersonResult(
             p,
@@ -157,9 +163,74 @@ def search_video(
             () if investigating else tuple(below),
             mode=how,
         )
-        for p, (thr, above, below) in zip(analysis.persons, rows, strict=True)
+        for p, (thr, above, below) in persons_rows
     )
     return VideoSearch(analysis, persons)
+
+
+# (threshold, candidates at or above it, below it) of one person's search
+Row = tuple[float, list["Candidate"], list["Candidate"]]
+# Two persons found by one gallery subject are joined only when their own templates are at
+# least this close: the tracker's bar for one face followed with its position (FMR 1 %).
+JOIN_FLOOR = 0.91
+
+
+def join_same_subject(
+    persons: list[Person],
+    rows: list[Row],
+    search: Callable[[list[Person]], list[Row]],
+    options: VideoOptions = VideoOptions(),
+) -> list[tuple[Person, Row]]:
+    """Join persons of the video whom the gallery finds as one subject.
+
+    The fragment merge (:mod:`facetrace.video.merge`) joins appearances of one person only
+    when their templates alone are as close as a false-match rate of 1e-3; appearances in
+    another light or pose often are not (two LFW photos of one person score 0.91-0.93).
+    When both persons have the same subject first *above the identification threshold*,
+    each is identified as that subject anyway, and listing them apart reports one person
+    twice. Such a pair is joined when it was never on screen at the same time (two faces of
+    one frame are two people, always) and its templates reach ``JOIN_FLOOR``; the joined
+    person is searched again and kept only if the subject is still first above the
+    threshold (else the two stay apart). Most similar pair first, until none is left.
+
+    Returns:
+        (person, its search row) pairs, in order of first appearance, numbered from 1.
+    """
+    people = list(persons)
+    found = list(rows)
+    refused: set[tuple[tuple[int, ...], tuple[int, ...]]] = set()
+    while True:
+        pairs = []
+        for a in range(len(people)):
+            for b in range(a + 1, len(people)):
+                sa, sb = _first_subject(found[a]), _first_subject(found[b])
+                key = (people[a].tracks, people[b].tracks)
+                if sa is None or sa != sb or key in refused:
+                    continue
+                if overlaps(people[a].intervals, people[b].intervals):
+                    continue
+                cosine = float(people[a].template @ people[b].template)
+                if cosine >= JOIN_FLOOR:
+                    pairs.append((cosine, a, b))
+        if not pairs:
+            break
+        _, a, b = max(pairs)
+        joined = join_persons(people[a], people[b], options)
+        row = search([joined])[0]
+        if _first_subject(row) != _first_subject(found[a]):
+            refused.add((people[a].tracks, people[b].tracks))
+            continue
+        people[a], found[a] = joined, row
+        del people[b], found[b]
+    order = sorted(range(len(people)), key=lambda i: people[i].intervals[0][0])
+    renumbered = numbered(people)
+    return [(p, found[i]) for p, i in zip(renumbered, order, strict=True)]
+
+
+def _first_subject(row: Row) -> int | None:
+    """The subject of the best candidate at or above the threshold, if any."""
+    _, above, _ = row
+    return min(above, key=lambda c: c.rank).info.subject_id if above else None
 
 
 def write_crops(result: VideoSearch, folder: Path) -> dict[tuple[int, int], Path]:

@@ -7,9 +7,9 @@ answers a query on one core only: on 1M face-like vectors one graph needs efSear
 0.996 / 0.992 (enrolled / strangers) in 0.85 ms (BENCHMARKS.md, "Vector index").
 The price is some throughput: two half-size graphs cost a query ~20% more CPU in all
 than one graph at the same recall, which only shows when every core is busy with
-searches. The service runs one gallery call at a time (``gallery_port``), so there
-the shards are how one search uses the other cores; ``shards=1`` suits several
-searching processes on one machine.
+searches. In the service the shards are how one search uses the other cores when
+few are searching (searches read the index side by side under the gallery's
+readers-writer lock); ``shards=1`` suits several searching processes on one machine.
 
 Each shard is a :class:`HnswGraph`. HNSW cannot remove vectors from its graph: a
 shard keeps a label array (graph position -> our id) and marks a removed face by

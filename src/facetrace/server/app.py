@@ -20,6 +20,7 @@ from facetrace.config import ServiceConfig
 from facetrace.gallery.owner import SERVICE, OwnerLock
 from facetrace.imaging import DecodeBudget
 from facetrace.index import set_search_threads
+from facetrace.inference import ProbeAnalyser
 from facetrace.server import docs, health, problems
 from facetrace.server.proxies import Proxies, parse_networks
 from facetrace.server.ratelimit import LoginThrottle, RateLimiter
@@ -76,20 +77,24 @@ def _build_state(settings: ServiceConfig, owner: OwnerLock) -> ServiceState:
         max_waiting=svc.decode_max_waiting,
         timeout=svc.decode_wait_s,
     )
+    pipeline = settings.pipeline_options()
     gallery = GalleryPort(
         data_dir,
         database=database,
-        k=settings.search.k,
-        fpir=settings.search.fpir,
-        min_quality=settings.search.min_quality,
         max_upload_bytes=int(svc.max_upload_mb * 1024 * 1024),
-        budget=budget,
         index_kind=settings.index_kind,
         index_params=settings.index_params(),
-        pipeline=settings.pipeline_options(),
-        inference_workers=svc.inference_worker_count(),
+        pipeline=pipeline,
         import_nice=svc.import_nice,
-        mode_policy=settings.search.mode_policy(),
+    )
+    analyser = ProbeAnalyser(
+        lambda: gallery.gallery().pipeline,  # the gallery's options, models cache included
+        limits=gallery.limits,
+        budget=budget,
+        workers=svc.inference_worker_count(),
+        # a JPEG is decoded no larger than the detector looks at (libjpeg's 1/2, 1/4, 1/8)
+        max_decoded_pixels=pipeline.max_detect_pixels,
+        lock=gallery.pipeline_lock,
     )
     imports = ImportJobs(
         root=data_dir / "imports",
@@ -112,6 +117,7 @@ def _build_state(settings: ServiceConfig, owner: OwnerLock) -> ServiceState:
         database=database,
         secret=load_secret(data_dir),
         gallery=gallery,
+        analyser=analyser,
         imports=imports,
         login_limiter=RateLimiter(limit=svc.login_per_minute),
         login_throttle=LoginThrottle(
@@ -146,6 +152,7 @@ def create_app(settings: ServiceConfig) -> FastAPI:
         finally:
             state.imports.shutdown()
             state.videos.shutdown()
+            state.analyser.close()
             state.gallery.close()
             state.database.dispose()
             state.owner.release()  # last: the index is saved, nobody writes any more

@@ -175,6 +175,16 @@ def get_limits(request: Request, state: State) -> ClientLimits:
 Limits = Annotated[ClientLimits, Depends(get_limits)]
 
 
+def get_searcher(state: State) -> searches.Searcher:
+    """What the request's searches run on (the gallery, the probe analyser, the search
+    settings); a plain function, so FastAPI runs it on a worker thread and a gallery
+    still opening never holds up the event loop."""
+    return state.searcher()
+
+
+Searching = Annotated[searches.Searcher, Depends(get_searcher)]
+
+
 async def read_upload(upload: UploadFile, *, limit: int, what: str = "file") -> bytes:
     """The upload's bytes, refusing more than ``limit`` bytes without reading them all."""
     data = await upload.read(limit + 1)
@@ -190,6 +200,7 @@ async def probe_from_upload(
     db: Session,
     *,
     actor: Actor,
+    searcher: searches.Searcher,
     case_id: int,
     upload: UploadFile,
     limiter: searches.Limiter,
@@ -208,7 +219,7 @@ async def probe_from_upload(
         case_id=case_id,
         data=data,
         filename=upload.filename or "",
-        searcher=state.gallery,
+        searcher=searcher,
         limiter=limiter,
         keep_without_faces=keep_without_faces,
         detector=detector,

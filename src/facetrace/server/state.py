@@ -11,10 +11,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from facetrace.config import ServiceConfig
 from facetrace.gallery.owner import OwnerLock
 from facetrace.imaging import DecodeBudget
+from facetrace.inference import ProbeAnalyser
 from facetrace.server.proxies import Proxies
 from facetrace.server.ratelimit import ClientLimits, LoginThrottle, RateLimiter
 from facetrace.service.gallery_port import GalleryPort
 from facetrace.service.imports import ImportJobs, ImportLimits
+from facetrace.service.searches import Searcher
 from facetrace.service.videos import VideoJobs
 from facetrace.store.db import Database
 
@@ -27,6 +29,7 @@ class ServiceState:
     database: Database
     secret: bytes
     gallery: GalleryPort
+    analyser: ProbeAnalyser  # the probes' model runs, on the service's worker processes
     imports: ImportJobs
     login_limiter: RateLimiter
     login_throttle: LoginThrottle
@@ -38,6 +41,19 @@ class ServiceState:
     videos: VideoJobs
     owner: OwnerLock  # held while the service runs: the data directory is its alone
     proxies: Proxies
+
+    def searcher(self) -> Searcher:
+        """What a search runs on: the opened gallery (opened here on first use, so call
+        it from a worker thread), the probe analyser and the search settings."""
+        search = self.settings.search
+        return Searcher(
+            gallery=self.gallery.gallery(),
+            analyser=self.analyser,
+            k=search.k,
+            fpir=search.fpir,
+            min_quality=search.min_quality,
+            mode_policy=search.mode_policy(),
+        )
 
     def search_limits(self, client: str) -> ClientLimits:
         """The model-run and search limits for a request from ``client``: per account

@@ -1,95 +1,38 @@
-"""The engine as the service uses it: one :class:`facetrace.gallery.directory.Gallery`, opened on
-first use and shared by request threads.
+"""The service's gallery: one :class:`facetrace.gallery.directory.Gallery`, opened on first
+use and shared by request threads, with the calls the service's imports, deletions and
+duplicate finder make on it. Searches do not pass through here: ``service/searches.py``
+reads the opened gallery itself (its ``SearchGallery`` protocol).
 
 No lock here spans a call. The gallery guards its in-memory index itself with a
 readers-writer lock (:mod:`facetrace.rwlock`): searches read it side by side, and an
 import batch or a delete holds it alone only for the step that changes it, so a search
-waits for at most one such step, never for an import. Probes are analysed (the model
-work) outside any lock, on a pool of worker processes (:mod:`facetrace.inference`), as
-many as there are cores. The engine's own errors (ImageError, NoFaceFound,
-LowQualityFace, ...) pass through.
+waits for at most one such step, never for an import. The engine's own errors
+(ImageError, ManifestError, ...) pass through.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import numpy.typing as npt
 from sqlalchemy.orm import Session
 
-from facetrace.config import ModePolicy, PipelineOptions, SearchMode
-from facetrace.imaging import DecodeBudget, ImageLimits
-from facetrace.inference import InferencePool
-from facetrace.service.searches import (
-    FoundCandidate,
-    FoundFace,
-    PhotoFaces,
-    ScoreEvidence,
-    VectorResult,
-)
+from facetrace.config import PipelineOptions
+from facetrace.imaging import ImageLimits
 from facetrace.store.db import Database
-from facetrace.types import Face
 
 if TYPE_CHECKING:
-    from facetrace.gallery.directory import Candidate, DeleteKind
+    from facetrace.gallery.directory import DeleteKind, Gallery
     from facetrace.gallery.duplicates import DuplicatePair
     from facetrace.gallery.ingest import BatchHook
 
 log = logging.getLogger(__name__)
 
 ImportProgress = Callable[[int, int], None]
-
-
-def _box(values: Any) -> tuple[int, int, int, int]:
-    x1, y1, x2, y2 = (round(float(v)) for v in values)
-    return x1, y1, x2, y2
-
-
-def _rate(value: Any) -> float | None:
-    """The engine's estimated false-match rate, None where it has none (NaN)."""
-    rate = float(value)
-    return None if math.isnan(rate) else rate
-
-
-def _found(face: Face, scale: float = 1.0) -> FoundFace:
-    """The engine's face as the service keeps it, in the photo's own coordinates (found
-    in pixels decoded at ``scale`` of its side)."""
-    d = face.detection
-    return FoundFace(
-        box=_box([v / scale for v in d.box.as_list()]),
-        landmarks=tuple((float(x) / scale, float(y) / scale) for x, y in d.landmarks.as_array()),
-        detector_score=float(d.score),
-        quality=float(face.quality.score),
-        quality_reasons=tuple(str(r) for r in face.quality.reasons),
-        vector=np.asarray(face.vector, dtype=np.float32),
-        model_id=face.model_id,
-    )
-
-
-def _candidate(c: Candidate) -> FoundCandidate:
-    i = c.info
-    return FoundCandidate(
-        rank=c.rank,
-        score=float(c.score),  # numpy's float32 from the index
-        false_match_rate=_rate(c.false_match_rate),
-        above_threshold=bool(c.above_threshold),
-        subject_external_id=i.subject_external_id,
-        subject_name=i.subject_name,
-        face_id=i.face_id,
-        photo_id=i.photo_id,
-        box=_box(i.box),
-        quality=float(i.quality),
-        provenance=i.provenance,
-        matched_by=c.matched_by,
-        template_faces=0 if c.template is None else c.template.n_faces,
-    )
 
 
 _REASON_WORDS = {
@@ -121,26 +64,21 @@ def user_words(path: str, reason: str, root: Path) -> tuple[str, str]:
 
 
 class GalleryPort:
-    """Implements :class:`facetrace.service.searches.FaceSearcher` and the gallery admin calls.
+    """The service's gallery, opened once and shared, with its admin calls (imports,
+    deletions, duplicates). Searches do not come through here: they read the opened
+    gallery itself (:class:`facetrace.service.searches.Searcher`), and probes are
+    analysed by the state's :class:`facetrace.inference.ProbeAnalyser`.
 
     Args:
         data_dir: the data directory (index, models cache, SQLite file).
         database: the SQL store the service uses too (one engine, one pool).
-        k: candidates per face; fpir: the false-positive identification rate that sets
-        the threshold; min_quality: probe faces below it need ``force``.
-        max_upload_bytes: largest probe accepted.
-        budget: admission control for decoding (shared with the web's image views):
-        every probe photo is decoded and analysed inside it.
+        max_upload_bytes: largest photo an import reads (as for a probe).
         index_kind, index_params: the vector index recipe and its parameters (a Milvus
         connection), as for :meth:`facetrace.gallery.directory.Gallery.open`.
         pipeline: the face pipeline's options (model, backend, detector), from
         :meth:`facetrace.config.Settings.pipeline_options` as for the CLI.
-        inference_workers: processes that analyse probes (the service: one per core);
-        0 analyses them in this process, one at a time (tests, small tools).
         import_nice: niceness added to an import's pipeline processes, so that searches
         get the cores first when both want them (see ``ServiceSettings.import_nice``).
-        mode_policy: how a search's mode is chosen when the request names none
-        (:meth:`facetrace.config.SearchSettings.mode_policy`; default: by gallery size).
     """
 
     def __init__(
@@ -148,44 +86,26 @@ class GalleryPort:
         data_dir: Path,
         *,
         database: Database,
-        k: int,
-        fpir: float,
-        min_quality: float,
         max_upload_bytes: int,
-        budget: DecodeBudget,
         index_kind: str = "auto",
         index_params: dict[str, Any] | None = None,
         pipeline: PipelineOptions | None = None,
-        inference_workers: int = 0,
         import_nice: int = 0,
-        mode_policy: ModePolicy | None = None,
     ) -> None:
         self.data_dir = data_dir
-        self.mode_policy = mode_policy or ModePolicy()
         self.pipeline_options = pipeline
         self.index_kind = index_kind
         self.index_params = dict(index_params or {})
         self.database = database
-        self.k = k
-        self.fpir = fpir
-        self._min_quality = min_quality
         self.limits = ImageLimits(max_bytes=max_upload_bytes)
-        self.budget = budget
-        # a JPEG is decoded no larger than the detector looks at (libjpeg's 1/2, 1/4, 1/8)
-        self.max_decoded_pixels = (pipeline or PipelineOptions()).max_detect_pixels
-        self._gallery: Any = None
+        self._gallery: Gallery | None = None
         self._open_lock = threading.Lock()  # opening (and closing) the gallery only
-        self.inference_workers = max(0, inference_workers)
         self.import_nice = import_nice
-        self._inference: InferencePool | None = None
-        self._pipeline_lock = threading.Lock()  # one dlib detector: not for two threads at once
+        # one dlib detector: not for two threads at once (an inline import's pipeline and
+        # the service's probe analysis in this process, ProbeAnalyser(lock=...))
+        self.pipeline_lock = threading.Lock()
 
-    @property
-    def min_quality(self) -> float:
-        """Probe faces below this quality are searched only when forced."""
-        return self._min_quality
-
-    def gallery(self) -> Any:
+    def gallery(self) -> Gallery:
         """The opened gallery (models load lazily on its first photo)."""
         gallery = self._gallery
         if gallery is not None:
@@ -215,135 +135,9 @@ class GalleryPort:
     def close(self) -> None:
         """Save the index and release the gallery."""
         with self._open_lock:
-            pool, self._inference = self._inference, None
-            if pool is not None:
-                pool.close()
             if self._gallery is not None:
                 self._gallery.close()
                 self._gallery = None
-
-    def inference(self) -> InferencePool | None:
-        """The pool of probe-analysing processes (started on first use), None when probes
-        are analysed in this process."""
-        if self.inference_workers == 0:
-            return None
-        pool = self._inference
-        if pool is not None:
-            return pool
-        options = self.gallery().pipeline.options  # the gallery's, models cache included
-        with self._open_lock:
-            if self._inference is None:
-                self._inference = InferencePool(
-                    options,
-                    limits=self.limits,
-                    workers=self.inference_workers,
-                    max_decoded_pixels=self.max_decoded_pixels,
-                )
-            return self._inference
-
-    @property
-    def model_id(self) -> str:
-        """The gallery's model id (every stored vector carries it)."""
-        return str(self.gallery().descriptor.model_id)
-
-    def analyse(self, data: bytes, *, source: str, detector: str | None = None) -> PhotoFaces:
-        """Decode a photo and find every face with its vector, largest first (one pipeline
-        run, with ``detector`` if given, on a worker process when there are), inside the
-        decode budget: its header is read here and the photo waits for room before any
-        process decodes it. Raises ImageError, InvalidRequest for an unknown detector,
-        Busy when the budget has no room in time, InferenceUnavailable when no worker
-        could answer; a photo without a face gives no faces. Boxes and landmarks are in
-        the photo's own (upright) coordinates, however it was decoded."""
-        pipeline = self.gallery().pipeline
-        pipeline.detector_for(detector)  # an unknown name is refused before decoding
-        pool = self.inference()
-        if pool is not None:
-            with self.budget.admitting(
-                data, source=source, limits=self.limits, max_decoded_pixels=self.max_decoded_pixels
-            ):
-                found = pool.analyse(data, source=source, detector=detector)
-            return PhotoFaces(
-                width=found.width,
-                height=found.height,
-                faces=tuple(_found(f) for f in found.faces),
-            )
-        with self.budget.decoding(
-            data, source=source, limits=self.limits, max_decoded_pixels=self.max_decoded_pixels
-        ) as image:
-            with self._pipeline_lock:
-                faces = pipeline.analyse(image.pixels, detector=detector)
-            w, h = image.upright_size
-            return PhotoFaces(width=w, height=h, faces=tuple(_found(f, image.scale) for f in faces))
-
-    def analyse_box(self, data: bytes, *, source: str, box: tuple[int, int, int, int]) -> FoundFace:
-        """The face inside ``box`` (the photo's own coordinates) of a photo: landmarks
-        found in the box, then its vector; inside the decode budget like :meth:`analyse`."""
-        from facetrace.types import BoundingBox
-
-        pool = self.inference()
-        if pool is not None:
-            with self.budget.admitting(
-                data, source=source, limits=self.limits, max_decoded_pixels=self.max_decoded_pixels
-            ):
-                face = pool.analyse_box(data, source=source, box=box)
-            return _found(face)
-        with self.budget.decoding(
-            data, source=source, limits=self.limits, max_decoded_pixels=self.max_decoded_pixels
-        ) as image:
-            scaled = BoundingBox(*(round(v * image.scale) for v in box))
-            pipeline = self.gallery().pipeline
-            with self._pipeline_lock:
-                face = pipeline.analyse_box(image.pixels, scaled)
-            return _found(face, image.scale)
-
-    def search_vector(
-        self,
-        vector: npt.NDArray[np.float32],
-        *,
-        collections: Sequence[str] | None,
-        mode: SearchMode | None = None,
-    ) -> VectorResult:
-        """Candidates for one probe vector (``collections`` limits the search), in
-        ``mode`` or the one the gallery chooses under :attr:`mode_policy`: identification
-        keeps the best 3 below the threshold as look-alikes; investigation lists all
-        ``k``, best first."""
-        from facetrace.gallery.directory import listed
-
-        gallery = self.gallery()
-        selector = gallery.selector_for(list(collections) if collections is not None else None)
-        n = int(gallery.subject_count())
-        how = gallery.choose_mode(mode, policy=self.mode_policy, fpir=self.fpir, n_subjects=n)
-        ((threshold, above, below),) = gallery.search_vectors(
-            np.asarray(vector, dtype=np.float32)[None, :],
-            k=self.k,
-            fpir=self.fpir,
-            selector=selector,
-            include_below=True,
-        )
-        investigating = how.mode == SearchMode.INVESTIGATION
-        return VectorResult(
-            threshold=float(threshold),
-            candidates=tuple(_candidate(c) for c in listed(above, below, how.mode)),
-            below_threshold=() if investigating else tuple(_candidate(c) for c in below[:3]),
-            evidence=self._evidence(how.as_dict()),
-            mode=how.mode,
-        )
-
-    def _evidence(self, mode: dict[str, Any]) -> ScoreEvidence:
-        """The calibration's extent, the threshold's inputs and how the mode was chosen."""
-        g = self.gallery()
-        cal = g.calibration()
-        n = int(g.subject_count())
-        sizes = sorted({100, 1_000, 10_000, 100_000, 1_000_000, max(n, 1)})
-        return ScoreEvidence(
-            impostor_pairs=int(cal.impostor_pairs) if cal else None,
-            calibration_source=str(cal.source) if cal else "",
-            gallery_subjects=n,
-            fpir=self.fpir,
-            verify_threshold=float(g.descriptor.verify_threshold),
-            examples=tuple((s, cal.threshold_for_fpir(self.fpir, s)) for s in sizes) if cal else (),
-            mode=mode,
-        )
 
     def ingest(
         self,
@@ -397,7 +191,7 @@ class GalleryPort:
             on_batch=on_batch,
             should_stop=should_stop,
             photo_store=photo_store,
-            inline_lock=self._pipeline_lock,
+            inline_lock=self.pipeline_lock,
             batch_size=batch_size,
             nice=self.import_nice,
         )

@@ -1,8 +1,15 @@
 """Probes and searches: a probe kept with its case, the faces found in it (with their
 vectors: the pipeline runs once per probe face, at upload or when a face is drawn), and
 the searches of those faces, each a vector search, with their candidate lists (snapshots,
-audited with the case's purpose and legal basis). The engine is reached only through
-:class:`FaceSearcher`, so this module knows nothing of models or indexes.
+audited with the case's purpose and legal basis).
+
+A search goes from here straight to the gallery (:class:`SearchGallery`, which
+:class:`facetrace.gallery.directory.Gallery` satisfies) and from it to the index: the
+part of the gallery an actor may search is decided here (:func:`search_scope`, a
+permission rule) and handed down as the index's selector; the gallery's candidates
+become this module's :class:`FoundCandidate`. Models run only in the
+:class:`FaceAnalyser` (the service's worker processes), never under a lock or a
+transaction.
 
 The service API other parts build on: :func:`store_probe` (upload, faces found once),
 :func:`add_manual_face` (a box the user drew), :func:`add_probe_faces` (any faces, e.g.
@@ -13,17 +20,18 @@ stored probe) and :func:`search_upload` (upload and search in one call).
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 from sqlalchemy.orm import Session, sessionmaker
 
-from facetrace.config import SearchMode
+from facetrace.config import ModePolicy, SearchMode
 from facetrace.errors import (
     FaceIndexError,
     InvalidRequest,
@@ -33,12 +41,20 @@ from facetrace.errors import (
     RateLimited,
     RuleViolation,
 )
+from facetrace.index.base import Selector
 from facetrace.service import audit
 from facetrace.service.accounts import Actor, Perm, require
 from facetrace.service.cases import require_open, scoped_case
 from facetrace.service.collections import searchable_collections
+from facetrace.store import repo
 from facetrace.store.service_models import Case, Probe, ProbeFaceRow, Search, SearchCandidate
-from facetrace.types import Provenance
+from facetrace.types import Face, Provenance
+
+if TYPE_CHECKING:
+    from facetrace.calibration import Calibration, ModeChoice
+    from facetrace.gallery.directory import Candidate
+    from facetrace.inference import Analysis
+    from facetrace.vision.models import ModelDescriptor
 
 FaceT = TypeVar("FaceT")
 
@@ -86,6 +102,28 @@ class PhotoFaces:
     width: int
     height: int
     faces: tuple[FoundFace, ...]
+
+
+def found_face(face: Face) -> FoundFace:
+    """The engine's face (in the photo's own coordinates) as a probe face keeps it."""
+    d = face.detection
+    x1, y1, x2, y2 = (round(float(v)) for v in d.box.as_list())
+    return FoundFace(
+        box=(x1, y1, x2, y2),
+        landmarks=tuple((float(x), float(y)) for x, y in d.landmarks.as_array()),
+        detector_score=float(d.score),
+        quality=float(face.quality.score),
+        quality_reasons=tuple(str(r) for r in face.quality.reasons),
+        vector=np.asarray(face.vector, dtype=np.float32),
+        model_id=face.model_id,
+    )
+
+
+def photo_faces(found: Analysis) -> PhotoFaces:
+    """The analyser's answer for a photo as a probe keeps it."""
+    return PhotoFaces(
+        width=found.width, height=found.height, faces=tuple(found_face(f) for f in found.faces)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,41 +191,86 @@ class VectorResult:
     mode: SearchMode = SearchMode.IDENTIFICATION
 
 
-class FaceSearcher(Protocol):
-    """What the service needs from the engine (see
-    :class:`facetrace.service.gallery_port.GalleryPort`). Only :meth:`analyse` and
-    :meth:`analyse_box` run models; :meth:`search_vector` is an index search."""
+class FaceAnalyser(Protocol):
+    """The model work of a probe: decoding it and running detection, landmarks and
+    embedding; the only part of a search that runs a model (the service's is
+    :class:`facetrace.inference.ProbeAnalyser`: on worker processes, one per core,
+    inside the decode budget, no lock held). Boxes and landmarks come back in the
+    photo's own coordinates."""
+
+    def analyse(self, data: bytes, *, source: str, detector: str | None = None) -> Analysis:
+        """Decode a photo and find every face with its vector, largest first
+        (``detector``: ``hog``, ``cnn`` or ``auto`` instead of the configured one;
+        InvalidRequest for another name); raises ImageError."""
+        ...
+
+    def analyse_box(self, data: bytes, *, source: str, box: tuple[int, int, int, int]) -> Face:
+        """Embed the face inside ``box`` (landmarks found in it); raises ImageError."""
+        ...
+
+
+class SearchGallery(Protocol):
+    """What a search needs of the gallery; :class:`facetrace.gallery.directory.Gallery`
+    is it. Every call is a read: the index on the shared side of the gallery's
+    readers-writer lock, SQL in a short read transaction of its own."""
 
     @property
-    def min_quality(self) -> float:
-        """Probe faces below this quality are searched only when forced."""
+    def descriptor(self) -> ModelDescriptor:
+        """The gallery's model (its id, dimension and 1:1 verification threshold)."""
         ...
+
+    def subject_count(self) -> int:
+        """Subjects in the gallery: the gallery size that sets the threshold."""
+        ...
+
+    def calibration(self) -> Calibration | None:
+        """The score -> false-match-rate table, None for a model without one."""
+        ...
+
+    def choose_mode(
+        self,
+        requested: SearchMode | None,
+        *,
+        policy: ModePolicy,
+        fpir: float,
+        n_subjects: int | None = None,
+    ) -> ModeChoice:
+        """The mode of a search (``requested``, or by the gallery's size under ``policy``)."""
+        ...
+
+    def search_vectors(
+        self,
+        vectors: npt.NDArray[np.float32],
+        *,
+        k: int = 10,
+        fpir: float = 0.01,
+        selector: Selector | None = None,
+        include_below: bool = False,
+        templates: bool = True,
+    ) -> list[tuple[float, list[Candidate], list[Candidate]]]:
+        """(threshold, candidates above it, those below) per query vector, best first."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Searcher:
+    """What a search runs on: the opened gallery, the probe analyser and the search
+    settings (``k`` candidates per face; ``fpir`` the false-positive identification rate
+    that sets the threshold; probe faces below ``min_quality`` need ``force``;
+    ``mode_policy`` chooses the mode when a request names none). The service builds one
+    from its settings (``ServiceState.searcher``)."""
+
+    gallery: SearchGallery
+    analyser: FaceAnalyser
+    k: int = 10
+    fpir: float = 0.01
+    min_quality: float = 0.3
+    mode_policy: ModePolicy = field(default_factory=ModePolicy)
 
     @property
     def model_id(self) -> str:
         """The gallery's model: stored probe vectors of another model are re-embedded."""
-        ...
-
-    def analyse(self, data: bytes, *, source: str, detector: str | None = None) -> PhotoFaces:
-        """Decode a photo and find every face with its vector (``detector``: ``hog``,
-        ``cnn`` or ``auto`` instead of the configured one; InvalidRequest for another
-        name); raises ImageError."""
-        ...
-
-    def analyse_box(self, data: bytes, *, source: str, box: tuple[int, int, int, int]) -> FoundFace:
-        """Embed the face inside ``box`` (landmarks found in it); raises ImageError."""
-        ...
-
-    def search_vector(
-        self,
-        vector: npt.NDArray[np.float32],
-        *,
-        collections: Sequence[str] | None,
-        mode: SearchMode | None = None,
-    ) -> VectorResult:
-        """The gallery's candidates for one probe vector (``collections`` limits them), in
-        ``mode`` or, None, the one the gallery chooses (by its size)."""
-        ...
+        return str(self.gallery.descriptor.model_id)
 
 
 class Limiter(Protocol):
@@ -239,7 +322,7 @@ def add_probe(
     kind: str = "photo",
 ) -> Probe:
     """Keep a probe with its case (never in the gallery) together with the faces the
-    engine found in it (``found``, from :meth:`FaceSearcher.analyse`, called before so
+    engine found in it (``found``, from :meth:`FaceAnalyser.analyse`, called before so
     that no database lock is held while the models run)."""
     case = scoped_case(session, actor=actor, case_id=case_id, perm=Perm.SEARCH)
     require_open(case)
@@ -333,7 +416,7 @@ def store_probe(
     case_id: int,
     data: bytes,
     filename: str,
-    searcher: FaceSearcher,
+    searcher: Searcher,
     limiter: Limiter,
     keep_without_faces: bool = False,
     detector: str | None = None,
@@ -351,7 +434,7 @@ def store_probe(
     filename = Path(filename or "probe").name
     scoped_case(session, actor=actor, case_id=case_id, perm=Perm.SEARCH)
     session.commit()
-    found = searcher.analyse(data, source=filename, detector=detector)
+    found = photo_faces(searcher.analyser.analyse(data, source=filename, detector=detector))
     if not found.faces and not keep_without_faces:
         raise NoFaceFound(f"{filename}: no face was found in the photo")
     probe = add_probe(
@@ -367,7 +450,7 @@ def add_manual_face(
     actor: Actor,
     probe_id: int,
     box: tuple[int, int, int, int],
-    searcher: FaceSearcher,
+    searcher: Searcher,
     limiter: Limiter,
 ) -> ProbeFaceRow:
     """Add a face the user drew around (``box`` = x1, y1, x2, y2 in pixels of the upright
@@ -387,13 +470,98 @@ def add_manual_face(
         raise InvalidRequest(f"the box is too small: draw at least {MIN_BOX_PX} pixels a side")
     data, filename = bytes(probe.data or b""), probe.filename
     session.commit()
-    found = searcher.analyse_box(data, source=filename, box=box)
+    found = found_face(searcher.analyser.analyse_box(data, source=filename, box=box))
     return add_probe_faces(
         session, actor=actor, probe_id=probe_id, faces=[found], origin=FaceOrigin.MANUAL
     )[0]
 
 
 # --- searches ---------------------------------------------------------------------------
+
+
+def search_scope(session: Session, *, actor: Actor) -> Selector:
+    """The part of the gallery the actor's searches cover, as the index's selector: the
+    shared collections and those of the actor's own department (department isolation is
+    this rule; the index applies it inside its search, never by over-fetching)."""
+    names = searchable_collections(session, actor=actor)
+    return Selector(groups=frozenset(repo.collection_ids(session, names)))
+
+
+def _box(values: Any) -> tuple[int, int, int, int]:
+    x1, y1, x2, y2 = (round(float(v)) for v in values)
+    return x1, y1, x2, y2
+
+
+def _found_candidate(c: Candidate) -> FoundCandidate:
+    """The gallery's candidate as a search keeps it (NaN rates, where the gallery has no
+    calibration, become None)."""
+    i = c.info
+    rate = float(c.false_match_rate)
+    return FoundCandidate(
+        rank=c.rank,
+        score=float(c.score),  # numpy's float32 from the index
+        false_match_rate=None if math.isnan(rate) else rate,
+        above_threshold=bool(c.above_threshold),
+        subject_external_id=i.subject_external_id,
+        subject_name=i.subject_name,
+        face_id=i.face_id,
+        photo_id=i.photo_id,
+        box=_box(i.box),
+        quality=float(i.quality),
+        provenance=i.provenance,
+        matched_by=c.matched_by,
+        template_faces=0 if c.template is None else c.template.n_faces,
+    )
+
+
+def _evidence(searcher: Searcher, *, n_subjects: int, mode: dict[str, Any]) -> ScoreEvidence:
+    """The calibration's extent, the threshold's inputs and how the mode was chosen."""
+    g, fpir = searcher.gallery, searcher.fpir
+    cal = g.calibration()
+    sizes = sorted({100, 1_000, 10_000, 100_000, 1_000_000, max(n_subjects, 1)})
+    return ScoreEvidence(
+        impostor_pairs=int(cal.impostor_pairs) if cal else None,
+        calibration_source=str(cal.source) if cal else "",
+        gallery_subjects=n_subjects,
+        fpir=fpir,
+        verify_threshold=float(g.descriptor.verify_threshold),
+        examples=tuple((s, cal.threshold_for_fpir(fpir, s)) for s in sizes) if cal else (),
+        mode=mode,
+    )
+
+
+def search_vector(
+    searcher: Searcher,
+    vector: npt.NDArray[np.float32],
+    *,
+    scope: Selector | None,
+    mode: SearchMode | None = None,
+) -> VectorResult:
+    """The gallery's candidates for one probe vector within ``scope`` (from
+    :func:`search_scope`; None: the whole gallery), in ``mode`` or the one the gallery
+    chooses under the searcher's policy: identification keeps the best 3 below the
+    threshold as look-alikes; investigation lists all ``k``, best first. An index read
+    only: no model runs, no lock is held across it."""
+    from facetrace.gallery.directory import listed
+
+    gallery = searcher.gallery
+    n = int(gallery.subject_count())
+    how = gallery.choose_mode(mode, policy=searcher.mode_policy, fpir=searcher.fpir, n_subjects=n)
+    ((threshold, above, below),) = gallery.search_vectors(
+        np.asarray(vector, dtype=np.float32)[None, :],
+        k=searcher.k,
+        fpir=searcher.fpir,
+        selector=scope,
+        include_below=True,
+    )
+    investigating = how.mode == SearchMode.INVESTIGATION
+    return VectorResult(
+        threshold=float(threshold),
+        candidates=tuple(_found_candidate(c) for c in listed(above, below, how.mode)),
+        below_threshold=() if investigating else tuple(_found_candidate(c) for c in below[:3]),
+        evidence=_evidence(searcher, n_subjects=n, mode=how.as_dict()),
+        mode=how.mode,
+    )
 
 
 def _candidate_row(search_id: int, c: FoundCandidate) -> SearchCandidate:
@@ -491,7 +659,7 @@ def search_probe(
     probe_id: int,
     face: int,
     force: bool,
-    searcher: FaceSearcher,
+    searcher: Searcher,
     sessions: sessionmaker[Session],
     limiter: Limiter,
     mode: SearchMode | None = None,
@@ -513,18 +681,20 @@ def search_probe(
         probe = _usable_probe(s, actor=actor, probe_id=probe_id)
         row = _pick(probe.faces, face)
         _check_quality(row.quality, row.quality_reasons, force=force, minimum=searcher.min_quality)
-        scope = searchable_collections(s, actor=actor)
+        scope = search_scope(s, actor=actor)
         vector = None if row.model_id != searcher.model_id else _vector(row.vector)
         data, filename, box = probe.data, probe.filename, row.box
     if vector is None:  # stored before vectors were kept: embed it once, keep it
-        found = searcher.analyse_box(bytes(data or b""), source=filename, box=box)
+        found = found_face(
+            searcher.analyser.analyse_box(bytes(data or b""), source=filename, box=box)
+        )
         vector = found.vector
         stored = _probe_for(session, actor=actor, probe_id=probe_id, perm=Perm.SEARCH)
         again = _pick(stored.faces, face)
         again.vector = np.asarray(vector, dtype=np.float32).tobytes()
         again.model_id = found.model_id
         again.landmarks = [[round(x, 2), round(y, 2)] for x, y in found.landmarks]
-    result = searcher.search_vector(vector, collections=scope, mode=mode)
+    result = search_vector(searcher, vector, scope=scope, mode=mode)
     return record_search(
         session, actor=actor, probe_id=probe_id, face=face, force=force, result=result
     )
@@ -543,7 +713,7 @@ def search_upload(
     filename: str,
     face: int | None,
     force: bool,
-    searcher: FaceSearcher,
+    searcher: Searcher,
     sessions: sessionmaker[Session],
     limiter: Limiter,
     detector: str | None = None,
@@ -564,9 +734,9 @@ def search_upload(
     filename = Path(filename or "probe").name
     with sessions.begin() as s:
         scoped_case(s, actor=actor, case_id=case_id, perm=Perm.SEARCH)
-        scope = searchable_collections(s, actor=actor)
+        scope = search_scope(s, actor=actor)
     session.commit()
-    found = searcher.analyse(data, source=filename, detector=detector)
+    found = photo_faces(searcher.analyser.analyse(data, source=filename, detector=detector))
     if not found.faces:
         raise NoFaceFound(f"{filename}: no face was found in the photo")
     if face is None:
@@ -582,7 +752,7 @@ def search_upload(
     _check_quality(
         chosen.quality, chosen.quality_reasons, force=force, minimum=searcher.min_quality
     )
-    result = searcher.search_vector(chosen.vector, collections=scope, mode=mode)
+    result = search_vector(searcher, chosen.vector, scope=scope, mode=mode)
     probe = add_probe(
         session, actor=actor, case_id=case_id, data=data, filename=filename, found=found
     )

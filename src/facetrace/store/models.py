@@ -146,6 +146,18 @@ class FaceRow(Base):
     subject: Mapped[Subject | None] = relationship()
 
 
+class CollectionFaceCount(Base):
+    """How many searchable faces (``is_subject``) a collection holds: one row per collection
+    that has any, kept exact by triggers on ``face`` in the transaction of every insert,
+    delete or change of a face (migration 0021), so that the repair on open compares the
+    index with SQL per collection without counting the gallery's faces."""
+
+    __tablename__ = "collection_face_count"
+
+    collection_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    searchable: Mapped[int] = mapped_column(Integer)
+
+
 class SubjectTemplate(Base):
     """One vector standing for several reference faces of a subject in one collection: a
     quality-weighted mean of their vectors (see :mod:`facetrace.gallery.templates`).

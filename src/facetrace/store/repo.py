@@ -18,6 +18,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from facetrace.errors import InvalidRequest, NotFound
 from facetrace.store.models import (
     Collection,
+    CollectionFaceCount,
     FaceRow,
     GalleryMeta,
     IndexPendingDelete,
@@ -221,15 +222,18 @@ def insert_photos(
                     "vector": np.asarray(face.vector, dtype=np.float32).tobytes(),
                 }
             )
-    face_ids = (
-        list(
-            session.scalars(
-                insert(FaceRow).returning(FaceRow.id, sort_by_parameter_order=True), face_rows
-            )
+    # by collection: the triggers that keep the counts per collection then lock their rows
+    # in one order in every batch, so two batches written at once (PostgreSQL) never
+    # deadlock on them; the ids come back in the batch's own order
+    order = sorted(range(len(face_rows)), key=lambda i: int(face_rows[i]["collection_id"]))
+    face_ids = [0] * len(face_rows)
+    if face_rows:
+        got = session.scalars(
+            insert(FaceRow).returning(FaceRow.id, sort_by_parameter_order=True),
+            [face_rows[i] for i in order],
         )
-        if face_rows
-        else []
-    )
+        for i, fid in zip(order, got, strict=True):
+            face_ids[i] = int(fid)
     out: list[tuple[int, list[StoredFace]]] = []
     at = 0
     for p, photo_id, (collection, subject_id) in zip(photos, photo_ids, owners, strict=True):
@@ -320,15 +324,18 @@ def searchable_after(
     session: Session, face_id: int
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """(ids, groups) of the searchable faces with an id above ``face_id``, by id: a range
-    scan of the primary key, as long as the faces added since then."""
+    scan of the primary key, as long as the faces added since then. ``is_subject`` is
+    tested here, not in SQL: SQLite would then walk the ``(is_subject, collection_id)``
+    index, every searchable face of the gallery, instead of the id range."""
     stmt = (
-        select(FaceRow.id, FaceRow.collection_id)
-        .where(FaceRow.is_subject.is_(True), FaceRow.id > face_id)
+        select(FaceRow.id, FaceRow.collection_id, FaceRow.is_subject)
+        .where(FaceRow.id > face_id)
         .order_by(FaceRow.id)
     )
-    pairs = np.fromiter(chain.from_iterable(session.execute(stmt)), dtype=np.int64)
-    pairs = pairs.reshape(-1, 2)
-    return pairs[:, 0].copy(), pairs[:, 1].copy()
+    rows = np.fromiter(chain.from_iterable(session.execute(stmt)), dtype=np.int64)
+    rows = rows.reshape(-1, 3)
+    rows = rows[rows[:, 2] != 0]
+    return rows[:, 0].copy(), rows[:, 1].copy()
 
 
 def searchable_in_groups(
@@ -358,15 +365,51 @@ def searchable_among(session: Session, face_ids: Sequence[int]) -> npt.NDArray[n
     return np.asarray(sorted(found), dtype=np.int64)
 
 
-def searchable_counts(session: Session) -> dict[int, int]:
-    """Searchable faces per collection id: one count over the ``(is_subject,
-    collection_id)`` index, one row per collection."""
+def searchable_counts(session: Session, groups: Iterable[int] | None = None) -> dict[int, int]:
+    """Searchable faces per collection id, counted: a scan of the ``(is_subject,
+    collection_id)`` index, as long as the gallery (or those collections); the open reads
+    :func:`stored_searchable_counts` instead."""
     stmt = (
         select(FaceRow.collection_id, func.count())
         .where(FaceRow.is_subject.is_(True))
         .group_by(FaceRow.collection_id)
     )
+    if groups is not None:
+        stmt = stmt.where(FaceRow.collection_id.in_([int(g) for g in groups]))
     return {int(g): int(n) for g, n in session.execute(stmt)}
+
+
+def stored_searchable_counts(session: Session) -> dict[int, int]:
+    """Searchable faces per collection id as the database keeps them (triggers on
+    ``face`` update them in the transaction of every write): one row per collection."""
+    stmt = select(CollectionFaceCount.collection_id, CollectionFaceCount.searchable).where(
+        CollectionFaceCount.searchable > 0
+    )
+    return {int(g): int(n) for g, n in session.execute(stmt)}
+
+
+def searchable_total(session: Session) -> int:
+    """How many faces belong in the index, from the kept counts."""
+    return sum(stored_searchable_counts(session).values())
+
+
+def recount_searchable(session: Session, *, groups: Iterable[int] | None = None) -> dict[int, int]:
+    """Set the kept counts of ``groups`` (default: every collection) to a fresh count of
+    their faces, for counts found wrong (faces written while the triggers were missing);
+    returns the collections whose count changed, with their new count."""
+    wanted = None if groups is None else sorted({int(g) for g in groups})
+    truth = searchable_counts(session, wanted)
+    kept = stored_searchable_counts(session)
+    scope = set(kept) | set(truth) if wanted is None else set(wanted)
+    changed = {g: truth.get(g, 0) for g in sorted(scope) if kept.get(g, 0) != truth.get(g, 0)}
+    if changed:
+        session.execute(
+            delete(CollectionFaceCount).where(CollectionFaceCount.collection_id.in_(list(changed)))
+        )
+        fresh = [{"collection_id": g, "searchable": n} for g, n in changed.items() if n > 0]
+        if fresh:
+            session.execute(insert(CollectionFaceCount), fresh)
+    return changed
 
 
 def max_face_id(session: Session) -> int:

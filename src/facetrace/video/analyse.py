@@ -319,20 +319,53 @@ def _persons(tracks: list[Track], options: VideoOptions) -> list[Person]:
         pool = KeyFramePool(3 * options.key_frames, options.key_gap_s)
         for t in members:
             pool.extend(t.pool)
-        keys = pick_key_frames(pool.faces, k=options.key_frames, min_gap_s=options.key_gap_s)
-        keys.sort(key=frame_quality, reverse=True)
-        intervals = sorted((a, b) for t in members for a, b in t.intervals)
+        intervals = [(a, b) for t in members for a, b in t.intervals]
         persons.append(
-            Person(
-                number=0,
-                intervals=tuple(_union(intervals)),
-                key_frames=tuple(keys),
-                template=template(keys),
-                tracks=tuple(t.track_id for t in members),
-                faces=sum(t.faces for t in members),
+            _person(
+                pool,
+                intervals,
+                [t.track_id for t in members],
+                sum(t.faces for t in members),
+                options,
             )
         )
-    persons.sort(key=lambda p: p.intervals[0][0])
+    return numbered(persons)
+
+
+def _person(
+    pool: KeyFramePool,
+    intervals: list[tuple[float, float]],
+    tracks: list[int],
+    faces: int,
+    options: VideoOptions,
+) -> Person:
+    keys = pick_key_frames(pool.faces, k=options.key_frames, min_gap_s=options.key_gap_s)
+    keys.sort(key=frame_quality, reverse=True)
+    return Person(
+        number=0,
+        intervals=tuple(_union(sorted(intervals))),
+        key_frames=tuple(keys),
+        template=template(keys),
+        tracks=tuple(sorted(tracks)),
+        faces=faces,
+    )
+
+
+def join_persons(a: Person, b: Person, options: VideoOptions = VideoOptions()) -> Person:
+    """One person of two (the caller has made sure they are one: never two persons seen
+    at the same time): their key frames pooled and picked again, the template rebuilt.
+    Numbered 0 (:func:`numbered` renumbers a list)."""
+    pool = KeyFramePool(2 * options.key_frames, options.key_gap_s)
+    for ff in (*a.key_frames, *b.key_frames):
+        pool.offer(ff)
+    return _person(
+        pool, [*a.intervals, *b.intervals], [*a.tracks, *b.tracks], a.faces + b.faces, options
+    )
+
+
+def numbered(persons: list[Person]) -> list[Person]:
+    """The persons in order of first appearance, numbered from 1."""
+    persons = sorted(persons, key=lambda p: p.intervals[0][0])
     return [
         Person(i + 1, p.intervals, p.key_frames, p.template, p.tracks, p.faces)
         for i, p in enumerate(persons)

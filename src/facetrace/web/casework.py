@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from facetrace.config import SearchMode
 from facetrace.errors import InvalidRequest, LowQualityFace, NotFound
 from facetrace.fields import Coordinate, Id, Index
-from facetrace.server.deps import CurrentActor, Db, Limits, State, probe_from_upload
+from facetrace.server.deps import CurrentActor, Db, Limits, Searching, State, probe_from_upload
 from facetrace.server.state import ServiceState
 from facetrace.service import (
     cases,
@@ -158,6 +158,7 @@ def _search(
     db: Session,
     actor: Actor,
     state: ServiceState,
+    searcher: searches.Searcher,
     limits: Limiter,
     probe_id: Id,
     face: int,
@@ -172,7 +173,7 @@ def _search(
         probe_id=probe_id,
         face=face,
         force=force,
-        searcher=state.gallery,
+        searcher=searcher,
         sessions=state.sessions,
         limiter=limits,
         mode=mode,
@@ -197,6 +198,7 @@ async def upload_probe(
     db: Db,
     state: State,
     limits: Limits,
+    searcher: Searching,
     image: Annotated[UploadFile, File()],
     mode: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
@@ -208,6 +210,7 @@ async def upload_probe(
         state,
         db,
         actor=actor,
+        searcher=searcher,
         case_id=case_id,
         upload=image,
         limiter=limits,
@@ -220,7 +223,7 @@ async def upload_probe(
         )
     if len(probe.faces) == 1:
         search = await run_in_threadpool(
-            _search, db, actor, state, limits, probe.id, 0, False, chosen
+            _search, db, actor, state, searcher, limits, probe.id, 0, False, chosen
         )
         return back(f"/searches/{search.id}")
     return back(
@@ -237,6 +240,7 @@ def draw_face(
     db: Db,
     state: State,
     limits: Limits,
+    searcher: Searching,
     x1: Annotated[Coordinate, Form()],
     y1: Annotated[Coordinate, Form()],
     x2: Annotated[Coordinate, Form()],
@@ -249,12 +253,12 @@ def draw_face(
         actor=actor,
         probe_id=probe_id,
         box=(x1, y1, x2, y2),
-        searcher=state.gallery,
+        searcher=searcher,
         limiter=limits,
     )
     index = row.face_index
     try:
-        search = _search(db, actor, state, limits, probe_id, index, force)
+        search = _search(db, actor, state, searcher, limits, probe_id, index, force)
     except LowQualityFace as exc:
         return back(
             f"/probes/{probe_id}#face-{index}",
@@ -270,12 +274,13 @@ def search_face(
     db: Db,
     state: State,
     limits: Limits,
+    searcher: Searching,
     face: Annotated[Index, Form()],
     force: Annotated[bool, Form()] = False,
     mode: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
     """Search one face of a stored probe (in ``mode``; empty: the gallery's choice)."""
-    search = _search(db, actor, state, limits, probe_id, face, force, _mode(mode))
+    search = _search(db, actor, state, searcher, limits, probe_id, face, force, _mode(mode))
     return back(f"/searches/{search.id}")
 
 

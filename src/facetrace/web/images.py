@@ -105,7 +105,7 @@ def _decoded(state: ServiceState, data: bytes, source: str) -> Iterator[DecodedI
     multiplied by it): a page of crops of a 79-megapixel probe cannot take the memory
     that the budget keeps for searches."""
     with state.decode_budget.decoding(
-        data, source=source, max_decoded_pixels=state.gallery.max_decoded_pixels
+        data, source=source, max_decoded_pixels=state.analyser.max_decoded_pixels
     ) as image:
         yield image
 

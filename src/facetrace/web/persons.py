@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from facetrace.errors import InvalidRequest
 from facetrace.fields import Id
-from facetrace.server.deps import CurrentActor, Db, Limits, State
+from facetrace.server.deps import CurrentActor, Db, Limits, Searching, State
 from facetrace.service import case_groups, cases, reviews, searches
 from facetrace.service.accounts import Perm
 from facetrace.web.render import back, page
@@ -104,6 +104,7 @@ def search_person(
     db: Db,
     state: State,
     limits: Limits,
+    searcher: Searching,
     face: Annotated[list[str], Form()],
     force: Annotated[bool, Form()] = False,
 ) -> Response:
@@ -115,7 +116,7 @@ def search_person(
         probe_id=row.probe_id,
         face=row.face_index,
         force=force,
-        searcher=state.gallery,
+        searcher=searcher,
         sessions=state.sessions,
         limiter=limits,
     )

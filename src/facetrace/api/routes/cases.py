@@ -15,7 +15,7 @@ from facetrace.config import DetectorKind, SearchMode
 from facetrace.errors import InvalidRequest
 from facetrace.fields import CaseNumber, Id, Index, LegalBasis, Name, Note, OptionalName
 from facetrace.imaging import looks_like_video
-from facetrace.server.deps import CurrentActor, Db, Limits, State, read_upload
+from facetrace.server.deps import CurrentActor, Db, Limits, Searching, State, read_upload
 from facetrace.service import cases, notifications, reviews, searches
 from facetrace.service.accounts import Actor, Perm, require
 from facetrace.store.service_models import Case, Identification, Search
@@ -380,6 +380,7 @@ async def search(
     db: Db,
     state: State,
     limits: Limits,
+    searcher: Searching,
     image: Annotated[UploadFile, File(description="the probe photo, or a probe video")],
     case_id: Annotated[Id | None, Form()] = None,
     face: Annotated[Index | None, Form()] = None,
@@ -422,7 +423,7 @@ async def search(
                 probe_id=probe_id,
                 face=index,
                 force=force,
-                searcher=state.gallery,
+                searcher=searcher,
                 sessions=state.sessions,
                 limiter=limits,
                 mode=mode,
@@ -449,7 +450,7 @@ async def search(
         filename=image.filename or "",
         face=face,
         force=force,
-        searcher=state.gallery,
+        searcher=searcher,
         sessions=state.sessions,
         limiter=limits,
         detector=None if detector is None else detector.value,

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from facetrace.api.routes.cases import SearchOut, search_json
 from facetrace.fields import Id, Index, Note
-from facetrace.server.deps import CurrentActor, Db, Limits, State
+from facetrace.server.deps import CurrentActor, Db, Limits, Searching, State
 from facetrace.service import case_groups, searches
 
 router = APIRouter(tags=["persons"])
@@ -192,6 +192,7 @@ def search_person(
     db: Db,
     state: State,
     limits: Limits,
+    searcher: Searching,
 ) -> dict[str, Any]:
     """Search a person as one template face (adopted once, then reused): a vector search,
     reviewed and identified like any other."""
@@ -202,7 +203,7 @@ def search_person(
         probe_id=row.probe_id,
         face=row.face_index,
         force=body.force,
-        searcher=state.gallery,
+        searcher=searcher,
         sessions=state.sessions,
         limiter=limits,
     )

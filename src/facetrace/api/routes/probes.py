@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from facetrace.api.routes.cases import DETECTOR_HELP, MODE_HELP, SearchOut, search_json
 from facetrace.config import DetectorKind, SearchMode
 from facetrace.fields import Coordinate, Id, Index
-from facetrace.server.deps import CurrentActor, Db, Limits, State, probe_from_upload
+from facetrace.server.deps import CurrentActor, Db, Limits, Searching, State, probe_from_upload
 from facetrace.service import searches
 from facetrace.store.service_models import Probe, ProbeFaceRow
 
@@ -97,6 +97,7 @@ async def upload_probe(
     db: Db,
     state: State,
     limits: Limits,
+    searcher: Searching,
     image: Annotated[UploadFile, File(description="the probe photo")],
     detector: Annotated[DetectorKind | None, Form(description=DETECTOR_HELP)] = None,
 ) -> ProbeOut:
@@ -106,6 +107,7 @@ async def upload_probe(
         state,
         db,
         actor=actor,
+        searcher=searcher,
         case_id=case_id,
         upload=image,
         limiter=limits,
@@ -122,19 +124,25 @@ def get_probe(probe_id: Id, actor: CurrentActor, db: Db) -> ProbeOut:
 
 @router.post("/probes/{probe_id}/faces", status_code=201, response_model=ProbeFaceOut)
 def add_face(
-    probe_id: Id, body: BoxIn, actor: CurrentActor, db: Db, state: State, limits: Limits
+    probe_id: Id, body: BoxIn, actor: CurrentActor, db: Db, limits: Limits, searcher: Searching
 ) -> ProbeFaceOut:
     """Add a face the detector missed from a box drawn around it; it gets the next face
     number and is searched like the others."""
     row = searches.add_manual_face(
-        db, actor=actor, probe_id=probe_id, box=body.box, searcher=state.gallery, limiter=limits
+        db, actor=actor, probe_id=probe_id, box=body.box, searcher=searcher, limiter=limits
     )
     return face_out(row)
 
 
 @router.post("/probes/{probe_id}/search", status_code=201, response_model=SearchOut)
 def search_face(
-    probe_id: Id, body: SearchIn, actor: CurrentActor, db: Db, state: State, limits: Limits
+    probe_id: Id,
+    body: SearchIn,
+    actor: CurrentActor,
+    db: Db,
+    state: State,
+    limits: Limits,
+    searcher: Searching,
 ) -> dict[str, Any]:
     """Search one face of a stored probe: a vector search, no model runs again."""
     result = searches.search_probe(
@@ -143,7 +151,7 @@ def search_face(
         probe_id=probe_id,
         face=body.face,
         force=body.force,
-        searcher=state.gallery,
+        searcher=searcher,
         sessions=state.sessions,
         limiter=limits,
         mode=body.mode,
