@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+import facetrace
 from facetrace.config import ServiceConfig
 from facetrace.server.app import create_app
 from facetrace.service import accounts
@@ -86,3 +89,23 @@ def login(client: TestClient, username: str, password: str = PASSWORD) -> str:
     marker = 'name="csrf_token" value="'
     start = page.text.index(marker) + len(marker)
     return page.text[start : page.text.index('"', start)]
+
+
+def index_stacks(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """From now on, each search of the app's vector index appends the modules of ours on
+    the stack at that moment (paths under ``src/facetrace``, sorted): the files a search
+    request went through to reach the index (DEVELOPERS.md, "Following a search")."""
+    index = client.app.state.service.gallery.gallery().index  # type: ignore[attr-defined]
+    package = Path(facetrace.__file__).resolve().parent
+    stacks: list[list[str]] = []
+    real = index.search
+
+    def recorded(*args: Any, **kw: Any) -> Any:
+        ours = [Path(f.filename).resolve() for f in traceback.extract_stack()]
+        stacks.append(
+            sorted({p.relative_to(package).as_posix() for p in ours if p.is_relative_to(package)})
+        )
+        return real(*args, **kw)
+
+    monkeypatch.setattr(index, "search", recorded)
+    return stacks

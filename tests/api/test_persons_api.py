@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from facetrace.service.accounts import Role
-from tests.api.conftest import add_user, make_client
+from tests.api.conftest import add_user, index_stacks, make_client
 
 JOLIE = ["id01/img1.jpg", "id01/img2.jpg", "id01/img4.jpg"]
 ANISTON = ["id04/img3.jpg", "id04/img53.jpg"]
@@ -101,3 +101,16 @@ def test_persons_decisions_and_a_template_search(mci: dict[str, Any]) -> None:
     person = next(p for p in client.get(url, headers=inv).json()["persons"] if p["template"])
     assert {f["probe_id"] for f in person["faces"]} == set(jolie)
     assert person["template"]["searches"] == [first.json()["id"], again["id"]]
+
+
+def test_a_person_search_reaches_the_index_through_the_service_and_the_gallery_only(
+    mci: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A person searched as one template face takes the photo search's four files: its
+    route, ``service/searches.py``, ``gallery/directory.py``, the index."""
+    client, inv, case = mci["client"], mci["inv"], mci["case"]
+    stacks = index_stacks(client, monkeypatch)
+    faces = [{"probe_id": mci["probes"][n], "face_index": 0} for n in ANISTON]
+    resp = client.post(f"/api/v1/cases/{case}/persons/search", headers=inv, json={"faces": faces})
+    assert resp.status_code == 201, resp.text
+    assert stacks == [["api/routes/persons.py", "gallery/directory.py", "service/searches.py"]]

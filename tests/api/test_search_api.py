@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import re
 import time
-import traceback
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,9 +14,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-import facetrace
 from facetrace.service.accounts import Role
-from tests.api.conftest import add_user, login, make_client
+from tests.api.conftest import add_user, index_stacks, login, make_client
 
 PEOPLE = ["Hugo_Chavez", "Jacques_Chirac", "Laura_Bush", "Lleyton_Hewitt"]
 
@@ -535,20 +533,7 @@ def test_a_search_reaches_the_index_through_the_service_and_the_gallery_only(
     which calls ``gallery/directory.py``, which calls the index; no module of ours sits
     between them (there was a port, ``service/gallery_port.py``)."""
     client: TestClient = gallery["client"]
-    g = client.app.state.service.gallery.gallery()  # type: ignore[attr-defined]
-    package = Path(facetrace.__file__).resolve().parent
-    stacks: list[list[str]] = []
-    real = g.index.search
-
-    def recorded(*args: Any, **kw: Any) -> Any:
-        frames = traceback.extract_stack()
-        ours = [Path(f.filename).resolve() for f in frames]
-        stacks.append(
-            sorted({p.relative_to(package).as_posix() for p in ours if p.is_relative_to(package)})
-        )
-        return real(*args, **kw)
-
-    monkeypatch.setattr(g.index, "search", recorded)
+    stacks = index_stacks(client, monkeypatch)
     one = client.post(
         "/api/v1/search",
         headers=gallery["inv"],
