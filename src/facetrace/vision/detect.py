@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 from pathlib import Path
 from typing import Any, Protocol
@@ -120,22 +121,55 @@ class HogDetector(_BoxesWithLandmarks):
         threshold: float = 0.0,
         retry_threshold: float | None = -0.5,
         landmarks: LandmarkPredictor | None = None,
+        cache_dir: Path | None = None,
     ) -> None:
         self.min_face_px = min_face_px
         self.max_pixels = max_pixels
         self.threshold = threshold
         self.retry_threshold = retry_threshold
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._landmarks = landmarks or LandmarkPredictor()
         self._detector: Any = None
         self._lock = threading.Lock()
+
+    def _cached_path(self) -> Path | None:
+        """Where dlib's own serialisation of its detector is kept (one file per dlib
+        version), or None without a cache folder."""
+        if self.cache_dir is None:
+            return None
+        import dlib
+
+        return self.cache_dir / f"dlib-{dlib.__version__}-frontal-face-detector.svm"
 
     def _load(self) -> Any:
         with self._lock:
             if self._detector is None:
                 import dlib
 
-                self._detector = dlib.get_frontal_face_detector()
+                path = self._cached_path()
+                if path is not None and path.is_file():
+                    try:  # 1 ms, against 0.3 s to build it (every worker, at its start)
+                        self._detector = dlib.fhog_object_detector(str(path))
+                    except RuntimeError as exc:
+                        log.warning("cached HOG detector %s is unusable (%s)", path, exc)
+                if self._detector is None:
+                    self._detector = dlib.get_frontal_face_detector()
             return self._detector
+
+    def cache_model(self) -> None:
+        """Save dlib's detector into the cache folder if it is not there (once, by a
+        pool's first worker), written whole or not at all."""
+        path = self._cached_path()
+        if path is None or path.is_file():
+            return
+        detector = self._detector or self._load()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            detector.save(str(tmp))
+            os.replace(tmp, path)
+        except (OSError, RuntimeError) as exc:  # then each worker builds its own
+            log.warning("cannot cache the HOG detector at %s: %s", path, exc)
 
     def boxes(self, pixels: RGBImage) -> list[tuple[BoundingBox, float]]:
         """Face boxes in ``pixels`` coordinates with their SVM scores, largest first.
@@ -358,7 +392,8 @@ class AutoDetector(_BoxesWithLandmarks):
         self._landmarks = hog._landmarks
 
     def cache_model(self) -> None:
-        """See :meth:`CnnDetector.cache_model`."""
+        """See :meth:`HogDetector.cache_model` and :meth:`CnnDetector.cache_model`."""
+        self.hog.cache_model()
         self.cnn.cache_model()
 
     def boxes(self, pixels: RGBImage) -> list[tuple[BoundingBox, float]]:
@@ -430,7 +465,9 @@ def make_detector(
     core; a pool's worker passes 1, as for the embedder). Raises ValueError for another
     name."""
     landmarks = LandmarkPredictor()
-    hog = HogDetector(min_face_px=min_face_px, max_pixels=max_pixels, landmarks=landmarks)
+    hog = HogDetector(
+        min_face_px=min_face_px, max_pixels=max_pixels, landmarks=landmarks, cache_dir=cache_dir
+    )
     if kind == "hog":
         return hog
     cnn = CnnDetector(
