@@ -101,20 +101,25 @@ def _searches_of(client: TestClient, probe_id: int) -> dict[int, list[int]]:
         return out
 
 
-def test_a_returning_character_is_listed_once_and_the_join_is_audited(
-    app: dict[str, Any], faces_dir: Path, tmp_path: Path
-) -> None:
-    # Cardoso comes back after a cut in another photo of him (photos 1 and 3: 0.911,
-    # under the fragment merge's bar): the video alone sees two people
-    video = tmp_path / "return.mp4"
+@pytest.fixture(scope="module")
+def returning(faces_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Cardoso comes back after a cut in another photo of him (photos 1 and 3: 0.911,
+    under the fragment merge's bar): the video alone sees two people."""
+    video = tmp_path_factory.mktemp("videos") / "return.mp4"
 
     def shot(colour: tuple[int, int, int], name: str, photo: int) -> Shot:
         actor = Actor(name, lfw_photo(faces_dir, name, photo), 0, 2.4, (0.45, 0.5), (0.55, 0.5))
         return Shot(2.4, colour, (actor,))
 
     write_video(video, [shot(GREY, CAST, 1), shot(BLUE, "Colin_Powell", 1), shot(GREEN, CAST, 3)])
+    return video
+
+
+def test_a_returning_character_is_listed_once_and_the_join_is_audited(
+    app: dict[str, Any], returning: Path
+) -> None:
     client: TestClient = app["client"]
-    body = _search_video(app, video)
+    body = _search_video(app, returning)
     probe = body["probe"]
     faces = probe["faces"]
     assert body["persons"] == 2 and len(faces) == 2, body
@@ -125,6 +130,7 @@ def test_a_returning_character_is_listed_once_and_the_join_is_audited(
     # the joined person covers both appearances: the first and the third shot
     assert len(cardoso["joins"]) == 2 and cardoso["index"] not in cardoso["joins"]
     assert cardoso["intervals"][0][0] < 1.0 and cardoso["intervals"][-1][1] > 5.5
+    assert firsts == [CAST, "Colin_Powell"]  # in order of first appearance
     assert all(not (a > 2.5 and b < 4.7) for a, b in cardoso["intervals"])
     # nothing deleted: each fragment was searched on its own and still is, and finds Cardoso
     for fragment in cardoso["joins"]:
@@ -173,3 +179,28 @@ def test_two_faces_of_one_frame_stay_two_people_through_the_service(
         "Hugo_Chavez",
     ]
     assert all(f["joins"] == [] for f in faces) and len(by_face) == 2  # no join tried
+
+
+def test_the_web_upload_joins_when_asked_to_search_every_person(
+    app: dict[str, Any], returning: Path
+) -> None:
+    """The case page's video upload with "search every person": searched and joined in
+    the job like the one-shot search; without it, nothing is searched (by hand, as before)."""
+    client: TestClient = app["client"]
+    csrf = login(client, "inv")
+    jobs = []
+    for extra in ({"search_all": "true"}, {}):
+        resp = client.post(
+            f"/cases/{app['case']}/videos",
+            data={"csrf_token": csrf, **extra},
+            files={"video": (returning.name, returning.read_bytes(), "video/mp4")},
+        )
+        assert resp.status_code == 303, resp.text
+        job_id = resp.headers["location"].rsplit("/", 1)[-1]
+        jobs.append(_wait(client, f"/api/v1/video-jobs/{job_id}", app["inv"]))
+    searched, by_hand = jobs
+    assert searched["state"] == "done" and searched["persons"] == 2, searched
+    assert len(searched["probe"]["faces"]) == 2 and len(searched["searches"]) == 4
+    assert sorted(len(f["joins"]) for f in searched["probe"]["faces"]) == [0, 2]
+    assert by_hand["state"] == "done" and by_hand["searches"] == []
+    assert by_hand["persons"] == 3 and len(by_hand["probe"]["faces"]) == 3  # not searched

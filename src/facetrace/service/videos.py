@@ -43,11 +43,21 @@ from facetrace.errors import Cancelled, FacetraceError, ImageTooLarge, NotFound
 from facetrace.service import audit
 from facetrace.service.accounts import Actor, Perm, require
 from facetrace.service.cases import require_open, scoped_case
-from facetrace.service.searches import FaceOrigin, FoundFace, PhotoFaces, add_probe, add_probe_faces
+from facetrace.service.searches import (
+    FaceOrigin,
+    FoundFace,
+    Limiter,
+    PhotoFaces,
+    Searcher,
+    add_probe,
+    add_probe_faces,
+    search_probe,
+)
 from facetrace.store.models import FaceRow
 from facetrace.store.service_models import ProbeFaceRow, Search, SearchCandidate, VideoJobRow
 
 if TYPE_CHECKING:
+    from facetrace.config import SearchMode
     from facetrace.video import Person, VideoOptions
 
 log = logging.getLogger(__name__)
@@ -155,6 +165,34 @@ class PersonSearch(Protocol):
     permission, rate limit, quality; audited), in ``session``; the caller commits."""
 
     def __call__(self, session: Session, actor: Actor, probe_id: int, face: int, /) -> Any: ...
+
+
+def person_search(
+    *,
+    searcher: Searcher,
+    sessions: sessionmaker[Session],
+    limiter: Limiter,
+    force: bool = False,
+    mode: SearchMode | None = None,
+) -> PersonSearch:
+    """The search a job makes of each person it stored (:func:`searches.search_probe`,
+    with the one-shot search's ``force`` and ``mode``): what the one-shot search and the
+    web's "search every person" upload pass to :meth:`VideoJobs.start`."""
+
+    def search(session: Session, actor: Actor, probe_id: int, face: int, /) -> Search:
+        return search_probe(
+            session,
+            actor=actor,
+            probe_id=probe_id,
+            face=face,
+            force=force,
+            searcher=searcher,
+            sessions=sessions,
+            limiter=limiter,
+            mode=mode,
+        )
+
+    return search
 
 
 class JobState(StrEnum):
@@ -608,18 +646,26 @@ def first_subject(search: Search) -> str | None:
 def listed_faces(faces: list[ProbeFaceRow]) -> list[ProbeFaceRow]:
     """A probe's faces with each person once: a joined person (``extra["join"] ==
     "kept"``) stands for its fragments (``extra["joins"]``), which are left out, as is
-    a join that was refused. The rows themselves all stay, with their searches."""
+    a join that was refused; in order of first appearance. The rows themselves all
+    stay, with their searches."""
     joined = {
         int(i)
         for f in faces
         if (f.extra or {}).get("join") == "kept"
         for i in (f.extra or {}).get("joins", [])
     }
-    return [
+    kept = [
         f
         for f in faces
         if f.face_index not in joined and (f.extra or {}).get("join", "kept") == "kept"
     ]
+    return sorted(kept, key=_first_seen)
+
+
+def _first_seen(face: ProbeFaceRow) -> float:
+    """When a video person is first on screen (a joined one is stored after the others)."""
+    intervals = (face.extra or {}).get("intervals") or [[face.timestamp_s or 0.0]]
+    return float(intervals[0][0])
 
 
 def probe_searches(session: Session, *, probe_id: int) -> list[int]:
