@@ -204,3 +204,6 @@ def test_the_web_upload_joins_when_asked_to_search_every_person(
     assert sorted(len(f["joins"]) for f in searched["probe"]["faces"]) == [0, 2]
     assert by_hand["state"] == "done" and by_hand["searches"] == []
     assert by_hand["persons"] == 3 and len(by_hand["probe"]["faces"]) == 3  # not searched
+    # the case page with searched video persons (their extra's "person" is a number)
+    page = client.get(f"/cases/{app['case']}")
+    assert page.status_code == 200, page.text
