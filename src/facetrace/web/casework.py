@@ -376,7 +376,9 @@ def probe_page(
             actor,
             case=case,
             probe=probe,
-            persons=[(f, videos.key_frames(f.extra or {})) for f in probe.faces],
+            persons=[
+                (f, videos.key_frames(f.extra or {})) for f in videos.listed_faces(probe.faces)
+            ],
             searches=of_probe,
             can_search=actor.can(Perm.SEARCH) and cases.is_active(case),
             min_quality=state.settings.search.min_quality,
