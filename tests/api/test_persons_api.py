@@ -114,3 +114,20 @@ def test_a_person_search_reaches_the_index_through_the_service_and_the_gallery_o
     resp = client.post(f"/api/v1/cases/{case}/persons/search", headers=inv, json={"faces": faces})
     assert resp.status_code == 201, resp.text
     assert stacks == [["api/routes/persons.py", "gallery/directory.py", "service/searches.py"]]
+
+
+def test_a_person_is_searched_in_the_mode_asked_and_a_bad_mode_stores_nothing(
+    mci: dict[str, Any],
+) -> None:
+    client, inv, case = mci["client"], mci["inv"], mci["case"]
+    url = f"/api/v1/cases/{case}/persons"
+    faces = [{"probe_id": mci["probes"][n], "face_index": 0} for n in ANISTON]
+    templates = [p["template"] for p in client.get(url, headers=inv).json()["persons"]]
+    bad = client.post(f"{url}/search", headers=inv, json={"faces": faces, "mode": "guess"})
+    assert bad.status_code == 422
+    assert [p["template"] for p in client.get(url, headers=inv).json()["persons"]] == templates
+    for mode in ("investigation", "identification"):
+        resp = client.post(f"{url}/search", headers=inv, json={"faces": faces, "mode": mode})
+        assert resp.status_code == 201, resp.text
+        assert resp.json()["mode"] == mode
+        assert resp.json()["mode_choice"]["chosen_by"] == "request"

@@ -96,3 +96,29 @@ def test_a_merge_moves_photos_with_provenance_and_undoes(
     assert frozenset((OTHER_PHOTO, f"R-{OTHER_PHOTO}")) in _names(find_duplicates(planted))
     with planted.sessions.begin() as s, pytest.raises(Conflict):
         links.undo_merge(s, merge_id=merge.id, note="again", undone_by="ana")
+
+
+def test_a_merged_subject_is_deleted_only_once_its_merge_is_undone(planted: Gallery) -> None:
+    """A delete must neither fail on the merge history's foreign keys nor take the photos
+    a live merge moved from another record with it."""
+    from facetrace.errors import RuleViolation
+
+    source, target = _subject_id(planted, f"R-{OTHER_PHOTO}"), _subject_id(planted, OTHER_PHOTO)
+    with planted.session() as s:
+        faces_before = len(repo.subject_face_ids(s, OTHER_PHOTO))
+    with planted.sessions.begin() as s:
+        merge = links.merge_subjects(s, source_id=source, target_id=target, note="", merged_by="i")
+    for external_id in (OTHER_PHOTO, f"R-{OTHER_PHOTO}"):  # either side, refused
+        with pytest.raises(RuleViolation, match="undo the merge first"):
+            planted.delete_subject(external_id)
+    with planted.session() as s:  # nothing changed
+        assert len(repo.subject_face_ids(s, OTHER_PHOTO)) == faces_before + 1
+    with planted.sessions.begin() as s:
+        links.undo_merge(s, merge_id=merge.id, note="wrong", undone_by="ana")
+        links.record_different(s, subject_a=source, subject_b=target, note="", decided_by="i")
+    # an undone merge and a decision are history: the delete goes through
+    assert planted.delete_subject(OTHER_PHOTO) == faces_before
+    with planted.session() as s:
+        assert len(repo.subject_face_ids(s, f"R-{OTHER_PHOTO}")) == 1  # the other record stays
+        with pytest.raises(Exception, match="no subject"):
+            repo.find_subject(s, OTHER_PHOTO, None)

@@ -14,7 +14,6 @@ from facetrace.grouping.graph import (
     from_pairs,
     knn_graph,
     neighbour_graph,
-    stranger_share_threshold,
     two_hop,
 )
 from facetrace.index.base import Selector
@@ -139,44 +138,6 @@ def test_large_sets_group_at_a_stricter_per_pair_rate() -> None:
     assert edge_threshold(cal, million, fallback=0.5) > edge_threshold(cal, 5e-5, fallback=0.5)
     with pytest.raises(InvalidRequest):
         fmr_for_size(0.0, 10)
-
-
-def _edges_above(n: int, floor: float, edges: int, seed: int = 0) -> NeighbourGraph:
-    """``edges`` random pairs of ``n`` faces scoring evenly between ``floor`` and 0.99."""
-    rng = np.random.default_rng(seed)
-    a = rng.integers(0, n, edges * 2)
-    b = rng.integers(0, n, edges * 2)
-    score = rng.uniform(floor, 0.99, edges * 2).astype(np.float32)
-    g = from_pairs(n, a, b, score)
-    keep = np.zeros(g.edges, dtype=bool)
-    keep[:edges] = True
-    return g.without(~keep)
-
-
-def test_a_set_with_few_true_edges_groups_at_a_stricter_threshold() -> None:
-    """At the floor's false-match rate 2,000 faces expect ~100 strangers' edges: among
-    20,000 edges that is 0.5 % and the floor stands; among 500 it would be 20 %, so the
-    threshold rises until the table expects at most 2.5 % of the edges kept."""
-    cal = packaged_calibration("dlib-resnet-v1+flip")
-    assert cal is not None
-    floor = edge_threshold(cal, 5e-5, fallback=0.9)
-    n, pairs = 2000, 2000 * 1999 / 2
-    many = _edges_above(n, floor, 20_000)
-    assert stranger_share_threshold(many, cal, floor=floor) == floor
-    few = _edges_above(n, floor, 500)
-    t = stranger_share_threshold(few, cal, floor=floor, share=0.025)
-    assert t > floor
-    kept = int((few.score >= t).sum())
-    assert kept > 0
-    assert cal.false_match_rate(t) * pairs <= 0.025 * kept
-    # and not stricter than needed: one edge lower the share would be exceeded
-    lower = float(few.score[few.score < t].max())
-    assert cal.false_match_rate(lower) * pairs > 0.025 * int((few.score >= lower).sum())
-    # no table: the floor, an uncalibrated number, is all there is
-    assert stranger_share_threshold(few, None, floor=floor) == floor
-    for bad in (0.0, 1.0):
-        with pytest.raises(InvalidRequest):
-            stranger_share_threshold(few, cal, floor=floor, share=bad)
 
 
 def test_vectorised_false_match_rates_agree_with_the_table() -> None:

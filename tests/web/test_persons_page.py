@@ -87,6 +87,16 @@ def test_group_correct_search_identify(desk: Desk, browser: Any) -> None:
     top = page.locator("article.candidate").first.inner_text()
     assert "Laura Bush" in top or "Jacques Chirac" in top
 
+    # another person searched in the investigation mode, chosen on the persons page
+    page.goto(persons_url)
+    other = page.locator("section.person").nth(1)
+    other.locator("select[name=mode]").select_option("investigation")
+    other.locator("button", has_text="Search this person").click()
+    page.wait_for_url(re.compile(r".*/searches/\d+"))
+    banner = page.locator("#search-mode").inner_text()
+    assert "Investigation mode" in banner and "The person who searched chose this mode" in banner
+    shot(page, "persons-04-investigation")
+
     # Two reviewers agree and the identification is recorded (through the service: the
     # review pages have their own browser test); the persons page links it.
     state = desk.state

@@ -8,10 +8,10 @@ same scores, false-match rates, threshold and provenance as a photo's face.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -173,14 +173,16 @@ Row = tuple[float, list["Candidate"], list["Candidate"]]
 # Two persons found by one gallery subject are joined only when their own templates are at
 # least this close: the tracker's bar for one face followed with its position (FMR 1 %).
 JOIN_FLOOR = 0.91
+R = TypeVar("R")
 
 
 def join_same_subject(
     persons: list[Person],
-    rows: list[Row],
-    search: Callable[[list[Person]], list[Row]],
+    rows: list[R],
+    search: Callable[[list[Person]], list[R]],
     options: VideoOptions = VideoOptions(),
-) -> list[tuple[Person, Row]]:
+    subject: Callable[[R], Hashable | None] | None = None,
+) -> list[tuple[Person, R]]:
     """Join persons of the video whom the gallery finds as one subject.
 
     The fragment merge (:mod:`facetrace.video.merge`) joins appearances of one person only
@@ -193,9 +195,13 @@ def join_same_subject(
     person is searched again and kept only if the subject is still first above the
     threshold (else the two stay apart). Most similar pair first, until none is left.
 
+    ``subject`` tells a row's first subject above the threshold (default: a
+    :data:`Row`'s); the service passes its own, for rows that are stored searches.
+
     Returns:
         (person, its search row) pairs, in order of first appearance, numbered from 1.
     """
+    first: Callable[[R], Hashable | None] = subject or _first_subject
     people = list(persons)
     found = list(rows)
     refused: set[tuple[tuple[int, ...], tuple[int, ...]]] = set()
@@ -203,7 +209,7 @@ def join_same_subject(
         pairs = []
         for a in range(len(people)):
             for b in range(a + 1, len(people)):
-                sa, sb = _first_subject(found[a]), _first_subject(found[b])
+                sa, sb = first(found[a]), first(found[b])
                 key = (people[a].tracks, people[b].tracks)
                 if sa is None or sa != sb or key in refused:
                     continue
@@ -217,7 +223,7 @@ def join_same_subject(
         _, a, b = max(pairs)
         joined = join_persons(people[a], people[b], options)
         row = search([joined])[0]
-        if _first_subject(row) != _first_subject(found[a]):
+        if first(row) != first(found[a]):
             refused.add((people[a].tracks, people[b].tracks))
             continue
         people[a], found[a] = joined, row
@@ -227,7 +233,7 @@ def join_same_subject(
     return [(p, found[i]) for p, i in zip(renumbered, order, strict=True)]
 
 
-def _first_subject(row: Row) -> int | None:
+def _first_subject(row: Any) -> int | None:
     """The subject of the best candidate at or above the threshold, if any."""
     _, above, _ = row
     return min(above, key=lambda c: c.rank).info.subject_id if above else None

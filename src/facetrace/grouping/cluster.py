@@ -33,7 +33,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -41,6 +41,9 @@ import numpy.typing as npt
 from facetrace.errors import InvalidRequest
 from facetrace.grouping.constraints import Constraints, components_of, contract, enforce
 from facetrace.grouping.graph import NeighbourGraph
+
+if TYPE_CHECKING:
+    from facetrace.calibration import Calibration
 
 log = logging.getLogger(__name__)
 
@@ -353,3 +356,74 @@ def by_size(labels: Labels) -> Labels:
     rank = np.empty(order.size, dtype=np.int64)
     rank[order] = np.arange(order.size)
     return rank[inverse.reshape(-1)]
+
+
+#: The largest share of a grouping's pairs that the calibration table may expect to be
+#: strangers (:func:`cluster_for_precision`; BENCHMARKS.md "grouping-resamples": on
+#: identity-disjoint LFW resamples it kept mean pairwise precision >= 0.99 at every mix
+#: of people measured, where a fixed rate fell to 0.985 on sets of few photos a person).
+DEFAULT_STRANGER_PAIR_SHARE = 0.02
+#: Thresholds tried: the floor, then edge scores above it at evenly spaced quantiles.
+CANDIDATE_THRESHOLDS = 20
+
+
+def cluster_for_precision(
+    graph: NeighbourGraph,
+    method: Algorithm | str = DEFAULT_ALGORITHM,
+    *,
+    floor: float,
+    calibration: Calibration | None,
+    vectors: npt.NDArray[np.float32] | None = None,
+    constraints: Constraints | None = None,
+    seed: int = 0,
+    share: float = DEFAULT_STRANGER_PAIR_SHARE,
+) -> tuple[Labels, float]:
+    """:func:`cluster` at the lowest threshold, at least ``floor``, at which the table's
+    expected number of strangers' pairs above it, ``FMR(t) n(n-1)/2``, is at most
+    ``share`` of the pairs the groups hold: (labels, the threshold used).
+
+    A per-pair false-match rate fixes how many strangers' pairs score above the
+    threshold, not how many true pairs stand beside them: a set whose people have one or
+    two photos each holds few true pairs, so the same look-alikes make a larger share of
+    its groups. The expected count is an upper bound on the strangers' pairs grouped
+    (a pair above the threshold may still not be merged), so this bounds the share of
+    wrong pairs, i.e. pairwise precision, from the calibration table. The floor is kept
+    when it already meets the bound (one grouping, as before) or nothing is grouped;
+    otherwise the candidates above it are bisected (about five more groupings).
+    """
+    if not 0 < share < 1:
+        raise InvalidRequest(f"the share of strangers' pairs must be in (0, 1), got {share}")
+
+    def at(t: float) -> tuple[Labels, bool]:
+        labels = cluster(
+            graph, method, threshold=t, vectors=vectors, constraints=constraints, seed=seed
+        )
+        counts = np.bincount(labels).astype(np.float64)
+        held = float((counts * (counts - 1) / 2).sum())
+        n = graph.n
+        assert calibration is not None
+        expected = calibration.false_match_rate(t) * (n * (n - 1) / 2)
+        return labels, held == 0 or expected <= share * held
+
+    if calibration is None:
+        return cluster(
+            graph, method, threshold=floor, vectors=vectors, constraints=constraints, seed=seed
+        ), floor
+    labels, ok = at(floor)
+    above = graph.score[graph.score > floor]
+    if ok or above.size == 0:
+        return labels, floor
+    qs = np.linspace(0.0, 0.9, CANDIDATE_THRESHOLDS - 1)
+    cands = [float(c) for c in np.unique(np.quantile(above, qs, method="lower"))]
+    lo, hi = 0, len(cands) - 1  # the lowest candidate that meets the bound, if monotone
+    best: tuple[Labels, float] | None = None
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        got, ok = at(cands[mid])
+        if ok:
+            best, hi = (got, cands[mid]), mid - 1
+        else:
+            lo = mid + 1
+    if best is None:  # even the strictest candidate does not meet it: use that one
+        return at(cands[-1])[0], cands[-1]
+    return best

@@ -29,15 +29,14 @@ from facetrace.config import PipelineOptions
 from facetrace.engine import FacePipeline
 from facetrace.errors import FacetraceError, InvalidRequest
 from facetrace.gallery.ingest import IMAGE_SUFFIXES
-from facetrace.grouping.cluster import DEFAULT_ALGORITHM, Algorithm, algorithm, cluster
-from facetrace.grouping.graph import (
-    DEFAULT_K,
-    DEFAULT_STRANGER_SHARE,
-    edge_threshold,
-    fmr_for_size,
-    neighbour_graph,
-    stranger_share_threshold,
+from facetrace.grouping.cluster import (
+    DEFAULT_ALGORITHM,
+    DEFAULT_STRANGER_PAIR_SHARE,
+    Algorithm,
+    algorithm,
+    cluster_for_precision,
 )
+from facetrace.grouping.graph import DEFAULT_K, edge_threshold, fmr_for_size, neighbour_graph
 from facetrace.grouping.sheet import Tile, contact_sheet, face_thumbnail, save_sheet
 from facetrace.imaging import ImageLimits, load_image
 from facetrace.pool import map_photos
@@ -45,8 +44,8 @@ from facetrace.pool import map_photos
 log = logging.getLogger(__name__)
 
 #: The default target false-match rate of a grouping edge (BENCHMARKS.md, "Grouping"):
-#: the loosest threshold grouping uses; a set with few true edges gets a stricter one
-#: (:func:`~facetrace.grouping.graph.stranger_share_threshold`).
+#: the loosest threshold grouping uses; a set with few true pairs gets a stricter one
+#: (:func:`~facetrace.grouping.cluster.cluster_for_precision`).
 DEFAULT_FMR = 5e-5
 DEFAULT_MIN_QUALITY = 0.3
 
@@ -171,8 +170,8 @@ class GroupReport:
             "false_match_rate": self.fmr,
             # what the threshold was set for: the target, made stricter for large sets
             "pair_false_match_rate": fmr_for_size(self.fmr, len(self.faces)),
-            # and stricter where more than this share of the edges would join strangers
-            "max_stranger_edge_share": DEFAULT_STRANGER_SHARE,
+            # and stricter where the table expects more of the grouped pairs to be strangers
+            "max_stranger_pair_share": DEFAULT_STRANGER_PAIR_SHARE,
             "threshold": round(self.threshold, 4),
             "calibration": self.calibration,
             "summary": self.summary(),
@@ -204,16 +203,17 @@ def group_faces(
 
     The threshold is the score of the per-pair false-match rate
     :func:`~facetrace.grouping.graph.fmr_for_size` gives for ``fmr`` and this many faces
-    (``fmr`` itself up to the size of the set it was validated on), raised where more
-    than :data:`~facetrace.grouping.graph.DEFAULT_STRANGER_SHARE` of the set's edges
-    would be expected to join strangers."""
+    (``fmr`` itself up to the size of the set it was validated on), raised where the
+    table expects more than :data:`~facetrace.grouping.cluster.DEFAULT_STRANGER_PAIR_SHARE`
+    of the grouped pairs to be strangers."""
     floor = edge_threshold(calibration, fmr_for_size(fmr, len(faces)), fallback=fallback_threshold)
     if not faces:
         return np.empty(0, dtype=np.int64), floor
     vectors = np.stack([f.vector for f in faces]).astype(np.float32)
     graph = neighbour_graph(vectors, min_score=floor, k=k)
-    threshold = stranger_share_threshold(graph, calibration, floor=floor)
-    labels = cluster(graph, method, threshold=threshold, vectors=vectors)
+    labels, threshold = cluster_for_precision(
+        graph, method, floor=floor, calibration=calibration, vectors=vectors
+    )
     return labels + 1, threshold
 
 

@@ -335,51 +335,6 @@ def fmr_for_size(fmr: float, n: int, *, reference: int = REFERENCE_FACES) -> flo
     return fmr * (reference - 1) / (n - 1)
 
 
-#: The largest share of a set's graph edges that the calibration table may expect to join
-#: two strangers (:func:`stranger_share_threshold`; BENCHMARKS.md, "Grouping": the
-#: share at which identity-disjoint resamples of the LFW half kept pairwise precision
-#: near 0.99 at every mix of people measured).
-DEFAULT_STRANGER_SHARE = 0.025
-
-
-def stranger_share_threshold(
-    graph: NeighbourGraph,
-    calibration: Calibration | None,
-    *,
-    floor: float,
-    share: float = DEFAULT_STRANGER_SHARE,
-) -> float:
-    """The lowest score, at least ``floor``, at which at most ``share`` of the graph's
-    edges are expected to join strangers.
-
-    A per-pair false-match rate fixes the expected number of strangers' edges, about
-    ``FMR(t) * n(n-1)/2`` among ``n`` faces, but not how many true edges there are beside
-    them: that depends on how many photos each person has. A set of people with one or
-    two photos each has few true edges, so the same wrong edges make a larger share of
-    its groups (pairwise precision 0.98 at FMR 5e-5 on LFW resamples capped at 10 photos
-    a person, against 0.998 on resamples with LFW's large identities). Like
-    Benjamini-Hochberg, this raises the threshold until the calibration table's
-    expected count of strangers' edges is at most ``share`` of the edges kept. Without a
-    table, or when ``floor`` already meets it, ``floor`` is returned.
-    """
-    if not 0 < share < 1:
-        raise InvalidRequest(f"the share of strangers' edges must be in (0, 1), got {share}")
-    if calibration is None or graph.edges == 0:
-        return floor
-    n = graph.n
-    scores = np.sort(graph.score[graph.score >= floor].astype(np.float64))[::-1]
-    if scores.size == 0:
-        return floor
-    expected = calibration.false_match_rates(scores) * (n * (n - 1) / 2)
-    ok = expected <= share * np.arange(1, scores.size + 1)
-    if ok[-1]:
-        return floor
-    meets = np.flatnonzero(ok)
-    if meets.size == 0:  # not even the best edge: keep none
-        return float(np.nextafter(np.float32(scores[0]), np.float32(np.inf)))
-    return max(floor, float(scores[meets[-1]]))
-
-
 def edge_threshold(calibration: Calibration | None, fmr: float, *, fallback: float) -> float:
     """The score whose estimated false-match rate is ``fmr`` in ``calibration``.
 

@@ -2,7 +2,8 @@
 who they show, so each person is searched, reviewed and notified once.
 
 The grouping is the one of ``facetrace group`` (average linkage on the neighbour graph
-at the calibrated threshold of :data:`facetrace.grouping.folder.DEFAULT_FMR`), computed
+at the calibrated threshold of :data:`facetrace.grouping.folder.DEFAULT_FMR`, or stricter
+where few true pairs stand beside the expected look-alikes), computed
 from the vectors kept with the probe faces, under the people's decisions recorded for
 the case: faces someone marked as the same person (must-link) always end in one
 group, faces marked as different people (cannot-link) never do, whatever a later
@@ -30,15 +31,10 @@ from sqlalchemy.orm import Session
 from facetrace import fields
 from facetrace.calibration import packaged_calibration
 from facetrace.errors import InvalidRequest, NotFound
-from facetrace.grouping.cluster import cluster
+from facetrace.grouping.cluster import cluster_for_precision
 from facetrace.grouping.constraints import Constraints
 from facetrace.grouping.folder import DEFAULT_FMR
-from facetrace.grouping.graph import (
-    edge_threshold,
-    fmr_for_size,
-    neighbour_graph,
-    stranger_share_threshold,
-)
+from facetrace.grouping.graph import edge_threshold, fmr_for_size, neighbour_graph
 from facetrace.service import audit
 from facetrace.service.accounts import Actor, Perm, require
 from facetrace.service.cases import require_open, scoped_case
@@ -228,8 +224,9 @@ def group_case(
     constraints = _constraints(rows, _decisions(session, case.id))
     vectors = _vectors(rows)
     graph = neighbour_graph(vectors, min_score=floor)
-    threshold = stranger_share_threshold(graph, calibration, floor=floor)
-    labels = cluster(graph, threshold=threshold, vectors=vectors, constraints=constraints)
+    labels, _ = cluster_for_precision(
+        graph, floor=floor, calibration=calibration, vectors=vectors, constraints=constraints
+    )
     bound = constraints.components(len(rows))
     templates = {t.members: t for t in _templates(session, case)}
     persons: list[UnknownPerson] = []

@@ -380,7 +380,8 @@ def person_faces(session: Session, probe_id: int, face_index: int) -> frozenset[
         )
     ).first()
     out = {(probe_id, face_index)}
-    if row is not None:
+    # only a grouped person's "person" is its members (a video person's is its number)
+    if row is not None and row.origin == "person":
         out |= {(int(m["probe_id"]), int(m["face_index"])) for m in row.extra.get("person", [])}
     return frozenset(out)
 

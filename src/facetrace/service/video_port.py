@@ -18,8 +18,7 @@ from typing import Any
 from facetrace.config import VideoSettings
 from facetrace.errors import Cancelled, ImageError, NoFaceFound
 from facetrace.imaging import inspect_video
-from facetrace.service.searches import FoundFace
-from facetrace.service.videos import Progress, VideoCheck, VideoPersons, jpeg_b64, vector_b64
+from facetrace.service.videos import Progress, VideoCheck, VideoPersons, person_face
 
 
 def _renamed(exc: ImageError, path: Path, source: str) -> ImageError:
@@ -89,43 +88,10 @@ class VideoPort:
             raise _renamed(exc, path, source) from exc
         except (NoFaceFound, Cancelled) as exc:
             raise type(exc)(str(exc).replace(str(path), source)) from exc
-        persons = []
-        for p in result.persons:
-            best = p.thumbnail
-            d = best.face.detection
-            persons.append(
-                FoundFace(
-                    box=(d.box.x1, d.box.y1, d.box.x2, d.box.y2),
-                    landmarks=tuple((float(x), float(y)) for x, y in d.landmarks.as_array()),
-                    detector_score=float(d.score),
-                    quality=max(float(k.face.quality.score) for k in p.key_frames),
-                    quality_reasons=tuple(str(r) for r in best.face.quality.reasons),
-                    vector=p.template,
-                    model_id=best.face.model_id,
-                    frame_index=best.frame_index,
-                    timestamp_s=round(best.timestamp_s, 3),
-                    extra={
-                        "person": p.number,
-                        "intervals": [[round(a, 3), round(b, 3)] for a, b in p.intervals],
-                        "tracks": list(p.tracks),
-                        "faces": p.faces,
-                        "key_frames": [
-                            {
-                                "frame_index": k.frame_index,
-                                "timestamp_s": round(k.timestamp_s, 3),
-                                "box": k.box.as_list(),
-                                "quality": round(float(k.face.quality.score), 4),
-                                "crop_box": k.crop_box.as_list(),
-                                "landmarks": [
-                                    [round(float(x), 2), round(float(y), 2)]
-                                    for x, y in k.face.detection.landmarks.as_array()
-                                ],
-                                "vector": vector_b64(k.face.vector),
-                                "jpeg": jpeg_b64(k.crop),
-                            }
-                            for k in p.key_frames
-                        ],
-                    },
-                )
-            )
-        return VideoPersons(result.info.width, result.info.height, tuple(persons))
+        return VideoPersons(
+            result.info.width,
+            result.info.height,
+            tuple(person_face(p) for p in result.persons),
+            people=result.persons,
+            options=options,
+        )

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -43,9 +43,22 @@ from facetrace.errors import Cancelled, FacetraceError, ImageTooLarge, NotFound
 from facetrace.service import audit
 from facetrace.service.accounts import Actor, Perm, require
 from facetrace.service.cases import require_open, scoped_case
-from facetrace.service.searches import FaceOrigin, FoundFace, PhotoFaces, add_probe, add_probe_faces
+from facetrace.service.searches import (
+    FaceOrigin,
+    FoundFace,
+    Limiter,
+    PhotoFaces,
+    Searcher,
+    add_probe,
+    add_probe_faces,
+    search_probe,
+)
 from facetrace.store.models import FaceRow
-from facetrace.store.service_models import Search, SearchCandidate, VideoJobRow
+from facetrace.store.service_models import ProbeFaceRow, Search, SearchCandidate, VideoJobRow
+
+if TYPE_CHECKING:
+    from facetrace.config import SearchMode
+    from facetrace.video import Person, VideoOptions
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +75,56 @@ class VideoCheck:
 
 @dataclass(frozen=True, slots=True)
 class VideoPersons:
-    """The engine's answer for a video: its size and one face per person seen."""
+    """The engine's answer for a video: its size and one face per person seen; the
+    persons themselves (``people``, same order) and the analysis's options, for the join
+    of persons the gallery finds as one subject (:meth:`VideoJobs._join`)."""
 
     width: int
     height: int
     persons: tuple[FoundFace, ...]
+    people: tuple[Person, ...] = ()
+    options: VideoOptions | None = None
+
+
+def person_face(p: Person, extra: dict[str, Any] | None = None) -> FoundFace:
+    """A video person as a probe face: the template, the best frame's box, landmarks,
+    quality and time; intervals, tracks and key frames (crop and vector) in ``extra``."""
+    best = p.thumbnail
+    d = best.face.detection
+    return FoundFace(
+        box=(d.box.x1, d.box.y1, d.box.x2, d.box.y2),
+        landmarks=tuple((float(x), float(y)) for x, y in d.landmarks.as_array()),
+        detector_score=float(d.score),
+        quality=max(float(k.face.quality.score) for k in p.key_frames),
+        quality_reasons=tuple(str(r) for r in best.face.quality.reasons),
+        vector=p.template,
+        model_id=best.face.model_id,
+        frame_index=best.frame_index,
+        timestamp_s=round(best.timestamp_s, 3),
+        extra={
+            "person": p.number,
+            "intervals": [[round(a, 3), round(b, 3)] for a, b in p.intervals],
+            "tracks": list(p.tracks),
+            "faces": p.faces,
+            "key_frames": [
+                {
+                    "frame_index": k.frame_index,
+                    "timestamp_s": round(k.timestamp_s, 3),
+                    "box": k.box.as_list(),
+                    "quality": round(float(k.face.quality.score), 4),
+                    "crop_box": k.crop_box.as_list(),
+                    "landmarks": [
+                        [round(float(x), 2), round(float(y), 2)]
+                        for x, y in k.face.detection.landmarks.as_array()
+                    ],
+                    "vector": vector_b64(k.face.vector),
+                    "jpeg": jpeg_b64(k.crop),
+                }
+                for k in p.key_frames
+            ],
+            **(extra or {}),
+        },
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +165,34 @@ class PersonSearch(Protocol):
     permission, rate limit, quality; audited), in ``session``; the caller commits."""
 
     def __call__(self, session: Session, actor: Actor, probe_id: int, face: int, /) -> Any: ...
+
+
+def person_search(
+    *,
+    searcher: Searcher,
+    sessions: sessionmaker[Session],
+    limiter: Limiter,
+    force: bool = False,
+    mode: SearchMode | None = None,
+) -> PersonSearch:
+    """The search a job makes of each person it stored (:func:`searches.search_probe`,
+    with the one-shot search's ``force`` and ``mode``): what the one-shot search and the
+    web's "search every person" upload pass to :meth:`VideoJobs.start`."""
+
+    def search(session: Session, actor: Actor, probe_id: int, face: int, /) -> Search:
+        return search_probe(
+            session,
+            actor=actor,
+            probe_id=probe_id,
+            face=face,
+            force=force,
+            searcher=searcher,
+            sessions=sessions,
+            limiter=limiter,
+            mode=mode,
+        )
+
+    return search
 
 
 class JobState(StrEnum):
@@ -400,7 +486,8 @@ class VideoJobs:
                 raise Cancelled("cancelled")
             probe_id = self._store(job_id, actor, filename, data, found, done=search is None)
             if search is not None:
-                self._search_persons(job_id, actor, probe_id, len(found.persons), search)
+                rows = self._search_persons(job_id, actor, probe_id, len(found.persons), search)
+                self._join(job_id, actor, probe_id, found, rows, search)
                 self._update(job_id, state=JobState.DONE)
         except FacetraceError as exc:
             if event.is_set() and self._stopping.is_set():
@@ -426,18 +513,91 @@ class VideoJobs:
                 self._searches.pop(job_id, None)
 
     def _search_persons(
-        self, job_id: str, actor: Actor, probe_id: int, persons: int, search: PersonSearch
-    ) -> None:
+        self,
+        job_id: str,
+        actor: Actor,
+        probe_id: int,
+        persons: int,
+        search: PersonSearch,
+        first: int = 0,
+    ) -> list[Searched]:
         """Search each stored person once (audited by the search itself); a refusal
-        leaves that person to be searched by hand and the others go on."""
-        for face in range(persons):
+        leaves that person to be searched by hand and the others go on. Returns, per
+        person, its face number and first subject above the threshold (None: no search)."""
+        out: list[Searched] = []
+        for face in range(first, first + persons):
             with self.sessions() as s:
                 try:
-                    search(s, actor, probe_id, face)
+                    made = search(s, actor, probe_id, face)
+                    subject = first_subject(made) if isinstance(made, Search) else None
                     s.commit()
+                    out.append((face, subject))
                 except FacetraceError as exc:
                     s.rollback()
                     log.info("video job %s: person %d not searched: %s", job_id, face + 1, exc)
+                    out.append(None)
+        return out
+
+    def _join(
+        self,
+        job_id: str,
+        actor: Actor,
+        probe_id: int,
+        found: VideoPersons,
+        rows: list[Searched],
+        search: PersonSearch,
+    ) -> None:
+        """Once every person was searched: join the persons the gallery found as one
+        subject, by :func:`facetrace.gallery.video.join_same_subject`'s rule (never on
+        screen together, templates close enough, the joined template's own search still
+        finding that subject first above the threshold). A joined person is a new track
+        face of the probe (``extra["joins"]``: the face numbers of its fragments),
+        searched like any person of the case (audited); once the rule ends, each joined
+        face says whether it was kept (``extra["join"]``: "kept" or "refused", a
+        refusal or a step joined again). Nothing is deleted: the fragments and their
+        searches stay, and :func:`listed_faces` lists each person once."""
+        from facetrace.gallery.video import join_same_subject
+
+        originals = list(found.people)
+        if len(originals) != len(rows) or len(originals) < 2 or found.options is None:
+            return
+        options = found.options
+        made: list[int] = []
+
+        def search_joined(persons: list[Person]) -> list[Searched]:
+            (joined,) = persons
+            tracks = set(joined.tracks)
+            covers = [row[0] for o, row in zip(originals, rows, strict=True)
+                      if row is not None and set(o.tracks) <= tracks]  # fmt: skip
+            with self.sessions.begin() as s:
+                (face,) = add_probe_faces(
+                    s,
+                    actor=actor,
+                    probe_id=probe_id,
+                    faces=[person_face(joined, {"joins": covers, "join": "refused"})],
+                    origin=FaceOrigin.TRACK,
+                )
+                index = int(face.face_index)
+            made.append(index)
+            return self._search_persons(job_id, actor, probe_id, 1, search, first=index)
+
+        def subject(row: Searched) -> str | None:
+            return None if row is None else row[1]
+
+        kept = join_same_subject(originals, rows, search_joined, options, subject)
+        final = {row[0] for _, row in kept if row is not None}
+        if not made:
+            return
+        with self.sessions.begin() as s:
+            for face_row in s.execute(
+                select(ProbeFaceRow).where(
+                    ProbeFaceRow.probe_id == probe_id, ProbeFaceRow.face_index.in_(made)
+                )
+            ).scalars():
+                extra = dict(face_row.extra or {})
+                extra["join"] = "kept" if face_row.face_index in final else "refused"
+                face_row.extra = extra
+            self._row(s, job_id).persons = len(kept)
 
     def _store(
         self,
@@ -470,6 +630,42 @@ class VideoJobs:
             row.persons = len(found.persons)
             row.video_s, row.eta_s, row.finished_at = row.duration_s, 0.0, _now()
             return int(probe.id)
+
+
+# A searched person of a video job: its face number and the subject its search found
+# first above the threshold (None when none); None for a person whose search was refused.
+Searched = tuple[int, str | None] | None
+
+
+def first_subject(search: Search) -> str | None:
+    """The subject of a search's best candidate at or above its threshold, if any."""
+    above = [c for c in search.candidates if c.above_threshold]
+    return min(above, key=lambda c: c.rank).subject_external_id if above else None
+
+
+def listed_faces(faces: list[ProbeFaceRow]) -> list[ProbeFaceRow]:
+    """A probe's faces with each person once: a joined person (``extra["join"] ==
+    "kept"``) stands for its fragments (``extra["joins"]``), which are left out, as is
+    a join that was refused; in order of first appearance. The rows themselves all
+    stay, with their searches."""
+    joined = {
+        int(i)
+        for f in faces
+        if (f.extra or {}).get("join") == "kept"
+        for i in (f.extra or {}).get("joins", [])
+    }
+    kept = [
+        f
+        for f in faces
+        if f.face_index not in joined and (f.extra or {}).get("join", "kept") == "kept"
+    ]
+    return sorted(kept, key=_first_seen)
+
+
+def _first_seen(face: ProbeFaceRow) -> float:
+    """When a video person is first on screen (a joined one is stored after the others)."""
+    intervals = (face.extra or {}).get("intervals") or [[face.timestamp_s or 0.0]]
+    return float(intervals[0][0])
 
 
 def probe_searches(session: Session, *, probe_id: int) -> list[int]:

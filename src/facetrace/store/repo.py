@@ -15,7 +15,7 @@ import numpy.typing as npt
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from facetrace.errors import InvalidRequest, NotFound
+from facetrace.errors import InvalidRequest, NotFound, RuleViolation
 from facetrace.store.models import (
     Collection,
     CollectionFaceCount,
@@ -24,6 +24,8 @@ from facetrace.store.models import (
     IndexPendingDelete,
     Photo,
     Subject,
+    SubjectDecision,
+    SubjectMerge,
     Tombstone,
 )
 from facetrace.types import Face, Provenance
@@ -603,6 +605,38 @@ def _delete_photos(session: Session, photos: Sequence[Photo], reason: str) -> li
     return face_ids
 
 
+def _forget_merges(session: Session, subject_ids: set[int]) -> None:
+    """Before ``subject_ids`` are deleted: refuse (RuleViolation, nothing changed) while a
+    merge not undone ties one of them to a subject that stays, since deleting either side
+    would take the other's photos with it or leave them unreturnable; otherwise drop the
+    merge history and "different people" decisions that name them (the audit log keeps
+    both), which would else block the delete on their foreign keys."""
+    if not subject_ids:
+        return
+    names = (SubjectMerge.source_id.in_(subject_ids)) | (SubjectMerge.target_id.in_(subject_ids))
+    for merge in session.scalars(
+        select(SubjectMerge).where(names, SubjectMerge.undone_at.is_(None))
+    ):
+        if {merge.source_id, merge.target_id} <= subject_ids:
+            continue  # both sides go: nothing is left behind
+        source, target = (
+            session.get(Subject, merge.source_id),
+            session.get(Subject, merge.target_id),
+        )
+        raise RuleViolation(
+            f"subject {source.external_id if source else merge.source_id} is merged into "
+            f"{target.external_id if target else merge.target_id} (merge {merge.id}): undo "
+            "the merge first (facetrace duplicates undo, or the duplicates page), then delete"
+        )
+    session.execute(update(Subject).where(Subject.id.in_(subject_ids)).values(merged_into_id=None))
+    session.execute(delete(SubjectMerge).where(names))
+    session.execute(
+        delete(SubjectDecision).where(
+            SubjectDecision.subject_a.in_(subject_ids) | SubjectDecision.subject_b.in_(subject_ids)
+        )
+    )
+
+
 def delete_photo(session: Session, *, photo: str) -> list[int]:
     """Delete one photo by id or SHA-256; returns the removed face ids."""
     stmt = select(Photo).where(
@@ -620,6 +654,7 @@ def delete_subject(
     """Delete a subject (of ``collection``, when given) and all its photos; returns the
     removed face ids."""
     subject = find_subject(session, external_id, collection)
+    _forget_merges(session, {subject.id})
     photos = list(session.scalars(select(Photo).where(Photo.subject_id == subject.id)))
     ids = _delete_photos(session, photos, f"subject {external_id} deleted")
     session.execute(delete(FaceRow).where(FaceRow.subject_id == subject.id))
@@ -633,6 +668,7 @@ def delete_collection(session: Session, *, name: str) -> list[int]:
     if coll is None:
         raise NotFound(f"no collection {name!r}")
     members = select(Subject.id).where(Subject.collection_id == coll.id)
+    _forget_merges(session, set(session.scalars(members)))
     photos = list(
         session.scalars(
             select(Photo).where((Photo.collection_id == coll.id) | (Photo.subject_id.in_(members)))

@@ -36,7 +36,7 @@ from facetrace.store.service_models import (
     Search,
     SearchCandidate,
 )
-from facetrace.web.render import back, page
+from facetrace.web.render import back, form_mode, page
 
 router = APIRouter()
 
@@ -180,17 +180,6 @@ def _search(
     )
 
 
-def _mode(value: str) -> SearchMode | None:
-    """The form's mode field: empty lets the gallery choose."""
-    if not value.strip():
-        return None
-    try:
-        return SearchMode(value.strip())
-    except ValueError as exc:
-        allowed = ", ".join(m.value for m in SearchMode)
-        raise InvalidRequest(f"mode must be empty or one of: {allowed}") from exc
-
-
 @router.post("/cases/{case_id}/probes")
 async def upload_probe(
     case_id: Id,
@@ -205,7 +194,7 @@ async def upload_probe(
     """Keep the probe with the case (its faces found once); search at once when it has
     one face (in ``mode``, empty: the gallery's choice), else show the whole photo to pick
     a face or draw a box round one."""
-    chosen = _mode(mode)
+    chosen = form_mode(mode)
     probe = await probe_from_upload(
         state,
         db,
@@ -280,7 +269,7 @@ def search_face(
     mode: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
     """Search one face of a stored probe (in ``mode``; empty: the gallery's choice)."""
-    search = _search(db, actor, state, searcher, limits, probe_id, face, force, _mode(mode))
+    search = _search(db, actor, state, searcher, limits, probe_id, face, force, form_mode(mode))
     return back(f"/searches/{search.id}")
 
 
@@ -387,7 +376,9 @@ def probe_page(
             actor,
             case=case,
             probe=probe,
-            persons=[(f, videos.key_frames(f.extra or {})) for f in probe.faces],
+            persons=[
+                (f, videos.key_frames(f.extra or {})) for f in videos.listed_faces(probe.faces)
+            ],
             searches=of_probe,
             can_search=actor.can(Perm.SEARCH) and cases.is_active(case),
             min_quality=state.settings.search.min_quality,

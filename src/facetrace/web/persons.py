@@ -13,7 +13,7 @@ from facetrace.fields import Id
 from facetrace.server.deps import CurrentActor, Db, Limits, Searching, State
 from facetrace.service import case_groups, cases, reviews, searches
 from facetrace.service.accounts import Perm
-from facetrace.web.render import back, page
+from facetrace.web.render import back, form_mode, page
 
 router = APIRouter()
 
@@ -107,8 +107,11 @@ def search_person(
     searcher: Searching,
     face: Annotated[list[str], Form()],
     force: Annotated[bool, Form()] = False,
+    mode: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
-    """Search a person as one template face (the mean of its faces), then review it."""
+    """Search a person as one template face (the mean of its faces), then review it; in
+    ``mode`` (empty: the gallery's choice). A bad mode is refused before anything is kept."""
+    chosen = form_mode(mode)
     row = case_groups.adopt_person(db, actor=actor, case_id=case_id, faces=_refs(face))
     search = searches.search_probe(
         db,
@@ -119,6 +122,7 @@ def search_person(
         searcher=searcher,
         sessions=state.sessions,
         limiter=limits,
+        mode=chosen,
     )
     return back(
         f"/searches/{search.id}",

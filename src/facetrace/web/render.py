@@ -11,6 +11,8 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
+from facetrace.config import SearchMode
+from facetrace.errors import InvalidRequest
 from facetrace.fields import is_safe_url
 from facetrace.service import cases, reviews
 from facetrace.service.accounts import Actor, Perm, Role, csrf_token
@@ -115,3 +117,15 @@ def back(url: str, message: str = "") -> RedirectResponse:
         path += ("&" if "?" in path else "?") + "msg=" + quote(message)
         url = path + hash_ + fragment
     return RedirectResponse(url, status_code=303)
+
+
+def form_mode(value: str) -> SearchMode | None:
+    """A search form's mode field: empty lets the gallery choose; anything else not a mode
+    is refused (InvalidRequest) before the search runs or anything is kept."""
+    if not value.strip():
+        return None
+    try:
+        return SearchMode(value.strip())
+    except ValueError as exc:
+        allowed = ", ".join(m.value for m in SearchMode)
+        raise InvalidRequest(f"mode must be empty or one of: {allowed}") from exc

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Request, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 
 from facetrace.fields import Id
-from facetrace.server.deps import CurrentActor, Db, State, read_upload
-from facetrace.service import cases
+from facetrace.server.deps import CurrentActor, Db, Limits, Searching, State, read_upload
+from facetrace.service import cases, videos
 from facetrace.service.accounts import Perm, require
 from facetrace.web.render import back, page
 
@@ -25,10 +25,15 @@ async def upload_video(
     actor: CurrentActor,
     db: Db,
     state: State,
+    limits: Limits,
+    searcher: Searching,
     video: Annotated[UploadFile, File()],
+    search_all: Annotated[bool, Form()] = False,
 ) -> Response:
     """Check the video (refused at once with nothing kept: not a video, damaged, over the
-    limits) and queue its analysis; show the job's progress."""
+    limits) and queue its analysis; show the job's progress. With ``search_all``, each
+    person is searched once stored, and persons the gallery finds as one subject are
+    joined (as the API's one-shot search of a video does)."""
     require(actor, Perm.SEARCH)
     data = await read_upload(video, limit=state.max_video, what="video")
     job = await run_in_threadpool(
@@ -38,6 +43,9 @@ async def upload_video(
         case_id=case_id,
         data=data,
         filename=video.filename or "",
+        search=videos.person_search(searcher=searcher, sessions=state.sessions, limiter=limits)
+        if search_all
+        else None,
     )
     return back(f"/video-jobs/{job.id}")
 

@@ -9,15 +9,14 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy.orm import Session
 
 from facetrace.config import DetectorKind, SearchMode
 from facetrace.errors import InvalidRequest
 from facetrace.fields import CaseNumber, Id, Index, LegalBasis, Name, Note, OptionalName
 from facetrace.imaging import looks_like_video
 from facetrace.server.deps import CurrentActor, Db, Limits, Searching, State, read_upload
-from facetrace.service import cases, notifications, reviews, searches
-from facetrace.service.accounts import Actor, Perm, require
+from facetrace.service import cases, notifications, reviews, searches, videos
+from facetrace.service.accounts import Perm, require
 from facetrace.store.service_models import Case, Identification, Search
 from facetrace.types import Provenance
 
@@ -416,19 +415,6 @@ async def search(
             )
         from facetrace.api.routes.videos import job_out  # it imports this module
 
-        def search_person(s: Session, who: Actor, probe_id: int, index: int) -> Search:
-            return searches.search_probe(
-                s,
-                actor=who,
-                probe_id=probe_id,
-                face=index,
-                force=force,
-                searcher=searcher,
-                sessions=state.sessions,
-                limiter=limits,
-                mode=mode,
-            )
-
         video = await read_upload(image, limit=state.max_video, what="video")
         job = await run_in_threadpool(
             state.videos.start,
@@ -437,7 +423,9 @@ async def search(
             case_id=case_id,
             data=video,
             filename=image.filename or "",
-            search=search_person,
+            search=videos.person_search(
+                searcher=searcher, sessions=state.sessions, limiter=limits, force=force, mode=mode
+            ),
         )
         return JSONResponse(job_out(job).model_dump(mode="json"), status_code=202)
     data = await read_upload(image, limit=state.max_upload, what="photo")

@@ -10,7 +10,8 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from facetrace.api.routes.cases import SearchOut, search_json
+from facetrace.api.routes.cases import MODE_HELP, SearchOut, search_json
+from facetrace.config import SearchMode
 from facetrace.fields import Id, Index, Note
 from facetrace.server.deps import CurrentActor, Db, Limits, Searching, State
 from facetrace.service import case_groups, searches
@@ -104,6 +105,7 @@ class PersonSearchIn(BaseModel):
 
     faces: list[FaceRefIn] = Field(min_length=1, max_length=MAX_FACES)
     force: bool = Field(False, description="search a template below the minimum quality")
+    mode: SearchMode | None = Field(None, description=MODE_HELP)
 
 
 def _refs(faces: list[FaceRefIn]) -> list[case_groups.FaceRef]:
@@ -206,5 +208,6 @@ def search_person(
         searcher=searcher,
         sessions=state.sessions,
         limiter=limits,
+        mode=body.mode,
     )
     return search_json(result)

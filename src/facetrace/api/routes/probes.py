@@ -12,7 +12,7 @@ from facetrace.api.routes.cases import DETECTOR_HELP, MODE_HELP, SearchOut, sear
 from facetrace.config import DetectorKind, SearchMode
 from facetrace.fields import Coordinate, Id, Index
 from facetrace.server.deps import CurrentActor, Db, Limits, Searching, State, probe_from_upload
-from facetrace.service import searches
+from facetrace.service import searches, videos
 from facetrace.store.service_models import Probe, ProbeFaceRow
 
 router = APIRouter(tags=["probes"])
@@ -29,6 +29,14 @@ class ProbeFaceOut(BaseModel):
     detector_score: float | None
     frame_index: int | None = None
     timestamp_s: float | None = None
+    intervals: list[tuple[float, float]] = Field(
+        default_factory=list, description="a video person: when on screen, in seconds"
+    )
+    joins: list[int] = Field(
+        default_factory=list,
+        description="a video person joined from persons the gallery found as one subject: "
+        "their face numbers (left out of the probe's faces; they and their searches stay)",
+    )
 
 
 class ProbeOut(BaseModel):
@@ -72,6 +80,8 @@ def face_out(f: ProbeFaceRow) -> ProbeFaceOut:
         detector_score=f.detector_score,
         frame_index=f.frame_index,
         timestamp_s=f.timestamp_s,
+        intervals=[(float(a), float(b)) for a, b in (f.extra or {}).get("intervals", [])],
+        joins=[int(i) for i in (f.extra or {}).get("joins", [])],
     )
 
 
@@ -86,7 +96,9 @@ def probe_out(p: Probe) -> ProbeOut:
         width=p.width,
         height=p.height,
         purged=p.data is None,
-        faces=[face_out(f) for f in p.faces],
+        faces=[
+            face_out(f) for f in (videos.listed_faces(p.faces) if p.kind == "video" else p.faces)
+        ],
     )
 
 

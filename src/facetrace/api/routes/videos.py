@@ -37,7 +37,9 @@ class VideoJobOut(BaseModel):
     searches: list[int] = Field(
         default_factory=list,
         description="searches of the probe's persons so far (GET /searches/{id}); a video "
-        "sent to POST /search has each person searched before it is done",
+        "sent to POST /search has each person searched before it is done, and persons the "
+        "gallery finds as one subject joined: the joined person's search and its fragments' "
+        "searches are all listed (each names its face number)",
     )
 
 
