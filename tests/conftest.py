@@ -20,6 +20,22 @@ pytest_plugins = ["tests.galleries"]
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _shared_model_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The machine-wide model cache (facetrace.vision.shared_models) of this test run:
+    a folder of its own, so tests neither read nor fill the user's cache; processes the
+    tests start inherit it."""
+    from facetrace.vision.shared_models import ENV
+
+    before = os.environ.get(ENV)
+    os.environ[ENV] = str(tmp_path_factory.mktemp("shared-models"))
+    yield
+    if before is None:
+        os.environ.pop(ENV, None)
+    else:
+        os.environ[ENV] = before
+
+
 @pytest.fixture(scope="session")
 def faces_dir() -> Path:
     """The shared faces folder (see its README.md): ``$FACETRACE_FACES``, else

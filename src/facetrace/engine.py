@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -85,11 +86,23 @@ class FacePipeline:
         and the CNN detector's ONNX graphs, and dlib's own serialisation of its HOG
         detector, which loads in 1 ms instead of being built in 0.3 s) into the cache
         folder now: a process pool's first worker does it once, so a fresh data
-        directory's workers do not each convert the same files."""
+        directory's workers do not each convert the same files.
+
+        The files another data directory of this machine already built are copied from
+        the shared cache first, and what is built here is left there
+        (:mod:`facetrace.vision.shared_models`)."""
+        from facetrace.vision import shared_models
+
+        folder = self.options.cache_dir
+        shared = shared_models.shared_dir() if folder is not None else None
+        if folder is not None:
+            shared_models.seed(Path(folder), shared)
         for part in (self.embedder, self.detector):
             cache = getattr(part, "cache_model", None)
             if cache is not None:
                 cache()
+        if folder is not None:
+            shared_models.publish(Path(folder), shared)
 
     @property
     def model_id(self) -> str:
