@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 import zipfile
 from collections.abc import Iterator
@@ -159,9 +160,17 @@ def test_a_returning_character_is_listed_once_and_the_join_is_audited(
     html = client.get(f"/probes/{probe['id']}").text
     assert "<strong>2 persons</strong>" in html
     assert html.count('class="person video-person"') == 2
-    assert "Joined from persons" in html
+    assert "Joined from 2 appearances" in html
     for fragment in cardoso["joins"]:
         assert f'href="/searches/{by_face[fragment][0]}"' in html
+    # named as a reader counts them (the joined person is stored as face 4 of 4)
+    assert re.findall(r"<h2>(Person \d+)</h2>", html) == ["Person 1", "Person 2"]
+    joined_page = client.get(f"/searches/{joined_search}").text
+    assert "Person 1 of 2 in the video" in joined_page
+    fragment_page = client.get(f"/searches/{by_face[cardoso['joins'][0]][0]}").text
+    assert "Person 1 (one appearance) of 2 in the video" in fragment_page
+    case_page = client.get(f"/cases/{again['case_id']}").text
+    assert "2 persons seen" in case_page and "4 persons seen" not in case_page
 
 
 def test_two_faces_of_one_frame_stay_two_people_through_the_service(

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from facetrace.service import cases, notifications, reviews
+from facetrace.service import cases, notifications, reviews, videos
 from facetrace.service.cases import OUTCOME_LABELS, Outcome
 from facetrace.service.reviews import (
     IDENTIFIER_LABELS,
@@ -43,7 +43,8 @@ def case_timeline(
     for p in cases.case_probes(session, case=case):
         faces = len(p.faces)
         if p.kind == "video":
-            text = f"{p.filename} (video): {faces} person{'' if faces == 1 else 's'} seen"
+            seen = len(videos.listed_faces(list(p.faces)))  # a joined person once
+            text = f"{p.filename} (video): {seen} person{'' if seen == 1 else 's'} seen"
         else:
             text = f"{p.filename}: {faces} face{'' if faces == 1 else 's'} found"
         out.append(Entry(as_utc(p.created_at), "probe", "", text, p.id))

@@ -662,6 +662,24 @@ def listed_faces(faces: list[ProbeFaceRow]) -> list[ProbeFaceRow]:
     return sorted(kept, key=_first_seen)
 
 
+def person_names(faces: list[ProbeFaceRow]) -> dict[int, str]:
+    """What pages call each face of a video probe: the persons listed
+    (:func:`listed_faces`) are "Person 1" to "Person n" in order of first appearance, the
+    fragments a kept join stands for "Person k (one appearance)", a join not kept "a join
+    not kept". A joined person is stored after its fragments, so its face number says
+    nothing to a reader; the stored numbers stay what forms and the API use."""
+    listed = listed_faces(faces)
+    names = {f.face_index: f"Person {k}" for k, f in enumerate(listed, 1)}
+    for k, f in enumerate(listed, 1):
+        extra = f.extra or {}
+        if extra.get("join") == "kept":
+            for j in extra.get("joins", []):
+                names[int(j)] = f"Person {k} (one appearance)"
+    for f in faces:
+        names.setdefault(f.face_index, "a join not kept")
+    return names
+
+
 def _first_seen(face: ProbeFaceRow) -> float:
     """When a video person is first on screen (a joined one is stored after the others)."""
     intervals = (face.extra or {}).get("intervals") or [[face.timestamp_s or 0.0]]

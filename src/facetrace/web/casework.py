@@ -310,6 +310,10 @@ def results(
         case=case,
         search=search,
         probe=probe,
+        person=videos.person_names(list(probe.faces)).get(search.face_index)
+        if probe.kind == "video"
+        else None,
+        persons_seen=len(videos.listed_faces(list(probe.faces))) if probe.kind == "video" else 0,
         frames=frames,
         best_frame=best,
         chosen_frame=frame if frames and frame is not None and 0 <= frame < len(frames) else None,
@@ -379,6 +383,7 @@ def probe_page(
             persons=[
                 (f, videos.key_frames(f.extra or {})) for f in videos.listed_faces(probe.faces)
             ],
+            names=videos.person_names(list(probe.faces)),
             searches=of_probe,
             can_search=actor.can(Perm.SEARCH) and cases.is_active(case),
             min_quality=state.settings.search.min_quality,

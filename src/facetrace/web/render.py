@@ -16,7 +16,7 @@ from facetrace.errors import InvalidRequest
 from facetrace.fields import is_safe_url
 from facetrace.service import cases, reviews
 from facetrace.service.accounts import Actor, Perm, Role, csrf_token
-from facetrace.service.videos import clock
+from facetrace.service.videos import clock, listed_faces, person_names
 from facetrace.types import describe_quality
 from facetrace.web import wording
 
@@ -92,6 +92,8 @@ def make_templates(directory: Path) -> Jinja2Templates:
         conclusions=reviews.CONCLUSION_LABELS,
         conclusion_labels=reviews.conclusion_labels,
         identifiers=reviews.IDENTIFIER_LABELS,
+        video_persons=lambda faces: listed_faces(list(faces)),
+        video_names=lambda faces: person_names(list(faces)),
     )
     return templates
 
