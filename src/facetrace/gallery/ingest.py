@@ -32,7 +32,7 @@ from facetrace.gallery.photo import Analysed, PhotoJob, Refused, analyse_photo
 from facetrace.imaging import ImageLimits
 from facetrace.pool import MIN_ITEMS_FOR_POOL, PhotoPool, map_photos
 from facetrace.store.repo import PhotoRecord, known_hashes
-from facetrace.types import BoundingBox, Face, Provenance
+from facetrace.types import BoundingBox, Provenance
 
 if TYPE_CHECKING:
     from facetrace.gallery.directory import Gallery
@@ -61,14 +61,11 @@ class IngestItem:
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """A photo after the pipeline (computed in a worker): what the parent stores."""
+    """A photo after the pipeline (computed in a worker), with its record: what the
+    parent stores."""
 
     item: IngestItem
-    sha256: str
-    width: int
-    height: int
-    faces: tuple[Face, ...]
-    subject_face: int
+    photo: Analysed
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,14 +293,7 @@ def _with_item(item: IngestItem, result: Analysed | Refused) -> Prepared | Skipp
     """A worker's result for ``item`` (which stayed in the parent), with its record."""
     if isinstance(result, Refused):
         return Skipped(item, result.reason)
-    return Prepared(
-        item=item,
-        sha256=result.sha256,
-        width=result.width,
-        height=result.height,
-        faces=result.faces,
-        subject_face=result.subject_face,
-    )
+    return Prepared(item=item, photo=result)
 
 
 def skip_known(
@@ -487,15 +477,15 @@ def ingest(
 
         photos = [
             NewPhoto(
-                sha256=p.sha256,
-                width=p.width,
-                height=p.height,
-                faces=p.faces,
-                subject_face=p.subject_face,
+                sha256=p.photo.sha256,
+                width=p.photo.width,
+                height=p.photo.height,
+                faces=p.photo.faces,
+                subject_face=p.photo.subject_face,
                 record=p.item.record
                 if photo_store is None
                 else replace(
-                    p.item.record, path=str(keep_photo(p.item.path, p.sha256, photo_store))
+                    p.item.record, path=str(keep_photo(p.item.path, p.photo.sha256, photo_store))
                 ),
             )
             for p in batch

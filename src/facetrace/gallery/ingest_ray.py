@@ -27,9 +27,9 @@ import numpy as np
 from facetrace.config import PipelineOptions
 from facetrace.engine import FacePipeline
 from facetrace.errors import DeletedPhoto, FacetraceError
-from facetrace.gallery.ingest import IngestItem, IngestSummary, Prepared, prepare, skip_known
+from facetrace.gallery.ingest import IngestItem, IngestSummary, skip_known
+from facetrace.gallery.photo import Analysed, PhotoJob, analyse_photo
 from facetrace.imaging import ImageLimits
-from facetrace.store.repo import PhotoRecord
 from facetrace.types import BoundingBox, Detection, Face, Landmarks, Quality, QualityReason
 
 log = logging.getLogger(__name__)
@@ -85,14 +85,12 @@ class _PrepareBatch:
         }
         for row, path, box in zip(batch["row"], batch["path"], batch["box"], strict=True):
             # workers need the path and the box; the record stays with the driver
-            item = IngestItem(
-                path=Path(str(path)),
-                record=PhotoRecord(subject_id=""),
-                box=BoundingBox(*json.loads(str(box))) if box else None,
+            job = PhotoJob(
+                path=Path(str(path)), box=BoundingBox(*json.loads(str(box))) if box else None
             )
-            result = prepare(item, self.pipeline, self.limits)
+            result = analyse_photo(job, self.pipeline, self.limits)
             out["row"].append(int(row))
-            if isinstance(result, Prepared):
+            if isinstance(result, Analysed):
                 out["sha256"].append(result.sha256)
                 out["width"].append(result.width)
                 out["height"].append(result.height)
