@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,3 +123,41 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@dataclass(frozen=True)
+class PairRows:
+    """LFW's verification pairs among a set's rows: the rows of each side, whether the
+    pair is one person, and its fold."""
+
+    a: npt.NDArray[np.intp]
+    b: npt.NDArray[np.intp]
+    same: npt.NDArray[np.bool_]
+    folds: npt.NDArray[np.int_]
+
+    def __len__(self) -> int:
+        return len(self.a)
+
+
+def lfw_pair_rows(lv: LabelledVectors, keep: Callable[[str], bool]) -> PairRows:
+    """The pairs of ``pairs.txt`` whose two photos are rows of ``lv`` and whose identities
+    pass ``keep`` (so a cohort or training split stays out of the test)."""
+    from facetrace.eval.lfw import read_pairs
+
+    images = faces_dir() / "lfw" / "images"
+    _, pairs = read_pairs(faces_dir() / "lfw" / "pairs.txt", images)
+    where = {str(faces_dir() / p): i for i, p in enumerate(lv.paths)}
+    sel = [
+        p
+        for p in pairs
+        if keep(Path(p.a).parent.name)
+        and keep(Path(p.b).parent.name)
+        and str(p.a) in where
+        and str(p.b) in where
+    ]
+    return PairRows(
+        a=np.array([where[str(p.a)] for p in sel], dtype=np.intp),
+        b=np.array([where[str(p.b)] for p in sel], dtype=np.intp),
+        same=np.array([p.same for p in sel], dtype=bool),
+        folds=np.array([p.fold for p in sel]),
+    )

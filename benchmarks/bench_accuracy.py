@@ -37,7 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from benchmarks import accuracy_vectors
-from benchmarks.common import faces_dir, write_section
+from benchmarks.common import write_section
 from facetrace.calibration import TemplateCalibration, fit_template_calibration
 from facetrace.eval.identify import (
     RESCORE,
@@ -46,7 +46,7 @@ from facetrace.eval.identify import (
     rank_subjects,
     unenrolled,
 )
-from facetrace.eval.lfw import fold_accuracies, read_pairs
+from facetrace.eval.lfw import fold_accuracies
 from facetrace.scoring.asnorm import TOP_K, Cohort, in_cohort
 from facetrace.scoring.templates import subject_template
 
@@ -388,42 +388,23 @@ def verification(
 ) -> dict[str, float]:
     """LFW pairs (folds' thresholds chosen on the other folds), raw and AS-norm, on the
     pairs whose identities pass ``keep`` (not the cohort's)."""
-    images = faces_dir() / "lfw" / "images"
-    _, pairs = read_pairs(faces_dir() / "lfw" / "pairs.txt", images)
-    where = {str(faces_dir() / p): i for i, p in enumerate(lv.paths)}
-    sel = [
-        p
-        for p in pairs
-        if keep(Path(p.a).parent.name)
-        and keep(Path(p.b).parent.name)
-        and str(p.a) in where
-        and str(p.b) in where
-    ]
-    a = lv.vectors[[where[str(p.a)] for p in sel]]
-    b = lv.vectors[[where[str(p.b)] for p in sel]]
-    same = np.array([p.same for p in sel])
-    folds = np.array([p.fold for p in sel])
+    rows = accuracy_vectors.lfw_pair_rows(lv, keep)
+    a, b = lv.vectors[rows.a], lv.vectors[rows.b]
     raw = (a * b).sum(axis=1).astype(np.float64)
     c = Cohort("bench", cohort)
     ma, sa = c.stats(a)
     mb, sb = c.stats(b)
     norm = c.normalise(raw, (ma, sa), (mb, sb))
-    out = {"pairs": float(len(sel))}
+    out = {"pairs": float(len(rows))}
+    every = accuracy_vectors.lfw_pair_rows(lv, lambda _: True)
     everyone = fold_accuracies(
-        (
-            lv.vectors[[where[str(p.a)] for p in pairs if str(p.a) in where and str(p.b) in where]]
-            * lv.vectors[
-                [where[str(p.b)] for p in pairs if str(p.a) in where and str(p.b) in where]
-            ]
-        )
-        .sum(axis=1)
-        .astype(np.float64),
-        np.array([p.same for p in pairs if str(p.a) in where and str(p.b) in where]),
-        np.array([p.fold for p in pairs if str(p.a) in where and str(p.b) in where]),
+        (lv.vectors[every.a] * lv.vectors[every.b]).sum(axis=1).astype(np.float64),
+        every.same,
+        every.folds,
     )[0]
     out["raw_all_pairs"] = float(np.mean(everyone))
     for name, s in (("raw", raw), ("asnorm", norm)):
-        out[name] = float(np.mean(fold_accuracies(s, same, folds)[0]))
+        out[name] = float(np.mean(fold_accuracies(s, rows.same, rows.folds)[0]))
     return out
 
 

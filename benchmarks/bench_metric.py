@@ -49,8 +49,8 @@ import numpy.typing as npt
 
 from benchmarks import accuracy_vectors
 from benchmarks.bench_accuracy import Lever, metrics, protocol, role, subject_scores
-from benchmarks.common import ROOT, faces_dir, write_section
-from facetrace.eval.lfw import fold_accuracies, read_pairs
+from benchmarks.common import ROOT, write_section
+from facetrace.eval.lfw import fold_accuracies
 
 F32 = npt.NDArray[np.float32]
 
@@ -120,23 +120,9 @@ def apply_map(x: F32, mean: F32, w: F32) -> F32:
 def verification(
     lv: accuracy_vectors.LabelledVectors, v: F32, keep: Callable[[str], bool]
 ) -> tuple[float, int]:
-    images = faces_dir() / "lfw" / "images"
-    _, pairs = read_pairs(faces_dir() / "lfw" / "pairs.txt", images)
-    where = {str(faces_dir() / p): i for i, p in enumerate(lv.paths)}
-    sel = [
-        p
-        for p in pairs
-        if keep(Path(p.a).parent.name)
-        and keep(Path(p.b).parent.name)
-        and str(p.a) in where
-        and str(p.b) in where
-    ]
-    a = v[[where[str(p.a)] for p in sel]]
-    b = v[[where[str(p.b)] for p in sel]]
-    s = (a * b).sum(axis=1).astype(np.float64)
-    same = np.array([p.same for p in sel])
-    folds = np.array([p.fold for p in sel])
-    return float(np.mean(fold_accuracies(s, same, folds)[0])), len(sel)
+    rows = accuracy_vectors.lfw_pair_rows(lv, keep)
+    s = (v[rows.a] * v[rows.b]).sum(axis=1).astype(np.float64)
+    return float(np.mean(fold_accuracies(s, rows.same, rows.folds)[0])), len(rows)
 
 
 def _print(split: str, kind: str, m: dict, acc: float | None, n_pairs: int) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import time
 import traceback
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,3 +112,30 @@ def index_stacks(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> list[li
 
     monkeypatch.setattr(index, "search", recorded)
     return stacks
+
+
+def wait_job(client: TestClient, url: str, headers: dict[str, str]) -> dict[str, Any]:
+    """Poll a job (an import or a video job) until it ends, or for ten minutes."""
+    deadline = time.monotonic() + 600
+    while True:
+        body: dict[str, Any] = client.get(url, headers=headers).json()
+        if body["state"] in ("done", "failed", "cancelled") or time.monotonic() > deadline:
+            return body
+        time.sleep(0.5)
+
+
+def import_folders(
+    client: TestClient, admin: dict[str, str], collection: int, photos: dict[str, Path]
+) -> dict[str, Any]:
+    """Import ``photos`` (subject -> photo) into ``collection`` as a zip of one folder per
+    subject, through the API; returns the ended import job."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for subject, src in photos.items():
+            zf.write(src, f"export/{subject}/{src.name}")
+    job = client.post(
+        f"/api/v1/collections/{collection}/imports",
+        headers=admin,
+        files={"file": ("g.zip", buf.getvalue(), "application/zip")},
+    ).json()
+    return wait_job(client, f"/api/v1/imports/{job['id']}", admin)

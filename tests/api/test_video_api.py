@@ -4,9 +4,6 @@ bad videos refused at once with nothing stored, a video without faces fails its 
 
 from __future__ import annotations
 
-import io
-import time
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from facetrace.service.accounts import Role
 from facetrace.store.service_models import Probe, Search
-from tests.api.conftest import add_user, make_client
+from tests.api.conftest import add_user, import_folders, make_client, wait_job
 from tests.video.synthetic import BROWN, Shot, lfw_photo, two_people_cut_return, write_video
 
 PEOPLE = ["Colin_Powell", "Tony_Blair", "Hugo_Chavez", "Laura_Bush"]
@@ -34,17 +31,7 @@ def app(faces_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[d
             headers=admin,
             json={"name": "register", "legal_basis": "Act 12", "retention": "10 years"},
         ).json()
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w") as zf:
-            for name in PEOPLE:
-                src = lfw_photo(faces_dir, name, 3)
-                zf.write(src, f"export/{name}/{src.name}")
-        job = client.post(
-            f"/api/v1/collections/{coll['id']}/imports",
-            headers=admin,
-            files={"file": ("g.zip", buf.getvalue(), "application/zip")},
-        ).json()
-        _wait(client, f"/api/v1/imports/{job['id']}", admin)
+        import_folders(client, admin, coll["id"], {n: lfw_photo(faces_dir, n, 3) for n in PEOPLE})
         h_inv = {"Authorization": f"Bearer {inv}"}
         case = client.post(
             "/api/v1/cases",
@@ -61,15 +48,6 @@ def app(faces_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[d
             "case": case["id"],
             "video": video,
         }
-
-
-def _wait(client: TestClient, url: str, headers: dict[str, str]) -> dict[str, Any]:
-    deadline = time.monotonic() + 600
-    while True:
-        body: dict[str, Any] = client.get(url, headers=headers).json()
-        if body["state"] in ("done", "failed", "cancelled") or time.monotonic() > deadline:
-            return body
-        time.sleep(0.5)
 
 
 def _probes(client: TestClient, case_id: int) -> int:
@@ -92,7 +70,7 @@ def done(app: dict[str, Any]) -> dict[str, Any]:
     assert resp.status_code == 202, resp.text
     job = resp.json()
     assert job["state"] in ("queued", "running") and job["duration_s"] == pytest.approx(7, abs=0.2)
-    body = _wait(app["client"], f"/api/v1/video-jobs/{job['id']}", app["inv"])
+    body = wait_job(app["client"], f"/api/v1/video-jobs/{job['id']}", app["inv"])
     assert body["state"] == "done", body
     return body
 
@@ -157,7 +135,7 @@ def test_a_video_without_faces_fails_and_stores_nothing(
     before = _probes(app["client"], app["case"])
     resp = _upload(app, "empty.mp4", empty.read_bytes())
     assert resp.status_code == 202
-    body = _wait(app["client"], f"/api/v1/video-jobs/{resp.json()['id']}", app["inv"])
+    body = wait_job(app["client"], f"/api/v1/video-jobs/{resp.json()['id']}", app["inv"])
     assert body["state"] == "failed" and "no face was seen" in body["error"]
     assert "empty.mp4" in body["error"] and body["probe"] is None
     assert _probes(app["client"], app["case"]) == before
@@ -191,7 +169,7 @@ def test_one_shot_search_takes_a_video(
     assert resp.status_code == 202, resp.text
     job = resp.json()
     assert job["state"] in ("queued", "running") and job["filename"] == "upload.bin"
-    body = _wait(client, f"/api/v1/video-jobs/{job['id']}", app["inv"])
+    body = wait_job(client, f"/api/v1/video-jobs/{job['id']}", app["inv"])
     assert body["state"] == "done" and body["persons"] == 2, body
     assert body["probe"]["kind"] == "video" and _probes(client, app["case"]) == before + 1
     # each person searched once, with the photo search's record and provenance

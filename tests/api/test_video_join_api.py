@@ -6,11 +6,8 @@ stay two people. Real LFW photos, real decode and models, the real app."""
 
 from __future__ import annotations
 
-import io
 import json
 import re
-import time
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from facetrace.service.accounts import Role
 from facetrace.store.service_models import AuditEntry, Probe, Search
-from tests.api.conftest import add_user, login, make_client
+from tests.api.conftest import add_user, import_folders, login, make_client, wait_job
 from tests.video.synthetic import BLUE, GREEN, GREY, Actor, Shot, lfw_photo, twins, write_video
 
 CAST = "Fernando_Henrique_Cardoso"
@@ -45,32 +42,14 @@ def app(faces_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[d
             headers=admin,
             json={"name": "stills", "legal_basis": "Act 12", "retention": "10 years"},
         ).json()
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w") as zf:
-            for name, number in STILLS.items():
-                src = lfw_photo(faces_dir, name, number)
-                zf.write(src, f"export/{name}/{src.name}")
-        job = client.post(
-            f"/api/v1/collections/{coll['id']}/imports",
-            headers=admin,
-            files={"file": ("g.zip", buf.getvalue(), "application/zip")},
-        ).json()
-        assert _wait(client, f"/api/v1/imports/{job['id']}", admin)["state"] == "done"
+        stills = {name: lfw_photo(faces_dir, name, n) for name, n in STILLS.items()}
+        assert import_folders(client, admin, coll["id"], stills)["state"] == "done"
         case = client.post(
             "/api/v1/cases",
             headers=inv,
             json={"number": "J-1", "purpose": "trace_missing", "legal_basis": "Order 9"},
         ).json()
         yield {"client": client, "inv": inv, "case": case["id"]}
-
-
-def _wait(client: TestClient, url: str, headers: dict[str, str]) -> dict[str, Any]:
-    deadline = time.monotonic() + 600
-    while True:
-        body: dict[str, Any] = client.get(url, headers=headers).json()
-        if body["state"] in ("done", "failed", "cancelled") or time.monotonic() > deadline:
-            return body
-        time.sleep(0.5)
 
 
 def _search_video(app: dict[str, Any], video: Path) -> dict[str, Any]:
@@ -82,7 +61,7 @@ def _search_video(app: dict[str, Any], video: Path) -> dict[str, Any]:
         files={"image": (video.name, video.read_bytes(), "video/mp4")},
     )
     assert resp.status_code == 202, resp.text
-    body = _wait(client, f"/api/v1/video-jobs/{resp.json()['id']}", app["inv"])
+    body = wait_job(client, f"/api/v1/video-jobs/{resp.json()['id']}", app["inv"])
     assert body["state"] == "done", body
     return body
 
@@ -206,7 +185,7 @@ def test_the_web_upload_joins_when_asked_to_search_every_person(
         )
         assert resp.status_code == 303, resp.text
         job_id = resp.headers["location"].rsplit("/", 1)[-1]
-        jobs.append(_wait(client, f"/api/v1/video-jobs/{job_id}", app["inv"]))
+        jobs.append(wait_job(client, f"/api/v1/video-jobs/{job_id}", app["inv"]))
     searched, by_hand = jobs
     assert searched["state"] == "done" and searched["persons"] == 2, searched
     assert len(searched["probe"]["faces"]) == 2 and len(searched["searches"]) == 4
